@@ -1,0 +1,58 @@
+// Optimizer updates as plain functions over float spans, shared by `pstrain train` and the
+// parameter servers (which apply them to the chunks they hold).
+//
+// Semantics follow TensorFlow 1.x's optimizers:
+//   SGD       p -= lr * g
+//   Momentum  a = momentum * a + g;  p -= lr * a                  (slot: a)
+//   Adam      m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+//             p -= lr * sqrt(1-b2^t) / (1-b1^t) * m / (sqrt(v) + eps)   (slots: m, v; t >= 1)
+//   Adagrad   a += g^2;  p -= lr * g / sqrt(a)                    (slot: a, starts at 0.1)
+// Slots start at 0 except Adagrad's accumulator (initial_accumulator). Spans of one call have
+// equal sizes (checked by assert: a programmer error). The element-wise math lives in
+// kernels/optim_math.h as PSTRAIN_HD functions that device code can share.
+// Thread-safety: pure functions; callers must not update the same span concurrently.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "runtime/status.h"
+
+namespace pstrain {
+
+enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdagrad };
+
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::kAdam;
+  float learning_rate = 0.01f;
+  float momentum = 0.9f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float epsilon = 1e-8f;
+  float initial_accumulator = 0.1f;
+};
+
+// "sgd", "momentum", "adam", "adagrad" (any case); an error names the accepted values.
+Result<OptimizerKind> parse_optimizer(const std::string& name);
+const char* optimizer_name(OptimizerKind kind);
+// Number of state arrays (slots) per parameter: SGD 0, Momentum 1, Adam 2, Adagrad 1.
+int optimizer_slot_count(OptimizerKind kind);
+// Initial value of every slot element (Adagrad: initial_accumulator; else 0).
+float optimizer_slot_initial_value(const OptimizerConfig& config);
+
+void sgd_update(std::span<float> param, std::span<const float> grad, float lr);
+void momentum_update(std::span<float> param, std::span<const float> grad, std::span<float> accum,
+                     float lr, float momentum);
+// t: 1-based count of updates applied so far including this one.
+void adam_update(std::span<float> param, std::span<const float> grad, std::span<float> m,
+                 std::span<float> v, float lr, float beta1, float beta2, float epsilon, int64_t t);
+void adagrad_update(std::span<float> param, std::span<const float> grad, std::span<float> accum,
+                    float lr);
+
+// Applies `config`'s update. slots[0..optimizer_slot_count) are the slot spans; t as for Adam.
+void apply_update(const OptimizerConfig& config, std::span<float> param,
+                  std::span<const float> grad, std::span<float> slot0, std::span<float> slot1,
+                  int64_t t);
+
+}  // namespace pstrain

@@ -1,0 +1,74 @@
+#include "runtime/log.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <mutex>
+
+namespace pstrain {
+namespace {
+
+LogLevel initial_level() {
+  LogLevel level = LogLevel::INFO;
+  if (const char* env = std::getenv("PSTRAIN_LOG_LEVEL")) parse_log_level(env, &level);
+  return level;
+}
+
+std::atomic<int> g_level{static_cast<int>(initial_level())};
+std::mutex g_mu;
+std::string g_tag;  // guarded by g_mu
+
+}  // namespace
+
+void set_log_level(LogLevel level) { g_level.store(static_cast<int>(level)); }
+LogLevel log_level() { return static_cast<LogLevel>(g_level.load()); }
+
+bool parse_log_level(const std::string& text, LogLevel* out) {
+  std::string t = text;
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (t == "debug") *out = LogLevel::DEBUG;
+  else if (t == "info") *out = LogLevel::INFO;
+  else if (t == "warning" || t == "warn") *out = LogLevel::WARNING;
+  else if (t == "error") *out = LogLevel::ERROR;
+  else return false;
+  return true;
+}
+
+void set_log_tag(const std::string& tag) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_tag = tag;
+}
+
+LogLine::~LogLine() {
+  static constexpr char kLetters[] = {'D', 'I', 'W', 'E'};
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+  const auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  localtime_r(&secs, &tm);
+  char stamp[32];
+  std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(millis));
+  std::lock_guard<std::mutex> lock(g_mu);
+  std::string line;
+  line.reserve(64);
+  line += kLetters[static_cast<int>(level_)];
+  line += ' ';
+  line += stamp;
+  line += ' ';
+  if (!g_tag.empty()) {
+    line += g_tag;
+    line += ": ";
+  }
+  line += os_.str();
+  line += '\n';
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+}  // namespace pstrain
