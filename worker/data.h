@@ -27,8 +27,8 @@ inline constexpr int kNumClasses = 10;
 
 // One IDX file's contents (element type unsigned byte, as MNIST uses).
 struct IdxArray {
-  std::vector<int32_t> dims;   // e.g. {60000, 28, 28}
-  std::vector<uint8_t> data;   // product(dims) bytes
+  std::vector<int32_t> dims;  // e.g. {60000, 28, 28}
+  std::vector<uint8_t> data;  // product(dims) bytes
 };
 
 // Reads an IDX file of unsigned bytes; gzip-compressed when the file starts with the gzip
@@ -69,6 +69,9 @@ Result<std::string> check_data_dir(const std::string& dir);
 // disjoint, cover the data set, and differ in size by at most one. Within the shard the order
 // is reshuffled every epoch by a generator seeded from (seed, task_index, epoch), so two
 // sources with equal arguments produce identical batches.
+// `data` must outlive the source. Bad arguments (num_tasks <= 0, task_index out of range, span
+// sizes that do not match `batch`, next() on an empty shard) are programmer errors and assert;
+// a data set smaller than num_tasks gives some tasks an empty shard, so check shard_size().
 class BatchSource {
  public:
   BatchSource(const Dataset& data, int task_index, int num_tasks, uint64_t seed);
@@ -77,6 +80,7 @@ class BatchSource {
   void next(int batch, std::span<float> images, std::span<int32_t> labels);
 
   int64_t shard_size() const { return static_cast<int64_t>(shard_.size()); }
+  // Complete passes over the shard so far (0 until its last example has been delivered).
   int64_t epoch() const { return epoch_; }
 
  private:
