@@ -1,0 +1,776 @@
+#include "runtime/cluster.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace pstrain {
+namespace {
+
+using ::testing::HasSubstr;
+
+using Env = std::map<std::string, std::string>;
+
+EnvLookup env_of(Env m) {
+  return [m = std::move(m)](const std::string& name) -> std::optional<std::string> {
+    auto it = m.find(name);
+    if (it == m.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+HostPort hp(const std::string& host, int port) { return HostPort{host, port}; }
+
+// Checks that `st` is InvalidArgument and its message contains every part.
+void expect_invalid(const Status& st, const std::vector<std::string>& parts) {
+  ASSERT_FALSE(st.ok()) << "expected an error containing " << ::testing::PrintToString(parts);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.to_string();
+  for (const std::string& p : parts) {
+    EXPECT_THAT(st.message(), HasSubstr(p));
+  }
+}
+
+bool has_note(const ResolvedTask& t, const std::string& part) {
+  for (const std::string& n : t.notes) {
+    if (n.find(part) != std::string::npos) return true;
+  }
+  return false;
+}
+
+ClusterFlags worker_flags(int index) {
+  ClusterFlags f;
+  f.job_name = "worker";
+  f.task_index = index;
+  return f;
+}
+
+// --- host:port parsing --------------------------------------------------------------------
+
+TEST(ParseHostPort, AcceptsNamesIpv4AndBracketedIpv6) {
+  auto a = parse_host_port("localhost:2222");
+  ASSERT_TRUE(a.ok()) << a.status().to_string();
+  EXPECT_EQ(a->host, "localhost");
+  EXPECT_EQ(a->port, 2222);
+  EXPECT_EQ(a->to_string(), "localhost:2222");
+
+  auto b = parse_host_port("10.0.0.4:1");
+  ASSERT_TRUE(b.ok()) << b.status().to_string();
+  EXPECT_EQ(b->host, "10.0.0.4");
+  EXPECT_EQ(b->port, 1);
+
+  auto c = parse_host_port("worker-0.my_job.svc.cluster.local:65535");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->host, "worker-0.my_job.svc.cluster.local");
+  EXPECT_EQ(c->port, 65535);
+
+  auto d = parse_host_port("[::1]:2222");
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(d->host, "[::1]");
+  EXPECT_EQ(d->port, 2222);
+  EXPECT_EQ(d->to_string(), "[::1]:2222");
+
+  auto e = parse_host_port("[fe80::1%eth0]:80");
+  ASSERT_TRUE(e.ok()) << e.status().to_string();
+  EXPECT_EQ(e->host, "[fe80::1%eth0]");
+}
+
+TEST(ParseHostPort, RejectsBadTextNamingIt) {
+  for (const char* text :
+       {"", "localhost", ":2222", "host:", "host:abc", "host:12a", "host:-1", "host:+1", "::1:2222",
+        "[::1]2222", "[::1", "[]:1", "[zz zz]:1", " host:1", "ho st:1", "host/x:1"}) {
+    SCOPED_TRACE(text);
+    auto r = parse_host_port(text);
+    expect_invalid(r.status(), {std::string("\"") + text + "\""});
+  }
+}
+
+TEST(ParseHostPort, PortRange) {
+  expect_invalid(parse_host_port("host:0").status(), {"\"host:0\"", "out of range 1..65535"});
+  expect_invalid(parse_host_port("host:65536").status(),
+                 {"\"host:65536\"", "65536", "out of range"});
+  expect_invalid(parse_host_port("host:99999999999999999999").status(),
+                 {"99999999999999999999", "out of range"});
+  expect_invalid(parse_host_port("::1:2222").status(), {"[::1]:2222"});  // the hint
+}
+
+TEST(ParseHostList, TrimsSpacesAndKeepsOrder) {
+  auto r = parse_host_list(" a:1, b.example:2 ,[::1]:3 ");
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  std::vector<HostPort> want = {hp("a", 1), hp("b.example", 2), hp("[::1]", 3)};
+  EXPECT_EQ(*r, want);
+  EXPECT_EQ(host_list_string(*r), "a:1,b.example:2,[::1]:3");
+}
+
+TEST(ParseHostList, RejectsEmptyListsAndItems) {
+  expect_invalid(parse_host_list("").status(), {"empty"});
+  expect_invalid(parse_host_list("  ").status(), {"empty"});
+  expect_invalid(parse_host_list("a:1,,b:2").status(), {"entry 2", "\"a:1,,b:2\"", "empty"});
+  expect_invalid(parse_host_list("a:1,").status(), {"entry 2", "empty"});
+  expect_invalid(parse_host_list(",a:1").status(), {"entry 1", "empty"});
+  expect_invalid(parse_host_list("a:1,b").status(), {"entry 2", "\"b\""});
+}
+
+TEST(JobNames, ParseAndPrint) {
+  EXPECT_EQ(std::string(job_name_string(JobName::kPs)), "ps");
+  EXPECT_EQ(std::string(job_name_string(JobName::kWorker)), "worker");
+  auto ps = parse_job_name("ps");
+  ASSERT_TRUE(ps.ok());
+  EXPECT_EQ(*ps, JobName::kPs);
+  auto w = parse_job_name("worker");
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(*w, JobName::kWorker);
+  expect_invalid(parse_job_name("Worker").status(), {"\"Worker\""});
+  expect_invalid(parse_job_name("chief").status(),
+                 {"\"chief\"", "--job_name=worker --task_index=0"});
+}
+
+// --- Each source --------------------------------------------------------------------------
+
+TEST(ResolveTask, AllFromFlags) {
+  ClusterFlags f;
+  f.job_name = "ps";
+  f.task_index = 1;
+  f.ps_hosts = "p0:2222,p1:2222";
+  f.worker_hosts = "w0:2222,w1:2222,w2:2222";
+  f.num_gpus = 0;
+  auto r = resolve_task(f, env_of({}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->job, JobName::kPs);
+  EXPECT_EQ(r->task_index, 1);
+  EXPECT_EQ(r->num_gpus, 0);
+  std::vector<HostPort> ps = {hp("p0", 2222), hp("p1", 2222)};
+  std::vector<HostPort> workers = {hp("w0", 2222), hp("w1", 2222), hp("w2", 2222)};
+  EXPECT_EQ(r->cluster.ps, ps);
+  EXPECT_EQ(r->cluster.workers, workers);
+  EXPECT_EQ(r->cluster_source, "flags");
+  EXPECT_EQ(r->task_source, "flags");
+  EXPECT_EQ(r->num_gpus_source, "flags (--num_gpus)");
+  EXPECT_THAT(describe_task(*r), HasSubstr("ps 1"));
+  EXPECT_THAT(describe_task(*r), HasSubstr("cluster from flags"));
+}
+
+TEST(ResolveTask, DefaultsOfMnistReplica) {
+  auto r = resolve_task(worker_flags(1), env_of({}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  std::vector<HostPort> ps = {hp("localhost", 2222)};
+  std::vector<HostPort> workers = {hp("localhost", 2223), hp("localhost", 2224)};
+  EXPECT_EQ(r->cluster.ps, ps);
+  EXPECT_EQ(r->cluster.workers, workers);
+  EXPECT_EQ(r->num_gpus, 1);
+  EXPECT_EQ(r->job, JobName::kWorker);
+  EXPECT_EQ(r->task_index, 1);
+  EXPECT_EQ(r->cluster_source, "defaults");
+  EXPECT_EQ(r->task_source, "flags");
+  EXPECT_EQ(r->num_gpus_source, "defaults (--num_gpus)");
+  EXPECT_TRUE(has_note(*r, "localhost:2222"));
+  EXPECT_TRUE(has_note(*r, "localhost:2223,localhost:2224"));
+}
+
+TEST(ResolveTask, NullEnvLookupMeansNoEnvironment) {
+  auto r = resolve_task(worker_flags(0), EnvLookup{});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->cluster_source, "defaults");
+}
+
+TEST(ResolveTask, BatchAiEnvironment) {
+  // The Batch AI command line gives only --job_name (and flags that expand to the env).
+  ClusterFlags f;
+  f.job_name = "worker";
+  Env env = {{"AZ_BATCHAI_PS_HOSTS", "10.0.0.4:2222"},
+             {"AZ_BATCHAI_WORKER_HOSTS", "10.0.0.5:2223,10.0.0.6:2223"},
+             {"AZ_BATCHAI_TASK_INDEX", "1"},
+             {"AZ_BATCHAI_NUM_GPUS", "4"}};
+  auto r = resolve_task(f, env_of(env));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  std::vector<HostPort> ps = {hp("10.0.0.4", 2222)};
+  std::vector<HostPort> workers = {hp("10.0.0.5", 2223), hp("10.0.0.6", 2223)};
+  EXPECT_EQ(r->cluster.ps, ps);
+  EXPECT_EQ(r->cluster.workers, workers);
+  EXPECT_EQ(r->task_index, 1);
+  EXPECT_EQ(r->num_gpus, 4);
+  EXPECT_EQ(r->cluster_source, "Batch AI (AZ_BATCHAI_*)");
+  EXPECT_EQ(r->task_source, "flags (--job_name), Batch AI (AZ_BATCHAI_TASK_INDEX)");
+  EXPECT_EQ(r->num_gpus_source, "Batch AI (AZ_BATCHAI_NUM_GPUS)");
+}
+
+TEST(ResolveTask, BatchAiCommandLineExpandedIntoFlags) {
+  // `--ps_hosts=$AZ_BATCHAI_PS_HOSTS ...`: the flags carry the same values as the env.
+  ClusterFlags f;
+  f.job_name = "ps";
+  f.num_gpus = 1;
+  f.ps_hosts = "10.0.0.4:2222";
+  f.worker_hosts = "10.0.0.5:2223,10.0.0.6:2223";
+  f.task_index = 0;
+  Env env = {{"AZ_BATCHAI_PS_HOSTS", "10.0.0.4:2222"},
+             {"AZ_BATCHAI_WORKER_HOSTS", "10.0.0.5:2223,10.0.0.6:2223"},
+             {"AZ_BATCHAI_TASK_INDEX", "0"}};
+  auto r = resolve_task(f, env_of(env));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->job, JobName::kPs);
+  EXPECT_EQ(r->cluster_source, "flags");
+}
+
+TEST(ResolveTask, EmptyEnvironmentVariableCountsAsUnset) {
+  Env env = {{"AZ_BATCHAI_PS_HOSTS", ""},
+             {"AZ_BATCHAI_WORKER_HOSTS", " "},
+             {"AZ_BATCHAI_NUM_GPUS", ""},
+             {"TF_CONFIG", ""}};
+  auto r = resolve_task(worker_flags(0), env_of(env));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->cluster_source, "defaults");
+  EXPECT_EQ(r->num_gpus, 1);
+}
+
+constexpr const char* kTfConfigPlain = R"({
+  "cluster": {"ps": ["ps-0:2222"], "worker": ["worker-0:2222", "worker-1:2222"]},
+  "task": {"type": "worker", "index": 1},
+  "environment": "cloud"
+})";
+
+TEST(ResolveTask, TfConfigAlone) {
+  auto r = resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", kTfConfigPlain}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  std::vector<HostPort> ps = {hp("ps-0", 2222)};
+  std::vector<HostPort> workers = {hp("worker-0", 2222), hp("worker-1", 2222)};
+  EXPECT_EQ(r->cluster.ps, ps);
+  EXPECT_EQ(r->cluster.workers, workers);
+  EXPECT_EQ(r->job, JobName::kWorker);
+  EXPECT_EQ(r->task_index, 1);  // no chief: no shift
+  EXPECT_EQ(r->num_gpus, 1);
+  EXPECT_EQ(r->cluster_source, "TF_CONFIG");
+  EXPECT_EQ(r->task_source, "TF_CONFIG");
+  EXPECT_FALSE(has_note(*r, "environment"));  // a known key, ignored quietly
+  EXPECT_FALSE(has_note(*r, "shifted"));
+}
+
+TEST(ResolveTask, TfConfigPsTask) {
+  const char* tf = R"({"cluster": {"ps": ["p0:1", "p1:1"], "worker": ["w0:1"]},
+                       "task": {"type": "ps", "index": 1}})";
+  auto r = resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->job, JobName::kPs);
+  EXPECT_EQ(r->task_index, 1);
+}
+
+TEST(ResolveTask, TfConfigIndexAsDigitStringAsTensorFlowAccepts) {
+  const char* tf = R"({"cluster": {"ps": ["p0:1"], "worker": ["w0:1", "w1:1"]},
+                       "task": {"type": "worker", "index": "1"}})";
+  auto r = resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->task_index, 1);
+}
+
+// --- Chief / master / evaluator -----------------------------------------------------------
+
+constexpr const char* kTfConfigChiefCluster =
+    R"("cluster": {"chief": ["c:2222"], "worker": ["w0:2222", "w1:2222"], "ps": ["p:2222"],
+                   "evaluator": ["e:2222"]})";
+
+std::string tf_with_task(const std::string& cluster, const std::string& task) {
+  return "{" + cluster + ", \"task\": " + task + "}";
+}
+
+TEST(ResolveTask, ChiefIsWorkerZeroAndWorkersShift) {
+  std::vector<HostPort> workers = {hp("c", 2222), hp("w0", 2222), hp("w1", 2222)};
+  {
+    auto r = resolve_task(
+        ClusterFlags{}, env_of({{"TF_CONFIG", tf_with_task(kTfConfigChiefCluster,
+                                                           R"({"type": "worker", "index": 1})")}}));
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(r->cluster.workers, workers);  // evaluator is not in the training cluster
+    EXPECT_EQ(r->job, JobName::kWorker);
+    EXPECT_EQ(r->task_index, 2);
+    EXPECT_EQ(r->cluster_source, "TF_CONFIG");
+    EXPECT_TRUE(has_note(*r, "TF_CONFIG: chief counted as worker 0, workers shifted by one"));
+    EXPECT_TRUE(has_note(*r, "evaluator"));
+  }
+  {
+    auto r = resolve_task(
+        ClusterFlags{}, env_of({{"TF_CONFIG", tf_with_task(kTfConfigChiefCluster,
+                                                           R"({"type": "worker", "index": 0})")}}));
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(r->task_index, 1);
+  }
+  {
+    auto r = resolve_task(
+        ClusterFlags{}, env_of({{"TF_CONFIG", tf_with_task(kTfConfigChiefCluster,
+                                                           R"({"type": "chief", "index": 0})")}}));
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(r->job, JobName::kWorker);
+    EXPECT_EQ(r->task_index, 0);
+  }
+  {
+    auto r = resolve_task(ClusterFlags{},
+                          env_of({{"TF_CONFIG", tf_with_task(kTfConfigChiefCluster,
+                                                             R"({"type": "ps", "index": 0})")}}));
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(r->job, JobName::kPs);
+    EXPECT_EQ(r->task_index, 0);  // ps indices do not shift
+  }
+}
+
+TEST(ResolveTask, MasterCountsLikeChief) {
+  const char* cluster = R"("cluster": {"master": ["m:1"], "worker": ["w0:1"], "ps": ["p:1"]})";
+  auto r = resolve_task(
+      ClusterFlags{},
+      env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"type": "master", "index": 0})")}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  std::vector<HostPort> workers = {hp("m", 1), hp("w0", 1)};
+  EXPECT_EQ(r->cluster.workers, workers);
+  EXPECT_EQ(r->task_index, 0);
+  EXPECT_TRUE(has_note(*r, "master counted as worker 0"));
+
+  auto w = resolve_task(
+      ClusterFlags{},
+      env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"type": "worker", "index": 0})")}}));
+  ASSERT_TRUE(w.ok()) << w.status().to_string();
+  EXPECT_EQ(w->task_index, 1);
+}
+
+TEST(ResolveTask, ChiefOnlyClusterWithPs) {
+  const char* tf = R"({"cluster": {"chief": ["c:1"], "ps": ["p:1"]},
+                       "task": {"type": "chief", "index": 0}})";
+  auto r = resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  std::vector<HostPort> workers = {hp("c", 1)};
+  EXPECT_EQ(r->cluster.workers, workers);
+}
+
+TEST(ResolveTask, EvaluatorTaskIsAnError) {
+  auto r = resolve_task(
+      ClusterFlags{},
+      env_of({{"TF_CONFIG",
+               tf_with_task(kTfConfigChiefCluster, R"({"type": "evaluator", "index": 0})")}}));
+  expect_invalid(r.status(), {"TF_CONFIG", "\"evaluator\"", "pstrain runs no evaluator task"});
+}
+
+TEST(ResolveTask, ChiefTaskErrors) {
+  auto idx = resolve_task(
+      ClusterFlags{}, env_of({{"TF_CONFIG", tf_with_task(kTfConfigChiefCluster,
+                                                         R"({"type": "chief", "index": 1})")}}));
+  expect_invalid(idx.status(), {"TF_CONFIG task.index 1", "\"chief\""});
+
+  const char* no_chief = R"("cluster": {"worker": ["w0:1"], "ps": ["p:1"]})";
+  auto missing = resolve_task(
+      ClusterFlags{},
+      env_of({{"TF_CONFIG", tf_with_task(no_chief, R"({"type": "chief", "index": 0})")}}));
+  expect_invalid(missing.status(), {"TF_CONFIG task.type is \"chief\"", "no \"chief\""});
+
+  const char* both = R"({"cluster": {"chief": ["c:1"], "master": ["m:1"], "ps": ["p:1"]},
+                         "task": {"type": "chief", "index": 0}})";
+  expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", both}})).status(),
+                 {"TF_CONFIG", "\"chief\" and \"master\""});
+
+  const char* two = R"({"cluster": {"chief": ["c:1", "d:1"], "ps": ["p:1"]},
+                        "task": {"type": "chief", "index": 0}})";
+  expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", two}})).status(),
+                 {"TF_CONFIG cluster.chief", "2 entries", "c:1"});
+}
+
+TEST(ResolveTask, UnknownTfConfigKeysAreNoted) {
+  const char* tf = R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"], "sidecar": ["s:1"]},
+                       "task": {"type": "worker", "index": 0, "trial": "7"},
+                       "rpc_layer": "grpc", "environment": "cloud"})";
+  auto r = resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(has_note(*r, "\"sidecar\""));
+  EXPECT_TRUE(has_note(*r, "\"trial\""));
+  EXPECT_TRUE(has_note(*r, "\"rpc_layer\""));
+  EXPECT_FALSE(has_note(*r, "environment"));
+}
+
+TEST(ResolveTask, UnknownTfConfigTaskTypeIsAnError) {
+  const char* tf = R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]},
+                       "task": {"type": "sidecar", "index": 0}})";
+  expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}})).status(),
+                 {"TF_CONFIG task.type", "\"sidecar\""});
+}
+
+// --- Precedence and mixes -----------------------------------------------------------------
+
+TEST(ResolveTask, PrecedenceFlagsOverBatchAiOverTfConfigOverDefaults) {
+  const Env batch = {{"AZ_BATCHAI_PS_HOSTS", "bp:1"},
+                     {"AZ_BATCHAI_WORKER_HOSTS", "bw0:1,bw1:1,bw2:1"},
+                     {"AZ_BATCHAI_TASK_INDEX", "2"},
+                     {"AZ_BATCHAI_NUM_GPUS", "2"}};
+  const std::string tf = R"({"cluster": {"ps": ["tp:1"], "worker": ["tw0:1", "tw1:1"]},
+                             "task": {"type": "worker", "index": 1}})";
+  ClusterFlags flags;
+  flags.job_name = "worker";
+  flags.task_index = 0;
+  flags.ps_hosts = "fp:1";
+  flags.worker_hosts = "fw0:1";
+  flags.num_gpus = 3;
+
+  Env all = batch;
+  all["TF_CONFIG"] = tf;
+
+  // 1. Flags win over everything.
+  auto r1 = resolve_task(flags, env_of(all));
+  ASSERT_TRUE(r1.ok()) << r1.status().to_string();
+  EXPECT_EQ(r1->cluster.ps, std::vector<HostPort>{hp("fp", 1)});
+  EXPECT_EQ(r1->cluster.workers, std::vector<HostPort>{hp("fw0", 1)});
+  EXPECT_EQ(r1->task_index, 0);
+  EXPECT_EQ(r1->num_gpus, 3);
+  EXPECT_EQ(r1->cluster_source, "flags");
+  EXPECT_TRUE(has_note(*r1, "TF_CONFIG is set but not used"));
+
+  // 2. Batch AI wins over TF_CONFIG and defaults (job name still from the command line).
+  ClusterFlags job_only;
+  job_only.job_name = "worker";
+  auto r2 = resolve_task(job_only, env_of(all));
+  ASSERT_TRUE(r2.ok()) << r2.status().to_string();
+  EXPECT_EQ(r2->cluster.ps, std::vector<HostPort>{hp("bp", 1)});
+  EXPECT_EQ(r2->cluster.workers.size(), 3u);
+  EXPECT_EQ(r2->task_index, 2);
+  EXPECT_EQ(r2->num_gpus, 2);
+  EXPECT_EQ(r2->cluster_source, "Batch AI (AZ_BATCHAI_*)");
+  EXPECT_TRUE(has_note(*r2, "TF_CONFIG is set but not used"));
+
+  // 3. TF_CONFIG wins over defaults.
+  auto r3 = resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}}));
+  ASSERT_TRUE(r3.ok()) << r3.status().to_string();
+  EXPECT_EQ(r3->cluster.ps, std::vector<HostPort>{hp("tp", 1)});
+  EXPECT_EQ(r3->task_index, 1);
+  EXPECT_EQ(r3->num_gpus, 1);  // TF_CONFIG gives no num_gpus: default
+  EXPECT_EQ(r3->cluster_source, "TF_CONFIG");
+  EXPECT_EQ(r3->num_gpus_source, "defaults (--num_gpus)");
+
+  // 4. Defaults when nothing else is there.
+  auto r4 = resolve_task(worker_flags(0), env_of({}));
+  ASSERT_TRUE(r4.ok()) << r4.status().to_string();
+  EXPECT_EQ(r4->cluster.ps, std::vector<HostPort>{hp("localhost", 2222)});
+}
+
+TEST(ResolveTask, FlagsAndBatchAiMix) {
+  ClusterFlags f;
+  f.job_name = "worker";
+  f.ps_hosts = "p:1";
+  Env env = {{"AZ_BATCHAI_WORKER_HOSTS", "w0:1,w1:1"}, {"AZ_BATCHAI_TASK_INDEX", "1"}};
+  auto r = resolve_task(f, env_of(env));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->cluster.ps, std::vector<HostPort>{hp("p", 1)});
+  EXPECT_EQ(r->cluster.workers.size(), 2u);
+  EXPECT_EQ(r->cluster_source, "flags (--ps_hosts), Batch AI (AZ_BATCHAI_WORKER_HOSTS)");
+  EXPECT_EQ(r->task_source, "flags (--job_name), Batch AI (AZ_BATCHAI_TASK_INDEX)");
+}
+
+TEST(ResolveTask, BatchAiAndTfConfigMix) {
+  // Batch AI gives ps and the index; TF_CONFIG gives the workers and the job name.
+  Env env = {{"AZ_BATCHAI_PS_HOSTS", "p:1"},
+             {"AZ_BATCHAI_TASK_INDEX", "0"},
+             {"TF_CONFIG", R"({"cluster": {"worker": ["w0:1", "w1:1"]},
+                               "task": {"type": "worker", "index": 1}})"}};
+  auto r = resolve_task(ClusterFlags{}, env_of(env));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->cluster.ps, std::vector<HostPort>{hp("p", 1)});
+  EXPECT_EQ(r->cluster.workers.size(), 2u);
+  EXPECT_EQ(r->task_index, 0);  // Batch AI's index wins over TF_CONFIG's
+  EXPECT_EQ(r->cluster_source, "Batch AI (AZ_BATCHAI_PS_HOSTS), TF_CONFIG (cluster.worker)");
+  EXPECT_EQ(r->task_source, "TF_CONFIG (task.type), Batch AI (AZ_BATCHAI_TASK_INDEX)");
+}
+
+TEST(ResolveTask, TfConfigClusterWithTaskFromFlags) {
+  ClusterFlags f;
+  f.job_name = "ps";
+  f.task_index = 0;
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", kTfConfigPlain}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->job, JobName::kPs);
+  EXPECT_EQ(r->task_index, 0);
+  EXPECT_EQ(r->cluster_source, "TF_CONFIG");
+  EXPECT_EQ(r->task_source, "flags");
+}
+
+TEST(ResolveTask, FlagJobWithTfConfigIndexMustAgree) {
+  ClusterFlags ok_flags;
+  ok_flags.job_name = "worker";
+  auto ok = resolve_task(ok_flags, env_of({{"TF_CONFIG", kTfConfigPlain}}));
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->task_index, 1);
+  EXPECT_EQ(ok->task_source, "flags (--job_name), TF_CONFIG (task.index)");
+
+  ClusterFlags bad_flags;
+  bad_flags.job_name = "ps";
+  auto bad = resolve_task(bad_flags, env_of({{"TF_CONFIG", kTfConfigPlain}}));
+  expect_invalid(bad.status(), {"--job_name=ps", "TF_CONFIG task.type \"worker\""});
+}
+
+TEST(ResolveTask, SchedulerClusterIsNotMixedWithDefaults) {
+  auto r1 = resolve_task(worker_flags(0), env_of({{"AZ_BATCHAI_WORKER_HOSTS", "w0:1,w1:1"}}));
+  expect_invalid(r1.status(), {"AZ_BATCHAI_WORKER_HOSTS", "w0:1,w1:1", "--ps_hosts"});
+
+  auto r2 = resolve_task(worker_flags(0), env_of({{"AZ_BATCHAI_PS_HOSTS", "p:1"}}));
+  expect_invalid(r2.status(), {"AZ_BATCHAI_PS_HOSTS", "p:1", "--worker_hosts"});
+
+  const char* tf = R"({"cluster": {"worker": ["w0:1"]}, "task": {"type": "worker", "index": 0}})";
+  auto r3 = resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}}));
+  expect_invalid(r3.status(), {"TF_CONFIG cluster.worker", "w0:1", "no source gives the ps list"});
+
+  // Flags plus a default is mnist_replica's own behaviour and stays allowed.
+  ClusterFlags f = worker_flags(0);
+  f.worker_hosts = "remote:1";
+  auto r4 = resolve_task(f, env_of({}));
+  ASSERT_TRUE(r4.ok()) << r4.status().to_string();
+  EXPECT_EQ(r4->cluster_source, "defaults (--ps_hosts), flags (--worker_hosts)");
+}
+
+// --- Bad input names the source and the value ---------------------------------------------
+
+TEST(ResolveTaskErrors, BadHostPortInEachSource) {
+  ClusterFlags f = worker_flags(0);
+  f.ps_hosts = "p:1,bad";
+  expect_invalid(resolve_task(f, env_of({})).status(), {"--ps_hosts", "\"p:1,bad\"", "\"bad\""});
+
+  expect_invalid(resolve_task(worker_flags(0), env_of({{"AZ_BATCHAI_PS_HOSTS", "p:1"},
+                                                       {"AZ_BATCHAI_WORKER_HOSTS", "w:x"}}))
+                     .status(),
+                 {"AZ_BATCHAI_WORKER_HOSTS", "\"w:x\""});
+
+  const char* tf = R"({"cluster": {"ps": ["p:1"], "worker": ["w0:1", "w1"]},
+                       "task": {"type": "worker", "index": 0}})";
+  expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}})).status(),
+                 {"TF_CONFIG cluster.worker[1]", "\"w1\""});
+}
+
+TEST(ResolveTaskErrors, PortOutOfRangeInEachSource) {
+  ClusterFlags f = worker_flags(0);
+  f.worker_hosts = "w:70000";
+  expect_invalid(resolve_task(f, env_of({})).status(),
+                 {"--worker_hosts", "w:70000", "out of range"});
+
+  expect_invalid(resolve_task(worker_flags(0), env_of({{"AZ_BATCHAI_PS_HOSTS", "p:0"},
+                                                       {"AZ_BATCHAI_WORKER_HOSTS", "w:1"}}))
+                     .status(),
+                 {"AZ_BATCHAI_PS_HOSTS", "p:0", "out of range"});
+
+  const char* tf = R"({"cluster": {"ps": ["p:65536"], "worker": ["w:1"]},
+                       "task": {"type": "worker", "index": 0}})";
+  expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}})).status(),
+                 {"TF_CONFIG cluster.ps[0]", "p:65536", "out of range"});
+}
+
+TEST(ResolveTaskErrors, DuplicateAddresses) {
+  ClusterFlags f = worker_flags(0);
+  f.ps_hosts = "h:2222";
+  Env env = {{"AZ_BATCHAI_WORKER_HOSTS", "w:2222,h:2222"}};
+  expect_invalid(
+      resolve_task(f, env_of(env)).status(),
+      {"h:2222", "ps 0 (from flags --ps_hosts)", "worker 1 (from AZ_BATCHAI_WORKER_HOSTS)"});
+
+  ClusterFlags g = worker_flags(0);
+  g.worker_hosts = "a:1,b:1,A:1";  // host names compare case-insensitively
+  expect_invalid(resolve_task(g, env_of({})).status(),
+                 {"A:1", "worker 0 (from flags --worker_hosts)", "worker 2"});
+
+  // Same host, different ports: fine.
+  ClusterFlags h = worker_flags(0);
+  h.ps_hosts = "localhost:1";
+  h.worker_hosts = "localhost:2,localhost:3";
+  EXPECT_TRUE(resolve_task(h, env_of({})).ok());
+}
+
+TEST(ResolveTaskErrors, TaskIndexOutOfRange) {
+  ClusterFlags f;
+  f.job_name = "worker";
+  f.worker_hosts = "a:1,b:1";
+  f.ps_hosts = "p:1";
+  auto r = resolve_task(f, env_of({{"AZ_BATCHAI_TASK_INDEX", "3"}}));
+  expect_invalid(r.status(), {"task_index 3 (from AZ_BATCHAI_TASK_INDEX) is out of range: the "
+                              "cluster has 2 workers (from flags --worker_hosts)"});
+
+  ClusterFlags neg = f;
+  neg.task_index = -1;
+  expect_invalid(resolve_task(neg, env_of({})).status(),
+                 {"task_index -1 (from flags --task_index)", "out of range"});
+
+  ClusterFlags ps;
+  ps.job_name = "ps";
+  ps.task_index = 1;
+  expect_invalid(resolve_task(ps, env_of({})).status(), {"task_index 1 (from flags --task_index)",
+                                                         "1 ps (from the default of --ps_hosts)"});
+
+  const char* tf = R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]},
+                       "task": {"type": "worker", "index": 5}})";
+  expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}})).status(),
+                 {"task_index 5 (from TF_CONFIG task.index)", "1 workers (from TF_CONFIG"});
+}
+
+TEST(ResolveTaskErrors, NonIntegerBatchAiValues) {
+  ClusterFlags f;
+  f.job_name = "worker";
+  for (const char* v : {"one", "1.5", "1x", "0x1"}) {
+    SCOPED_TRACE(v);
+    expect_invalid(resolve_task(f, env_of({{"AZ_BATCHAI_TASK_INDEX", v}})).status(),
+                   {"AZ_BATCHAI_TASK_INDEX", std::string("\"") + v + "\"", "not an integer"});
+  }
+  expect_invalid(resolve_task(worker_flags(0), env_of({{"AZ_BATCHAI_NUM_GPUS", "two"}})).status(),
+                 {"AZ_BATCHAI_NUM_GPUS", "\"two\"", "not an integer"});
+  // Spaces around a number are tolerated.
+  auto r = resolve_task(f, env_of({{"AZ_BATCHAI_TASK_INDEX", " 1 "}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->task_index, 1);
+}
+
+TEST(ResolveTaskErrors, BadTfConfigJson) {
+  auto r = resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", "{\"cluster\": "}}));
+  expect_invalid(r.status(), {"TF_CONFIG is not valid JSON", "parse error", "{\"cluster\": "});
+  auto r2 = resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", "cluster=ps"}}));
+  expect_invalid(r2.status(), {"TF_CONFIG is not valid JSON", "cluster=ps"});
+}
+
+TEST(ResolveTaskErrors, TfConfigWrongTypes) {
+  struct Case {
+    const char* json;
+    std::vector<std::string> parts;
+  };
+  const std::vector<Case> cases = {
+      {R"([1, 2])", {"TF_CONFIG is a JSON array"}},
+      {R"({"cluster": ["p:1"]})", {"TF_CONFIG cluster is a JSON array", "[\"p:1\"]"}},
+      {R"({"cluster": {"ps": "p:1"}})", {"TF_CONFIG cluster.ps is a JSON string", "\"p:1\""}},
+      {R"({"cluster": {"ps": ["p:1"], "worker": ["w:1", 7]}})",
+       {"TF_CONFIG cluster.worker[1] is a JSON number", "7"}},
+      {R"({"cluster": {"ps": [], "worker": ["w:1"]}})", {"TF_CONFIG cluster.ps", "empty"}},
+      {R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]}, "task": "worker"})",
+       {"TF_CONFIG task is a JSON string", "\"worker\""}},
+      {R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]}, "task": {"type": 1, "index": 0}})",
+       {"TF_CONFIG task.type is a JSON number", "1"}},
+      {R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]}, "task": {"type": "worker", "index": 1.5}})",
+       {"TF_CONFIG task.index 1.5"}},
+      {R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]}, "task": {"type": "worker", "index": -1}})",
+       {"TF_CONFIG task.index -1"}},
+      {R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]}, "task": {"type": "worker", "index": "x"}})",
+       {"TF_CONFIG task.index \"x\""}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.json);
+    expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", c.json}})).status(), c.parts);
+  }
+}
+
+TEST(ResolveTaskErrors, TfConfigMissingTaskParts) {
+  const char* no_task = R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]}})";
+  expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", no_task}})).status(),
+                 {"no job name", "--job_name"});
+  const char* no_index = R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]},
+                             "task": {"type": "worker"}})";
+  expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", no_index}})).status(),
+                 {"TF_CONFIG task has no \"index\"", "--task_index"});
+  const char* no_type = R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]},
+                            "task": {"index": 0}})";
+  expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", no_type}})).status(),
+                 {"TF_CONFIG task has no \"type\"", "--job_name"});
+}
+
+TEST(ResolveTaskErrors, UnusedBadTfConfigIsNotAnError) {
+  ClusterFlags f = worker_flags(0);
+  f.ps_hosts = "p:1";
+  f.worker_hosts = "w:1";
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", "not json"}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(has_note(*r, "TF_CONFIG is set but not used"));
+}
+
+TEST(ResolveTaskErrors, BadJobName) {
+  ClusterFlags f;
+  f.job_name = "chief";
+  f.task_index = 0;
+  expect_invalid(resolve_task(f, env_of({})).status(),
+                 {"--job_name", "\"chief\"", "--job_name=worker --task_index=0"});
+  f.job_name = "evaluator";
+  expect_invalid(resolve_task(f, env_of({})).status(), {"--job_name", "\"evaluator\""});
+}
+
+TEST(ResolveTaskErrors, NegativeNumGpus) {
+  ClusterFlags f = worker_flags(0);
+  f.num_gpus = -1;
+  expect_invalid(resolve_task(f, env_of({})).status(),
+                 {"num_gpus -1 (from flags --num_gpus)", "negative"});
+  expect_invalid(resolve_task(worker_flags(0), env_of({{"AZ_BATCHAI_NUM_GPUS", "-2"}})).status(),
+                 {"num_gpus -2 (from AZ_BATCHAI_NUM_GPUS)", "negative"});
+}
+
+TEST(ResolveTaskErrors, EmptyLists) {
+  ClusterFlags f = worker_flags(0);
+  f.ps_hosts = "";
+  expect_invalid(resolve_task(f, env_of({})).status(),
+                 {"bad ps list \"\" (from flags --ps_hosts)", "empty", "AZ_BATCHAI_PS_HOSTS"});
+  ClusterFlags g = worker_flags(0);
+  g.worker_hosts = " , ";
+  expect_invalid(resolve_task(g, env_of({})).status(),
+                 {"bad worker list \" , \" (from flags --worker_hosts)", "empty"});
+  const char* tf = R"({"cluster": {"ps": ["p:1"], "worker": []},
+                       "task": {"type": "worker", "index": 0}})";
+  expect_invalid(resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}})).status(),
+                 {"TF_CONFIG cluster.worker", "empty"});
+}
+
+TEST(ResolveTaskErrors, MissingJobNameOrTaskIndex) {
+  ClusterFlags no_job;
+  no_job.task_index = 0;
+  expect_invalid(resolve_task(no_job, env_of({})).status(), {"no job name", "--job_name"});
+
+  ClusterFlags no_index;
+  no_index.job_name = "ps";
+  expect_invalid(resolve_task(no_index, env_of({})).status(),
+                 {"no task index", "--task_index", "AZ_BATCHAI_TASK_INDEX", "TF_CONFIG"});
+}
+
+// --- Job id -------------------------------------------------------------------------------
+
+TEST(DeriveJobId, SameSpecSameIdOnEveryTask) {
+  // A ps task told by flags and a worker task told by TF_CONFIG see the same cluster.
+  ClusterFlags f;
+  f.job_name = "ps";
+  f.task_index = 0;
+  f.ps_hosts = "p:2222";
+  f.worker_hosts = "w0:2222, w1:2222";
+  auto a = resolve_task(f, env_of({}));
+  ASSERT_TRUE(a.ok()) << a.status().to_string();
+  const char* tf = R"({"cluster": {"chief": ["w0:2222"], "worker": ["w1:2222"], "ps": ["p:2222"]},
+                       "task": {"type": "worker", "index": 0}})";
+  auto b = resolve_task(ClusterFlags{}, env_of({{"TF_CONFIG", tf}}));
+  ASSERT_TRUE(b.ok()) << b.status().to_string();
+  ASSERT_EQ(a->cluster, b->cluster);
+  EXPECT_EQ(derive_job_id(a->cluster), derive_job_id(b->cluster));
+  EXPECT_EQ(derive_job_id(a->cluster), derive_job_id(a->cluster));
+  EXPECT_NE(derive_job_id(a->cluster), 0u);
+
+  ClusterSpec upper = a->cluster;
+  upper.ps[0].host = "P";
+  EXPECT_EQ(derive_job_id(upper), derive_job_id(a->cluster));
+}
+
+TEST(DeriveJobId, DifferentSpecsDiffer) {
+  ClusterSpec base{{hp("p", 1)}, {hp("w0", 1), hp("w1", 1)}};
+  ClusterSpec other_port{{hp("p", 2)}, {hp("w0", 1), hp("w1", 1)}};
+  ClusterSpec reordered{{hp("p", 1)}, {hp("w1", 1), hp("w0", 1)}};
+  ClusterSpec moved{{hp("p", 1), hp("w0", 1)}, {hp("w1", 1)}};  // same hosts, other roles
+  ClusterSpec fewer{{hp("p", 1)}, {hp("w0", 1)}};
+  ClusterSpec joined{{hp("p", 1)}, {hp("w0", 11)}};  // "w0:1"+"1" must not alias "w0:11"
+  std::vector<uint64_t> ids = {derive_job_id(base),      derive_job_id(other_port),
+                               derive_job_id(reordered), derive_job_id(moved),
+                               derive_job_id(fewer),     derive_job_id(joined)};
+  for (size_t i = 0; i < ids.size(); ++i) {
+    for (size_t j = i + 1; j < ids.size(); ++j) {
+      EXPECT_NE(ids[i], ids[j]) << i << " vs " << j;
+    }
+  }
+}
+
+TEST(ProcessEnvironment, ReadsGetenv) {
+  const char* name = "PSTRAIN_CLUSTER_TEST_ONLY_VARIABLE";
+  EnvLookup env = process_environment();
+  ASSERT_EQ(::unsetenv(name), 0);
+  EXPECT_FALSE(env(name).has_value());
+  ASSERT_EQ(::setenv(name, "x:1", 1), 0);
+  EXPECT_EQ(env(name), std::optional<std::string>("x:1"));
+  ASSERT_EQ(::unsetenv(name), 0);
+}
+
+}  // namespace
+}  // namespace pstrain
