@@ -1,0 +1,358 @@
+#include "runtime/message.h"
+
+#include <bit>
+#include <cassert>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+namespace pstrain {
+
+static_assert(std::endian::native == std::endian::little,
+              "pstrain's wire format is little-endian; a big-endian host needs byte swapping "
+              "in runtime/message.cc");
+
+namespace {
+
+// ZeroMQ's release callback for zero-copy frames: drops ZeroMQ's reference to the keepalive.
+void release_keepalive(void* /*data*/, void* hint) {
+  delete static_cast<std::shared_ptr<const void>*>(hint);
+}
+
+Status zmq_error_status(const zmq::error_t& e, const std::string& what) {
+  if (e.num() == ETERM) {
+    return cancelled(what + ": the ZeroMQ context is shutting down (ETERM)");
+  }
+  if (e.num() == EHOSTUNREACH) {
+    return unavailable(what + ": the peer is no longer connected (EHOSTUNREACH)");
+  }
+  return unavailable(what + ": ZeroMQ error " + std::to_string(e.num()) + " (" + e.what() + ")");
+}
+
+// Byte size of `count` elements of `dtype`; false when the dtype is invalid or it overflows.
+bool frame_byte_size(wire::DType dtype, uint64_t count, uint64_t* bytes) {
+  const uint64_t es = dtype_size(dtype);
+  if (es == 0) return false;
+  if (count > std::numeric_limits<uint64_t>::max() / es) return false;
+  *bytes = count * es;
+  return *bytes <= std::numeric_limits<size_t>::max();
+}
+
+template <typename T>
+Status copy_frame(const InMessage& m, size_t i, wire::DType want, std::span<T> dst) {
+  if (i >= m.frames.size() || i >= static_cast<size_t>(m.header.frames_size())) {
+    return invalid_argument("frame index " + std::to_string(i) + " is out of range: the " +
+                            describe(m.header) + " message has " + std::to_string(m.frames.size()) +
+                            " frames");
+  }
+  const wire::FrameInfo& info = m.frame_info(i);
+  const std::string where = "frame " + std::to_string(i) + " ('" + info.key() + "') of a " +
+                            describe(m.header) + " message";
+  if (info.dtype() != want) {
+    return invalid_argument(where + " holds " + dtype_name(info.dtype()) + ", expected " +
+                            dtype_name(want));
+  }
+  if (info.count() != dst.size()) {
+    return invalid_argument(where + " holds " + std::to_string(info.count()) +
+                            " elements, expected " + std::to_string(dst.size()) +
+                            ": the peers disagree about the variable layout");
+  }
+  if (m.frames[i].size() != dst.size_bytes()) {
+    return data_loss(where + " holds " + std::to_string(m.frames[i].size()) + " bytes, expected " +
+                     std::to_string(dst.size_bytes()));
+  }
+  if (!dst.empty()) std::memcpy(dst.data(), m.frames[i].data(), dst.size_bytes());
+  return {};
+}
+
+}  // namespace
+
+size_t dtype_size(wire::DType dtype) {
+  switch (dtype) {
+    case wire::DTYPE_FLOAT32:
+      return sizeof(float);
+    case wire::DTYPE_INT32:
+      return sizeof(int32_t);
+    default:
+      return 0;
+  }
+}
+
+std::string dtype_name(wire::DType dtype) {
+  switch (dtype) {
+    case wire::DTYPE_FLOAT32:
+      return "float32";
+    case wire::DTYPE_INT32:
+      return "int32";
+    default:
+      return "dtype(" + std::to_string(static_cast<int>(dtype)) + ")";
+  }
+}
+
+OutFrame f32_frame(std::string key, std::span<const float> values,
+                   std::shared_ptr<const void> keepalive) {
+  return OutFrame{std::move(key), wire::DTYPE_FLOAT32, values.data(), values.size(),
+                  std::move(keepalive)};
+}
+
+OutFrame i32_frame(std::string key, std::span<const int32_t> values,
+                   std::shared_ptr<const void> keepalive) {
+  return OutFrame{std::move(key), wire::DTYPE_INT32, values.data(), values.size(),
+                  std::move(keepalive)};
+}
+
+OutFrame owned_f32_frame(std::string key, std::vector<float> values) {
+  auto owner = std::make_shared<const std::vector<float>>(std::move(values));
+  const float* data = owner->data();
+  const uint64_t count = owner->size();
+  return OutFrame{std::move(key), wire::DTYPE_FLOAT32, data, count, std::move(owner)};
+}
+
+OutFrame owned_i32_frame(std::string key, std::vector<int32_t> values) {
+  auto owner = std::make_shared<const std::vector<int32_t>>(std::move(values));
+  const int32_t* data = owner->data();
+  const uint64_t count = owner->size();
+  return OutFrame{std::move(key), wire::DTYPE_INT32, data, count, std::move(owner)};
+}
+
+DecodeError decode_error_of(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kDataLoss:
+      return DecodeError::kMalformed;
+    case StatusCode::kFailedPrecondition:
+      return DecodeError::kForeign;
+    default:
+      return DecodeError::kNone;
+  }
+}
+
+std::string describe(const wire::Header& header) {
+  std::string kind = wire::Kind_IsValid(header.kind()) ? wire::Kind_Name(header.kind()) : "";
+  if (kind.empty()) kind = "kind(" + std::to_string(static_cast<int>(header.kind())) + ")";
+  return kind + " job=" + std::to_string(header.job_id()) +
+         " sender=" + std::to_string(header.sender()) +
+         " request=" + std::to_string(header.request_id()) +
+         " step=" + std::to_string(header.step()) +
+         " frames=" + std::to_string(header.frames_size());
+}
+
+Status send_message(zmq::socket_t& socket, OutMessage msg, const zmq::message_t* routing_id,
+                    ProtocolCounters* counters) {
+  wire::Header& header = msg.header;
+  header.set_version(kProtocolVersion);
+  header.clear_frames();
+  std::vector<uint64_t> sizes;
+  sizes.reserve(msg.frames.size());
+  for (size_t i = 0; i < msg.frames.size(); ++i) {
+    const OutFrame& f = msg.frames[i];
+    uint64_t bytes = 0;
+    if (!frame_byte_size(f.dtype, f.count, &bytes)) {
+      return invalid_argument("send_message: frame " + std::to_string(i) + " ('" + f.key +
+                              "') has dtype " + dtype_name(f.dtype) + " and count " +
+                              std::to_string(f.count) +
+                              ": the dtype must be float32 or int32 and the size must fit");
+    }
+    if (bytes > 0 && f.data == nullptr) {
+      return invalid_argument("send_message: frame " + std::to_string(i) + " ('" + f.key +
+                              "') has " + std::to_string(f.count) + " elements but no data");
+    }
+    sizes.push_back(bytes);
+    wire::FrameInfo* info = header.add_frames();
+    info->set_key(f.key);
+    info->set_dtype(f.dtype);
+    info->set_count(f.count);
+  }
+  std::string header_bytes;
+  if (!header.SerializeToString(&header_bytes)) {
+    return invalid_argument("send_message: the " + describe(header) +
+                            " header cannot be serialized (larger than 2 GB?)");
+  }
+
+  const std::string what = "send_message(" + describe(header) + ")";
+  uint64_t total_bytes = header_bytes.size();
+  try {
+    std::vector<zmq::message_t> parts;
+    parts.reserve(msg.frames.size() + 2);
+    if (routing_id != nullptr) parts.emplace_back(routing_id->data(), routing_id->size());
+    parts.emplace_back(header_bytes.data(), header_bytes.size());
+    for (size_t i = 0; i < msg.frames.size(); ++i) {
+      OutFrame& f = msg.frames[i];
+      const size_t bytes = static_cast<size_t>(sizes[i]);
+      total_bytes += bytes;
+      if (bytes == 0) {
+        parts.emplace_back();
+      } else if (f.keepalive != nullptr && bytes >= kZeroCopyMinBytes) {
+        // ZeroMQ owns this heap copy of the keepalive until release_keepalive runs.
+        auto* hint = new std::shared_ptr<const void>(std::move(f.keepalive));
+        try {
+          zmq::message_t part(const_cast<void*>(f.data), bytes, &release_keepalive, hint);
+          parts.push_back(std::move(part));
+        } catch (...) {
+          delete hint;
+          throw;
+        }
+      } else {
+        parts.emplace_back(f.data, bytes);
+      }
+    }
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const zmq::send_flags flags =
+          i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+      if (!socket.send(parts[i], flags)) {
+        // EAGAIN: ZMQ_SNDTIMEO ran out (ZeroMQ delivers multipart messages atomically, so this
+        // happens on the first part, before anything was queued).
+        return deadline_exceeded(what + ": the send timed out (part " + std::to_string(i) +
+                                 "): the peer is not reading or not connected");
+      }
+    }
+  } catch (const zmq::error_t& e) {
+    return zmq_error_status(e, what);
+  } catch (const std::bad_alloc&) {
+    return internal_error(what + ": out of memory");
+  }
+  if (counters != nullptr) {
+    counters->bytes_out.fetch_add(total_bytes, std::memory_order_relaxed);
+    counters->messages_out.fetch_add(1, std::memory_order_relaxed);
+  }
+  return {};
+}
+
+std::span<const std::byte> InMessage::frame_bytes(size_t i) const {
+  assert(i < frames.size() && "InMessage::frame_bytes: frame index out of range");
+  const zmq::message_t& f = frames[i];
+  return {static_cast<const std::byte*>(f.data()), f.size()};
+}
+
+Status InMessage::copy_frame_f32(size_t i, std::span<float> dst) const {
+  return copy_frame(*this, i, wire::DTYPE_FLOAT32, dst);
+}
+
+Status InMessage::copy_frame_i32(size_t i, std::span<int32_t> dst) const {
+  return copy_frame(*this, i, wire::DTYPE_INT32, dst);
+}
+
+Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_routing_id,
+                                 uint64_t expected_job_id, ProtocolCounters* counters) {
+  auto malformed = [counters](const std::string& why) {
+    if (counters != nullptr) counters->malformed.fetch_add(1, std::memory_order_relaxed);
+    return data_loss("malformed message: " + why);
+  };
+  auto foreign = [counters](const std::string& why) {
+    if (counters != nullptr) counters->foreign.fetch_add(1, std::memory_order_relaxed);
+    return failed_precondition("foreign message: " + why);
+  };
+
+  const size_t first = has_routing_id ? 1 : 0;
+  if (parts.size() < first + 1) {
+    return malformed(parts.empty() ? "empty (no parts)" : "a routing id but no header frame");
+  }
+  InMessage m;
+  const zmq::message_t& header_part = parts[first];
+  if (header_part.size() > static_cast<size_t>(INT_MAX) ||
+      !m.header.ParseFromArray(header_part.data(), static_cast<int>(header_part.size()))) {
+    return malformed("the first frame (" + std::to_string(header_part.size()) +
+                     " bytes) is not a pstrain.wire.Header");
+  }
+  const wire::Header& h = m.header;
+  if (h.version() != kProtocolVersion) {
+    return foreign("protocol version " + std::to_string(h.version()) + ", this build speaks " +
+                   std::to_string(kProtocolVersion) +
+                   ": every task of a job must run the same pstrain version");
+  }
+  if (expected_job_id != 0 && h.job_id() != expected_job_id) {
+    return foreign("job id " + std::to_string(h.job_id()) + ", expected " +
+                   std::to_string(expected_job_id) +
+                   ": a task of another job is sending to this address");
+  }
+  if (!wire::Kind_IsValid(h.kind()) || h.kind() == wire::KIND_INVALID) {
+    return malformed("unknown kind " + std::to_string(static_cast<int>(h.kind())) + " (" +
+                     describe(h) + ")");
+  }
+  const size_t raw_frames = parts.size() - first - 1;
+  if (raw_frames != static_cast<size_t>(h.frames_size())) {
+    return malformed("the header describes " + std::to_string(h.frames_size()) + " frames but " +
+                     std::to_string(raw_frames) + " arrived (" + describe(h) + ")");
+  }
+  for (size_t i = 0; i < raw_frames; ++i) {
+    const wire::FrameInfo& info = h.frames(static_cast<int>(i));
+    const std::string where =
+        "frame " + std::to_string(i) + " ('" + info.key() + "') of " + describe(h);
+    if (dtype_size(info.dtype()) == 0) {
+      return malformed(where + " has invalid " + dtype_name(info.dtype()));
+    }
+    uint64_t bytes = 0;
+    if (!frame_byte_size(info.dtype(), info.count(), &bytes)) {
+      return malformed(where + ": element count " + std::to_string(info.count()) +
+                       " overflows the byte size");
+    }
+    const size_t got = parts[first + 1 + i].size();
+    if (bytes != got) {
+      return malformed(where + ": " + std::to_string(info.count()) + " x " +
+                       dtype_name(info.dtype()) + " needs " + std::to_string(bytes) +
+                       " bytes, the frame holds " + std::to_string(got));
+    }
+  }
+
+  if (has_routing_id) m.routing_id = std::move(parts[0]);
+  m.frames.reserve(raw_frames);
+  for (size_t i = 0; i < raw_frames; ++i) m.frames.push_back(std::move(parts[first + 1 + i]));
+  if (counters != nullptr) counters->messages_in.fetch_add(1, std::memory_order_relaxed);
+  return m;
+}
+
+Result<InMessage> recv_message(zmq::socket_t& socket, std::chrono::milliseconds timeout,
+                               bool has_routing_id, uint64_t expected_job_id,
+                               ProtocolCounters* counters) {
+  using Clock = std::chrono::steady_clock;
+  if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
+  const Clock::time_point deadline = Clock::now() + timeout;
+  try {
+    while (true) {
+      zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+      const auto remaining =
+          std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()),
+                   std::chrono::milliseconds(0));
+      int ready = 0;
+      try {
+        ready = zmq::poll(&item, 1, remaining);
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+      }
+      if (ready > 0 && (item.revents & ZMQ_POLLIN) != 0) {
+        std::vector<zmq::message_t> parts;
+        zmq::message_t part;
+        if (socket.recv(part, zmq::recv_flags::dontwait)) {
+          bool more = part.more();
+          parts.push_back(std::move(part));
+          while (more) {
+            // The rest of a multipart message is already here (ZeroMQ delivers atomically).
+            zmq::message_t next;
+            if (!socket.recv(next, zmq::recv_flags::none)) {
+              return unavailable("recv_message: a multipart message ended early");
+            }
+            more = next.more();
+            parts.push_back(std::move(next));
+          }
+          if (counters != nullptr) {
+            uint64_t bytes = 0;
+            for (size_t i = has_routing_id ? 1 : 0; i < parts.size(); ++i) bytes += parts[i].size();
+            counters->bytes_in.fetch_add(bytes, std::memory_order_relaxed);
+          }
+          return decode_message(std::move(parts), has_routing_id, expected_job_id, counters);
+        }
+      }
+      if (Clock::now() >= deadline) {
+        return deadline_exceeded("recv_message: no message within " +
+                                 std::to_string(timeout.count()) + " ms");
+      }
+    }
+  } catch (const zmq::error_t& e) {
+    return zmq_error_status(e, "recv_message");
+  } catch (const std::bad_alloc&) {
+    return internal_error("recv_message: out of memory");
+  }
+}
+
+}  // namespace pstrain

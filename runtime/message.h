@@ -1,0 +1,141 @@
+// The one place where pstrain messages are encoded and decoded (see runtime/proto/pstrain.proto).
+//
+// Contract: a message on the wire is one ZeroMQ multipart message: [routing id, ROUTER side
+// only] + one frame holding a serialized wire::Header + one raw frame per Header.frames entry
+// (little-endian element data). send_message() fills the header's version and frame table from
+// the OutFrames, so they cannot drift apart. decode_message()/recv_message() check everything a
+// peer controls before any tensor byte is exposed: header parse, protocol version, job id, kind,
+// number of frames, each dtype and each frame's byte size. Bytes from the network never abort
+// or throw: every failure is a Status, and its code tells the caller how to count it:
+//   StatusCode::kDataLoss           malformed message (count as bad, log, drop)
+//   StatusCode::kFailedPrecondition foreign message: another protocol version or job (ignore)
+//   StatusCode::kDeadlineExceeded   nothing arrived before the deadline
+//   StatusCode::kCancelled          the ZeroMQ context was shut down (ETERM)
+//   StatusCode::kUnavailable        any other ZeroMQ error (e.g. a ROUTER peer is gone)
+// decode_error_of() maps a Status to DecodeError for the first two.
+//
+// Zero copy: an OutFrame points at caller memory. Frames of at least kZeroCopyMinBytes with a
+// keepalive are handed to ZeroMQ without copying (zmq_msg_init_data); ZeroMQ drops its copy of
+// the keepalive (a heap-allocated shared_ptr) once it has finished with the bytes, which is
+// after the send has completed (tcp) or after the receiver has closed the message (inproc).
+// THE MEMORY MUST NOT CHANGE UNTIL THEN: callers that reuse a buffer track it through the
+// keepalive (e.g. a shared_ptr whose deleter signals a condition variable they wait on). The
+// keepalive's last reference may be dropped on a ZeroMQ I/O thread, so its deleter must be
+// quick, must not block, and must not use ZeroMQ. Smaller frames, and frames without a
+// keepalive, are copied during send_message().
+//
+// Thread-safety: the functions are reentrant; a zmq::socket_t must be used by one thread at a
+// time (ZeroMQ's rule). ProtocolCounters may be shared by any number of threads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "runtime/proto/pstrain.pb.h"
+#include "runtime/status.h"
+
+namespace pstrain {
+
+inline constexpr uint32_t kProtocolVersion = 1;
+
+// Frames at least this large (with a keepalive) are sent without copying.
+inline constexpr uint64_t kZeroCopyMinBytes = 16 * 1024;
+
+// Bytes per element; 0 for DTYPE_INVALID and values outside the enum.
+size_t dtype_size(wire::DType dtype);
+// "float32", "int32", or "dtype(<n>)".
+std::string dtype_name(wire::DType dtype);
+
+// One outgoing raw frame; see the zero-copy rule in the header comment.
+struct OutFrame {
+  std::string key;
+  wire::DType dtype = wire::DTYPE_INVALID;
+  const void* data = nullptr;             // count * dtype_size(dtype) bytes
+  uint64_t count = 0;                     // elements
+  std::shared_ptr<const void> keepalive;  // holds `data` alive; null: the bytes are copied
+};
+
+// A float32 frame over `values`, kept alive by `keepalive` (may be null: then copied).
+OutFrame f32_frame(std::string key, std::span<const float> values,
+                   std::shared_ptr<const void> keepalive);
+// An int32 frame over `values`, kept alive by `keepalive` (may be null: then copied).
+OutFrame i32_frame(std::string key, std::span<const int32_t> values,
+                   std::shared_ptr<const void> keepalive);
+// A frame that owns its values (moved into the keepalive): always safe, never copied again.
+OutFrame owned_f32_frame(std::string key, std::vector<float> values);
+OutFrame owned_i32_frame(std::string key, std::vector<int32_t> values);
+
+struct OutMessage {
+  // The caller sets kind, job_id and the kind's fields; send_message() sets version and frames.
+  wire::Header header;
+  std::vector<OutFrame> frames;
+};
+
+// Counters that send/recv/decode update when given a pointer. Thread-safe.
+struct ProtocolCounters {
+  std::atomic<uint64_t> malformed{0};     // dropped: could not be decoded
+  std::atomic<uint64_t> foreign{0};       // ignored: another protocol version or job id
+  std::atomic<uint64_t> bytes_in{0};      // header + frame bytes received (routing ids excluded)
+  std::atomic<uint64_t> bytes_out{0};     // header + frame bytes sent (routing ids excluded)
+  std::atomic<uint64_t> messages_in{0};   // decoded successfully
+  std::atomic<uint64_t> messages_out{0};  // sent completely
+};
+
+enum class DecodeError { kNone, kMalformed, kForeign };
+// kMalformed for kDataLoss, kForeign for kFailedPrecondition, kNone for anything else.
+DecodeError decode_error_of(const Status& status);
+
+// Sends [routing id] + header + frames as one multipart message. Sets header.version and
+// header.frames from msg.frames (header.job_id is the caller's: 0 means "no job" and is foreign
+// to every receiver that expects a job). Pass the routing id of an InMessage to reply through a
+// ROUTER socket. Blocks at most the socket's ZMQ_SNDTIMEO (the transport.h helpers set one).
+// Errors: kInvalidArgument for a bad OutFrame (nothing is sent), kDeadlineExceeded when the
+// send timed out, kCancelled on ETERM, kUnavailable otherwise. Never throws.
+Status send_message(zmq::socket_t& socket, OutMessage msg,
+                    const zmq::message_t* routing_id = nullptr,
+                    ProtocolCounters* counters = nullptr);
+
+// A decoded, validated message. frames[i] is described by header.frames(i) and holds exactly
+// count * dtype_size(dtype) bytes. Frame data may be unaligned: read it with memcpy (the
+// copy_frame_* helpers do).
+struct InMessage {
+  wire::Header header;
+  zmq::message_t routing_id;  // ROUTER sockets only; empty otherwise
+  std::vector<zmq::message_t> frames;
+
+  size_t num_frames() const { return frames.size(); }
+  const wire::FrameInfo& frame_info(size_t i) const { return header.frames(static_cast<int>(i)); }
+  // The raw bytes of frame i. i < num_frames() (programmer error otherwise).
+  std::span<const std::byte> frame_bytes(size_t i) const;
+  // Copies frame i into dst. Errors (kInvalidArgument) when i is out of range, the frame is
+  // not of that dtype, or its element count differs from dst.size().
+  Status copy_frame_f32(size_t i, std::span<float> dst) const;
+  Status copy_frame_i32(size_t i, std::span<int32_t> dst) const;
+};
+
+// Validates and decodes the parts of one multipart message (see the header comment for the
+// checks and error codes). has_routing_id: the first part is a ROUTER routing id.
+// expected_job_id == 0 accepts any job. Updates malformed/foreign/messages_in when counters is
+// given (bytes_in is counted by recv_message).
+Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_routing_id,
+                                 uint64_t expected_job_id, ProtocolCounters* counters = nullptr);
+
+// Waits up to `timeout` for one multipart message on `socket`, receives all its parts and
+// decodes it. kDeadlineExceeded when nothing arrived in time; decode errors as above (the bad
+// message has been consumed: call again for the next one).
+Result<InMessage> recv_message(zmq::socket_t& socket, std::chrono::milliseconds timeout,
+                               bool has_routing_id, uint64_t expected_job_id,
+                               ProtocolCounters* counters = nullptr);
+
+// Short description for logs: "PUSH job=7 sender=2 request=5 step=100 frames=3".
+std::string describe(const wire::Header& header);
+
+}  // namespace pstrain

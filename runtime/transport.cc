@@ -1,0 +1,245 @@
+#include "runtime/transport.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace pstrain {
+
+namespace {
+
+// "[::1]" -> "::1"; anything else unchanged.
+std::string strip_brackets(const std::string& host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    return host.substr(1, host.size() - 2);
+  }
+  return host;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// "host:port", IPv6 literals in brackets. (Built with append(): GCC 12 reports a false
+// -Wrestrict for "[" + std::string(...).)
+std::string host_port(const std::string& host, int port) {
+  std::string out;
+  if (is_ipv6_literal(host)) {
+    out.append("[").append(strip_brackets(host)).append("]");
+  } else {
+    out.append(host);
+  }
+  out.append(":").append(std::to_string(port));
+  return out;
+}
+
+// Closes a file descriptor when it goes out of scope.
+struct FdCloser {
+  int fd = -1;
+  FdCloser() = default;
+  explicit FdCloser(int f) : fd(f) {}
+  FdCloser(FdCloser&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  FdCloser& operator=(FdCloser&&) = delete;
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+void apply_common_options(zmq::socket_t& s, const SocketOptions& o) {
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::sndhwm, o.send_hwm);
+  s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
+  s.set(zmq::sockopt::sndtimeo, static_cast<int>(o.send_timeout.count()));
+}
+
+}  // namespace
+
+bool is_ipv6_literal(const std::string& host) {
+  return host.find(':') != std::string::npos;  // host names and IPv4 never contain ':'
+}
+
+bool is_loopback_host(const std::string& host) {
+  const std::string h = strip_brackets(host);
+  if (lower(h) == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+    return IN6_IS_ADDR_LOOPBACK(&v6);
+  }
+  return false;
+}
+
+std::string bind_endpoint(const std::string& host, int port) {
+  const std::string p = std::to_string(port);
+  if (is_loopback_host(host)) {
+    const std::string h = strip_brackets(host);
+    if (lower(h) == "localhost") return "tcp://127.0.0.1:" + p;
+    return "tcp://" + host_port(h, port);
+  }
+  return "tcp://*:" + p;
+}
+
+std::string connect_endpoint(const std::string& host, int port) {
+  return "tcp://" + host_port(host, port);
+}
+
+Result<zmq::socket_t> bind_socket(zmq::context_t& ctx, zmq::socket_type type,
+                                  const std::string& host, int port, const std::string& what,
+                                  const SocketOptions& options) {
+  const std::string addr = host_port(host, port);
+  if (host.empty() || port < 0 || port > 65535) {
+    return invalid_argument("cannot listen on '" + addr + "' (" + what +
+                            "): need a host name or address and a port in 0..65535");
+  }
+  const std::string endpoint = bind_endpoint(host, port);
+  try {
+    zmq::socket_t s(ctx, type);
+    apply_common_options(s, options);
+    if (is_ipv6_literal(host)) s.set(zmq::sockopt::ipv6, true);
+    if (type == zmq::socket_type::router) {
+      s.set(zmq::sockopt::router_mandatory, options.router_mandatory);
+      s.set(zmq::sockopt::router_handover, options.router_handover);
+    }
+    try {
+      s.bind(endpoint);
+    } catch (const zmq::error_t& e) {
+      const std::string p = std::to_string(port);
+      if (e.num() == EADDRINUSE) {
+        return unavailable("address " + addr + " (" + what +
+                           ") is already in use: another process holds the port — an earlier "
+                           "pstrain task may still be running (check with `ss -ltnp 'sport = :" +
+                           p + "'`), or choose another port");
+      }
+      if (e.num() == EINVAL) {
+        return invalid_argument("cannot listen on " + addr + " (" + what + ", endpoint " +
+                                endpoint + "): " + e.what() + ": check the host and port");
+      }
+      if (e.num() == EADDRNOTAVAIL || e.num() == ENODEV) {
+        return unavailable("cannot listen on " + addr + " (" + what + ", endpoint " + endpoint +
+                           "): " + e.what() + ": the address does not belong to this machine");
+      }
+      if (e.num() == EACCES) {
+        return unavailable("cannot listen on " + addr + " (" + what + "): " + e.what() +
+                           ": ports below 1024 need privileges; choose a port above 1024");
+      }
+      return unavailable("cannot listen on " + addr + " (" + what + ", endpoint " + endpoint +
+                         "): " + e.what());
+    }
+    return s;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == ETERM) {
+      return cancelled("cannot listen on " + addr + " (" + what + "): ZeroMQ is shutting down");
+    }
+    return unavailable("cannot create a socket for " + addr + " (" + what + "): " + e.what());
+  }
+}
+
+Result<zmq::socket_t> connect_socket(zmq::context_t& ctx, zmq::socket_type type,
+                                     const std::string& host, int port, const std::string& what,
+                                     const SocketOptions& options) {
+  const std::string addr = host_port(host, port);
+  if (host.empty() || port < 1 || port > 65535) {
+    return invalid_argument("cannot connect to '" + addr + "' (" + what +
+                            "): need a host name or address and a port in 1..65535");
+  }
+  if (!options.routing_id.empty() && options.routing_id.front() == '\0') {
+    return invalid_argument("routing id for " + what +
+                            " must not start with a zero byte (ZeroMQ reserves those)");
+  }
+  const std::string endpoint = connect_endpoint(host, port);
+  try {
+    zmq::socket_t s(ctx, type);
+    apply_common_options(s, options);
+    s.set(zmq::sockopt::reconnect_ivl, static_cast<int>(options.reconnect_ivl.count()));
+    s.set(zmq::sockopt::reconnect_ivl_max, static_cast<int>(options.reconnect_ivl_max.count()));
+    if (is_ipv6_literal(host)) s.set(zmq::sockopt::ipv6, true);
+    if (!options.routing_id.empty()) s.set(zmq::sockopt::routing_id, options.routing_id);
+    try {
+      s.connect(endpoint);
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) throw;
+      return invalid_argument("cannot connect to " + addr + " (" + what + ", endpoint " + endpoint +
+                              "): " + e.what() +
+                              ": check the host name and port in the cluster spec");
+    }
+    return s;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == ETERM) {
+      return cancelled("cannot connect to " + addr + " (" + what + "): ZeroMQ is shutting down");
+    }
+    return unavailable("cannot create a socket for " + addr + " (" + what + "): " + e.what());
+  }
+}
+
+Result<int> bound_port(zmq::socket_t& socket) {
+  std::string endpoint;
+  try {
+    endpoint = socket.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return failed_precondition(std::string("cannot read the socket's endpoint: ") + e.what());
+  }
+  const size_t colon = endpoint.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= endpoint.size()) {
+    return failed_precondition("the socket is not bound to a TCP port (endpoint '" + endpoint +
+                               "')");
+  }
+  int port = 0;
+  for (size_t i = colon + 1; i < endpoint.size(); ++i) {
+    const char c = endpoint[i];
+    if (c < '0' || c > '9' || port > 65535) {
+      return failed_precondition("the socket is not bound to a TCP port (endpoint '" + endpoint +
+                                 "')");
+    }
+    port = port * 10 + (c - '0');
+  }
+  return port;
+}
+
+Result<std::vector<int>> pick_free_tcp_ports(int n) {
+  if (n < 0) return invalid_argument("pick_free_tcp_ports: n must be >= 0");
+  std::vector<FdCloser> held;  // all held until the end, so the ports are distinct
+  std::vector<int> ports;
+  for (int i = 0; i < n; ++i) {
+    FdCloser fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (fd.fd < 0) {
+      return unavailable(std::string("cannot create a TCP socket to find a free port: ") +
+                         std::strerror(errno));
+    }
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    if (::bind(fd.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+      return unavailable(std::string("cannot bind 127.0.0.1:0 to find a free port: ") +
+                         std::strerror(errno));
+    }
+    socklen_t len = sizeof(addr);
+    if (::getsockname(fd.fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return unavailable(std::string("cannot read back a free port: ") + std::strerror(errno));
+    }
+    ports.push_back(ntohs(addr.sin_port));
+    held.push_back(std::move(fd));
+  }
+  return ports;
+}
+
+Result<int> pick_free_tcp_port() {
+  PSTRAIN_ASSIGN_OR_RETURN(std::vector<int> ports, pick_free_tcp_ports(1));
+  return ports.front();
+}
+
+}  // namespace pstrain

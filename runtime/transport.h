@@ -1,0 +1,80 @@
+// ZeroMQ transport helpers: endpoints from "host" + port, sockets with pstrain's options, free
+// ports for tests and the launcher.
+//
+// Contract: hosts and ports come from the cluster spec (input), so every failure is a Status
+// whose message names the address and what to do. Hosts may be names, IPv4 literals or IPv6
+// literals (with or without brackets). A server binds 127.0.0.1 (or [::1]) when its host is a
+// loopback address and all interfaces otherwise (as TensorFlow servers do); IPv6 literals turn
+// on ZMQ_IPV6. Every socket gets ZMQ_LINGER 0 (closing never blocks on unsent data), no
+// high-water mark by default (requests and replies are few but tensors are large: a limit
+// would make ROUTER drop replies), and a send timeout, so no send blocks forever.
+//
+// Thread-safety: the functions are reentrant; zmq::context_t is thread-safe, a socket is not
+// (use each from one thread at a time).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "runtime/status.h"
+
+namespace pstrain {
+
+// True for "localhost", 127.0.0.0/8 and ::1 (brackets allowed).
+bool is_loopback_host(const std::string& host);
+// True for an IPv6 literal such as "fe80::1" or "[::1]".
+bool is_ipv6_literal(const std::string& host);
+
+// Where a server for host:port listens: the loopback address itself for loopback hosts
+// ("tcp://127.0.0.1:P" for localhost, "tcp://127.0.0.5:P", "tcp://[::1]:P"), "tcp://*:P"
+// (all interfaces) otherwise. Port 0 means "any free port" (read it back with bound_port).
+std::string bind_endpoint(const std::string& host, int port);
+// Where a client connects: "tcp://host:P", IPv6 literals in brackets.
+std::string connect_endpoint(const std::string& host, int port);
+
+struct SocketOptions {
+  int send_hwm = 0;  // messages; 0 = no limit
+  int recv_hwm = 0;
+  std::chrono::milliseconds send_timeout{60000};      // ZMQ_SNDTIMEO; -1 = block
+  std::chrono::milliseconds reconnect_ivl{100};       // connect side: first retry after this
+  std::chrono::milliseconds reconnect_ivl_max{2000};  // ... backing off up to this
+  // Connect side: the routing id a ROUTER peer sees (non-empty, must not start with a zero
+  // byte; unique among the ROUTER's peers). Empty: ZeroMQ picks one.
+  std::string routing_id;
+  // Bind side, ROUTER only: sending to a routing id that is not connected is an error
+  // (EHOSTUNREACH -> kUnavailable) instead of a silent drop.
+  bool router_mandatory = true;
+  // Bind side, ROUTER only: a peer that reconnects with a routing id already in use (e.g. a
+  // restarted worker) takes it over instead of being refused.
+  bool router_handover = true;
+};
+
+// Creates a socket of `type` bound to bind_endpoint(host, port). `what` names the socket in
+// errors (e.g. "ps/0 service"). EADDRINUSE gives kUnavailable naming host:port, `what` and how
+// to find the holder; other failures kInvalidArgument (bad address) or kUnavailable.
+Result<zmq::socket_t> bind_socket(zmq::context_t& ctx, zmq::socket_type type,
+                                  const std::string& host, int port, const std::string& what,
+                                  const SocketOptions& options = {});
+
+// Creates a socket of `type` (normally DEALER) connected to connect_endpoint(host, port).
+// ZeroMQ connects in the background and reconnects after failures, so a server that is not up
+// yet is not an error; messages sent meanwhile wait in the queue. Errors: kInvalidArgument for
+// an empty host, a port outside 1..65535 or a host ZeroMQ cannot parse.
+Result<zmq::socket_t> connect_socket(zmq::context_t& ctx, zmq::socket_type type,
+                                     const std::string& host, int port, const std::string& what,
+                                     const SocketOptions& options = {});
+
+// The TCP port a bound socket listens on (useful after binding port 0).
+Result<int> bound_port(zmq::socket_t& socket);
+
+// A TCP port that was free on 127.0.0.1 a moment ago (binds port 0, reads it back, closes).
+// RACE: another process may take the port before the caller binds it; prefer binding port 0
+// and bound_port() where the code that binds can report the port itself.
+Result<int> pick_free_tcp_port();
+// `n` distinct ports, picked while all are held (same race once they are released).
+Result<std::vector<int>> pick_free_tcp_ports(int n);
+
+}  // namespace pstrain
