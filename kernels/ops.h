@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "kernels/optim.h"
 #include "kernels/tensor.h"
 
 namespace pstrain {
@@ -95,6 +96,13 @@ class Ops {
                             float* loss, int n, int k) = 0;
   // Number of rows whose argmax (first maximum) equals the label. Synchronizes.
   virtual int64_t count_correct(const float* logits, const int32_t* labels, int n, int k) = 0;
+
+  // --- optimizer ----------------------------------------------------------------------------
+  // One update of `config` (kernels/optim.h semantics) on `count` parameters in place. slot0 and
+  // slot1 are the optimizer's state arrays (those it does not use may be null); t is the
+  // 1-based number of this update.
+  virtual void optimizer_update(const OptimizerConfig& config, float* param, const float* grad,
+                                float* slot0, float* slot1, int64_t count, int64_t t) = 0;
 };
 
 // The Eigen reference backend; `threads` <= 0 means all cores.

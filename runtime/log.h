@@ -36,9 +36,15 @@ class LogLine {
   std::ostringstream os_;
 };
 
+// Makes `cond ? (void)0 : voidify & line << ...` well-typed (glog's trick), so the macro is a
+// single expression that is safe inside an unbraced if/else.
+struct LogVoidify {
+  void operator&(const LogLine&) {}
+};
+
 }  // namespace pstrain
 
-#define PSTRAIN_LOG(level)                                                           \
-  if (::pstrain::LogLevel::level < ::pstrain::log_level()) {                         \
-  } else                                                                             \
-    ::pstrain::LogLine(::pstrain::LogLevel::level)
+#define PSTRAIN_LOG(level)                                              \
+  (::pstrain::LogLevel::level < ::pstrain::log_level())                 \
+      ? (void)0                                                         \
+      : ::pstrain::LogVoidify() & ::pstrain::LogLine(::pstrain::LogLevel::level)

@@ -1,0 +1,53 @@
+#include "cli/cli.h"
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "runtime/log.h"
+
+namespace pstrain {
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{
+      "pstrain: a parameter-server training runtime for MNIST-style models.\n"
+      "A role process: pstrain --job_name=ps|worker --task_index=N [flags] (as "
+      "mnist_replica.py)",
+      "pstrain"};
+  app.require_subcommand(0, 1);
+  app.set_help_all_flag("--help-all", "Help for every command");
+  bool version = false;
+  app.add_flag("--version", version, "Print the version and the GPUs this process sees");
+  add_log_level_flag(app);
+  RoleFlags role_flags;
+  add_role_flags(app, role_flags);
+
+  TrainCommandFlags train_flags;
+  CLI::App* train = app.add_subcommand("train", "Train a model in this process (the reference)");
+  add_training_flags(*train, train_flags.train);
+  train->add_option("--summary_json", train_flags.summary_json,
+                    "Also write the JSON summary to this file");
+  add_log_level_flag(*train);
+
+  CLI::App* devices = app.add_subcommand("devices", "List the GPUs this process sees");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  if (version || devices->parsed()) return run_version_command();
+  if (train->parsed()) return run_train_command(train_flags);
+  if (argc <= 1) {
+    std::fputs(app.help().c_str(), stderr);
+    return kExitUsage;
+  }
+  return run_role_command(role_flags);
+}
+
+}  // namespace pstrain

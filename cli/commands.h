@@ -1,0 +1,46 @@
+// The commands behind `pstrain <command>`; each returns a process exit code (cli.h).
+// Thread-safety: call from the main thread.
+#pragma once
+
+#include <string>
+
+#include "cli/flags.h"
+
+namespace pstrain {
+
+struct TrainCommandFlags {
+  TrainFlagValues train;
+  std::string summary_json;  // where to write the JSON summary (optional)
+};
+int run_train_command(const TrainCommandFlags& flags);
+
+// A role process: `pstrain --job_name=ps|worker --task_index=N ...`, as mnist_replica.py.
+struct RoleFlags {
+  TrainFlagValues train;
+  std::string job_name, ps_hosts, worker_hosts;
+  int task_index = 0;
+  // Which cluster flags were given (flags win over Batch AI, TF_CONFIG and defaults).
+  CLI::Option* job_name_opt = nullptr;
+  CLI::Option* ps_hosts_opt = nullptr;
+  CLI::Option* worker_hosts_opt = nullptr;
+  CLI::Option* task_index_opt = nullptr;
+  CLI::Option* num_gpus_opt = nullptr;
+  bool sync_replicas = false;
+  int replicas_to_aggregate = 0;
+  bool download_only = false;
+  bool existing_servers = false;
+  std::string checkpoint_dir, log_dir, output_dir;
+  int log_every = 100;
+  std::string summary_json;
+  std::string job_id;  // empty: derived from the cluster spec
+  double heartbeat_timeout_s = 30;
+  double startup_timeout_s = 600;
+  double connect_timeout_s = 120;
+};
+void add_role_flags(CLI::App& app, RoleFlags& f);
+int run_role_command(const RoleFlags& flags);
+
+// `pstrain --version` and `pstrain devices`.
+int run_version_command();
+
+}  // namespace pstrain

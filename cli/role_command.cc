@@ -1,0 +1,203 @@
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "ps/server.h"
+#include "runtime/cluster.h"
+#include "runtime/files.h"
+#include "runtime/log.h"
+#include "worker/data.h"
+#include "worker/worker_task.h"
+
+namespace pstrain {
+namespace {
+
+std::atomic<ParameterServer*> g_server{nullptr};
+
+extern "C" void stop_server_on_signal(int) {
+  if (ParameterServer* s = g_server.load()) s->request_stop();
+}
+
+std::chrono::milliseconds seconds_flag(double s) {
+  return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+}
+
+Status check_timeouts(const RoleFlags& f) {
+  if (!(f.heartbeat_timeout_s > 0) || !(f.startup_timeout_s > 0) || !(f.connect_timeout_s > 0)) {
+    return invalid_argument(
+        "--heartbeat_timeout_s, --startup_timeout_s and --connect_timeout_s must be positive");
+  }
+  return {};
+}
+
+Result<uint64_t> job_id_of(const RoleFlags& f, const ClusterSpec& cluster) {
+  if (f.job_id.empty()) return derive_job_id(cluster);
+  try {
+    size_t used = 0;
+    const uint64_t id = std::stoull(f.job_id, &used, 0);
+    if (used == f.job_id.size() && id != 0) return id;
+  } catch (const std::exception&) {
+  }
+  return invalid_argument("--job_id=" + f.job_id + " is not a non-zero 64-bit number");
+}
+
+int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id) {
+  ServerOptions so;
+  so.ps_index = task.task_index;
+  so.num_workers = static_cast<int>(task.cluster.workers.size());
+  const HostPort& me = task.cluster.ps[static_cast<size_t>(task.task_index)];
+  so.host = me.host;
+  so.port = me.port;
+  so.job_id = job_id;
+  so.heartbeat_timeout = seconds_flag(f.heartbeat_timeout_s);
+  so.startup_timeout = seconds_flag(f.startup_timeout_s);
+  zmq::context_t ctx(1);
+  auto server = ParameterServer::create(ctx, so);
+  if (!server.ok()) {
+    PSTRAIN_LOG(ERROR) << server.status().message();
+    return kExitUsage;
+  }
+  g_server.store(server->get());
+  std::signal(SIGTERM, stop_server_on_signal);
+  std::signal(SIGINT, stop_server_on_signal);
+  auto summary = (*server)->serve();
+  g_server.store(nullptr);
+  if (!summary.ok()) {
+    PSTRAIN_LOG(ERROR) << summary.status().message();
+    return kExitFailure;
+  }
+  const wire::PsStats& st = summary->stats;
+  std::printf(
+      "ps %d done: global step %lld, %lld gradients applied, %lld dropped (stale or late), "
+      "%lld malformed and %lld foreign messages ignored\n",
+      task.task_index, static_cast<long long>(summary->final_step),
+      static_cast<long long>(st.gradients_applied()),
+      static_cast<long long>(st.stale_gradients_dropped()),
+      static_cast<long long>(st.bad_messages()), static_cast<long long>(st.foreign_messages()));
+  std::fflush(stdout);
+  return kExitOk;
+}
+
+int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& task,
+               uint64_t job_id) {
+  WorkerTaskOptions o;
+  o.train = config;
+  o.train.num_gpus = task.num_gpus;
+  o.sync_replicas = f.sync_replicas;
+  o.replicas_to_aggregate = f.replicas_to_aggregate;
+  o.cluster = task.cluster;
+  o.task_index = task.task_index;
+  o.job_id = job_id;
+  o.log_every = f.log_every;
+  if (const char* path = std::getenv("PSTRAIN_STATUS_FILE")) o.status_file = path;
+  o.client.connect_timeout = seconds_flag(f.connect_timeout_s);
+  o.client.reply_timeout = seconds_flag(f.heartbeat_timeout_s);
+  auto summary = run_worker_task(o, stdout);
+  if (!summary.ok()) {
+    PSTRAIN_LOG(ERROR) << "worker " << task.task_index << ": " << summary.status().message();
+    return summary.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  }
+  if (!f.summary_json.empty()) {
+    Status st = write_file_atomically(f.summary_json, summary->to_json().dump(2) + "\n");
+    if (!st.ok()) {
+      PSTRAIN_LOG(ERROR) << "cannot write --summary_json: " << st.message();
+      return kExitFailure;
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_role_flags(CLI::App& app, RoleFlags& f) {
+  f.job_name_opt = app.add_option("--job_name", f.job_name, "Role of this task: ps or worker");
+  f.task_index_opt = app.add_option("--task_index", f.task_index, "Index of the task in its job");
+  f.ps_hosts_opt = app.add_option("--ps_hosts", f.ps_hosts,
+                                  "Comma-separated host:port of the parameter servers "
+                                  "(default localhost:2222)");
+  f.worker_hosts_opt = app.add_option("--worker_hosts", f.worker_hosts,
+                                      "Comma-separated host:port of the workers "
+                                      "(default localhost:2223,localhost:2224)");
+  add_training_flags(app, f.train);
+  f.num_gpus_opt = app.get_option("--num_gpus");
+  add_bool_flag(app, "sync_replicas", f.sync_replicas,
+                "Aggregate gradients synchronously (SyncReplicasOptimizer semantics)");
+  app.add_option("--replicas_to_aggregate", f.replicas_to_aggregate,
+                 "Gradients per synchronous step (default: the number of workers)");
+  add_bool_flag(app, "download_only", f.download_only, "Only check the data, then exit");
+  add_bool_flag(app, "existing_servers", f.existing_servers,
+                "Accepted for mnist_replica compatibility (servers are always pstrain's)");
+  app.add_option("--checkpoint_dir", f.checkpoint_dir, "Checkpoint directory (created)");
+  app.add_option("--log_dir", f.log_dir, "TensorBoard log directory (created)");
+  app.add_option("--output_dir", f.output_dir, "Output directory (created)");
+  app.add_option("--log_every", f.log_every, "Print a worker's progress every N local steps")
+      ->capture_default_str();
+  app.add_option("--summary_json", f.summary_json, "Write this task's JSON summary here");
+  app.add_option("--job_id", f.job_id,
+                 "Job id carried by every message (default: derived from the cluster)");
+  app.add_option("--heartbeat_timeout_s", f.heartbeat_timeout_s,
+                 "A peer silent for this long is lost")
+      ->capture_default_str();
+  app.add_option("--startup_timeout_s", f.startup_timeout_s,
+                 "A PS gives up on a worker that never connects within this time")
+      ->capture_default_str();
+  app.add_option("--connect_timeout_s", f.connect_timeout_s,
+                 "A worker gives up reaching a PS after this time")
+      ->capture_default_str();
+}
+
+int run_role_command(const RoleFlags& f) {
+  auto config = finish_training_flags(f.train);
+  if (!config.ok()) {
+    PSTRAIN_LOG(ERROR) << config.status().message();
+    return kExitUsage;
+  }
+  if (f.download_only) {
+    auto checked = check_data_dir(config->data_dir);
+    if (!checked.ok()) {
+      PSTRAIN_LOG(ERROR) << checked.status().message();
+      return kExitUsage;
+    }
+    std::printf("data ok: %s\n", checked->c_str());
+    return kExitOk;
+  }
+  ClusterFlags cf;
+  if (f.job_name_opt->count()) cf.job_name = f.job_name;
+  if (f.ps_hosts_opt->count()) cf.ps_hosts = f.ps_hosts;
+  if (f.worker_hosts_opt->count()) cf.worker_hosts = f.worker_hosts;
+  if (f.task_index_opt->count()) cf.task_index = f.task_index;
+  if (f.num_gpus_opt->count()) cf.num_gpus = f.train.config.num_gpus;
+  auto task = resolve_task(cf, process_environment());
+  if (!task.ok()) {
+    PSTRAIN_LOG(ERROR) << task.status().message();
+    return kExitUsage;
+  }
+  Status timeouts = check_timeouts(f);
+  if (!timeouts.ok()) {
+    PSTRAIN_LOG(ERROR) << timeouts.message();
+    return kExitUsage;
+  }
+  auto job_id = job_id_of(f, task->cluster);
+  if (!job_id.ok()) {
+    PSTRAIN_LOG(ERROR) << job_id.status().message();
+    return kExitUsage;
+  }
+  set_log_tag(std::string(job_name_string(task->job)) + "/" + std::to_string(task->task_index));
+  PSTRAIN_LOG(INFO) << describe_task(*task);
+  for (const auto& note : task->notes) PSTRAIN_LOG(INFO) << note;
+  for (const auto& [dir, flag] : {std::pair{f.checkpoint_dir, "--checkpoint_dir"},
+                                  std::pair{f.log_dir, "--log_dir"},
+                                  std::pair{f.output_dir, "--output_dir"}}) {
+    Status st = make_directories(dir, flag);
+    if (!st.ok()) {
+      PSTRAIN_LOG(ERROR) << st.message();
+      return kExitUsage;
+    }
+  }
+  if (task->job == JobName::kPs) return run_ps(f, *task, *job_id);
+  return run_worker(f, *config, *task, *job_id);
+}
+
+}  // namespace pstrain

@@ -1,0 +1,62 @@
+#include <chrono>
+#include <cstdio>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "runtime/files.h"
+#include "runtime/log.h"
+#include "worker/backend.h"
+#include "worker/data.h"
+#include "worker/local_train.h"
+
+namespace pstrain {
+
+int run_train_command(const TrainCommandFlags& flags) {
+  const auto start = std::chrono::steady_clock::now();
+  auto config = finish_training_flags(flags.train);
+  if (!config.ok()) {
+    PSTRAIN_LOG(ERROR) << config.status().message();
+    return kExitUsage;
+  }
+  auto data = load_data_dir(config->data_dir);
+  if (!data.ok()) {
+    PSTRAIN_LOG(ERROR) << data.status().message();
+    return kExitUsage;
+  }
+  auto backend = select_backend(config->num_gpus, 0, config->tf32, config->cpu_threads);
+  if (!backend.ok()) {
+    PSTRAIN_LOG(ERROR) << backend.status().message();
+    return kExitUsage;
+  }
+  if (!backend->warning.empty()) PSTRAIN_LOG(WARNING) << backend->warning;
+
+  auto summary = train_locally(*config, *data, *backend->ops, stderr);
+  if (!summary.ok()) {
+    PSTRAIN_LOG(ERROR) << summary.status().message();
+    return kExitFailure;
+  }
+  summary->wall_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("Training elapsed time: %f s\n", summary->train_seconds);
+  std::printf("test accuracy = %.4f (%s, %lld steps, %.0f examples/s)\n", summary->test_accuracy,
+              summary->model.c_str(), static_cast<long long>(summary->steps),
+              summary->examples_per_second);
+  const std::string json = summary->to_json().dump(2) + "\n";
+  std::fputs(json.c_str(), stdout);
+  std::fflush(stdout);
+  if (!flags.summary_json.empty()) {
+    Status st = write_file_atomically(flags.summary_json, json);
+    if (!st.ok()) {
+      PSTRAIN_LOG(ERROR) << "cannot write --summary_json: " << st.message();
+      return kExitFailure;
+    }
+  }
+  return kExitOk;
+}
+
+int run_version_command() {
+  std::printf("pstrain %s\n%s", PSTRAIN_VERSION, describe_devices().c_str());
+  return kExitOk;
+}
+
+}  // namespace pstrain

@@ -1,0 +1,100 @@
+// Models: the MLP and the CNN, built from layers that run on any Ops backend.
+//
+// Contract
+// - A model's variables (name, shape) live in one flat float32 vector, in the order
+//   variables() lists them, each at its `offset`. Parameters and gradients are flat buffers of
+//   the backend's memory with that layout, so a parameter server can place slices of it.
+// - forward_backward() overwrites every gradient element (no accumulation across calls).
+// - Activation buffers are allocated once per batch size and reused on later calls with that
+//   size; nothing is allocated per step.
+// - Input images are [n, 28, 28, 1] floats in [0, 1] (row-major, i.e. NHWC), labels int32.
+// Thread-safety: a Model is used by one thread at a time (its Ops is not thread-safe).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernels/init.h"
+#include "kernels/ops.h"
+#include "runtime/status.h"
+
+namespace pstrain {
+
+struct VariableSpec {
+  std::string name;  // e.g. "hid_w", "conv1/kernel"
+  Shape shape;
+  int64_t offset = 0;  // into the flat parameter vector
+  InitSpec init;
+  int64_t numel() const { return num_elements(shape); }
+};
+
+struct ModelOptions {
+  std::string name = "mlp";  // "mlp" or "cnn"
+  int hidden_units = 100;    // MLP hidden layer width
+  int image_rows = 28;
+  int image_cols = 28;
+  int classes = 10;
+};
+
+class Layer;
+
+class Model {
+ public:
+  // The variables of model `options.name` without binding a backend (for parameter servers,
+  // placement and tests). Errors name the unknown model or bad option.
+  static Result<std::vector<VariableSpec>> describe(const ModelOptions& options);
+  static Result<std::unique_ptr<Model>> create(const ModelOptions& options, Ops& ops);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelOptions& options() const { return options_; }
+  const std::vector<VariableSpec>& variables() const { return variables_; }
+  int64_t num_parameters() const { return num_parameters_; }
+  // Multiply-adds of one example's forward pass (for FLOP/s figures).
+  int64_t forward_macs_per_example() const;
+  Ops& ops() { return *ops_; }
+
+  // Initial values of every variable in the flat layout; deterministic in `seed`.
+  std::vector<float> initial_parameters(uint64_t seed) const;
+
+  // Flat buffers of the backend's memory.
+  Tensor& parameters() { return params_; }
+  Tensor& gradients() { return grads_; }
+
+  // Runs forward and backward on a batch already uploaded by upload_batch(); gradients are
+  // left in gradients(). Returns nothing: the mean loss is in the device float loss_slot()
+  // (read it with read_loss(), which synchronizes).
+  void forward_backward(int n);
+  // Copies a host batch into the model's input buffers for batch size n (stream-ordered).
+  void upload_batch(std::span<const float> images, std::span<const int32_t> labels, int n);
+  float read_loss();
+
+  // Number of correctly classified examples of a host data set, in batches of `batch`.
+  int64_t count_correct(std::span<const float> images, std::span<const int32_t> labels,
+                        int batch);
+
+ private:
+  struct Buffers;  // activations, their gradients and layer scratch for one batch size
+  Model(ModelOptions options, Ops& ops);
+  Buffers& buffers_for(int n);
+  void forward(Buffers& b, int n);
+
+  ModelOptions options_;
+  Ops* ops_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<VariableSpec> variables_;
+  int64_t num_parameters_ = 0;
+  Tensor params_;
+  Tensor grads_;
+  Tensor loss_;       // one float, backend memory
+  Tensor loss_host_;  // one float, host memory
+  std::map<int, std::unique_ptr<Buffers>> buffers_;
+  int64_t input_features_ = 0;
+};
+
+}  // namespace pstrain

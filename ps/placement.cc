@@ -1,0 +1,77 @@
+#include "ps/placement.h"
+
+#include <algorithm>
+#include <cassert>
+#include <numeric>
+
+namespace pstrain {
+
+int64_t default_max_chunk_elements(int64_t total_elements, int num_ps) {
+  const int64_t share = (total_elements + num_ps - 1) / num_ps;
+  return std::max<int64_t>(16384, (share + 7) / 8);
+}
+
+namespace {
+
+uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+uint64_t fnv1a_int(uint64_t h, int64_t v) { return fnv1a(h, &v, sizeof v); }
+
+}  // namespace
+
+Placement place_variables(const std::vector<VariableSpec>& variables, int num_ps,
+                          int64_t max_chunk_elements) {
+  assert(num_ps >= 1);
+  Placement p;
+  p.num_ps = num_ps;
+  for (const auto& v : variables) p.total_elements += v.numel();
+  if (max_chunk_elements <= 0) {
+    max_chunk_elements = default_max_chunk_elements(p.total_elements, num_ps);
+  }
+  for (size_t vi = 0; vi < variables.size(); ++vi) {
+    const VariableSpec& v = variables[vi];
+    for (int64_t start = 0; start < v.numel(); start += max_chunk_elements) {
+      Chunk c;
+      c.key = v.name + "/" + std::to_string(start);
+      c.variable = static_cast<int>(vi);
+      c.flat_offset = v.offset + start;
+      c.count = std::min(max_chunk_elements, v.numel() - start);
+      p.chunks.push_back(std::move(c));
+    }
+  }
+  // Largest first onto the least-loaded PS.
+  std::vector<size_t> order(p.chunks.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return p.chunks[a].count > p.chunks[b].count; });
+  p.elements_of_ps.assign(static_cast<size_t>(num_ps), 0);
+  p.chunks_of_ps.assign(static_cast<size_t>(num_ps), {});
+  for (size_t idx : order) {
+    const auto least = std::min_element(p.elements_of_ps.begin(), p.elements_of_ps.end());
+    const int ps = static_cast<int>(least - p.elements_of_ps.begin());
+    p.chunks[idx].ps = ps;
+    *least += p.chunks[idx].count;
+  }
+  for (size_t i = 0; i < p.chunks.size(); ++i) {
+    p.chunks_of_ps[static_cast<size_t>(p.chunks[i].ps)].push_back(static_cast<int>(i));
+  }
+  uint64_t h = 0xcbf29ce484222325ULL;
+  h = fnv1a_int(h, num_ps);
+  for (const Chunk& c : p.chunks) {
+    h = fnv1a(h, c.key.data(), c.key.size());
+    h = fnv1a_int(h, c.flat_offset);
+    h = fnv1a_int(h, c.count);
+    h = fnv1a_int(h, c.ps);
+  }
+  p.hash = h;
+  return p;
+}
+
+}  // namespace pstrain

@@ -1,0 +1,46 @@
+// Placement: how a model's variables are split into chunks and spread over the PS tasks.
+//
+// Contract
+// - Every variable is cut into chunks of at most max_chunk_elements (the last chunk of a
+//   variable may be shorter); chunk i covers flat parameters [flat_offset, flat_offset+count).
+// - Chunks are assigned largest first to the PS holding the fewest bytes so far (ties: lowest
+//   PS index), so no PS holds more than its share (total / num_ps) plus one chunk.
+// - The result depends only on the variables, num_ps and max_chunk_elements, so every task
+//   computes the same placement; `hash` fingerprints it and travels in INIT/HELLO headers.
+// Thread-safety: an immutable value once built.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/model.h"
+
+namespace pstrain {
+
+struct Chunk {
+  std::string key;          // "<variable>/<first element>", e.g. "hid_w/0"
+  int variable = 0;         // index into the variables
+  int64_t flat_offset = 0;  // into the flat parameter vector
+  int64_t count = 0;        // elements
+  int ps = 0;               // the PS task holding it
+};
+
+struct Placement {
+  int num_ps = 0;
+  std::vector<Chunk> chunks;                   // in variable order
+  std::vector<std::vector<int>> chunks_of_ps;  // chunk indices held by each PS, ascending
+  std::vector<int64_t> elements_of_ps;         // parameter count each PS holds
+  int64_t total_elements = 0;
+  uint64_t hash = 0;
+};
+
+// The default chunk size: small enough to balance (about 1/8 of a PS's share), large enough
+// that small models are not cut into crumbs (at least 16384 elements).
+int64_t default_max_chunk_elements(int64_t total_elements, int num_ps);
+
+// `max_chunk_elements` <= 0 picks default_max_chunk_elements(). num_ps >= 1 (asserted).
+Placement place_variables(const std::vector<VariableSpec>& variables, int num_ps,
+                          int64_t max_chunk_elements = 0);
+
+}  // namespace pstrain

@@ -1,0 +1,408 @@
+#include "ps/server.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "runtime/log.h"
+#include "runtime/transport.h"
+
+namespace pstrain {
+namespace {
+
+Result<OptimizerKind> optimizer_from_wire(wire::Optimizer o) {
+  switch (o) {
+    case wire::SGD: return OptimizerKind::kSgd;
+    case wire::MOMENTUM: return OptimizerKind::kMomentum;
+    case wire::ADAM: return OptimizerKind::kAdam;
+    case wire::ADAGRAD: return OptimizerKind::kAdagrad;
+    default: break;
+  }
+  return invalid_argument("INIT names an unknown optimizer (" + std::to_string(o) + ")");
+}
+
+std::string worker_list(const std::vector<int>& ids) {
+  std::ostringstream os;
+  for (size_t i = 0; i < ids.size(); ++i) os << (i ? ", " : "") << ids[i];
+  return os.str();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ParameterServer>> ParameterServer::create(zmq::context_t& ctx,
+                                                                 ServerOptions options) {
+  if (options.num_workers < 1) return invalid_argument("a parameter server needs 1+ workers");
+  const std::string what = "ps/" + std::to_string(options.ps_index) + " service";
+  PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t socket,
+                           bind_socket(ctx, zmq::socket_type::router, options.host, options.port,
+                                       what));
+  PSTRAIN_ASSIGN_OR_RETURN(int port, bound_port(socket));
+  return std::unique_ptr<ParameterServer>(
+      new ParameterServer(std::move(options), std::move(socket), port));
+}
+
+ParameterServer::ParameterServer(ServerOptions options, zmq::socket_t socket, int port)
+    : options_(std::move(options)),
+      socket_(std::move(socket)),
+      port_(port),
+      workers_(static_cast<size_t>(options_.num_workers)) {}
+
+ParameterServer::~ParameterServer() {
+  // Give the last replies (to DONE) a moment to leave before the socket closes.
+  try {
+    socket_.set(zmq::sockopt::linger, 2000);
+  } catch (const zmq::error_t&) {
+  }
+}
+
+wire::PsStats ParameterServer::stats() const {
+  wire::PsStats s;
+  s.set_global_step(store_.step());
+  s.set_initialized(store_.initialized());
+  const StoreCounters& c = store_.counters();
+  s.set_gradients_applied(c.gradients_applied);
+  s.set_stale_gradients_dropped(c.stale + c.duplicate + c.future + c.late);
+  s.set_bad_messages(static_cast<int64_t>(counters_.malformed.load()));
+  s.set_foreign_messages(static_cast<int64_t>(counters_.foreign.load()));
+  int done = 0, lost = 0;
+  for (const auto& w : workers_) {
+    done += w.done;
+    lost += w.lost;
+  }
+  s.set_workers_done(done);
+  s.set_workers_lost(lost);
+  s.set_bytes_received(counters_.bytes_in.load());
+  s.set_bytes_sent(counters_.bytes_out.load());
+  s.set_num_chunks(static_cast<int32_t>(store_.num_chunks()));
+  s.set_parameter_bytes(store_.parameter_bytes());
+  return s;
+}
+
+OutMessage ParameterServer::make_reply(wire::Kind kind, uint64_t request_id) const {
+  OutMessage out;
+  out.header.set_kind(kind);
+  out.header.set_job_id(options_.job_id);
+  out.header.set_request_id(request_id);
+  out.header.set_step(store_.step());
+  out.header.set_initialized(store_.initialized());
+  out.header.set_ps_index(options_.ps_index);
+  out.header.set_sender(-1);
+  return out;
+}
+
+void ParameterServer::reply(const InMessage& to, wire::Kind kind, OutMessage out) {
+  OutMessage base = make_reply(kind, to.header.request_id());
+  base.header.MergeFrom(out.header);
+  base.frames = std::move(out.frames);
+  Status st = send_message(socket_, std::move(base), &to.routing_id, &counters_);
+  if (!st.ok()) PSTRAIN_LOG(WARNING) << "reply to worker " << to.header.sender() << ": " << st.message();
+}
+
+void ParameterServer::reply_error(const InMessage& to, const std::string& error) {
+  PSTRAIN_LOG(WARNING) << "rejecting " << describe(to.header) << ": " << error;
+  OutMessage out;
+  out.header.set_error(error);
+  reply(to, wire::REPLY_ERROR, std::move(out));
+}
+
+Result<ServerSummary> ParameterServer::serve() {
+  started_ = Clock::now();
+  PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " listening on port " << port_
+                    << " for " << options_.num_workers << " worker(s)";
+  while (true) {
+    if (stop_.load()) return cancelled("parameter server stopped on request");
+    // Wake at least every 100 ms to expire parked pulls and watch heartbeats.
+    auto msg = recv_message(socket_, std::chrono::milliseconds(100), /*has_routing_id=*/true,
+                            options_.job_id, &counters_);
+    if (msg.ok()) {
+      handle(*msg);
+    } else {
+      switch (decode_error_of(msg.status())) {
+        case DecodeError::kMalformed:
+          PSTRAIN_LOG(WARNING) << "dropped a malformed message: " << msg.status().message();
+          break;
+        case DecodeError::kForeign:
+          PSTRAIN_LOG(DEBUG) << "ignored a message of another job: " << msg.status().message();
+          break;
+        case DecodeError::kNone:
+          if (msg.status().code() == StatusCode::kCancelled) return msg.status();
+          if (msg.status().code() != StatusCode::kDeadlineExceeded) {
+            PSTRAIN_LOG(WARNING) << "receive failed: " << msg.status().message();
+          }
+          break;
+      }
+    }
+    answer_parked(/*expire_all_due=*/true);
+    check_workers();
+
+    int done = 0, lost = 0;
+    std::vector<int> lost_ids;
+    for (int i = 0; i < options_.num_workers; ++i) {
+      const WorkerState& w = workers_[static_cast<size_t>(i)];
+      done += w.done;
+      if (w.lost) {
+        ++lost;
+        lost_ids.push_back(i);
+      }
+    }
+    if (done + lost == options_.num_workers) {
+      ServerSummary summary;
+      summary.final_step = store_.step();
+      summary.workers_done = done;
+      summary.workers_lost = lost_ids;
+      summary.stats = stats();
+      if (lost == 0) {
+        PSTRAIN_LOG(INFO) << "all " << done << " worker(s) done at global step " << store_.step()
+                          << "; parameter server " << options_.ps_index << " exits";
+        return summary;
+      }
+      return unavailable("worker(s) " + worker_list(lost_ids) +
+                         " stopped sending messages (lost) and " + std::to_string(done) +
+                         " finished; parameter server " + std::to_string(options_.ps_index) +
+                         " exits at global step " + std::to_string(store_.step()));
+    }
+  }
+}
+
+void ParameterServer::handle(InMessage& msg) {
+  const wire::Header& h = msg.header;
+  const int sender = h.sender();
+  const bool from_worker = sender >= 0 && sender < options_.num_workers;
+  if (h.kind() != wire::STATUS && !from_worker) {
+    counters_.malformed.fetch_add(1);
+    reply_error(msg, "sender " + std::to_string(sender) + " is not a worker of this job (" +
+                         std::to_string(options_.num_workers) + " workers)");
+    return;
+  }
+  if (from_worker) {
+    WorkerState& w = workers_[static_cast<size_t>(sender)];
+    if (w.lost) {
+      PSTRAIN_LOG(WARNING) << "worker " << sender << " is back after being declared lost";
+      w.lost = false;
+      update_replicas();
+    }
+    if (!w.seen) PSTRAIN_LOG(INFO) << "worker " << sender << " connected";
+    w.seen = true;
+    w.last_seen = Clock::now();
+  }
+  switch (h.kind()) {
+    case wire::HELLO: {
+      if (store_.initialized() && h.config().layout_hash() != layout_hash_) {
+        reply_error(msg, "worker " + std::to_string(sender) +
+                             " lays out the variables differently from the chief (check that "
+                             "every task has the same --model, --hidden_units and cluster)");
+        return;
+      }
+      reply(msg, wire::REPLY_OK);
+      return;
+    }
+    case wire::INIT: on_init(msg); return;
+    case wire::PULL: on_pull(msg); return;
+    case wire::PUSH: on_push(msg); return;
+    case wire::HEARTBEAT: reply(msg, wire::REPLY_OK); return;
+    case wire::DONE: {
+      WorkerState& w = workers_[static_cast<size_t>(sender)];
+      if (!w.done) PSTRAIN_LOG(INFO) << "worker " << sender << " is done";
+      w.done = true;
+      reply(msg, wire::REPLY_OK);
+      update_replicas();
+      return;
+    }
+    case wire::STATUS: {
+      OutMessage out;
+      *out.header.mutable_stats() = stats();
+      reply(msg, wire::REPLY_OK, std::move(out));
+      return;
+    }
+    default:
+      counters_.malformed.fetch_add(1);
+      reply_error(msg, "a " + wire::Kind_Name(h.kind()) + " is not a request");
+      return;
+  }
+}
+
+void ParameterServer::on_init(InMessage& msg) {
+  const wire::Header& h = msg.header;
+  if (store_.initialized()) {
+    if (h.config().layout_hash() != layout_hash_) {
+      reply_error(msg, "variables are already initialised with another layout");
+    } else {
+      reply(msg, wire::REPLY_OK);
+    }
+    return;
+  }
+  if (h.sender() != 0) {
+    reply_error(msg, "only the chief (worker 0) initialises variables");
+    return;
+  }
+  const wire::TrainingConfig& c = h.config();
+  auto kind = optimizer_from_wire(c.optimizer());
+  if (!kind.ok()) {
+    reply_error(msg, kind.status().message());
+    return;
+  }
+  if (c.num_workers() != options_.num_workers) {
+    reply_error(msg, "the chief counts " + std::to_string(c.num_workers()) +
+                         " workers, this parameter server's cluster has " +
+                         std::to_string(options_.num_workers));
+    return;
+  }
+  OptimizerConfig opt;
+  opt.kind = *kind;
+  opt.learning_rate = c.learning_rate();
+  AggregationConfig agg{c.sync_replicas(), c.replicas_to_aggregate(), c.train_steps()};
+  std::vector<ChunkInit> chunks;
+  chunks.reserve(msg.num_frames());
+  for (size_t i = 0; i < msg.num_frames(); ++i) {
+    ChunkInit ci;
+    ci.key = msg.frame_info(i).key();
+    ci.values.resize(msg.frame_info(i).count());
+    Status st = msg.copy_frame_f32(i, ci.values);
+    if (!st.ok()) {
+      reply_error(msg, st.message());
+      return;
+    }
+    chunks.push_back(std::move(ci));
+  }
+  Status st = store_.initialize(opt, agg, std::move(chunks));
+  if (!st.ok()) {
+    reply_error(msg, st.message());
+    return;
+  }
+  layout_hash_ = c.layout_hash();
+  configured_replicas_ = agg.sync ? agg.replicas_to_aggregate : 1;
+  update_replicas();
+  PSTRAIN_LOG(INFO) << "variables initialised: " << store_.num_chunks() << " chunks, "
+                    << store_.parameter_bytes() << " bytes; "
+                    << (agg.sync ? "sync, " + std::to_string(agg.replicas_to_aggregate) +
+                                       " replicas to aggregate"
+                                 : std::string("async"))
+                    << ", " << optimizer_name(opt.kind) << " lr " << opt.learning_rate
+                    << ", " << agg.train_steps << " steps";
+  reply(msg, wire::REPLY_OK);
+  answer_parked(/*expire_all_due=*/false);
+}
+
+void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t request_id,
+                                  int worker) {
+  OutMessage out = make_reply(wire::REPLY_PARAMS, request_id);
+  out.frames.reserve(store_.num_chunks());
+  for (size_t i = 0; i < store_.num_chunks(); ++i) {
+    std::shared_ptr<const std::vector<float>> values = store_.values(i);
+    std::span<const float> view(*values);
+    out.frames.push_back(f32_frame(store_.key(i), view, std::move(values)));
+  }
+  Status st = send_message(socket_, std::move(out), &routing_id, &counters_);
+  if (!st.ok()) PSTRAIN_LOG(WARNING) << "parameters to worker " << worker << ": " << st.message();
+}
+
+void ParameterServer::on_pull(InMessage& msg) {
+  const wire::Header& h = msg.header;
+  if (store_.initialized() && (store_.step() >= h.min_step() || store_.finished())) {
+    answer_pull(msg.routing_id, h.request_id(), h.sender());
+    return;
+  }
+  ParkedPull p;
+  p.routing_id.copy(msg.routing_id);
+  p.request_id = h.request_id();
+  p.worker = h.sender();
+  p.min_step = h.min_step();
+  p.expires = Clock::now() + options_.long_poll;
+  parked_.push_back(std::move(p));
+}
+
+void ParameterServer::answer_parked(bool expire_all_due) {
+  const auto now = Clock::now();
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    const bool ready =
+        store_.initialized() && (store_.step() >= it->min_step || store_.finished());
+    if (ready) {
+      answer_pull(it->routing_id, it->request_id, it->worker);
+    } else if (expire_all_due && now >= it->expires) {
+      OutMessage out = make_reply(wire::REPLY_NOT_READY, it->request_id);
+      Status st = send_message(socket_, std::move(out), &it->routing_id, &counters_);
+      if (!st.ok()) PSTRAIN_LOG(DEBUG) << "not-ready to worker " << it->worker << ": " << st.message();
+    } else {
+      ++it;
+      continue;
+    }
+    it = parked_.erase(it);
+  }
+}
+
+void ParameterServer::on_push(InMessage& msg) {
+  const wire::Header& h = msg.header;
+  if (!store_.initialized()) {
+    reply_error(msg, "PUSH before the chief initialised the variables");
+    return;
+  }
+  std::vector<std::string> keys;
+  std::vector<int64_t> counts;
+  std::vector<GradientView> views;
+  for (size_t i = 0; i < msg.num_frames(); ++i) {
+    const wire::FrameInfo& f = msg.frame_info(i);
+    if (f.dtype() != wire::DTYPE_FLOAT32) {
+      counters_.malformed.fetch_add(1);
+      reply_error(msg, "gradient frame '" + f.key() + "' is not float32");
+      return;
+    }
+    keys.push_back(f.key());
+    counts.push_back(static_cast<int64_t>(f.count()));
+    views.push_back({msg.frame_bytes(i).data(), static_cast<int64_t>(f.count())});
+  }
+  Status layout = store_.check_layout(keys, counts);
+  if (!layout.ok()) {
+    counters_.malformed.fetch_add(1);
+    reply_error(msg, "gradients do not match this parameter server's variables: " +
+                         layout.message());
+    return;
+  }
+  const int64_t before = store_.step();
+  const PushOutcome outcome = store_.push(h.sender(), h.step(), views);
+  if (outcome != PushOutcome::kApplied && outcome != PushOutcome::kAccumulated) {
+    PSTRAIN_LOG(DEBUG) << "gradient of worker " << h.sender() << " at step " << h.step()
+                       << " dropped (" << push_outcome_name(outcome) << ", step " << before
+                       << ")";
+  }
+  OutMessage out;
+  out.header.set_accepted(outcome == PushOutcome::kApplied ||
+                          outcome == PushOutcome::kAccumulated);
+  reply(msg, wire::REPLY_OK, std::move(out));
+  if (store_.step() != before) answer_parked(/*expire_all_due=*/false);
+}
+
+void ParameterServer::check_workers() {
+  const auto now = Clock::now();
+  bool changed = false;
+  for (int i = 0; i < options_.num_workers; ++i) {
+    WorkerState& w = workers_[static_cast<size_t>(i)];
+    if (w.done || w.lost) continue;
+    if (w.seen && now - w.last_seen > options_.heartbeat_timeout) {
+      PSTRAIN_LOG(WARNING) << "worker " << i << " lost: no message for "
+                           << options_.heartbeat_timeout.count() / 1000.0 << " s";
+      w.lost = true;
+      changed = true;
+    } else if (!w.seen && now - started_ > options_.startup_timeout) {
+      PSTRAIN_LOG(WARNING) << "worker " << i << " never connected within "
+                           << options_.startup_timeout.count() / 1000.0 << " s";
+      w.lost = true;
+      changed = true;
+    }
+  }
+  if (changed) update_replicas();
+}
+
+void ParameterServer::update_replicas() {
+  if (!store_.initialized()) return;
+  int alive = 0;
+  for (const auto& w : workers_) alive += !w.lost;
+  const int replicas = std::max(1, std::min(configured_replicas_, alive));
+  if (replicas != store_.replicas()) {
+    PSTRAIN_LOG(WARNING) << "aggregating " << replicas << " gradient(s) per step instead of "
+                         << configured_replicas_ << " while " << (options_.num_workers - alive)
+                         << " worker(s) are lost";
+    store_.set_replicas(replicas);
+  }
+  if (store_.complete_pending()) answer_parked(false);
+}
+
+}  // namespace pstrain

@@ -1,0 +1,109 @@
+// ParameterServer: one PS task's event loop over a ZeroMQ ROUTER socket.
+//
+// Contract
+// - Serves HELLO, INIT, PULL, PUSH, HEARTBEAT, DONE and STATUS (runtime/proto/pstrain.proto)
+//   from any number of workers on one thread: no thread per request or per worker. A PULL
+//   that must wait (variables not initialised yet, or sync training's next step not reached)
+//   is parked and answered when the event happens, or with REPLY_NOT_READY after
+//   `long_poll` so the worker can re-ask; nothing waits on a fixed sleep.
+// - Messages of another job id or protocol version are ignored and counted; malformed ones
+//   are logged, counted and dropped. Nothing a peer sends can abort the process.
+// - Workers are watched by their messages (heartbeats included): one silent for longer than
+//   `heartbeat_timeout` (or never seen within `startup_timeout`) is lost. In sync mode the
+//   number of gradients that completes a step drops to the workers still alive, so a dead
+//   worker does not stall training.
+// - serve() returns once every worker has said DONE (success), or once every worker is done
+//   or lost with at least one lost (an error naming them), or after request_stop().
+// Thread-safety: serve() runs on one thread; request_stop() may be called from any thread or
+// a signal handler (it only sets an atomic flag).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "ps/shard_store.h"
+#include "runtime/message.h"
+#include "runtime/status.h"
+
+namespace pstrain {
+
+struct ServerOptions {
+  int ps_index = 0;
+  int num_workers = 1;
+  std::string host = "localhost";  // bind address (see runtime/transport.h)
+  int port = 0;                    // 0: any free port (read it back with port())
+  uint64_t job_id = 0;
+  std::chrono::milliseconds heartbeat_timeout{30000};
+  std::chrono::milliseconds startup_timeout{600000};
+  std::chrono::milliseconds long_poll{2000};
+};
+
+struct ServerSummary {
+  int64_t final_step = 0;
+  int workers_done = 0;
+  std::vector<int> workers_lost;
+  wire::PsStats stats;
+};
+
+class ParameterServer {
+ public:
+  // Binds the socket; a port in use is an error that names it.
+  static Result<std::unique_ptr<ParameterServer>> create(zmq::context_t& ctx,
+                                                         ServerOptions options);
+  ~ParameterServer();
+
+  int port() const { return port_; }
+  Result<ServerSummary> serve();
+  void request_stop() { stop_.store(true); }
+  // The counters and state as a STATUS reply carries them (serve()'s thread only).
+  wire::PsStats stats() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct WorkerState {
+    bool seen = false;
+    bool done = false;
+    bool lost = false;
+    Clock::time_point last_seen;
+  };
+  struct ParkedPull {
+    zmq::message_t routing_id;
+    uint64_t request_id = 0;
+    int worker = 0;
+    int64_t min_step = 0;
+    Clock::time_point expires;
+  };
+
+  ParameterServer(ServerOptions options, zmq::socket_t socket, int port);
+  void handle(InMessage& msg);
+  void on_init(InMessage& msg);
+  void on_pull(InMessage& msg);
+  void on_push(InMessage& msg);
+  void reply(const InMessage& to, wire::Kind kind, OutMessage out = {});
+  void reply_error(const InMessage& to, const std::string& error);
+  void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker);
+  void answer_parked(bool expire_all_due);
+  void check_workers();
+  void update_replicas();
+  OutMessage make_reply(wire::Kind kind, uint64_t request_id) const;
+
+  ServerOptions options_;
+  zmq::socket_t socket_;
+  int port_;
+  std::atomic<bool> stop_{false};
+  ShardStore store_;
+  uint64_t layout_hash_ = 0;
+  int configured_replicas_ = 1;
+  std::vector<WorkerState> workers_;
+  std::vector<ParkedPull> parked_;
+  ProtocolCounters counters_;
+  Clock::time_point started_;
+};
+
+}  // namespace pstrain

@@ -1,0 +1,157 @@
+#include "ps/shard_store.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+
+namespace pstrain {
+
+const char* push_outcome_name(PushOutcome o) {
+  switch (o) {
+    case PushOutcome::kApplied: return "applied";
+    case PushOutcome::kAccumulated: return "accumulated";
+    case PushOutcome::kStale: return "stale";
+    case PushOutcome::kDuplicate: return "duplicate";
+    case PushOutcome::kFuture: return "future";
+    case PushOutcome::kLate: return "late";
+  }
+  return "unknown";
+}
+
+Status ShardStore::initialize(const OptimizerConfig& optimizer,
+                              const AggregationConfig& aggregation,
+                              std::vector<ChunkInit> chunks) {
+  if (initialized_) return failed_precondition("variables are already initialised");
+  if (aggregation.sync && aggregation.replicas_to_aggregate < 1) {
+    return invalid_argument("replicas_to_aggregate must be at least 1, got " +
+                            std::to_string(aggregation.replicas_to_aggregate));
+  }
+  std::unordered_set<std::string> seen;
+  for (const ChunkInit& c : chunks) {
+    if (c.values.empty()) return invalid_argument("chunk '" + c.key + "' is empty");
+    if (!seen.insert(c.key).second) return invalid_argument("chunk '" + c.key + "' repeats");
+  }
+  optimizer_ = optimizer;
+  aggregation_ = aggregation;
+  replicas_ = aggregation.sync ? aggregation.replicas_to_aggregate : 1;
+  const int slots = optimizer_slot_count(optimizer.kind);
+  const float slot_init = optimizer_slot_initial_value(optimizer);
+  chunks_.clear();
+  for (ChunkInit& c : chunks) {
+    ChunkState s;
+    s.key = std::move(c.key);
+    const size_t n = c.values.size();
+    s.params = std::make_shared<std::vector<float>>(std::move(c.values));
+    if (slots > 0) s.slot0.assign(n, slot_init);
+    if (slots > 1) s.slot1.assign(n, slot_init);
+    if (aggregation.sync) s.accum.assign(n, 0.f);
+    chunks_.push_back(std::move(s));
+  }
+  step_ = 0;
+  initialized_ = true;
+  return {};
+}
+
+Status ShardStore::check_layout(std::span<const std::string> keys,
+                                std::span<const int64_t> counts) const {
+  if (keys.size() != chunks_.size() || counts.size() != chunks_.size()) {
+    return invalid_argument("message has " + std::to_string(keys.size()) +
+                            " chunks, this parameter server holds " +
+                            std::to_string(chunks_.size()));
+  }
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    if (keys[i] != chunks_[i].key || counts[i] != count(i)) {
+      return invalid_argument("chunk " + std::to_string(i) + " is '" + keys[i] + "' with " +
+                              std::to_string(counts[i]) + " elements, expected '" +
+                              chunks_[i].key + "' with " + std::to_string(count(i)));
+    }
+  }
+  return {};
+}
+
+void ShardStore::set_replicas(int replicas) { replicas_ = std::max(1, replicas); }
+
+uint64_t ShardStore::parameter_bytes() const {
+  uint64_t b = 0;
+  for (const auto& c : chunks_) b += c.params->size() * sizeof(float);
+  return b;
+}
+
+std::vector<float>& ShardStore::writable(ChunkState& c) {
+  // A send in flight still holds a reference: give the update its own buffer.
+  if (c.params.use_count() > 1) c.params = std::make_shared<std::vector<float>>(*c.params);
+  return *c.params;
+}
+
+void ShardStore::apply(ChunkState& c, std::span<const float> grad) {
+  std::vector<float>& p = writable(c);
+  apply_update(optimizer_, p, grad, c.slot0, c.slot1, step_ + 1);
+}
+
+std::span<const float> ShardStore::as_floats(const GradientView& g, std::vector<float>& scratch) {
+  if (reinterpret_cast<uintptr_t>(g.data) % alignof(float) == 0) {
+    return {reinterpret_cast<const float*>(g.data), static_cast<size_t>(g.count)};
+  }
+  scratch.resize(static_cast<size_t>(g.count));
+  std::memcpy(scratch.data(), g.data, scratch.size() * sizeof(float));
+  return scratch;
+}
+
+PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientView> grads) {
+  if (step_ >= aggregation_.train_steps) {
+    ++counters_.late;
+    return PushOutcome::kLate;
+  }
+  if (!aggregation_.sync) {
+    for (size_t i = 0; i < chunks_.size(); ++i) apply(chunks_[i], as_floats(grads[i], scratch_));
+    ++step_;
+    ++counters_.gradients_applied;
+    ++counters_.updates;
+    return PushOutcome::kApplied;
+  }
+  if (step < step_) {
+    ++counters_.stale;
+    return PushOutcome::kStale;
+  }
+  if (step > step_) {
+    ++counters_.future;
+    return PushOutcome::kFuture;
+  }
+  if (contributors_.count(worker) != 0) {
+    ++counters_.duplicate;
+    return PushOutcome::kDuplicate;
+  }
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    const std::span<const float> g = as_floats(grads[i], scratch_);
+    std::vector<float>& acc = chunks_[i].accum;
+    for (size_t j = 0; j < acc.size(); ++j) acc[j] += g[j];
+  }
+  contributors_.insert(worker);
+  if (static_cast<int>(contributors_.size()) < replicas_) return PushOutcome::kAccumulated;
+  apply_pending();
+  return PushOutcome::kApplied;
+}
+
+bool ShardStore::complete_pending() {
+  if (!aggregation_.sync || contributors_.empty() ||
+      static_cast<int>(contributors_.size()) < replicas_ || step_ >= aggregation_.train_steps) {
+    return false;
+  }
+  apply_pending();
+  return true;
+}
+
+void ShardStore::apply_pending() {
+  const float scale = 1.0f / static_cast<float>(contributors_.size());
+  for (ChunkState& c : chunks_) {
+    for (float& v : c.accum) v *= scale;
+    apply(c, c.accum);
+    std::fill(c.accum.begin(), c.accum.end(), 0.f);
+  }
+  counters_.gradients_applied += static_cast<int64_t>(contributors_.size());
+  ++counters_.updates;
+  contributors_.clear();
+  ++step_;
+}
+
+}  // namespace pstrain

@@ -1,0 +1,119 @@
+// ShardStore: the variables one parameter server holds, and how gradients update them.
+//
+// Contract
+// - Holds the chunks the chief sent in INIT (key, values) with their optimizer slots.
+// - Async: every gradient is applied as it arrives; the step counts applications.
+// - Sync (SyncReplicasOptimizer): a gradient carries the step it was computed at. Older than
+//   the current step: dropped and counted as stale. A second gradient from the same worker for
+//   the same step: dropped and counted. When `replicas` fresh gradients have arrived, their
+//   mean is applied and the step advances by one.
+// - Once the step reaches train_steps, further gradients are dropped (counted as late).
+// - Parameters are shared with in-flight sends through shared_ptr: an update never writes a
+//   buffer that a send still references (copy on write), so a reader never sees a torn
+//   update.
+// Thread-safety: not thread-safe; the PS event loop owns it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernels/optim.h"
+#include "runtime/status.h"
+
+namespace pstrain {
+
+struct AggregationConfig {
+  bool sync = false;
+  int replicas_to_aggregate = 1;  // sync only
+  int64_t train_steps = 0;
+};
+
+struct ChunkInit {
+  std::string key;
+  std::vector<float> values;
+};
+
+// One chunk's gradient as received: raw little-endian float32 bytes (alignment not assumed).
+struct GradientView {
+  const std::byte* data = nullptr;
+  int64_t count = 0;
+};
+
+enum class PushOutcome {
+  kApplied,      // async: applied; sync: this gradient completed a step
+  kAccumulated,  // sync: stored, waiting for more replicas
+  kStale,        // sync: computed at an older step; dropped
+  kDuplicate,    // sync: this worker already contributed to the step; dropped
+  kFuture,       // sync: computed at a step not reached yet (a confused client); dropped
+  kLate,         // training already reached train_steps; dropped
+};
+const char* push_outcome_name(PushOutcome o);
+
+struct StoreCounters {
+  int64_t gradients_applied = 0;  // gradients that went into an update
+  int64_t updates = 0;            // optimizer applications (= step advances)
+  int64_t stale = 0;
+  int64_t duplicate = 0;
+  int64_t future = 0;
+  int64_t late = 0;
+};
+
+class ShardStore {
+ public:
+  bool initialized() const { return initialized_; }
+  // Fails if already initialised, a key repeats, or a chunk is empty.
+  Status initialize(const OptimizerConfig& optimizer, const AggregationConfig& aggregation,
+                    std::vector<ChunkInit> chunks);
+
+  // `grads` has one entry per chunk, in chunk order, with matching counts (the caller checks
+  // keys and counts with check_layout first).
+  PushOutcome push(int worker, int64_t step, std::span<const GradientView> grads);
+  // Checks that (keys, counts) match the chunks held; the error names the first mismatch.
+  Status check_layout(std::span<const std::string> keys, std::span<const int64_t> counts) const;
+
+  int64_t step() const { return step_; }
+  bool finished() const { return initialized_ && step_ >= aggregation_.train_steps; }
+  // Sync: how many fresh gradients complete a step (lowered when workers are lost).
+  int replicas() const { return replicas_; }
+  void set_replicas(int replicas);
+  // Sync: applies the pending step if it already has `replicas` gradients (after
+  // set_replicas lowered the number). Returns true when the step advanced.
+  bool complete_pending();
+  int pending() const { return static_cast<int>(contributors_.size()); }
+
+  size_t num_chunks() const { return chunks_.size(); }
+  const std::string& key(size_t i) const { return chunks_[i].key; }
+  int64_t count(size_t i) const { return static_cast<int64_t>(chunks_[i].params->size()); }
+  // The current values of chunk i; the pointer keeps them unchanged while it lives.
+  std::shared_ptr<const std::vector<float>> values(size_t i) const { return chunks_[i].params; }
+  uint64_t parameter_bytes() const;
+  const StoreCounters& counters() const { return counters_; }
+
+ private:
+  struct ChunkState {
+    std::string key;
+    std::shared_ptr<std::vector<float>> params;
+    std::vector<float> slot0, slot1;
+    std::vector<float> accum;  // sync: sum of this step's fresh gradients
+  };
+  std::vector<float>& writable(ChunkState& c);
+  void apply(ChunkState& c, std::span<const float> grad);
+  void apply_pending();
+  static std::span<const float> as_floats(const GradientView& g, std::vector<float>& scratch);
+
+  bool initialized_ = false;
+  OptimizerConfig optimizer_;
+  AggregationConfig aggregation_;
+  int replicas_ = 1;
+  int64_t step_ = 0;
+  std::vector<ChunkState> chunks_;
+  std::set<int> contributors_;  // sync: workers whose gradient for step_ is accumulated
+  std::vector<float> scratch_;
+  StoreCounters counters_;
+};
+
+}  // namespace pstrain

@@ -1,0 +1,181 @@
+#include "kernels/model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+namespace pstrain {
+namespace {
+
+TEST(Model, MlpVariablesMatchMnistReplica) {
+  auto vars = Model::describe(ModelOptions{"mlp", 100});
+  ASSERT_TRUE(vars.ok()) << vars.status().to_string();
+  ASSERT_EQ(vars->size(), 4u);
+  EXPECT_EQ((*vars)[0].name, "hid_w");
+  EXPECT_EQ((*vars)[0].shape, (Shape{784, 100}));
+  EXPECT_EQ((*vars)[1].name, "hid_b");
+  EXPECT_EQ((*vars)[2].name, "sm_w");
+  EXPECT_EQ((*vars)[2].shape, (Shape{100, 10}));
+  EXPECT_EQ((*vars)[3].name, "sm_b");
+  int64_t offset = 0;
+  for (const auto& v : *vars) {
+    EXPECT_EQ(v.offset, offset) << v.name;
+    offset += v.numel();
+  }
+  EXPECT_EQ(offset, 784 * 100 + 100 + 100 * 10 + 10);
+}
+
+TEST(Model, CnnVariables) {
+  auto vars = Model::describe(ModelOptions{"cnn"});
+  ASSERT_TRUE(vars.ok()) << vars.status().to_string();
+  ASSERT_EQ(vars->size(), 8u);
+  EXPECT_EQ((*vars)[0].name, "conv1/kernel");
+  EXPECT_EQ((*vars)[0].shape, (Shape{5, 5, 1, 32}));
+  EXPECT_EQ((*vars)[2].shape, (Shape{5, 5, 32, 64}));
+  EXPECT_EQ((*vars)[4].name, "dense/kernel");
+  EXPECT_EQ((*vars)[4].shape, (Shape{7 * 7 * 64, 1024}));
+  EXPECT_EQ((*vars)[6].shape, (Shape{1024, 10}));
+}
+
+TEST(Model, UnknownModelAndBadHiddenUnitsAreErrors) {
+  auto bad = Model::describe(ModelOptions{"resnet"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("resnet"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("mlp"), std::string::npos);
+  auto zero = Model::describe(ModelOptions{"mlp", 0});
+  ASSERT_FALSE(zero.ok());
+  EXPECT_NE(zero.status().message().find("--hidden_units"), std::string::npos);
+}
+
+TEST(Model, InitialParametersFollowMnistReplica) {
+  auto ops = make_cpu_ops(1);
+  auto model = Model::create(ModelOptions{"mlp", 100}, *ops);
+  ASSERT_TRUE(model.ok());
+  const auto p1 = (*model)->initial_parameters(7);
+  const auto p2 = (*model)->initial_parameters(7);
+  const auto p3 = (*model)->initial_parameters(8);
+  EXPECT_EQ(p1, p2);
+  EXPECT_NE(p1, p3);
+  const auto& vars = (*model)->variables();
+  // hid_w: truncated normal, stddev 1/28: all within 2 stddev, sample stddev near
+  // 0.8796 / 28 (the stddev of a normal truncated at 2 sigma).
+  double sum = 0, sq = 0;
+  const int64_t n = vars[0].numel();
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = p1[static_cast<size_t>(i)];
+    EXPECT_LE(std::abs(v), 2.0 / 28 + 1e-7);
+    sum += v;
+    sq += v * v;
+  }
+  const double mean = sum / n;
+  const double sd = std::sqrt(sq / n - mean * mean);
+  EXPECT_NEAR(mean, 0.0, 0.001);
+  EXPECT_NEAR(sd, 0.8796 / 28, 0.001);
+  for (int64_t i = 0; i < vars[1].numel(); ++i) {
+    EXPECT_EQ(p1[static_cast<size_t>(vars[1].offset + i)], 0.f);
+  }
+  // sm_w: bound 2 / sqrt(100).
+  for (int64_t i = 0; i < vars[2].numel(); ++i) {
+    EXPECT_LE(std::abs(p1[static_cast<size_t>(vars[2].offset + i)]), 0.2f + 1e-7f);
+  }
+}
+
+// Loss of the model at parameters `p` on the uploaded batch.
+float loss_at(Model& m, const std::vector<float>& p, int n) {
+  m.ops().copy_to_device(m.parameters().raw(), p.data(), p.size() * sizeof(float));
+  m.forward_backward(n);
+  return m.read_loss();
+}
+
+void check_model_gradient(const ModelOptions& options) {
+  auto ops = make_cpu_ops(1);
+  auto created = Model::create(options, *ops);
+  ASSERT_TRUE(created.ok()) << created.status().to_string();
+  Model& m = **created;
+  const int n = 3;
+  const int64_t features = static_cast<int64_t>(options.image_rows) * options.image_cols;
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  std::vector<float> images(static_cast<size_t>(n * features));
+  for (float& v : images) v = u(gen);
+  std::vector<int32_t> labels = {1, 0, 2};
+  m.upload_batch(images, labels, n);
+  std::vector<float> p = m.initial_parameters(5);
+  // Non-zero biases so that their gradients matter.
+  for (const auto& v : m.variables()) {
+    if (v.shape.size() == 1) {
+      for (int64_t i = 0; i < v.numel(); ++i) p[static_cast<size_t>(v.offset + i)] = 0.1f * u(gen);
+    }
+  }
+  loss_at(m, p, n);
+  std::vector<float> grad(p.size());
+  m.ops().copy_to_host(grad.data(), m.gradients().raw(), grad.size() * sizeof(float));
+  m.ops().synchronize();
+  // Central differences on a sample of coordinates of every variable.
+  std::uniform_int_distribution<int64_t> pick;
+  for (const auto& v : m.variables()) {
+    for (int trial = 0; trial < 6; ++trial) {
+      const size_t i = static_cast<size_t>(v.offset + pick(gen) % v.numel());
+      const float h = 1e-2f;
+      std::vector<float> q = p;
+      q[i] = p[i] + h;
+      const double up = loss_at(m, q, n);
+      q[i] = p[i] - h;
+      const double down = loss_at(m, q, n);
+      const double numeric = (up - down) / (2 * h);
+      EXPECT_NEAR(grad[i], numeric, 2e-3 + 0.05 * std::abs(numeric))
+          << options.name << " " << v.name << "[" << i - static_cast<size_t>(v.offset) << "]";
+    }
+  }
+}
+
+TEST(Model, MlpGradientMatchesFiniteDifferences) {
+  ModelOptions o{"mlp", 6};
+  o.image_rows = 5;
+  o.image_cols = 4;
+  o.classes = 3;
+  check_model_gradient(o);
+}
+
+TEST(Model, CnnGradientMatchesFiniteDifferences) {
+  ModelOptions o{"cnn"};
+  o.image_rows = 8;
+  o.image_cols = 8;
+  o.classes = 3;
+  check_model_gradient(o);
+}
+
+TEST(Model, SgdOnOneBatchLowersTheLoss) {
+  auto ops = make_cpu_ops(1);
+  ModelOptions o{"mlp", 16};
+  o.image_rows = 6;
+  o.image_cols = 6;
+  o.classes = 4;
+  auto created = Model::create(o, *ops);
+  ASSERT_TRUE(created.ok());
+  Model& m = **created;
+  const int n = 8;
+  std::mt19937 gen(11);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  std::vector<float> images(static_cast<size_t>(n * 36));
+  for (float& v : images) v = u(gen);
+  std::vector<int32_t> labels = {0, 1, 2, 3, 0, 1, 2, 3};
+  m.upload_batch(images, labels, n);
+  std::vector<float> p = m.initial_parameters(1);
+  ops->copy_to_device(m.parameters().raw(), p.data(), p.size() * 4);
+  m.forward_backward(n);
+  const float first = m.read_loss();
+  OptimizerConfig sgd{OptimizerKind::kSgd, 0.5f};
+  for (int step = 1; step <= 100; ++step) {
+    m.forward_backward(n);
+    ops->optimizer_update(sgd, m.parameters().f32(), m.gradients().f32(), nullptr, nullptr,
+                          m.num_parameters(), step);
+  }
+  m.forward_backward(n);
+  EXPECT_LT(m.read_loss(), 0.2f * first);
+  EXPECT_EQ(m.count_correct(images, labels, 3), n);
+}
+
+}  // namespace
+}  // namespace pstrain

@@ -1,0 +1,142 @@
+#include "ps/shard_store.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace pstrain {
+namespace {
+
+// Two chunks: "a" with 2 elements, "b" with 1; plain SGD with lr 1 so updates are easy to
+// follow: p -= mean(g).
+ShardStore make_store(bool sync, int replicas, int64_t train_steps) {
+  ShardStore s;
+  OptimizerConfig sgd{OptimizerKind::kSgd, 1.0f};
+  AggregationConfig agg{sync, replicas, train_steps};
+  std::vector<ChunkInit> chunks = {{"a", {10.f, 20.f}}, {"b", {30.f}}};
+  EXPECT_TRUE(s.initialize(sgd, agg, std::move(chunks)).ok());
+  return s;
+}
+
+struct Grad {
+  std::vector<float> a, b;
+  std::vector<GradientView> views() const {
+    return {{reinterpret_cast<const std::byte*>(a.data()), static_cast<int64_t>(a.size())},
+            {reinterpret_cast<const std::byte*>(b.data()), static_cast<int64_t>(b.size())}};
+  }
+};
+
+PushOutcome push(ShardStore& s, int worker, int64_t step, const Grad& g) {
+  auto v = g.views();
+  return s.push(worker, step, v);
+}
+
+TEST(ShardStore, SyncAppliesMeanOfReplicasThenAdvances) {
+  ShardStore s = make_store(/*sync=*/true, /*replicas=*/2, /*train_steps=*/10);
+  EXPECT_EQ(push(s, 0, 0, {{1, 2}, {3}}), PushOutcome::kAccumulated);
+  EXPECT_EQ(s.step(), 0);
+  EXPECT_EQ((*s.values(0))[0], 10.f);  // nothing applied yet
+  EXPECT_EQ(push(s, 1, 0, {{3, 4}, {5}}), PushOutcome::kApplied);
+  EXPECT_EQ(s.step(), 1);
+  EXPECT_FLOAT_EQ((*s.values(0))[0], 10.f - 2.f);  // mean(1, 3)
+  EXPECT_FLOAT_EQ((*s.values(0))[1], 20.f - 3.f);  // mean(2, 4)
+  EXPECT_FLOAT_EQ((*s.values(1))[0], 30.f - 4.f);  // mean(3, 5)
+  EXPECT_EQ(s.counters().updates, 1);
+  EXPECT_EQ(s.counters().gradients_applied, 2);
+}
+
+TEST(ShardStore, SyncDropsStaleGradientsOfBackupWorkers) {
+  // Three workers, two replicas: the third is a backup whose late gradient is dropped.
+  ShardStore s = make_store(true, 2, 10);
+  EXPECT_EQ(push(s, 0, 0, {{1, 1}, {1}}), PushOutcome::kAccumulated);
+  EXPECT_EQ(push(s, 2, 0, {{1, 1}, {1}}), PushOutcome::kApplied);
+  EXPECT_EQ(push(s, 1, 0, {{100, 100}, {100}}), PushOutcome::kStale);
+  EXPECT_EQ(s.counters().stale, 1);
+  EXPECT_FLOAT_EQ((*s.values(0))[0], 9.f);  // the stale 100 never reached the parameters
+  // The backup worker catches up at step 1 and takes part normally.
+  EXPECT_EQ(push(s, 1, 1, {{2, 2}, {2}}), PushOutcome::kAccumulated);
+  EXPECT_EQ(push(s, 0, 1, {{4, 4}, {4}}), PushOutcome::kApplied);
+  EXPECT_EQ(s.step(), 2);
+  EXPECT_FLOAT_EQ((*s.values(0))[0], 9.f - 3.f);
+}
+
+TEST(ShardStore, SyncRejectsDuplicateAndFutureGradients) {
+  ShardStore s = make_store(true, 2, 10);
+  EXPECT_EQ(push(s, 0, 0, {{1, 1}, {1}}), PushOutcome::kAccumulated);
+  EXPECT_EQ(push(s, 0, 0, {{1, 1}, {1}}), PushOutcome::kDuplicate);
+  EXPECT_EQ(push(s, 1, 5, {{1, 1}, {1}}), PushOutcome::kFuture);
+  EXPECT_EQ(s.step(), 0);
+  EXPECT_EQ(s.pending(), 1);
+  EXPECT_EQ(s.counters().duplicate, 1);
+  EXPECT_EQ(s.counters().future, 1);
+}
+
+TEST(ShardStore, LoweringReplicasCompletesAPendingStep) {
+  ShardStore s = make_store(true, 3, 10);
+  EXPECT_EQ(push(s, 0, 0, {{2, 2}, {2}}), PushOutcome::kAccumulated);
+  EXPECT_EQ(push(s, 1, 0, {{4, 4}, {4}}), PushOutcome::kAccumulated);
+  EXPECT_FALSE(s.complete_pending());
+  s.set_replicas(2);  // a worker was lost
+  EXPECT_TRUE(s.complete_pending());
+  EXPECT_EQ(s.step(), 1);
+  EXPECT_FLOAT_EQ((*s.values(1))[0], 30.f - 3.f);
+}
+
+TEST(ShardStore, AsyncAppliesEachGradientAndStopsAtTrainSteps) {
+  ShardStore s = make_store(false, 1, 2);
+  EXPECT_EQ(push(s, 0, 0, {{1, 1}, {1}}), PushOutcome::kApplied);
+  EXPECT_EQ(push(s, 1, 0, {{2, 2}, {2}}), PushOutcome::kApplied);  // step tags ignored
+  EXPECT_EQ(s.step(), 2);
+  EXPECT_TRUE(s.finished());
+  EXPECT_EQ(push(s, 0, 1, {{5, 5}, {5}}), PushOutcome::kLate);
+  EXPECT_FLOAT_EQ((*s.values(0))[0], 10.f - 1.f - 2.f);
+  EXPECT_EQ(s.counters().late, 1);
+}
+
+TEST(ShardStore, UpdateNeverWritesAValueBufferStillReferenced) {
+  ShardStore s = make_store(false, 1, 10);
+  std::shared_ptr<const std::vector<float>> in_flight = s.values(0);
+  push(s, 0, 0, {{1, 1}, {1}});
+  EXPECT_FLOAT_EQ((*in_flight)[0], 10.f);  // the snapshot being "sent" is unchanged
+  EXPECT_FLOAT_EQ((*s.values(0))[0], 9.f);
+}
+
+TEST(ShardStore, UnalignedGradientBytesAreRead) {
+  ShardStore s = make_store(false, 1, 10);
+  std::vector<std::byte> raw(1 + 3 * sizeof(float));
+  const float a[2] = {1.f, 2.f}, b[1] = {3.f};
+  std::memcpy(raw.data() + 1, a, sizeof a);
+  std::vector<std::byte> raw_b(1 + sizeof(float));
+  std::memcpy(raw_b.data() + 1, b, sizeof b);
+  std::vector<GradientView> views = {{raw.data() + 1, 2}, {raw_b.data() + 1, 1}};
+  s.push(0, 0, views);
+  EXPECT_FLOAT_EQ((*s.values(0))[1], 18.f);
+  EXPECT_FLOAT_EQ((*s.values(1))[0], 27.f);
+}
+
+TEST(ShardStore, LayoutCheckNamesTheMismatch) {
+  ShardStore s = make_store(false, 1, 10);
+  std::vector<std::string> keys = {"a", "c"};
+  std::vector<int64_t> counts = {2, 1};
+  Status st = s.check_layout(keys, counts);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("'c'"), std::string::npos);
+  keys[1] = "b";
+  EXPECT_TRUE(s.check_layout(keys, counts).ok());
+  counts[0] = 3;
+  EXPECT_FALSE(s.check_layout(keys, counts).ok());
+}
+
+TEST(ShardStore, InitializeRejectsRepeatsAndTwice) {
+  ShardStore s;
+  OptimizerConfig adam;
+  std::vector<ChunkInit> dup = {{"a", {1.f}}, {"a", {2.f}}};
+  EXPECT_FALSE(s.initialize(adam, {}, std::move(dup)).ok());
+  std::vector<ChunkInit> ok = {{"a", {1.f}}};
+  EXPECT_TRUE(s.initialize(adam, {false, 1, 5}, std::move(ok)).ok());
+  std::vector<ChunkInit> again = {{"a", {1.f}}};
+  EXPECT_FALSE(s.initialize(adam, {false, 1, 5}, std::move(again)).ok());
+}
+
+}  // namespace
+}  // namespace pstrain

@@ -1,0 +1,31 @@
+// Choosing the compute backend for a task: CPU (Eigen) or one GPU (CUDA).
+//
+// --num_gpus=N (N >= 1) makes task i use GPU i % N, as mnist_replica places its ops; 0 means
+// the CPU. When no usable GPU exists (no CUDA backend built, no driver, no device) the task
+// falls back to the CPU with a warning, as TensorFlow's soft placement does.
+// Thread-safety: call from one thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kernels/ops.h"
+#include "runtime/status.h"
+
+namespace pstrain {
+
+struct BackendChoice {
+  std::unique_ptr<Ops> ops;
+  std::string warning;  // non-empty when the request could not be met as asked (CPU fallback)
+};
+
+// `cpu_threads` <= 0: all cores. `tf32` turns on TF32 matrix math on GPUs (opt-in).
+Result<BackendChoice> select_backend(int num_gpus, int task_index, bool tf32, int cpu_threads = 0);
+
+// True when this binary was built with the CUDA backend.
+bool cuda_backend_built();
+
+// Lines describing the GPUs this process sees (or why it sees none), for --version/devices.
+std::string describe_devices();
+
+}  // namespace pstrain

@@ -1,0 +1,137 @@
+#include "worker/local_train.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <sstream>
+
+#include "kernels/model.h"
+#include "runtime/log.h"
+#include "runtime/progress.h"
+
+namespace pstrain {
+
+nlohmann::json TrainSummary::to_json() const {
+  return {
+      {"model", model},
+      {"backend", backend},
+      {"optimizer", optimizer},
+      {"steps", steps},
+      {"batch_size", batch_size},
+      {"num_parameters", num_parameters},
+      {"final_loss", final_loss},
+      {"test_accuracy", test_accuracy},
+      {"test_examples", test_examples},
+      {"train_seconds", train_seconds},
+      {"wall_seconds", wall_seconds},
+      {"examples_per_second", examples_per_second},
+  };
+}
+
+namespace {
+
+std::string format_rate(double v) {
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(0);
+  os << v;
+  return os.str();
+}
+
+}  // namespace
+
+Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestData& data, Ops& ops,
+                                   std::FILE* progress) {
+  PSTRAIN_RETURN_IF_ERROR(validate(config));
+  using Clock = std::chrono::steady_clock;
+  const auto wall_start = Clock::now();
+
+  ModelOptions mo = config.model;
+  mo.image_rows = data.train.rows;
+  mo.image_cols = data.train.cols;
+  PSTRAIN_ASSIGN_OR_RETURN(auto model, Model::create(mo, ops));
+  const int64_t count = model->num_parameters();
+
+  // Parameters and optimizer slots live in the backend's memory for the whole run.
+  const std::vector<float> init = model->initial_parameters(config.seed);
+  ops.copy_to_device(model->parameters().raw(), init.data(), init.size() * sizeof(float));
+  const int slots = optimizer_slot_count(config.optimizer.kind);
+  std::vector<Tensor> slot_tensors;
+  const std::vector<float> slot_init(static_cast<size_t>(count),
+                                     optimizer_slot_initial_value(config.optimizer));
+  for (int i = 0; i < slots; ++i) {
+    slot_tensors.push_back(ops.alloc({count}));
+    ops.copy_to_device(slot_tensors.back().raw(), slot_init.data(), slot_init.size() * 4);
+  }
+  float* slot0 = slots > 0 ? slot_tensors[0].f32() : nullptr;
+  float* slot1 = slots > 1 ? slot_tensors[1].f32() : nullptr;
+
+  const int batch = config.batch_size;
+  const int64_t features = data.train.pixels();
+  Tensor images = ops.alloc_host({batch, features});
+  Tensor labels = ops.alloc_host({batch}, DType::kInt32);
+  BatchSource source(data.train, 0, 1, config.seed);
+
+  PSTRAIN_LOG(INFO) << "training " << mo.name << " (" << count << " parameters) on "
+                    << ops.description() << ": " << config.train_steps << " steps of batch "
+                    << batch << ", " << optimizer_name(config.optimizer.kind) << " lr "
+                    << config.optimizer.learning_rate;
+
+  ProgressLine line(progress);
+  std::deque<float> recent;
+  double recent_sum = 0;
+  const auto train_start = Clock::now();
+  for (int64_t step = 1; step <= config.train_steps; ++step) {
+    source.next(batch, images.host_f32(),
+                std::span<int32_t>(labels.i32(), static_cast<size_t>(batch)));
+    model->upload_batch(images.host_f32(),
+                        std::span<const int32_t>(labels.i32(), static_cast<size_t>(batch)), batch);
+    model->forward_backward(batch);
+    ops.optimizer_update(config.optimizer, model->parameters().f32(), model->gradients().f32(),
+                         slot0, slot1, count, step);
+    const float loss = model->read_loss();  // synchronizes: the batch buffers are free again
+    if (!std::isfinite(loss)) {
+      line.finish();
+      return failed_precondition("training diverged: loss is " + std::to_string(loss) +
+                                 " at step " + std::to_string(step) +
+                                 "; lower --learning_rate");
+    }
+    recent.push_back(loss);
+    recent_sum += loss;
+    if (recent.size() > 100) {
+      recent_sum -= recent.front();
+      recent.pop_front();
+    }
+    const double secs = std::chrono::duration<double>(Clock::now() - train_start).count();
+    std::ostringstream text;
+    text.setf(std::ios::fixed);
+    text.precision(4);
+    text << "step " << step << "/" << config.train_steps << "  loss "
+         << recent_sum / static_cast<double>(recent.size()) << "  "
+         << format_rate(static_cast<double>(step) * batch / secs) << " examples/s";
+    line.update(text.str(), step == config.train_steps);
+  }
+  line.finish();
+  const double train_secs = std::chrono::duration<double>(Clock::now() - train_start).count();
+
+  const int64_t correct = model->count_correct(
+      data.test.images, data.test.labels, std::min<int>(config.eval_batch, static_cast<int>(data.test.count)));
+
+  TrainSummary s;
+  s.model = mo.name;
+  s.backend = ops.description();
+  s.optimizer = optimizer_name(config.optimizer.kind);
+  s.steps = config.train_steps;
+  s.batch_size = batch;
+  s.num_parameters = count;
+  s.final_loss = recent_sum / static_cast<double>(recent.size());
+  s.test_examples = data.test.count;
+  s.test_accuracy = data.test.count ? static_cast<double>(correct) / data.test.count : 0.0;
+  s.train_seconds = train_secs;
+  s.examples_per_second = static_cast<double>(config.train_steps) * batch / train_secs;
+  s.wall_seconds = std::chrono::duration<double>(Clock::now() - wall_start).count();
+  return s;
+}
+
+}  // namespace pstrain

@@ -1,0 +1,42 @@
+// `pstrain train`: single-process training, the reference that distributed runs are compared
+// with. The model runs on the chosen backend; the optimizer update is the same function the
+// parameter servers apply.
+//
+// Thread-safety: one call at a time per Ops.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/ops.h"
+#include "runtime/status.h"
+#include "worker/data.h"
+#include "worker/train_config.h"
+
+namespace pstrain {
+
+struct TrainSummary {
+  std::string model;
+  std::string backend;
+  std::string optimizer;
+  int64_t steps = 0;
+  int batch_size = 0;
+  int64_t num_parameters = 0;
+  double final_loss = 0;        // mean training loss over the last 100 steps (or fewer)
+  double test_accuracy = 0;
+  int64_t test_examples = 0;
+  double train_seconds = 0;     // the training loop alone
+  double wall_seconds = 0;      // data loading, training and evaluation
+  double examples_per_second = 0;
+
+  nlohmann::json to_json() const;
+};
+
+// Trains on `data.train` and evaluates on `data.test`. Progress goes to `progress` (a live
+// line on a terminal, periodic lines in a log).
+Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestData& data, Ops& ops,
+                                   std::FILE* progress);
+
+}  // namespace pstrain

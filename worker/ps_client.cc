@@ -1,0 +1,391 @@
+#include "worker/ps_client.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+
+#include "runtime/log.h"
+#include "runtime/transport.h"
+
+namespace pstrain {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Counts buffers handed to ZeroMQ without copying; wait() returns once all are released.
+class ReleaseTracker {
+ public:
+  std::shared_ptr<const void> hold(const void* p) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++in_flight_;
+    }
+    return std::shared_ptr<const void>(p, [this](const void*) {
+      std::lock_guard<std::mutex> lock(mu_);
+      --in_flight_;
+      cv_.notify_all();
+    });
+  }
+  bool wait(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [this] { return in_flight_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int in_flight_ = 0;  // guarded by mu_
+};
+
+}  // namespace
+
+Result<std::unique_ptr<PsClient>> PsClient::connect(zmq::context_t& ctx,
+                                                    const std::vector<HostPort>& ps,
+                                                    const Placement& placement,
+                                                    ClientOptions options) {
+  if (ps.empty()) return invalid_argument("the cluster has no parameter server");
+  if (static_cast<int>(ps.size()) != placement.num_ps) {
+    return invalid_argument("placement is for " + std::to_string(placement.num_ps) +
+                            " parameter servers, the cluster has " + std::to_string(ps.size()));
+  }
+  std::unique_ptr<PsClient> c(new PsClient(ctx, ps, placement, options));
+  for (size_t i = 0; i < ps.size(); ++i) {
+    PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t s,
+                             connect_socket(ctx, zmq::socket_type::dealer, ps[i].host,
+                                            ps[i].port, c->name(static_cast<int>(i))));
+    c->sockets_.push_back(std::move(s));
+  }
+  return c;
+}
+
+PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placement& placement,
+                   ClientOptions options)
+    : ctx_(&ctx), ps_(std::move(ps)), placement_(&placement), options_(options) {}
+
+PsClient::~PsClient() { stop_heartbeats(); }
+
+std::string PsClient::name(int ps) const {
+  return "parameter server ps/" + std::to_string(ps) + " at " +
+         ps_[static_cast<size_t>(ps)].to_string();
+}
+
+OutMessage PsClient::request(wire::Kind kind) const {
+  OutMessage m;
+  m.header.set_kind(kind);
+  m.header.set_job_id(options_.job_id);
+  m.header.set_sender(options_.worker);
+  return m;
+}
+
+Status PsClient::exchange(const std::vector<int>& targets,
+                          const std::function<OutMessage(int)>& make,
+                          const std::function<Result<bool>(int, InMessage&)>& on_reply,
+                          std::chrono::milliseconds timeout, bool backoff) {
+  struct Pending {
+    int ps;
+    uint64_t request_id = 0;
+    wire::Kind kind = wire::KIND_INVALID;
+    Clock::time_point sent;
+    Clock::time_point give_up;
+    std::chrono::milliseconds retry{250};
+    bool finished = false;
+  };
+  std::vector<Pending> pending;
+  auto send = [&](Pending& p) -> Status {
+    OutMessage m = make(p.ps);
+    p.request_id = next_request_++;
+    p.kind = m.header.kind();
+    m.header.set_request_id(p.request_id);
+    p.sent = Clock::now();
+    Status st = send_message(sockets_[static_cast<size_t>(p.ps)], std::move(m), nullptr,
+                             &counters_);
+    return st.ok() ? st : st.with_context("sending to " + name(p.ps));
+  };
+  const auto start = Clock::now();
+  for (int ps : targets) {
+    Pending p;
+    p.ps = ps;
+    p.give_up = start + timeout;
+    PSTRAIN_RETURN_IF_ERROR(send(p));
+    pending.push_back(p);
+  }
+  std::vector<zmq::pollitem_t> items;
+  while (true) {
+    items.clear();
+    std::vector<size_t> index;
+    for (size_t i = 0; i < pending.size(); ++i) {
+      if (pending[i].finished) continue;
+      items.push_back({static_cast<void*>(sockets_[static_cast<size_t>(pending[i].ps)]), 0,
+                       ZMQ_POLLIN, 0});
+      index.push_back(i);
+    }
+    if (items.empty()) return {};
+    const auto now = Clock::now();
+    for (Pending& p : pending) {
+      if (p.finished) continue;
+      if (now >= p.give_up) {
+        if (backoff) {
+          return unavailable("cannot reach " + name(p.ps) + ": no answer in " +
+                             std::to_string(timeout.count() / 1000) +
+                             " s (is it running? check --ps_hosts or AZ_BATCHAI_PS_HOSTS)");
+        }
+        return deadline_exceeded(name(p.ps) + " did not answer within " +
+                                 std::to_string(timeout.count() / 1000) + " s");
+      }
+      if (backoff && now - p.sent >= p.retry) {
+        PSTRAIN_LOG(DEBUG) << "no answer yet from " << name(p.ps) << "; asking again";
+        p.retry = std::min<std::chrono::milliseconds>(p.retry * 2, std::chrono::seconds(4));
+        PSTRAIN_RETURN_IF_ERROR(send(p));
+      }
+    }
+    {
+      const std::string failure = heartbeat_failure();
+      if (!failure.empty()) return unavailable(failure);
+    }
+    try {
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(50));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) return cancelled("ZeroMQ context closed");
+      if (e.num() != EINTR) return unavailable(std::string("poll failed: ") + e.what());
+    }
+    for (size_t k = 0; k < items.size(); ++k) {
+      if (!(items[k].revents & ZMQ_POLLIN)) continue;
+      Pending& p = pending[index[k]];
+      auto msg = recv_message(sockets_[static_cast<size_t>(p.ps)], std::chrono::milliseconds(0),
+                              false, options_.job_id, &counters_);
+      if (!msg.ok()) {
+        if (msg.status().code() == StatusCode::kDeadlineExceeded) continue;
+        if (msg.status().code() == StatusCode::kCancelled) return msg.status();
+        PSTRAIN_LOG(WARNING) << "dropped a bad reply from " << name(p.ps) << ": "
+                             << msg.status().message();
+        continue;
+      }
+      if (msg->header.request_id() != p.request_id) continue;  // an answer to an older try
+      if (msg->header.kind() == wire::REPLY_ERROR) {
+        return failed_precondition(name(p.ps) + " refused " + wire::Kind_Name(p.kind) +
+                                   ": " + msg->header.error());
+      }
+      PSTRAIN_ASSIGN_OR_RETURN(bool finished, on_reply(p.ps, *msg));
+      if (finished) {
+        p.finished = true;
+      } else {
+        p.give_up = Clock::now() + timeout;
+        PSTRAIN_RETURN_IF_ERROR(send(p));
+      }
+    }
+  }
+}
+
+Result<bool> PsClient::hello(uint64_t layout_hash) {
+  std::vector<int> all(ps_.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+  bool initialized = true;
+  Status st = exchange(
+      all,
+      [&](int) {
+        OutMessage m = request(wire::HELLO);
+        m.header.mutable_config()->set_layout_hash(layout_hash);
+        return m;
+      },
+      [&](int, InMessage& reply) -> Result<bool> {
+        initialized = initialized && reply.header.initialized();
+        return true;
+      },
+      options_.connect_timeout, /*backoff=*/true);
+  if (!st.ok()) return st;
+  return initialized;
+}
+
+Status PsClient::init(const wire::TrainingConfig& config, std::span<const float> flat) {
+  std::vector<int> all(ps_.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+  return exchange(
+      all,
+      [&](int ps) {
+        OutMessage m = request(wire::INIT);
+        *m.header.mutable_config() = config;
+        for (int ci : placement_->chunks_of_ps[static_cast<size_t>(ps)]) {
+          const Chunk& c = placement_->chunks[static_cast<size_t>(ci)];
+          // Copied: INIT happens once, and the caller's buffer may change right after.
+          m.frames.push_back(f32_frame(
+              c.key, flat.subspan(static_cast<size_t>(c.flat_offset), static_cast<size_t>(c.count)),
+              nullptr));
+        }
+        return m;
+      },
+      [](int, InMessage&) -> Result<bool> { return true; }, options_.reply_timeout, false);
+}
+
+Result<PsSteps> PsClient::pull(std::span<float> flat, int64_t min_step) {
+  std::vector<int> all(ps_.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+  PsSteps steps(ps_.size(), 0);
+  Status st = exchange(
+      all,
+      [&](int) {
+        OutMessage m = request(wire::PULL);
+        m.header.set_min_step(min_step);
+        return m;
+      },
+      [&](int ps, InMessage& reply) -> Result<bool> {
+        if (reply.header.kind() == wire::REPLY_NOT_READY) return false;  // ask again
+        if (reply.header.kind() != wire::REPLY_PARAMS) {
+          return data_loss(name(ps) + " answered PULL with " +
+                           wire::Kind_Name(reply.header.kind()));
+        }
+        const auto& mine = placement_->chunks_of_ps[static_cast<size_t>(ps)];
+        if (reply.num_frames() != mine.size()) {
+          return data_loss(name(ps) + " sent " + std::to_string(reply.num_frames()) +
+                           " chunks, expected " + std::to_string(mine.size()));
+        }
+        for (size_t i = 0; i < mine.size(); ++i) {
+          const Chunk& c = placement_->chunks[static_cast<size_t>(mine[i])];
+          if (reply.frame_info(i).key() != c.key) {
+            return data_loss(name(ps) + " sent chunk '" + reply.frame_info(i).key() +
+                             "' where '" + c.key + "' was expected");
+          }
+          PSTRAIN_RETURN_IF_ERROR(reply.copy_frame_f32(
+              i, flat.subspan(static_cast<size_t>(c.flat_offset), static_cast<size_t>(c.count))));
+        }
+        steps[static_cast<size_t>(ps)] = reply.header.step();
+        return true;
+      },
+      options_.reply_timeout, false);
+  if (!st.ok()) return st;
+  return steps;
+}
+
+Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSteps& steps) {
+  if (steps.size() != ps_.size()) {
+    return invalid_argument("push needs one step per parameter server");
+  }
+  std::vector<int> all(ps_.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+  ReleaseTracker tracker;
+  PushResult result;
+  Status st = exchange(
+      all,
+      [&](int ps) {
+        OutMessage m = request(wire::PUSH);
+        m.header.set_step(steps[static_cast<size_t>(ps)]);
+        std::shared_ptr<const void> keep = tracker.hold(flat_grads.data());
+        for (int ci : placement_->chunks_of_ps[static_cast<size_t>(ps)]) {
+          const Chunk& c = placement_->chunks[static_cast<size_t>(ci)];
+          m.frames.push_back(f32_frame(c.key,
+                                       flat_grads.subspan(static_cast<size_t>(c.flat_offset),
+                                                          static_cast<size_t>(c.count)),
+                                       keep));
+        }
+        return m;
+      },
+      [&](int ps, InMessage& reply) -> Result<bool> {
+        if (ps == 0) result.global_step = reply.header.step();
+        result.accepted = result.accepted && reply.header.accepted();
+        return true;
+      },
+      options_.reply_timeout, false);
+  // Whatever happened, the caller may reuse the buffer only once ZeroMQ let go of it.
+  if (!tracker.wait(options_.reply_timeout)) {
+    return internal_error("ZeroMQ did not release a gradient buffer within " +
+                          std::to_string(options_.reply_timeout.count() / 1000) + " s");
+  }
+  if (!st.ok()) return st;
+  return result;
+}
+
+Status PsClient::done() {
+  std::vector<int> all(ps_.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+  return exchange(
+      all, [&](int) { return request(wire::DONE); },
+      [](int, InMessage&) -> Result<bool> { return true; }, options_.reply_timeout, false);
+}
+
+Result<wire::PsStats> PsClient::status(int ps) {
+  wire::PsStats stats;
+  Status st = exchange(
+      {ps}, [&](int) { return request(wire::STATUS); },
+      [&](int, InMessage& reply) -> Result<bool> {
+        stats = reply.header.stats();
+        return true;
+      },
+      options_.reply_timeout, false);
+  if (!st.ok()) return st;
+  return stats;
+}
+
+std::string PsClient::heartbeat_failure() const {
+  std::lock_guard<std::mutex> lock(failure_mu_);
+  return heartbeat_failure_;
+}
+
+void PsClient::start_heartbeats() {
+  if (heartbeat_.joinable()) return;
+  heartbeat_stop_.store(false);
+  heartbeat_ = std::thread([this] { heartbeat_loop(); });
+}
+
+void PsClient::stop_heartbeats() {
+  heartbeat_stop_.store(true);
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+void PsClient::heartbeat_loop() {
+  std::vector<zmq::socket_t> sockets;
+  for (size_t i = 0; i < ps_.size(); ++i) {
+    auto s = connect_socket(*ctx_, zmq::socket_type::dealer, ps_[i].host, ps_[i].port,
+                            name(static_cast<int>(i)) + " heartbeat");
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(failure_mu_);
+      heartbeat_failure_ = s.status().message();
+      return;
+    }
+    sockets.push_back(std::move(s).value());
+  }
+  std::vector<Clock::time_point> last_answer(ps_.size(), Clock::now());
+  uint64_t request_id = 0;
+  auto next_beat = Clock::now();
+  while (!heartbeat_stop_.load()) {
+    const auto now = Clock::now();
+    if (now >= next_beat) {
+      ++request_id;
+      for (auto& s : sockets) {
+        OutMessage m = request(wire::HEARTBEAT);
+        m.header.set_request_id(request_id);
+        Status st = send_message(s, std::move(m));
+        if (!st.ok() && st.code() == StatusCode::kCancelled) return;
+      }
+      next_beat = now + options_.heartbeat_interval;
+    }
+    for (size_t i = 0; i < sockets.size(); ++i) {
+      while (true) {
+        auto reply = recv_message(sockets[i], std::chrono::milliseconds(0), false,
+                                  options_.job_id);
+        if (!reply.ok()) {
+          if (reply.status().code() == StatusCode::kCancelled) return;
+          break;
+        }
+        last_answer[i] = Clock::now();
+      }
+      if (Clock::now() - last_answer[i] > options_.reply_timeout) {
+        std::lock_guard<std::mutex> lock(failure_mu_);
+        if (heartbeat_failure_.empty()) {
+          heartbeat_failure_ = name(static_cast<int>(i)) + " stopped answering heartbeats for " +
+                               std::to_string(options_.reply_timeout.count() / 1000) + " s";
+        }
+      }
+    }
+    // Wait for a reply or the next beat, whichever comes first (bounded: at most one
+    // heartbeat interval, and the stop flag is checked every 100 ms).
+    std::vector<zmq::pollitem_t> items;
+    for (auto& s : sockets) items.push_back({static_cast<void*>(s), 0, ZMQ_POLLIN, 0});
+    try {
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) return;
+    }
+  }
+}
+
+}  // namespace pstrain

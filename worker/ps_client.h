@@ -1,0 +1,113 @@
+// PsClient: a worker's connection to every parameter server of the job.
+//
+// Contract
+// - One DEALER socket per PS for requests, used by the calling thread only, and one more per
+//   PS on a heartbeat thread (start_heartbeats) so the servers see the worker alive while it
+//   computes, and the worker sees a server that stopped answering.
+// - Every wait has a deadline: a request that gets no reply within `reply_timeout` fails with
+//   an error naming the PS and its address; hello() retries with backoff until
+//   `connect_timeout` and then names every address that never answered.
+// - pull() waits for events, not sleeps: a server parks the request until it holds
+//   initialised variables at step >= min_step and answers then (or says "not ready" after its
+//   long-poll interval, and the request is sent again).
+// - push() sends the gradient chunks straight from the caller's buffer (zero copy) and returns
+//   only after ZeroMQ has released the buffer, so the caller may overwrite it.
+// Thread-safety: all methods from one thread; the heartbeat thread is internal.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "ps/placement.h"
+#include "runtime/cluster.h"
+#include "runtime/message.h"
+#include "runtime/status.h"
+
+namespace pstrain {
+
+struct ClientOptions {
+  int worker = 0;
+  uint64_t job_id = 0;
+  std::chrono::milliseconds connect_timeout{120000};
+  std::chrono::milliseconds reply_timeout{30000};
+  std::chrono::milliseconds heartbeat_interval{1000};
+};
+
+struct PushResult {
+  int64_t global_step = 0;  // PS 0's step after the push
+  bool accepted = true;     // false when any PS dropped the gradient (stale, late)
+};
+
+// The step each PS was at when it served a pull; element 0 is the global step.
+using PsSteps = std::vector<int64_t>;
+
+class PsClient {
+ public:
+  static Result<std::unique_ptr<PsClient>> connect(zmq::context_t& ctx,
+                                                   const std::vector<HostPort>& ps,
+                                                   const Placement& placement,
+                                                   ClientOptions options);
+  ~PsClient();
+
+  // Announces this worker to every PS. Returns true when every PS already holds initialised
+  // variables. `layout_hash` lets the servers reject a worker whose model differs.
+  Result<bool> hello(uint64_t layout_hash);
+  // Chief only: sends each PS its chunks of `flat` and the training config.
+  Status init(const wire::TrainingConfig& config, std::span<const float> flat);
+  // Fills `flat` from every PS once each is initialised and at step >= min_step; returns the
+  // step each PS served (element 0, PS 0's, is the global step).
+  Result<PsSteps> pull(std::span<float> flat, int64_t min_step);
+  // Sends each PS its chunks of `flat_grads`, tagged with the step that PS served the
+  // parameters at (`steps` from the pull they were computed from).
+  Result<PushResult> push(std::span<const float> flat_grads, const PsSteps& steps);
+  // Tells every PS this worker has finished.
+  Status done();
+  // Per-PS state and counters (STATUS).
+  Result<wire::PsStats> status(int ps);
+
+  void start_heartbeats();
+  void stop_heartbeats();
+  // Non-empty once the heartbeat thread found a PS silent for longer than reply_timeout.
+  std::string heartbeat_failure() const;
+
+  uint64_t bytes_sent() const { return counters_.bytes_out.load(); }
+  uint64_t bytes_received() const { return counters_.bytes_in.load(); }
+
+ private:
+  PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placement& placement,
+           ClientOptions options);
+  std::string name(int ps) const;
+  OutMessage request(wire::Kind kind) const;
+  // Sends make(ps) to every PS in `targets` and waits for each one's reply; on_reply returns
+  // true when that PS is finished, false to send make(ps) again (e.g. after NOT_READY).
+  // `resend_after` > 0 also re-sends to a PS whose reply has not come within that time
+  // (hello's backoff), until `deadline`.
+  Status exchange(const std::vector<int>& targets, const std::function<OutMessage(int)>& make,
+                  const std::function<Result<bool>(int, InMessage&)>& on_reply,
+                  std::chrono::milliseconds timeout, bool backoff);
+  void heartbeat_loop();
+
+  zmq::context_t* ctx_;
+  std::vector<HostPort> ps_;
+  const Placement* placement_;
+  ClientOptions options_;
+  std::vector<zmq::socket_t> sockets_;
+  uint64_t next_request_ = 1;
+  ProtocolCounters counters_;
+
+  std::thread heartbeat_;
+  std::atomic<bool> heartbeat_stop_{false};
+  mutable std::mutex failure_mu_;
+  std::string heartbeat_failure_;  // guarded by failure_mu_
+};
+
+}  // namespace pstrain

@@ -1,0 +1,28 @@
+#include "worker/train_config.h"
+
+namespace pstrain {
+
+Status validate(const TrainConfig& c) {
+  if (c.train_steps <= 0) {
+    return invalid_argument("--train_steps must be positive, got " +
+                            std::to_string(c.train_steps));
+  }
+  if (c.batch_size <= 0) {
+    return invalid_argument("--batch_size must be positive, got " + std::to_string(c.batch_size));
+  }
+  if (!(c.optimizer.learning_rate > 0.f)) {
+    return invalid_argument("--learning_rate must be positive, got " +
+                            std::to_string(c.optimizer.learning_rate));
+  }
+  if (c.num_gpus < 0) {
+    return invalid_argument("--num_gpus must be 0 (CPU) or more, got " +
+                            std::to_string(c.num_gpus));
+  }
+  if (c.eval_batch <= 0) {
+    return invalid_argument("evaluation batch must be positive, got " +
+                            std::to_string(c.eval_batch));
+  }
+  return {};
+}
+
+}  // namespace pstrain

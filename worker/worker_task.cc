@@ -1,0 +1,236 @@
+#include "worker/worker_task.h"
+
+#include <chrono>
+#include <cmath>
+#include <deque>
+
+#include "kernels/model.h"
+#include "ps/placement.h"
+#include "runtime/files.h"
+#include "runtime/log.h"
+#include "worker/backend.h"
+#include "worker/data.h"
+
+namespace pstrain {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+wire::Optimizer optimizer_to_wire(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::kSgd: return wire::SGD;
+    case OptimizerKind::kMomentum: return wire::MOMENTUM;
+    case OptimizerKind::kAdam: return wire::ADAM;
+    case OptimizerKind::kAdagrad: return wire::ADAGRAD;
+  }
+  return wire::OPTIMIZER_INVALID;
+}
+
+uint64_t layout_hash(const Placement& p, const ModelOptions& m) {
+  // The placement hash covers names, shapes (through chunk sizes) and PS assignment; mix in
+  // the model name so an MLP and a CNN with equal chunking never match.
+  uint64_t h = p.hash;
+  for (char c : m.name) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  return h;
+}
+
+class StatusWriter {
+ public:
+  explicit StatusWriter(std::string path) : path_(std::move(path)) {}
+  void write(const nlohmann::json& j, bool force) {
+    if (path_.empty()) return;
+    const auto now = Clock::now();
+    if (!force && now - last_ < std::chrono::seconds(1)) return;
+    last_ = now;
+    Status st = write_file_atomically(path_, j.dump() + "\n");
+    if (!st.ok() && !warned_) {
+      PSTRAIN_LOG(WARNING) << "cannot write the status file: " << st.message();
+      warned_ = true;
+    }
+  }
+
+ private:
+  std::string path_;
+  Clock::time_point last_{};
+  bool warned_ = false;
+};
+
+}  // namespace
+
+nlohmann::json WorkerTaskSummary::to_json() const {
+  nlohmann::json j = {{"task_index", task_index},
+                      {"backend", backend},
+                      {"local_steps", local_steps},
+                      {"global_step", global_step},
+                      {"rejected_gradients", rejected_gradients},
+                      {"final_loss", final_loss},
+                      {"train_seconds", train_seconds},
+                      {"examples_per_second", examples_per_second},
+                      {"bytes_sent", bytes_sent},
+                      {"bytes_received", bytes_received}};
+  if (evaluated) j["test_accuracy"] = test_accuracy;
+  return j;
+}
+
+Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE* out) {
+  PSTRAIN_RETURN_IF_ERROR(validate(o.train));
+  const int num_workers = static_cast<int>(o.cluster.workers.size());
+  const int num_ps = static_cast<int>(o.cluster.ps.size());
+  const bool chief = o.task_index == 0;
+  int replicas = o.replicas_to_aggregate > 0 ? o.replicas_to_aggregate : num_workers;
+  if (o.sync_replicas && replicas > num_workers) {
+    return invalid_argument("--replicas_to_aggregate=" + std::to_string(replicas) +
+                            " is more than the " + std::to_string(num_workers) +
+                            " workers of the cluster");
+  }
+  StatusWriter status(o.status_file);
+  nlohmann::json progress = {{"task", "worker"}, {"index", o.task_index}, {"state", "starting"},
+                             {"train_steps", o.train.train_steps}};
+  status.write(progress, true);
+
+  PSTRAIN_ASSIGN_OR_RETURN(TrainTestData data, load_data_dir(o.train.data_dir));
+  PSTRAIN_ASSIGN_OR_RETURN(BackendChoice backend,
+                           select_backend(o.train.num_gpus, o.task_index, o.train.tf32,
+                                          o.train.cpu_threads));
+  if (!backend.warning.empty()) PSTRAIN_LOG(WARNING) << backend.warning;
+  Ops& ops = *backend.ops;
+
+  ModelOptions mo = o.train.model;
+  mo.image_rows = data.train.rows;
+  mo.image_cols = data.train.cols;
+  PSTRAIN_ASSIGN_OR_RETURN(auto model, Model::create(mo, ops));
+  const Placement placement = place_variables(model->variables(), num_ps);
+  const uint64_t layout = layout_hash(placement, mo);
+  const int64_t count = model->num_parameters();
+
+  zmq::context_t ctx(1);
+  ClientOptions co = o.client;
+  co.worker = o.task_index;
+  co.job_id = o.job_id;
+  PSTRAIN_ASSIGN_OR_RETURN(auto client, PsClient::connect(ctx, o.cluster.ps, placement, co));
+  PSTRAIN_LOG(INFO) << "worker " << o.task_index << (chief ? " (chief)" : "") << ": "
+                    << mo.name << " with " << count << " parameters in "
+                    << placement.chunks.size() << " chunks over " << num_ps << " ps; "
+                    << ops.description() << "; waiting for the parameter servers";
+  PSTRAIN_ASSIGN_OR_RETURN(bool initialized, client->hello(layout));
+  client->start_heartbeats();
+  if (chief && !initialized) {
+    wire::TrainingConfig config;
+    config.set_model(mo.name);
+    config.set_optimizer(optimizer_to_wire(o.train.optimizer.kind));
+    config.set_learning_rate(o.train.optimizer.learning_rate);
+    config.set_sync_replicas(o.sync_replicas);
+    config.set_replicas_to_aggregate(replicas);
+    config.set_train_steps(o.train.train_steps);
+    config.set_num_workers(num_workers);
+    config.set_layout_hash(layout);
+    PSTRAIN_RETURN_IF_ERROR(client->init(config, model->initial_parameters(o.train.seed)));
+    PSTRAIN_LOG(INFO) << "chief initialised the variables on " << num_ps << " ps";
+  }
+
+  Tensor params = ops.alloc_host({count});
+  Tensor grads = ops.alloc_host({count});
+  const int batch = o.train.batch_size;
+  Tensor images = ops.alloc_host({batch, data.train.pixels()});
+  Tensor labels = ops.alloc_host({batch}, DType::kInt32);
+  BatchSource source(data.train, o.task_index, num_workers, o.train.seed);
+  const std::span<int32_t> label_span(labels.i32(), static_cast<size_t>(batch));
+
+  WorkerTaskSummary s;
+  s.task_index = o.task_index;
+  s.backend = ops.description();
+  std::deque<float> recent;
+  double recent_sum = 0;
+  int64_t min_step = 0;
+  int64_t global = 0;
+  const auto start = Clock::now();
+  std::fprintf(out, "Training begins @ worker %d\n", o.task_index);
+  std::fflush(out);
+  progress["state"] = "running";
+  while (true) {
+    PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, client->pull(params.host_f32(), min_step));
+    global = steps[0];
+    if (global >= o.train.train_steps) break;
+    ops.copy_to_device(model->parameters().raw(), params.raw(), params.bytes());
+    source.next(batch, images.host_f32(), label_span);
+    model->upload_batch(images.host_f32(), label_span, batch);
+    model->forward_backward(batch);
+    ops.copy_to_host(grads.raw(), model->gradients().raw(), grads.bytes());
+    const float loss = model->read_loss();  // synchronizes: grads are on the host now
+    if (!std::isfinite(loss)) {
+      return failed_precondition("training diverged: loss is " + std::to_string(loss) +
+                                 " at global step " + std::to_string(global) +
+                                 "; lower --learning_rate");
+    }
+    PSTRAIN_ASSIGN_OR_RETURN(PushResult pushed, client->push(grads.host_f32(), steps));
+    ++s.local_steps;
+    if (!pushed.accepted) ++s.rejected_gradients;
+    global = pushed.global_step;
+    if (o.sync_replicas) min_step = steps[0] + 1;
+    recent.push_back(loss);
+    recent_sum += loss;
+    if (recent.size() > 100) {
+      recent_sum -= recent.front();
+      recent.pop_front();
+    }
+    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    if (o.log_every > 0 && s.local_steps % o.log_every == 0) {
+      std::fprintf(out, "Worker %d: training step %lld done (global step: %lld)\n", o.task_index,
+                   static_cast<long long>(s.local_steps), static_cast<long long>(global));
+      std::fflush(out);
+    }
+    progress["local_step"] = s.local_steps;
+    progress["global_step"] = global;
+    progress["loss"] = recent_sum / static_cast<double>(recent.size());
+    progress["examples_per_second"] = static_cast<double>(s.local_steps) * batch / secs;
+    status.write(progress, false);
+  }
+  s.train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  s.global_step = global;
+  s.final_loss = recent.empty() ? 0.0 : recent_sum / static_cast<double>(recent.size());
+  s.examples_per_second =
+      s.train_seconds > 0 ? static_cast<double>(s.local_steps) * batch / s.train_seconds : 0.0;
+  std::fprintf(out, "Training ends @ worker %d: %lld local steps, global step %lld\n",
+               o.task_index, static_cast<long long>(s.local_steps),
+               static_cast<long long>(global));
+  std::fprintf(out, "Training elapsed time: %f s\n", s.train_seconds);
+  std::fflush(out);
+
+  if (chief) {
+    // Wait until every worker's last gradient is in, then evaluate those parameters.
+    PSTRAIN_ASSIGN_OR_RETURN(PsSteps final_steps,
+                             client->pull(params.host_f32(), o.train.train_steps));
+    s.global_step = final_steps[0];
+    ops.copy_to_device(model->parameters().raw(), params.raw(), params.bytes());
+    progress["state"] = "evaluating";
+    status.write(progress, true);
+  }
+  Status done = client->done();
+  client->stop_heartbeats();
+  s.bytes_sent = client->bytes_sent();
+  s.bytes_received = client->bytes_received();
+  if (!done.ok()) PSTRAIN_LOG(WARNING) << "could not tell every ps this worker is done: " << done.message();
+
+  if (chief) {
+    const int64_t correct = model->count_correct(
+        data.test.images, data.test.labels,
+        std::min<int>(o.train.eval_batch, static_cast<int>(data.test.count)));
+    s.evaluated = true;
+    s.test_accuracy = static_cast<double>(correct) / static_cast<double>(data.test.count);
+    std::fprintf(out, "After %lld training step(s), test accuracy = %.4f (%lld/%lld)\n",
+                 static_cast<long long>(s.global_step), s.test_accuracy,
+                 static_cast<long long>(correct), static_cast<long long>(data.test.count));
+    std::fflush(out);
+  }
+  progress = s.to_json();
+  progress["task"] = "worker";
+  progress["index"] = o.task_index;
+  progress["state"] = "done";
+  progress["train_steps"] = o.train.train_steps;
+  progress["loss"] = s.final_loss;
+  progress["local_step"] = s.local_steps;
+  status.write(progress, true);
+  return s;
+}
+
+}  // namespace pstrain

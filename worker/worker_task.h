@@ -1,0 +1,58 @@
+// A worker task of a distributed job: mnist_replica's worker, over pstrain's parameter
+// servers.
+//
+// Contract: pulls parameters, computes gradients on its shard of the training data, pushes
+// them to every PS, and repeats until the global step reaches train_steps. Worker 0 is the
+// chief: it initialises the variables on the PS tasks (the others wait for that event), and at
+// the end evaluates the final parameters on the test set. Every worker tells the PS tasks it is
+// done before returning, so they exit by themselves. Output keeps mnist_replica's lines
+// ("Worker %d: training step %d done (global step: %d)" every log_every steps, "Training
+// elapsed time: %f s", and the chief's "test accuracy = ..."). When `status_file` is set, a
+// small JSON progress record is rewritten atomically about once a second (for launchers).
+// Thread-safety: one call per process.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/cluster.h"
+#include "runtime/status.h"
+#include "worker/ps_client.h"
+#include "worker/train_config.h"
+
+namespace pstrain {
+
+struct WorkerTaskOptions {
+  TrainConfig train;
+  bool sync_replicas = false;
+  int replicas_to_aggregate = 0;  // 0: the number of workers
+  ClusterSpec cluster;
+  int task_index = 0;
+  uint64_t job_id = 0;
+  int log_every = 100;
+  std::string status_file;
+  ClientOptions client;  // worker and job_id are filled in from the fields above
+};
+
+struct WorkerTaskSummary {
+  int task_index = 0;
+  std::string backend;
+  int64_t local_steps = 0;
+  int64_t global_step = 0;
+  int64_t rejected_gradients = 0;  // pushes a PS dropped (stale or late)
+  double final_loss = 0;           // mean over this worker's last 100 steps
+  double train_seconds = 0;
+  double examples_per_second = 0;  // this worker's
+  bool evaluated = false;          // chief only
+  double test_accuracy = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+
+  nlohmann::json to_json() const;
+};
+
+Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& options, std::FILE* out);
+
+}  // namespace pstrain
