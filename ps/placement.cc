@@ -8,7 +8,7 @@ namespace pstrain {
 
 int64_t default_max_chunk_elements(int64_t total_elements, int num_ps) {
   const int64_t share = (total_elements + num_ps - 1) / num_ps;
-  return std::max<int64_t>(16384, (share + 7) / 8);
+  return std::max<int64_t>(1024, (share + 15) / 16);
 }
 
 namespace {

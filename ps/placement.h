@@ -35,8 +35,8 @@ struct Placement {
   uint64_t hash = 0;
 };
 
-// The default chunk size: small enough to balance (about 1/8 of a PS's share), large enough
-// that small models are not cut into crumbs (at least 16384 elements).
+// The default chunk size: small enough to balance (about 1/16 of a PS's share, so no PS holds
+// more than ~6% over its share), and at least 1024 elements so tiny models are not crumbs.
 int64_t default_max_chunk_elements(int64_t total_elements, int num_ps);
 
 // `max_chunk_elements` <= 0 picks default_max_chunk_elements(). num_ps >= 1 (asserted).

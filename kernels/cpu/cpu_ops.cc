@@ -87,6 +87,14 @@ class CpuOps final : public Ops {
     return cpu::count_correct(logits, labels, n, k);
   }
 
+  void optimizer_update(const OptimizerConfig& config, float* param, const float* grad,
+                        float* slot0, float* slot1, int64_t count, int64_t t) override {
+    const size_t n = static_cast<size_t>(count);
+    const int slots = optimizer_slot_count(config.kind);
+    apply_update(config, {param, n}, {grad, n}, {slot0, slots > 0 ? n : 0},
+                 {slot1, slots > 1 ? n : 0}, t);
+  }
+
  private:
   int threads_;
 };

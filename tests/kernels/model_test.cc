@@ -117,14 +117,14 @@ void check_model_gradient(const ModelOptions& options) {
   for (const auto& v : m.variables()) {
     for (int trial = 0; trial < 6; ++trial) {
       const size_t i = static_cast<size_t>(v.offset + pick(gen) % v.numel());
-      const float h = 1e-2f;
+      const float h = 1e-3f;
       std::vector<float> q = p;
       q[i] = p[i] + h;
       const double up = loss_at(m, q, n);
       q[i] = p[i] - h;
       const double down = loss_at(m, q, n);
       const double numeric = (up - down) / (2 * h);
-      EXPECT_NEAR(grad[i], numeric, 2e-3 + 0.05 * std::abs(numeric))
+      EXPECT_NEAR(grad[i], numeric, 1e-3 + 0.05 * std::abs(numeric))
           << options.name << " " << v.name << "[" << i - static_cast<size_t>(v.offset) << "]";
     }
   }
