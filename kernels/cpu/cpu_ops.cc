@@ -1,0 +1,111 @@
+// CpuOps: the Eigen reference backend of the Ops interface (kernels/ops.h), a thin layer over
+// the float instantiations of the kernel templates in kernels/cpu/*.h. Memory is plain host
+// memory (host_tensor), copies are memcpy and every op completes before it returns.
+#include <Eigen/Core>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "kernels/cpu/conv2d.h"
+#include "kernels/cpu/dense.h"
+#include "kernels/cpu/maxpool.h"
+#include "kernels/cpu/relu.h"
+#include "kernels/cpu/softmax_xent.h"
+#include "kernels/ops.h"
+
+namespace pstrain {
+namespace {
+
+class CpuOps final : public Ops {
+ public:
+  explicit CpuOps(int threads) : threads_(threads) {}
+
+  Device device() const override { return Device::kCpu; }
+  std::string description() const override {
+    return "cpu (Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." +
+           std::to_string(EIGEN_MAJOR_VERSION) + "." + std::to_string(EIGEN_MINOR_VERSION) + ", " +
+           std::to_string(threads_) + (threads_ == 1 ? " thread)" : " threads)");
+  }
+
+  Tensor alloc(Shape shape, DType dtype) override { return host_tensor(std::move(shape), dtype); }
+  Tensor alloc_host(Shape shape, DType dtype) override {
+    return host_tensor(std::move(shape), dtype);
+  }
+  void copy_to_device(void* dst, const void* host_src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(dst, host_src, bytes);
+  }
+  void copy_to_host(void* host_dst, const void* src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(host_dst, src, bytes);
+  }
+  void synchronize() override {}
+
+  void dense_forward(const float* x, const float* w, const float* b, float* y, int n, int in,
+                     int out) override {
+    cpu::dense_forward(x, w, b, y, n, in, out);
+  }
+  void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                      float* db, int n, int in, int out) override {
+    cpu::dense_backward(x, w, dy, dx, dw, db, n, in, out);
+  }
+
+  void relu_forward(const float* x, float* y, int64_t count) override {
+    cpu::relu_forward(x, y, count);
+  }
+  void relu_backward(const float* y, const float* dy, float* dx, int64_t count) override {
+    cpu::relu_backward(y, dy, dx, count);
+  }
+
+  size_t conv2d_workspace_floats(const Conv2dDims& d) const override {
+    return cpu::conv2d_workspace_floats(d);
+  }
+  void conv2d_forward(const float* x, const float* w, const float* b, float* y, float* workspace,
+                      const Conv2dDims& d) override {
+    cpu::conv2d_forward(x, w, b, y, workspace, d);
+  }
+  void conv2d_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                       float* db, float* workspace, const Conv2dDims& d) override {
+    cpu::conv2d_backward(x, w, dy, dx, dw, db, workspace, d);
+  }
+
+  void maxpool2x2_forward(const float* x, float* y, int32_t* argmax, const PoolDims& d) override {
+    cpu::maxpool2x2_forward(x, y, argmax, d);
+  }
+  void maxpool2x2_backward(const float* dy, const int32_t* argmax, float* dx,
+                           const PoolDims& d) override {
+    cpu::maxpool2x2_backward(dy, argmax, dx, d);
+  }
+
+  void softmax_xent(const float* logits, const int32_t* labels, float* dlogits, float* loss, int n,
+                    int k) override {
+    cpu::softmax_xent(logits, labels, dlogits, loss, n, k);
+  }
+  int64_t count_correct(const float* logits, const int32_t* labels, int n, int k) override {
+    return cpu::count_correct(logits, labels, n, k);
+  }
+
+ private:
+  int threads_;
+};
+
+}  // namespace
+
+std::unique_ptr<Ops> make_cpu_ops(int threads) {
+  if (threads <= 0) {
+#if defined(_OPENMP)
+    threads = omp_get_max_threads();  // all cores, unless OMP_NUM_THREADS says otherwise
+#else
+    threads = 1;  // built without OpenMP: Eigen and the kernels run on one thread
+#endif
+  }
+#if !defined(_OPENMP)
+  threads = 1;
+#endif
+  Eigen::setNbThreads(threads);
+  return std::make_unique<CpuOps>(threads);
+}
+
+}  // namespace pstrain

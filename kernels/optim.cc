@@ -1,0 +1,118 @@
+#include "kernels/optim.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cctype>
+#include <cstddef>
+
+#include "kernels/optim_math.h"
+
+namespace pstrain {
+
+Result<OptimizerKind> parse_optimizer(const std::string& name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (lower == "sgd") return OptimizerKind::kSgd;
+  if (lower == "momentum") return OptimizerKind::kMomentum;
+  if (lower == "adam") return OptimizerKind::kAdam;
+  if (lower == "adagrad") return OptimizerKind::kAdagrad;
+  return invalid_argument("unknown optimizer '" + name +
+                          "': use one of sgd, momentum, adam, adagrad (any case)");
+}
+
+const char* optimizer_name(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::kSgd:
+      return "sgd";
+    case OptimizerKind::kMomentum:
+      return "momentum";
+    case OptimizerKind::kAdam:
+      return "adam";
+    case OptimizerKind::kAdagrad:
+      return "adagrad";
+  }
+  return "unknown";
+}
+
+int optimizer_slot_count(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::kSgd:
+      return 0;
+    case OptimizerKind::kMomentum:
+      return 1;
+    case OptimizerKind::kAdam:
+      return 2;
+    case OptimizerKind::kAdagrad:
+      return 1;
+  }
+  return 0;
+}
+
+float optimizer_slot_initial_value(const OptimizerConfig& config) {
+  return config.kind == OptimizerKind::kAdagrad ? config.initial_accumulator : 0.0f;
+}
+
+void sgd_update(std::span<float> param, std::span<const float> grad, float lr) {
+  assert(param.size() == grad.size());
+  float* p = param.data();
+  const float* g = grad.data();
+  const size_t count = param.size();
+  for (size_t i = 0; i < count; ++i) sgd_step(p[i], g[i], lr);
+}
+
+void momentum_update(std::span<float> param, std::span<const float> grad, std::span<float> accum,
+                     float lr, float momentum) {
+  assert(param.size() == grad.size() && param.size() == accum.size());
+  float* p = param.data();
+  const float* g = grad.data();
+  float* a = accum.data();
+  const size_t count = param.size();
+  for (size_t i = 0; i < count; ++i) momentum_step(p[i], g[i], a[i], lr, momentum);
+}
+
+void adam_update(std::span<float> param, std::span<const float> grad, std::span<float> m,
+                 std::span<float> v, float lr, float beta1, float beta2, float epsilon, int64_t t) {
+  assert(param.size() == grad.size() && param.size() == m.size() && param.size() == v.size());
+  assert(t >= 1 && "Adam's step count starts at 1");
+  const float lr_t = adam_step_size(lr, beta1, beta2, t);
+  float* p = param.data();
+  const float* g = grad.data();
+  float* mp = m.data();
+  float* vp = v.data();
+  const size_t count = param.size();
+  for (size_t i = 0; i < count; ++i)
+    adam_step(p[i], g[i], mp[i], vp[i], lr_t, beta1, beta2, epsilon);
+}
+
+void adagrad_update(std::span<float> param, std::span<const float> grad, std::span<float> accum,
+                    float lr) {
+  assert(param.size() == grad.size() && param.size() == accum.size());
+  float* p = param.data();
+  const float* g = grad.data();
+  float* a = accum.data();
+  const size_t count = param.size();
+  for (size_t i = 0; i < count; ++i) adagrad_step(p[i], g[i], a[i], lr);
+}
+
+void apply_update(const OptimizerConfig& config, std::span<float> param,
+                  std::span<const float> grad, std::span<float> slot0, std::span<float> slot1,
+                  int64_t t) {
+  switch (config.kind) {
+    case OptimizerKind::kSgd:
+      sgd_update(param, grad, config.learning_rate);
+      return;
+    case OptimizerKind::kMomentum:
+      momentum_update(param, grad, slot0, config.learning_rate, config.momentum);
+      return;
+    case OptimizerKind::kAdam:
+      adam_update(param, grad, slot0, slot1, config.learning_rate, config.beta1, config.beta2,
+                  config.epsilon, t);
+      return;
+    case OptimizerKind::kAdagrad:
+      adagrad_update(param, grad, slot0, config.learning_rate);
+      return;
+  }
+}
+
+}  // namespace pstrain

@@ -1,0 +1,190 @@
+// Optimizer updates against values worked out by hand (TensorFlow 1.x formulas, see
+// kernels/optim.h), plus the name parsing and slot bookkeeping.
+#include "kernels/optim.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/optim_math.h"
+
+namespace pstrain {
+namespace {
+
+// Float results vs double hand arithmetic.
+void expect_values(const std::vector<float>& got, const std::vector<double>& want,
+                   const char* what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_NEAR(got[i], want[i], 1e-6 * std::max(1.0, std::abs(want[i])))
+        << what << "[" << i << "]";
+  }
+}
+
+TEST(OptimTest, Sgd) {
+  std::vector<float> p = {1.0f, -2.0f, 0.5f};
+  const std::vector<float> g = {0.5f, -1.0f, 2.0f};
+  // lr 0.1: p -= 0.1 * g = p - [0.05, -0.1, 0.2]
+  sgd_update(p, g, 0.1f);
+  expect_values(p, {0.95, -1.9, 0.3}, "sgd step 1");
+  sgd_update(p, g, 0.1f);
+  expect_values(p, {0.9, -1.8, 0.1}, "sgd step 2");
+}
+
+TEST(OptimTest, Momentum) {
+  std::vector<float> p = {1.0f, -2.0f};
+  std::vector<float> a = {0.0f, 0.0f};
+  // lr 0.1, momentum 0.9.
+  // step 1, g = [0.5, -1]: a = 0.9*0 + g = [0.5, -1]; p -= 0.1*a -> [0.95, -1.9]
+  momentum_update(p, std::vector<float>{0.5f, -1.0f}, a, 0.1f, 0.9f);
+  expect_values(a, {0.5, -1.0}, "momentum accum 1");
+  expect_values(p, {0.95, -1.9}, "momentum step 1");
+  // step 2, g = [1, 2]: a = [0.45 + 1, -0.9 + 2] = [1.45, 1.1]; p -= [0.145, 0.11]
+  momentum_update(p, std::vector<float>{1.0f, 2.0f}, a, 0.1f, 0.9f);
+  expect_values(a, {1.45, 1.1}, "momentum accum 2");
+  expect_values(p, {0.805, -2.01}, "momentum step 2");
+  // step 3, g = [-0.5, 0.25]: a = [1.305 - 0.5, 0.99 + 0.25] = [0.805, 1.24];
+  // p -= [0.0805, 0.124] -> [0.7245, -2.134]
+  momentum_update(p, std::vector<float>{-0.5f, 0.25f}, a, 0.1f, 0.9f);
+  expect_values(a, {0.805, 1.24}, "momentum accum 3");
+  expect_values(p, {0.7245, -2.134}, "momentum step 3");
+}
+
+TEST(OptimTest, Adam) {
+  std::vector<float> p = {1.0f, -1.0f};
+  std::vector<float> m = {0.0f, 0.0f}, v = {0.0f, 0.0f};
+  const float lr = 0.1f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+  // step 1, g = [0.5, -2]:
+  //   m = 0.1 g = [0.05, -0.2];  v = 0.001 g^2 = [0.00025, 0.004]
+  //   lr_1 = 0.1 * sqrt(1 - 0.999) / (1 - 0.9) = sqrt(0.001) = 0.0316227766
+  //   m / sqrt(v) = [0.05 / 0.0158113883, -0.2 / 0.0632455532] = [3.16227766, -3.16227766]
+  //   so the step is lr * sign(g) (up to eps): p = [0.9, -0.9]
+  adam_update(p, std::vector<float>{0.5f, -2.0f}, m, v, lr, b1, b2, eps, 1);
+  expect_values(m, {0.05, -0.2}, "adam m 1");
+  expect_values(v, {0.00025, 0.004}, "adam v 1");
+  const double lr1 = std::sqrt(0.001);
+  expect_values(p,
+                {1.0 - lr1 * 0.05 / (std::sqrt(0.00025) + 1e-8),
+                 -1.0 + lr1 * 0.2 / (std::sqrt(0.004) + 1e-8)},
+                "adam step 1");
+  EXPECT_NEAR(p[0], 0.9, 1e-6);
+  EXPECT_NEAR(p[1], -0.9, 1e-6);
+  // step 2, g = [0.5, 1]:
+  //   m = 0.9 m + 0.1 g = [0.045 + 0.05, -0.18 + 0.1] = [0.095, -0.08]
+  //   v = 0.999 v + 0.001 g^2 = [0.00024975 + 0.00025, 0.003996 + 0.001] = [0.00049975, 0.004996]
+  //   lr_2 = 0.1 * sqrt(1 - 0.999^2) / (1 - 0.9^2) = 0.1 * sqrt(0.001999) / 0.19 = 0.0235316725
+  //   p = [0.9 - lr_2 * 0.095 / sqrt(0.00049975), -0.9 + lr_2 * 0.08 / sqrt(0.004996)]
+  //     = [0.9 - 0.1, -0.9 + 0.0266337]  (0.0235316725 * 4.2495917, 0.0235316725 * 1.1318237)
+  adam_update(p, std::vector<float>{0.5f, 1.0f}, m, v, lr, b1, b2, eps, 2);
+  expect_values(m, {0.095, -0.08}, "adam m 2");
+  expect_values(v, {0.00049975, 0.004996}, "adam v 2");
+  const double lr2 = 0.1 * std::sqrt(0.001999) / 0.19;
+  EXPECT_NEAR(lr2, 0.0235316725, 1e-9);
+  // adam_step_size sees the float hyperparameters (0.999f is not 0.999 exactly).
+  const double b1f = b1, b2f = b2, lrf = lr;
+  EXPECT_NEAR(adam_step_size(lr, b1, b2, 2), lrf * std::sqrt(1 - b2f * b2f) / (1 - b1f * b1f),
+              1e-9);
+  EXPECT_NEAR(adam_step_size(lr, b1, b2, 3),
+              lrf * std::sqrt(1 - b2f * b2f * b2f) / (1 - b1f * b1f * b1f), 1e-9);
+  expect_values(p,
+                {0.9 - lr2 * 0.095 / (std::sqrt(0.00049975) + 1e-8),
+                 -0.9 + lr2 * 0.08 / (std::sqrt(0.004996) + 1e-8)},
+                "adam step 2");
+  EXPECT_NEAR(p[0], 0.8, 1e-6);
+  EXPECT_NEAR(p[1], -0.9 + 0.0266337, 1e-6);
+}
+
+TEST(OptimTest, Adagrad) {
+  OptimizerConfig config;
+  config.kind = OptimizerKind::kAdagrad;
+  ASSERT_EQ(optimizer_slot_initial_value(config), 0.1f);
+  std::vector<float> p = {1.0f, -1.0f};
+  std::vector<float> a = {0.1f, 0.1f};
+  // lr 0.1. step 1, g = [0.3, -0.4]: a = 0.1 + g^2 = [0.19, 0.26]
+  //   p = [1 - 0.1 * 0.3 / sqrt(0.19), -1 + 0.1 * 0.4 / sqrt(0.26)]
+  //     = [1 - 0.0688247, -1 + 0.0784465]
+  adagrad_update(p, std::vector<float>{0.3f, -0.4f}, a, 0.1f);
+  expect_values(a, {0.19, 0.26}, "adagrad accum 1");
+  expect_values(p, {1 - 0.03 / std::sqrt(0.19), -1 + 0.04 / std::sqrt(0.26)}, "adagrad step 1");
+  EXPECT_NEAR(p[0], 1 - 0.0688247, 1e-6);
+  // step 2, g = [0.3, 0.2]: a = [0.19 + 0.09, 0.26 + 0.04] = [0.28, 0.30]
+  //   p -= [0.03 / sqrt(0.28), 0.02 / sqrt(0.30)] = [0.0566947, 0.0365148]
+  const double p0 = p[0], p1 = p[1];
+  adagrad_update(p, std::vector<float>{0.3f, 0.2f}, a, 0.1f);
+  expect_values(a, {0.28, 0.30}, "adagrad accum 2");
+  expect_values(p, {p0 - 0.03 / std::sqrt(0.28), p1 - 0.02 / std::sqrt(0.30)}, "adagrad step 2");
+  EXPECT_NEAR(p0 - p[0], 0.0566947, 1e-6);
+}
+
+TEST(OptimTest, ApplyUpdateDispatchesWithConfig) {
+  const std::vector<float> g = {0.5f, -2.0f};
+  OptimizerConfig config;
+  config.learning_rate = 0.1f;
+  // SGD: p = [1, -1] - 0.1 * [0.5, -2] = [0.95, -0.8]
+  config.kind = OptimizerKind::kSgd;
+  std::vector<float> p = {1.0f, -1.0f};
+  apply_update(config, p, g, {}, {}, 1);
+  expect_values(p, {0.95, -0.8}, "apply sgd");
+  // Momentum 0.9 from a = 0: first step equals SGD.
+  config.kind = OptimizerKind::kMomentum;
+  p = {1.0f, -1.0f};
+  std::vector<float> s0 = {0.0f, 0.0f}, s1 = {0.0f, 0.0f};
+  apply_update(config, p, g, s0, {}, 1);
+  expect_values(p, {0.95, -0.8}, "apply momentum");
+  expect_values(s0, {0.5, -2.0}, "apply momentum accum");
+  // Adam, t = 1: a step of lr * sign(g).
+  config.kind = OptimizerKind::kAdam;
+  p = {1.0f, -1.0f};
+  s0 = {0.0f, 0.0f};
+  apply_update(config, p, g, s0, s1, 1);
+  expect_values(p, {0.9, -0.9}, "apply adam");
+  expect_values(s1, {0.00025, 0.004}, "apply adam v");
+  // Adagrad from 0.1: a = [0.35, 4.1]; p -= 0.1 * g / sqrt(a)
+  config.kind = OptimizerKind::kAdagrad;
+  p = {1.0f, -1.0f};
+  s0 = {0.1f, 0.1f};
+  apply_update(config, p, g, s0, {}, 1);
+  expect_values(p, {1 - 0.05 / std::sqrt(0.35), -1 + 0.2 / std::sqrt(4.1)}, "apply adagrad");
+}
+
+TEST(OptimTest, NamesSlotsAndParsing) {
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kMomentum, OptimizerKind::kAdam,
+                             OptimizerKind::kAdagrad}) {
+    auto parsed = parse_optimizer(optimizer_name(kind));
+    ASSERT_TRUE(parsed.ok()) << optimizer_name(kind);
+    EXPECT_EQ(*parsed, kind);
+  }
+  auto upper = parse_optimizer("ADAM");
+  ASSERT_TRUE(upper.ok());
+  EXPECT_EQ(*upper, OptimizerKind::kAdam);
+  auto mixed = parse_optimizer("AdaGrad");
+  ASSERT_TRUE(mixed.ok());
+  EXPECT_EQ(*mixed, OptimizerKind::kAdagrad);
+
+  EXPECT_EQ(optimizer_slot_count(OptimizerKind::kSgd), 0);
+  EXPECT_EQ(optimizer_slot_count(OptimizerKind::kMomentum), 1);
+  EXPECT_EQ(optimizer_slot_count(OptimizerKind::kAdam), 2);
+  EXPECT_EQ(optimizer_slot_count(OptimizerKind::kAdagrad), 1);
+  OptimizerConfig config;
+  config.kind = OptimizerKind::kAdam;
+  EXPECT_EQ(optimizer_slot_initial_value(config), 0.0f);
+  config.kind = OptimizerKind::kMomentum;
+  EXPECT_EQ(optimizer_slot_initial_value(config), 0.0f);
+}
+
+TEST(OptimTest, ParseErrorsNameTheAcceptedValues) {
+  for (const char* bad : {"rmsprop", "", "adam ", "sgdd"}) {
+    auto r = parse_optimizer(bad);
+    ASSERT_FALSE(r.ok()) << "'" << bad << "'";
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    const std::string& msg = r.status().message();
+    EXPECT_NE(msg.find(std::string("'") + bad + "'"), std::string::npos) << msg;
+    for (const char* ok : {"sgd", "momentum", "adam", "adagrad"}) {
+      EXPECT_NE(msg.find(ok), std::string::npos) << msg;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pstrain
