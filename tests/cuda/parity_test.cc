@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -161,14 +162,20 @@ class ParityTest : public ::testing::Test {
   std::vector<float> fetch_cpu(const Pair& p) { return fetch(*cpu_, p.cpu); }
   std::vector<float> fetch_gpu(const Pair& p) { return fetch(*gpu_, p.gpu); }
 
-  void report(const std::string& op, const std::string& shape, const ErrorStat& s, double limit,
-              const std::vector<float>& got, const std::vector<float>& ref) {
+  void report(const std::string& op_name, const std::string& shape, const ErrorStat& s,
+              double limit, const std::vector<float>& got, const std::vector<float>& ref) {
+    const std::string op = op_name + (use_tf32() ? ".tf32" : "");
     char value[64];
     std::snprintf(value, sizeof(value), "%.3e", s.max_rel);
     std::printf("PARITY op=%s shape=%s max_rel_err=%s tol=%.3e\n", op.c_str(), shape.c_str(), value,
                 limit);
     std::fflush(stdout);
-    RecordProperty(op + "{" + shape + "}", value);
+    // Property names become XML attribute names: letters, digits, '_' and '.' only.
+    std::string key = op + "__" + shape;
+    for (char& ch : key) {
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.') ch = '_';
+    }
+    RecordProperty(key, value);
     const size_t w = static_cast<size_t>(std::max<int64_t>(s.worst, 0));
     EXPECT_LE(s.max_rel, limit) << op << " " << shape << ": worst element " << s.worst
                                 << " gpu=" << (w < got.size() ? got[w] : kNaN)
