@@ -42,7 +42,7 @@ Result<BackendChoice> select_backend(int num_gpus, int task_index, bool tf32, in
                      " are visible; using GPU " + std::to_string(device % visible);
     device %= visible;
   }
-  auto ops = cuda::make_cuda_ops(device, tf32);
+  auto ops = make_cuda_ops(device, tf32);
   if (!ops.ok()) {
     choice.warning = "cannot use GPU " + std::to_string(device) + ": " + ops.status().message() +
                      "; falling back to the CPU";

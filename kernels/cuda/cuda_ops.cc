@@ -10,6 +10,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/device_query.h"
 #include "kernels/cuda/kernels.h"
+#include "kernels/optim_math.h"
 
 namespace pstrain::cuda {
 namespace {
@@ -231,6 +232,27 @@ int64_t CudaOps::count_correct(const float* logits, const int32_t* labels, int n
                                      cudaMemcpyDeviceToHost, stream_));
   PSTRAIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
   return static_cast<int64_t>(*count_host_);
+}
+
+void CudaOps::optimizer_update(const OptimizerConfig& config, float* param, const float* grad,
+                               float* slot0, float* slot1, int64_t count, int64_t t) {
+  activate();
+  OptimizerStep step;
+  switch (config.kind) {
+    case OptimizerKind::kSgd: step.kind = OptimizerStep::kSgd; break;
+    case OptimizerKind::kMomentum: step.kind = OptimizerStep::kMomentum; break;
+    case OptimizerKind::kAdam: step.kind = OptimizerStep::kAdam; break;
+    case OptimizerKind::kAdagrad: step.kind = OptimizerStep::kAdagrad; break;
+  }
+  step.lr = config.learning_rate;
+  step.lr_t = config.kind == OptimizerKind::kAdam
+                  ? adam_step_size(config.learning_rate, config.beta1, config.beta2, t)
+                  : config.learning_rate;
+  step.momentum = config.momentum;
+  step.beta1 = config.beta1;
+  step.beta2 = config.beta2;
+  step.epsilon = config.epsilon;
+  cuda::optimizer_update({stream_, blas_}, step, param, grad, slot0, slot1, count);
 }
 
 }  // namespace pstrain::cuda

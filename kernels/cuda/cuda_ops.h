@@ -74,6 +74,9 @@ class CudaOps final : public Ops {
                     int k) override;
   int64_t count_correct(const float* logits, const int32_t* labels, int n, int k) override;
 
+  void optimizer_update(const OptimizerConfig& config, float* param, const float* grad,
+                        float* slot0, float* slot1, int64_t count, int64_t t) override;
+
  private:
   // Device scratch that only grows; growing waits for the stream (the old buffer may be in use).
   struct Scratch {

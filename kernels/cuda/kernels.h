@@ -85,4 +85,21 @@ void softmax_xent(const Launch& ctx, const float* logits, const int32_t* labels,
 void count_correct(const Launch& ctx, const float* logits, const int32_t* labels, int n, int k,
                    unsigned long long* count);
 
+// --- optimizer.cu ---------------------------------------------------------------------------
+// One update of TensorFlow 1.x's optimizers (kernels/optim.h) over `count` parameters, with the
+// element-wise steps of kernels/optim_math.h. lr_t is Adam's bias-corrected step size
+// (adam_step_size(), computed on the host). slot0/slot1 as in Ops::optimizer_update.
+struct OptimizerStep {
+  enum Kind { kSgd, kMomentum, kAdam, kAdagrad };
+  Kind kind = kAdam;
+  float lr = 0.f;
+  float lr_t = 0.f;
+  float momentum = 0.f;
+  float beta1 = 0.f;
+  float beta2 = 0.f;
+  float epsilon = 0.f;
+};
+void optimizer_update(const Launch& ctx, const OptimizerStep& step, float* param,
+                      const float* grad, float* slot0, float* slot1, int64_t count);
+
 }  // namespace pstrain::cuda

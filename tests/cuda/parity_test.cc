@@ -377,6 +377,45 @@ TEST_F(ParityTest, Relu) {
   }
 }
 
+TEST_F(ParityTest, OptimizerUpdate) {
+  // Three updates (t = 1, 2, 3) of every optimizer from non-zero slots; parameters and slots
+  // compared element-wise (the same PSTRAIN_HD step functions run on both sides; FMA
+  // contraction on the GPU may differ by an ulp or two per operation).
+  const std::pair<OptimizerKind, const char*> kinds[] = {{OptimizerKind::kSgd, "sgd"},
+                                                          {OptimizerKind::kMomentum, "momentum"},
+                                                          {OptimizerKind::kAdam, "adam"},
+                                                          {OptimizerKind::kAdagrad, "adagrad"}};
+  for (const auto& [kind, kind_name] : kinds) {
+    for (int64_t count : {int64_t{1}, int64_t{7}, int64_t{1001}, int64_t{79510}}) {
+      const std::string shape = "count:" + std::to_string(count);
+      OptimizerConfig config;
+      config.kind = kind;
+      config.learning_rate = 0.01f;
+      const std::vector<float> p0 = random(count);
+      Pair P = upload(p0);
+      Pair S0 = upload(random(count, 0.1f, 1.0f));  // positive: valid for every optimizer
+      Pair S1 = upload(random(count, 0.1f, 1.0f));
+      for (int64_t t = 1; t <= 3; ++t) {
+        const Pair G = upload(random(count));
+        cpu_->optimizer_update(config, P.cpu.f32(), G.cpu.f32(), S0.cpu.f32(), S1.cpu.f32(),
+                               count, t);
+        gpu_->optimizer_update(config, P.gpu.f32(), G.gpu.f32(), S0.gpu.f32(), S1.gpu.f32(),
+                               count, t);
+      }
+      const std::vector<float> ref = fetch_cpu(P);
+      std::vector<float> scale(ref.size());
+      for (size_t i = 0; i < ref.size(); ++i) scale[i] = std::fabs(ref[i]) + std::fabs(p0[i]);
+      expect_close(std::string("optimizer_") + kind_name, shape, fetch_gpu(P), ref, scale,
+                   16 * kEps);
+      if (optimizer_slot_count(kind) > 0) {
+        const std::vector<float> s_ref = fetch_cpu(S0);
+        expect_close(std::string("optimizer_") + kind_name + "_slot0", shape, fetch_gpu(S0),
+                     s_ref, abs_of(s_ref), 16 * kEps);
+      }
+    }
+  }
+}
+
 struct PoolCase {
   int n, h, w, c;
 };
