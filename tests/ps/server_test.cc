@@ -1,0 +1,276 @@
+// The parameter server over real sockets on 127.0.0.1, driven by PsClient from the test.
+#include "ps/server.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "runtime/transport.h"
+#include "worker/ps_client.h"
+
+namespace pstrain {
+namespace {
+
+using std::chrono::milliseconds;
+constexpr uint64_t kJob = 77;
+
+// A PS serving on its own thread; serve()'s result is collected by finish() (bounded wait).
+class ServerFixture {
+ public:
+  explicit ServerFixture(ServerOptions o) {
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.job_id = kJob;
+    auto s = ParameterServer::create(ctx, o);
+    EXPECT_TRUE(s.ok()) << s.status().to_string();
+    server = std::move(s).value();
+    result = std::async(std::launch::async, [this] { return server->serve(); });
+  }
+  ~ServerFixture() {
+    server->request_stop();
+    if (result.valid()) result.wait();
+  }
+  Result<ServerSummary> finish() {
+    if (result.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+      server->request_stop();
+      ADD_FAILURE() << "the parameter server did not exit by itself";
+    }
+    return result.get();
+  }
+  std::unique_ptr<PsClient> client(int worker, const Placement& p,
+                                   milliseconds reply_timeout = milliseconds(10000)) {
+    ClientOptions co;
+    co.worker = worker;
+    co.job_id = kJob;
+    co.connect_timeout = milliseconds(10000);
+    co.reply_timeout = reply_timeout;
+    auto c = PsClient::connect(ctx, {HostPort{"127.0.0.1", server->port()}}, p, co);
+    EXPECT_TRUE(c.ok()) << c.status().to_string();
+    return std::move(c).value();
+  }
+
+  zmq::context_t ctx{1};
+  std::unique_ptr<ParameterServer> server;
+  std::future<Result<ServerSummary>> result;
+};
+
+Placement two_variables() {
+  std::vector<VariableSpec> vars = {{"a", {3}, 0, {}}, {"b", {2}, 3, {}}};
+  return place_variables(vars, 1);
+}
+
+wire::TrainingConfig sgd_config(bool sync, int replicas, int workers, int64_t steps,
+                                uint64_t layout) {
+  wire::TrainingConfig c;
+  c.set_model("test");
+  c.set_optimizer(wire::SGD);
+  c.set_learning_rate(1.0f);
+  c.set_sync_replicas(sync);
+  c.set_replicas_to_aggregate(replicas);
+  c.set_num_workers(workers);
+  c.set_train_steps(steps);
+  c.set_layout_hash(layout);
+  return c;
+}
+
+TEST(ParameterServer, SyncStepWithABackupWorkerThenEveryoneDone) {
+  ServerFixture f({.num_workers = 3});
+  const Placement p = two_variables();
+  auto w0 = f.client(0, p), w1 = f.client(1, p), w2 = f.client(2, p);
+  for (auto* w : {w0.get(), w1.get(), w2.get()}) ASSERT_TRUE(w->hello(p.hash).ok());
+  std::vector<float> init = {1, 2, 3, 4, 5};
+  ASSERT_TRUE(w0->init(sgd_config(true, 2, 3, 10, p.hash), init).ok());
+
+  std::vector<float> params(5);
+  auto s0 = w0->pull(params, 0);
+  ASSERT_TRUE(s0.ok()) << s0.status().to_string();
+  EXPECT_EQ(params, init);
+  EXPECT_EQ((*s0)[0], 0);
+  std::vector<float> g0 = {1, 1, 1, 1, 1}, g1 = {3, 3, 3, 3, 3}, g2 = {100, 100, 100, 100, 100};
+  auto r0 = w0->push(g0, *s0);
+  ASSERT_TRUE(r0.ok());
+  EXPECT_TRUE(r0->accepted);
+  EXPECT_EQ(r0->global_step, 0);  // waiting for a second replica
+  auto r1 = w1->push(g1, *s0);
+  ASSERT_TRUE(r1.ok());
+  EXPECT_EQ(r1->global_step, 1);
+  auto r2 = w2->push(g2, *s0);  // the backup's gradient for step 0 is stale now
+  ASSERT_TRUE(r2.ok());
+  EXPECT_FALSE(r2->accepted);
+
+  auto s1 = w2->pull(params, 1);
+  ASSERT_TRUE(s1.ok());
+  EXPECT_EQ((*s1)[0], 1);
+  EXPECT_EQ(params, (std::vector<float>{-1, 0, 1, 2, 3}));  // minus mean(1, 3)
+
+  auto stats = w0->status(0);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->stale_gradients_dropped(), 1);
+  EXPECT_EQ(stats->gradients_applied(), 2);
+
+  for (auto* w : {w0.get(), w1.get(), w2.get()}) ASSERT_TRUE(w->done().ok());
+  auto summary = f.finish();
+  ASSERT_TRUE(summary.ok()) << summary.status().to_string();
+  EXPECT_EQ(summary->workers_done, 3);
+  EXPECT_EQ(summary->final_step, 1);
+}
+
+TEST(ParameterServer, PullBeforeInitIsAnsweredWhenTheChiefInitialises) {
+  ServerFixture f({.num_workers = 2, .long_poll = milliseconds(200)});
+  const Placement p = two_variables();
+  auto w0 = f.client(0, p), w1 = f.client(1, p);
+  ASSERT_TRUE(w1->hello(p.hash).ok());
+  // Worker 1 asks first; its request is parked (and re-asked after each long poll) until the
+  // chief's INIT arrives.
+  std::vector<float> params(5, -1.f);
+  auto pulled = std::async(std::launch::async, [&] { return w1->pull(params, 0); });
+  EXPECT_EQ(pulled.wait_for(milliseconds(300)), std::future_status::timeout);
+  ASSERT_TRUE(w0->hello(p.hash).ok());
+  std::vector<float> init = {5, 4, 3, 2, 1};
+  ASSERT_TRUE(w0->init(sgd_config(false, 1, 2, 10, p.hash), init).ok());
+  ASSERT_EQ(pulled.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_TRUE(pulled.get().ok());
+  EXPECT_EQ(params, init);
+  ASSERT_TRUE(w0->done().ok());
+  ASSERT_TRUE(w1->done().ok());
+  EXPECT_TRUE(f.finish().ok());
+}
+
+TEST(ParameterServer, MalformedAndForeignMessagesAreCountedAndDropped) {
+  ServerFixture f({.num_workers = 1});
+  auto raw = connect_socket(f.ctx, zmq::socket_type::dealer, "127.0.0.1", f.server->port(), "raw");
+  ASSERT_TRUE(raw.ok());
+  zmq::socket_t& s = *raw;
+  // 1. Bytes that are no protobuf header at all.
+  s.send(zmq::buffer(std::string("\xff\xff\xff garbage")), zmq::send_flags::none);
+  // 2. Another job's message, and another protocol version.
+  OutMessage other_job;
+  other_job.header.set_kind(wire::HELLO);
+  other_job.header.set_job_id(kJob + 1);
+  ASSERT_TRUE(send_message(s, std::move(other_job)).ok());
+  wire::Header old;
+  old.set_version(kProtocolVersion + 1);
+  old.set_job_id(kJob);
+  old.set_kind(wire::HELLO);
+  s.send(zmq::buffer(old.SerializeAsString()), zmq::send_flags::none);
+  // 3. A header announcing a frame that does not follow.
+  wire::Header missing;
+  missing.set_version(kProtocolVersion);
+  missing.set_job_id(kJob);
+  missing.set_kind(wire::PUSH);
+  auto* fi = missing.add_frames();
+  fi->set_key("a/0");
+  fi->set_dtype(wire::DTYPE_FLOAT32);
+  fi->set_count(3);
+  s.send(zmq::buffer(missing.SerializeAsString()), zmq::send_flags::none);
+  // 4. A frame whose size disagrees with its count.
+  s.send(zmq::buffer(missing.SerializeAsString()), zmq::send_flags::sndmore);
+  s.send(zmq::buffer(std::string(5, 'x')), zmq::send_flags::none);
+  // 5. A sender that is no worker of this job.
+  OutMessage stranger;
+  stranger.header.set_kind(wire::HELLO);
+  stranger.header.set_job_id(kJob);
+  stranger.header.set_sender(9);
+  ASSERT_TRUE(send_message(s, std::move(stranger)).ok());
+
+  // A STATUS on the same connection is answered after everything sent before it, so its
+  // counters include every bad message above.
+  OutMessage status;
+  status.header.set_kind(wire::STATUS);
+  status.header.set_job_id(kJob);
+  status.header.set_sender(-1);
+  status.header.set_request_id(5);
+  ASSERT_TRUE(send_message(s, std::move(status)).ok());
+  // The stranger's HELLO was answered with an error first; then comes the STATUS reply.
+  auto refusal = recv_message(s, milliseconds(10000), false, kJob);
+  ASSERT_TRUE(refusal.ok()) << refusal.status().to_string();
+  EXPECT_EQ(refusal->header.kind(), wire::REPLY_ERROR);
+  auto reply = recv_message(s, milliseconds(10000), false, kJob);
+  ASSERT_TRUE(reply.ok()) << reply.status().to_string();
+  EXPECT_EQ(reply->header.request_id(), 5u);
+  EXPECT_EQ(reply->header.stats().foreign_messages(), 2);
+  EXPECT_EQ(reply->header.stats().bad_messages(), 4);
+
+  // The server is still serving: a real worker gets through.
+  const Placement p = two_variables();
+  auto w0 = f.client(0, p);
+  ASSERT_TRUE(w0->hello(p.hash).ok());
+  ASSERT_TRUE(w0->done().ok());
+  EXPECT_TRUE(f.finish().ok());
+}
+
+TEST(ParameterServer, LostWorkerNoLongerStallsSyncTraining) {
+  ServerFixture f({.num_workers = 2, .heartbeat_timeout = milliseconds(500),
+                   .long_poll = milliseconds(200)});
+  const Placement p = two_variables();
+  auto w0 = f.client(0, p), w1 = f.client(1, p);
+  ASSERT_TRUE(w0->hello(p.hash).ok());
+  ASSERT_TRUE(w1->hello(p.hash).ok());
+  ASSERT_TRUE(w0->init(sgd_config(true, 2, 2, 10, p.hash), std::vector<float>(5, 0.f)).ok());
+  w0->start_heartbeats();  // worker 1 stays silent from here on: it "died"
+  std::vector<float> params(5);
+  auto s0 = w0->pull(params, 0);
+  ASSERT_TRUE(s0.ok());
+  auto r = w0->push(std::vector<float>(5, 1.f), *s0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->global_step, 0);
+  // Once worker 1 is declared lost, one gradient completes the step.
+  auto s1 = w0->pull(params, 1);
+  ASSERT_TRUE(s1.ok()) << s1.status().to_string();
+  EXPECT_EQ((*s1)[0], 1);
+  EXPECT_EQ(params, std::vector<float>(5, -1.f));
+  ASSERT_TRUE(w0->done().ok());
+  w0->stop_heartbeats();
+  auto summary = f.finish();
+  ASSERT_FALSE(summary.ok());  // a worker was lost: the PS exits with an error naming it
+  EXPECT_NE(summary.status().message().find("worker(s) 1"), std::string::npos)
+      << summary.status().message();
+}
+
+TEST(ParameterServer, WorkerWithAnotherLayoutIsRefused) {
+  ServerFixture f({.num_workers = 2});
+  const Placement p = two_variables();
+  auto w0 = f.client(0, p), w1 = f.client(1, p);
+  ASSERT_TRUE(w0->hello(p.hash).ok());
+  ASSERT_TRUE(w0->init(sgd_config(false, 1, 2, 10, p.hash), std::vector<float>(5, 0.f)).ok());
+  auto refused = w1->hello(p.hash + 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--model"), std::string::npos)
+      << refused.status().message();
+  ASSERT_TRUE(w0->done().ok());
+  ASSERT_TRUE(w1->done().ok());
+  EXPECT_TRUE(f.finish().ok());
+}
+
+TEST(ParameterServer, PortInUseIsAClearError) {
+  zmq::context_t ctx(1);
+  auto first = ParameterServer::create(ctx, {.host = "127.0.0.1", .port = 0, .job_id = kJob});
+  ASSERT_TRUE(first.ok());
+  auto second = ParameterServer::create(
+      ctx, {.host = "127.0.0.1", .port = (*first)->port(), .job_id = kJob});
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("already in use"), std::string::npos)
+      << second.status().message();
+  EXPECT_NE(second.status().message().find(std::to_string((*first)->port())), std::string::npos);
+}
+
+TEST(PsClient, UnreachableServerIsNamedAfterTheDeadline) {
+  zmq::context_t ctx(1);
+  auto port = pick_free_tcp_port();
+  ASSERT_TRUE(port.ok());
+  const Placement p = two_variables();
+  ClientOptions co;
+  co.job_id = kJob;
+  co.connect_timeout = milliseconds(600);
+  auto c = PsClient::connect(ctx, {HostPort{"127.0.0.1", *port}}, p, co);
+  ASSERT_TRUE(c.ok());
+  auto hello = (*c)->hello(p.hash);
+  ASSERT_FALSE(hello.ok());
+  EXPECT_NE(hello.status().message().find("127.0.0.1:" + std::to_string(*port)),
+            std::string::npos)
+      << hello.status().message();
+}
+
+}  // namespace
+}  // namespace pstrain
