@@ -1,0 +1,127 @@
+// Command-line parsing: mnist_replica's flags, TensorFlow-style booleans, exit codes.
+#include "cli/flags.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "worker/data.h"
+
+namespace pstrain {
+namespace {
+
+// Parses `args` (without the program name) into a fresh role-flag set.
+struct Parsed {
+  CLI::App app{"test"};
+  RoleFlags flags;
+  Parsed() { add_role_flags(app, flags); }
+  void parse(std::vector<std::string> args) {
+    std::reverse(args.begin(), args.end());  // CLI11 takes them last-first
+    app.parse(args);
+  }
+};
+
+TEST(Flags, MnistReplicaDefaults) {
+  Parsed p;
+  p.parse({});
+  const TrainConfig& c = p.flags.train.config;
+  EXPECT_EQ(c.train_steps, 200);
+  EXPECT_EQ(c.batch_size, 100);
+  EXPECT_EQ(c.model.hidden_units, 100);
+  EXPECT_EQ(c.num_gpus, 1);
+  EXPECT_FLOAT_EQ(p.flags.train.learning_rate, 0.01f);
+  EXPECT_EQ(p.flags.train.optimizer, "adam");
+  EXPECT_FALSE(p.flags.sync_replicas);
+  EXPECT_EQ(p.flags.replicas_to_aggregate, 0);
+  EXPECT_EQ(p.flags.job_name_opt->count(), 0u);
+}
+
+TEST(Flags, EqualsAndSpaceFormsBothWork) {
+  Parsed p;
+  p.parse({"--train_steps", "500", "--batch_size=64", "--learning_rate", "0.5",
+           "--ps_hosts=a:1", "--worker_hosts", "b:2,c:3", "--task_index=1"});
+  EXPECT_EQ(p.flags.train.config.train_steps, 500);
+  EXPECT_EQ(p.flags.train.config.batch_size, 64);
+  EXPECT_FLOAT_EQ(p.flags.train.learning_rate, 0.5f);
+  EXPECT_EQ(p.flags.ps_hosts, "a:1");
+  EXPECT_EQ(p.flags.worker_hosts, "b:2,c:3");
+  EXPECT_EQ(p.flags.task_index, 1);
+  EXPECT_EQ(p.flags.task_index_opt->count(), 1u);
+}
+
+TEST(Flags, BooleansTakeTensorFlowForms) {
+  const std::pair<std::vector<std::string>, bool> cases[] = {
+      {{"--sync_replicas"}, true},          {{"--sync_replicas=true"}, true},
+      {{"--sync_replicas=True"}, true},     {{"--sync_replicas=1"}, true},
+      {{"--sync_replicas=false"}, false},   {{"--sync_replicas=False"}, false},
+      {{"--sync_replicas=0"}, false},       {{"--nosync_replicas"}, false},
+      {{"--sync_replicas", "--nosync_replicas"}, false},
+  };
+  for (const auto& [args, expected] : cases) {
+    Parsed p;
+    p.parse(args);
+    EXPECT_EQ(p.flags.sync_replicas, expected) << args[0];
+  }
+}
+
+TEST(Flags, UnknownFlagIsAnError) {
+  Parsed p;
+  EXPECT_THROW(p.parse({"--train_stepz=5"}), CLI::ParseError);
+}
+
+TEST(Flags, BatchAiCommandLineParses) {
+  // DESIGN.md's Batch AI command line, with the variables expanded as the shell would.
+  Parsed p;
+  p.parse({"--job_name=worker", "--num_gpus=1", "--train_steps", "10000",
+           "--checkpoint_dir=/out/model", "--log_dir=/out/tb", "--data_dir=/in/data",
+           "--ps_hosts=10.0.0.4:2222", "--worker_hosts=10.0.0.5:2222,10.0.0.6:2222",
+           "--task_index=0"});
+  EXPECT_EQ(p.flags.job_name, "worker");
+  EXPECT_EQ(p.flags.train.config.train_steps, 10000);
+  EXPECT_EQ(p.flags.checkpoint_dir, "/out/model");
+  EXPECT_EQ(p.flags.log_dir, "/out/tb");
+  EXPECT_EQ(p.flags.train.config.data_dir, "/in/data");
+}
+
+TEST(Flags, ConversionErrorsNameTheFlag) {
+  TrainFlagValues v;
+  v.model = "resnet";
+  auto r = finish_training_flags(v);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--model"), std::string::npos);
+  TrainFlagValues w;
+  w.optimizer = "rmsprop";
+  r = finish_training_flags(w);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("adam"), std::string::npos);
+  TrainFlagValues x;
+  x.config.train_steps = 0;
+  r = finish_training_flags(x);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--train_steps"), std::string::npos);
+}
+
+int cli(std::vector<std::string> args) {
+  args.insert(args.begin(), "pstrain");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return run_cli(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST(Cli, ExitCodes) {
+  EXPECT_EQ(cli({"--bogus"}), kExitUsage);
+  EXPECT_EQ(cli({"--download_only", "--data_dir=/nonexistent/pstrain"}), kExitUsage);
+  EXPECT_EQ(cli({"--job_name=chief", "--task_index=0"}), kExitUsage);
+  EXPECT_EQ(cli({"--job_name=worker", "--task_index=5", "--ps_hosts=localhost:1",
+                 "--worker_hosts=localhost:2"}),
+            kExitUsage);
+  EXPECT_EQ(cli({"--version"}), kExitOk);
+  if (std::filesystem::is_directory(kDefaultDataDir)) {
+    EXPECT_EQ(cli({"--download_only"}), kExitOk);
+  }
+}
+
+}  // namespace
+}  // namespace pstrain
