@@ -157,16 +157,8 @@ std::vector<std::string> tail_lines(const std::string& path, int n) {
 }
 
 std::string failure_report(const Task& t) {
-  std::string out = t.info.name + " (" + t.info.job + " " + std::to_string(t.info.index) + ") " +
-                    t.proc->exit_status()->to_string();
-  const auto lines = tail_lines(t.info.stderr_path, kStderrTailLines);
-  if (lines.empty()) {
-    out += "; its stderr (" + t.info.stderr_path + ") is empty";
-  } else {
-    out += "; last lines of " + t.info.stderr_path + ":";
-    for (const auto& l : lines) out += "\n    " + l;
-  }
-  return out;
+  return t.info.name + " (" + t.info.job + " " + std::to_string(t.info.index) + ") " +
+         t.proc->exit_status()->to_string() + "; see " + t.info.stderr_path;
 }
 
 std::string format_rate(double r) {
@@ -250,6 +242,7 @@ std::string LaunchSummary::to_json() const {
                       {"tasks", std::move(tj)}};
   if (test_accuracy) j["test_accuracy"] = *test_accuracy;
   if (!failed_task.empty()) j["failed_task"] = failed_task;
+  if (!failed_task_stderr.empty()) j["failed_task_stderr"] = failed_task_stderr;
   if (!error.empty()) j["error"] = error;
   return j.dump(2) + "\n";
 }
@@ -271,7 +264,7 @@ std::string describe_launch(const LaunchSummary& s) {
   }
   if (s.examples_per_second > 0) out += ", " + format_rate(s.examples_per_second) + " examples/s";
   out += "\n";
-  if (!s.error.empty()) out += s.error.substr(0, s.error.find('\n')) + "\n";
+  if (!s.error.empty()) out += s.error + "\n";
   out += "summary: " + s.summary_path + "\n";
   return out;
 }
@@ -418,6 +411,7 @@ Result<LaunchSummary> launch_local_job(const LaunchOptions& o, std::FILE* progre
         s.state = LaunchState::kFailed;
         s.failed_task = failed->info.name;
         s.error = failure_report(*failed);
+        s.failed_task_stderr = tail_lines(failed->info.stderr_path, kStderrTailLines);
         stop = true;
         break;
       }
@@ -507,6 +501,10 @@ Result<LaunchSummary> launch_local_job(const LaunchOptions& o, std::FILE* progre
   if (progress && s.state != LaunchState::kSucceeded) {
     std::fprintf(progress, "pstrain launch: job %s: %s\n", launch_state_name(s.state),
                  s.error.c_str());
+    if (!s.failed_task_stderr.empty()) {
+      std::fprintf(progress, "last lines of %s's stderr:\n", s.failed_task.c_str());
+      for (const auto& l : s.failed_task_stderr) std::fprintf(progress, "    %s\n", l.c_str());
+    }
     std::fflush(progress);
   }
   Status written = write_file_atomically(s.summary_path, s.to_json());

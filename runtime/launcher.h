@@ -89,7 +89,8 @@ struct LaunchSummary {
   double examples_per_second = 0;       // sum of the workers' final rates
   double wall_seconds = 0;
   std::string failed_task;  // name of the first task that failed, if any
-  std::string error;        // why the job failed or was cancelled (empty on success)
+  std::string error;        // why the job failed or was cancelled, one line (empty on success)
+  std::vector<std::string> failed_task_stderr;  // the last lines of the failed task's stderr
 
   // The summary.json text (docs/launch.md lists the fields).
   std::string to_json() const;

@@ -222,8 +222,10 @@ exec sleep 60
   EXPECT_EQ(s->failed_task, "wk-1");
   EXPECT_NE(s->error.find("wk-1"), std::string::npos) << s->error;
   EXPECT_NE(s->error.find("exited with code 3"), std::string::npos) << s->error;
-  EXPECT_NE(s->error.find("E cannot read the training data"), std::string::npos) << s->error;
   EXPECT_NE(s->error.find(s->job_dir + "/stderr-wk-1.txt"), std::string::npos) << s->error;
+  EXPECT_EQ(s->error.find('\n'), std::string::npos) << s->error;
+  EXPECT_EQ(s->failed_task_stderr,
+            std::vector<std::string>({"some earlier line", "E cannot read the training data"}));
   for (const char* name : {"ps-0", "wk-0"}) {
     const LaunchedTask* t = task(*s, name);
     ASSERT_NE(t, nullptr);
@@ -233,6 +235,7 @@ exec sleep 60
   const auto j = summary_json(*s);
   EXPECT_EQ(j["state"], "failed");
   EXPECT_EQ(j["failed_task"], "wk-1");
+  EXPECT_EQ(j["failed_task_stderr"][1], "E cannot read the training data");
   EXPECT_EQ(j["tasks"][2]["exit_code"], 3);
   EXPECT_EQ(j["tasks"][0]["signal"], SIGTERM);
   EXPECT_EQ(j["tasks"][0]["signal_name"], "SIGTERM");
