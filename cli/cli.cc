@@ -28,6 +28,12 @@ int run_cli(int argc, char** argv) {
                     "Also write the JSON summary to this file");
   add_log_level_flag(*train);
 
+  // `pstrain launch [flags]`: everything after `launch` is parsed by run_launch_command.
+  CLI::App* launch = app.add_subcommand(
+      "launch", "Run a distributed job (N ps + M workers) on this machine; see launch --help");
+  launch->prefix_command();
+  launch->set_help_flag();
+
   CLI::App* devices = app.add_subcommand("devices", "List the GPUs this process sees");
 
   try {
@@ -43,6 +49,7 @@ int run_cli(int argc, char** argv) {
 
   if (version || devices->parsed()) return run_version_command();
   if (train->parsed()) return run_train_command(train_flags);
+  if (launch->parsed()) return run_launch_command(launch->remaining());
   if (argc <= 1) {
     std::fputs(app.help().c_str(), stderr);
     return kExitUsage;

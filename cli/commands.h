@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "cli/flags.h"
 
@@ -39,6 +40,10 @@ struct RoleFlags {
 };
 void add_role_flags(CLI::App& app, RoleFlags& f);
 int run_role_command(const RoleFlags& flags);
+
+// `pstrain launch [flags]`: `args` are the words after `launch`. Exit codes: 0 the job
+// succeeded, 1 it failed, 2 bad usage, 130 cancelled (SIGINT/SIGTERM). See runtime/launcher.h.
+int run_launch_command(const std::vector<std::string>& args);
 
 // `pstrain --version` and `pstrain devices`.
 int run_version_command();

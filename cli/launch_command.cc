@@ -1,0 +1,164 @@
+// `pstrain launch`: parses the launcher's flags and the training flags it passes through, then
+// runs runtime/launcher.h's launch_local_job with SIGINT/SIGTERM turned into a clean stop.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "runtime/launcher.h"
+#include "runtime/log.h"
+
+namespace pstrain {
+namespace {
+
+constexpr int kExitCancelled = 130;
+
+std::atomic<bool> g_cancel{false};
+
+extern "C" void cancel_launch_on_signal(int) { g_cancel.store(true); }
+
+// The launcher's own flags (each takes one value); everything else goes to the tasks.
+const char* const kLauncherFlags[] = {"--ps", "--workers", "--job_dir", "--pstrain_binary",
+                                      "--ps_exit_timeout_s"};
+
+// `args` minus the launcher's own flags and their values, in the user's order and spelling.
+// CLI11 has already parsed `args`, so a launcher flag given as "--name" is followed by its
+// value.
+std::vector<std::string> training_flags_of(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    bool own = false;
+    for (const char* name : kLauncherFlags) {
+      const std::string n = name;
+      if (args[i] == n) {
+        own = true;
+        ++i;  // its value
+        break;
+      }
+      if (args[i].rfind(n + "=", 0) == 0) {
+        own = true;
+        break;
+      }
+    }
+    if (!own) out.push_back(args[i]);
+  }
+  return out;
+}
+
+class SignalsToCancel {
+ public:
+  SignalsToCancel() {
+    g_cancel.store(false);
+    struct sigaction sa {};
+    sa.sa_handler = cancel_launch_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: a signal ends the monitor's nap at once
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~SignalsToCancel() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  SignalsToCancel(const SignalsToCancel&) = delete;
+  SignalsToCancel& operator=(const SignalsToCancel&) = delete;
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+}  // namespace
+
+int run_launch_command(const std::vector<std::string>& args) {
+  CLI::App app{
+      "Run a distributed job on this machine: --ps parameter servers and --workers workers, "
+      "each a `pstrain --job_name=ps|worker` process with its cluster in AZ_BATCHAI_* and "
+      "TF_CONFIG (as Batch AI sets them). Training flags are passed to every task. Logs, "
+      "status files and summary.json go to the job directory.",
+      "pstrain launch"};
+  LaunchOptions o;
+  double ps_exit_timeout_s = 60;
+  app.add_option("--ps", o.num_ps, "Number of parameter servers")->capture_default_str();
+  app.add_option("--workers", o.num_workers, "Number of workers")->capture_default_str();
+  app.add_option("--job_dir", o.job_dir,
+                 "Job directory (default: jobs/job-YYYYMMDD-HHMMSS under the current directory)");
+  app.add_option("--pstrain_binary", o.pstrain_binary,
+                 "The pstrain executable each task runs (default: this one)");
+  app.add_option("--ps_exit_timeout_s", ps_exit_timeout_s,
+                 "After every worker finished, how long the PS tasks get to exit by themselves")
+      ->capture_default_str();
+  RoleFlags role;
+  add_role_flags(app, role);
+  // The launcher sets the cluster itself: these are accepted by the parser only to be
+  // rejected with a clear message, and hidden from the help.
+  const std::pair<CLI::Option*, const char*> cluster_flags[] = {
+      {role.job_name_opt, "--job_name"},
+      {role.task_index_opt, "--task_index"},
+      {role.ps_hosts_opt, "--ps_hosts"},
+      {role.worker_hosts_opt, "--worker_hosts"}};
+  for (const auto& [opt, name] : cluster_flags) opt->group("");
+  add_log_level_flag(app);
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  for (const auto& [opt, name] : cluster_flags) {
+    if (opt->count() > 0) {
+      PSTRAIN_LOG(ERROR) << "pstrain launch sets the cluster itself (each task gets "
+                            "--job_name=ps|worker and its cluster in AZ_BATCHAI_* and TF_CONFIG): "
+                            "remove "
+                         << name << "; size the job with --ps and --workers";
+      return kExitUsage;
+    }
+  }
+  auto config = finish_training_flags(role.train);
+  if (!config.ok()) {
+    PSTRAIN_LOG(ERROR) << config.status().message();
+    return kExitUsage;
+  }
+  if (role.sync_replicas && role.replicas_to_aggregate > o.num_workers) {
+    PSTRAIN_LOG(ERROR) << "--replicas_to_aggregate=" << role.replicas_to_aggregate
+                       << " is more than --workers=" << o.num_workers;
+    return kExitUsage;
+  }
+  if (!(ps_exit_timeout_s > 0)) {
+    PSTRAIN_LOG(ERROR) << "--ps_exit_timeout_s must be positive";
+    return kExitUsage;
+  }
+  o.ps_exit_timeout = std::chrono::milliseconds(static_cast<int64_t>(ps_exit_timeout_s * 1000));
+  if (role.num_gpus_opt->count() > 0) o.num_gpus = role.train.config.num_gpus;
+  o.sync_replicas = role.sync_replicas;
+  o.training_flags = training_flags_of(args);
+  o.cancel = &g_cancel;
+
+  SignalsToCancel signals;
+  auto summary = launch_local_job(o, stderr);
+  if (!summary.ok()) {
+    PSTRAIN_LOG(ERROR) << summary.status().message();
+    return summary.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  }
+  std::fputs(describe_launch(*summary).c_str(), stdout);
+  std::fflush(stdout);
+  switch (summary->state) {
+    case LaunchState::kSucceeded:
+      return kExitOk;
+    case LaunchState::kCancelled:
+      return kExitCancelled;
+    case LaunchState::kFailed:
+      break;
+  }
+  return kExitFailure;
+}
+
+}  // namespace pstrain

@@ -1,0 +1,104 @@
+// The local launcher behind `pstrain launch`: runs a whole distributed job (N parameter
+// servers + M workers) as processes on this machine, as Batch AI or a scheduler would on a
+// cluster, watches it, stops it, and reports.
+//
+// Contract
+// - Picks N+M free loopback ports and starts every task (PS tasks first, then workers) as
+//   `<pstrain_binary> --job_name=ps|worker <training_flags...> [--job_id=<random>]`: the
+//   cluster reaches the task only through its environment, set as Batch AI sets it
+//   (AZ_BATCHAI_PS_HOSTS, AZ_BATCHAI_WORKER_HOSTS, AZ_BATCHAI_TASK_INDEX, AZ_BATCHAI_JOB_NAME,
+//   AZ_BATCHAI_STDOUTERR_DIR, AZ_BATCHAI_NUM_GPUS only when `num_gpus` is set) and as Azure ML
+//   sets TF_CONFIG; workers also get PSTRAIN_STATUS_FILE=<job_dir>/status-wk-<i>.json. A
+//   fresh random --job_id is added unless training_flags already has one, so leftovers of an
+//   earlier job on the same ports are ignored. Each task runs in its own process group with
+//   stdin from /dev/null and stdout/stderr in <job_dir>/stdout-ps-0.txt, stderr-ps-0.txt,
+//   stdout-wk-0.txt, ...; each gets SIGKILL if the launcher's thread dies.
+// - Monitors about every `poll_interval`: child exits (never blocking), the workers' status
+//   files (missing or unparsable ones are skipped), and one live progress line on `progress`.
+// - The job fails as soon as any task exits non-zero or by a signal: the other tasks get
+//   SIGTERM, then SIGKILL after `stop_grace`; the first failed task and the last lines of its
+//   stderr are named in `error` (and printed on `progress`). When every worker has exited 0,
+//   the PS tasks must exit by themselves within `ps_exit_timeout`, else they are killed and
+//   the job fails. `*cancel` turning true (a signal handler) stops every task the same way and
+//   the job is cancelled.
+// - <job_dir>/summary.json is written atomically at the end, whatever the outcome, once the
+//   job directory exists. Errors before any task starts (bad options, no job directory, no
+//   free ports) are returned as a Status and start nothing. Every started process is reaped
+//   before launch_local_job returns.
+// Thread-safety: one launch per thread; `cancel` may be set from any thread or a signal
+// handler.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/process.h"
+#include "runtime/status.h"
+
+namespace pstrain {
+
+struct LaunchOptions {
+  int num_ps = 1;
+  int num_workers = 2;
+  // Empty: jobs/job-YYYYMMDD-HHMMSS under the current directory (a suffix -2, -3, ... if it
+  // exists). A given directory is created if missing; an existing one is reused (its old
+  // status and summary files are removed first).
+  std::string job_dir;
+  std::string pstrain_binary;               // empty: this executable
+  std::vector<std::string> training_flags;  // passed to every task as given
+  std::optional<int> num_gpus;              // the user's --num_gpus (-> AZ_BATCHAI_NUM_GPUS)
+  bool sync_replicas = false;               // recorded in the summary
+  std::string host = "127.0.0.1";           // loopback address of every task
+  std::chrono::milliseconds ps_exit_timeout{60000};
+  std::chrono::milliseconds stop_grace{5000};
+  std::chrono::milliseconds poll_interval{200};
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+enum class LaunchState { kSucceeded, kFailed, kCancelled };
+const char* launch_state_name(LaunchState s);  // "succeeded", "failed", "cancelled"
+
+struct LaunchedTask {
+  std::string name;  // "ps-0", "wk-1"
+  std::string job;   // "ps" or "worker"
+  int index = 0;
+  std::string address;  // "127.0.0.1:PORT"
+  bool started = false;
+  std::optional<ExitStatus> exit;  // set for every started task when the launch returns
+  std::string stdout_path, stderr_path;
+};
+
+struct LaunchSummary {
+  LaunchState state = LaunchState::kFailed;
+  std::string job_dir;       // absolute
+  std::string summary_path;  // <job_dir>/summary.json
+  std::string job_id;
+  std::vector<LaunchedTask> tasks;
+  std::vector<std::string> config;  // the training flags passed to every task
+  int num_ps = 0;
+  int num_workers = 0;
+  bool sync_replicas = false;
+  int64_t global_step = 0;              // the workers' highest, from their last status
+  int64_t train_steps = 0;              // from the workers' status (0: never reported)
+  std::optional<double> test_accuracy;  // the chief's, from its final status
+  double examples_per_second = 0;       // sum of the workers' final rates
+  double wall_seconds = 0;
+  std::string failed_task;  // name of the first task that failed, if any
+  std::string error;        // why the job failed or was cancelled, one line (empty on success)
+  std::vector<std::string> failed_task_stderr;  // the last lines of the failed task's stderr
+
+  // The summary.json text (docs/launch.md lists the fields).
+  std::string to_json() const;
+};
+
+Result<LaunchSummary> launch_local_job(const LaunchOptions& options, std::FILE* progress);
+
+// A few human lines: state, wall time, accuracy, examples/s, where the summary is.
+std::string describe_launch(const LaunchSummary& summary);
+
+}  // namespace pstrain

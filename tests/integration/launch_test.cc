@@ -1,0 +1,198 @@
+// `pstrain launch` end to end: the real binary launching real PS and worker processes.
+// Every run is bounded: the launcher is a Subprocess waited on with a deadline, killed (its
+// tasks die with it: they get SIGKILL when the launcher dies) and failed at the deadline.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "runtime/files.h"
+#include "runtime/process.h"
+
+namespace pstrain {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::seconds;
+
+constexpr const char* kPstrain = PSTRAIN_BINARY_DIR "/cli/pstrain";
+constexpr const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
+
+class LaunchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "pstrain_launch_XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    job_dir_ = dir_ + "/job";
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  Result<Subprocess> start_launch(const std::vector<std::string>& args) {
+    SubprocessOptions o;
+    o.argv = {kPstrain, "launch"};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.stdout_path = dir_ + "/launch-stdout.txt";
+    o.stderr_path = dir_ + "/launch-stderr.txt";
+    o.stdin_from_dev_null = true;
+    o.kill_on_parent_death = true;
+    return Subprocess::spawn(o);
+  }
+  // Runs `pstrain launch args...` to completion within `timeout`; kills it and fails the test
+  // at the deadline.
+  ExitStatus run_launch(const std::vector<std::string>& args, seconds timeout) {
+    auto p = start_launch(args);
+    EXPECT_TRUE(p.ok()) << p.status().message();
+    if (!p.ok()) return {};
+    return finish(*p, timeout);
+  }
+  ExitStatus finish(Subprocess& p, seconds timeout) {
+    auto st = p.wait_for(timeout);
+    if (!st.ok()) {
+      ADD_FAILURE() << "pstrain launch did not finish in time: " << st.status().message()
+                    << "\nstderr:\n"
+                    << text(dir_ + "/launch-stderr.txt");
+      return p.kill();
+    }
+    return *st;
+  }
+  static std::string text(const std::string& path) {
+    auto t = read_file(path);
+    return t.ok() ? *t : std::string("<cannot read " + path + ">");
+  }
+  nlohmann::json summary() const {
+    auto t = read_file(job_dir_ + "/summary.json");
+    EXPECT_TRUE(t.ok()) << "no summary.json in " << job_dir_;
+    const auto j = nlohmann::json::parse(t.ok() ? *t : "{}", nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "summary.json is not JSON";
+    return j.is_discarded() ? nlohmann::json::object() : j;
+  }
+  std::string logs() const { return text(dir_ + "/launch-stderr.txt"); }
+
+  std::string dir_;
+  std::string job_dir_;
+};
+
+TEST_F(LaunchTest, SyncJobSucceeds) {
+  if (!fs::exists(kFashionMnist)) GTEST_SKIP() << kFashionMnist << " is missing";
+  const ExitStatus st =
+      run_launch({"--ps", "1", "--workers", "2", "--sync_replicas", "--train_steps", "60",
+                  "--num_gpus", "0", "--job_dir", job_dir_},
+                 seconds(240));
+  ASSERT_EQ(st, ExitStatus::exited(0)) << st.to_string() << "\n" << logs();
+
+  const auto j = summary();
+  EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump(2);
+  EXPECT_EQ(j.value("num_ps", 0), 1);
+  EXPECT_EQ(j.value("num_workers", 0), 2);
+  EXPECT_EQ(j.value("sync_replicas", false), true);
+  EXPECT_EQ(j.value("global_step", 0), 60);
+  // The launcher's own flags are not passed on.
+  EXPECT_EQ(j["config"],
+            nlohmann::json({"--sync_replicas", "--train_steps", "60", "--num_gpus", "0"}));
+  ASSERT_TRUE(j.contains("test_accuracy") && j["test_accuracy"].is_number()) << j.dump(2);
+  EXPECT_GT(j["test_accuracy"].get<double>(), 0.5);
+  EXPECT_GT(j.value("examples_per_second", 0.0), 0.0);
+  EXPECT_GT(j.value("wall_seconds", 0.0), 0.0);
+  ASSERT_EQ(j["tasks"].size(), 3u) << j.dump(2);
+  for (const auto& t : j["tasks"]) {
+    const std::string name = t.value("name", "");
+    EXPECT_EQ(t.value("exit_code", -1), 0) << name << ": " << t.dump();
+    EXPECT_TRUE(fs::exists(t.value("stdout", ""))) << name;
+    EXPECT_TRUE(fs::exists(t.value("stderr", ""))) << name;
+  }
+  for (const char* name : {"stdout-ps-0.txt", "stderr-ps-0.txt", "stdout-wk-0.txt",
+                           "stderr-wk-0.txt", "stdout-wk-1.txt", "stderr-wk-1.txt"}) {
+    EXPECT_TRUE(fs::exists(job_dir_ + "/" + name)) << name;
+  }
+  const std::string chief = text(job_dir_ + "/stdout-wk-0.txt");
+  EXPECT_NE(chief.find("test accuracy"), std::string::npos) << chief;
+  const std::string out = text(dir_ + "/launch-stdout.txt");
+  EXPECT_NE(out.find("succeeded"), std::string::npos) << out;
+  EXPECT_NE(out.find("summary.json"), std::string::npos) << out;
+}
+
+TEST_F(LaunchTest, FailingWorkersFailTheJobAndStopThePs) {
+  const ExitStatus st =
+      run_launch({"--ps", "1", "--workers", "2", "--train_steps", "10", "--num_gpus", "0",
+                  "--data_dir=/nonexistent", "--job_dir", job_dir_},
+                 seconds(120));
+  ASSERT_EQ(st, ExitStatus::exited(1)) << st.to_string() << "\n" << logs();
+  const auto j = summary();
+  EXPECT_EQ(j.value("state", ""), "failed") << j.dump(2);
+  const std::string failed = j.value("failed_task", "");
+  EXPECT_EQ(failed.rfind("wk-", 0), 0u) << j.dump(2);
+  EXPECT_NE(logs().find(failed), std::string::npos) << logs();
+  EXPECT_NE(logs().find("/nonexistent"), std::string::npos) << logs();  // the stderr tail
+  ASSERT_EQ(j["tasks"].size(), 3u) << j.dump(2);
+  for (const auto& t : j["tasks"]) {
+    // Every task was reaped: an exit code or a signal is recorded.
+    EXPECT_TRUE(t.contains("exit_code") || t.contains("signal")) << t.dump();
+  }
+  const auto& ps = j["tasks"][0];
+  EXPECT_EQ(ps.value("name", ""), "ps-0");
+  EXPECT_FALSE(ps.contains("exit_code") && ps["exit_code"] == 0)
+      << "the PS cannot have succeeded: " << ps.dump();
+}
+
+TEST_F(LaunchTest, CtrlCCancelsTheJob) {
+  if (!fs::exists(kFashionMnist)) GTEST_SKIP() << kFashionMnist << " is missing";
+  auto p = start_launch({"--ps", "1", "--workers", "2", "--train_steps", "1000000", "--num_gpus",
+                         "0", "--job_dir", job_dir_});
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  // Wait (bounded) until the chief reports training, then interrupt the launcher.
+  const std::string status = job_dir_ + "/status-wk-0.json";
+  const auto deadline = std::chrono::steady_clock::now() + seconds(120);
+  bool running = false;
+  while (!running && p->running() && std::chrono::steady_clock::now() < deadline) {
+    auto t = read_file(status);
+    running = t.ok() && t->find("\"running\"") != std::string::npos;
+    if (!running) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    p->poll();
+  }
+  ASSERT_TRUE(running) << "the chief never reported training\n" << logs();
+  ASSERT_EQ(::kill(p->pid(), SIGINT), 0);
+  const ExitStatus st = finish(*p, seconds(60));
+  EXPECT_EQ(st, ExitStatus::exited(130)) << st.to_string() << "\n" << logs();
+  const auto j = summary();
+  EXPECT_EQ(j.value("state", ""), "cancelled") << j.dump(2);
+  ASSERT_EQ(j["tasks"].size(), 3u) << j.dump(2);
+  for (const auto& t : j["tasks"]) {
+    EXPECT_TRUE(t.contains("exit_code") || t.contains("signal")) << t.dump();
+  }
+}
+
+TEST_F(LaunchTest, ClusterFlagsAreRejected) {
+  for (const char* flag : {"--job_name=ps", "--task_index=1", "--ps_hosts=localhost:1",
+                           "--worker_hosts=localhost:2"}) {
+    const ExitStatus st = run_launch({flag, "--job_dir", job_dir_}, seconds(60));
+    EXPECT_EQ(st, ExitStatus::exited(2)) << flag;
+    const std::string name = std::string(flag).substr(0, std::string(flag).find('='));
+    EXPECT_NE(logs().find("remove " + name), std::string::npos) << logs();
+  }
+  EXPECT_FALSE(fs::exists(job_dir_));  // nothing was started
+}
+
+TEST_F(LaunchTest, BadUsageExits2) {
+  EXPECT_EQ(run_launch({"--no_such_flag"}, seconds(60)), ExitStatus::exited(2));
+  EXPECT_EQ(run_launch({"--model=rnn", "--job_dir", job_dir_}, seconds(60)), ExitStatus::exited(2));
+  EXPECT_EQ(run_launch({"--workers", "0", "--job_dir", job_dir_}, seconds(60)),
+            ExitStatus::exited(2));
+  EXPECT_EQ(run_launch({"--pstrain_binary", dir_ + "/missing", "--job_dir", job_dir_}, seconds(60)),
+            ExitStatus::exited(2));
+  EXPECT_FALSE(fs::exists(job_dir_));
+  EXPECT_EQ(run_launch({"--help"}, seconds(60)), ExitStatus::exited(0));
+  const std::string help = text(dir_ + "/launch-stdout.txt");
+  EXPECT_NE(help.find("--workers"), std::string::npos) << help;
+  EXPECT_NE(help.find("--train_steps"), std::string::npos) << help;
+}
+
+}  // namespace
+}  // namespace pstrain
