@@ -1,0 +1,296 @@
+// Distributed jobs as separate processes on 127.0.0.1 with free ports: the real pstrain
+// binary as PS and worker tasks, configured the ways schedulers configure them (flags,
+// Batch AI's AZ_BATCHAI_* variables, TF_CONFIG). Every process is waited for with a deadline
+// and killed if it overstays, so a hang fails the test instead of stalling CI.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "runtime/process.h"
+#include "runtime/transport.h"
+#include "worker/data.h"
+
+namespace pstrain {
+namespace {
+
+namespace fs = std::filesystem;
+using Env = std::map<std::string, std::optional<std::string>>;
+constexpr auto kDeadline = std::chrono::seconds(150);
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+struct Task {
+  std::string name;
+  std::vector<std::string> args;
+  Env env;
+};
+
+struct Finished {
+  std::string name;
+  ExitStatus status;
+  std::string out, err;
+};
+
+class DistributedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::is_directory(kDefaultDataDir)) {
+      GTEST_SKIP() << kDefaultDataDir << " is missing: install dataset-fashion-mnist";
+    }
+    dir_ = fs::path(::testing::TempDir()) /
+           ("pstrain-dist-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
+  }
+
+  // "127.0.0.1:p1,127.0.0.1:p2" with `n` free ports.
+  std::vector<std::string> addresses(int n) {
+    auto ports = pick_free_tcp_ports(n);
+    EXPECT_TRUE(ports.ok()) << ports.status().to_string();
+    std::vector<std::string> out;
+    for (int p : *ports) out.push_back("127.0.0.1:" + std::to_string(p));
+    return out;
+  }
+  static std::string join(const std::vector<std::string>& v, size_t from, size_t to) {
+    std::string s;
+    for (size_t i = from; i < to; ++i) s += (s.empty() ? "" : ",") + v[i];
+    return s;
+  }
+
+  // Starts every task, waits for all with one deadline, kills leftovers.
+  std::vector<Finished> run(const std::vector<Task>& tasks) {
+    std::vector<Subprocess> procs;
+    for (const Task& t : tasks) {
+      SubprocessOptions o;
+      o.argv = {std::string(PSTRAIN_BINARY_DIR) + "/cli/pstrain"};
+      o.argv.insert(o.argv.end(), t.args.begin(), t.args.end());
+      o.env = t.env;
+      // Keep this test's environment from leaking into the tasks' cluster resolution.
+      for (const char* v : {"TF_CONFIG", "AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS",
+                            "AZ_BATCHAI_TASK_INDEX", "AZ_BATCHAI_NUM_GPUS"}) {
+        o.env.try_emplace(v, std::nullopt);
+      }
+      o.stdout_path = (dir_ / (t.name + ".out")).string();
+      o.stderr_path = (dir_ / (t.name + ".err")).string();
+      o.stdin_from_dev_null = true;
+      o.kill_on_parent_death = true;
+      auto p = Subprocess::spawn(o);
+      EXPECT_TRUE(p.ok()) << p.status().to_string();
+      if (p.ok()) procs.push_back(std::move(p).value());
+    }
+    const auto deadline = Subprocess::Clock::now() + kDeadline;
+    std::vector<Finished> done;
+    for (size_t i = 0; i < procs.size(); ++i) {
+      auto st = procs[i].wait_until(deadline);
+      Finished f{tasks[i].name, st.ok() ? *st : procs[i].kill(), "", ""};
+      if (!st.ok()) ADD_FAILURE() << tasks[i].name << " did not finish in time: killed";
+      f.out = read_all(dir_ / (tasks[i].name + ".out"));
+      f.err = read_all(dir_ / (tasks[i].name + ".err"));
+      done.push_back(std::move(f));
+    }
+    return done;
+  }
+
+  static void expect_all_succeeded(const std::vector<Finished>& done) {
+    for (const Finished& f : done) {
+      EXPECT_TRUE(f.status.success()) << f.name << " " << f.status.to_string() << "\n--- stderr\n"
+                                      << f.err << "\n--- stdout\n" << f.out;
+    }
+  }
+
+  // "ps 0 done: global step 60, 120 gradients applied, ..." -> {60, 120}
+  static std::pair<long, long> ps_figures(const std::string& out) {
+    std::smatch m;
+    if (std::regex_search(out, m, std::regex(R"(global step (\d+), (\d+) gradients applied)"))) {
+      return {std::stol(m[1]), std::stol(m[2])};
+    }
+    return {-1, -1};
+  }
+  static double accuracy(const std::string& out) {
+    std::smatch m;
+    if (std::regex_search(out, m, std::regex(R"(test accuracy = ([0-9.]+))"))) {
+      return std::stod(m[1]);
+    }
+    return -1;
+  }
+
+  fs::path dir_;
+  const std::vector<std::string> common_ = {"--num_gpus=0", "--cpu_threads=1", "--log_every=20"};
+};
+
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+TEST_F(DistributedTest, SyncOnePsTwoWorkersFromFlags) {
+  const auto addr = addresses(3);
+  const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
+                                            "--worker_hosts=" + join(addr, 1, 3),
+                                            "--sync_replicas", "--train_steps=60"};
+  auto done = run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
+                   {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}},
+                   {"wk1", with(with({"--job_name=worker", "--task_index=1"}, cluster), common_), {}}});
+  expect_all_succeeded(done);
+  const auto [step, applied] = ps_figures(done[0].out);
+  EXPECT_EQ(step, 60);
+  EXPECT_EQ(applied, 120);  // two replicas per step, mean applied
+  EXPECT_GT(accuracy(done[1].out), 0.6);
+  EXPECT_NE(done[1].out.find("Worker 0: training step 20 done (global step: "), std::string::npos);
+  EXPECT_NE(done[1].out.find("Training elapsed time:"), std::string::npos);
+  EXPECT_NE(done[0].err.find("cluster from flags"), std::string::npos) << done[0].err;
+}
+
+TEST_F(DistributedTest, AsyncOnePsTwoWorkers) {
+  const auto addr = addresses(3);
+  const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
+                                            "--worker_hosts=" + join(addr, 1, 3),
+                                            "--train_steps=80"};
+  auto done = run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
+                   {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}},
+                   {"wk1", with(with({"--job_name=worker", "--task_index=1"}, cluster), common_), {}}});
+  expect_all_succeeded(done);
+  const auto [step, applied] = ps_figures(done[0].out);
+  EXPECT_EQ(step, 80);
+  EXPECT_EQ(applied, 80);  // async: one application per gradient, none after train_steps
+  EXPECT_GT(accuracy(done[1].out), 0.6);
+}
+
+TEST_F(DistributedTest, TwoPsThreeWorkersWithOneBackup) {
+  const auto addr = addresses(5);
+  const std::vector<std::string> cluster = {"--ps_hosts=" + join(addr, 0, 2),
+                                            "--worker_hosts=" + join(addr, 2, 5),
+                                            "--sync_replicas", "--replicas_to_aggregate=2",
+                                            "--train_steps=50"};
+  std::vector<Task> tasks;
+  for (int i = 0; i < 2; ++i) {
+    tasks.push_back({"ps" + std::to_string(i),
+                     with(with({"--job_name=ps", "--task_index=" + std::to_string(i)}, cluster),
+                          common_),
+                     {}});
+  }
+  for (int i = 0; i < 3; ++i) {
+    tasks.push_back(
+        {"wk" + std::to_string(i),
+         with(with({"--job_name=worker", "--task_index=" + std::to_string(i)}, cluster), common_),
+         {}});
+  }
+  auto done = run(tasks);
+  expect_all_succeeded(done);
+  for (int i = 0; i < 2; ++i) {
+    const auto [step, applied] = ps_figures(done[static_cast<size_t>(i)].out);
+    EXPECT_EQ(step, 50) << "ps " << i;
+    EXPECT_EQ(applied, 100) << "ps " << i;  // exactly 2 gradients per step on every PS
+  }
+  EXPECT_GT(accuracy(done[2].out), 0.5);
+}
+
+TEST_F(DistributedTest, BatchAiCommandLineWithItsVariables) {
+  // DESIGN.md's Batch AI command line, unchanged, with the variables set as Batch AI sets
+  // them (the shell expands $AZ_BATCHAI_*; the task index comes in the same way).
+  const auto addr = addresses(3);
+  const fs::path out = dir_ / "outputs";
+  auto task = [&](const std::string& job, int index) {
+    Env env = {{"AZ_BATCHAI_PS_HOSTS", addr[0]},
+               {"AZ_BATCHAI_WORKER_HOSTS", join(addr, 1, 3)},
+               {"AZ_BATCHAI_TASK_INDEX", std::to_string(index)},
+               {"AZ_BATCHAI_OUTPUT_MODEL", (out / "model").string()},
+               {"AZ_BATCHAI_OUTPUT_TENSORBOARD", (out / "tb").string()},
+               {"AZ_BATCHAI_INPUT_DATASET", kDefaultDataDir}};
+    std::vector<std::string> args = {
+        "--job_name=" + job, "--num_gpus=1", "--train_steps", "40",
+        "--checkpoint_dir=" + *env["AZ_BATCHAI_OUTPUT_MODEL"],
+        "--log_dir=" + *env["AZ_BATCHAI_OUTPUT_TENSORBOARD"],
+        "--data_dir=" + *env["AZ_BATCHAI_INPUT_DATASET"],
+        "--ps_hosts=" + *env["AZ_BATCHAI_PS_HOSTS"],
+        "--worker_hosts=" + *env["AZ_BATCHAI_WORKER_HOSTS"],
+        "--task_index=" + *env["AZ_BATCHAI_TASK_INDEX"], "--cpu_threads=1"};
+    return Task{job + std::to_string(index), args, env};
+  };
+  auto done = run({task("ps", 0), task("worker", 0), task("worker", 1)});
+  expect_all_succeeded(done);
+  EXPECT_EQ(ps_figures(done[0].out).first, 40);
+  EXPECT_GT(accuracy(done[1].out), 0.5);
+  EXPECT_TRUE(fs::is_directory(out / "model"));
+  EXPECT_TRUE(fs::is_directory(out / "tb"));
+}
+
+TEST_F(DistributedTest, ClusterFromBatchAiVariablesAlone) {
+  const auto addr = addresses(3);
+  auto task = [&](const std::string& job, int index) {
+    Env env = {{"AZ_BATCHAI_PS_HOSTS", addr[0]},
+               {"AZ_BATCHAI_WORKER_HOSTS", join(addr, 1, 3)},
+               {"AZ_BATCHAI_TASK_INDEX", std::to_string(index)},
+               {"AZ_BATCHAI_NUM_GPUS", "0"}};
+    return Task{job + std::to_string(index),
+                {"--job_name=" + job, "--train_steps=30", "--cpu_threads=1"}, env};
+  };
+  auto done = run({task("ps", 0), task("worker", 0), task("worker", 1)});
+  expect_all_succeeded(done);
+  EXPECT_NE(done[1].err.find("cluster from Batch AI"), std::string::npos) << done[1].err;
+  EXPECT_GT(accuracy(done[1].out), 0.3);
+}
+
+TEST_F(DistributedTest, ClusterFromTfConfigWithAChief) {
+  // Azure ML / Kubeflow style: a chief (worker 0) plus one worker and one ps, no flags.
+  const auto addr = addresses(3);
+  auto task = [&](const std::string& type, int index) {
+    const std::string tf_config =
+        R"({"cluster": {"chief": [")" + addr[1] + R"("], "worker": [")" + addr[2] +
+        R"("], "ps": [")" + addr[0] + R"("]}, "task": {"type": ")" + type +
+        R"(", "index": )" + std::to_string(index) + R"(}, "environment": "cloud"})";
+    return Task{type + std::to_string(index),
+                with({"--sync_replicas", "--train_steps=30"}, common_),
+                {{"TF_CONFIG", tf_config}}};
+  };
+  auto done = run({task("ps", 0), task("chief", 0), task("worker", 0)});
+  expect_all_succeeded(done);
+  EXPECT_EQ(ps_figures(done[0].out), (std::pair<long, long>{30, 60}));
+  // The chief is worker 0: it evaluates; TF_CONFIG's worker 0 is pstrain's worker 1.
+  EXPECT_GT(accuracy(done[1].out), 0.3);
+  EXPECT_NE(done[1].out.find("Worker 0:"), std::string::npos);
+  EXPECT_NE(done[2].out.find("Worker 1:"), std::string::npos);
+  EXPECT_NE(done[2].err.find("cluster from TF_CONFIG"), std::string::npos) << done[2].err;
+}
+
+TEST_F(DistributedTest, PsExitsNonZeroWhenAWorkerNeverComes) {
+  // A PS whose second worker never starts gives up after --startup_timeout_s, names the
+  // worker, and exits 1 instead of waiting forever; the worker that came still finishes.
+  const auto addr = addresses(3);
+  const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
+                                            "--worker_hosts=" + join(addr, 1, 3),
+                                            "--train_steps=20", "--startup_timeout_s=3"};
+  auto done = run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
+                   {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}}});
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].status, ExitStatus::exited(1)) << done[0].err;
+  EXPECT_NE(done[0].err.find("worker(s) 1"), std::string::npos) << done[0].err;
+  EXPECT_TRUE(done[1].status.success()) << done[1].err;
+}
+
+TEST_F(DistributedTest, WorkerExitsNamingAnUnreachablePs) {
+  const auto addr = addresses(2);
+  auto done = run({{"wk0",
+                    with({"--job_name=worker", "--task_index=0", "--ps_hosts=" + addr[0],
+                          "--worker_hosts=" + addr[1], "--connect_timeout_s=2"},
+                         common_),
+                    {}}});
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].status, ExitStatus::exited(1));
+  EXPECT_NE(done[0].err.find(addr[0]), std::string::npos) << done[0].err;
+}
+
+}  // namespace
+}  // namespace pstrain
