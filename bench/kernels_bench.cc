@@ -1,26 +1,31 @@
 // Google Benchmark of the CPU backend's kernels at the shapes the models run (batch 100), plus
-// a large square GEMM through the same Eigen path as the machine's ceiling.
+// a large square GEMM through the kernels' own path (dense_forward) as the machine's ceiling,
+// and Eigen's OpenMP-threaded GEMM beside it for comparison.
 //
 // Counters: "GFLOP/s" (GEMM-type ops count 2 flops per multiply-add; element-wise ops count a
 // nominal 1 flop per element they compute, for comparison only) and bytes_per_second (the
-// bytes each op must read and write at least). Times are wall-clock (the kernels run on
-// several OpenMP threads).
+// bytes each op must read and write at least). Times are wall-clock (the kernels run on the
+// thread pool). --threads=N sets the pool size (default: all cores).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <random>
+#include <string_view>
+#include <vector>
 
 #include "kernels/cpu/common.h"
 #include "kernels/ops.h"
 
 namespace pstrain {
-namespace {
 
 constexpr int kBatch = 100;
 
+int g_threads = 0;  // --threads=N (0: all cores)
+
 Ops& ops() {
-  static std::unique_ptr<Ops> o = make_cpu_ops(0);
+  static std::unique_ptr<Ops> o = make_cpu_ops(g_threads);
   return *o;
 }
 
@@ -202,17 +207,32 @@ void BM_SoftmaxXent(benchmark::State& state) {
   set_counters(state, 4.0 * kBatch * k, 4.0 * (2 * logits.numel() + kBatch));
 }
 
-// --- the ceiling: square GEMM through the same Eigen row-major Map path --------------------
+// --- the ceiling: a large square GEMM through the kernels' own path (dense_forward: Eigen
+// single-threaded per chunk on the pool), and for comparison Eigen's OpenMP-threaded GEMM ----
 void BM_Gemm(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  Tensor a = random_tensor({n, n}, 12), b = random_tensor({n, n}, 13), c = ops().alloc({n, n});
+  Tensor bias = random_tensor({n}, 14);
+  for (auto _ : state) {
+    ops().dense_forward(a.f32(), b.f32(), bias.f32(), c.f32(), n, n, n);
+    benchmark::DoNotOptimize(c.f32());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, 2.0 * n * n * n, 4.0 * 3 * n * n);
+}
+
+void BM_GemmEigenThreaded(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   Tensor a = random_tensor({n, n}, 12), b = random_tensor({n, n}, 13), c = ops().alloc({n, n});
   const cpu::ConstMatMap<float> am(a.f32(), n, n), bm(b.f32(), n, n);
   cpu::MatMap<float> cm(c.f32(), n, n);
+  Eigen::setNbThreads(cpu::num_threads());
   for (auto _ : state) {
     cm.noalias() = am * bm;
     benchmark::DoNotOptimize(c.f32());
     benchmark::ClobberMemory();
   }
+  Eigen::setNbThreads(1);
   set_counters(state, 2.0 * n * n * n, 4.0 * 3 * n * n);
 }
 
@@ -265,8 +285,26 @@ BENCHMARK(BM_MaxpoolBackward)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SoftmaxXent)->Arg(10)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Gemm)->Arg(1024)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmEigenThreaded)->Arg(1024)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-}  // namespace
 }  // namespace pstrain
 
-BENCHMARK_MAIN();
+// Google Benchmark's main, plus --threads=N (default: all cores) for the kernels' pool.
+int main(int argc, char** argv) {
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view arg(argv[i]);
+    if (arg.starts_with("--threads=")) {
+      pstrain::g_threads = std::atoi(argv[i] + 10);
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int count = static_cast<int>(args.size());
+  benchmark::Initialize(&count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
+  benchmark::AddCustomContext("pstrain_kernels", pstrain::ops().description());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

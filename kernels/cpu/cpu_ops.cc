@@ -1,14 +1,14 @@
 // CpuOps: the Eigen reference backend of the Ops interface (kernels/ops.h), a thin layer over
 // the float instantiations of the kernel templates in kernels/cpu/*.h. Memory is plain host
 // memory (host_tensor), copies are memcpy and every op completes before it returns.
+#include <sched.h>
+
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
+#include <thread>
 
 #include "kernels/cpu/conv2d.h"
 #include "kernels/cpu/dense.h"
@@ -99,20 +99,22 @@ class CpuOps final : public Ops {
   int threads_;
 };
 
+// Cores this process may run on (its CPU affinity, as taskset or a container's cpuset sets it).
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int count = CPU_COUNT(&set);
+    if (count > 0) return count;
+  }
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 }  // namespace
 
 std::unique_ptr<Ops> make_cpu_ops(int threads) {
-  if (threads <= 0) {
-#if defined(_OPENMP)
-    threads = omp_get_max_threads();  // all cores, unless OMP_NUM_THREADS says otherwise
-#else
-    threads = 1;  // built without OpenMP: Eigen and the kernels run on one thread
-#endif
-  }
-#if !defined(_OPENMP)
-  threads = 1;
-#endif
-  Eigen::setNbThreads(threads);
+  if (threads <= 0) threads = available_cores();
+  cpu::set_num_threads(threads);  // the kernels' pool (process-wide)
   return std::make_unique<CpuOps>(threads);
 }
 

@@ -3,8 +3,9 @@
 // Contract (as Ops::dense_forward/backward in kernels/ops.h): x [n, in], w [in, out], b [out],
 // y [n, out], all row-major. Backward takes dy [n, out] and writes dx [n, in] (skipped when
 // dx is null), dw [in, out] = x^T dy and db [out] = column sums of dy. Every output element
-// is written; nothing accumulates into outputs. The GEMMs go through Eigen (parallelised
-// with OpenMP over Eigen::nbThreads() threads).
+// is written; nothing accumulates into outputs. Each GEMM's output is cut into slices along
+// the dimension that partitions its larger operand, computed in parallel chunks (see
+// kernels/cpu/common.h).
 // Thread-safety: pure functions; outputs must not alias inputs.
 #pragma once
 
@@ -12,13 +13,36 @@
 
 namespace pstrain::cpu {
 
+// Slices of at least this many rows or columns (each chunk packs the whole other operand,
+// so thin slices would repeat that work), and at most this many chunks per GEMM.
+inline constexpr int64_t kDenseMinSlice = 32;
+inline constexpr int64_t kDenseMaxChunks = 8;
+
+inline int64_t dense_chunks(double flops, int64_t dim) {
+  return chunk_count(flops, kChunkFlops, std::min(dim / kDenseMinSlice, kDenseMaxChunks));
+}
+
 template <typename T>
 void dense_forward(const T* x, const T* w, const T* b, T* y, int n, int in, int out) {
   const ConstMatMap<T> xm(x, n, in);
   const ConstMatMap<T> wm(w, in, out);
+  const ConstRowVecMap<T> bm(b, out);
   MatMap<T> ym(y, n, out);
-  ym.noalias() = xm * wm;
-  ym.rowwise() += ConstRowVecMap<T>(b, out);
+  const bool split_out = out >= n;  // columns of y (slices of w) or rows of y (slices of x)
+  const int64_t dim = split_out ? out : n;
+  const int64_t chunks = dense_chunks(2.0 * n * in * out, dim);
+  thread_pool().run(chunks, workers_for(chunks), [&](int64_t c, int /*worker*/) {
+    const auto [s0, s1] = split_range(dim, c, chunks);
+    if (split_out) {
+      auto yb = ym.middleCols(s0, s1 - s0);
+      yb.noalias() = xm * wm.middleCols(s0, s1 - s0);
+      yb.rowwise() += bm.segment(s0, s1 - s0);
+    } else {
+      auto yb = ym.middleRows(s0, s1 - s0);
+      yb.noalias() = xm.middleRows(s0, s1 - s0) * wm;
+      yb.rowwise() += bm;
+    }
+  });
 }
 
 template <typename T>
@@ -27,12 +51,35 @@ void dense_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, in
   const ConstMatMap<T> xm(x, n, in);
   const ConstMatMap<T> wm(w, in, out);
   const ConstMatMap<T> dym(dy, n, out);
-  if (dx != nullptr) {
-    MatMap<T> dxm(dx, n, in);
-    dxm.noalias() = dym * wm.transpose();
-  }
   MatMap<T> dwm(dw, in, out);
-  dwm.noalias() = xm.transpose() * dym;
+  const double gemm = 2.0 * n * in * out;
+  // dx = dy w^T, sliced by columns (rows of w) or rows (rows of dy).
+  const bool dx_split_in = in >= n;
+  const int64_t dx_dim = dx_split_in ? in : n;
+  const int64_t dx_chunks = dx != nullptr ? dense_chunks(gemm, dx_dim) : 0;
+  // dw = x^T dy, sliced by rows (columns of x) or columns (columns of dy).
+  const bool dw_split_in = in >= out;
+  const int64_t dw_dim = dw_split_in ? in : out;
+  const int64_t dw_chunks = dense_chunks(gemm, dw_dim);
+  const int64_t chunks = dx_chunks + dw_chunks;
+  thread_pool().run(chunks, workers_for(chunks), [&](int64_t c, int /*worker*/) {
+    if (c < dx_chunks) {
+      MatMap<T> dxm(dx, n, in);
+      const auto [s0, s1] = split_range(dx_dim, c, dx_chunks);
+      if (dx_split_in) {
+        dxm.middleCols(s0, s1 - s0).noalias() = dym * wm.middleRows(s0, s1 - s0).transpose();
+      } else {
+        dxm.middleRows(s0, s1 - s0).noalias() = dym.middleRows(s0, s1 - s0) * wm.transpose();
+      }
+      return;
+    }
+    const auto [s0, s1] = split_range(dw_dim, c - dx_chunks, dw_chunks);
+    if (dw_split_in) {
+      dwm.middleRows(s0, s1 - s0).noalias() = xm.middleCols(s0, s1 - s0).transpose() * dym;
+    } else {
+      dwm.middleCols(s0, s1 - s0).noalias() = xm.transpose() * dym.middleCols(s0, s1 - s0);
+    }
+  });
   column_sums(dy, n, out, db);
 }
 

@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <ostream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/common.h"
 #include "kernels/cpu/conv2d.h"
 #include "kernels/cpu/dense.h"
 #include "kernels/cpu/maxpool.h"
@@ -325,13 +327,23 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvTest,
                            return std::string(p.param.name);
                          });
 
-// The CNN's second layer with enough images that the batch is unrolled in several chunks,
-// the last one partial.
-TEST_F(CpuOpsTest, ConvSeveralChunks) {
+// The thread counts the kernels split work over: each test below is large enough that the
+// ops use every thread, and results must match the naive loops for any count.
+class ThreadsTest : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override { ops_ = make_cpu_ops(GetParam()); }
+  void TearDown() override { make_cpu_ops(0); }
+  std::unique_ptr<Ops> ops_;
+};
+
+// The CNN's second layer: the patch matrix is larger than the workspace, so each thread
+// unrolls several blocks of rows, blocks cross image boundaries and the last one is partial.
+TEST_P(ThreadsTest, ConvSeveralBlocks) {
   const Conv2dDims d{30, 14, 14, 32, 64, 5};
-  const int64_t chunk = cpu::conv2d_chunk_images(d);
-  ASSERT_LT(chunk, d.n);
-  ASSERT_NE(d.n % chunk, 0);
+  const int64_t block = cpu::conv2d_block_rows(d);
+  ASSERT_LT(block * cpu::conv2d_workspace_slots(d), int64_t{d.n} * d.h * d.w);
+  ASSERT_LT(block, int64_t{d.n} * d.h * d.w / cpu::kConv2dBackwardGroups);
+  ASSERT_NE(block % (d.h * d.w), 0);
   const NaiveConv naive{d};
   const size_t xs = static_cast<size_t>(d.n) * d.h * d.w * d.c;
   const size_t ys = static_cast<size_t>(d.n) * d.h * d.w * d.k;
@@ -346,6 +358,7 @@ TEST_F(CpuOpsTest, ConvSeveralChunks) {
   Tensor ty = poisoned(*ops_, ys), tdx = poisoned(*ops_, xs), tdw = poisoned(*ops_, ws);
   Tensor tdb = poisoned(*ops_, d.k), twork = poisoned(*ops_, ops_->conv2d_workspace_floats(d));
   ops_->conv2d_forward(tx.f32(), tw.f32(), tb.f32(), ty.f32(), twork.f32(), d);
+  std::fill_n(twork.f32(), twork.numel(), kNaN);
   ops_->conv2d_backward(tx.f32(), tw.f32(), tdy.f32(), tdx.f32(), tdw.f32(), tdb.f32(), twork.f32(),
                         d);
   expect_close(ty, y_ref, kFloatTol, "float y");
@@ -353,6 +366,91 @@ TEST_F(CpuOpsTest, ConvSeveralChunks) {
   expect_close(tdw, dw_ref, kFloatTol, "float dw");
   expect_close(tdb, db_ref, kFloatTol, "float db");
 }
+
+TEST_P(ThreadsTest, DenseModelShapes) {
+  for (const auto& [n, in, out] : {DenseCase{100, 784, 100}, DenseCase{100, 1024, 10},
+                                   DenseCase{100, 1200, 130}, DenseCase{100, 100, 1000}}) {
+    SCOPED_TRACE(std::to_string(in) + " -> " + std::to_string(out));
+    const DVec x = rounded(random_vec(n * in, 21)), w = rounded(random_vec(in * out, 22));
+    const DVec b = rounded(random_vec(out, 23)), dy = rounded(random_vec(n * out, 24));
+    DVec y_ref, dx_ref, dw_ref, db_ref;
+    naive_dense(x, w, b, n, in, out, y_ref);
+    naive_dense_backward(x, w, dy, n, in, out, dx_ref, dw_ref, db_ref);
+    Tensor tx = to_tensor(*ops_, x), tw = to_tensor(*ops_, w), tb = to_tensor(*ops_, b);
+    Tensor tdy = to_tensor(*ops_, dy);
+    Tensor ty = poisoned(*ops_, y_ref.size()), tdx = poisoned(*ops_, dx_ref.size());
+    Tensor tdw = poisoned(*ops_, dw_ref.size()), tdb = poisoned(*ops_, out);
+    ops_->dense_forward(tx.f32(), tw.f32(), tb.f32(), ty.f32(), n, in, out);
+    ops_->dense_backward(tx.f32(), tw.f32(), tdy.f32(), tdx.f32(), tdw.f32(), tdb.f32(), n, in,
+                         out);
+    expect_close(ty, y_ref, kFloatTol, "float y");
+    expect_close(tdx, dx_ref, kFloatTol, "float dx");
+    expect_close(tdw, dw_ref, kFloatTol, "float dw");
+    expect_close(tdb, db_ref, kFloatTol, "float db");
+  }
+}
+
+TEST_P(ThreadsTest, ReluAndColumnSumsLarge) {
+  const int64_t rows = 3001, cols = 97;  // 291K elements: above the per-thread minimum
+  const DVec x = rounded(random_vec(rows * cols, 25)), dy = rounded(random_vec(rows * cols, 26));
+  Tensor tx = to_tensor(*ops_, x), tdy = to_tensor(*ops_, dy);
+  Tensor ty = poisoned(*ops_, x.size()), tdx = poisoned(*ops_, x.size());
+  ops_->relu_forward(tx.f32(), ty.f32(), rows * cols);
+  ops_->relu_backward(ty.f32(), tdy.f32(), tdx.f32(), rows * cols);
+  DVec y_ref(x.size()), dx_ref(x.size()), sums_ref(cols, 0);
+  for (size_t i = 0; i < x.size(); ++i) {
+    y_ref[i] = x[i] > 0 ? x[i] : 0;
+    dx_ref[i] = x[i] > 0 ? dy[i] : 0;
+    sums_ref[i % cols] += x[i];
+  }
+  expect_close(ty, y_ref, 0, "relu y");
+  expect_close(tdx, dx_ref, 0, "relu dx");
+  std::vector<float> sums(cols, kNaN);
+  cpu::column_sums(tx.f32(), rows, cols, sums.data());
+  expect_close(sums.data(), sums_ref, 1e-6, "column sums");
+}
+
+// Chunks depend only on the problem size and sums across chunks are added in chunk order, so
+// every thread count gives bitwise the same results.
+TEST_P(ThreadsTest, ResultsDoNotDependOnThreadCount) {
+  const Conv2dDims d{12, 14, 14, 8, 16, 5};
+  const int n = 100, in = 300, out = 200;
+  const size_t xs = static_cast<size_t>(d.n) * d.h * d.w * d.c;
+  const size_t ys = static_cast<size_t>(d.n) * d.h * d.w * d.k;
+  const size_t ws = static_cast<size_t>(d.ksize) * d.ksize * d.c * d.k;
+  auto run_all = [&](Ops& ops) {
+    Tensor x = to_tensor(ops, random_vec(xs, 31)), w = to_tensor(ops, random_vec(ws, 32));
+    Tensor b = to_tensor(ops, random_vec(d.k, 33)), dy = to_tensor(ops, random_vec(ys, 34));
+    Tensor dx = poisoned(ops, xs), dw = poisoned(ops, ws), db = poisoned(ops, d.k);
+    Tensor y = poisoned(ops, ys), work = poisoned(ops, ops.conv2d_workspace_floats(d));
+    ops.conv2d_forward(x.f32(), w.f32(), b.f32(), y.f32(), work.f32(), d);
+    ops.conv2d_backward(x.f32(), w.f32(), dy.f32(), dx.f32(), dw.f32(), db.f32(), work.f32(), d);
+    Tensor fx = to_tensor(ops, random_vec(n * in, 35)),
+           fw = to_tensor(ops, random_vec(in * out, 36));
+    Tensor fdy = to_tensor(ops, random_vec(n * out, 37)), fb = to_tensor(ops, random_vec(out, 38));
+    Tensor fy = poisoned(ops, n * out);
+    Tensor fdx = poisoned(ops, n * in), fdw = poisoned(ops, in * out), fdb = poisoned(ops, out);
+    ops.dense_forward(fx.f32(), fw.f32(), fb.f32(), fy.f32(), n, in, out);
+    ops.dense_backward(fx.f32(), fw.f32(), fdy.f32(), fdx.f32(), fdw.f32(), fdb.f32(), n, in, out);
+    std::vector<float> all;
+    for (const Tensor* t : {&y, &dx, &dw, &db, &fy, &fdx, &fdw, &fdb}) {
+      all.insert(all.end(), t->f32(), t->f32() + t->numel());
+    }
+    return all;
+  };
+  const std::vector<float> here = run_all(*ops_);
+  const std::vector<float> one = run_all(*make_cpu_ops(1));
+  ops_ = make_cpu_ops(GetParam());
+  ASSERT_EQ(here.size(), one.size());
+  size_t differ = 0;
+  for (size_t i = 0; i < here.size(); ++i) differ += std::memcmp(&here[i], &one[i], 4) != 0;
+  EXPECT_EQ(differ, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Counts, ThreadsTest, ::testing::Values(1, 2, 3),
+                         [](const ::testing::TestParamInfo<int>& p) {
+                           return std::to_string(p.param) + "_threads";
+                         });
 
 class MaxpoolTest : public CpuOpsTest, public ::testing::WithParamInterface<PoolCase> {};
 
@@ -394,7 +492,7 @@ TEST_P(MaxpoolTest, ForwardBackwardMatchNaive) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MaxpoolTest,
                          ::testing::Values(PoolCase{{2, 4, 6, 3}}, PoolCase{{3, 5, 7, 2}},
-                                           PoolCase{{1, 1, 4, 1}}, PoolCase{{4, 28, 28, 32}}));
+                                           PoolCase{{1, 1, 4, 1}}, PoolCase{{10, 28, 28, 32}}));
 
 TEST_F(CpuOpsTest, MaxpoolTiesGoToFirstInRowMajorOrder) {
   const PoolDims d{1, 2, 4, 1};
