@@ -97,7 +97,10 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   auto summary = run_worker_task(o, stdout);
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << "worker " << task.task_index << ": " << summary.status().message();
-    return summary.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+    // A bad flag or a missing data directory is a configuration error (cli.h: exit 2).
+    const StatusCode code = summary.status().code();
+    return code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound ? kExitUsage
+                                                                                 : kExitFailure;
   }
   if (!f.summary_json.empty()) {
     Status st = write_file_atomically(f.summary_json, summary->to_json().dump(2) + "\n");

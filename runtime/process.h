@@ -7,7 +7,8 @@
 //   nullopt unsets it); stdout and stderr go to the given files (created or truncated; empty
 //   path: inherited), stdin optionally from /dev/null. The child starts with the default
 //   signal dispositions and an empty signal mask, and with none of the parent's other file
-//   descriptors (they are closed on exec). Every failure the input or the system can cause
+//   descriptors (marked close-on-exec in the child, on kernels with close_range(2), 5.11 and
+//   later; older ones pass on descriptors the parent opened without O_CLOEXEC). Every failure the input or the system can cause
 //   (program missing or not executable, an output file that cannot be created, fork failing)
 //   is a Status naming the path; a program that cannot be exec'd is reported by spawn() itself
 //   (through a close-on-exec pipe), not as a mysterious exit code 127.
