@@ -48,6 +48,16 @@ int run_cli(int argc, char** argv) {
   }
 
   if (version || devices->parsed()) return run_version_command();
+  if (train->parsed() || launch->parsed()) {
+    // Flags before the command word belong to role processes; a command would ignore them.
+    for (const CLI::Option* opt : app.get_options()) {
+      if (opt->count() > 0 && opt->get_name() != "--log_level") {
+        std::fprintf(stderr, "%s was given before the command: put it after `%s`\n",
+                     opt->get_name().c_str(), train->parsed() ? "train" : "launch");
+        return kExitUsage;
+      }
+    }
+  }
   if (train->parsed()) return run_train_command(train_flags);
   if (launch->parsed()) return run_launch_command(launch->remaining());
   if (argc <= 1) {

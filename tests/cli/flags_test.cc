@@ -118,6 +118,8 @@ TEST(Cli, ExitCodes) {
                  "--worker_hosts=localhost:2"}),
             kExitUsage);
   EXPECT_EQ(cli({"--version"}), kExitOk);
+  // A flag before the command word would be ignored by the command: refused instead.
+  EXPECT_EQ(cli({"--train_steps=5", "train"}), kExitUsage);
   if (std::filesystem::is_directory(kDefaultDataDir)) {
     EXPECT_EQ(cli({"--download_only"}), kExitOk);
   }
