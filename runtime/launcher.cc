@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <thread>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -312,6 +313,13 @@ Result<LaunchSummary> launch_local_job(const LaunchOptions& o, std::FILE* progre
   if (!has_flag(o.training_flags, "--job_id")) {
     s.job_id = random_job_id();
     args.push_back("--job_id=" + s.job_id);
+  }
+  if (!has_flag(o.training_flags, "--cpu_threads")) {
+    // The tasks share this machine's cores: give each worker its share (the parameter
+    // servers mostly wait on sockets) instead of letting every task use them all.
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    const unsigned share = std::max(1u, cores / static_cast<unsigned>(o.num_workers));
+    args.push_back("--cpu_threads=" + std::to_string(share));
   }
 
   std::vector<Task> tasks;

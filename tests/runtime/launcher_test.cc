@@ -4,6 +4,8 @@
 #include "runtime/launcher.h"
 
 #include <gtest/gtest.h>
+
+#include <thread>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,7 +133,11 @@ TEST_F(LauncherTest, TasksGetBatchAiEnvironmentAndTfConfig) {
     EXPECT_EQ(out.find("--task_index"), std::string::npos) << out;
     EXPECT_EQ(out.find("--ps_hosts"), std::string::npos) << out;
     EXPECT_EQ(out.find("--worker_hosts"), std::string::npos) << out;
-    EXPECT_NE(out.find("--job_id=" + s->job_id + "\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("--job_id=" + s->job_id + " "), std::string::npos) << out;
+    // Each of the 2 workers gets its share of this machine's cores.
+    const unsigned share = std::max(1u, std::max(1u, std::thread::hardware_concurrency()) / 2);
+    EXPECT_NE(out.find(" --cpu_threads=" + std::to_string(share) + "\n"), std::string::npos)
+        << out;
 
     EXPECT_EQ(env_line(out, "AZ_BATCHAI_PS_HOSTS"), ps_hosts[0]);
     EXPECT_EQ(env_line(out, "AZ_BATCHAI_WORKER_HOSTS"), worker_hosts[0] + "," + worker_hosts[1]);
@@ -191,7 +197,7 @@ TEST_F(LauncherTest, UserJobIdIsKeptAndParentNumGpusIsNotLeaked) {
   LaunchOptions o = options(script(kReportingTask));
   o.num_ps = 2;
   o.num_workers = 1;
-  o.training_flags = {"--job_id=42"};
+  o.training_flags = {"--job_id=42", "--cpu_threads=3"};
   auto s = launch_local_job(o, nullptr);
   ::unsetenv("AZ_BATCHAI_NUM_GPUS");
   ASSERT_TRUE(s.ok()) << s.status().message();
@@ -199,7 +205,9 @@ TEST_F(LauncherTest, UserJobIdIsKeptAndParentNumGpusIsNotLeaked) {
   ASSERT_EQ(s->tasks.size(), 3u);
   EXPECT_EQ(s->tasks[1].name, "ps-1");
   const std::string out = contents(s->tasks[1].stdout_path);
-  EXPECT_NE(out.find("ARGS: --job_name=ps --job_id=42\n"), std::string::npos) << out;
+  // The user's job id and thread count are kept, and no others are added.
+  EXPECT_NE(out.find("ARGS: --job_name=ps --job_id=42 --cpu_threads=3\n"), std::string::npos)
+      << out;
   EXPECT_EQ(env_line(out, "AZ_BATCHAI_NUM_GPUS"), std::nullopt) << out;
   EXPECT_EQ(env_line(out, "AZ_BATCHAI_TASK_INDEX"), "1");
 }
