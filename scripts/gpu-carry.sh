@@ -27,6 +27,9 @@ cp "${bins[@]}" "$carry/bin/"
 ldd "${bins[@]}" | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|libresolv.so*|ld-linux*) continue ;;
+    # The compiler runtime and zlib: any newer system has compatible (newer) ones, and an
+    # older copy first on LD_LIBRARY_PATH would break programs built against the newer.
+    libstdc++.so*|libgcc_s.so*|libz.so*) continue ;;
     libcublas*|libcudart*) continue ;;
   esac
   cp -L "$lib" "$carry/lib/"

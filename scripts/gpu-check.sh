@@ -26,6 +26,7 @@ cannot() {
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   cannot "no NVIDIA GPU is visible (nvidia-smi is missing or failed); run this on a GPU machine"
 fi
+system_ld_path=${LD_LIBRARY_PATH:-}
 export LD_LIBRARY_PATH="$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if ! ldconfig -p 2>/dev/null | grep -q 'libcublas.so.13'; then
   pycublas=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)
@@ -67,7 +68,7 @@ run launch 240 "$carry/bin/pstrain" launch --ps 1 --workers 2 --sync_replicas --
 run step_bench 240 "$carry/bin/pstrain_bench_step" --benchmark_filter='gpu:1' \
   --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
   --benchmark_out="$work/step.json" --benchmark_out_format=json
-run torch_step 300 python3 "$root/bench/torch_step.py"
+run torch_step 300 env LD_LIBRARY_PATH="$system_ld_path" python3 "$root/bench/torch_step.py"
 
 cp "$work/parity.log" "$work/parity.txt"
 cp "$work/train_parity.log" "$work/train_parity.txt"

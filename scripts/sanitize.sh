@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the CPU code and its tests with sanitizers and runs the unit and integration tests:
+#   bash scripts/sanitize.sh address,undefined     (or: thread)
+# Build folder: build-san-<name>/. The CUDA backend is left out (nvcc does not take these
+# sanitizers, and no GPU test runs on a CPU machine anyway).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+san=${1:?usage: scripts/sanitize.sh address,undefined|thread}
+build="$root/build-san-${san//,/-}"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPSTRAIN_CUDA=OFF \
+  -DPSTRAIN_SANITIZE="$san"
+cmake --build "$build" -j "$(nproc)"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+cd "$build"
+ctest --output-on-failure --timeout 900 -j "$(nproc)" -L "unit|integration"
