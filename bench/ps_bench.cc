@@ -10,6 +10,8 @@
 // Run: build/bench/pstrain_bench_ps [--benchmark_filter=...] [--benchmark_format=json]
 #include <benchmark/benchmark.h>
 
+#include "bench/memcpy_bench.h"
+
 #include <cstring>
 #include <numeric>
 #include <thread>
@@ -86,17 +88,6 @@ void BM_PushPull(benchmark::State& state) {
 }
 BENCHMARK(BM_PushPull)->ArgName("MB")->Arg(4)->Arg(40)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-void BM_Memcpy(benchmark::State& state) {
-  const size_t bytes = static_cast<size_t>(state.range(0) * kMB);
-  std::vector<char> a(bytes, 1), b(bytes, 2);
-  for (auto _ : state) {
-    std::memcpy(b.data(), a.data(), bytes);
-    benchmark::DoNotOptimize(b.data());
-    benchmark::ClobberMemory();
-  }
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
-}
-BENCHMARK(BM_Memcpy)->ArgName("MB")->Arg(4)->Arg(40)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace pstrain

@@ -10,6 +10,8 @@
 // Run: build/bench/pstrain_bench_transport [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
 
+#include "bench/memcpy_bench.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -134,19 +136,6 @@ BENCHMARK(BM_RoundTrip)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
-void BM_Memcpy(benchmark::State& state) {
-  const size_t bytes = static_cast<size_t>(state.range(0) * kMB);
-  std::vector<float> src(bytes / sizeof(float));
-  std::iota(src.begin(), src.end(), 0.0f);
-  std::vector<float> dst(src.size(), -1.0f);
-  for (auto _ : state) {
-    std::memcpy(dst.data(), src.data(), bytes);
-    benchmark::DoNotOptimize(dst.data());
-    benchmark::ClobberMemory();
-  }
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
-}
-BENCHMARK(BM_Memcpy)->ArgName("MB")->Arg(4)->Arg(40)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace pstrain

@@ -61,7 +61,7 @@ run parity 240 "$carry/bin/cuda_parity_test"
 run train_parity 120 "$carry/bin/cuda_train_parity_test"
 run train_mlp 180 "$carry/bin/pstrain" train --model mlp --num_gpus 1 --train_steps 3000 \
   "${data[@]}" --summary_json "$work/train_mlp.json"
-run train_cnn 240 "$carry/bin/pstrain" train --model cnn --num_gpus 1 --train_steps 2000 \
+run train_cnn 240 "$carry/bin/pstrain" train --model cnn --num_gpus 1 --train_steps 2000 --learning_rate 0.001 \
   "${data[@]}" --summary_json "$work/train_cnn.json"
 run launch 240 "$carry/bin/pstrain" launch --ps 1 --workers 2 --sync_replicas --num_gpus 1 \
   --train_steps 1000 "${data[@]}" --job_dir "$work/job"

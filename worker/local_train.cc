@@ -3,11 +3,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <deque>
 #include <sstream>
 
 #include "kernels/model.h"
 #include "runtime/log.h"
+#include "worker/recent_mean.h"
 #include "runtime/progress.h"
 
 namespace pstrain {
@@ -79,8 +79,7 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
                     << config.optimizer.learning_rate;
 
   ProgressLine line(progress);
-  std::deque<float> recent;
-  double recent_sum = 0;
+  RecentMean recent;
   const auto train_start = Clock::now();
   for (int64_t step = 1; step <= config.train_steps; ++step) {
     source.next(batch, images.host_f32(),
@@ -97,18 +96,13 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
                                  " at step " + std::to_string(step) +
                                  "; lower --learning_rate");
     }
-    recent.push_back(loss);
-    recent_sum += loss;
-    if (recent.size() > 100) {
-      recent_sum -= recent.front();
-      recent.pop_front();
-    }
+    recent.add(loss);
     const double secs = std::chrono::duration<double>(Clock::now() - train_start).count();
     std::ostringstream text;
     text.setf(std::ios::fixed);
     text.precision(4);
     text << "step " << step << "/" << config.train_steps << "  loss "
-         << recent_sum / static_cast<double>(recent.size()) << "  "
+         << recent.mean() << "  "
          << format_rate(static_cast<double>(step) * batch / secs) << " examples/s";
     line.update(text.str(), step == config.train_steps);
   }
@@ -125,7 +119,7 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
   s.steps = config.train_steps;
   s.batch_size = batch;
   s.num_parameters = count;
-  s.final_loss = recent_sum / static_cast<double>(recent.size());
+  s.final_loss = recent.mean();
   s.test_examples = data.test.count;
   s.test_accuracy = data.test.count ? static_cast<double>(correct) / data.test.count : 0.0;
   s.train_seconds = train_secs;

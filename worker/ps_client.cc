@@ -65,6 +65,12 @@ PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placemen
 
 PsClient::~PsClient() { stop_heartbeats(); }
 
+std::vector<int> PsClient::all_ps() const {
+  std::vector<int> all(ps_.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+  return all;
+}
+
 std::string PsClient::name(int ps) const {
   return "parameter server ps/" + std::to_string(ps) + " at " +
          ps_[static_cast<size_t>(ps)].to_string();
@@ -178,11 +184,9 @@ Status PsClient::exchange(const std::vector<int>& targets,
 }
 
 Result<bool> PsClient::hello(uint64_t layout_hash) {
-  std::vector<int> all(ps_.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
   bool initialized = true;
   Status st = exchange(
-      all,
+      all_ps(),
       [&](int) {
         OutMessage m = request(wire::HELLO);
         m.header.mutable_config()->set_layout_hash(layout_hash);
@@ -198,10 +202,8 @@ Result<bool> PsClient::hello(uint64_t layout_hash) {
 }
 
 Status PsClient::init(const wire::TrainingConfig& config, std::span<const float> flat) {
-  std::vector<int> all(ps_.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
   return exchange(
-      all,
+      all_ps(),
       [&](int ps) {
         OutMessage m = request(wire::INIT);
         *m.header.mutable_config() = config;
@@ -218,11 +220,9 @@ Status PsClient::init(const wire::TrainingConfig& config, std::span<const float>
 }
 
 Result<PsSteps> PsClient::pull(std::span<float> flat, int64_t min_step) {
-  std::vector<int> all(ps_.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
   PsSteps steps(ps_.size(), 0);
   Status st = exchange(
-      all,
+      all_ps(),
       [&](int) {
         OutMessage m = request(wire::PULL);
         m.header.set_min_step(min_step);
@@ -260,12 +260,10 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
   if (steps.size() != ps_.size()) {
     return invalid_argument("push needs one step per parameter server");
   }
-  std::vector<int> all(ps_.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
   ReleaseTracker tracker;
   PushResult result;
   Status st = exchange(
-      all,
+      all_ps(),
       [&](int ps) {
         OutMessage m = request(wire::PUSH);
         m.header.set_step(steps[static_cast<size_t>(ps)]);
@@ -295,10 +293,8 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
 }
 
 Status PsClient::done() {
-  std::vector<int> all(ps_.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
   return exchange(
-      all, [&](int) { return request(wire::DONE); },
+      all_ps(), [&](int) { return request(wire::DONE); },
       [](int, InMessage&) -> Result<bool> { return true; }, options_.reply_timeout, false);
 }
 

@@ -86,6 +86,7 @@ class PsClient {
   PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placement& placement,
            ClientOptions options);
   std::string name(int ps) const;
+  std::vector<int> all_ps() const;
   OutMessage request(wire::Kind kind) const;
   // Sends make(ps) to every PS in `targets` and waits for each one's reply; on_reply returns
   // true when that PS is finished, false to send make(ps) again (e.g. after NOT_READY).

@@ -2,12 +2,12 @@
 
 #include <chrono>
 #include <cmath>
-#include <deque>
 
 #include "kernels/model.h"
 #include "ps/placement.h"
 #include "runtime/files.h"
 #include "runtime/log.h"
+#include "worker/recent_mean.h"
 #include "worker/backend.h"
 #include "worker/data.h"
 
@@ -139,8 +139,7 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
   WorkerTaskSummary s;
   s.task_index = o.task_index;
   s.backend = ops.description();
-  std::deque<float> recent;
-  double recent_sum = 0;
+  RecentMean recent;
   int64_t min_step = 0;
   int64_t global = 0;
   const auto start = Clock::now();
@@ -167,12 +166,7 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
     if (!pushed.accepted) ++s.rejected_gradients;
     global = pushed.global_step;
     if (o.sync_replicas) min_step = steps[0] + 1;
-    recent.push_back(loss);
-    recent_sum += loss;
-    if (recent.size() > 100) {
-      recent_sum -= recent.front();
-      recent.pop_front();
-    }
+    recent.add(loss);
     const double secs = std::chrono::duration<double>(Clock::now() - start).count();
     if (o.log_every > 0 && s.local_steps % o.log_every == 0) {
       std::fprintf(out, "Worker %d: training step %lld done (global step: %lld)\n", o.task_index,
@@ -181,13 +175,13 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
     }
     progress["local_step"] = s.local_steps;
     progress["global_step"] = global;
-    progress["loss"] = recent_sum / static_cast<double>(recent.size());
+    progress["loss"] = recent.mean();
     progress["examples_per_second"] = static_cast<double>(s.local_steps) * batch / secs;
     status.write(progress, false);
   }
   s.train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   s.global_step = global;
-  s.final_loss = recent.empty() ? 0.0 : recent_sum / static_cast<double>(recent.size());
+  s.final_loss = recent.mean();
   s.examples_per_second =
       s.train_seconds > 0 ? static_cast<double>(s.local_steps) * batch / s.train_seconds : 0.0;
   std::fprintf(out, "Training ends @ worker %d: %lld local steps, global step %lld\n",
