@@ -47,8 +47,7 @@ void BM_PushPull(benchmark::State& state) {
   ClientOptions co;
   co.worker = 0;
   co.job_id = 42;
-  auto client =
-      PsClient::connect(ctx, {HostPort{"127.0.0.1", (*server)->port()}}, placement, co);
+  auto client = PsClient::connect(ctx, {HostPort{"127.0.0.1", (*server)->port()}}, placement, co);
   if (!client.ok()) {
     state.SkipWithError(client.status().to_string().c_str());
     (*server)->request_stop();
@@ -86,8 +85,12 @@ void BM_PushPull(benchmark::State& state) {
   (void)(*client)->done();
   serving.join();
 }
-BENCHMARK(BM_PushPull)->ArgName("MB")->Arg(4)->Arg(40)->UseRealTime()->Unit(benchmark::kMillisecond);
-
+BENCHMARK(BM_PushPull)
+    ->ArgName("MB")
+    ->Arg(4)
+    ->Arg(40)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace pstrain

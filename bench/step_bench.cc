@@ -66,12 +66,12 @@ void BM_Step(benchmark::State& state, const std::string& model_name) {
     for (int i = 0; i < kStepsPerIteration; ++i) step();
     ops.synchronize();
   }
-  state.counters["step_ms"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * kStepsPerIteration / 1000.0,
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
-  state.counters["examples_per_s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * kStepsPerIteration * batch,
-      benchmark::Counter::kIsRate);
+  state.counters["step_ms"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kStepsPerIteration / 1000.0,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["examples_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kStepsPerIteration * batch,
+                         benchmark::Counter::kIsRate);
   state.SetLabel(ops.description());
 }
 

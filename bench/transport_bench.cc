@@ -136,7 +136,6 @@ BENCHMARK(BM_RoundTrip)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
-
 }  // namespace
 }  // namespace pstrain
 

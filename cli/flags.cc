@@ -22,8 +22,7 @@ void add_training_flags(CLI::App& app, TrainFlagValues& v) {
       ->capture_default_str();
   app.add_option("--seed", c.seed, "Random seed (initialisation and data order)")
       ->capture_default_str();
-  app.add_option("--data_dir", c.data_dir,
-                 "Directory with the four MNIST IDX files (raw or .gz)")
+  app.add_option("--data_dir", c.data_dir, "Directory with the four MNIST IDX files (raw or .gz)")
       ->capture_default_str();
   app.add_option("--num_gpus", c.num_gpus,
                  "GPUs per machine; task i uses GPU i % num_gpus; 0 = CPU")

@@ -190,9 +190,9 @@ int run_role_command(const RoleFlags& f) {
   set_log_tag(std::string(job_name_string(task->job)) + "/" + std::to_string(task->task_index));
   PSTRAIN_LOG(INFO) << describe_task(*task);
   for (const auto& note : task->notes) PSTRAIN_LOG(INFO) << note;
-  for (const auto& [dir, flag] : {std::pair{f.checkpoint_dir, "--checkpoint_dir"},
-                                  std::pair{f.log_dir, "--log_dir"},
-                                  std::pair{f.output_dir, "--output_dir"}}) {
+  for (const auto& [dir, flag] :
+       {std::pair{f.checkpoint_dir, "--checkpoint_dir"}, std::pair{f.log_dir, "--log_dir"},
+        std::pair{f.output_dir, "--output_dir"}}) {
     Status st = make_directories(dir, flag);
     if (!st.ok()) {
       PSTRAIN_LOG(ERROR) << st.message();

@@ -31,8 +31,8 @@ void DenseLayer::forward(Ops& ops, const float* x, float* y, int n, float*, int3
   ops.dense_forward(x, w_, b_, y, n, in_, out_);
 }
 
-void DenseLayer::backward(Ops& ops, const float* x, const float*, const float* dy, float* dx,
-                          int n, float*, int32_t*) {
+void DenseLayer::backward(Ops& ops, const float* x, const float*, const float* dy, float* dx, int n,
+                          float*, int32_t*) {
   ops.dense_backward(x, w_, dy, dx, dw_, db_, n, in_, out_);
 }
 
@@ -45,8 +45,8 @@ void ReluLayer::forward(Ops& ops, const float* x, float* y, int n, float*, int32
   ops.relu_forward(x, y, n * in_size());
 }
 
-void ReluLayer::backward(Ops& ops, const float*, const float* y, const float* dy, float* dx,
-                         int n, float*, int32_t*) {
+void ReluLayer::backward(Ops& ops, const float*, const float* y, const float* dy, float* dx, int n,
+                         float*, int32_t*) {
   if (dx != nullptr) ops.relu_backward(y, dy, dx, n * in_size());
 }
 
@@ -101,8 +101,8 @@ void MaxPoolLayer::forward(Ops& ops, const float* x, float* y, int n, float*, in
   ops.maxpool2x2_forward(x, y, argmax, dims(n));
 }
 
-void MaxPoolLayer::backward(Ops& ops, const float*, const float*, const float* dy, float* dx,
-                            int n, float*, int32_t* argmax) {
+void MaxPoolLayer::backward(Ops& ops, const float*, const float*, const float* dy, float* dx, int n,
+                            float*, int32_t* argmax) {
   if (dx != nullptr) ops.maxpool2x2_backward(dy, argmax, dx, dims(n));
 }
 

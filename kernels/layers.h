@@ -41,8 +41,8 @@ class Layer {
 
   virtual void forward(Ops& ops, const float* x, float* y, int n, float* scratch,
                        int32_t* iscratch) = 0;
-  virtual void backward(Ops& ops, const float* x, const float* y, const float* dy, float* dx,
-                        int n, float* scratch, int32_t* iscratch) = 0;
+  virtual void backward(Ops& ops, const float* x, const float* y, const float* dy, float* dx, int n,
+                        float* scratch, int32_t* iscratch) = 0;
 
  protected:
   Shape in_shape_;
@@ -58,8 +58,8 @@ class DenseLayer final : public Layer {
   void bind(const std::vector<float*>& params, const std::vector<float*>& grads) override;
   int64_t macs_per_example() const override { return static_cast<int64_t>(in_) * out_; }
   void forward(Ops& ops, const float* x, float* y, int n, float*, int32_t*) override;
-  void backward(Ops& ops, const float* x, const float* y, const float* dy, float* dx, int n,
-                float*, int32_t*) override;
+  void backward(Ops& ops, const float* x, const float* y, const float* dy, float* dx, int n, float*,
+                int32_t*) override;
 
  private:
   int in_, out_;
@@ -72,8 +72,8 @@ class ReluLayer final : public Layer {
  public:
   explicit ReluLayer(Shape shape);
   void forward(Ops& ops, const float* x, float* y, int n, float*, int32_t*) override;
-  void backward(Ops& ops, const float* x, const float* y, const float* dy, float* dx, int n,
-                float*, int32_t*) override;
+  void backward(Ops& ops, const float* x, const float* y, const float* dy, float* dx, int n, float*,
+                int32_t*) override;
 };
 
 // 2-D convolution, stride 1, SAME padding; input [h, w, c] -> [h, w, k].
@@ -101,8 +101,8 @@ class MaxPoolLayer final : public Layer {
   MaxPoolLayer(int h, int w, int c);
   size_t scratch_ints(int n) const override;
   void forward(Ops& ops, const float* x, float* y, int n, float*, int32_t* argmax) override;
-  void backward(Ops& ops, const float* x, const float* y, const float* dy, float* dx, int n,
-                float*, int32_t* argmax) override;
+  void backward(Ops& ops, const float* x, const float* y, const float* dy, float* dx, int n, float*,
+                int32_t* argmax) override;
 
  private:
   PoolDims dims(int n) const { return {n, h_, w_, c_}; }

@@ -22,8 +22,7 @@ Result<std::vector<std::unique_ptr<Layer>>> build_layers(const ModelOptions& o) 
     // mnist_replica.py: hid_w ~ truncated_normal(stddev=1/IMAGE_PIXELS) with IMAGE_PIXELS=28,
     // sm_w ~ truncated_normal(stddev=1/sqrt(hidden_units)), zero biases.
     InitSpec hid{InitKind::kTruncatedNormal, 1.0f / static_cast<float>(o.image_rows)};
-    InitSpec sm{InitKind::kTruncatedNormal,
-                1.0f / std::sqrt(static_cast<float>(o.hidden_units))};
+    InitSpec sm{InitKind::kTruncatedNormal, 1.0f / std::sqrt(static_cast<float>(o.hidden_units))};
     layers.push_back(std::make_unique<DenseLayer>(pixels, o.hidden_units, "hid_w", "hid_b", hid));
     layers.push_back(std::make_unique<ReluLayer>(Shape{o.hidden_units}));
     layers.push_back(std::make_unique<DenseLayer>(o.hidden_units, o.classes, "sm_w", "sm_b", sm));
@@ -42,14 +41,12 @@ Result<std::vector<std::unique_ptr<Layer>>> build_layers(const ModelOptions& o) 
     layers.push_back(std::make_unique<ReluLayer>(Shape{h2, w2, 64}));
     layers.push_back(std::make_unique<MaxPoolLayer>(h2, w2, 64));
     const int flat = (h2 / 2) * (w2 / 2) * 64;
-    auto glorot = [](int in, int out) {
-      return InitSpec{InitKind::kGlorotUniform, 0.f, in, out};
-    };
-    layers.push_back(std::make_unique<DenseLayer>(flat, 1024, "dense/kernel", "dense/bias",
-                                                  glorot(flat, 1024)));
+    auto glorot = [](int in, int out) { return InitSpec{InitKind::kGlorotUniform, 0.f, in, out}; };
+    layers.push_back(
+        std::make_unique<DenseLayer>(flat, 1024, "dense/kernel", "dense/bias", glorot(flat, 1024)));
     layers.push_back(std::make_unique<ReluLayer>(Shape{1024}));
-    layers.push_back(std::make_unique<DenseLayer>(1024, o.classes, "logits/kernel",
-                                                  "logits/bias", glorot(1024, o.classes)));
+    layers.push_back(std::make_unique<DenseLayer>(1024, o.classes, "logits/kernel", "logits/bias",
+                                                  glorot(1024, o.classes)));
     return layers;
   }
   return invalid_argument("unknown model '" + o.name + "': choose --model=mlp or --model=cnn");
@@ -171,8 +168,8 @@ void Model::forward_backward(int n) {
                      options_.classes);
   for (size_t i = last; i-- > 0;) {
     float* dx = i == 0 ? nullptr : b.dacts[i].f32();
-    layers_[i]->backward(*ops_, b.acts[i].f32(), b.acts[i + 1].f32(), b.dacts[i + 1].f32(), dx,
-                         n, b.scratch[i].empty() ? nullptr : b.scratch[i].f32(),
+    layers_[i]->backward(*ops_, b.acts[i].f32(), b.acts[i + 1].f32(), b.dacts[i + 1].f32(), dx, n,
+                         b.scratch[i].empty() ? nullptr : b.scratch[i].f32(),
                          b.iscratch[i].empty() ? nullptr : b.iscratch[i].i32());
   }
 }

@@ -75,8 +75,7 @@ class Model {
   float read_loss();
 
   // Number of correctly classified examples of a host data set, in batches of `batch`.
-  int64_t count_correct(std::span<const float> images, std::span<const int32_t> labels,
-                        int batch);
+  int64_t count_correct(std::span<const float> images, std::span<const int32_t> labels, int batch);
 
  private:
   struct Buffers;  // activations, their gradients and layer scratch for one batch size

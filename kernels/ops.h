@@ -64,8 +64,8 @@ class Ops {
   virtual void dense_forward(const float* x, const float* w, const float* b, float* y, int n,
                              int in, int out) = 0;
   // dy [n, out] -> dx [n, in] (skipped when dx is null), dw [in, out], db [out].
-  virtual void dense_backward(const float* x, const float* w, const float* dy, float* dx,
-                              float* dw, float* db, int n, int in, int out) = 0;
+  virtual void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                              float* db, int n, int in, int out) = 0;
 
   // --- relu (in place allowed: y == x, dx == dy) ------------------------------------------
   virtual void relu_forward(const float* x, float* y, int64_t count) = 0;
@@ -82,8 +82,7 @@ class Ops {
                                float* dw, float* db, float* workspace, const Conv2dDims& d) = 0;
 
   // --- 2x2 max-pool -------------------------------------------------------------------------
-  virtual void maxpool2x2_forward(const float* x, float* y, int32_t* argmax,
-                                  const PoolDims& d) = 0;
+  virtual void maxpool2x2_forward(const float* x, float* y, int32_t* argmax, const PoolDims& d) = 0;
   // dx [n, h, w, c]: dy routed to each window's argmax, 0 elsewhere.
   virtual void maxpool2x2_backward(const float* dy, const int32_t* argmax, float* dx,
                                    const PoolDims& d) = 0;
@@ -92,8 +91,8 @@ class Ops {
   // Softmax cross-entropy, mean over the batch, computed stably (max subtracted).
   // logits [n, k], labels [n] -> *loss (one float of this backend's memory) and
   // dlogits [n, k] = (softmax - onehot) / n.
-  virtual void softmax_xent(const float* logits, const int32_t* labels, float* dlogits,
-                            float* loss, int n, int k) = 0;
+  virtual void softmax_xent(const float* logits, const int32_t* labels, float* dlogits, float* loss,
+                            int n, int k) = 0;
   // Number of rows whose argmax (first maximum) equals the label. Synchronizes.
   virtual int64_t count_correct(const float* logits, const int32_t* labels, int n, int k) = 0;
 

@@ -11,8 +11,10 @@ const char* device_name(Device d) { return d == Device::kCpu ? "cpu" : "cuda"; }
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::kFloat32: return 4;
-    case DType::kInt32: return 4;
+    case DType::kFloat32:
+      return 4;
+    case DType::kInt32:
+      return 4;
   }
   return 0;
 }

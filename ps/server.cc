@@ -11,11 +11,16 @@ namespace {
 
 Result<OptimizerKind> optimizer_from_wire(wire::Optimizer o) {
   switch (o) {
-    case wire::SGD: return OptimizerKind::kSgd;
-    case wire::MOMENTUM: return OptimizerKind::kMomentum;
-    case wire::ADAM: return OptimizerKind::kAdam;
-    case wire::ADAGRAD: return OptimizerKind::kAdagrad;
-    default: break;
+    case wire::SGD:
+      return OptimizerKind::kSgd;
+    case wire::MOMENTUM:
+      return OptimizerKind::kMomentum;
+    case wire::ADAM:
+      return OptimizerKind::kAdam;
+    case wire::ADAGRAD:
+      return OptimizerKind::kAdagrad;
+    default:
+      break;
   }
   return invalid_argument("INIT names an unknown optimizer (" + std::to_string(o) + ")");
 }
@@ -32,9 +37,8 @@ Result<std::unique_ptr<ParameterServer>> ParameterServer::create(zmq::context_t&
                                                                  ServerOptions options) {
   if (options.num_workers < 1) return invalid_argument("a parameter server needs 1+ workers");
   const std::string what = "ps/" + std::to_string(options.ps_index) + " service";
-  PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t socket,
-                           bind_socket(ctx, zmq::socket_type::router, options.host, options.port,
-                                       what));
+  PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t socket, bind_socket(ctx, zmq::socket_type::router,
+                                                             options.host, options.port, what));
   PSTRAIN_ASSIGN_OR_RETURN(int port, bound_port(socket));
   return std::unique_ptr<ParameterServer>(
       new ParameterServer(std::move(options), std::move(socket), port));
@@ -94,7 +98,8 @@ void ParameterServer::reply(const InMessage& to, wire::Kind kind, OutMessage out
   base.header.MergeFrom(out.header);
   base.frames = std::move(out.frames);
   Status st = send_message(socket_, std::move(base), &to.routing_id, &counters_);
-  if (!st.ok()) PSTRAIN_LOG(WARNING) << "reply to worker " << to.header.sender() << ": " << st.message();
+  if (!st.ok())
+    PSTRAIN_LOG(WARNING) << "reply to worker " << to.header.sender() << ": " << st.message();
 }
 
 void ParameterServer::reply_error(const InMessage& to, const std::string& error) {
@@ -195,10 +200,18 @@ void ParameterServer::handle(InMessage& msg) {
       reply(msg, wire::REPLY_OK);
       return;
     }
-    case wire::INIT: on_init(msg); return;
-    case wire::PULL: on_pull(msg); return;
-    case wire::PUSH: on_push(msg); return;
-    case wire::HEARTBEAT: reply(msg, wire::REPLY_OK); return;
+    case wire::INIT:
+      on_init(msg);
+      return;
+    case wire::PULL:
+      on_pull(msg);
+      return;
+    case wire::PUSH:
+      on_push(msg);
+      return;
+    case wire::HEARTBEAT:
+      reply(msg, wire::REPLY_OK);
+      return;
     case wire::DONE: {
       WorkerState& w = workers_[static_cast<size_t>(sender)];
       if (!w.done) PSTRAIN_LOG(INFO) << "worker " << sender << " is done";
@@ -276,8 +289,8 @@ void ParameterServer::on_init(InMessage& msg) {
                     << (agg.sync ? "sync, " + std::to_string(agg.replicas_to_aggregate) +
                                        " replicas to aggregate"
                                  : std::string("async"))
-                    << ", " << optimizer_name(opt.kind) << " lr " << opt.learning_rate
-                    << ", " << agg.train_steps << " steps";
+                    << ", " << optimizer_name(opt.kind) << " lr " << opt.learning_rate << ", "
+                    << agg.train_steps << " steps";
   reply(msg, wire::REPLY_OK);
   answer_parked(/*expire_all_due=*/false);
 }
@@ -313,14 +326,14 @@ void ParameterServer::on_pull(InMessage& msg) {
 void ParameterServer::answer_parked(bool expire_all_due) {
   const auto now = Clock::now();
   for (auto it = parked_.begin(); it != parked_.end();) {
-    const bool ready =
-        store_.initialized() && (store_.step() >= it->min_step || store_.finished());
+    const bool ready = store_.initialized() && (store_.step() >= it->min_step || store_.finished());
     if (ready) {
       answer_pull(it->routing_id, it->request_id, it->worker);
     } else if (expire_all_due && now >= it->expires) {
       OutMessage out = make_reply(wire::REPLY_NOT_READY, it->request_id);
       Status st = send_message(socket_, std::move(out), &it->routing_id, &counters_);
-      if (!st.ok()) PSTRAIN_LOG(DEBUG) << "not-ready to worker " << it->worker << ": " << st.message();
+      if (!st.ok())
+        PSTRAIN_LOG(DEBUG) << "not-ready to worker " << it->worker << ": " << st.message();
     } else {
       ++it;
       continue;
@@ -352,20 +365,18 @@ void ParameterServer::on_push(InMessage& msg) {
   Status layout = store_.check_layout(keys, counts);
   if (!layout.ok()) {
     counters_.malformed.fetch_add(1);
-    reply_error(msg, "gradients do not match this parameter server's variables: " +
-                         layout.message());
+    reply_error(msg,
+                "gradients do not match this parameter server's variables: " + layout.message());
     return;
   }
   const int64_t before = store_.step();
   const PushOutcome outcome = store_.push(h.sender(), h.step(), views);
   if (outcome != PushOutcome::kApplied && outcome != PushOutcome::kAccumulated) {
     PSTRAIN_LOG(DEBUG) << "gradient of worker " << h.sender() << " at step " << h.step()
-                       << " dropped (" << push_outcome_name(outcome) << ", step " << before
-                       << ")";
+                       << " dropped (" << push_outcome_name(outcome) << ", step " << before << ")";
   }
   OutMessage out;
-  out.header.set_accepted(outcome == PushOutcome::kApplied ||
-                          outcome == PushOutcome::kAccumulated);
+  out.header.set_accepted(outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated);
   reply(msg, wire::REPLY_OK, std::move(out));
   if (store_.step() != before) answer_parked(/*expire_all_due=*/false);
 }

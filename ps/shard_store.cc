@@ -8,19 +8,24 @@ namespace pstrain {
 
 const char* push_outcome_name(PushOutcome o) {
   switch (o) {
-    case PushOutcome::kApplied: return "applied";
-    case PushOutcome::kAccumulated: return "accumulated";
-    case PushOutcome::kStale: return "stale";
-    case PushOutcome::kDuplicate: return "duplicate";
-    case PushOutcome::kFuture: return "future";
-    case PushOutcome::kLate: return "late";
+    case PushOutcome::kApplied:
+      return "applied";
+    case PushOutcome::kAccumulated:
+      return "accumulated";
+    case PushOutcome::kStale:
+      return "stale";
+    case PushOutcome::kDuplicate:
+      return "duplicate";
+    case PushOutcome::kFuture:
+      return "future";
+    case PushOutcome::kLate:
+      return "late";
   }
   return "unknown";
 }
 
 Status ShardStore::initialize(const OptimizerConfig& optimizer,
-                              const AggregationConfig& aggregation,
-                              std::vector<ChunkInit> chunks) {
+                              const AggregationConfig& aggregation, std::vector<ChunkInit> chunks) {
   if (initialized_) return failed_precondition("variables are already initialised");
   if (aggregation.sync && aggregation.replicas_to_aggregate < 1) {
     return invalid_argument("replicas_to_aggregate must be at least 1, got " +
@@ -62,8 +67,8 @@ Status ShardStore::check_layout(std::span<const std::string> keys,
   for (size_t i = 0; i < chunks_.size(); ++i) {
     if (keys[i] != chunks_[i].key || counts[i] != count(i)) {
       return invalid_argument("chunk " + std::to_string(i) + " is '" + keys[i] + "' with " +
-                              std::to_string(counts[i]) + " elements, expected '" +
-                              chunks_[i].key + "' with " + std::to_string(count(i)));
+                              std::to_string(counts[i]) + " elements, expected '" + chunks_[i].key +
+                              "' with " + std::to_string(count(i)));
     }
   }
   return {};

@@ -30,11 +30,16 @@ LogLevel log_level() { return static_cast<LogLevel>(g_level.load()); }
 bool parse_log_level(const std::string& text, LogLevel* out) {
   std::string t = text;
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (t == "debug") *out = LogLevel::DEBUG;
-  else if (t == "info") *out = LogLevel::INFO;
-  else if (t == "warning" || t == "warn") *out = LogLevel::WARNING;
-  else if (t == "error") *out = LogLevel::ERROR;
-  else return false;
+  if (t == "debug")
+    *out = LogLevel::DEBUG;
+  else if (t == "info")
+    *out = LogLevel::INFO;
+  else if (t == "warning" || t == "warn")
+    *out = LogLevel::WARNING;
+  else if (t == "error")
+    *out = LogLevel::ERROR;
+  else
+    return false;
   return true;
 }
 

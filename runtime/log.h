@@ -44,7 +44,7 @@ struct LogVoidify {
 
 }  // namespace pstrain
 
-#define PSTRAIN_LOG(level)                                              \
-  (::pstrain::LogLevel::level < ::pstrain::log_level())                 \
-      ? (void)0                                                         \
+#define PSTRAIN_LOG(level)                              \
+  (::pstrain::LogLevel::level < ::pstrain::log_level()) \
+      ? (void)0                                         \
       : ::pstrain::LogVoidify() & ::pstrain::LogLine(::pstrain::LogLevel::level)

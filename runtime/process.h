@@ -8,10 +8,10 @@
 //   path: inherited), stdin optionally from /dev/null. The child starts with the default
 //   signal dispositions and an empty signal mask, and with none of the parent's other file
 //   descriptors (marked close-on-exec in the child, on kernels with close_range(2), 5.11 and
-//   later; older ones pass on descriptors the parent opened without O_CLOEXEC). Every failure the input or the system can cause
-//   (program missing or not executable, an output file that cannot be created, fork failing)
-//   is a Status naming the path; a program that cannot be exec'd is reported by spawn() itself
-//   (through a close-on-exec pipe), not as a mysterious exit code 127.
+//   later; older ones pass on descriptors the parent opened without O_CLOEXEC). Every failure the
+//   input or the system can cause (program missing or not executable, an output file that cannot be
+//   created, fork failing) is a Status naming the path; a program that cannot be exec'd is reported
+//   by spawn() itself (through a close-on-exec pipe), not as a mysterious exit code 127.
 // - With `new_process_group`, the child leads its own process group, so a Ctrl-C at the
 //   terminal reaches only the parent, and terminate()/kill() signal the whole group
 //   (grandchildren included). With `kill_on_parent_death`, the child gets SIGKILL when the

@@ -29,8 +29,8 @@ Result<BackendChoice> select_backend(int num_gpus, int task_index, bool tf32, in
 #if defined(PSTRAIN_WITH_CUDA)
   const cuda::GpuQuery q = cuda::query_gpus();
   if (q.gpus.empty()) {
-    choice.warning = "--num_gpus=" + std::to_string(num_gpus) + " but " + q.error +
-                     "; falling back to the CPU";
+    choice.warning =
+        "--num_gpus=" + std::to_string(num_gpus) + " but " + q.error + "; falling back to the CPU";
     choice.ops = make_cpu_ops(cpu_threads);
     return choice;
   }
@@ -76,8 +76,8 @@ std::string describe_devices() {
     os << "GPUs: none (" << q.error << ")\n";
   } else {
     for (const auto& g : q.gpus) {
-      os << "GPU " << g.index << ": " << g.name << ", compute capability " << g.compute_major
-         << "." << g.compute_minor << ", " << g.multiprocessors << " SMs, "
+      os << "GPU " << g.index << ": " << g.name << ", compute capability " << g.compute_major << "."
+         << g.compute_minor << ", " << g.multiprocessors << " SMs, "
          << g.total_memory_bytes / (1024 * 1024) << " MiB\n";
     }
   }

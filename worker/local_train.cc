@@ -7,8 +7,8 @@
 
 #include "kernels/model.h"
 #include "runtime/log.h"
-#include "worker/recent_mean.h"
 #include "runtime/progress.h"
+#include "worker/recent_mean.h"
 
 namespace pstrain {
 
@@ -93,24 +93,23 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
     if (!std::isfinite(loss)) {
       line.finish();
       return failed_precondition("training diverged: loss is " + std::to_string(loss) +
-                                 " at step " + std::to_string(step) +
-                                 "; lower --learning_rate");
+                                 " at step " + std::to_string(step) + "; lower --learning_rate");
     }
     recent.add(loss);
     const double secs = std::chrono::duration<double>(Clock::now() - train_start).count();
     std::ostringstream text;
     text.setf(std::ios::fixed);
     text.precision(4);
-    text << "step " << step << "/" << config.train_steps << "  loss "
-         << recent.mean() << "  "
+    text << "step " << step << "/" << config.train_steps << "  loss " << recent.mean() << "  "
          << format_rate(static_cast<double>(step) * batch / secs) << " examples/s";
     line.update(text.str(), step == config.train_steps);
   }
   line.finish();
   const double train_secs = std::chrono::duration<double>(Clock::now() - train_start).count();
 
-  const int64_t correct = model->count_correct(
-      data.test.images, data.test.labels, std::min<int>(config.eval_batch, static_cast<int>(data.test.count)));
+  const int64_t correct =
+      model->count_correct(data.test.images, data.test.labels,
+                           std::min<int>(config.eval_batch, static_cast<int>(data.test.count)));
 
   TrainSummary s;
   s.model = mo.name;

@@ -24,11 +24,11 @@ struct TrainSummary {
   int64_t steps = 0;
   int batch_size = 0;
   int64_t num_parameters = 0;
-  double final_loss = 0;        // mean training loss over the last 100 steps (or fewer)
+  double final_loss = 0;  // mean training loss over the last 100 steps (or fewer)
   double test_accuracy = 0;
   int64_t test_examples = 0;
-  double train_seconds = 0;     // the training loop alone
-  double wall_seconds = 0;      // data loading, training and evaluation
+  double train_seconds = 0;  // the training loop alone
+  double wall_seconds = 0;   // data loading, training and evaluation
   double examples_per_second = 0;
 
   nlohmann::json to_json() const;

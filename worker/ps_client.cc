@@ -52,8 +52,8 @@ Result<std::unique_ptr<PsClient>> PsClient::connect(zmq::context_t& ctx,
   std::unique_ptr<PsClient> c(new PsClient(ctx, ps, placement, options));
   for (size_t i = 0; i < ps.size(); ++i) {
     PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t s,
-                             connect_socket(ctx, zmq::socket_type::dealer, ps[i].host,
-                                            ps[i].port, c->name(static_cast<int>(i))));
+                             connect_socket(ctx, zmq::socket_type::dealer, ps[i].host, ps[i].port,
+                                            c->name(static_cast<int>(i))));
     c->sockets_.push_back(std::move(s));
   }
   return c;
@@ -104,8 +104,8 @@ Status PsClient::exchange(const std::vector<int>& targets,
     p.kind = m.header.kind();
     m.header.set_request_id(p.request_id);
     p.sent = Clock::now();
-    Status st = send_message(sockets_[static_cast<size_t>(p.ps)], std::move(m), nullptr,
-                             &counters_);
+    Status st =
+        send_message(sockets_[static_cast<size_t>(p.ps)], std::move(m), nullptr, &counters_);
     return st.ok() ? st : st.with_context("sending to " + name(p.ps));
   };
   const auto start = Clock::now();
@@ -122,8 +122,8 @@ Status PsClient::exchange(const std::vector<int>& targets,
     std::vector<size_t> index;
     for (size_t i = 0; i < pending.size(); ++i) {
       if (pending[i].finished) continue;
-      items.push_back({static_cast<void*>(sockets_[static_cast<size_t>(pending[i].ps)]), 0,
-                       ZMQ_POLLIN, 0});
+      items.push_back(
+          {static_cast<void*>(sockets_[static_cast<size_t>(pending[i].ps)]), 0, ZMQ_POLLIN, 0});
       index.push_back(i);
     }
     if (items.empty()) return {};
@@ -169,8 +169,8 @@ Status PsClient::exchange(const std::vector<int>& targets,
       }
       if (msg->header.request_id() != p.request_id) continue;  // an answer to an older try
       if (msg->header.kind() == wire::REPLY_ERROR) {
-        return failed_precondition(name(p.ps) + " refused " + wire::Kind_Name(p.kind) +
-                                   ": " + msg->header.error());
+        return failed_precondition(name(p.ps) + " refused " + wire::Kind_Name(p.kind) + ": " +
+                                   msg->header.error());
       }
       PSTRAIN_ASSIGN_OR_RETURN(bool finished, on_reply(p.ps, *msg));
       if (finished) {
@@ -242,8 +242,8 @@ Result<PsSteps> PsClient::pull(std::span<float> flat, int64_t min_step) {
         for (size_t i = 0; i < mine.size(); ++i) {
           const Chunk& c = placement_->chunks[static_cast<size_t>(mine[i])];
           if (reply.frame_info(i).key() != c.key) {
-            return data_loss(name(ps) + " sent chunk '" + reply.frame_info(i).key() +
-                             "' where '" + c.key + "' was expected");
+            return data_loss(name(ps) + " sent chunk '" + reply.frame_info(i).key() + "' where '" +
+                             c.key + "' was expected");
           }
           PSTRAIN_RETURN_IF_ERROR(reply.copy_frame_f32(
               i, flat.subspan(static_cast<size_t>(c.flat_offset), static_cast<size_t>(c.count))));
@@ -270,10 +270,10 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
         std::shared_ptr<const void> keep = tracker.hold(flat_grads.data());
         for (int ci : placement_->chunks_of_ps[static_cast<size_t>(ps)]) {
           const Chunk& c = placement_->chunks[static_cast<size_t>(ci)];
-          m.frames.push_back(f32_frame(c.key,
-                                       flat_grads.subspan(static_cast<size_t>(c.flat_offset),
-                                                          static_cast<size_t>(c.count)),
-                                       keep));
+          m.frames.push_back(f32_frame(
+              c.key,
+              flat_grads.subspan(static_cast<size_t>(c.flat_offset), static_cast<size_t>(c.count)),
+              keep));
         }
         return m;
       },
@@ -356,8 +356,7 @@ void PsClient::heartbeat_loop() {
     }
     for (size_t i = 0; i < sockets.size(); ++i) {
       while (true) {
-        auto reply = recv_message(sockets[i], std::chrono::milliseconds(0), false,
-                                  options_.job_id);
+        auto reply = recv_message(sockets[i], std::chrono::milliseconds(0), false, options_.job_id);
         if (!reply.ok()) {
           if (reply.status().code() == StatusCode::kCancelled) return;
           break;

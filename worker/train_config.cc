@@ -4,8 +4,7 @@ namespace pstrain {
 
 Status validate(const TrainConfig& c) {
   if (c.train_steps <= 0) {
-    return invalid_argument("--train_steps must be positive, got " +
-                            std::to_string(c.train_steps));
+    return invalid_argument("--train_steps must be positive, got " + std::to_string(c.train_steps));
   }
   if (c.batch_size <= 0) {
     return invalid_argument("--batch_size must be positive, got " + std::to_string(c.batch_size));

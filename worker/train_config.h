@@ -13,16 +13,16 @@
 namespace pstrain {
 
 struct TrainConfig {
-  ModelOptions model;           // --model, --hidden_units
-  OptimizerConfig optimizer;    // --optimizer, --learning_rate
-  int64_t train_steps = 200;    // global steps
+  ModelOptions model;         // --model, --hidden_units
+  OptimizerConfig optimizer;  // --optimizer, --learning_rate
+  int64_t train_steps = 200;  // global steps
   int batch_size = 100;
   uint64_t seed = 1;
   std::string data_dir = kDefaultDataDir;
   int num_gpus = 1;
   bool tf32 = false;
-  int eval_batch = 500;         // batch size of test-set evaluation
-  int cpu_threads = 0;          // <= 0: all cores
+  int eval_batch = 500;  // batch size of test-set evaluation
+  int cpu_threads = 0;   // <= 0: all cores
 };
 
 // Checks ranges (positive steps and batch, learning rate > 0, ...); errors name the flag.

@@ -7,9 +7,9 @@
 #include "ps/placement.h"
 #include "runtime/files.h"
 #include "runtime/log.h"
-#include "worker/recent_mean.h"
 #include "worker/backend.h"
 #include "worker/data.h"
+#include "worker/recent_mean.h"
 
 namespace pstrain {
 namespace {
@@ -18,10 +18,14 @@ using Clock = std::chrono::steady_clock;
 
 wire::Optimizer optimizer_to_wire(OptimizerKind k) {
   switch (k) {
-    case OptimizerKind::kSgd: return wire::SGD;
-    case OptimizerKind::kMomentum: return wire::MOMENTUM;
-    case OptimizerKind::kAdam: return wire::ADAM;
-    case OptimizerKind::kAdagrad: return wire::ADAGRAD;
+    case OptimizerKind::kSgd:
+      return wire::SGD;
+    case OptimizerKind::kMomentum:
+      return wire::MOMENTUM;
+    case OptimizerKind::kAdam:
+      return wire::ADAM;
+    case OptimizerKind::kAdagrad:
+      return wire::ADAGRAD;
   }
   return wire::OPTIMIZER_INVALID;
 }
@@ -84,14 +88,16 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
                             " workers of the cluster");
   }
   StatusWriter status(o.status_file);
-  nlohmann::json progress = {{"task", "worker"}, {"index", o.task_index}, {"state", "starting"},
+  nlohmann::json progress = {{"task", "worker"},
+                             {"index", o.task_index},
+                             {"state", "starting"},
                              {"train_steps", o.train.train_steps}};
   status.write(progress, true);
 
   PSTRAIN_ASSIGN_OR_RETURN(TrainTestData data, load_data_dir(o.train.data_dir));
-  PSTRAIN_ASSIGN_OR_RETURN(BackendChoice backend,
-                           select_backend(o.train.num_gpus, o.task_index, o.train.tf32,
-                                          o.train.cpu_threads));
+  PSTRAIN_ASSIGN_OR_RETURN(
+      BackendChoice backend,
+      select_backend(o.train.num_gpus, o.task_index, o.train.tf32, o.train.cpu_threads));
   if (!backend.warning.empty()) PSTRAIN_LOG(WARNING) << backend.warning;
   Ops& ops = *backend.ops;
 
@@ -108,10 +114,10 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
   co.worker = o.task_index;
   co.job_id = o.job_id;
   PSTRAIN_ASSIGN_OR_RETURN(auto client, PsClient::connect(ctx, o.cluster.ps, placement, co));
-  PSTRAIN_LOG(INFO) << "worker " << o.task_index << (chief ? " (chief)" : "") << ": "
-                    << mo.name << " with " << count << " parameters in "
-                    << placement.chunks.size() << " chunks over " << num_ps << " ps; "
-                    << ops.description() << "; waiting for the parameter servers";
+  PSTRAIN_LOG(INFO) << "worker " << o.task_index << (chief ? " (chief)" : "") << ": " << mo.name
+                    << " with " << count << " parameters in " << placement.chunks.size()
+                    << " chunks over " << num_ps << " ps; " << ops.description()
+                    << "; waiting for the parameter servers";
   PSTRAIN_ASSIGN_OR_RETURN(bool initialized, client->hello(layout));
   client->start_heartbeats();
   if (chief && !initialized) {
@@ -184,9 +190,8 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
   s.final_loss = recent.mean();
   s.examples_per_second =
       s.train_seconds > 0 ? static_cast<double>(s.local_steps) * batch / s.train_seconds : 0.0;
-  std::fprintf(out, "Training ends @ worker %d: %lld local steps, global step %lld\n",
-               o.task_index, static_cast<long long>(s.local_steps),
-               static_cast<long long>(global));
+  std::fprintf(out, "Training ends @ worker %d: %lld local steps, global step %lld\n", o.task_index,
+               static_cast<long long>(s.local_steps), static_cast<long long>(global));
   std::fprintf(out, "Training elapsed time: %f s\n", s.train_seconds);
   std::fflush(out);
 
@@ -203,12 +208,13 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
   client->stop_heartbeats();
   s.bytes_sent = client->bytes_sent();
   s.bytes_received = client->bytes_received();
-  if (!done.ok()) PSTRAIN_LOG(WARNING) << "could not tell every ps this worker is done: " << done.message();
+  if (!done.ok())
+    PSTRAIN_LOG(WARNING) << "could not tell every ps this worker is done: " << done.message();
 
   if (chief) {
-    const int64_t correct = model->count_correct(
-        data.test.images, data.test.labels,
-        std::min<int>(o.train.eval_batch, static_cast<int>(data.test.count)));
+    const int64_t correct =
+        model->count_correct(data.test.images, data.test.labels,
+                             std::min<int>(o.train.eval_batch, static_cast<int>(data.test.count)));
     s.evaluated = true;
     s.test_accuracy = static_cast<double>(correct) / static_cast<double>(data.test.count);
     std::fprintf(out, "After %lld training step(s), test accuracy = %.4f (%lld/%lld)\n",

@@ -239,10 +239,18 @@ void CudaOps::optimizer_update(const OptimizerConfig& config, float* param, cons
   activate();
   OptimizerStep step;
   switch (config.kind) {
-    case OptimizerKind::kSgd: step.kind = OptimizerStep::kSgd; break;
-    case OptimizerKind::kMomentum: step.kind = OptimizerStep::kMomentum; break;
-    case OptimizerKind::kAdam: step.kind = OptimizerStep::kAdam; break;
-    case OptimizerKind::kAdagrad: step.kind = OptimizerStep::kAdagrad; break;
+    case OptimizerKind::kSgd:
+      step.kind = OptimizerStep::kSgd;
+      break;
+    case OptimizerKind::kMomentum:
+      step.kind = OptimizerStep::kMomentum;
+      break;
+    case OptimizerKind::kAdam:
+      step.kind = OptimizerStep::kAdam;
+      break;
+    case OptimizerKind::kAdagrad:
+      step.kind = OptimizerStep::kAdagrad;
+      break;
   }
   step.lr = config.learning_rate;
   step.lr_t = config.kind == OptimizerKind::kAdam

@@ -99,7 +99,7 @@ struct OptimizerStep {
   float beta2 = 0.f;
   float epsilon = 0.f;
 };
-void optimizer_update(const Launch& ctx, const OptimizerStep& step, float* param,
-                      const float* grad, float* slot0, float* slot1, int64_t count);
+void optimizer_update(const Launch& ctx, const OptimizerStep& step, float* param, const float* grad,
+                      float* slot0, float* slot1, int64_t count);
 
 }  // namespace pstrain::cuda

@@ -40,8 +40,8 @@ TEST(Flags, MnistReplicaDefaults) {
 
 TEST(Flags, EqualsAndSpaceFormsBothWork) {
   Parsed p;
-  p.parse({"--train_steps", "500", "--batch_size=64", "--learning_rate", "0.5",
-           "--ps_hosts=a:1", "--worker_hosts", "b:2,c:3", "--task_index=1"});
+  p.parse({"--train_steps", "500", "--batch_size=64", "--learning_rate", "0.5", "--ps_hosts=a:1",
+           "--worker_hosts", "b:2,c:3", "--task_index=1"});
   EXPECT_EQ(p.flags.train.config.train_steps, 500);
   EXPECT_EQ(p.flags.train.config.batch_size, 64);
   EXPECT_FLOAT_EQ(p.flags.train.learning_rate, 0.5f);
@@ -53,10 +53,14 @@ TEST(Flags, EqualsAndSpaceFormsBothWork) {
 
 TEST(Flags, BooleansTakeTensorFlowForms) {
   const std::pair<std::vector<std::string>, bool> cases[] = {
-      {{"--sync_replicas"}, true},          {{"--sync_replicas=true"}, true},
-      {{"--sync_replicas=True"}, true},     {{"--sync_replicas=1"}, true},
-      {{"--sync_replicas=false"}, false},   {{"--sync_replicas=False"}, false},
-      {{"--sync_replicas=0"}, false},       {{"--nosync_replicas"}, false},
+      {{"--sync_replicas"}, true},
+      {{"--sync_replicas=true"}, true},
+      {{"--sync_replicas=True"}, true},
+      {{"--sync_replicas=1"}, true},
+      {{"--sync_replicas=false"}, false},
+      {{"--sync_replicas=False"}, false},
+      {{"--sync_replicas=0"}, false},
+      {{"--nosync_replicas"}, false},
       {{"--sync_replicas", "--nosync_replicas"}, false},
   };
   for (const auto& [args, expected] : cases) {

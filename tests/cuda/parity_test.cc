@@ -382,9 +382,9 @@ TEST_F(ParityTest, OptimizerUpdate) {
   // compared element-wise (the same PSTRAIN_HD step functions run on both sides; FMA
   // contraction on the GPU may differ by an ulp or two per operation).
   const std::pair<OptimizerKind, const char*> kinds[] = {{OptimizerKind::kSgd, "sgd"},
-                                                          {OptimizerKind::kMomentum, "momentum"},
-                                                          {OptimizerKind::kAdam, "adam"},
-                                                          {OptimizerKind::kAdagrad, "adagrad"}};
+                                                         {OptimizerKind::kMomentum, "momentum"},
+                                                         {OptimizerKind::kAdam, "adam"},
+                                                         {OptimizerKind::kAdagrad, "adagrad"}};
   for (const auto& [kind, kind_name] : kinds) {
     for (int64_t count : {int64_t{1}, int64_t{7}, int64_t{1001}, int64_t{79510}}) {
       const std::string shape = "count:" + std::to_string(count);
@@ -400,12 +400,13 @@ TEST_F(ParityTest, OptimizerUpdate) {
       std::vector<float> slot_scale(s0);
       for (int64_t t = 1; t <= 3; ++t) {
         const std::vector<float> g = random(count);
-        for (size_t i = 0; i < g.size(); ++i) slot_scale[i] += std::fabs(g[i]) * (1 + std::fabs(g[i]));
+        for (size_t i = 0; i < g.size(); ++i)
+          slot_scale[i] += std::fabs(g[i]) * (1 + std::fabs(g[i]));
         const Pair G = upload(g);
-        cpu_->optimizer_update(config, P.cpu.f32(), G.cpu.f32(), S0.cpu.f32(), S1.cpu.f32(),
-                               count, t);
-        gpu_->optimizer_update(config, P.gpu.f32(), G.gpu.f32(), S0.gpu.f32(), S1.gpu.f32(),
-                               count, t);
+        cpu_->optimizer_update(config, P.cpu.f32(), G.cpu.f32(), S0.cpu.f32(), S1.cpu.f32(), count,
+                               t);
+        gpu_->optimizer_update(config, P.gpu.f32(), G.gpu.f32(), S0.gpu.f32(), S1.gpu.f32(), count,
+                               t);
       }
       const std::vector<float> ref = fetch_cpu(P);
       std::vector<float> scale(ref.size());

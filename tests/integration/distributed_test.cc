@@ -106,7 +106,8 @@ class DistributedTest : public ::testing::Test {
   static void expect_all_succeeded(const std::vector<Finished>& done) {
     for (const Finished& f : done) {
       EXPECT_TRUE(f.status.success()) << f.name << " " << f.status.to_string() << "\n--- stderr\n"
-                                      << f.err << "\n--- stdout\n" << f.out;
+                                      << f.err << "\n--- stdout\n"
+                                      << f.out;
     }
   }
 
@@ -138,11 +139,12 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 TEST_F(DistributedTest, SyncOnePsTwoWorkersFromFlags) {
   const auto addr = addresses(3);
   const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
-                                            "--worker_hosts=" + join(addr, 1, 3),
-                                            "--sync_replicas", "--train_steps=60"};
-  auto done = run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
-                   {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}},
-                   {"wk1", with(with({"--job_name=worker", "--task_index=1"}, cluster), common_), {}}});
+                                            "--worker_hosts=" + join(addr, 1, 3), "--sync_replicas",
+                                            "--train_steps=60"};
+  auto done =
+      run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
+           {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}},
+           {"wk1", with(with({"--job_name=worker", "--task_index=1"}, cluster), common_), {}}});
   expect_all_succeeded(done);
   const auto [step, applied] = ps_figures(done[0].out);
   EXPECT_EQ(step, 60);
@@ -155,12 +157,12 @@ TEST_F(DistributedTest, SyncOnePsTwoWorkersFromFlags) {
 
 TEST_F(DistributedTest, AsyncOnePsTwoWorkers) {
   const auto addr = addresses(3);
-  const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
-                                            "--worker_hosts=" + join(addr, 1, 3),
-                                            "--train_steps=80"};
-  auto done = run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
-                   {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}},
-                   {"wk1", with(with({"--job_name=worker", "--task_index=1"}, cluster), common_), {}}});
+  const std::vector<std::string> cluster = {
+      "--ps_hosts=" + addr[0], "--worker_hosts=" + join(addr, 1, 3), "--train_steps=80"};
+  auto done =
+      run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
+           {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}},
+           {"wk1", with(with({"--job_name=worker", "--task_index=1"}, cluster), common_), {}}});
   expect_all_succeeded(done);
   const auto [step, applied] = ps_figures(done[0].out);
   EXPECT_EQ(step, 80);
@@ -171,15 +173,14 @@ TEST_F(DistributedTest, AsyncOnePsTwoWorkers) {
 TEST_F(DistributedTest, TwoPsThreeWorkersWithOneBackup) {
   const auto addr = addresses(5);
   const std::vector<std::string> cluster = {"--ps_hosts=" + join(addr, 0, 2),
-                                            "--worker_hosts=" + join(addr, 2, 5),
-                                            "--sync_replicas", "--replicas_to_aggregate=2",
-                                            "--train_steps=50"};
+                                            "--worker_hosts=" + join(addr, 2, 5), "--sync_replicas",
+                                            "--replicas_to_aggregate=2", "--train_steps=50"};
   std::vector<Task> tasks;
   for (int i = 0; i < 2; ++i) {
-    tasks.push_back({"ps" + std::to_string(i),
-                     with(with({"--job_name=ps", "--task_index=" + std::to_string(i)}, cluster),
-                          common_),
-                     {}});
+    tasks.push_back(
+        {"ps" + std::to_string(i),
+         with(with({"--job_name=ps", "--task_index=" + std::to_string(i)}, cluster), common_),
+         {}});
   }
   for (int i = 0; i < 3; ++i) {
     tasks.push_back(
@@ -209,14 +210,17 @@ TEST_F(DistributedTest, BatchAiCommandLineWithItsVariables) {
                {"AZ_BATCHAI_OUTPUT_MODEL", (out / "model").string()},
                {"AZ_BATCHAI_OUTPUT_TENSORBOARD", (out / "tb").string()},
                {"AZ_BATCHAI_INPUT_DATASET", kDefaultDataDir}};
-    std::vector<std::string> args = {
-        "--job_name=" + job, "--num_gpus=1", "--train_steps", "40",
-        "--checkpoint_dir=" + *env["AZ_BATCHAI_OUTPUT_MODEL"],
-        "--log_dir=" + *env["AZ_BATCHAI_OUTPUT_TENSORBOARD"],
-        "--data_dir=" + *env["AZ_BATCHAI_INPUT_DATASET"],
-        "--ps_hosts=" + *env["AZ_BATCHAI_PS_HOSTS"],
-        "--worker_hosts=" + *env["AZ_BATCHAI_WORKER_HOSTS"],
-        "--task_index=" + *env["AZ_BATCHAI_TASK_INDEX"], "--cpu_threads=1"};
+    std::vector<std::string> args = {"--job_name=" + job,
+                                     "--num_gpus=1",
+                                     "--train_steps",
+                                     "40",
+                                     "--checkpoint_dir=" + *env["AZ_BATCHAI_OUTPUT_MODEL"],
+                                     "--log_dir=" + *env["AZ_BATCHAI_OUTPUT_TENSORBOARD"],
+                                     "--data_dir=" + *env["AZ_BATCHAI_INPUT_DATASET"],
+                                     "--ps_hosts=" + *env["AZ_BATCHAI_PS_HOSTS"],
+                                     "--worker_hosts=" + *env["AZ_BATCHAI_WORKER_HOSTS"],
+                                     "--task_index=" + *env["AZ_BATCHAI_TASK_INDEX"],
+                                     "--cpu_threads=1"};
     return Task{job + std::to_string(index), args, env};
   };
   auto done = run({task("ps", 0), task("worker", 0), task("worker", 1)});
@@ -235,7 +239,8 @@ TEST_F(DistributedTest, ClusterFromBatchAiVariablesAlone) {
                {"AZ_BATCHAI_TASK_INDEX", std::to_string(index)},
                {"AZ_BATCHAI_NUM_GPUS", "0"}};
     return Task{job + std::to_string(index),
-                {"--job_name=" + job, "--train_steps=30", "--cpu_threads=1"}, env};
+                {"--job_name=" + job, "--train_steps=30", "--cpu_threads=1"},
+                env};
   };
   auto done = run({task("ps", 0), task("worker", 0), task("worker", 1)});
   expect_all_succeeded(done);
@@ -247,10 +252,10 @@ TEST_F(DistributedTest, ClusterFromTfConfigWithAChief) {
   // Azure ML / Kubeflow style: a chief (worker 0) plus one worker and one ps, no flags.
   const auto addr = addresses(3);
   auto task = [&](const std::string& type, int index) {
-    const std::string tf_config =
-        R"({"cluster": {"chief": [")" + addr[1] + R"("], "worker": [")" + addr[2] +
-        R"("], "ps": [")" + addr[0] + R"("]}, "task": {"type": ")" + type +
-        R"(", "index": )" + std::to_string(index) + R"(}, "environment": "cloud"})";
+    const std::string tf_config = R"({"cluster": {"chief": [")" + addr[1] + R"("], "worker": [")" +
+                                  addr[2] + R"("], "ps": [")" + addr[0] +
+                                  R"("]}, "task": {"type": ")" + type + R"(", "index": )" +
+                                  std::to_string(index) + R"(}, "environment": "cloud"})";
     return Task{type + std::to_string(index),
                 with({"--sync_replicas", "--train_steps=30"}, common_),
                 {{"TF_CONFIG", tf_config}}};
@@ -272,8 +277,9 @@ TEST_F(DistributedTest, PsExitsNonZeroWhenAWorkerNeverComes) {
   const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
                                             "--worker_hosts=" + join(addr, 1, 3),
                                             "--train_steps=20", "--startup_timeout_s=3"};
-  auto done = run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
-                   {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}}});
+  auto done =
+      run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
+           {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}}});
   ASSERT_EQ(done.size(), 2u);
   EXPECT_EQ(done[0].status, ExitStatus::exited(1)) << done[0].err;
   EXPECT_NE(done[0].err.find("worker(s) 1"), std::string::npos) << done[0].err;

@@ -201,8 +201,8 @@ TEST(ParameterServer, MalformedAndForeignMessagesAreCountedAndDropped) {
 }
 
 TEST(ParameterServer, LostWorkerNoLongerStallsSyncTraining) {
-  ServerFixture f({.num_workers = 2, .heartbeat_timeout = milliseconds(500),
-                   .long_poll = milliseconds(200)});
+  ServerFixture f(
+      {.num_workers = 2, .heartbeat_timeout = milliseconds(500), .long_poll = milliseconds(200)});
   const Placement p = two_variables();
   auto w0 = f.client(0, p), w1 = f.client(1, p);
   ASSERT_TRUE(w0->hello(p.hash).ok());
@@ -247,8 +247,8 @@ TEST(ParameterServer, PortInUseIsAClearError) {
   zmq::context_t ctx(1);
   auto first = ParameterServer::create(ctx, {.host = "127.0.0.1", .port = 0, .job_id = kJob});
   ASSERT_TRUE(first.ok());
-  auto second = ParameterServer::create(
-      ctx, {.host = "127.0.0.1", .port = (*first)->port(), .job_id = kJob});
+  auto second =
+      ParameterServer::create(ctx, {.host = "127.0.0.1", .port = (*first)->port(), .job_id = kJob});
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find("already in use"), std::string::npos)
       << second.status().message();
@@ -267,8 +267,7 @@ TEST(PsClient, UnreachableServerIsNamedAfterTheDeadline) {
   ASSERT_TRUE(c.ok());
   auto hello = (*c)->hello(p.hash);
   ASSERT_FALSE(hello.ok());
-  EXPECT_NE(hello.status().message().find("127.0.0.1:" + std::to_string(*port)),
-            std::string::npos)
+  EXPECT_NE(hello.status().message().find("127.0.0.1:" + std::to_string(*port)), std::string::npos)
       << hello.status().message();
 }
 

@@ -5,9 +5,9 @@
 
 #include <gtest/gtest.h>
 
-#include <thread>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <thread>
 
 #include <csignal>
 #include <cstdlib>
@@ -136,8 +136,7 @@ TEST_F(LauncherTest, TasksGetBatchAiEnvironmentAndTfConfig) {
     EXPECT_NE(out.find("--job_id=" + s->job_id + " "), std::string::npos) << out;
     // Each of the 2 workers gets its share of this machine's cores.
     const unsigned share = std::max(1u, std::max(1u, std::thread::hardware_concurrency()) / 2);
-    EXPECT_NE(out.find(" --cpu_threads=" + std::to_string(share) + "\n"), std::string::npos)
-        << out;
+    EXPECT_NE(out.find(" --cpu_threads=" + std::to_string(share) + "\n"), std::string::npos) << out;
 
     EXPECT_EQ(env_line(out, "AZ_BATCHAI_PS_HOSTS"), ps_hosts[0]);
     EXPECT_EQ(env_line(out, "AZ_BATCHAI_WORKER_HOSTS"), worker_hosts[0] + "," + worker_hosts[1]);
