@@ -72,7 +72,7 @@ void BM_PushPull(benchmark::State& state) {
   }
   PsSteps steps(1, 0);
   for (auto _ : state) {
-    auto pushed = (*client)->push(grads, steps);
+    auto pushed = (*client)->push(grads, steps, nullptr);
     auto pulled = (*client)->pull(params, 0);
     if (!pushed.ok() || !pulled.ok()) {
       state.SkipWithError("push or pull failed");

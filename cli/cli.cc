@@ -7,7 +7,9 @@
 
 namespace pstrain {
 
-int run_cli(int argc, char** argv) {
+namespace {
+
+int dispatch(int argc, char** argv) {
   CLI::App app{
       "pstrain: a parameter-server training runtime for MNIST-style models.\n"
       "A role process: pstrain --job_name=ps|worker --task_index=N [flags] (as "
@@ -65,6 +67,19 @@ int run_cli(int argc, char** argv) {
     return kExitUsage;
   }
   return run_role_command(role_flags);
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  // Errors from input come back as Status values; what reaches here is a failure that cannot
+  // be recovered (a CUDA error, out of memory): report it and exit 1 rather than abort.
+  try {
+    return dispatch(argc, argv);
+  } catch (const std::exception& e) {
+    PSTRAIN_LOG(ERROR) << "fatal: " << e.what();
+    return kExitFailure;
+  }
 }
 
 }  // namespace pstrain

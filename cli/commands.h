@@ -39,6 +39,8 @@ struct RoleFlags {
   double connect_timeout_s = 120;
 };
 void add_role_flags(CLI::App& app, RoleFlags& f);
+// Checks the timeout flags (0.1 s to a week); errors name the flag.
+Status check_timeouts(const RoleFlags& f);
 int run_role_command(const RoleFlags& flags);
 
 // `pstrain launch [flags]`: `args` are the words after `launch`. Exit codes: 0 the job

@@ -132,8 +132,12 @@ int run_launch_command(const std::vector<std::string>& args) {
                        << " is more than --workers=" << o.num_workers;
     return kExitUsage;
   }
-  if (!(ps_exit_timeout_s > 0)) {
-    PSTRAIN_LOG(ERROR) << "--ps_exit_timeout_s must be positive";
+  if (!(ps_exit_timeout_s >= 0.1 && ps_exit_timeout_s <= 7 * 24 * 3600.0)) {
+    PSTRAIN_LOG(ERROR) << "--ps_exit_timeout_s must be between 0.1 and 604800 seconds";
+    return kExitUsage;
+  }
+  if (Status st = check_timeouts(role); !st.ok()) {
+    PSTRAIN_LOG(ERROR) << st.message();
     return kExitUsage;
   }
   o.ps_exit_timeout = std::chrono::milliseconds(static_cast<int64_t>(ps_exit_timeout_s * 1000));

@@ -24,13 +24,22 @@ std::chrono::milliseconds seconds_flag(double s) {
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
 }
 
+}  // namespace
+
 Status check_timeouts(const RoleFlags& f) {
-  if (!(f.heartbeat_timeout_s > 0) || !(f.startup_timeout_s > 0) || !(f.connect_timeout_s > 0)) {
-    return invalid_argument(
-        "--heartbeat_timeout_s, --startup_timeout_s and --connect_timeout_s must be positive");
+  constexpr double kMax = 7 * 24 * 3600.0;  // a week: far beyond any sensible wait
+  for (const auto& [value, flag] : {std::pair{f.heartbeat_timeout_s, "--heartbeat_timeout_s"},
+                                    std::pair{f.startup_timeout_s, "--startup_timeout_s"},
+                                    std::pair{f.connect_timeout_s, "--connect_timeout_s"}}) {
+    if (!(value >= 0.1 && value <= kMax)) {
+      return invalid_argument(std::string(flag) + "=" + std::to_string(value) +
+                              " is out of range: give seconds between 0.1 and 604800");
+    }
   }
   return {};
 }
+
+namespace {
 
 Result<uint64_t> job_id_of(const RoleFlags& f, const ClusterSpec& cluster) {
   if (f.job_id.empty()) return derive_job_id(cluster);

@@ -39,6 +39,8 @@ class Tensor {
   size_t bytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
   bool empty() const { return memory_ == nullptr; }
 
+  // The shared owner of the memory (keeps it alive, e.g. while a send is in flight).
+  std::shared_ptr<const void> memory() const { return memory_; }
   void* raw() { return memory_.get(); }
   const void* raw() const { return memory_.get(); }
   float* f32();

@@ -4,27 +4,14 @@
 #include <cassert>
 #include <numeric>
 
+#include "runtime/hash.h"
+
 namespace pstrain {
 
 int64_t default_max_chunk_elements(int64_t total_elements, int num_ps) {
   const int64_t share = (total_elements + num_ps - 1) / num_ps;
   return std::max<int64_t>(1024, (share + 15) / 16);
 }
-
-namespace {
-
-uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
-uint64_t fnv1a_int(uint64_t h, int64_t v) { return fnv1a(h, &v, sizeof v); }
-
-}  // namespace
 
 Placement place_variables(const std::vector<VariableSpec>& variables, int num_ps,
                           int64_t max_chunk_elements) {
@@ -62,15 +49,11 @@ Placement place_variables(const std::vector<VariableSpec>& variables, int num_ps
   for (size_t i = 0; i < p.chunks.size(); ++i) {
     p.chunks_of_ps[static_cast<size_t>(p.chunks[i].ps)].push_back(static_cast<int>(i));
   }
-  uint64_t h = 0xcbf29ce484222325ULL;
-  h = fnv1a_int(h, num_ps);
-  for (const Chunk& c : p.chunks) {
-    h = fnv1a(h, c.key.data(), c.key.size());
-    h = fnv1a_int(h, c.flat_offset);
-    h = fnv1a_int(h, c.count);
-    h = fnv1a_int(h, c.ps);
-  }
-  p.hash = h;
+  Fnv1a h;
+  h.add_int(num_ps);
+  for (const Chunk& c : p.chunks)
+    h.add(c.key).add_int(c.flat_offset).add_int(c.count).add_int(c.ps);
+  p.hash = h.value();
   return p;
 }
 

@@ -3,27 +3,15 @@
 #include <algorithm>
 #include <sstream>
 
+#include "ps/wire_optimizer.h"
 #include "runtime/log.h"
 #include "runtime/transport.h"
 
 namespace pstrain {
 namespace {
 
-Result<OptimizerKind> optimizer_from_wire(wire::Optimizer o) {
-  switch (o) {
-    case wire::SGD:
-      return OptimizerKind::kSgd;
-    case wire::MOMENTUM:
-      return OptimizerKind::kMomentum;
-    case wire::ADAM:
-      return OptimizerKind::kAdam;
-    case wire::ADAGRAD:
-      return OptimizerKind::kAdagrad;
-    default:
-      break;
-  }
-  return invalid_argument("INIT names an unknown optimizer (" + std::to_string(o) + ")");
-}
+constexpr const char* kChiefLost =
+    "the chief (worker 0) was lost before it initialised the variables; restart the job";
 
 std::string worker_list(const std::vector<int>& ids) {
   std::ostringstream os;
@@ -310,6 +298,10 @@ void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t req
 
 void ParameterServer::on_pull(InMessage& msg) {
   const wire::Header& h = msg.header;
+  if (chief_lost_) {
+    reply_error(msg, kChiefLost);
+    return;
+  }
   if (store_.initialized() && (store_.step() >= h.min_step() || store_.finished())) {
     answer_pull(msg.routing_id, h.request_id(), h.sender());
     return;
@@ -329,6 +321,11 @@ void ParameterServer::answer_parked(bool expire_all_due) {
     const bool ready = store_.initialized() && (store_.step() >= it->min_step || store_.finished());
     if (ready) {
       answer_pull(it->routing_id, it->request_id, it->worker);
+    } else if (chief_lost_) {
+      OutMessage out = make_reply(wire::REPLY_ERROR, it->request_id);
+      out.header.set_error(kChiefLost);
+      Status st = send_message(socket_, std::move(out), &it->routing_id, &counters_);
+      if (!st.ok()) PSTRAIN_LOG(DEBUG) << "error to worker " << it->worker << ": " << st.message();
     } else if (expire_all_due && now >= it->expires) {
       OutMessage out = make_reply(wire::REPLY_NOT_READY, it->request_id);
       Status st = send_message(socket_, std::move(out), &it->routing_id, &counters_);
@@ -400,6 +397,13 @@ void ParameterServer::check_workers() {
     }
   }
   if (changed) update_replicas();
+  if (!store_.initialized() && workers_[0].lost && !chief_lost_) {
+    // Nobody else may initialise the variables: tell every waiting worker instead of letting
+    // them wait for an event that cannot come.
+    chief_lost_ = true;
+    PSTRAIN_LOG(ERROR) << "the chief (worker 0) was lost before it initialised the variables";
+    answer_parked(/*expire_all_due=*/false);
+  }
 }
 
 void ParameterServer::update_replicas() {

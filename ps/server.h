@@ -11,7 +11,8 @@
 // - Workers are watched by their messages (heartbeats included): one silent for longer than
 //   `heartbeat_timeout` (or never seen within `startup_timeout`) is lost. In sync mode the
 //   number of gradients that completes a step drops to the workers still alive, so a dead
-//   worker does not stall training.
+//   worker does not stall training. If the chief is lost before it initialised the
+//   variables, waiting and later PULLs get an error instead of waiting forever.
 // - serve() returns once every worker has said DONE (success), or once every worker is done
 //   or lost with at least one lost (an error naming them), or after request_stop().
 // Thread-safety: serve() runs on one thread; request_stop() may be called from any thread or
@@ -100,6 +101,7 @@ class ParameterServer {
   ShardStore store_;
   uint64_t layout_hash_ = 0;
   int configured_replicas_ = 1;
+  bool chief_lost_ = false;  // worker 0 lost before INIT: every PULL is answered with an error
   std::vector<WorkerState> workers_;
   std::vector<ParkedPull> parked_;
   ProtocolCounters counters_;

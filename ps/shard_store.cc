@@ -1,6 +1,7 @@
 #include "ps/shard_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <unordered_set>
 
@@ -83,7 +84,10 @@ uint64_t ShardStore::parameter_bytes() const {
 }
 
 std::vector<float>& ShardStore::writable(ChunkState& c) {
-  // A send in flight still holds a reference: give the update its own buffer.
+  // A send in flight still holds a reference: give the update its own buffer. The fence
+  // orders this thread's later writes after ZeroMQ's thread dropped its reference (its
+  // last read of the bytes happened before that release).
+  std::atomic_thread_fence(std::memory_order_acquire);
   if (c.params.use_count() > 1) c.params = std::make_shared<std::vector<float>>(*c.params);
   return *c.params;
 }

@@ -8,6 +8,8 @@
 #include <sstream>
 #include <utility>
 
+#include "runtime/hash.h"
+
 namespace pstrain {
 namespace {
 
@@ -671,13 +673,8 @@ std::string describe_task(const ResolvedTask& t) {
 }
 
 uint64_t derive_job_id(const ClusterSpec& spec) {
-  uint64_t h = 14695981039346656037ULL;  // FNV-1a 64 offset basis
-  auto mix = [&h](const std::string& s) {
-    for (unsigned char c : s) {
-      h ^= c;
-      h *= 1099511628211ULL;  // FNV-1a 64 prime
-    }
-  };
+  Fnv1a h;
+  auto mix = [&h](const std::string& s) { h.add(s); };
   auto mix_list = [&](const char* tag, const std::vector<HostPort>& list) {
     mix(tag);
     for (const HostPort& hp : list) {
@@ -688,7 +685,7 @@ uint64_t derive_job_id(const ClusterSpec& spec) {
   mix("pstrain-job/1;");
   mix_list("ps=", spec.ps);
   mix_list("worker=", spec.workers);
-  return h == 0 ? 1 : h;
+  return h.value() == 0 ? 1 : h.value();
 }
 
 }  // namespace pstrain

@@ -9,6 +9,8 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <random>
 #include <utility>
 
 namespace pstrain {
@@ -61,6 +63,7 @@ void apply_common_options(zmq::socket_t& s, const SocketOptions& o) {
   s.set(zmq::sockopt::sndhwm, o.send_hwm);
   s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
   s.set(zmq::sockopt::sndtimeo, static_cast<int>(o.send_timeout.count()));
+  s.set(zmq::sockopt::maxmsgsize, o.max_message_bytes);
 }
 
 }  // namespace
@@ -209,8 +212,36 @@ Result<int> bound_port(zmq::socket_t& socket) {
   return port;
 }
 
+namespace {
+
+// The first port of the kernel's ephemeral range (outgoing connections draw their local ports
+// from it); 32768 when it cannot be read.
+int ephemeral_low() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0, high = 0;
+  if (in >> low >> high && low > 2048 && low <= 65535) return low;
+  return 32768;
+}
+
+// Binds `fd` to 127.0.0.1:port; true on success.
+bool bind_loopback(int fd, int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  return ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
+}
+
+}  // namespace
+
 Result<std::vector<int>> pick_free_tcp_ports(int n) {
   if (n < 0) return invalid_argument("pick_free_tcp_ports: n must be >= 0");
+  // Ports below the ephemeral range, so that no outgoing connection of this machine takes a
+  // picked port before its server binds it; the kernel's choice (port 0) if none is free.
+  const int high = ephemeral_low() - 1;
+  const int low = std::max(1024, high / 2);
+  std::mt19937 gen(std::random_device{}());
+  std::uniform_int_distribution<int> pick(low, high);
   std::vector<FdCloser> held;  // all held until the end, so the ports are distinct
   std::vector<int> ports;
   for (int i = 0; i < n; ++i) {
@@ -219,14 +250,14 @@ Result<std::vector<int>> pick_free_tcp_ports(int n) {
       return unavailable(std::string("cannot create a TCP socket to find a free port: ") +
                          std::strerror(errno));
     }
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    if (::bind(fd.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    bool bound = false;
+    for (int attempt = 0; attempt < 64 && !bound; ++attempt)
+      bound = bind_loopback(fd.fd, pick(gen));
+    if (!bound && !bind_loopback(fd.fd, 0)) {
       return unavailable(std::string("cannot bind 127.0.0.1:0 to find a free port: ") +
                          std::strerror(errno));
     }
+    sockaddr_in addr{};
     socklen_t len = sizeof(addr);
     if (::getsockname(fd.fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
       return unavailable(std::string("cannot read back a free port: ") + std::strerror(errno));

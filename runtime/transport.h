@@ -38,7 +38,11 @@ std::string connect_endpoint(const std::string& host, int port);
 struct SocketOptions {
   int send_hwm = 0;  // messages; 0 = no limit
   int recv_hwm = 0;
-  std::chrono::milliseconds send_timeout{60000};      // ZMQ_SNDTIMEO; -1 = block
+  std::chrono::milliseconds send_timeout{60000};  // ZMQ_SNDTIMEO; -1 = block
+  // ZMQ_MAXMSGSIZE: a peer that sends a larger frame is disconnected before the frame is
+  // allocated, so no message can make a process allocate more than this (-1: no limit).
+  // pstrain's frames are chunks of at most a few MB.
+  int64_t max_message_bytes = int64_t{1} << 30;
   std::chrono::milliseconds reconnect_ivl{100};       // connect side: first retry after this
   std::chrono::milliseconds reconnect_ivl_max{2000};  // ... backing off up to this
   // Connect side: the routing id a ROUTER peer sees (non-empty, must not start with a zero
@@ -70,9 +74,11 @@ Result<zmq::socket_t> connect_socket(zmq::context_t& ctx, zmq::socket_type type,
 // The TCP port a bound socket listens on (useful after binding port 0).
 Result<int> bound_port(zmq::socket_t& socket);
 
-// A TCP port that was free on 127.0.0.1 a moment ago (binds port 0, reads it back, closes).
-// RACE: another process may take the port before the caller binds it; prefer binding port 0
-// and bound_port() where the code that binds can report the port itself.
+// A TCP port that was free on 127.0.0.1 a moment ago: a random one below the kernel's
+// ephemeral range (so outgoing connections, which take ephemeral ports, cannot grab it),
+// or the kernel's pick if none of those is free. RACE: another process may still bind the
+// port before the caller does; prefer binding port 0 and bound_port() where the code that
+// binds can report the port itself.
 Result<int> pick_free_tcp_port();
 // `n` distinct ports, picked while all are held (same race once they are released).
 Result<std::vector<int>> pick_free_tcp_ports(int n);

@@ -14,18 +14,23 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Counts buffers handed to ZeroMQ without copying; wait() returns once all are released.
-class ReleaseTracker {
+// Shared with the keepalives it hands out, so a release that comes after the caller gave up
+// waiting (a hung peer) still finds it alive.
+class ReleaseTracker : public std::enable_shared_from_this<ReleaseTracker> {
  public:
-  std::shared_ptr<const void> hold(const void* p) {
+  // A keepalive for `data` that also keeps `owner` (the buffer's owner) alive until ZeroMQ
+  // releases it.
+  std::shared_ptr<const void> hold(const void* data, std::shared_ptr<const void> owner) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++in_flight_;
     }
-    return std::shared_ptr<const void>(p, [this](const void*) {
-      std::lock_guard<std::mutex> lock(mu_);
-      --in_flight_;
-      cv_.notify_all();
-    });
+    return std::shared_ptr<const void>(
+        data, [self = shared_from_this(), owner = std::move(owner)](const void*) {
+          std::lock_guard<std::mutex> lock(self->mu_);
+          --self->in_flight_;
+          self->cv_.notify_all();
+        });
   }
   bool wait(std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -192,7 +197,11 @@ Result<bool> PsClient::hello(uint64_t layout_hash) {
         m.header.mutable_config()->set_layout_hash(layout_hash);
         return m;
       },
-      [&](int, InMessage& reply) -> Result<bool> {
+      [&](int ps, InMessage& reply) -> Result<bool> {
+        if (reply.header.kind() != wire::REPLY_OK) {
+          return data_loss(name(ps) + " answered HELLO with " +
+                           wire::Kind_Name(reply.header.kind()));
+        }
         initialized = initialized && reply.header.initialized();
         return true;
       },
@@ -220,12 +229,19 @@ Status PsClient::init(const wire::TrainingConfig& config, std::span<const float>
 }
 
 Result<PsSteps> PsClient::pull(std::span<float> flat, int64_t min_step) {
+  return pull(flat, PsSteps(ps_.size(), min_step));
+}
+
+Result<PsSteps> PsClient::pull(std::span<float> flat, const PsSteps& min_steps) {
+  if (min_steps.size() != ps_.size()) {
+    return invalid_argument("pull needs one minimum step per parameter server");
+  }
   PsSteps steps(ps_.size(), 0);
   Status st = exchange(
       all_ps(),
-      [&](int) {
+      [&](int ps) {
         OutMessage m = request(wire::PULL);
-        m.header.set_min_step(min_step);
+        m.header.set_min_step(min_steps[static_cast<size_t>(ps)]);
         return m;
       },
       [&](int ps, InMessage& reply) -> Result<bool> {
@@ -256,18 +272,19 @@ Result<PsSteps> PsClient::pull(std::span<float> flat, int64_t min_step) {
   return steps;
 }
 
-Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSteps& steps) {
+Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSteps& steps,
+                                  std::shared_ptr<const void> owner) {
   if (steps.size() != ps_.size()) {
     return invalid_argument("push needs one step per parameter server");
   }
-  ReleaseTracker tracker;
+  auto tracker = std::make_shared<ReleaseTracker>();
   PushResult result;
   Status st = exchange(
       all_ps(),
       [&](int ps) {
         OutMessage m = request(wire::PUSH);
         m.header.set_step(steps[static_cast<size_t>(ps)]);
-        std::shared_ptr<const void> keep = tracker.hold(flat_grads.data());
+        std::shared_ptr<const void> keep = tracker->hold(flat_grads.data(), owner);
         for (int ci : placement_->chunks_of_ps[static_cast<size_t>(ps)]) {
           const Chunk& c = placement_->chunks[static_cast<size_t>(ci)];
           m.frames.push_back(f32_frame(
@@ -284,7 +301,7 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
       },
       options_.reply_timeout, false);
   // Whatever happened, the caller may reuse the buffer only once ZeroMQ let go of it.
-  if (!tracker.wait(options_.reply_timeout)) {
+  if (!tracker->wait(options_.reply_timeout)) {
     return internal_error("ZeroMQ did not release a gradient buffer within " +
                           std::to_string(options_.reply_timeout.count() / 1000) + " s");
   }
@@ -352,7 +369,8 @@ void PsClient::heartbeat_loop() {
         Status st = send_message(s, std::move(m));
         if (!st.ok() && st.code() == StatusCode::kCancelled) return;
       }
-      next_beat = now + options_.heartbeat_interval;
+      next_beat = now + std::min<std::chrono::milliseconds>(options_.heartbeat_interval,
+                                                            options_.reply_timeout / 4);
     }
     for (size_t i = 0; i < sockets.size(); ++i) {
       while (true) {

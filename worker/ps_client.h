@@ -39,6 +39,8 @@ struct ClientOptions {
   uint64_t job_id = 0;
   std::chrono::milliseconds connect_timeout{120000};
   std::chrono::milliseconds reply_timeout{30000};
+  // Heartbeats are sent every min(heartbeat_interval, reply_timeout / 4), so a server that
+  // uses the same timeout never mistakes a live worker for a lost one.
   std::chrono::milliseconds heartbeat_interval{1000};
 };
 
@@ -66,9 +68,15 @@ class PsClient {
   // Fills `flat` from every PS once each is initialised and at step >= min_step; returns the
   // step each PS served (element 0, PS 0's, is the global step).
   Result<PsSteps> pull(std::span<float> flat, int64_t min_step);
+  // The same with a minimum step per PS (sync training asks each PS for the step after the
+  // one it served last: the servers' steps may differ by one at any moment).
+  Result<PsSteps> pull(std::span<float> flat, const PsSteps& min_steps);
   // Sends each PS its chunks of `flat_grads`, tagged with the step that PS served the
-  // parameters at (`steps` from the pull they were computed from).
-  Result<PushResult> push(std::span<const float> flat_grads, const PsSteps& steps);
+  // parameters at (`steps` from the pull they were computed from). `owner` owns the buffer:
+  // ZeroMQ keeps it alive until it has sent the bytes, even if this call gives up first (it
+  // may be null when the buffer outlives this client for certain).
+  Result<PushResult> push(std::span<const float> flat_grads, const PsSteps& steps,
+                          std::shared_ptr<const void> owner);
   // Tells every PS this worker has finished.
   Status done();
   // Per-PS state and counters (STATUS).

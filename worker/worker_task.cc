@@ -5,7 +5,9 @@
 
 #include "kernels/model.h"
 #include "ps/placement.h"
+#include "ps/wire_optimizer.h"
 #include "runtime/files.h"
+#include "runtime/hash.h"
 #include "runtime/log.h"
 #include "worker/backend.h"
 #include "worker/data.h"
@@ -16,26 +18,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-wire::Optimizer optimizer_to_wire(OptimizerKind k) {
-  switch (k) {
-    case OptimizerKind::kSgd:
-      return wire::SGD;
-    case OptimizerKind::kMomentum:
-      return wire::MOMENTUM;
-    case OptimizerKind::kAdam:
-      return wire::ADAM;
-    case OptimizerKind::kAdagrad:
-      return wire::ADAGRAD;
-  }
-  return wire::OPTIMIZER_INVALID;
-}
-
 uint64_t layout_hash(const Placement& p, const ModelOptions& m) {
   // The placement hash covers names, shapes (through chunk sizes) and PS assignment; mix in
   // the model name so an MLP and a CNN with equal chunking never match.
-  uint64_t h = p.hash;
-  for (char c : m.name) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
-  return h;
+  return Fnv1a().add_int(static_cast<int64_t>(p.hash)).add(m.name).value();
 }
 
 class StatusWriter {
@@ -140,20 +126,26 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
   Tensor images = ops.alloc_host({batch, data.train.pixels()});
   Tensor labels = ops.alloc_host({batch}, DType::kInt32);
   BatchSource source(data.train, o.task_index, num_workers, o.train.seed);
+  if (source.shard_size() == 0) {
+    return invalid_argument("the training set in " + o.train.data_dir + " has " +
+                            std::to_string(data.train.count) + " examples, fewer than the " +
+                            std::to_string(num_workers) + " workers: worker " +
+                            std::to_string(o.task_index) + " has none to train on");
+  }
   const std::span<int32_t> label_span(labels.i32(), static_cast<size_t>(batch));
 
   WorkerTaskSummary s;
   s.task_index = o.task_index;
   s.backend = ops.description();
   RecentMean recent;
-  int64_t min_step = 0;
+  PsSteps min_steps(static_cast<size_t>(num_ps), 0);
   int64_t global = 0;
   const auto start = Clock::now();
   std::fprintf(out, "Training begins @ worker %d\n", o.task_index);
   std::fflush(out);
   progress["state"] = "running";
   while (true) {
-    PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, client->pull(params.host_f32(), min_step));
+    PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, client->pull(params.host_f32(), min_steps));
     global = steps[0];
     if (global >= o.train.train_steps) break;
     ops.copy_to_device(model->parameters().raw(), params.raw(), params.bytes());
@@ -167,11 +159,15 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
                                  " at global step " + std::to_string(global) +
                                  "; lower --learning_rate");
     }
-    PSTRAIN_ASSIGN_OR_RETURN(PushResult pushed, client->push(grads.host_f32(), steps));
+    PSTRAIN_ASSIGN_OR_RETURN(PushResult pushed,
+                             client->push(grads.host_f32(), steps, grads.memory()));
     ++s.local_steps;
     if (!pushed.accepted) ++s.rejected_gradients;
     global = pushed.global_step;
-    if (o.sync_replicas) min_step = steps[0] + 1;
+    if (o.sync_replicas) {
+      // Next, each PS's step after the one it served (their steps may differ by one).
+      for (size_t i = 0; i < steps.size(); ++i) min_steps[i] = steps[i] + 1;
+    }
     recent.add(loss);
     const double secs = std::chrono::duration<double>(Clock::now() - start).count();
     if (o.log_every > 0 && s.local_steps % o.log_every == 0) {

@@ -276,7 +276,7 @@ TEST_F(DistributedTest, PsExitsNonZeroWhenAWorkerNeverComes) {
   const auto addr = addresses(3);
   const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
                                             "--worker_hosts=" + join(addr, 1, 3),
-                                            "--train_steps=20", "--startup_timeout_s=3"};
+                                            "--train_steps=20", "--startup_timeout_s=15"};
   auto done =
       run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
            {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}}});

@@ -88,14 +88,14 @@ TEST(ParameterServer, SyncStepWithABackupWorkerThenEveryoneDone) {
   EXPECT_EQ(params, init);
   EXPECT_EQ((*s0)[0], 0);
   std::vector<float> g0 = {1, 1, 1, 1, 1}, g1 = {3, 3, 3, 3, 3}, g2 = {100, 100, 100, 100, 100};
-  auto r0 = w0->push(g0, *s0);
+  auto r0 = w0->push(g0, *s0, nullptr);
   ASSERT_TRUE(r0.ok());
   EXPECT_TRUE(r0->accepted);
   EXPECT_EQ(r0->global_step, 0);  // waiting for a second replica
-  auto r1 = w1->push(g1, *s0);
+  auto r1 = w1->push(g1, *s0, nullptr);
   ASSERT_TRUE(r1.ok());
   EXPECT_EQ(r1->global_step, 1);
-  auto r2 = w2->push(g2, *s0);  // the backup's gradient for step 0 is stale now
+  auto r2 = w2->push(g2, *s0, nullptr);  // the backup's gradient for step 0 is stale now
   ASSERT_TRUE(r2.ok());
   EXPECT_FALSE(r2->accepted);
 
@@ -212,7 +212,7 @@ TEST(ParameterServer, LostWorkerNoLongerStallsSyncTraining) {
   std::vector<float> params(5);
   auto s0 = w0->pull(params, 0);
   ASSERT_TRUE(s0.ok());
-  auto r = w0->push(std::vector<float>(5, 1.f), *s0);
+  auto r = w0->push(std::vector<float>(5, 1.f), *s0, nullptr);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->global_step, 0);
   // Once worker 1 is declared lost, one gradient completes the step.
@@ -225,6 +225,27 @@ TEST(ParameterServer, LostWorkerNoLongerStallsSyncTraining) {
   auto summary = f.finish();
   ASSERT_FALSE(summary.ok());  // a worker was lost: the PS exits with an error naming it
   EXPECT_NE(summary.status().message().find("worker(s) 1"), std::string::npos)
+      << summary.status().message();
+}
+
+TEST(ParameterServer, ChiefLostBeforeInitFailsTheWaitingWorkers) {
+  // Worker 1 waits for the variables; the chief never comes. Once the PS gives up on it, the
+  // waiting PULL gets an error naming the chief instead of waiting forever, and the PS exits.
+  ServerFixture f({.num_workers = 2,
+                   .heartbeat_timeout = milliseconds(400),
+                   .startup_timeout = milliseconds(400),
+                   .long_poll = milliseconds(200)});
+  const Placement p = two_variables();
+  auto w1 = f.client(1, p);
+  ASSERT_TRUE(w1->hello(p.hash).ok());
+  std::vector<float> params(5);
+  auto pulled = w1->pull(params, 0);
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_NE(pulled.status().message().find("chief"), std::string::npos)
+      << pulled.status().message();
+  auto summary = f.finish();
+  ASSERT_FALSE(summary.ok());
+  EXPECT_NE(summary.status().message().find("worker(s) 0, 1"), std::string::npos)
       << summary.status().message();
 }
 

@@ -1,0 +1,15 @@
+// The optimizer's name on the wire (wire::TrainingConfig, sent by the chief in INIT) and back:
+// one mapping for both directions. Thread-safety: pure functions.
+#pragma once
+
+#include "kernels/optim.h"
+#include "runtime/proto/pstrain.pb.h"
+#include "runtime/status.h"
+
+namespace pstrain {
+
+wire::Optimizer optimizer_to_wire(OptimizerKind kind);
+// An error for OPTIMIZER_INVALID or a value outside the enum (bytes from a peer).
+Result<OptimizerKind> optimizer_from_wire(wire::Optimizer o);
+
+}  // namespace pstrain
