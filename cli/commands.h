@@ -28,6 +28,7 @@ struct RoleFlags {
   CLI::Option* num_gpus_opt = nullptr;
   bool sync_replicas = false;
   int replicas_to_aggregate = 0;
+  int staleness = 0;  // async bounded staleness; 0 = off
   bool download_only = false;
   bool existing_servers = false;
   std::string checkpoint_dir, log_dir, output_dir;
@@ -39,8 +40,9 @@ struct RoleFlags {
   double connect_timeout_s = 120;
 };
 void add_role_flags(CLI::App& app, RoleFlags& f);
-// Checks the timeout flags (0.1 s to a week); errors name the flag.
-Status check_timeouts(const RoleFlags& f);
+// Checks the role flags that need no cluster (timeouts 0.1 s to a week, --staleness,
+// --replicas_to_aggregate); errors name the flag.
+Status check_role_flags(const RoleFlags& f);
 int run_role_command(const RoleFlags& flags);
 
 // `pstrain launch [flags]`: `args` are the words after `launch`. Exit codes: 0 the job

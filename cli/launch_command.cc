@@ -136,7 +136,7 @@ int run_launch_command(const std::vector<std::string>& args) {
     PSTRAIN_LOG(ERROR) << "--ps_exit_timeout_s must be between 0.1 and 604800 seconds";
     return kExitUsage;
   }
-  if (Status st = check_timeouts(role); !st.ok()) {
+  if (Status st = check_role_flags(role); !st.ok()) {
     PSTRAIN_LOG(ERROR) << st.message();
     return kExitUsage;
   }

@@ -26,8 +26,21 @@ std::chrono::milliseconds seconds_flag(double s) {
 
 }  // namespace
 
-Status check_timeouts(const RoleFlags& f) {
-  constexpr double kMax = 7 * 24 * 3600.0;  // a week: far beyond any sensible wait
+Status check_role_flags(const RoleFlags& f) {
+  if (f.staleness < 0) {
+    return invalid_argument("--staleness must be 0 (unbounded) or more, got " +
+                            std::to_string(f.staleness));
+  }
+  if (f.staleness > 0 && f.sync_replicas) {
+    return invalid_argument(
+        "--staleness bounds asynchronous training; synchronous training (--sync_replicas) "
+        "never runs ahead: drop one of the two");
+  }
+  if (f.replicas_to_aggregate < 0) {
+    return invalid_argument("--replicas_to_aggregate must be positive, got " +
+                            std::to_string(f.replicas_to_aggregate));
+  }
+  constexpr double kMax = 7 * 24 * 3600.0;  // timeouts: a week is far beyond any sensible wait
   for (const auto& [value, flag] : {std::pair{f.heartbeat_timeout_s, "--heartbeat_timeout_s"},
                                     std::pair{f.startup_timeout_s, "--startup_timeout_s"},
                                     std::pair{f.connect_timeout_s, "--connect_timeout_s"}}) {
@@ -96,6 +109,7 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   o.train.num_gpus = task.num_gpus;
   o.sync_replicas = f.sync_replicas;
   o.replicas_to_aggregate = f.replicas_to_aggregate;
+  o.staleness = f.staleness;
   o.cluster = task.cluster;
   o.task_index = task.task_index;
   o.job_id = job_id;
@@ -138,6 +152,10 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
                 "Aggregate gradients synchronously (SyncReplicasOptimizer semantics)");
   app.add_option("--replicas_to_aggregate", f.replicas_to_aggregate,
                  "Gradients per synchronous step (default: the number of workers)");
+  app.add_option("--staleness", f.staleness,
+                 "Asynchronous training: no worker runs more than this many steps ahead of the "
+                 "slowest (0 = unbounded)")
+      ->capture_default_str();
   add_bool_flag(app, "download_only", f.download_only, "Only check the data, then exit");
   add_bool_flag(app, "existing_servers", f.existing_servers,
                 "Accepted for mnist_replica compatibility (servers are always pstrain's)");
@@ -186,7 +204,7 @@ int run_role_command(const RoleFlags& f) {
     PSTRAIN_LOG(ERROR) << task.status().message();
     return kExitUsage;
   }
-  Status timeouts = check_timeouts(f);
+  Status timeouts = check_role_flags(f);
   if (!timeouts.ok()) {
     PSTRAIN_LOG(ERROR) << timeouts.message();
     return kExitUsage;

@@ -271,12 +271,14 @@ void ParameterServer::on_init(InMessage& msg) {
   }
   layout_hash_ = c.layout_hash();
   configured_replicas_ = agg.sync ? agg.replicas_to_aggregate : 1;
+  staleness_ = agg.sync ? 0 : std::max(0, c.staleness());
   update_replicas();
   PSTRAIN_LOG(INFO) << "variables initialised: " << store_.num_chunks() << " chunks, "
                     << store_.parameter_bytes() << " bytes; "
                     << (agg.sync ? "sync, " + std::to_string(agg.replicas_to_aggregate) +
                                        " replicas to aggregate"
-                                 : std::string("async"))
+                        : staleness_ > 0 ? "async, staleness " + std::to_string(staleness_)
+                                         : std::string("async"))
                     << ", " << optimizer_name(opt.kind) << " lr " << opt.learning_rate << ", "
                     << agg.train_steps << " steps";
   reply(msg, wire::REPLY_OK);
@@ -302,7 +304,7 @@ void ParameterServer::on_pull(InMessage& msg) {
     reply_error(msg, kChiefLost);
     return;
   }
-  if (store_.initialized() && (store_.step() >= h.min_step() || store_.finished())) {
+  if (pull_ready(h.sender(), h.min_step())) {
     answer_pull(msg.routing_id, h.request_id(), h.sender());
     return;
   }
@@ -315,10 +317,26 @@ void ParameterServer::on_pull(InMessage& msg) {
   parked_.push_back(std::move(p));
 }
 
+bool ParameterServer::pull_ready(int worker, int64_t min_step) const {
+  if (!store_.initialized()) return false;
+  if (store_.finished()) return true;
+  if (store_.step() < min_step) return false;
+  if (staleness_ > 0) {
+    int64_t slowest = -1;
+    for (const WorkerState& w : workers_) {
+      if (w.done || w.lost) continue;
+      if (slowest < 0 || w.pushes < slowest) slowest = w.pushes;
+    }
+    const int64_t mine = workers_[static_cast<size_t>(worker)].pushes;
+    if (slowest >= 0 && mine - slowest > staleness_) return false;
+  }
+  return true;
+}
+
 void ParameterServer::answer_parked(bool expire_all_due) {
   const auto now = Clock::now();
   for (auto it = parked_.begin(); it != parked_.end();) {
-    const bool ready = store_.initialized() && (store_.step() >= it->min_step || store_.finished());
+    const bool ready = pull_ready(it->worker, it->min_step);
     if (ready) {
       answer_pull(it->routing_id, it->request_id, it->worker);
     } else if (chief_lost_) {
@@ -368,6 +386,7 @@ void ParameterServer::on_push(InMessage& msg) {
   }
   const int64_t before = store_.step();
   const PushOutcome outcome = store_.push(h.sender(), h.step(), views);
+  ++workers_[static_cast<size_t>(h.sender())].pushes;
   if (outcome != PushOutcome::kApplied && outcome != PushOutcome::kAccumulated) {
     PSTRAIN_LOG(DEBUG) << "gradient of worker " << h.sender() << " at step " << h.step()
                        << " dropped (" << push_outcome_name(outcome) << ", step " << before << ")";
@@ -375,7 +394,7 @@ void ParameterServer::on_push(InMessage& msg) {
   OutMessage out;
   out.header.set_accepted(outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated);
   reply(msg, wire::REPLY_OK, std::move(out));
-  if (store_.step() != before) answer_parked(/*expire_all_due=*/false);
+  if (store_.step() != before || staleness_ > 0) answer_parked(/*expire_all_due=*/false);
 }
 
 void ParameterServer::check_workers() {
@@ -417,7 +436,8 @@ void ParameterServer::update_replicas() {
                          << " worker(s) are lost";
     store_.set_replicas(replicas);
   }
-  if (store_.complete_pending()) answer_parked(false);
+  // A step may be complete now; with --staleness, the slowest worker may have changed.
+  if (store_.complete_pending() || staleness_ > 0) answer_parked(false);
 }
 
 }  // namespace pstrain

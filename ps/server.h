@@ -6,6 +6,9 @@
 //   that must wait (variables not initialised yet, or sync training's next step not reached)
 //   is parked and answered when the event happens, or with REPLY_NOT_READY after
 //   `long_poll` so the worker can re-ask; nothing waits on a fixed sleep.
+// - Bounded staleness (async, TrainingConfig.staleness = s > 0): a worker's PULL is parked
+//   while it has pushed more than s gradients more than the slowest worker still training
+//   (neither done nor lost), so no worker runs more than s steps ahead of the slowest.
 // - Messages of another job id or protocol version are ignored and counted; malformed ones
 //   are logged, counted and dropped. Nothing a peer sends can abort the process.
 // - Workers are watched by their messages (heartbeats included): one silent for longer than
@@ -71,6 +74,7 @@ class ParameterServer {
     bool seen = false;
     bool done = false;
     bool lost = false;
+    int64_t pushes = 0;  // gradients received from this worker: its clock for --staleness
     Clock::time_point last_seen;
   };
   struct ParkedPull {
@@ -90,6 +94,8 @@ class ParameterServer {
   void reply_error(const InMessage& to, const std::string& error);
   void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker);
   void answer_parked(bool expire_all_due);
+  // True when a PULL of `worker` asking for `min_step` can be answered now.
+  bool pull_ready(int worker, int64_t min_step) const;
   void check_workers();
   void update_replicas();
   OutMessage make_reply(wire::Kind kind, uint64_t request_id) const;
@@ -101,6 +107,7 @@ class ParameterServer {
   ShardStore store_;
   uint64_t layout_hash_ = 0;
   int configured_replicas_ = 1;
+  int staleness_ = 0;        // async: a worker may be at most this many pushes ahead (0: off)
   bool chief_lost_ = false;  // worker 0 lost before INIT: every PULL is answered with an error
   std::vector<WorkerState> workers_;
   std::vector<ParkedPull> parked_;

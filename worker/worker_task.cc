@@ -113,6 +113,7 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
     config.set_learning_rate(o.train.optimizer.learning_rate);
     config.set_sync_replicas(o.sync_replicas);
     config.set_replicas_to_aggregate(replicas);
+    config.set_staleness(o.sync_replicas ? 0 : o.staleness);
     config.set_train_steps(o.train.train_steps);
     config.set_num_workers(num_workers);
     config.set_layout_hash(layout);

@@ -28,6 +28,7 @@ struct WorkerTaskOptions {
   TrainConfig train;
   bool sync_replicas = false;
   int replicas_to_aggregate = 0;  // 0: the number of workers
+  int staleness = 0;              // async: at most this many steps ahead of the slowest; 0 off
   ClusterSpec cluster;
   int task_index = 0;
   uint64_t job_id = 0;

@@ -122,6 +122,9 @@ TEST(Cli, ExitCodes) {
                  "--worker_hosts=localhost:2"}),
             kExitUsage);
   EXPECT_EQ(cli({"--version"}), kExitOk);
+  EXPECT_EQ(cli({"--job_name=worker", "--task_index=0", "--sync_replicas", "--staleness=2"}),
+            kExitUsage);
+  EXPECT_EQ(cli({"--job_name=worker", "--task_index=0", "--staleness=-1"}), kExitUsage);
   // A flag before the command word would be ignored by the command: refused instead.
   EXPECT_EQ(cli({"--train_steps=5", "train"}), kExitUsage);
   if (std::filesystem::is_directory(kDefaultDataDir)) {

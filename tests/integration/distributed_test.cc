@@ -170,6 +170,21 @@ TEST_F(DistributedTest, AsyncOnePsTwoWorkers) {
   EXPECT_GT(accuracy(done[1].out), 0.6);
 }
 
+TEST_F(DistributedTest, AsyncWithBoundedStaleness) {
+  const auto addr = addresses(3);
+  const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
+                                            "--worker_hosts=" + join(addr, 1, 3), "--staleness=2",
+                                            "--train_steps=60"};
+  auto done =
+      run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
+           {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}},
+           {"wk1", with(with({"--job_name=worker", "--task_index=1"}, cluster), common_), {}}});
+  expect_all_succeeded(done);
+  EXPECT_EQ(ps_figures(done[0].out), (std::pair<long, long>{60, 60}));
+  EXPECT_NE(done[0].err.find("async, staleness 2"), std::string::npos) << done[0].err;
+  EXPECT_GT(accuracy(done[1].out), 0.6);
+}
+
 TEST_F(DistributedTest, TwoPsThreeWorkersWithOneBackup) {
   const auto addr = addresses(5);
   const std::vector<std::string> cluster = {"--ps_hosts=" + join(addr, 0, 2),

@@ -249,6 +249,38 @@ TEST(ParameterServer, ChiefLostBeforeInitFailsTheWaitingWorkers) {
       << summary.status().message();
 }
 
+TEST(ParameterServer, StalenessHoldsAWorkerThatRunsAhead) {
+  // Async with --staleness=1: worker 0 may push at most one gradient more than worker 1.
+  ServerFixture f({.num_workers = 2, .long_poll = milliseconds(200)});
+  const Placement p = two_variables();
+  auto w0 = f.client(0, p), w1 = f.client(1, p);
+  ASSERT_TRUE(w0->hello(p.hash).ok());
+  ASSERT_TRUE(w1->hello(p.hash).ok());
+  wire::TrainingConfig config = sgd_config(false, 1, 2, 100, p.hash);
+  config.set_staleness(1);
+  ASSERT_TRUE(w0->init(config, std::vector<float>(5, 0.f)).ok());
+  std::vector<float> params(5), g(5, 1.f);
+  for (int i = 0; i < 2; ++i) {  // two steps ahead of worker 1's zero
+    auto s = w0->pull(params, 0);
+    ASSERT_TRUE(s.ok()) << s.status().to_string();
+    ASSERT_TRUE(w0->push(g, *s, nullptr).ok());
+  }
+  auto held = std::async(std::launch::async, [&] { return w0->pull(params, 0); });
+  EXPECT_EQ(held.wait_for(milliseconds(500)), std::future_status::timeout)
+      << "worker 0 ran two steps ahead of worker 1";
+  std::vector<float> params1(5);
+  auto s1 = w1->pull(params1, 0);
+  ASSERT_TRUE(s1.ok());
+  ASSERT_TRUE(w1->push(g, *s1, nullptr).ok());  // the slowest moves: worker 0 may go on
+  ASSERT_EQ(held.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto s = held.get();
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ((*s)[0], 3);  // async: three gradients applied
+  ASSERT_TRUE(w0->done().ok());
+  ASSERT_TRUE(w1->done().ok());
+  EXPECT_TRUE(f.finish().ok());
+}
+
 TEST(ParameterServer, WorkerWithAnotherLayoutIsRefused) {
   ServerFixture f({.num_workers = 2});
   const Placement p = two_variables();
