@@ -127,6 +127,27 @@ class DistributedTest : public ::testing::Test {
     return -1;
   }
 
+  // Runs `num_ps` PS and `workers` worker tasks whose cluster comes from flags, plus `flags`.
+  std::vector<Finished> run_from_flags(int num_ps, int workers,
+                                       const std::vector<std::string>& flags) {
+    const auto addr = addresses(num_ps + workers);
+    std::vector<std::string> cluster = {
+        "--ps_hosts=" + join(addr, 0, static_cast<size_t>(num_ps)),
+        "--worker_hosts=" + join(addr, static_cast<size_t>(num_ps), addr.size())};
+    cluster.insert(cluster.end(), flags.begin(), flags.end());
+    cluster.insert(cluster.end(), common_.begin(), common_.end());
+    std::vector<Task> tasks;
+    for (int i = 0; i < num_ps + workers; ++i) {
+      const bool ps = i < num_ps;
+      const int index = ps ? i : i - num_ps;
+      std::vector<std::string> args = {std::string("--job_name=") + (ps ? "ps" : "worker"),
+                                       "--task_index=" + std::to_string(index)};
+      args.insert(args.end(), cluster.begin(), cluster.end());
+      tasks.push_back({(ps ? "ps" : "wk") + std::to_string(index), args, {}});
+    }
+    return run(tasks);
+  }
+
   fs::path dir_;
   const std::vector<std::string> common_ = {"--num_gpus=0", "--cpu_threads=1", "--log_every=20"};
 };
@@ -137,14 +158,7 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 }
 
 TEST_F(DistributedTest, SyncOnePsTwoWorkersFromFlags) {
-  const auto addr = addresses(3);
-  const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
-                                            "--worker_hosts=" + join(addr, 1, 3), "--sync_replicas",
-                                            "--train_steps=60"};
-  auto done =
-      run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
-           {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}},
-           {"wk1", with(with({"--job_name=worker", "--task_index=1"}, cluster), common_), {}}});
+  auto done = run_from_flags(1, 2, {"--sync_replicas", "--train_steps=60"});
   expect_all_succeeded(done);
   const auto [step, applied] = ps_figures(done[0].out);
   EXPECT_EQ(step, 60);
@@ -156,13 +170,7 @@ TEST_F(DistributedTest, SyncOnePsTwoWorkersFromFlags) {
 }
 
 TEST_F(DistributedTest, AsyncOnePsTwoWorkers) {
-  const auto addr = addresses(3);
-  const std::vector<std::string> cluster = {
-      "--ps_hosts=" + addr[0], "--worker_hosts=" + join(addr, 1, 3), "--train_steps=80"};
-  auto done =
-      run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
-           {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}},
-           {"wk1", with(with({"--job_name=worker", "--task_index=1"}, cluster), common_), {}}});
+  auto done = run_from_flags(1, 2, {"--train_steps=80"});
   expect_all_succeeded(done);
   const auto [step, applied] = ps_figures(done[0].out);
   EXPECT_EQ(step, 80);
@@ -171,14 +179,7 @@ TEST_F(DistributedTest, AsyncOnePsTwoWorkers) {
 }
 
 TEST_F(DistributedTest, AsyncWithBoundedStaleness) {
-  const auto addr = addresses(3);
-  const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
-                                            "--worker_hosts=" + join(addr, 1, 3), "--staleness=2",
-                                            "--train_steps=60"};
-  auto done =
-      run({{"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}},
-           {"wk0", with(with({"--job_name=worker", "--task_index=0"}, cluster), common_), {}},
-           {"wk1", with(with({"--job_name=worker", "--task_index=1"}, cluster), common_), {}}});
+  auto done = run_from_flags(1, 2, {"--staleness=2", "--train_steps=60"});
   expect_all_succeeded(done);
   EXPECT_EQ(ps_figures(done[0].out), (std::pair<long, long>{60, 60}));
   EXPECT_NE(done[0].err.find("async, staleness 2"), std::string::npos) << done[0].err;
@@ -186,24 +187,8 @@ TEST_F(DistributedTest, AsyncWithBoundedStaleness) {
 }
 
 TEST_F(DistributedTest, TwoPsThreeWorkersWithOneBackup) {
-  const auto addr = addresses(5);
-  const std::vector<std::string> cluster = {"--ps_hosts=" + join(addr, 0, 2),
-                                            "--worker_hosts=" + join(addr, 2, 5), "--sync_replicas",
-                                            "--replicas_to_aggregate=2", "--train_steps=50"};
-  std::vector<Task> tasks;
-  for (int i = 0; i < 2; ++i) {
-    tasks.push_back(
-        {"ps" + std::to_string(i),
-         with(with({"--job_name=ps", "--task_index=" + std::to_string(i)}, cluster), common_),
-         {}});
-  }
-  for (int i = 0; i < 3; ++i) {
-    tasks.push_back(
-        {"wk" + std::to_string(i),
-         with(with({"--job_name=worker", "--task_index=" + std::to_string(i)}, cluster), common_),
-         {}});
-  }
-  auto done = run(tasks);
+  auto done =
+      run_from_flags(2, 3, {"--sync_replicas", "--replicas_to_aggregate=2", "--train_steps=50"});
   expect_all_succeeded(done);
   for (int i = 0; i < 2; ++i) {
     const auto [step, applied] = ps_figures(done[static_cast<size_t>(i)].out);
