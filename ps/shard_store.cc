@@ -47,7 +47,8 @@ Status ShardStore::initialize(const OptimizerConfig& optimizer,
     ChunkState s;
     s.key = std::move(c.key);
     const size_t n = c.values.size();
-    s.params = std::make_shared<std::vector<float>>(std::move(c.values));
+    s.params = std::make_shared<Values>();
+    s.params->data = std::move(c.values);
     if (slots > 0) s.slot0.assign(n, slot_init);
     if (slots > 1) s.slot1.assign(n, slot_init);
     if (aggregation.sync) s.accum.assign(n, 0.f);
@@ -79,17 +80,26 @@ void ShardStore::set_replicas(int replicas) { replicas_ = std::max(1, replicas);
 
 uint64_t ShardStore::parameter_bytes() const {
   uint64_t b = 0;
-  for (const auto& c : chunks_) b += c.params->size() * sizeof(float);
+  for (const auto& c : chunks_) b += c.params->data.size() * sizeof(float);
   return b;
 }
 
+std::shared_ptr<const std::vector<float>> ShardStore::values(size_t i) const {
+  std::shared_ptr<Values> v = chunks_[i].params;
+  v->readers.fetch_add(1, std::memory_order_relaxed);
+  const std::vector<float>* data = &v->data;
+  return std::shared_ptr<const std::vector<float>>(
+      data, [v](const std::vector<float>*) { v->readers.fetch_sub(1, std::memory_order_release); });
+}
+
 std::vector<float>& ShardStore::writable(ChunkState& c) {
-  // A send in flight still holds a reference: give the update its own buffer. The fence
-  // orders this thread's later writes after ZeroMQ's thread dropped its reference (its
-  // last read of the bytes happened before that release).
-  std::atomic_thread_fence(std::memory_order_acquire);
-  if (c.params.use_count() > 1) c.params = std::make_shared<std::vector<float>>(*c.params);
-  return *c.params;
+  // A send in flight still reads these values: give the update its own buffer.
+  if (c.params->readers.load(std::memory_order_acquire) > 0) {
+    auto fresh = std::make_shared<Values>();
+    fresh->data = c.params->data;
+    c.params = std::move(fresh);
+  }
+  return c.params->data;
 }
 
 void ShardStore::apply(ChunkState& c, std::span<const float> grad) {

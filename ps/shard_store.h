@@ -14,6 +14,7 @@
 // Thread-safety: not thread-safe; the PS event loop owns it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -87,16 +88,23 @@ class ShardStore {
 
   size_t num_chunks() const { return chunks_.size(); }
   const std::string& key(size_t i) const { return chunks_[i].key; }
-  int64_t count(size_t i) const { return static_cast<int64_t>(chunks_[i].params->size()); }
+  int64_t count(size_t i) const { return static_cast<int64_t>(chunks_[i].params->data.size()); }
   // The current values of chunk i; the pointer keeps them unchanged while it lives.
-  std::shared_ptr<const std::vector<float>> values(size_t i) const { return chunks_[i].params; }
+  std::shared_ptr<const std::vector<float>> values(size_t i) const;
   uint64_t parameter_bytes() const;
   const StoreCounters& counters() const { return counters_; }
 
  private:
+  // A chunk's parameters and the number of values() handles that still read them (sends in
+  // flight). Each handle's release is a release-store that writable()'s acquire-load pairs
+  // with, so an update never overwrites bytes a sender may still read.
+  struct Values {
+    std::vector<float> data;
+    std::atomic<int> readers{0};
+  };
   struct ChunkState {
     std::string key;
-    std::shared_ptr<std::vector<float>> params;
+    std::shared_ptr<Values> params;
     std::vector<float> slot0, slot1;
     std::vector<float> accum;  // sync: sum of this step's fresh gradients
   };
