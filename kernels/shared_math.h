@@ -37,6 +37,30 @@ PSTRAIN_HD T relu_grad(T y, T dy) {
   return y > static_cast<T>(0) ? dy : static_cast<T>(0);
 }
 
+// A flat NHWC index of an [*, h, w, c] tensor split into (image, row, column, channel), and
+// the reverse.
+struct NhwcIndex {
+  int64_t img;
+  int y;
+  int x;
+  int ci;
+};
+
+PSTRAIN_HD NhwcIndex nhwc_split(int64_t i, int h, int w, int c) {
+  NhwcIndex p;
+  p.ci = static_cast<int>(i % c);
+  int64_t rest = i / c;
+  p.x = static_cast<int>(rest % w);
+  rest /= w;
+  p.y = static_cast<int>(rest % h);
+  p.img = rest / h;
+  return p;
+}
+
+PSTRAIN_HD int64_t nhwc_flat(int64_t img, int y, int x, int ci, int h, int w, int c) {
+  return ((img * h + y) * w + x) * c + ci;
+}
+
 // --- conv2d (stride 1, SAME padding, odd square kernel) -----------------------------------------
 // The column matrix `cols` has shape [n*h*w, ksize*ksize*c]: row r = (img*h + oy)*w + ox is an
 // output pixel, column q = (ky*ksize + kx)*c + ci is a row of the HWIO weight matrix seen as
@@ -56,15 +80,14 @@ PSTRAIN_HD int64_t im2col_source(int64_t r, int64_t q, int h, int w, int c, int 
   const int kpos = static_cast<int>(q / c);
   const int kx = kpos % ksize;
   const int ky = kpos / ksize;
-  const int ox = static_cast<int>(r % w);
-  const int64_t rest = r / w;
-  const int oy = static_cast<int>(rest % h);
-  const int64_t img = rest / h;
+  const NhwcIndex pixel = nhwc_split(r, h, w, 1);  // row r is output pixel (img, oy, ox)
+  const int ox = pixel.x, oy = pixel.y;
+  const int64_t img = pixel.img;
   const int pad = same_pad(ksize);
   const int iy = oy + ky - pad;
   const int ix = ox + kx - pad;
   if (!in_range(iy, h) || !in_range(ix, w)) return -1;
-  return ((img * h + iy) * w + ix) * c + ci;
+  return nhwc_flat(img, iy, ix, ci, h, w, c);
 }
 
 // cols[idx] (idx flat in the [n*h*w, ksize*ksize*c] column matrix): x value or 0 for padding.
@@ -81,12 +104,9 @@ PSTRAIN_HD T im2col_value(const T* x, int64_t idx, int h, int w, int c, int ksiz
 // q = (ky*ksize + kx)*c + ci. Summed with ky outer, kx inner. Each dx element is written once.
 template <typename T>
 PSTRAIN_HD T col2im_value(const T* dcols, int64_t i, int h, int w, int c, int ksize) {
-  const int ci = static_cast<int>(i % c);
-  int64_t rest = i / c;
-  const int ix = static_cast<int>(rest % w);
-  rest /= w;
-  const int iy = static_cast<int>(rest % h);
-  const int64_t img = rest / h;
+  const NhwcIndex p = nhwc_split(i, h, w, c);
+  const int ci = p.ci, ix = p.x, iy = p.y;
+  const int64_t img = p.img;
   const int pad = same_pad(ksize);
   const int64_t width = conv_cols_width(c, ksize);
   T sum = static_cast<T>(0);
@@ -110,34 +130,20 @@ PSTRAIN_HD T col2im_value(const T* dcols, int64_t i, int h, int w, int c, int ks
 
 // Flat x index of window element j of output o.
 PSTRAIN_HD int64_t pool_window_source(int64_t o, int j, int h, int w, int c) {
-  const int out_h = h / 2;
-  const int out_w = w / 2;
-  const int ci = static_cast<int>(o % c);
-  int64_t rest = o / c;
-  const int ox = static_cast<int>(rest % out_w);
-  rest /= out_w;
-  const int oy = static_cast<int>(rest % out_h);
-  const int64_t img = rest / out_h;
-  const int iy = 2 * oy + j / 2;
-  const int ix = 2 * ox + j % 2;
-  return ((img * h + iy) * w + ix) * c + ci;
+  const NhwcIndex p = nhwc_split(o, h / 2, w / 2, c);
+  return nhwc_flat(p.img, 2 * p.y + j / 2, 2 * p.x + j % 2, p.ci, h, w, c);
 }
 
 // Flat y index of the one window holding x[i], or -1 when x[i] lies in no window (the last row
 // or column of an odd h or w).
 PSTRAIN_HD int64_t pool_window_of(int64_t i, int h, int w, int c) {
-  const int ci = static_cast<int>(i % c);
-  int64_t rest = i / c;
-  const int ix = static_cast<int>(rest % w);
-  rest /= w;
-  const int iy = static_cast<int>(rest % h);
-  const int64_t img = rest / h;
+  const NhwcIndex p = nhwc_split(i, h, w, c);
   const int out_h = h / 2;
   const int out_w = w / 2;
-  const int oy = iy / 2;
-  const int ox = ix / 2;
+  const int oy = p.y / 2;
+  const int ox = p.x / 2;
   if (oy >= out_h || ox >= out_w) return -1;
-  return ((img * out_h + oy) * out_w + ox) * c + ci;
+  return nhwc_flat(p.img, oy, ox, p.ci, out_h, out_w, c);
 }
 
 // y[o] and its argmax (flat x index): the window maximum, ties to the first element in

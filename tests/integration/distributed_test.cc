@@ -4,6 +4,8 @@
 // and killed if it overstays, so a hang fails the test instead of stalling CI.
 #include <gtest/gtest.h>
 
+#include "tests/temp_dir.h"
+
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -45,14 +47,6 @@ class DistributedTest : public ::testing::Test {
     if (!fs::is_directory(kDefaultDataDir)) {
       GTEST_SKIP() << kDefaultDataDir << " is missing: install dataset-fashion-mnist";
     }
-    dir_ = fs::path(::testing::TempDir()) /
-           ("pstrain-dist-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
   }
 
   // "127.0.0.1:p1,127.0.0.1:p2" with `n` free ports.
@@ -148,7 +142,9 @@ class DistributedTest : public ::testing::Test {
     return run(tasks);
   }
 
-  fs::path dir_;
+  // Kept when the test failed: the tasks' stdout/stderr files are the evidence.
+  testing_util::TempDir tmp_{"pstrain_dist", /*keep_on_failure=*/true};
+  fs::path dir_ = tmp_.path();
   const std::vector<std::string> common_ = {"--num_gpus=0", "--cpu_threads=1", "--log_every=20"};
 };
 

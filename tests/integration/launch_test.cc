@@ -2,7 +2,9 @@
 // Every run is bounded: the launcher is a Subprocess waited on with a deadline, killed (its
 // tasks die with it: they get SIGKILL when the launcher dies) and failed at the deadline.
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include "tests/temp_dir.h"
 
 #include <chrono>
 #include <csignal>
@@ -24,16 +26,7 @@ constexpr const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
 
 class LaunchTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "pstrain_launch_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    job_dir_ = dir_ + "/job";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void SetUp() override { job_dir_ = dir_ + "/job"; }
 
   Result<Subprocess> start_launch(const std::vector<std::string>& args) {
     SubprocessOptions o;
@@ -76,7 +69,8 @@ class LaunchTest : public ::testing::Test {
   }
   std::string logs() const { return text(dir_ + "/launch-stderr.txt"); }
 
-  std::string dir_;
+  testing_util::TempDir tmp_{"pstrain_launch"};
+  std::string dir_ = tmp_.path();
   std::string job_dir_;
 };
 

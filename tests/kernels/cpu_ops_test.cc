@@ -3,6 +3,8 @@
 // an element an op forgets to write fails the comparison.
 #include <gtest/gtest.h>
 
+#include "tests/kernels/kernel_cases.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -251,70 +253,86 @@ TEST_F(CpuOpsTest, ReluForwardBackwardAndInPlace) {
   expect_close(tdy, dx_ref, 0, "relu dx in place");
 }
 
-struct ConvCase {
+// Random inputs for conv dims `d` (seeds from `seed` on) and the naive loops' results.
+struct ConvReference {
+  ConvReference(const Conv2dDims& dims, uint32_t seed)
+      : d(dims),
+        xs(static_cast<size_t>(d.n) * d.h * d.w * d.c),
+        ys(static_cast<size_t>(d.n) * d.h * d.w * d.k),
+        ws(static_cast<size_t>(d.ksize) * d.ksize * d.c * d.k),
+        x(rounded(random_vec(xs, seed))),
+        w(rounded(random_vec(ws, seed + 1))),
+        b(rounded(random_vec(static_cast<size_t>(d.k), seed + 2))),
+        dy(rounded(random_vec(ys, seed + 3))) {
+    const NaiveConv naive{d};
+    naive.forward(x, w, b, y);
+    naive.backward(x, w, dy, dx, dw, db);
+  }
   Conv2dDims d;
-  const char* name;
+  size_t xs, ys, ws;
+  DVec x, w, b, dy;
+  DVec y, dx, dw, db;  // the naive loops' outputs
 };
-void PrintTo(const ConvCase& c, std::ostream* os) {
-  *os << c.name << " n=" << c.d.n << " h=" << c.d.h << " w=" << c.d.w << " c=" << c.d.c
-      << " k=" << c.d.k << " ksize=" << c.d.ksize;
-}
-struct PoolCase {
-  PoolDims d;
+
+// The float tensors of one conv run through an Ops backend.
+struct ConvRun {
+  Tensor tx, tw, tb, tdy, ty, tdx, tdw, tdb, twork;
 };
-void PrintTo(const PoolCase& c, std::ostream* os) {
-  *os << "n=" << c.d.n << " h=" << c.d.h << " w=" << c.d.w << " c=" << c.d.c;
+
+// Forward and backward of `r`'s case through `ops`, outputs and workspace poisoned first (the
+// workspace again between the passes), checked against the naive results.
+ConvRun run_float_conv(Ops& ops, const ConvReference& r) {
+  const Conv2dDims& d = r.d;
+  ConvRun t{to_tensor(ops, r.x),
+            to_tensor(ops, r.w),
+            to_tensor(ops, r.b),
+            to_tensor(ops, r.dy),
+            poisoned(ops, r.ys),
+            poisoned(ops, r.xs),
+            poisoned(ops, r.ws),
+            poisoned(ops, static_cast<size_t>(d.k)),
+            poisoned(ops, std::max<size_t>(ops.conv2d_workspace_floats(d), 1))};
+  ops.conv2d_forward(t.tx.f32(), t.tw.f32(), t.tb.f32(), t.ty.f32(), t.twork.f32(), d);
+  std::fill_n(t.twork.f32(), t.twork.numel(), kNaN);
+  ops.conv2d_backward(t.tx.f32(), t.tw.f32(), t.tdy.f32(), t.tdx.f32(), t.tdw.f32(), t.tdb.f32(),
+                      t.twork.f32(), d);
+  expect_close(t.ty, r.y, kFloatTol, "float y");
+  expect_close(t.tdx, r.dx, kFloatTol, "float dx");
+  expect_close(t.tdw, r.dw, kFloatTol, "float dw");
+  expect_close(t.tdb, r.db, kFloatTol, "float db");
+  return t;
 }
 
 class ConvTest : public CpuOpsTest, public ::testing::WithParamInterface<ConvCase> {};
 
 TEST_P(ConvTest, ForwardBackwardMatchDirectConvolution) {
   const Conv2dDims d = GetParam().d;
-  const NaiveConv naive{d};
-  const size_t xs = static_cast<size_t>(d.n) * d.h * d.w * d.c;
-  const size_t ys = static_cast<size_t>(d.n) * d.h * d.w * d.k;
-  const size_t ws = static_cast<size_t>(d.ksize) * d.ksize * d.c * d.k;
-  const DVec x = rounded(random_vec(xs, 7)), w = rounded(random_vec(ws, 8));
-  const DVec b = rounded(random_vec(d.k, 9)), dy = rounded(random_vec(ys, 10));
-  DVec y_ref, dx_ref, dw_ref, db_ref;
-  naive.forward(x, w, b, y_ref);
-  naive.backward(x, w, dy, dx_ref, dw_ref, db_ref);
+  const ConvReference r(d, 7);
 
   const size_t work_size = cpu::conv2d_workspace_floats(d);
-  DVec y = poisoned_d(ys), dx = poisoned_d(xs), dw = poisoned_d(ws), db = poisoned_d(d.k);
-  DVec work = poisoned_d(work_size);
-  cpu::conv2d_forward(x.data(), w.data(), b.data(), y.data(), work.data(), d);
+  DVec y = poisoned_d(r.ys), dx = poisoned_d(r.xs), dw = poisoned_d(r.ws);
+  DVec db = poisoned_d(static_cast<size_t>(d.k)), work = poisoned_d(work_size);
+  cpu::conv2d_forward(r.x.data(), r.w.data(), r.b.data(), y.data(), work.data(), d);
   std::fill(work.begin(), work.end(), std::numeric_limits<double>::quiet_NaN());
-  cpu::conv2d_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), work.data(),
-                       d);
-  expect_close(y.data(), y_ref, kDoubleTol, "double y");
-  expect_close(dx.data(), dx_ref, kDoubleTol, "double dx");
-  expect_close(dw.data(), dw_ref, kDoubleTol, "double dw");
-  expect_close(db.data(), db_ref, kDoubleTol, "double db");
+  cpu::conv2d_backward(r.x.data(), r.w.data(), r.dy.data(), dx.data(), dw.data(), db.data(),
+                       work.data(), d);
+  expect_close(y.data(), r.y, kDoubleTol, "double y");
+  expect_close(dx.data(), r.dx, kDoubleTol, "double dx");
+  expect_close(dw.data(), r.dw, kDoubleTol, "double dw");
+  expect_close(db.data(), r.db, kDoubleTol, "double db");
 
   ASSERT_EQ(ops_->conv2d_workspace_floats(d), work_size);
-  Tensor tx = to_tensor(*ops_, x), tw = to_tensor(*ops_, w), tb = to_tensor(*ops_, b);
-  Tensor tdy = to_tensor(*ops_, dy);
-  Tensor ty = poisoned(*ops_, ys), tdx = poisoned(*ops_, xs), tdw = poisoned(*ops_, ws);
-  Tensor tdb = poisoned(*ops_, d.k), twork = poisoned(*ops_, std::max<size_t>(work_size, 1));
-  ops_->conv2d_forward(tx.f32(), tw.f32(), tb.f32(), ty.f32(), twork.f32(), d);
-  std::fill_n(twork.f32(), twork.numel(), kNaN);
-  ops_->conv2d_backward(tx.f32(), tw.f32(), tdy.f32(), tdx.f32(), tdw.f32(), tdb.f32(), twork.f32(),
-                        d);
-  expect_close(ty, y, kFloatTol, "float y");
-  expect_close(tdx, dx, kFloatTol, "float dx");
-  expect_close(tdw, dw, kFloatTol, "float dw");
-  expect_close(tdb, db, kFloatTol, "float db");
+  ConvRun t = run_float_conv(*ops_, r);
 
   // dx == nullptr skips dx and still writes dw and db.
-  std::fill_n(tdw.f32(), tdw.numel(), kNaN);
-  std::fill_n(tdb.f32(), tdb.numel(), kNaN);
-  std::fill_n(tdx.f32(), tdx.numel(), 7.0f);
-  ops_->conv2d_backward(tx.f32(), tw.f32(), tdy.f32(), nullptr, tdw.f32(), tdb.f32(), twork.f32(),
-                        d);
-  expect_close(tdw, dw, kFloatTol, "float dw without dx");
-  expect_close(tdb, db, kFloatTol, "float db without dx");
-  EXPECT_EQ(tdx.f32()[0], 7.0f);
+  std::fill_n(t.tdw.f32(), t.tdw.numel(), kNaN);
+  std::fill_n(t.tdb.f32(), t.tdb.numel(), kNaN);
+  std::fill_n(t.tdx.f32(), t.tdx.numel(), 7.0f);
+  ops_->conv2d_backward(t.tx.f32(), t.tw.f32(), t.tdy.f32(), nullptr, t.tdw.f32(), t.tdb.f32(),
+                        t.twork.f32(), d);
+  expect_close(t.tdw, r.dw, kFloatTol, "float dw without dx");
+  expect_close(t.tdb, r.db, kFloatTol, "float db without dx");
+  EXPECT_EQ(t.tdx.f32()[0], 7.0f);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ConvTest,
@@ -344,27 +362,7 @@ TEST_P(ThreadsTest, ConvSeveralBlocks) {
   ASSERT_LT(block * cpu::conv2d_workspace_slots(d), int64_t{d.n} * d.h * d.w);
   ASSERT_LT(block, int64_t{d.n} * d.h * d.w / cpu::kConv2dBackwardGroups);
   ASSERT_NE(block % (d.h * d.w), 0);
-  const NaiveConv naive{d};
-  const size_t xs = static_cast<size_t>(d.n) * d.h * d.w * d.c;
-  const size_t ys = static_cast<size_t>(d.n) * d.h * d.w * d.k;
-  const size_t ws = static_cast<size_t>(d.ksize) * d.ksize * d.c * d.k;
-  const DVec x = rounded(random_vec(xs, 11)), w = rounded(random_vec(ws, 12));
-  const DVec b = rounded(random_vec(d.k, 13)), dy = rounded(random_vec(ys, 14));
-  DVec y_ref, dx_ref, dw_ref, db_ref;
-  naive.forward(x, w, b, y_ref);
-  naive.backward(x, w, dy, dx_ref, dw_ref, db_ref);
-  Tensor tx = to_tensor(*ops_, x), tw = to_tensor(*ops_, w), tb = to_tensor(*ops_, b);
-  Tensor tdy = to_tensor(*ops_, dy);
-  Tensor ty = poisoned(*ops_, ys), tdx = poisoned(*ops_, xs), tdw = poisoned(*ops_, ws);
-  Tensor tdb = poisoned(*ops_, d.k), twork = poisoned(*ops_, ops_->conv2d_workspace_floats(d));
-  ops_->conv2d_forward(tx.f32(), tw.f32(), tb.f32(), ty.f32(), twork.f32(), d);
-  std::fill_n(twork.f32(), twork.numel(), kNaN);
-  ops_->conv2d_backward(tx.f32(), tw.f32(), tdy.f32(), tdx.f32(), tdw.f32(), tdb.f32(), twork.f32(),
-                        d);
-  expect_close(ty, y_ref, kFloatTol, "float y");
-  expect_close(tdx, dx_ref, kFloatTol, "float dx");
-  expect_close(tdw, dw_ref, kFloatTol, "float dw");
-  expect_close(tdb, db_ref, kFloatTol, "float db");
+  run_float_conv(*ops_, ConvReference(d, 11));
 }
 
 TEST_P(ThreadsTest, DenseModelShapes) {

@@ -4,6 +4,8 @@
 // the backward kernel given dy = r.
 #include <gtest/gtest.h>
 
+#include "tests/kernels/kernel_cases.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -98,21 +100,6 @@ TEST(GradcheckTest, Relu) {
   Vec dx(count);
   relu_backward(y.data(), r.data(), dx.data(), count);
   check_gradient("relu dx", x, dx, loss);
-}
-
-struct ConvCase {
-  Conv2dDims d;
-  const char* name;
-};
-void PrintTo(const ConvCase& c, std::ostream* os) {
-  *os << c.name << " n=" << c.d.n << " h=" << c.d.h << " w=" << c.d.w << " c=" << c.d.c
-      << " k=" << c.d.k << " ksize=" << c.d.ksize;
-}
-struct PoolCase {
-  PoolDims d;
-};
-void PrintTo(const PoolCase& c, std::ostream* os) {
-  *os << "n=" << c.d.n << " h=" << c.d.h << " w=" << c.d.w << " c=" << c.d.c;
 }
 
 class ConvGradcheckTest : public ::testing::TestWithParam<ConvCase> {};

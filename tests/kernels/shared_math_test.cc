@@ -189,6 +189,26 @@ double padded(const std::vector<double>& x, const ConvCase& s, int img, int y, i
   return x[static_cast<size_t>(((img * s.h + y) * s.w + xx) * s.c + ci)];
 }
 
+TEST(SharedMath, NhwcSplitAndFlatAreInverse) {
+  // Every element of a [3, 5, 7, 2] tensor, against nested loops in NHWC order.
+  const int n = 3, h = 5, w = 7, c = 2;
+  int64_t i = 0;
+  for (int img = 0; img < n; ++img) {
+    for (int y = 0; y < h; ++y) {
+      for (int x = 0; x < w; ++x) {
+        for (int ci = 0; ci < c; ++ci, ++i) {
+          const math::NhwcIndex p = math::nhwc_split(i, h, w, c);
+          EXPECT_EQ(p.img, img);
+          EXPECT_EQ(p.y, y);
+          EXPECT_EQ(p.x, x);
+          EXPECT_EQ(p.ci, ci);
+          EXPECT_EQ(math::nhwc_flat(img, y, x, ci, h, w, c), i);
+        }
+      }
+    }
+  }
+}
+
 TEST(SharedMath, Im2colTimesWeightsIsTheDirectConvolution) {
   std::mt19937 rng(3);
   for (const ConvCase& s : kConvCases) {

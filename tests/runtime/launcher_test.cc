@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/temp_dir.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 #include <thread>
@@ -25,16 +27,7 @@ namespace fs = std::filesystem;
 
 class LauncherTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "pstrain_launcher_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    ::unsetenv("AZ_BATCHAI_NUM_GPUS");
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void SetUp() override { ::unsetenv("AZ_BATCHAI_NUM_GPUS"); }
   // Writes an executable shell script standing in for the pstrain binary.
   std::string script(const std::string& body) {
     const std::string p = dir_ + "/fake-pstrain.sh";
@@ -76,7 +69,8 @@ class LauncherTest : public ::testing::Test {
     }
     return nullptr;
   }
-  std::string dir_;
+  testing_util::TempDir tmp_{"pstrain_launcher"};
+  std::string dir_ = tmp_.path();
 };
 
 // Prints its arguments and cluster environment; workers write a final status file (through a

@@ -1,8 +1,10 @@
 #include "runtime/process.h"
 
 #include <gtest/gtest.h>
+
 #include <sys/stat.h>
 #include <unistd.h>
+#include "tests/temp_dir.h"
 
 #include <cerrno>
 #include <csignal>
@@ -22,15 +24,6 @@ using std::chrono::seconds;
 
 class ProcessTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "pstrain_process_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
   static std::string contents(const std::string& p) {
     auto text = read_file(p);
@@ -57,7 +50,8 @@ class ProcessTest : public ::testing::Test {
     const size_t paren = line.rfind(')');
     return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
   }
-  std::string dir_;
+  testing_util::TempDir tmp_{"pstrain_process"};
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(ProcessTest, EnvironmentOverridesAndInheritance) {

@@ -2,8 +2,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <stdlib.h>
 #include <zlib.h>
+#include "tests/temp_dir.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -70,15 +72,6 @@ Bytes read_all(const fs::path& p) {
 
 class DataTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::path(::testing::TempDir()) / "pstrain_data_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   // Writes a complete data directory: train `n_train` and test `n_test` images of rows x cols.
@@ -100,7 +93,8 @@ class DataTest : public ::testing::Test {
     w("t10k-labels-idx1-ubyte", idx_bytes({n_test}, labels_pattern(n_test, 3)));
   }
 
-  fs::path dir_;
+  testing_util::TempDir tmp_{"pstrain_data"};
+  fs::path dir_ = tmp_.path();
 };
 
 // --- read_idx_file ----------------------------------------------------------------------
