@@ -19,7 +19,7 @@
 
 #include "ps/placement.h"
 #include "ps/server.h"
-#include "worker/ps_client.h"
+#include "ps/client.h"
 
 namespace pstrain {
 namespace {

@@ -23,8 +23,8 @@
 
 #include <zmq_addon.hpp>
 
-#include "runtime/message.h"
-#include "runtime/transport.h"
+#include "runtime/wire/message.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 namespace {

@@ -3,7 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
-#include "runtime/log.h"
+#include "runtime/base/log.h"
 
 namespace pstrain {
 

@@ -1,6 +1,6 @@
 #include "cli/flags.h"
 
-#include "runtime/log.h"
+#include "runtime/base/log.h"
 
 namespace pstrain {
 

@@ -8,8 +8,8 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "runtime/launcher.h"
-#include "runtime/log.h"
+#include "runtime/job/launcher.h"
+#include "runtime/base/log.h"
 
 namespace pstrain {
 namespace {

@@ -5,9 +5,10 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "ps/server.h"
-#include "runtime/cluster.h"
-#include "runtime/files.h"
-#include "runtime/log.h"
+#include "runtime/base/files.h"
+#include "runtime/base/log.h"
+#include "runtime/job/cluster.h"
+#include "runtime/job/task_env.h"
 #include "worker/data.h"
 #include "worker/worker_task.h"
 
@@ -114,7 +115,7 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   o.task_index = task.task_index;
   o.job_id = job_id;
   o.log_every = f.log_every;
-  if (const char* path = std::getenv("PSTRAIN_STATUS_FILE")) o.status_file = path;
+  if (const char* path = std::getenv(task_env::kStatusFile)) o.status_file = path;
   o.client.connect_timeout = seconds_flag(f.connect_timeout_s);
   o.client.reply_timeout = seconds_flag(f.heartbeat_timeout_s);
   auto summary = run_worker_task(o, stdout);

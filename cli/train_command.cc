@@ -3,8 +3,8 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "runtime/files.h"
-#include "runtime/log.h"
+#include "runtime/base/files.h"
+#include "runtime/base/log.h"
 #include "worker/backend.h"
 #include "worker/data.h"
 #include "worker/local_train.h"

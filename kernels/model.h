@@ -20,7 +20,7 @@
 
 #include "kernels/init.h"
 #include "kernels/ops.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace pstrain {
 

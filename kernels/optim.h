@@ -17,7 +17,7 @@
 #include <span>
 #include <string>
 
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace pstrain {
 

@@ -4,7 +4,7 @@
 #include <cassert>
 #include <numeric>
 
-#include "runtime/hash.h"
+#include "runtime/base/hash.h"
 
 namespace pstrain {
 

@@ -4,8 +4,8 @@
 #include <sstream>
 
 #include "ps/wire_optimizer.h"
-#include "runtime/log.h"
-#include "runtime/transport.h"
+#include "runtime/base/log.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 namespace {

@@ -1,7 +1,7 @@
 // ParameterServer: one PS task's event loop over a ZeroMQ ROUTER socket.
 //
 // Contract
-// - Serves HELLO, INIT, PULL, PUSH, HEARTBEAT, DONE and STATUS (runtime/proto/pstrain.proto)
+// - Serves HELLO, INIT, PULL, PUSH, HEARTBEAT, DONE and STATUS (runtime/wire/proto/pstrain.proto)
 //   from any number of workers on one thread: no thread per request or per worker. A PULL
 //   that must wait (variables not initialised yet, or sync training's next step not reached)
 //   is parked and answered when the event happens, or with REPLY_NOT_READY after
@@ -32,8 +32,8 @@
 #include <zmq.hpp>
 
 #include "ps/shard_store.h"
-#include "runtime/message.h"
-#include "runtime/status.h"
+#include "runtime/wire/message.h"
+#include "runtime/base/status.h"
 
 namespace pstrain {
 

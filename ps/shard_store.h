@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "kernels/optim.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace pstrain {
 

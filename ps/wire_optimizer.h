@@ -3,8 +3,8 @@
 #pragma once
 
 #include "kernels/optim.h"
-#include "runtime/proto/pstrain.pb.h"
-#include "runtime/status.h"
+#include "runtime/wire/proto/pstrain.pb.h"
+#include "runtime/base/status.h"
 
 namespace pstrain {
 

@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "kernels/model.h"
-#include "runtime/log.h"
-#include "runtime/progress.h"
+#include "runtime/base/log.h"
+#include "runtime/base/progress.h"
 #include "worker/recent_mean.h"
 
 namespace pstrain {

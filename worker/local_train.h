@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/ops.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 #include "worker/data.h"
 #include "worker/train_config.h"
 

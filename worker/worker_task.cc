@@ -6,9 +6,10 @@
 #include "kernels/model.h"
 #include "ps/placement.h"
 #include "ps/wire_optimizer.h"
-#include "runtime/files.h"
-#include "runtime/hash.h"
-#include "runtime/log.h"
+#include "runtime/base/files.h"
+#include "runtime/base/hash.h"
+#include "runtime/base/log.h"
+#include "runtime/job/task_env.h"
 #include "worker/backend.h"
 #include "worker/data.h"
 #include "worker/recent_mean.h"
@@ -27,12 +28,12 @@ uint64_t layout_hash(const Placement& p, const ModelOptions& m) {
 class StatusWriter {
  public:
   explicit StatusWriter(std::string path) : path_(std::move(path)) {}
-  void write(const nlohmann::json& j, bool force) {
+  void write(const WorkerStatus& status, bool force) {
     if (path_.empty()) return;
     const auto now = Clock::now();
     if (!force && now - last_ < std::chrono::seconds(1)) return;
     last_ = now;
-    Status st = write_file_atomically(path_, j.dump() + "\n");
+    Status st = write_file_atomically(path_, status.to_json().dump() + "\n");
     if (!st.ok() && !warned_) {
       PSTRAIN_LOG(WARNING) << "cannot write the status file: " << st.message();
       warned_ = true;
@@ -74,10 +75,10 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
                             " workers of the cluster");
   }
   StatusWriter status(o.status_file);
-  nlohmann::json progress = {{"task", "worker"},
-                             {"index", o.task_index},
-                             {"state", "starting"},
-                             {"train_steps", o.train.train_steps}};
+  WorkerStatus progress;
+  progress.index = o.task_index;
+  progress.state = "starting";
+  progress.train_steps = o.train.train_steps;
   status.write(progress, true);
 
   PSTRAIN_ASSIGN_OR_RETURN(TrainTestData data, load_data_dir(o.train.data_dir));
@@ -144,7 +145,7 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
   const auto start = Clock::now();
   std::fprintf(out, "Training begins @ worker %d\n", o.task_index);
   std::fflush(out);
-  progress["state"] = "running";
+  progress.state = "running";
   while (true) {
     PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, client->pull(params.host_f32(), min_steps));
     global = steps[0];
@@ -176,10 +177,10 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
                    static_cast<long long>(s.local_steps), static_cast<long long>(global));
       std::fflush(out);
     }
-    progress["local_step"] = s.local_steps;
-    progress["global_step"] = global;
-    progress["loss"] = recent.mean();
-    progress["examples_per_second"] = static_cast<double>(s.local_steps) * batch / secs;
+    progress.local_step = s.local_steps;
+    progress.global_step = global;
+    progress.loss = recent.mean();
+    progress.examples_per_second = static_cast<double>(s.local_steps) * batch / secs;
     status.write(progress, false);
   }
   s.train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -198,7 +199,7 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
                              client->pull(params.host_f32(), o.train.train_steps));
     s.global_step = final_steps[0];
     ops.copy_to_device(model->parameters().raw(), params.raw(), params.bytes());
-    progress["state"] = "evaluating";
+    progress.state = "evaluating";
     status.write(progress, true);
   }
   Status done = client->done();
@@ -219,13 +220,12 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
                  static_cast<long long>(correct), static_cast<long long>(data.test.count));
     std::fflush(out);
   }
-  progress = s.to_json();
-  progress["task"] = "worker";
-  progress["index"] = o.task_index;
-  progress["state"] = "done";
-  progress["train_steps"] = o.train.train_steps;
-  progress["loss"] = s.final_loss;
-  progress["local_step"] = s.local_steps;
+  progress.state = "done";
+  progress.local_step = s.local_steps;
+  progress.global_step = s.global_step;
+  progress.loss = s.final_loss;
+  progress.examples_per_second = s.examples_per_second;
+  if (s.evaluated) progress.test_accuracy = s.test_accuracy;
   status.write(progress, true);
   return s;
 }

@@ -17,9 +17,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/cluster.h"
-#include "runtime/status.h"
-#include "worker/ps_client.h"
+#include "runtime/job/cluster.h"
+#include "runtime/base/status.h"
+#include "ps/client.h"
 #include "worker/train_config.h"
 
 namespace pstrain {

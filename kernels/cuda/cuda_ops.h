@@ -22,7 +22,7 @@
 #include <string>
 
 #include "kernels/ops.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 struct CUstream_st;    // cudaStream_t is CUstream_st*
 struct cublasContext;  // cublasHandle_t is cublasContext*

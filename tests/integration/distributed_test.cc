@@ -11,8 +11,8 @@
 #include <regex>
 #include <sstream>
 
-#include "runtime/process.h"
-#include "runtime/transport.h"
+#include "runtime/job/process.h"
+#include "runtime/wire/transport.h"
 #include "worker/data.h"
 
 namespace pstrain {

@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "runtime/files.h"
-#include "runtime/process.h"
+#include "runtime/base/files.h"
+#include "runtime/job/process.h"
 
 namespace pstrain {
 namespace {

@@ -6,8 +6,8 @@
 #include <future>
 #include <thread>
 
-#include "runtime/transport.h"
-#include "worker/ps_client.h"
+#include "runtime/wire/transport.h"
+#include "ps/client.h"
 
 namespace pstrain {
 namespace {

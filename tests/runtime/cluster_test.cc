@@ -1,4 +1,4 @@
-#include "runtime/cluster.h"
+#include "runtime/job/cluster.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 // launch_local_job with fake tasks (shell scripts standing in for pstrain): the environment and
 // arguments each task gets, the summary, failure and cancellation handling. The real binary is
 // exercised by tests/integration/launch_test.cc.
-#include "runtime/launcher.h"
+#include "runtime/job/launcher.h"
 
 #include <gtest/gtest.h>
 
@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "runtime/files.h"
+#include "runtime/base/files.h"
 
 namespace pstrain {
 namespace {

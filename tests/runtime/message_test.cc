@@ -1,6 +1,6 @@
 // Tests for runtime/message.h (encode/decode, zero copy, rejection of bad bytes) and
 // runtime/transport.h (endpoints, socket helpers, free ports).
-#include "runtime/message.h"
+#include "runtime/wire/message.h"
 
 #include <gmock/gmock.h>
 #include <google/protobuf/stubs/logging.h>
@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/transport.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 namespace {

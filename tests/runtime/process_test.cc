@@ -1,4 +1,4 @@
-#include "runtime/process.h"
+#include "runtime/job/process.h"
 
 #include <gtest/gtest.h>
 
@@ -14,7 +14,7 @@
 #include <sstream>
 #include <thread>
 
-#include "runtime/files.h"
+#include "runtime/base/files.h"
 
 namespace pstrain {
 namespace {

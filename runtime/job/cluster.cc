@@ -1,4 +1,4 @@
-#include "runtime/cluster.h"
+#include "runtime/job/cluster.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,7 +8,8 @@
 #include <sstream>
 #include <utility>
 
-#include "runtime/hash.h"
+#include "runtime/base/hash.h"
+#include "runtime/job/task_env.h"
 
 namespace pstrain {
 namespace {
@@ -17,11 +18,11 @@ constexpr const char* kDefaultPsHosts = "localhost:2222";
 constexpr const char* kDefaultWorkerHosts = "localhost:2223,localhost:2224";
 constexpr int kDefaultNumGpus = 1;
 
-constexpr const char* kEnvPsHosts = "AZ_BATCHAI_PS_HOSTS";
-constexpr const char* kEnvWorkerHosts = "AZ_BATCHAI_WORKER_HOSTS";
-constexpr const char* kEnvTaskIndex = "AZ_BATCHAI_TASK_INDEX";
-constexpr const char* kEnvNumGpus = "AZ_BATCHAI_NUM_GPUS";
-constexpr const char* kEnvTfConfig = "TF_CONFIG";
+constexpr const char* kEnvPsHosts = task_env::kPsHosts;
+constexpr const char* kEnvWorkerHosts = task_env::kWorkerHosts;
+constexpr const char* kEnvTaskIndex = task_env::kTaskIndex;
+constexpr const char* kEnvNumGpus = task_env::kNumGpus;
+constexpr const char* kEnvTfConfig = task_env::kTfConfig;
 
 std::string quote(const std::string& s) { return "\"" + s + "\""; }
 

@@ -1,4 +1,4 @@
-#include "runtime/message.h"
+#include "runtime/wire/message.h"
 
 #include <bit>
 #include <cassert>

@@ -1,4 +1,4 @@
-// The one place where pstrain messages are encoded and decoded (see runtime/proto/pstrain.proto).
+// The one place where pstrain messages are encoded and decoded (see runtime/wire/proto/pstrain.proto).
 //
 // Contract: a message on the wire is one ZeroMQ multipart message: [routing id, ROUTER side
 // only] + one frame holding a serialized wire::Header + one raw frame per Header.frames entry
@@ -39,8 +39,8 @@
 
 #include <zmq.hpp>
 
-#include "runtime/proto/pstrain.pb.h"
-#include "runtime/status.h"
+#include "runtime/wire/proto/pstrain.pb.h"
+#include "runtime/base/status.h"
 
 namespace pstrain {
 

@@ -1,4 +1,4 @@
-#include "runtime/launcher.h"
+#include "runtime/job/launcher.h"
 
 #include <sys/stat.h>
 
@@ -15,9 +15,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/files.h"
-#include "runtime/progress.h"
-#include "runtime/transport.h"
+#include "runtime/base/files.h"
+#include "runtime/base/progress.h"
+#include "runtime/job/task_env.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 namespace {
@@ -36,15 +37,9 @@ struct Task {
   bool running() const { return proc.has_value() && proc->running(); }
 };
 
-// What a worker's status file said last (see worker/worker_task.h).
-struct WorkerProgress {
+// What a worker's status file said last (runtime/job/task_env.h).
+struct WorkerProgress : WorkerStatus {
   bool seen = false;
-  std::string state;
-  int64_t global_step = 0;
-  int64_t train_steps = 0;
-  std::optional<double> loss;
-  double examples_per_second = 0;
-  std::optional<double> test_accuracy;
 };
 
 std::string absolute_dir(const std::string& dir) {
@@ -113,26 +108,14 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
   return out;
 }
 
-template <typename T>
-std::optional<T> number_field(const nlohmann::json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number()) return std::nullopt;
-  return it->get<T>();
-}
-
 // Reads a status file; a missing, partial or malformed one leaves `p` as it was.
 void read_progress(const std::string& path, WorkerProgress& p) {
   auto text = read_file(path);
   if (!text.ok()) return;
-  const nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return;
+  std::optional<WorkerStatus> status = parse_worker_status(*text);
+  if (!status) return;
+  static_cast<WorkerStatus&>(p) = *status;
   p.seen = true;
-  if (auto it = j.find("state"); it != j.end() && it->is_string()) p.state = it->get<std::string>();
-  if (auto v = number_field<int64_t>(j, "global_step")) p.global_step = *v;
-  if (auto v = number_field<int64_t>(j, "train_steps")) p.train_steps = *v;
-  if (auto v = number_field<double>(j, "loss")) p.loss = *v;
-  if (auto v = number_field<double>(j, "examples_per_second")) p.examples_per_second = *v;
-  if (auto v = number_field<double>(j, "test_accuracy")) p.test_accuracy = *v;
 }
 
 // The last `n` lines of a file (reads at most its last 16 KiB).
@@ -347,19 +330,18 @@ Result<LaunchSummary> launch_local_job(const LaunchOptions& o, std::FILE* progre
     SubprocessOptions so;
     so.argv = args;
     so.argv[1] = "--job_name=" + t.info.job;
-    so.env["AZ_BATCHAI_PS_HOSTS"] = ps_list;
-    so.env["AZ_BATCHAI_WORKER_HOSTS"] = worker_list;
-    so.env["AZ_BATCHAI_TASK_INDEX"] = std::to_string(t.info.index);
-    so.env["AZ_BATCHAI_JOB_NAME"] = fs::path(job_dir).filename().string();
-    so.env["AZ_BATCHAI_STDOUTERR_DIR"] = job_dir;
-    so.env["AZ_BATCHAI_NUM_GPUS"] =
+    so.env[task_env::kPsHosts] = ps_list;
+    so.env[task_env::kWorkerHosts] = worker_list;
+    so.env[task_env::kTaskIndex] = std::to_string(t.info.index);
+    so.env[task_env::kJobName] = fs::path(job_dir).filename().string();
+    so.env[task_env::kStdoutErrDir] = job_dir;
+    so.env[task_env::kNumGpus] =
         o.num_gpus ? std::optional<std::string>(std::to_string(*o.num_gpus)) : std::nullopt;
-    so.env["TF_CONFIG"] = nlohmann::json{
+    so.env[task_env::kTfConfig] = nlohmann::json{
         {"cluster", cluster},
         {"task", {{"type", t.info.job}, {"index", t.info.index}}},
-        {"environment",
-         "cloud"}}.dump();
-    so.env["PSTRAIN_STATUS_FILE"] =
+        {"environment", "cloud"}}.dump();
+    so.env[task_env::kStatusFile] =
         t.worker ? std::optional<std::string>(t.status_path) : std::nullopt;
     so.stdout_path = t.info.stdout_path;
     so.stderr_path = t.info.stderr_path;

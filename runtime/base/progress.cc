@@ -1,4 +1,4 @@
-#include "runtime/progress.h"
+#include "runtime/base/progress.h"
 
 #include <unistd.h>
 

@@ -1,12 +1,12 @@
-#include "worker/ps_client.h"
+#include "ps/client.h"
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
 
-#include "runtime/log.h"
-#include "runtime/transport.h"
+#include "runtime/base/log.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 namespace {

@@ -1,4 +1,4 @@
-#include "runtime/process.h"
+#include "runtime/job/process.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -19,7 +19,7 @@
 
 #include <zmq.hpp>
 
-#include "runtime/status.h"
+#include "runtime/base/status.h"
 
 namespace pstrain {
 

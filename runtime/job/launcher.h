@@ -37,8 +37,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/process.h"
-#include "runtime/status.h"
+#include "runtime/job/process.h"
+#include "runtime/base/status.h"
 
 namespace pstrain {
 

@@ -28,9 +28,9 @@
 #include <zmq.hpp>
 
 #include "ps/placement.h"
-#include "runtime/cluster.h"
-#include "runtime/message.h"
-#include "runtime/status.h"
+#include "runtime/base/status.h"
+#include "runtime/job/cluster.h"
+#include "runtime/wire/message.h"
 
 namespace pstrain {
 
