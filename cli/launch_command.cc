@@ -8,8 +8,8 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "runtime/job/launcher.h"
 #include "runtime/base/log.h"
+#include "runtime/job/launcher.h"
 
 namespace pstrain {
 namespace {

@@ -114,11 +114,13 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   o.cluster = task.cluster;
   o.task_index = task.task_index;
   o.job_id = job_id;
-  o.log_every = f.log_every;
-  if (const char* path = std::getenv(task_env::kStatusFile)) o.status_file = path;
   o.client.connect_timeout = seconds_flag(f.connect_timeout_s);
   o.client.reply_timeout = seconds_flag(f.heartbeat_timeout_s);
-  auto summary = run_worker_task(o, stdout);
+  const char* status_path = std::getenv(task_env::kStatusFile);
+  WorkerLinesSink lines(stdout, f.log_every);
+  StatusFileSink status(status_path ? status_path : "", task.task_index, config.train_steps);
+  SinkList sinks({&lines, &status});
+  auto summary = run_worker_task(o, sinks);
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << "worker " << task.task_index << ": " << summary.status().message();
     // A bad flag or a missing data directory is a configuration error (cli.h: exit 2).

@@ -30,7 +30,8 @@ int run_train_command(const TrainCommandFlags& flags) {
   }
   if (!backend->warning.empty()) PSTRAIN_LOG(WARNING) << backend->warning;
 
-  auto summary = train_locally(*config, *data, *backend->ops, stderr);
+  ProgressLineSink progress(stderr);
+  auto summary = train_locally(*config, *data, *backend->ops, progress);
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << summary.status().message();
     return kExitFailure;

@@ -2,12 +2,9 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstring>
-#include <sstream>
 
 #include "kernels/model.h"
 #include "runtime/base/log.h"
-#include "runtime/base/progress.h"
 #include "worker/recent_mean.h"
 
 namespace pstrain {
@@ -29,20 +26,8 @@ nlohmann::json TrainSummary::to_json() const {
   };
 }
 
-namespace {
-
-std::string format_rate(double v) {
-  std::ostringstream os;
-  os.setf(std::ios::fixed);
-  os.precision(0);
-  os << v;
-  return os.str();
-}
-
-}  // namespace
-
 Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestData& data, Ops& ops,
-                                   std::FILE* progress) {
+                                   TrainingSink& user_sink) {
   PSTRAIN_RETURN_IF_ERROR(validate(config));
   using Clock = std::chrono::steady_clock;
   const auto wall_start = Clock::now();
@@ -78,9 +63,18 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
                     << batch << ", " << optimizer_name(config.optimizer.kind) << " lr "
                     << config.optimizer.learning_rate;
 
-  ProgressLine line(progress);
+  SummarySink summary;
+  SinkList sink({&user_sink, &summary});
+  sink.begin({.model = mo.name,
+              .backend = ops.description(),
+              .num_parameters = count,
+              .train_steps = config.train_steps,
+              .batch_size = batch,
+              .task_index = 0,
+              .chief = true});
   RecentMean recent;
   const auto train_start = Clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - train_start).count(); };
   for (int64_t step = 1; step <= config.train_steps; ++step) {
     source.next(batch, images.host_f32(),
                 std::span<int32_t>(labels.i32(), static_cast<size_t>(batch)));
@@ -91,26 +85,36 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
                          slot0, slot1, count, step);
     const float loss = model->read_loss();  // synchronizes: the batch buffers are free again
     if (!std::isfinite(loss)) {
-      line.finish();
       return failed_precondition("training diverged: loss is " + std::to_string(loss) +
                                  " at step " + std::to_string(step) + "; lower --learning_rate");
     }
     recent.add(loss);
-    const double secs = std::chrono::duration<double>(Clock::now() - train_start).count();
-    std::ostringstream text;
-    text.setf(std::ios::fixed);
-    text.precision(4);
-    text << "step " << step << "/" << config.train_steps << "  loss " << recent.mean() << "  "
-         << format_rate(static_cast<double>(step) * batch / secs) << " examples/s";
-    line.update(text.str(), step == config.train_steps);
+    const double secs = seconds();
+    sink.step({.local_step = step,
+               .global_step = step,
+               .loss = loss,
+               .mean_loss = recent.mean(),
+               .examples_per_second = static_cast<double>(step) * batch / secs,
+               .elapsed_seconds = secs});
   }
-  line.finish();
-  const double train_secs = std::chrono::duration<double>(Clock::now() - train_start).count();
+  const double train_secs = seconds();
+  sink.training_end(
+      {.local_steps = config.train_steps,
+       .global_step = config.train_steps,
+       .train_seconds = train_secs,
+       .examples_per_second = static_cast<double>(config.train_steps) * batch / train_secs,
+       .final_loss = recent.mean()});
 
-  const int64_t correct =
+  EvalReport eval;
+  eval.global_step = config.train_steps;
+  eval.count = data.test.count;
+  eval.correct =
       model->count_correct(data.test.images, data.test.labels,
                            std::min<int>(config.eval_batch, static_cast<int>(data.test.count)));
+  sink.evaluation(eval);
+  sink.finish();
 
+  const TrainingRecord& r = summary.record();
   TrainSummary s;
   s.model = mo.name;
   s.backend = ops.description();
@@ -118,11 +122,11 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
   s.steps = config.train_steps;
   s.batch_size = batch;
   s.num_parameters = count;
-  s.final_loss = recent.mean();
+  s.final_loss = r.final_loss;
   s.test_examples = data.test.count;
-  s.test_accuracy = data.test.count ? static_cast<double>(correct) / data.test.count : 0.0;
-  s.train_seconds = train_secs;
-  s.examples_per_second = static_cast<double>(config.train_steps) * batch / train_secs;
+  s.test_accuracy = r.test ? r.test->accuracy() : 0.0;
+  s.train_seconds = r.train_seconds;
+  s.examples_per_second = r.examples_per_second;
   s.wall_seconds = std::chrono::duration<double>(Clock::now() - wall_start).count();
   return s;
 }

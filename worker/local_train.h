@@ -5,7 +5,6 @@
 // Thread-safety: one call at a time per Ops.
 #pragma once
 
-#include <cstdio>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +13,7 @@
 #include "runtime/base/status.h"
 #include "worker/data.h"
 #include "worker/train_config.h"
+#include "worker/training_sink.h"
 
 namespace pstrain {
 
@@ -34,9 +34,10 @@ struct TrainSummary {
   nlohmann::json to_json() const;
 };
 
-// Trains on `data.train` and evaluates on `data.test`. Progress goes to `progress` (a live
-// line on a terminal, periodic lines in a log).
+// Trains on `data.train` and evaluates on `data.test`, reporting every step, the end of
+// training and the evaluation to `sink` (worker/training_sink.h; `pstrain train` gives it a
+// ProgressLineSink). The summary is built from the same reports.
 Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestData& data, Ops& ops,
-                                   std::FILE* progress);
+                                   TrainingSink& sink);
 
 }  // namespace pstrain

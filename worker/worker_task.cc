@@ -6,10 +6,8 @@
 #include "kernels/model.h"
 #include "ps/placement.h"
 #include "ps/wire_optimizer.h"
-#include "runtime/base/files.h"
 #include "runtime/base/hash.h"
 #include "runtime/base/log.h"
-#include "runtime/job/task_env.h"
 #include "worker/backend.h"
 #include "worker/data.h"
 #include "worker/recent_mean.h"
@@ -19,32 +17,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 uint64_t layout_hash(const Placement& p, const ModelOptions& m) {
   // The placement hash covers names, shapes (through chunk sizes) and PS assignment; mix in
   // the model name so an MLP and a CNN with equal chunking never match.
   return Fnv1a().add_int(static_cast<int64_t>(p.hash)).add(m.name).value();
 }
-
-class StatusWriter {
- public:
-  explicit StatusWriter(std::string path) : path_(std::move(path)) {}
-  void write(const WorkerStatus& status, bool force) {
-    if (path_.empty()) return;
-    const auto now = Clock::now();
-    if (!force && now - last_ < std::chrono::seconds(1)) return;
-    last_ = now;
-    Status st = write_file_atomically(path_, status.to_json().dump() + "\n");
-    if (!st.ok() && !warned_) {
-      PSTRAIN_LOG(WARNING) << "cannot write the status file: " << st.message();
-      warned_ = true;
-    }
-  }
-
- private:
-  std::string path_;
-  Clock::time_point last_{};
-  bool warned_ = false;
-};
 
 }  // namespace
 
@@ -63,7 +44,7 @@ nlohmann::json WorkerTaskSummary::to_json() const {
   return j;
 }
 
-Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE* out) {
+Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, TrainingSink& user_sink) {
   PSTRAIN_RETURN_IF_ERROR(validate(o.train));
   const int num_workers = static_cast<int>(o.cluster.workers.size());
   const int num_ps = static_cast<int>(o.cluster.ps.size());
@@ -74,12 +55,8 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
                             " is more than the " + std::to_string(num_workers) +
                             " workers of the cluster");
   }
-  StatusWriter status(o.status_file);
-  WorkerStatus progress;
-  progress.index = o.task_index;
-  progress.state = "starting";
-  progress.train_steps = o.train.train_steps;
-  status.write(progress, true);
+  SummarySink summary;
+  SinkList sink({&user_sink, &summary});
 
   PSTRAIN_ASSIGN_OR_RETURN(TrainTestData data, load_data_dir(o.train.data_dir));
   PSTRAIN_ASSIGN_OR_RETURN(
@@ -136,16 +113,19 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
   }
   const std::span<int32_t> label_span(labels.i32(), static_cast<size_t>(batch));
 
-  WorkerTaskSummary s;
-  s.task_index = o.task_index;
-  s.backend = ops.description();
   RecentMean recent;
   PsSteps min_steps(static_cast<size_t>(num_ps), 0);
   int64_t global = 0;
+  int64_t local_steps = 0;
+  int64_t rejected = 0;
+  sink.begin({.model = mo.name,
+              .backend = ops.description(),
+              .num_parameters = count,
+              .train_steps = o.train.train_steps,
+              .batch_size = batch,
+              .task_index = o.task_index,
+              .chief = chief});
   const auto start = Clock::now();
-  std::fprintf(out, "Training begins @ worker %d\n", o.task_index);
-  std::fflush(out);
-  progress.state = "running";
   while (true) {
     PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, client->pull(params.host_f32(), min_steps));
     global = steps[0];
@@ -163,70 +143,69 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, std::FILE*
     }
     PSTRAIN_ASSIGN_OR_RETURN(PushResult pushed,
                              client->push(grads.host_f32(), steps, grads.memory()));
-    ++s.local_steps;
-    if (!pushed.accepted) ++s.rejected_gradients;
+    ++local_steps;
+    if (!pushed.accepted) ++rejected;
     global = pushed.global_step;
     if (o.sync_replicas) {
       // Next, each PS's step after the one it served (their steps may differ by one).
       for (size_t i = 0; i < steps.size(); ++i) min_steps[i] = steps[i] + 1;
     }
     recent.add(loss);
-    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    if (o.log_every > 0 && s.local_steps % o.log_every == 0) {
-      std::fprintf(out, "Worker %d: training step %lld done (global step: %lld)\n", o.task_index,
-                   static_cast<long long>(s.local_steps), static_cast<long long>(global));
-      std::fflush(out);
-    }
-    progress.local_step = s.local_steps;
-    progress.global_step = global;
-    progress.loss = recent.mean();
-    progress.examples_per_second = static_cast<double>(s.local_steps) * batch / secs;
-    status.write(progress, false);
+    const double secs = seconds_since(start);
+    sink.step({.local_step = local_steps,
+               .global_step = global,
+               .loss = loss,
+               .mean_loss = recent.mean(),
+               .examples_per_second = static_cast<double>(local_steps) * batch / secs,
+               .elapsed_seconds = secs});
   }
-  s.train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  s.global_step = global;
-  s.final_loss = recent.mean();
-  s.examples_per_second =
-      s.train_seconds > 0 ? static_cast<double>(s.local_steps) * batch / s.train_seconds : 0.0;
-  std::fprintf(out, "Training ends @ worker %d: %lld local steps, global step %lld\n", o.task_index,
-               static_cast<long long>(s.local_steps), static_cast<long long>(global));
-  std::fprintf(out, "Training elapsed time: %f s\n", s.train_seconds);
-  std::fflush(out);
+  const double train_seconds = seconds_since(start);
+  sink.training_end(
+      {.local_steps = local_steps,
+       .global_step = global,
+       .train_seconds = train_seconds,
+       .examples_per_second =
+           train_seconds > 0 ? static_cast<double>(local_steps) * batch / train_seconds : 0.0,
+       .final_loss = recent.mean()});
 
+  int64_t final_step = global;
   if (chief) {
     // Wait until every worker's last gradient is in, then evaluate those parameters.
     PSTRAIN_ASSIGN_OR_RETURN(PsSteps final_steps,
                              client->pull(params.host_f32(), o.train.train_steps));
-    s.global_step = final_steps[0];
+    final_step = final_steps[0];
     ops.copy_to_device(model->parameters().raw(), params.raw(), params.bytes());
-    progress.state = "evaluating";
-    status.write(progress, true);
   }
   Status done = client->done();
   client->stop_heartbeats();
-  s.bytes_sent = client->bytes_sent();
-  s.bytes_received = client->bytes_received();
   if (!done.ok())
     PSTRAIN_LOG(WARNING) << "could not tell every ps this worker is done: " << done.message();
 
   if (chief) {
-    const int64_t correct =
+    EvalReport eval;
+    eval.global_step = final_step;
+    eval.count = data.test.count;
+    eval.correct =
         model->count_correct(data.test.images, data.test.labels,
                              std::min<int>(o.train.eval_batch, static_cast<int>(data.test.count)));
-    s.evaluated = true;
-    s.test_accuracy = static_cast<double>(correct) / static_cast<double>(data.test.count);
-    std::fprintf(out, "After %lld training step(s), test accuracy = %.4f (%lld/%lld)\n",
-                 static_cast<long long>(s.global_step), s.test_accuracy,
-                 static_cast<long long>(correct), static_cast<long long>(data.test.count));
-    std::fflush(out);
+    sink.evaluation(eval);
   }
-  progress.state = "done";
-  progress.local_step = s.local_steps;
-  progress.global_step = s.global_step;
-  progress.loss = s.final_loss;
-  progress.examples_per_second = s.examples_per_second;
-  if (s.evaluated) progress.test_accuracy = s.test_accuracy;
-  status.write(progress, true);
+  sink.finish();
+
+  const TrainingRecord& r = summary.record();
+  WorkerTaskSummary s;
+  s.task_index = o.task_index;
+  s.backend = ops.description();
+  s.local_steps = r.local_steps;
+  s.global_step = r.global_step;
+  s.rejected_gradients = rejected;
+  s.final_loss = r.final_loss;
+  s.train_seconds = r.train_seconds;
+  s.examples_per_second = r.examples_per_second;
+  s.evaluated = r.test.has_value();
+  s.test_accuracy = r.test ? r.test->accuracy() : 0.0;
+  s.bytes_sent = client->bytes_sent();
+  s.bytes_received = client->bytes_received();
   return s;
 }
 

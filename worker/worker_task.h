@@ -5,22 +5,22 @@
 // them to every PS, and repeats until the global step reaches train_steps. Worker 0 is the
 // chief: it initialises the variables on the PS tasks (the others wait for that event), and at
 // the end evaluates the final parameters on the test set. Every worker tells the PS tasks it is
-// done before returning, so they exit by themselves. Output keeps mnist_replica's lines
-// ("Worker %d: training step %d done (global step: %d)" every log_every steps, "Training
-// elapsed time: %f s", and the chief's "test accuracy = ..."). When `status_file` is set, a
-// small JSON progress record is rewritten atomically about once a second (for launchers).
+// done before returning, so they exit by themselves. Progress, the end of training and the
+// evaluation are reported to `sink` (worker/training_sink.h: mnist_replica's stdout lines,
+// the launcher's status file, ... as the caller composes them); the returned summary is built
+// from the same reports.
 // Thread-safety: one call per process.
 #pragma once
 
-#include <cstdio>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/job/cluster.h"
-#include "runtime/base/status.h"
 #include "ps/client.h"
+#include "runtime/base/status.h"
+#include "runtime/job/cluster.h"
 #include "worker/train_config.h"
+#include "worker/training_sink.h"
 
 namespace pstrain {
 
@@ -32,8 +32,6 @@ struct WorkerTaskOptions {
   ClusterSpec cluster;
   int task_index = 0;
   uint64_t job_id = 0;
-  int log_every = 100;
-  std::string status_file;
   ClientOptions client;  // worker and job_id are filled in from the fields above
 };
 
@@ -54,6 +52,6 @@ struct WorkerTaskSummary {
   nlohmann::json to_json() const;
 };
 
-Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& options, std::FILE* out);
+Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& options, TrainingSink& sink);
 
 }  // namespace pstrain

@@ -1,0 +1,173 @@
+// TrainingSink: the one interface through which a training loop reports what happens, so the
+// loop knows nothing of where reports go. Both loops use it: a distributed worker
+// (worker_task.h) and `pstrain train` (local_train.h).
+//
+// Contract: a loop calls begin() once, step() after every local step, training_end() once when
+// the loop stops, evaluation() for every evaluation (zero or more times, after training_end()
+// for the final one), and finish() last; a loop that fails part-way stops calling. Every
+// report carries values the loop already computed (means, rates), so sinks only format and
+// store. Sinks must not throw; a sink that cannot write (a full disk) warns once and carries
+// on, since losing a report must not stop training.
+//
+// Implementations here: the stdout lines of mnist_replica's worker (WorkerLinesSink), the live
+// progress line of `pstrain train` (ProgressLineSink), the launcher's status file
+// (StatusFileSink, schema in runtime/job/task_env.h), the summary (SummarySink), and a fan-out
+// (SinkList). Checkpoint and TensorBoard event writers plug in as further sinks.
+// Thread-safety: a sink is called from the training loop's thread only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/base/progress.h"
+#include "runtime/job/task_env.h"
+
+namespace pstrain {
+
+struct TrainingBegin {
+  std::string model;
+  std::string backend;
+  int64_t num_parameters = 0;
+  int64_t train_steps = 0;  // global steps to train
+  int batch_size = 0;
+  int task_index = 0;  // the worker's index (0 for `pstrain train`)
+  bool chief = true;   // evaluates at the end
+};
+
+struct StepReport {
+  int64_t local_step = 0;   // steps this process computed, from 1
+  int64_t global_step = 0;  // the job's step after this one was applied (local: = local_step)
+  float loss = 0;           // this step's training loss
+  double mean_loss = 0;     // mean over the recent steps (RecentMean's window)
+  double examples_per_second = 0;  // this process's, since training began
+  double elapsed_seconds = 0;      // since training began
+};
+
+struct TrainingEnd {
+  int64_t local_steps = 0;
+  int64_t global_step = 0;
+  double train_seconds = 0;
+  double examples_per_second = 0;
+  double final_loss = 0;  // mean over the last steps (RecentMean's window)
+};
+
+struct EvalReport {
+  std::string split = "test";  // which data set was evaluated
+  int64_t global_step = 0;     // the parameters' step
+  int64_t correct = 0;
+  int64_t count = 0;
+  double accuracy() const {
+    return count > 0 ? static_cast<double>(correct) / static_cast<double>(count) : 0.0;
+  }
+};
+
+class TrainingSink {
+ public:
+  virtual ~TrainingSink() = default;
+  virtual void begin(const TrainingBegin&) {}
+  virtual void step(const StepReport&) {}
+  virtual void training_end(const TrainingEnd&) {}
+  virtual void evaluation(const EvalReport&) {}
+  virtual void finish() {}
+};
+
+// Passes every report to each sink in order. The sinks must outlive the list.
+class SinkList : public TrainingSink {
+ public:
+  SinkList() = default;
+  explicit SinkList(std::vector<TrainingSink*> sinks) : sinks_(std::move(sinks)) {}
+  void add(TrainingSink* sink) { sinks_.push_back(sink); }
+  void begin(const TrainingBegin& r) override;
+  void step(const StepReport& r) override;
+  void training_end(const TrainingEnd& r) override;
+  void evaluation(const EvalReport& r) override;
+  void finish() override;
+
+ private:
+  std::vector<TrainingSink*> sinks_;
+};
+
+// mnist_replica's worker lines on `out`, flushed as written:
+//   "Training begins @ worker %d"
+//   "Worker %d: training step %d done (global step: %d)"      every `log_every` local steps
+//   "Training ends @ worker %d: %d local steps, global step %d"
+//   "Training elapsed time: %f s"
+//   "After %d training step(s), test accuracy = %.4f (%d/%d)" for each test-set evaluation
+// log_every <= 0 prints no step lines.
+class WorkerLinesSink : public TrainingSink {
+ public:
+  WorkerLinesSink(std::FILE* out, int log_every) : out_(out), log_every_(log_every) {}
+  void begin(const TrainingBegin& r) override;
+  void step(const StepReport& r) override;
+  void training_end(const TrainingEnd& r) override;
+  void evaluation(const EvalReport& r) override;
+
+ private:
+  std::FILE* out_;
+  int log_every_;
+  int task_index_ = 0;
+};
+
+// `pstrain train`'s live line on `out` ("step 120/200  loss 0.5123  81234 examples/s"): in
+// place on a terminal, a line every few seconds in a log (runtime/base/progress.h); ended at
+// training_end().
+class ProgressLineSink : public TrainingSink {
+ public:
+  explicit ProgressLineSink(std::FILE* out) : line_(out) {}
+  void begin(const TrainingBegin& r) override { train_steps_ = r.train_steps; }
+  void step(const StepReport& r) override;
+  void training_end(const TrainingEnd&) override { line_.finish(); }
+
+ private:
+  ProgressLine line_;
+  int64_t train_steps_ = 0;
+};
+
+// Keeps the launcher's status file (runtime/job/task_env.h) up to date: "starting" when
+// constructed, "running" with the step, loss and rate at most about once a second,
+// "evaluating" after training on the chief, "done" at finish(). Empty path: writes nothing.
+class StatusFileSink : public TrainingSink {
+ public:
+  StatusFileSink(std::string path, int task_index, int64_t train_steps);
+  void begin(const TrainingBegin& r) override;
+  void step(const StepReport& r) override;
+  void training_end(const TrainingEnd& r) override;
+  void evaluation(const EvalReport& r) override;
+  void finish() override;
+
+ private:
+  void write(bool force);
+
+  std::string path_;
+  WorkerStatus status_;
+  bool chief_ = true;
+  std::chrono::steady_clock::time_point last_{};
+  bool warned_ = false;
+};
+
+// What a training run did, as its summary reports it.
+struct TrainingRecord {
+  int64_t local_steps = 0;
+  int64_t global_step = 0;  // the highest seen (the chief's final evaluation included)
+  double final_loss = 0;
+  double train_seconds = 0;
+  double examples_per_second = 0;
+  std::optional<EvalReport> test;  // the last test-set evaluation
+};
+
+class SummarySink : public TrainingSink {
+ public:
+  void step(const StepReport& r) override;
+  void training_end(const TrainingEnd& r) override;
+  void evaluation(const EvalReport& r) override;
+  const TrainingRecord& record() const { return record_; }
+
+ private:
+  TrainingRecord record_;
+};
+
+}  // namespace pstrain
