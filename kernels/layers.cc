@@ -1,6 +1,5 @@
 #include "kernels/layers.h"
-
-#include <cassert>
+#include "runtime/base/check.h"
 
 namespace pstrain {
 
@@ -20,7 +19,7 @@ std::vector<LayerVariable> DenseLayer::variable_specs() const {
 }
 
 void DenseLayer::bind(const std::vector<float*>& params, const std::vector<float*>& grads) {
-  assert(params.size() == 2 && grads.size() == 2);
+  PSTRAIN_CHECK(params.size() == 2 && grads.size() == 2);
   w_ = params[0];
   b_ = params[1];
   dw_ = grads[0];
@@ -64,7 +63,7 @@ std::vector<LayerVariable> Conv2dLayer::variable_specs() const {
 }
 
 void Conv2dLayer::bind(const std::vector<float*>& params, const std::vector<float*>& grads) {
-  assert(params.size() == 2 && grads.size() == 2);
+  PSTRAIN_CHECK(params.size() == 2 && grads.size() == 2);
   w_ptr_ = params[0];
   b_ = params[1];
   dw_ = grads[0];

@@ -1,6 +1,6 @@
 #include "kernels/model.h"
+#include "runtime/base/check.h"
 
-#include <cassert>
 #include <cmath>
 
 #include "kernels/layers.h"
@@ -145,8 +145,8 @@ Model::Buffers& Model::buffers_for(int n) {
 }
 
 void Model::upload_batch(std::span<const float> images, std::span<const int32_t> labels, int n) {
-  assert(images.size() == static_cast<size_t>(n * input_features_));
-  assert(labels.size() == static_cast<size_t>(n));
+  PSTRAIN_CHECK(images.size() == static_cast<size_t>(n * input_features_));
+  PSTRAIN_CHECK(labels.size() == static_cast<size_t>(n));
   Buffers& b = buffers_for(n);
   ops_->copy_to_device(b.acts[0].raw(), images.data(), images.size_bytes());
   ops_->copy_to_device(b.labels.raw(), labels.data(), labels.size_bytes());

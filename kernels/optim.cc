@@ -1,7 +1,7 @@
 #include "kernels/optim.h"
+#include "runtime/base/check.h"
 
 #include <algorithm>
-#include <cassert>
 #include <cctype>
 #include <cstddef>
 
@@ -54,7 +54,7 @@ float optimizer_slot_initial_value(const OptimizerConfig& config) {
 }
 
 void sgd_update(std::span<float> param, std::span<const float> grad, float lr) {
-  assert(param.size() == grad.size());
+  PSTRAIN_CHECK(param.size() == grad.size());
   float* p = param.data();
   const float* g = grad.data();
   const size_t count = param.size();
@@ -63,7 +63,7 @@ void sgd_update(std::span<float> param, std::span<const float> grad, float lr) {
 
 void momentum_update(std::span<float> param, std::span<const float> grad, std::span<float> accum,
                      float lr, float momentum) {
-  assert(param.size() == grad.size() && param.size() == accum.size());
+  PSTRAIN_CHECK(param.size() == grad.size() && param.size() == accum.size());
   float* p = param.data();
   const float* g = grad.data();
   float* a = accum.data();
@@ -73,8 +73,9 @@ void momentum_update(std::span<float> param, std::span<const float> grad, std::s
 
 void adam_update(std::span<float> param, std::span<const float> grad, std::span<float> m,
                  std::span<float> v, float lr, float beta1, float beta2, float epsilon, int64_t t) {
-  assert(param.size() == grad.size() && param.size() == m.size() && param.size() == v.size());
-  assert(t >= 1 && "Adam's step count starts at 1");
+  PSTRAIN_CHECK(param.size() == grad.size() && param.size() == m.size() &&
+                param.size() == v.size());
+  PSTRAIN_CHECK(t >= 1, "Adam's step count starts at 1");
   const float lr_t = adam_step_size(lr, beta1, beta2, t);
   float* p = param.data();
   const float* g = grad.data();
@@ -87,7 +88,7 @@ void adam_update(std::span<float> param, std::span<const float> grad, std::span<
 
 void adagrad_update(std::span<float> param, std::span<const float> grad, std::span<float> accum,
                     float lr) {
-  assert(param.size() == grad.size() && param.size() == accum.size());
+  PSTRAIN_CHECK(param.size() == grad.size() && param.size() == accum.size());
   float* p = param.data();
   const float* g = grad.data();
   float* a = accum.data();

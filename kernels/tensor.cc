@@ -1,6 +1,6 @@
 #include "kernels/tensor.h"
+#include "runtime/base/check.h"
 
-#include <cassert>
 #include <cstdlib>
 #include <new>
 #include <sstream>
@@ -41,28 +41,28 @@ Tensor::Tensor(Device device, DType dtype, Shape shape, std::shared_ptr<void> me
       memory_(std::move(memory)) {}
 
 float* Tensor::f32() {
-  assert(dtype_ == DType::kFloat32);
+  PSTRAIN_CHECK(dtype_ == DType::kFloat32);
   return static_cast<float*>(memory_.get());
 }
 const float* Tensor::f32() const {
-  assert(dtype_ == DType::kFloat32);
+  PSTRAIN_CHECK(dtype_ == DType::kFloat32);
   return static_cast<const float*>(memory_.get());
 }
 int32_t* Tensor::i32() {
-  assert(dtype_ == DType::kInt32);
+  PSTRAIN_CHECK(dtype_ == DType::kInt32);
   return static_cast<int32_t*>(memory_.get());
 }
 const int32_t* Tensor::i32() const {
-  assert(dtype_ == DType::kInt32);
+  PSTRAIN_CHECK(dtype_ == DType::kInt32);
   return static_cast<const int32_t*>(memory_.get());
 }
 
 std::span<float> Tensor::host_f32() {
-  assert(device_ == Device::kCpu);
+  PSTRAIN_CHECK(device_ == Device::kCpu);
   return {f32(), static_cast<size_t>(numel_)};
 }
 std::span<const float> Tensor::host_f32() const {
-  assert(device_ == Device::kCpu);
+  PSTRAIN_CHECK(device_ == Device::kCpu);
   return {f32(), static_cast<size_t>(numel_)};
 }
 

@@ -1,7 +1,7 @@
 #include "ps/placement.h"
+#include "runtime/base/check.h"
 
 #include <algorithm>
-#include <cassert>
 #include <numeric>
 
 #include "runtime/base/hash.h"
@@ -15,7 +15,7 @@ int64_t default_max_chunk_elements(int64_t total_elements, int num_ps) {
 
 Placement place_variables(const std::vector<VariableSpec>& variables, int num_ps,
                           int64_t max_chunk_elements) {
-  assert(num_ps >= 1);
+  PSTRAIN_CHECK(num_ps >= 1);
   Placement p;
   p.num_ps = num_ps;
   for (const auto& v : variables) p.total_elements += v.numel();

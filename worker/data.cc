@@ -1,10 +1,10 @@
 #include "worker/data.h"
+#include "runtime/base/check.h"
 
 #include <sys/stat.h>
 #include <zlib.h>
 
 #include <algorithm>
-#include <cassert>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -218,7 +218,7 @@ class ByteStream {
 // Reads and validates an IDX file. With keep_data false the data section is checked (length,
 // and for gzip the whole stream with its CRC) but not stored.
 Result<IdxArray> read_idx(const std::string& path, int expected_rank, bool keep_data) {
-  assert(expected_rank >= 1 && expected_rank <= 255);
+  PSTRAIN_CHECK(expected_rank >= 1 && expected_rank <= 255);
   ByteStream in;
   PSTRAIN_RETURN_IF_ERROR(in.open(path));
   const char* what = in.gzip() ? "decompressed data" : "file";
@@ -518,10 +518,10 @@ Result<std::string> check_data_dir(const std::string& dir) {
 
 BatchSource::BatchSource(const Dataset& data, int task_index, int num_tasks, uint64_t seed)
     : data_(&data), task_index_(task_index), seed_(seed) {
-  assert(num_tasks > 0 && "num_tasks must be positive");
-  assert(task_index >= 0 && task_index < num_tasks && "task_index out of range");
-  assert(data.count >= 0 && static_cast<int64_t>(data.labels.size()) == data.count &&
-         static_cast<int64_t>(data.images.size()) == data.count * data.pixels());
+  PSTRAIN_CHECK(num_tasks > 0, "num_tasks must be positive");
+  PSTRAIN_CHECK(task_index >= 0 && task_index < num_tasks, "task_index out of range");
+  PSTRAIN_CHECK(data.count >= 0 && static_cast<int64_t>(data.labels.size()) == data.count &&
+                static_cast<int64_t>(data.images.size()) == data.count * data.pixels());
   std::vector<int64_t> perm(static_cast<size_t>(data.count));
   std::iota(perm.begin(), perm.end(), int64_t{0});
   std::mt19937_64 rng = seeded_rng({kPermutationStream, seed});
@@ -543,11 +543,11 @@ void BatchSource::reshuffle() {
 }
 
 void BatchSource::next(int batch, std::span<float> images, std::span<int32_t> labels) {
-  assert(batch > 0 && "batch must be positive");
-  assert(!shard_.empty() && "empty shard: check shard_size() before asking for batches");
+  PSTRAIN_CHECK(batch > 0, "batch must be positive");
+  PSTRAIN_CHECK(!shard_.empty(), "empty shard: check shard_size() before asking for batches");
   const int64_t pixels = data_->pixels();
-  assert(static_cast<int64_t>(images.size()) == batch * pixels && "images span size");
-  assert(static_cast<int64_t>(labels.size()) == batch && "labels span size");
+  PSTRAIN_CHECK(static_cast<int64_t>(images.size()) == batch * pixels, "images span size");
+  PSTRAIN_CHECK(static_cast<int64_t>(labels.size()) == batch, "labels span size");
   for (int b = 0; b < batch; ++b) {
     const int64_t idx = shard_[static_cast<size_t>(pos_)];
     std::copy_n(data_->images.begin() + idx * pixels, pixels, images.begin() + b * pixels);

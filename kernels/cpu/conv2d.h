@@ -21,13 +21,13 @@
 #pragma once
 
 #include <algorithm>
-#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "kernels/cpu/common.h"
 #include "kernels/ops.h"
+#include "runtime/base/check.h"
 
 namespace pstrain::cpu {
 
@@ -128,7 +128,7 @@ void col2im_add(const T* dpatches, const Conv2dDims& d, int64_t r0, int64_t r1, 
 
 template <typename T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, T* workspace, const Conv2dDims& d) {
-  assert(d.ksize % 2 == 1 && "conv2d needs an odd kernel size");
+  PSTRAIN_CHECK(d.ksize % 2 == 1, "conv2d needs an odd kernel size");
   const int64_t patch = conv2d_patch_size(d);
   const int64_t total = int64_t{d.n} * d.h * d.w;
   const int64_t block = conv2d_block_rows(d);
@@ -155,7 +155,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, T* workspace, cons
 template <typename T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, T* workspace,
                      const Conv2dDims& d) {
-  assert(d.ksize % 2 == 1 && "conv2d needs an odd kernel size");
+  PSTRAIN_CHECK(d.ksize % 2 == 1, "conv2d needs an odd kernel size");
   const int64_t patch = conv2d_patch_size(d);
   const int64_t pixels = int64_t{d.h} * d.w;
   const int64_t dw_size = patch * d.k;

@@ -9,9 +9,10 @@
 // Thread-safety: pure functions.
 #pragma once
 
-#include <cassert>
 #include <cmath>
 #include <cstdint>
+
+#include "runtime/base/check.h"
 
 namespace pstrain::cpu {
 
@@ -23,7 +24,7 @@ void softmax_xent(const T* logits, const int32_t* labels, T* dlogits, T* loss, i
     const T* row = logits + i * k;
     T* drow = dlogits + i * k;
     const int32_t label = labels[i];
-    assert(label >= 0 && label < k && "label out of range");
+    PSTRAIN_CHECK(label >= 0 && label < k, "label out of range");
     T m = row[0];
     for (int j = 1; j < k; ++j) m = row[j] > m ? row[j] : m;
     T sum = 0;

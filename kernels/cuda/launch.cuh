@@ -11,8 +11,8 @@
 
 #include <cstdint>
 #include <limits>
-#include <stdexcept>
-#include <string>
+
+#include "runtime/base/check.h"
 
 namespace pstrain::cuda {
 
@@ -28,12 +28,10 @@ inline unsigned grid_for(int64_t count, int threads = kThreads) {
   return static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
 }
 
-// A size handed to cuBLAS (int arguments): throws when it does not fit.
+// A size handed to cuBLAS (int arguments); one that does not fit is a programmer error (the
+// models' shapes are far below it), so it fails a check naming the argument.
 inline int blas_int(int64_t v, const char* what) {
-  if (v < 0 || v > std::numeric_limits<int>::max()) {
-    throw std::invalid_argument(std::string("CUDA backend: ") + what + " = " + std::to_string(v) +
-                                " does not fit the int arguments of cuBLAS");
-  }
+  PSTRAIN_CHECK(v >= 0 && v <= std::numeric_limits<int>::max(), what);
   return static_cast<int>(v);
 }
 

@@ -6,6 +6,7 @@
 #include "kernels/cuda/kernels.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/shared_math.h"
+#include "runtime/base/check.h"
 
 namespace pstrain::cuda {
 namespace {
@@ -31,11 +32,8 @@ __global__ void maxpool2x2_backward_kernel(const float* __restrict__ dy,
 
 int64_t checked_input_count(const PoolShape& s) {
   const int64_t count = static_cast<int64_t>(s.n) * s.h * s.w * s.c;
-  if (count > INT32_MAX) {
-    // argmax holds int32 flat indices into x (kernels/ops.h).
-    throw std::invalid_argument("maxpool2x2: input of " + std::to_string(count) +
-                                " elements is too large for int32 argmax indices");
-  }
+  // argmax holds int32 flat indices into x (kernels/ops.h).
+  PSTRAIN_CHECK(count <= INT32_MAX, "maxpool2x2: input too large for int32 argmax indices");
   return count;
 }
 

@@ -6,11 +6,12 @@
 // Thread-safety: values; no shared state.
 #pragma once
 
-#include <cassert>
 #include <optional>
 #include <string>
 #include <utility>
 #include <variant>
+
+#include "runtime/base/check.h"
 
 namespace pstrain {
 
@@ -70,7 +71,7 @@ class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
-    assert(!std::get<Status>(v_).ok() && "Result built from an OK status has no value");
+    PSTRAIN_CHECK(!std::get<Status>(v_).ok(), "Result built from an OK status has no value");
   }
 
   bool ok() const { return std::holds_alternative<T>(v_); }

@@ -1,4 +1,5 @@
 #include "runtime/job/process.h"
+#include "runtime/base/check.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -9,7 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cassert>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -289,7 +289,7 @@ void Subprocess::release() {
 }
 
 std::optional<ExitStatus> Subprocess::poll() {
-  assert(pid_ > 0 && "poll() on a Subprocess that was moved from");
+  PSTRAIN_CHECK(pid_ > 0, "poll() on a Subprocess that was moved from");
   if (status_) return status_;
   int wstatus = 0;
   pid_t r;
@@ -335,7 +335,7 @@ Status Subprocess::send_signal(int sig) {
 Status Subprocess::terminate() { return send_signal(SIGTERM); }
 
 ExitStatus Subprocess::kill() {
-  assert(pid_ > 0 && "kill() on a Subprocess that was moved from");
+  PSTRAIN_CHECK(pid_ > 0, "kill() on a Subprocess that was moved from");
   if (status_) return *status_;
   (void)send_signal(SIGKILL);
   int wstatus = 0;

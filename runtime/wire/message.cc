@@ -1,7 +1,7 @@
 #include "runtime/wire/message.h"
+#include "runtime/base/check.h"
 
 #include <bit>
-#include <cassert>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -220,7 +220,7 @@ Status send_message(zmq::socket_t& socket, OutMessage msg, const zmq::message_t*
 }
 
 std::span<const std::byte> InMessage::frame_bytes(size_t i) const {
-  assert(i < frames.size() && "InMessage::frame_bytes: frame index out of range");
+  PSTRAIN_CHECK(i < frames.size(), "InMessage::frame_bytes: frame index out of range");
   const zmq::message_t& f = frames[i];
   return {static_cast<const std::byte*>(f.data()), f.size()};
 }

@@ -540,5 +540,17 @@ TEST(BatchSource, BatchLargerThanShardWraps) {
   for (int c : count) EXPECT_GE(c, 2);
 }
 
+// The guards are PSTRAIN_CHECKs, so they hold in the Release builds CI runs (assert would not).
+TEST(BatchSourceDeathTest, ProgrammerErrorsFailACheckInEveryBuild) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const Dataset d = indexed_dataset(10, 2, 2);
+  EXPECT_DEATH(BatchSource(d, 0, 0, 1), "check failed at .*num_tasks must be positive");
+  EXPECT_DEATH(BatchSource(d, 3, 2, 1), "check failed at .*task_index out of range");
+  BatchSource src(d, 0, 1, 1);
+  std::vector<float> images(static_cast<size_t>(d.pixels()));
+  std::vector<int32_t> labels(2);  // one label too many for a batch of 1
+  EXPECT_DEATH(src.next(1, images, labels), "check failed at .*labels span size");
+}
+
 }  // namespace
 }  // namespace pstrain
