@@ -1,10 +1,10 @@
 #include "runtime/job/launcher.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -17,6 +17,7 @@
 
 #include "runtime/base/files.h"
 #include "runtime/base/progress.h"
+#include "runtime/job/launch_plan.h"
 #include "runtime/job/task_env.h"
 #include "runtime/wire/transport.h"
 
@@ -28,19 +29,7 @@ namespace fs = std::filesystem;
 
 constexpr int kStderrTailLines = 12;
 
-struct Task {
-  LaunchedTask info;
-  bool worker = false;
-  std::string status_path;  // workers only
-  std::optional<Subprocess> proc;
-
-  bool running() const { return proc.has_value() && proc->running(); }
-};
-
-// What a worker's status file said last (runtime/job/task_env.h).
-struct WorkerProgress : WorkerStatus {
-  bool seen = false;
-};
+// ---- Before the plan: the facts it needs (checked binary, job directory, ports, job id).
 
 std::string absolute_dir(const std::string& dir) {
   std::error_code ec;
@@ -89,10 +78,26 @@ void remove_stale_files(const std::string& dir) {
   }
 }
 
-bool has_flag(const std::vector<std::string>& flags, const std::string& name) {
-  return std::any_of(flags.begin(), flags.end(), [&](const std::string& f) {
-    return f == name || f.rfind(name + "=", 0) == 0;
-  });
+// The job directory, created (or reused without an earlier run's status and summary files).
+Result<std::string> prepare_job_dir(const std::string& requested) {
+  PSTRAIN_ASSIGN_OR_RETURN(std::string dir, make_job_dir(requested));
+  remove_stale_files(dir);
+  return dir;
+}
+
+// The executable every task runs: --pstrain_binary, else this one.
+Result<std::string> resolve_binary(const LaunchOptions& o) {
+  std::string binary = o.pstrain_binary.empty() ? self_executable_path() : o.pstrain_binary;
+  if (binary.empty()) {
+    return failed_precondition(
+        "cannot find this executable (/proc/self/exe): pass --pstrain_binary");
+  }
+  struct stat st {};
+  if (::stat(binary.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      ::access(binary.c_str(), X_OK) != 0) {
+    return invalid_argument("--pstrain_binary=" + binary + " is not an executable file");
+  }
+  return binary;
 }
 
 std::string random_job_id() {
@@ -102,21 +107,88 @@ std::string random_job_id() {
   return std::to_string(id);
 }
 
-std::string join(const std::vector<std::string>& items, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
-  return out;
+// ---- Tasks and what the workers report.
+
+struct Task {
+  PlannedTask plan;
+  std::optional<Subprocess> proc;  // set once started
+
+  bool running() const { return proc.has_value() && proc->running(); }
+  // Reaped with a non-zero exit or a signal.
+  bool failed() const {
+    if (!proc || proc->running()) return false;
+    const std::optional<ExitStatus>& st = proc->exit_status();
+    return st.has_value() && !st->success();
+  }
+};
+
+struct RunningCounts {
+  int all = 0, ps = 0, workers = 0;
+};
+
+RunningCounts count_running(const std::vector<Task>& tasks) {
+  RunningCounts c;
+  for (const Task& t : tasks) {
+    if (!t.running()) continue;
+    ++c.all;
+    ++(t.plan.is_worker() ? c.workers : c.ps);
+  }
+  return c;
 }
 
-// Reads a status file; a missing, partial or malformed one leaves `p` as it was.
-void read_progress(const std::string& path, WorkerProgress& p) {
-  auto text = read_file(path);
-  if (!text.ok()) return;
-  std::optional<WorkerStatus> status = parse_worker_status(*text);
-  if (!status) return;
-  static_cast<WorkerStatus&>(p) = *status;
-  p.seen = true;
-}
+// The workers' numbers summed up: highest steps, total rate.
+struct WorkerTotals {
+  bool any = false;  // some worker reported
+  int64_t global_step = 0;
+  int64_t train_steps = 0;
+  double examples_per_second = 0;
+};
+
+// What each worker's status file (runtime/job/task_env.h) said last, by worker index.
+class WorkerBoard {
+ public:
+  explicit WorkerBoard(int num_workers) : last_(static_cast<size_t>(std::max(0, num_workers))) {}
+
+  // Re-reads every worker's status file; a missing, partial or malformed one keeps what that
+  // worker said before.
+  void read(const std::vector<Task>& tasks) {
+    for (const Task& t : tasks) {
+      const size_t i = static_cast<size_t>(t.plan.index);
+      if (!t.plan.is_worker() || i >= last_.size()) continue;
+      auto text = read_file(t.plan.status_path);
+      if (!text.ok()) continue;
+      if (std::optional<WorkerStatus> st = parse_worker_status(*text)) last_[i] = std::move(st);
+    }
+  }
+
+  WorkerTotals totals() const {
+    WorkerTotals sum;
+    for (const std::optional<WorkerStatus>& w : last_) {
+      if (!w) continue;
+      sum.any = true;
+      sum.global_step = std::max(sum.global_step, w->global_step);
+      sum.train_steps = std::max(sum.train_steps, w->train_steps);
+      sum.examples_per_second += w->examples_per_second;
+    }
+    return sum;
+  }
+
+  // Worker 0's last status, if it reported.
+  const WorkerStatus* chief() const { return !last_.empty() && last_[0] ? &*last_[0] : nullptr; }
+
+ private:
+  std::vector<std::optional<WorkerStatus>> last_;
+};
+
+// How the job ended.
+struct Outcome {
+  LaunchState state = LaunchState::kFailed;
+  std::string failed_task;
+  std::string error;  // one line
+  std::vector<std::string> failed_task_stderr;
+};
+
+// ---- Small helpers.
 
 // The last `n` lines of a file (reads at most its last 16 KiB).
 std::vector<std::string> tail_lines(const std::string& path, int n) {
@@ -140,15 +212,33 @@ std::vector<std::string> tail_lines(const std::string& path, int n) {
   return lines;
 }
 
-std::string failure_report(const Task& t) {
-  return t.info.name + " (" + t.info.job + " " + std::to_string(t.info.index) + ") " +
-         t.proc->exit_status()->to_string() + "; see " + t.info.stderr_path;
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
 }
 
 std::string format_rate(double r) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.0f", r);
   return buf;
+}
+
+std::string format_seconds(std::chrono::milliseconds d) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.1f", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void sleep_for(std::chrono::milliseconds d) {
+  // A signal (the launcher's SIGINT handler) ends the nap early; the loop then looks again.
+  timespec ts{static_cast<time_t>(d.count() / 1000),
+              static_cast<long>(d.count() % 1000) * 1000000L};
+  ::nanosleep(&ts, nullptr);
 }
 
 // Stops every running task: SIGTERM, then SIGKILL for those still running after `grace`.
@@ -161,22 +251,216 @@ void stop_all(std::vector<Task>& tasks, std::chrono::milliseconds grace, std::FI
     if (t.running()) (void)t.proc->wait_until(deadline);
   }
   for (Task& t : tasks) {
-    if (t.running()) {
-      if (progress) {
-        std::fprintf(progress,
-                     "pstrain launch: %s did not stop within %.1f s of SIGTERM; killing it\n",
-                     t.info.name.c_str(), std::chrono::duration<double>(grace).count());
-      }
-      t.proc->kill();
+    if (!t.running()) continue;
+    if (progress) {
+      std::fprintf(progress,
+                   "pstrain launch: %s did not stop within %.1f s of SIGTERM; killing it\n",
+                   t.plan.name.c_str(), std::chrono::duration<double>(grace).count());
     }
+    t.proc->kill();
   }
 }
 
-void sleep_for(std::chrono::milliseconds d) {
-  // A signal (the launcher's SIGINT handler) ends the nap early; the loop then looks again.
-  timespec ts{static_cast<time_t>(d.count() / 1000),
-              static_cast<long>(d.count() % 1000) * 1000000L};
-  ::nanosleep(&ts, nullptr);
+// ---- Spawn.
+
+void announce(const LaunchOptions& o, const std::string& job_dir, std::FILE* progress) {
+  if (!progress) return;
+  std::fprintf(progress, "pstrain launch: %d ps + %d worker%s on %s, job directory %s\n", o.num_ps,
+               o.num_workers, o.num_workers == 1 ? "" : "s", o.host.c_str(), job_dir.c_str());
+  std::fflush(progress);
+}
+
+SubprocessOptions subprocess_options(const PlannedTask& t) {
+  SubprocessOptions so;
+  so.argv = t.argv;
+  so.env = t.env;
+  so.stdout_path = t.stdout_path;
+  so.stderr_path = t.stderr_path;
+  so.stdin_from_dev_null = true;
+  so.new_process_group = true;
+  so.kill_on_parent_death = true;
+  return so;
+}
+
+// Starts the tasks in their order (PS tasks first), each leading its own process group, with
+// stdin from /dev/null, killed if this thread dies. If one cannot start, the tasks started
+// before it are stopped (stop_all) and the failure is returned: nothing is left running.
+std::optional<Outcome> spawn_tasks(std::vector<Task>& tasks, const LaunchOptions& o,
+                                   std::FILE* progress) {
+  for (Task& t : tasks) {
+    auto p = Subprocess::spawn(subprocess_options(t.plan));
+    if (!p.ok()) {
+      stop_all(tasks, o.stop_grace, progress);
+      Outcome failed;
+      failed.failed_task = t.plan.name;
+      failed.error = "cannot start " + t.plan.name + ": " + p.status().message();
+      return failed;
+    }
+    t.proc.emplace(std::move(p).value());
+  }
+  return std::nullopt;
+}
+
+// ---- Monitor.
+
+// The end of the job as one look at the tasks saw it; `stop_the_rest`: tasks may still run.
+struct Ending {
+  Outcome outcome;
+  bool stop_the_rest = false;
+};
+
+Ending cancelled_ending() {
+  Outcome o;
+  o.state = LaunchState::kCancelled;
+  o.error = "cancelled: every task was stopped";
+  return {std::move(o), true};
+}
+
+Ending failed_task_ending(const Task& t) {
+  Outcome o;
+  o.state = LaunchState::kFailed;
+  o.failed_task = t.plan.name;
+  o.error = t.plan.name + " (" + t.plan.job + " " + std::to_string(t.plan.index) + ") " +
+            t.proc->exit_status()->to_string() + "; see " + t.plan.stderr_path;
+  o.failed_task_stderr = tail_lines(t.plan.stderr_path, kStderrTailLines);
+  return {std::move(o), true};
+}
+
+// Every worker is done but some PS tasks outlived `timeout`: kills them.
+Ending lingering_ps_ending(std::vector<Task>& tasks, std::chrono::milliseconds timeout) {
+  std::vector<std::string> names;
+  for (Task& t : tasks) {
+    if (!t.running()) continue;
+    names.push_back(t.plan.name);
+    t.proc->kill();
+  }
+  Outcome o;
+  o.state = LaunchState::kFailed;
+  o.failed_task = names.empty() ? std::string() : names.front();
+  o.error = join(names, ", ") + " did not exit within " + format_seconds(timeout) +
+            " s after every worker finished (a pstrain bug: please report it); killed";
+  return {std::move(o), false};
+}
+
+// One look at the tasks: reaps those that exited (never blocking) and decides whether the job
+// is over. `ps_deadline` is set once every worker is done.
+std::optional<Ending> examine(std::vector<Task>& tasks, const LaunchOptions& o,
+                              std::optional<Clock::time_point>& ps_deadline) {
+  if (o.cancel && o.cancel->load()) return cancelled_ending();
+  for (Task& t : tasks) {
+    if (t.running()) t.proc->poll();
+  }
+  for (const Task& t : tasks) {
+    if (t.failed()) return failed_task_ending(t);
+  }
+  const RunningCounts running = count_running(tasks);
+  if (running.all == 0) return Ending{Outcome{LaunchState::kSucceeded, "", "", {}}, false};
+  if (running.workers > 0) return std::nullopt;
+  const auto now = Clock::now();
+  if (!ps_deadline) {
+    ps_deadline = now + o.ps_exit_timeout;
+  } else if (now >= *ps_deadline) {
+    return lingering_ps_ending(tasks, o.ps_exit_timeout);
+  }
+  return std::nullopt;
+}
+
+// "[  12s] global step 40/200 | 5120 examples/s | loss 0.4321 | 3/3 tasks running".
+std::string progress_text(const WorkerBoard& board, const RunningCounts& running, size_t num_tasks,
+                          double elapsed_seconds) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "[%4.0fs] ", elapsed_seconds);
+  std::string text = buf;
+  const WorkerTotals sum = board.totals();
+  if (sum.any) {
+    text += "global step " + std::to_string(sum.global_step);
+    if (sum.train_steps > 0) text += "/" + std::to_string(sum.train_steps);
+    text += " | " + format_rate(sum.examples_per_second) + " examples/s";
+    if (const WorkerStatus* chief = board.chief(); chief && chief->loss) {
+      std::snprintf(buf, sizeof(buf), " | loss %.4f", *chief->loss);
+      text += buf;
+    }
+  } else {
+    text += "starting";
+  }
+  text += " | " + std::to_string(running.all) + "/" + std::to_string(num_tasks) + " tasks running";
+  if (running.workers == 0) text += " (workers done; waiting for the ps to exit)";
+  return text;
+}
+
+// Polls the started tasks about every poll_interval until the job is over (every task exited
+// 0, one failed, the PS tasks outlived ps_exit_timeout, or *cancel), keeping `board` and the
+// progress line up to date. Returns once every task has been reaped.
+Outcome monitor_tasks(std::vector<Task>& tasks, WorkerBoard& board, const LaunchOptions& o,
+                      Clock::time_point start, std::FILE* progress) {
+  std::optional<ProgressLine> line;
+  if (progress) line.emplace(progress);
+  std::optional<Clock::time_point> ps_deadline;
+  std::optional<Ending> end;
+  while (!(end = examine(tasks, o, ps_deadline))) {
+    board.read(tasks);
+    if (line) {
+      line->update(progress_text(board, count_running(tasks), tasks.size(), seconds_since(start)));
+    }
+    sleep_for(o.poll_interval);
+  }
+  if (line) line->finish();
+  if (end->stop_the_rest) stop_all(tasks, o.stop_grace, progress);
+  return std::move(end->outcome);
+}
+
+// ---- Summarize.
+
+LaunchedTask launched_task(const Task& t) {
+  LaunchedTask info;
+  info.name = t.plan.name;
+  info.job = t.plan.job;
+  info.index = t.plan.index;
+  info.address = t.plan.address;
+  info.started = t.proc.has_value();
+  if (t.proc) info.exit = t.proc->exit_status();
+  info.stdout_path = t.plan.stdout_path;
+  info.stderr_path = t.plan.stderr_path;
+  return info;
+}
+
+// The summary of a finished job: its shape, the outcome, each task and the workers' final
+// numbers (from `board`, read after every task was reaped).
+LaunchSummary summarize(const LaunchOptions& o, const std::string& job_dir, const LaunchPlan& plan,
+                        const std::vector<Task>& tasks, const WorkerBoard& board, Outcome outcome,
+                        double wall_seconds) {
+  LaunchSummary s;
+  s.state = outcome.state;
+  s.job_dir = job_dir;
+  s.summary_path = job_dir + "/summary.json";
+  s.job_id = plan.job_id;
+  for (const Task& t : tasks) s.tasks.push_back(launched_task(t));
+  s.config = o.training_flags;
+  s.num_ps = o.num_ps;
+  s.num_workers = o.num_workers;
+  s.sync_replicas = o.sync_replicas;
+  const WorkerTotals sum = board.totals();
+  s.global_step = sum.global_step;
+  s.train_steps = sum.train_steps;
+  if (const WorkerStatus* chief = board.chief()) s.test_accuracy = chief->test_accuracy;
+  s.examples_per_second = sum.examples_per_second;
+  s.wall_seconds = wall_seconds;
+  s.failed_task = std::move(outcome.failed_task);
+  s.error = std::move(outcome.error);
+  s.failed_task_stderr = std::move(outcome.failed_task_stderr);
+  return s;
+}
+
+// Prints why the job failed or was cancelled (nothing on success).
+void report_failure(const LaunchSummary& s, std::FILE* progress) {
+  if (!progress || s.state == LaunchState::kSucceeded) return;
+  std::fprintf(progress, "pstrain launch: job %s: %s\n", launch_state_name(s.state),
+               s.error.c_str());
+  if (!s.failed_task_stderr.empty()) {
+    std::fprintf(progress, "last lines of %s's stderr:\n", s.failed_task.c_str());
+    for (const auto& l : s.failed_task_stderr) std::fprintf(progress, "    %s\n", l.c_str());
+  }
+  std::fflush(progress);
 }
 
 }  // namespace
@@ -255,248 +539,27 @@ std::string describe_launch(const LaunchSummary& s) {
 
 Result<LaunchSummary> launch_local_job(const LaunchOptions& o, std::FILE* progress) {
   const auto start = Clock::now();
-  if (o.num_ps < 1)
-    return invalid_argument("--ps=" + std::to_string(o.num_ps) +
-                            ": need at least 1 parameter server");
-  if (o.num_workers < 1) {
-    return invalid_argument("--workers=" + std::to_string(o.num_workers) +
-                            ": need at least 1 worker");
-  }
-  std::string binary = o.pstrain_binary.empty() ? self_executable_path() : o.pstrain_binary;
-  if (binary.empty()) {
-    return failed_precondition(
-        "cannot find this executable (/proc/self/exe): pass --pstrain_binary");
-  }
-  struct stat st {};
-  if (::stat(binary.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
-      ::access(binary.c_str(), X_OK) != 0) {
-    return invalid_argument("--pstrain_binary=" + binary + " is not an executable file");
-  }
-
-  const int n = o.num_ps + o.num_workers;
-  PSTRAIN_ASSIGN_OR_RETURN(std::vector<int> ports, pick_free_tcp_ports(n));
-  PSTRAIN_ASSIGN_OR_RETURN(std::string job_dir, make_job_dir(o.job_dir));
-  remove_stale_files(job_dir);
-
-  LaunchSummary s;
-  s.job_dir = job_dir;
-  s.summary_path = job_dir + "/summary.json";
-  s.config = o.training_flags;
-  s.num_ps = o.num_ps;
-  s.num_workers = o.num_workers;
-  s.sync_replicas = o.sync_replicas;
-
-  std::vector<std::string> ps_hosts, worker_hosts;
-  for (int i = 0; i < n; ++i) {
-    (i < o.num_ps ? ps_hosts : worker_hosts)
-        .push_back(o.host + ":" + std::to_string(ports[static_cast<size_t>(i)]));
-  }
-  std::vector<std::string> args = {binary, "--job_name=ps"};
-  args.insert(args.end(), o.training_flags.begin(), o.training_flags.end());
-  if (!has_flag(o.training_flags, "--job_id")) {
-    s.job_id = random_job_id();
-    args.push_back("--job_id=" + s.job_id);
-  }
-  if (!has_flag(o.training_flags, "--cpu_threads")) {
-    // The tasks share this machine's cores: give each worker its share (the parameter
-    // servers mostly wait on sockets) instead of letting every task use them all.
-    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    const unsigned share = std::max(1u, cores / static_cast<unsigned>(o.num_workers));
-    args.push_back("--cpu_threads=" + std::to_string(share));
-  }
+  // Validate, then gather what the plan needs: ports, job directory, job id, cores.
+  PSTRAIN_RETURN_IF_ERROR(check_launch_shape(o));
+  PSTRAIN_ASSIGN_OR_RETURN(std::string binary, resolve_binary(o));
+  PSTRAIN_ASSIGN_OR_RETURN(std::vector<int> ports, pick_free_tcp_ports(o.num_ps + o.num_workers));
+  PSTRAIN_ASSIGN_OR_RETURN(std::string job_dir, prepare_job_dir(o.job_dir));
+  const LaunchFacts facts{job_dir, binary, std::move(ports), random_job_id(),
+                          std::thread::hardware_concurrency()};
+  PSTRAIN_ASSIGN_OR_RETURN(const LaunchPlan plan, plan_launch(o, facts));
 
   std::vector<Task> tasks;
-  for (int i = 0; i < n; ++i) {
-    Task t;
-    t.worker = i >= o.num_ps;
-    t.info.job = t.worker ? "worker" : "ps";
-    t.info.index = t.worker ? i - o.num_ps : i;
-    const std::string tag =
-        std::string(t.worker ? "wk" : "ps") + "-" + std::to_string(t.info.index);
-    t.info.name = tag;
-    t.info.address = t.worker ? worker_hosts[static_cast<size_t>(t.info.index)]
-                              : ps_hosts[static_cast<size_t>(t.info.index)];
-    t.info.stdout_path = job_dir + "/stdout-" + tag + ".txt";
-    t.info.stderr_path = job_dir + "/stderr-" + tag + ".txt";
-    if (t.worker) t.status_path = job_dir + "/status-" + tag + ".json";
-    tasks.push_back(std::move(t));
-  }
+  for (const PlannedTask& p : plan.tasks) tasks.push_back(Task{p, std::nullopt});
+  announce(o, job_dir, progress);
+  WorkerBoard board(o.num_workers);
+  std::optional<Outcome> not_started = spawn_tasks(tasks, o, progress);
+  Outcome outcome =
+      not_started ? std::move(*not_started) : monitor_tasks(tasks, board, o, start, progress);
 
-  // Spawn: PS tasks first, then workers.
-  const std::string ps_list = join(ps_hosts, ",");
-  const std::string worker_list = join(worker_hosts, ",");
-  const nlohmann::json cluster = {{"ps", ps_hosts}, {"worker", worker_hosts}};
-  for (Task& t : tasks) {
-    SubprocessOptions so;
-    so.argv = args;
-    so.argv[1] = "--job_name=" + t.info.job;
-    so.env[task_env::kPsHosts] = ps_list;
-    so.env[task_env::kWorkerHosts] = worker_list;
-    so.env[task_env::kTaskIndex] = std::to_string(t.info.index);
-    so.env[task_env::kJobName] = fs::path(job_dir).filename().string();
-    so.env[task_env::kStdoutErrDir] = job_dir;
-    so.env[task_env::kNumGpus] =
-        o.num_gpus ? std::optional<std::string>(std::to_string(*o.num_gpus)) : std::nullopt;
-    so.env[task_env::kTfConfig] = nlohmann::json{
-        {"cluster", cluster},
-        {"task", {{"type", t.info.job}, {"index", t.info.index}}},
-        {"environment", "cloud"}}.dump();
-    so.env[task_env::kStatusFile] =
-        t.worker ? std::optional<std::string>(t.status_path) : std::nullopt;
-    so.stdout_path = t.info.stdout_path;
-    so.stderr_path = t.info.stderr_path;
-    so.stdin_from_dev_null = true;
-    so.new_process_group = true;
-    so.kill_on_parent_death = true;
-    auto p = Subprocess::spawn(so);
-    if (!p.ok()) {
-      s.failed_task = t.info.name;
-      s.error = "cannot start " + t.info.name + ": " + p.status().message();
-      break;
-    }
-    t.proc.emplace(std::move(p).value());
-    t.info.started = true;
-  }
-
-  if (progress) {
-    std::fprintf(progress, "pstrain launch: %d ps + %d worker%s on %s, job directory %s\n",
-                 o.num_ps, o.num_workers, o.num_workers == 1 ? "" : "s", o.host.c_str(),
-                 job_dir.c_str());
-    std::fflush(progress);
-  }
-
-  std::vector<WorkerProgress> status(static_cast<size_t>(o.num_workers));
-  auto read_all_status = [&] {
-    for (const Task& t : tasks) {
-      if (t.worker) read_progress(t.status_path, status[static_cast<size_t>(t.info.index)]);
-    }
-  };
-
-  std::optional<ProgressLine> line;
-  if (progress) line.emplace(progress);
-  bool stop = false;  // stop the tasks still running
-  if (!s.error.empty()) {
-    stop = true;
-    s.state = LaunchState::kFailed;
-  } else {
-    std::optional<Clock::time_point> ps_deadline;
-    while (true) {
-      if (o.cancel && o.cancel->load()) {
-        s.state = LaunchState::kCancelled;
-        s.error = "cancelled: every task was stopped";
-        stop = true;
-        break;
-      }
-      for (Task& t : tasks) {
-        if (t.running()) t.proc->poll();
-      }
-      const Task* failed = nullptr;
-      for (const Task& t : tasks) {
-        if (t.proc && !t.running() && !t.proc->exit_status()->success()) {
-          failed = &t;
-          break;
-        }
-      }
-      if (failed) {
-        s.state = LaunchState::kFailed;
-        s.failed_task = failed->info.name;
-        s.error = failure_report(*failed);
-        s.failed_task_stderr = tail_lines(failed->info.stderr_path, kStderrTailLines);
-        stop = true;
-        break;
-      }
-      int running = 0, ps_running = 0, workers_running = 0;
-      for (const Task& t : tasks) {
-        if (!t.running()) continue;
-        ++running;
-        ++(t.worker ? workers_running : ps_running);
-      }
-      if (running == 0) {
-        s.state = LaunchState::kSucceeded;
-        break;
-      }
-      if (workers_running == 0) {
-        const auto now = Clock::now();
-        if (!ps_deadline) {
-          ps_deadline = now + o.ps_exit_timeout;
-        } else if (now >= *ps_deadline) {
-          std::vector<std::string> names;
-          for (const Task& t : tasks) {
-            if (t.running()) names.push_back(t.info.name);
-          }
-          s.state = LaunchState::kFailed;
-          s.failed_task = names.front();
-          char buf[64];
-          std::snprintf(buf, sizeof(buf), "%.1f",
-                        std::chrono::duration<double>(o.ps_exit_timeout).count());
-          s.error = join(names, ", ") + " did not exit within " + buf +
-                    " s after every worker finished (a pstrain bug: please report it); killed";
-          for (Task& t : tasks) {
-            if (t.running()) t.proc->kill();
-          }
-          break;
-        }
-      }
-
-      read_all_status();
-      int64_t step = 0, steps = 0;
-      double rate = 0;
-      bool any = false;
-      for (const WorkerProgress& w : status) {
-        if (!w.seen) continue;
-        any = true;
-        step = std::max(step, w.global_step);
-        steps = std::max(steps, w.train_steps);
-        rate += w.examples_per_second;
-      }
-      char buf[256];
-      std::snprintf(buf, sizeof(buf), "[%4.0fs] ",
-                    std::chrono::duration<double>(Clock::now() - start).count());
-      std::string text = buf;
-      if (any) {
-        text += "global step " + std::to_string(step);
-        if (steps > 0) text += "/" + std::to_string(steps);
-        text += " | " + format_rate(rate) + " examples/s";
-        if (status[0].loss) {
-          std::snprintf(buf, sizeof(buf), " | loss %.4f", *status[0].loss);
-          text += buf;
-        }
-      } else {
-        text += "starting";
-      }
-      text += " | " + std::to_string(running) + "/" + std::to_string(n) + " tasks running";
-      if (workers_running == 0) text += " (workers done; waiting for the ps to exit)";
-      if (line) line->update(text);
-      sleep_for(o.poll_interval);
-    }
-  }
-  if (line) line->finish();
-  if (stop) stop_all(tasks, o.stop_grace, progress);
-
-  // Final numbers from the workers' last status.
-  read_all_status();
-  for (const WorkerProgress& w : status) {
-    if (!w.seen) continue;
-    s.global_step = std::max(s.global_step, w.global_step);
-    s.train_steps = std::max(s.train_steps, w.train_steps);
-    s.examples_per_second += w.examples_per_second;
-  }
-  s.test_accuracy = status[0].test_accuracy;
-  for (Task& t : tasks) {
-    if (t.proc) t.info.exit = t.proc->exit_status();
-    s.tasks.push_back(t.info);
-  }
-  s.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-
-  if (progress && s.state != LaunchState::kSucceeded) {
-    std::fprintf(progress, "pstrain launch: job %s: %s\n", launch_state_name(s.state),
-                 s.error.c_str());
-    if (!s.failed_task_stderr.empty()) {
-      std::fprintf(progress, "last lines of %s's stderr:\n", s.failed_task.c_str());
-      for (const auto& l : s.failed_task_stderr) std::fprintf(progress, "    %s\n", l.c_str());
-    }
-    std::fflush(progress);
-  }
+  board.read(tasks);  // the workers' final status
+  LaunchSummary s =
+      summarize(o, job_dir, plan, tasks, board, std::move(outcome), seconds_since(start));
+  report_failure(s, progress);
   Status written = write_file_atomically(s.summary_path, s.to_json());
   if (!written.ok()) return written.with_context("cannot write the job summary");
   return s;

@@ -3,16 +3,23 @@
 // cluster, watches it, stops it, and reports.
 //
 // Contract
+// - launch_local_job is plan, spawn, monitor, summarize: it validates the options, gathers the
+//   facts (the binary, free ports, the job directory, a fresh job id, the core count), plans
+//   every task with the pure plan_launch (runtime/job/launch_plan.h: argv, environment, log
+//   and status paths), spawns the planned tasks, monitors them until the job is over, and
+//   summarizes (LaunchSummary, summary.json).
 // - Picks N+M free loopback ports and starts every task (PS tasks first, then workers) as
-//   `<pstrain_binary> --job_name=ps|worker <training_flags...> [--job_id=<random>]`: the
-//   cluster reaches the task only through its environment, set as Batch AI sets it
-//   (AZ_BATCHAI_PS_HOSTS, AZ_BATCHAI_WORKER_HOSTS, AZ_BATCHAI_TASK_INDEX, AZ_BATCHAI_JOB_NAME,
-//   AZ_BATCHAI_STDOUTERR_DIR, AZ_BATCHAI_NUM_GPUS only when `num_gpus` is set) and as Azure ML
-//   sets TF_CONFIG; workers also get PSTRAIN_STATUS_FILE=<job_dir>/status-wk-<i>.json. A
-//   fresh random --job_id is added unless training_flags already has one, so leftovers of an
-//   earlier job on the same ports are ignored. Each task runs in its own process group with
-//   stdin from /dev/null and stdout/stderr in <job_dir>/stdout-ps-0.txt, stderr-ps-0.txt,
-//   stdout-wk-0.txt, ...; each gets SIGKILL if the launcher's thread dies.
+//   `<pstrain_binary> --job_name=ps|worker <training_flags...> [--job_id=<random>]
+//   [--cpu_threads=<cores / workers, at least 1>]`: the cluster reaches the task only through
+//   its environment, set as Batch AI sets it (AZ_BATCHAI_PS_HOSTS, AZ_BATCHAI_WORKER_HOSTS,
+//   AZ_BATCHAI_TASK_INDEX, AZ_BATCHAI_JOB_NAME, AZ_BATCHAI_STDOUTERR_DIR, AZ_BATCHAI_NUM_GPUS
+//   only when `num_gpus` is set) and as Azure ML sets TF_CONFIG; workers also get
+//   PSTRAIN_STATUS_FILE=<job_dir>/status-wk-<i>.json. A fresh random --job_id is added unless
+//   training_flags already has one, so leftovers of an earlier job on the same ports are
+//   ignored; --cpu_threads likewise, so the tasks share the machine's cores. Each task runs in
+//   its own process group with stdin from /dev/null and stdout/stderr in
+//   <job_dir>/stdout-ps-0.txt, stderr-ps-0.txt, stdout-wk-0.txt, ...; each gets SIGKILL if the
+//   launcher's thread dies.
 // - Monitors about every `poll_interval`: child exits (never blocking), the workers' status
 //   files (missing or unparsable ones are skipped), and one live progress line on `progress`.
 // - The job fails as soon as any task exits non-zero or by a signal: the other tasks get
@@ -23,8 +30,9 @@
 //   the job is cancelled.
 // - <job_dir>/summary.json is written atomically at the end, whatever the outcome, once the
 //   job directory exists. Errors before any task starts (bad options, no job directory, no
-//   free ports) are returned as a Status and start nothing. Every started process is reaped
-//   before launch_local_job returns.
+//   free ports) are returned as a Status and start nothing. A task that cannot be started fails
+//   the job (`error` says why) and stops the tasks started before it. Every started process is
+//   reaped before launch_local_job returns.
 // Thread-safety: one launch per thread; `cancel` may be set from any thread or a signal
 // handler.
 #pragma once
@@ -37,8 +45,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/job/process.h"
 #include "runtime/base/status.h"
+#include "runtime/job/process.h"
 
 namespace pstrain {
 

@@ -288,6 +288,31 @@ exec sleep 60
   EXPECT_TRUE(s->tasks[2].exit->success());
 }
 
+TEST_F(LauncherTest, ATaskThatCannotStartStopsTheTasksStartedBeforeIt) {
+  // wk-0's stderr file cannot be created (a directory is in the way): ps-0 is already running
+  // when wk-0 fails to start, and must be stopped; no worker starts.
+  LaunchOptions o = options(script("exec sleep 60\n"));
+  o.num_ps = 1;
+  o.num_workers = 2;
+  ASSERT_TRUE(make_directories(o.job_dir + "/stderr-wk-0.txt", "test").ok());
+  auto s = launch_local_job(o, nullptr);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(s->state, LaunchState::kFailed);
+  EXPECT_EQ(s->failed_task, "wk-0");
+  EXPECT_EQ(s->error.rfind("cannot start wk-0: ", 0), 0u) << s->error;
+  ASSERT_EQ(s->tasks.size(), 3u);
+  EXPECT_TRUE(s->tasks[0].started);
+  ASSERT_TRUE(s->tasks[0].exit.has_value());
+  EXPECT_EQ(*s->tasks[0].exit, ExitStatus::signaled(SIGTERM)) << s->tasks[0].exit->to_string();
+  for (size_t i : {1u, 2u}) {
+    EXPECT_FALSE(s->tasks[i].started) << s->tasks[i].name;
+    EXPECT_FALSE(s->tasks[i].exit.has_value()) << s->tasks[i].name;
+  }
+  const auto j = summary_json(*s);
+  EXPECT_EQ(j["state"], "failed");
+  EXPECT_EQ(j["tasks"][1]["status"], "not started");
+}
+
 TEST_F(LauncherTest, CancelStopsEveryTask) {
   LaunchOptions o = options(script("exec sleep 60\n"));
   std::atomic<bool> cancel{true};  // as if Ctrl-C came right after the tasks started
