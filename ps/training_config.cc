@@ -121,11 +121,11 @@ std::string JobTrainingConfig::describe() const {
   const std::string workers =
       std::to_string(num_workers) + (num_workers == 1 ? " worker" : " workers");
   if (sync_replicas) {
-    s += ", sync " + std::to_string(replicas_to_aggregate) +
-         (replicas_to_aggregate == 1 ? " replica of " : " replicas of ") + workers;
+    s +=
+        ", sync, " + std::to_string(replicas_to_aggregate) + " replicas to aggregate of " + workers;
   } else {
-    s += ", async " + workers;
-    if (staleness > 0) s += " staleness " + std::to_string(staleness);
+    s += staleness > 0 ? ", async, staleness " + std::to_string(staleness) : ", async";
+    s += ", " + workers;
   }
   return s + ", " + std::to_string(train_steps) + " steps";
 }

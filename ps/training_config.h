@@ -39,8 +39,9 @@ struct JobTrainingConfig {
   wire::TrainingConfig to_wire() const;
   static Result<JobTrainingConfig> from_wire(const wire::TrainingConfig& w);
   Status validate() const;
-  // One line for logs, e.g. "mlp, adam lr 0.01 beta1 0.9 beta2 0.999 epsilon 1e-08, sync 2
-  // replicas of 2 workers, 200 steps" (only the chosen optimizer's hyper-parameters).
+  // One line for logs, e.g. "mlp, adam lr 0.01 beta1 0.9 beta2 0.999 epsilon 1e-08, sync, 2
+  // replicas to aggregate of 2 workers, 200 steps" or "..., async, staleness 2, 2 workers,
+  // ..." (only the chosen optimizer's hyper-parameters).
   std::string describe() const;
 };
 

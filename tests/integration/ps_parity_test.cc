@@ -100,7 +100,7 @@ class PsParityTest : public ::testing::Test {
     // The PS got the hyper-parameters (its INIT log line names them).
     const std::string ps_log = text(job_dir + "/stderr-ps-0.txt");
     EXPECT_NE(ps_log.find("initialised by the chief: mlp, " + ps_says +
-                          ", sync 1 replica of 1 worker, 300 steps"),
+                          ", sync, 1 replicas to aggregate of 1 worker, 300 steps"),
               std::string::npos)
         << ps_log;
   }

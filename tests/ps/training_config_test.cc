@@ -194,21 +194,20 @@ TEST(JobTrainingConfig, DescribeNamesTheChosenOptimizersHyperParameters) {
   c.optimizer.beta2 = 0.999f;
   c.optimizer.epsilon = 1e-8f;
   EXPECT_EQ(c.describe(),
-            "mlp, adam lr 0.01 beta1 0.9 beta2 0.999 epsilon 1e-08, sync 2 replicas of 2 workers, "
-            "200 steps");
+            "mlp, adam lr 0.01 beta1 0.9 beta2 0.999 epsilon 1e-08, sync, 2 replicas to aggregate "
+            "of 2 workers, 200 steps");
   c.optimizer.kind = OptimizerKind::kMomentum;
   c.sync_replicas = false;
   c.staleness = 3;
   EXPECT_EQ(c.describe(),
-            "mlp, momentum lr 0.01 momentum 0.5, async 2 workers staleness 3, "
-            "200 steps");
+            "mlp, momentum lr 0.01 momentum 0.5, async, staleness 3, 2 workers, 200 steps");
   c.optimizer.kind = OptimizerKind::kAdagrad;
   c.staleness = 0;
   c.num_workers = 1;
   EXPECT_EQ(c.describe(),
-            "mlp, adagrad lr 0.01 initial accumulator 0.25, async 1 worker, 200 steps");
+            "mlp, adagrad lr 0.01 initial accumulator 0.25, async, 1 worker, 200 steps");
   c.optimizer.kind = OptimizerKind::kSgd;
-  EXPECT_EQ(c.describe(), "mlp, sgd lr 0.01, async 1 worker, 200 steps");
+  EXPECT_EQ(c.describe(), "mlp, sgd lr 0.01, async, 1 worker, 200 steps");
 }
 
 }  // namespace
