@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
+#include "ps/client.h"
 #include "ps/placement.h"
 #include "ps/server.h"
-#include "ps/client.h"
 
 namespace pstrain {
 namespace {
@@ -57,11 +57,12 @@ void BM_PushPull(benchmark::State& state) {
   std::vector<float> params(static_cast<size_t>(count));
   std::iota(params.begin(), params.end(), 0.f);
   std::vector<float> grads(static_cast<size_t>(count), 1e-6f);
-  wire::TrainingConfig config;
-  config.set_optimizer(wire::SGD);
-  config.set_learning_rate(1e-3f);
-  config.set_train_steps(int64_t{1} << 40);
-  config.set_num_workers(1);
+  JobTrainingConfig config;
+  config.model = "bench";
+  config.optimizer.kind = OptimizerKind::kSgd;
+  config.optimizer.learning_rate = 1e-3f;
+  config.train_steps = int64_t{1} << 40;
+  config.num_workers = 1;
   Status st = (*client)->hello(0).status();
   if (st.ok()) st = (*client)->init(config, params);
   if (!st.ok()) {

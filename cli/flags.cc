@@ -20,6 +20,20 @@ void add_training_flags(CLI::App& app, TrainFlagValues& v) {
   app.add_option("--learning_rate", v.learning_rate, "Learning rate")->capture_default_str();
   app.add_option("--optimizer", v.optimizer, "Optimizer: adam, sgd, momentum or adagrad")
       ->capture_default_str();
+  OptimizerConfig& o = c.optimizer;
+  app.add_option("--momentum", o.momentum,
+                 "Momentum optimizer: decay of the accumulated gradient (pstrain's default; "
+                 "TensorFlow's MomentumOptimizer has none)")
+      ->default_str(float_string(o.momentum));
+  app.add_option("--adam_beta1", o.beta1, "Adam: decay of the first-moment estimate, in [0, 1)")
+      ->default_str(float_string(o.beta1));
+  app.add_option("--adam_beta2", o.beta2, "Adam: decay of the second-moment estimate, in [0, 1)")
+      ->default_str(float_string(o.beta2));
+  app.add_option("--adam_epsilon", o.epsilon, "Adam: epsilon added to the denominator")
+      ->default_str(float_string(o.epsilon));
+  app.add_option("--adagrad_initial_accumulator", o.initial_accumulator,
+                 "Adagrad: starting value of the accumulators, > 0")
+      ->default_str(float_string(o.initial_accumulator));
   app.add_option("--seed", c.seed, "Random seed (initialisation and data order)")
       ->capture_default_str();
   app.add_option("--data_dir", c.data_dir, "Directory with the four MNIST IDX files (raw or .gz)")
@@ -39,6 +53,7 @@ Result<TrainConfig> finish_training_flags(const TrainFlagValues& v) {
   c.model.name = v.model;
   PSTRAIN_ASSIGN_OR_RETURN(c.optimizer.kind, parse_optimizer(v.optimizer));
   c.optimizer.learning_rate = v.learning_rate;
+  PSTRAIN_RETURN_IF_ERROR(check_optimizer_config(c.optimizer, "--"));
   if (c.model.name != "mlp" && c.model.name != "cnn") {
     return invalid_argument("--model=" + c.model.name + " is not a model: use mlp or cnn");
   }

@@ -22,9 +22,13 @@ struct TrainFlagValues {
 };
 
 // Adds the training flags (--model, --hidden_units, --train_steps, --batch_size,
-// --learning_rate, --optimizer, --seed, --data_dir, --num_gpus, --tf32) to `app`.
+// --learning_rate, --optimizer, --momentum, --adam_beta1, --adam_beta2, --adam_epsilon,
+// --adagrad_initial_accumulator, --seed, --data_dir, --num_gpus, --tf32, --eval_batch,
+// --cpu_threads) to `app`. The optimizer's hyper-parameters have TensorFlow's names and
+// defaults (kernels/optim.h); they go straight into config.optimizer.
 void add_training_flags(CLI::App& app, TrainFlagValues& v);
-// Converts and validates; errors name the flag.
+// Converts and validates (every hyper-parameter, see check_optimizer_config); errors name the
+// flag.
 Result<TrainConfig> finish_training_flags(const TrainFlagValues& v);
 
 // A boolean flag in TensorFlow style: --name, --name=true|false|1|0, --noname.

@@ -1,10 +1,8 @@
-#include <atomic>
-#include <csignal>
 #include <cstdio>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "ps/server.h"
+#include "ps/ps_task.h"
 #include "runtime/base/files.h"
 #include "runtime/base/log.h"
 #include "runtime/job/cluster.h"
@@ -14,12 +12,6 @@
 
 namespace pstrain {
 namespace {
-
-std::atomic<ParameterServer*> g_server{nullptr};
-
-extern "C" void stop_server_on_signal(int) {
-  if (ParameterServer* s = g_server.load()) s->request_stop();
-}
 
 std::chrono::milliseconds seconds_flag(double s) {
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
@@ -67,39 +59,18 @@ Result<uint64_t> job_id_of(const RoleFlags& f, const ClusterSpec& cluster) {
 }
 
 int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id) {
-  ServerOptions so;
-  so.ps_index = task.task_index;
-  so.num_workers = static_cast<int>(task.cluster.workers.size());
-  const HostPort& me = task.cluster.ps[static_cast<size_t>(task.task_index)];
-  so.host = me.host;
-  so.port = me.port;
-  so.job_id = job_id;
-  so.heartbeat_timeout = seconds_flag(f.heartbeat_timeout_s);
-  so.startup_timeout = seconds_flag(f.startup_timeout_s);
-  zmq::context_t ctx(1);
-  auto server = ParameterServer::create(ctx, so);
-  if (!server.ok()) {
-    PSTRAIN_LOG(ERROR) << server.status().message();
-    return kExitUsage;
-  }
-  g_server.store(server->get());
-  std::signal(SIGTERM, stop_server_on_signal);
-  std::signal(SIGINT, stop_server_on_signal);
-  auto summary = (*server)->serve();
-  g_server.store(nullptr);
+  PsTaskOptions o;
+  o.cluster = task.cluster;
+  o.task_index = task.task_index;
+  o.job_id = job_id;
+  o.heartbeat_timeout = seconds_flag(f.heartbeat_timeout_s);
+  o.startup_timeout = seconds_flag(f.startup_timeout_s);
+  auto summary = run_ps_task(o, stdout);
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << summary.status().message();
-    return kExitFailure;
+    // A server that cannot start is a configuration error (cli.h: exit 2).
+    return summary.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
-  const wire::PsStats& st = summary->stats;
-  std::printf(
-      "ps %d done: global step %lld, %lld gradients applied, %lld dropped (stale or late), "
-      "%lld malformed and %lld foreign messages ignored\n",
-      task.task_index, static_cast<long long>(summary->final_step),
-      static_cast<long long>(st.gradients_applied()),
-      static_cast<long long>(st.stale_gradients_dropped()),
-      static_cast<long long>(st.bad_messages()), static_cast<long long>(st.foreign_messages()));
-  std::fflush(stdout);
   return kExitOk;
 }
 

@@ -18,19 +18,11 @@
 #include <string>
 #include <vector>
 
-#include "kernels/init.h"
 #include "kernels/ops.h"
+#include "kernels/variable.h"
 #include "runtime/base/status.h"
 
 namespace pstrain {
-
-struct VariableSpec {
-  std::string name;  // e.g. "hid_w", "conv1/kernel"
-  Shape shape;
-  int64_t offset = 0;  // into the flat parameter vector
-  InitSpec init;
-  int64_t numel() const { return num_elements(shape); }
-};
 
 struct ModelOptions {
   std::string name = "mlp";  // "mlp" or "cnn"

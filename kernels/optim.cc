@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <cstddef>
 
 #include "kernels/optim_math.h"
@@ -47,6 +49,31 @@ int optimizer_slot_count(OptimizerKind kind) {
       return 1;
   }
   return 0;
+}
+
+std::string float_string(float value) {
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), value);
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(value);
+}
+
+Status check_optimizer_config(const OptimizerConfig& c, std::string_view prefix) {
+  const auto bad = [&](const char* name, const char* must, float got) {
+    return invalid_argument(std::string(prefix) + name + " must be " + must + ", got " +
+                            float_string(got));
+  };
+  // Written so that NaN fails every test.
+  if (!(std::isfinite(c.learning_rate) && c.learning_rate > 0.f))
+    return bad("learning_rate", "a finite number > 0", c.learning_rate);
+  if (!(std::isfinite(c.momentum) && c.momentum >= 0.f))
+    return bad("momentum", "a finite number >= 0", c.momentum);
+  if (!(c.beta1 >= 0.f && c.beta1 < 1.f)) return bad("adam_beta1", "in [0, 1)", c.beta1);
+  if (!(c.beta2 >= 0.f && c.beta2 < 1.f)) return bad("adam_beta2", "in [0, 1)", c.beta2);
+  if (!(std::isfinite(c.epsilon) && c.epsilon >= 0.f))
+    return bad("adam_epsilon", "a finite number >= 0", c.epsilon);
+  if (!(std::isfinite(c.initial_accumulator) && c.initial_accumulator > 0.f))
+    return bad("adagrad_initial_accumulator", "a finite number > 0", c.initial_accumulator);
+  return {};
 }
 
 float optimizer_slot_initial_value(const OptimizerConfig& config) {

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "runtime/base/status.h"
 
@@ -23,15 +24,29 @@ namespace pstrain {
 
 enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdagrad };
 
+// Defaults are TensorFlow 1.x's (tf.train.AdamOptimizer, AdagradOptimizer), except that
+// MomentumOptimizer has no default momentum: 0.9 is pstrain's. Comments give each field's
+// flag (cli/flags.h) and wire name (TrainingConfig in runtime/wire/proto/pstrain.proto).
 struct OptimizerConfig {
-  OptimizerKind kind = OptimizerKind::kAdam;
-  float learning_rate = 0.01f;
-  float momentum = 0.9f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float epsilon = 1e-8f;
-  float initial_accumulator = 0.1f;
+  OptimizerKind kind = OptimizerKind::kAdam;  // --optimizer
+  float learning_rate = 0.01f;                // --learning_rate
+  float momentum = 0.9f;                      // --momentum
+  float beta1 = 0.9f;                         // --adam_beta1
+  float beta2 = 0.999f;                       // --adam_beta2
+  float epsilon = 1e-8f;                      // --adam_epsilon
+  float initial_accumulator = 0.1f;           // --adagrad_initial_accumulator
 };
+
+// Checks every hyper-parameter, whatever the kind (all of them travel to the parameter
+// servers): learning rate finite and > 0; momentum finite and >= 0; Adam's beta1 and beta2 in
+// [0, 1); epsilon finite and >= 0; Adagrad's initial accumulator finite and > 0 (as TensorFlow
+// requires: 0 would make an untouched weight's update 0/0). An error names the value by its
+// flag name (learning_rate, momentum, adam_beta1, adam_beta2, adam_epsilon,
+// adagrad_initial_accumulator) after `prefix` ("--" for flags, "" for the wire), says what it
+// must be and what it got.
+Status check_optimizer_config(const OptimizerConfig& config, std::string_view prefix);
+// The shortest decimal that reads back as `value` ("0.01", "1e-08"), for messages and logs.
+std::string float_string(float value);
 
 // "sgd", "momentum", "adam", "adagrad" (any case); an error names the accepted values.
 Result<OptimizerKind> parse_optimizer(const std::string& name);

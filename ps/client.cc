@@ -210,12 +210,14 @@ Result<bool> PsClient::hello(uint64_t layout_hash) {
   return initialized;
 }
 
-Status PsClient::init(const wire::TrainingConfig& config, std::span<const float> flat) {
+Status PsClient::init(const JobTrainingConfig& config, std::span<const float> flat) {
+  if (Status st = config.validate(); !st.ok()) return st.with_context("the training config");
+  const wire::TrainingConfig wire_config = config.to_wire();
   return exchange(
       all_ps(),
       [&](int ps) {
         OutMessage m = request(wire::INIT);
-        *m.header.mutable_config() = config;
+        *m.header.mutable_config() = wire_config;
         for (int ci : placement_->chunks_of_ps[static_cast<size_t>(ps)]) {
           const Chunk& c = placement_->chunks[static_cast<size_t>(ci)];
           // Copied: INIT happens once, and the caller's buffer may change right after.

@@ -28,6 +28,7 @@
 #include <zmq.hpp>
 
 #include "ps/placement.h"
+#include "ps/training_config.h"
 #include "runtime/base/status.h"
 #include "runtime/job/cluster.h"
 #include "runtime/wire/message.h"
@@ -63,8 +64,9 @@ class PsClient {
   // Announces this worker to every PS. Returns true when every PS already holds initialised
   // variables. `layout_hash` lets the servers reject a worker whose model differs.
   Result<bool> hello(uint64_t layout_hash);
-  // Chief only: sends each PS its chunks of `flat` and the training config.
-  Status init(const wire::TrainingConfig& config, std::span<const float> flat);
+  // Chief only: sends each PS its chunks of `flat` and the whole training config (checked
+  // here first with JobTrainingConfig::validate(); a PS refuses an invalid one, too).
+  Status init(const JobTrainingConfig& config, std::span<const float> flat);
   // Fills `flat` from every PS once each is initialised and at step >= min_step; returns the
   // step each PS served (element 0, PS 0's, is the global step).
   Result<PsSteps> pull(std::span<float> flat, int64_t min_step);

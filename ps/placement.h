@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/model.h"
+#include "kernels/variable.h"
 
 namespace pstrain {
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <sstream>
 
-#include "ps/wire_optimizer.h"
 #include "runtime/base/log.h"
 #include "runtime/wire/transport.h"
 
@@ -179,7 +178,7 @@ void ParameterServer::handle(InMessage& msg) {
   }
   switch (h.kind()) {
     case wire::HELLO: {
-      if (store_.initialized() && h.config().layout_hash() != layout_hash_) {
+      if (config_ && h.config().layout_hash() != config_->layout_hash) {
         reply_error(msg, "worker " + std::to_string(sender) +
                              " lays out the variables differently from the chief (check that "
                              "every task has the same --model, --hidden_units and cluster)");
@@ -223,8 +222,8 @@ void ParameterServer::handle(InMessage& msg) {
 
 void ParameterServer::on_init(InMessage& msg) {
   const wire::Header& h = msg.header;
-  if (store_.initialized()) {
-    if (h.config().layout_hash() != layout_hash_) {
+  if (config_) {
+    if (h.config().layout_hash() != config_->layout_hash) {
       reply_error(msg, "variables are already initialised with another layout");
     } else {
       reply(msg, wire::REPLY_OK);
@@ -235,22 +234,19 @@ void ParameterServer::on_init(InMessage& msg) {
     reply_error(msg, "only the chief (worker 0) initialises variables");
     return;
   }
-  const wire::TrainingConfig& c = h.config();
-  auto kind = optimizer_from_wire(c.optimizer());
-  if (!kind.ok()) {
-    reply_error(msg, kind.status().message());
+  auto config = JobTrainingConfig::from_wire(h.config());
+  if (!config.ok()) {
+    reply_error(msg, config.status().message());
     return;
   }
-  if (c.num_workers() != options_.num_workers) {
-    reply_error(msg, "the chief counts " + std::to_string(c.num_workers()) +
+  if (config->num_workers != options_.num_workers) {
+    reply_error(msg, "the chief counts " + std::to_string(config->num_workers) +
                          " workers, this parameter server's cluster has " +
                          std::to_string(options_.num_workers));
     return;
   }
-  OptimizerConfig opt;
-  opt.kind = *kind;
-  opt.learning_rate = c.learning_rate();
-  AggregationConfig agg{c.sync_replicas(), c.replicas_to_aggregate(), c.train_steps()};
+  const AggregationConfig agg{config->sync_replicas, config->replicas_to_aggregate,
+                              config->train_steps};
   std::vector<ChunkInit> chunks;
   chunks.reserve(msg.num_frames());
   for (size_t i = 0; i < msg.num_frames(); ++i) {
@@ -264,23 +260,17 @@ void ParameterServer::on_init(InMessage& msg) {
     }
     chunks.push_back(std::move(ci));
   }
-  Status st = store_.initialize(opt, agg, std::move(chunks));
+  Status st = store_.initialize(config->optimizer, agg, std::move(chunks));
   if (!st.ok()) {
     reply_error(msg, st.message());
     return;
   }
-  layout_hash_ = c.layout_hash();
   configured_replicas_ = agg.sync ? agg.replicas_to_aggregate : 1;
-  staleness_ = agg.sync ? 0 : std::max(0, c.staleness());
+  staleness_ = config->staleness;  // 0 when sync (checked by from_wire)
+  config_ = std::move(*config);
   update_replicas();
-  PSTRAIN_LOG(INFO) << "variables initialised: " << store_.num_chunks() << " chunks, "
-                    << store_.parameter_bytes() << " bytes; "
-                    << (agg.sync ? "sync, " + std::to_string(agg.replicas_to_aggregate) +
-                                       " replicas to aggregate"
-                        : staleness_ > 0 ? "async, staleness " + std::to_string(staleness_)
-                                         : std::string("async"))
-                    << ", " << optimizer_name(opt.kind) << " lr " << opt.learning_rate << ", "
-                    << agg.train_steps << " steps";
+  PSTRAIN_LOG(INFO) << "initialised by the chief: " << config_->describe() << "; "
+                    << store_.num_chunks() << " chunks, " << store_.parameter_bytes() << " bytes";
   reply(msg, wire::REPLY_OK);
   answer_parked(/*expire_all_due=*/false);
 }

@@ -9,6 +9,9 @@
 // - Bounded staleness (async, TrainingConfig.staleness = s > 0): a worker's PULL is parked
 //   while it has pushed more than s gradients more than the slowest worker still training
 //   (neither done nor lost), so no worker runs more than s steps ahead of the slowest.
+// - INIT carries the whole training config (ps/training_config.h): the PS applies exactly its
+//   optimizer and hyper-parameters, aggregation and train_steps, refuses an invalid one with a
+//   REPLY_ERROR naming the problem, and keeps it (training_config()).
 // - Messages of another job id or protocol version are ignored and counted; malformed ones
 //   are logged, counted and dropped. Nothing a peer sends can abort the process.
 // - Workers are watched by their messages (heartbeats included): one silent for longer than
@@ -26,14 +29,16 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <zmq.hpp>
 
 #include "ps/shard_store.h"
-#include "runtime/wire/message.h"
+#include "ps/training_config.h"
 #include "runtime/base/status.h"
+#include "runtime/wire/message.h"
 
 namespace pstrain {
 
@@ -67,6 +72,9 @@ class ParameterServer {
   void request_stop() { stop_.store(true); }
   // The counters and state as a STATUS reply carries them (serve()'s thread only).
   wire::PsStats stats() const;
+  // The training config the chief sent in INIT (checked by JobTrainingConfig::from_wire);
+  // empty until then. serve()'s thread only, or after serve() returned.
+  const std::optional<JobTrainingConfig>& training_config() const { return config_; }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -105,7 +113,7 @@ class ParameterServer {
   int port_;
   std::atomic<bool> stop_{false};
   ShardStore store_;
-  uint64_t layout_hash_ = 0;
+  std::optional<JobTrainingConfig> config_;  // set by a successful INIT, with store_
   int configured_replicas_ = 1;
   int staleness_ = 0;        // async: a worker may be at most this many pushes ahead (0: off)
   bool chief_lost_ = false;  // worker 0 lost before INIT: every PULL is answered with an error

@@ -26,7 +26,8 @@ Result<OptimizerKind> optimizer_from_wire(wire::Optimizer o) {
   for (const auto& [k, w] : kOptimizers) {
     if (w == o) return k;
   }
-  return invalid_argument("INIT names an unknown optimizer (" + std::to_string(o) + ")");
+  return invalid_argument("optimizer must be one of SGD, MOMENTUM, ADAM, ADAGRAD, got " +
+                          std::to_string(o));
 }
 
 }  // namespace pstrain

@@ -1,10 +1,11 @@
 // The optimizer's name on the wire (wire::TrainingConfig, sent by the chief in INIT) and back:
-// one mapping for both directions. Thread-safety: pure functions.
+// one mapping for both directions, used by ps/training_config.h (which converts the whole
+// config). Thread-safety: pure functions.
 #pragma once
 
 #include "kernels/optim.h"
-#include "runtime/wire/proto/pstrain.pb.h"
 #include "runtime/base/status.h"
+#include "runtime/wire/proto/pstrain.pb.h"
 
 namespace pstrain {
 

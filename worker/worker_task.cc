@@ -85,16 +85,14 @@ Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, TrainingSi
   PSTRAIN_ASSIGN_OR_RETURN(bool initialized, client->hello(layout));
   client->start_heartbeats();
   if (chief && !initialized) {
-    wire::TrainingConfig config;
-    config.set_model(mo.name);
-    config.set_optimizer(optimizer_to_wire(o.train.optimizer.kind));
-    config.set_learning_rate(o.train.optimizer.learning_rate);
-    config.set_sync_replicas(o.sync_replicas);
-    config.set_replicas_to_aggregate(replicas);
-    config.set_staleness(o.sync_replicas ? 0 : o.staleness);
-    config.set_train_steps(o.train.train_steps);
-    config.set_num_workers(num_workers);
-    config.set_layout_hash(layout);
+    const JobTrainingConfig config{.model = mo.name,
+                                   .optimizer = o.train.optimizer,
+                                   .sync_replicas = o.sync_replicas,
+                                   .replicas_to_aggregate = replicas,
+                                   .staleness = o.sync_replicas ? 0 : o.staleness,
+                                   .train_steps = o.train.train_steps,
+                                   .num_workers = num_workers,
+                                   .layout_hash = layout};
     PSTRAIN_RETURN_IF_ERROR(client->init(config, model->initial_parameters(o.train.seed)));
     PSTRAIN_LOG(INFO) << "chief initialised the variables on " << num_ps << " ps";
   }

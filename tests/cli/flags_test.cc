@@ -107,6 +107,68 @@ TEST(Flags, ConversionErrorsNameTheFlag) {
   EXPECT_NE(r.status().message().find("--train_steps"), std::string::npos);
 }
 
+TEST(Flags, OptimizerHyperParametersHaveTensorFlowDefaults) {
+  Parsed p;
+  p.parse({});
+  auto c = finish_training_flags(p.flags.train);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->optimizer.momentum, 0.9f);
+  EXPECT_EQ(c->optimizer.beta1, 0.9f);
+  EXPECT_EQ(c->optimizer.beta2, 0.999f);
+  EXPECT_EQ(c->optimizer.epsilon, 1e-8f);
+  EXPECT_EQ(c->optimizer.initial_accumulator, 0.1f);
+  const std::string help = p.app.help();
+  for (const char* shown :
+       {"--momentum FLOAT=0.9", "--adam_beta1 FLOAT=0.9", "--adam_beta2 FLOAT=0.999",
+        "--adam_epsilon FLOAT=1e-08", "--adagrad_initial_accumulator FLOAT=0.1"}) {
+    EXPECT_NE(help.find(shown), std::string::npos) << shown << " in\n" << help;
+  }
+}
+
+TEST(Flags, OptimizerHyperParametersParse) {
+  Parsed p;
+  p.parse({"--optimizer=momentum", "--momentum", "0.5", "--adam_beta1=0.8", "--adam_beta2", "0.99",
+           "--adam_epsilon=1e-6", "--adagrad_initial_accumulator", "0.25"});
+  auto c = finish_training_flags(p.flags.train);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->optimizer.kind, OptimizerKind::kMomentum);
+  EXPECT_EQ(c->optimizer.momentum, 0.5f);
+  EXPECT_EQ(c->optimizer.beta1, 0.8f);
+  EXPECT_EQ(c->optimizer.beta2, 0.99f);
+  EXPECT_EQ(c->optimizer.epsilon, 1e-6f);
+  EXPECT_EQ(c->optimizer.initial_accumulator, 0.25f);
+  // Edge values that are allowed.
+  Parsed q;
+  q.parse({"--momentum=0", "--adam_beta1=0", "--adam_beta2=0", "--adam_epsilon=0"});
+  EXPECT_TRUE(finish_training_flags(q.flags.train).ok());
+}
+
+TEST(Flags, BadOptimizerHyperParametersNameTheFlag) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--momentum=-0.1", "--momentum"},
+      {"--momentum=inf", "--momentum"},
+      {"--momentum=nan", "--momentum"},
+      {"--adam_beta1=1", "--adam_beta1"},
+      {"--adam_beta1=-0.5", "--adam_beta1"},
+      {"--adam_beta2=1.5", "--adam_beta2"},
+      {"--adam_epsilon=-1e-8", "--adam_epsilon"},
+      {"--adagrad_initial_accumulator=0", "--adagrad_initial_accumulator"},
+      {"--adagrad_initial_accumulator=-1", "--adagrad_initial_accumulator"},
+      {"--learning_rate=inf", "--learning_rate"},
+  };
+  for (const auto& [arg, flag] : cases) {
+    Parsed p;
+    p.parse({arg});
+    auto c = finish_training_flags(p.flags.train);
+    ASSERT_FALSE(c.ok()) << arg << " was accepted";
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument) << arg;
+    EXPECT_EQ(c.status().message().rfind(flag + " must be", 0), 0u)
+        << arg << ": " << c.status().message();
+  }
+  Parsed p;
+  EXPECT_THROW(p.parse({"--adam_beta2=high"}), CLI::ParseError);
+}
+
 int cli(std::vector<std::string> args) {
   args.insert(args.begin(), "pstrain");
   std::vector<char*> argv;
@@ -125,6 +187,8 @@ TEST(Cli, ExitCodes) {
   EXPECT_EQ(cli({"--job_name=worker", "--task_index=0", "--sync_replicas", "--staleness=2"}),
             kExitUsage);
   EXPECT_EQ(cli({"--job_name=worker", "--task_index=0", "--staleness=-1"}), kExitUsage);
+  EXPECT_EQ(cli({"--job_name=worker", "--task_index=0", "--adam_beta1=2"}), kExitUsage);
+  EXPECT_EQ(cli({"train", "--momentum=-1"}), kExitUsage);
   // A flag before the command word would be ignored by the command: refused instead.
   EXPECT_EQ(cli({"--train_steps=5", "train"}), kExitUsage);
   if (std::filesystem::is_directory(kDefaultDataDir)) {

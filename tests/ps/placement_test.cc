@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "kernels/model.h"
+
 namespace pstrain {
 namespace {
 

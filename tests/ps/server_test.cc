@@ -6,8 +6,8 @@
 #include <future>
 #include <thread>
 
-#include "runtime/wire/transport.h"
 #include "ps/client.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 namespace {
@@ -60,17 +60,16 @@ Placement two_variables() {
   return place_variables(vars, 1);
 }
 
-wire::TrainingConfig sgd_config(bool sync, int replicas, int workers, int64_t steps,
-                                uint64_t layout) {
-  wire::TrainingConfig c;
-  c.set_model("test");
-  c.set_optimizer(wire::SGD);
-  c.set_learning_rate(1.0f);
-  c.set_sync_replicas(sync);
-  c.set_replicas_to_aggregate(replicas);
-  c.set_num_workers(workers);
-  c.set_train_steps(steps);
-  c.set_layout_hash(layout);
+JobTrainingConfig sgd_config(bool sync, int replicas, int workers, int64_t steps, uint64_t layout) {
+  JobTrainingConfig c;
+  c.model = "test";
+  c.optimizer.kind = OptimizerKind::kSgd;
+  c.optimizer.learning_rate = 1.0f;
+  c.sync_replicas = sync;
+  c.replicas_to_aggregate = replicas;
+  c.num_workers = workers;
+  c.train_steps = steps;
+  c.layout_hash = layout;
   return c;
 }
 
@@ -256,8 +255,8 @@ TEST(ParameterServer, StalenessHoldsAWorkerThatRunsAhead) {
   auto w0 = f.client(0, p), w1 = f.client(1, p);
   ASSERT_TRUE(w0->hello(p.hash).ok());
   ASSERT_TRUE(w1->hello(p.hash).ok());
-  wire::TrainingConfig config = sgd_config(false, 1, 2, 100, p.hash);
-  config.set_staleness(1);
+  JobTrainingConfig config = sgd_config(false, 1, 2, 100, p.hash);
+  config.staleness = 1;
   ASSERT_TRUE(w0->init(config, std::vector<float>(5, 0.f)).ok());
   std::vector<float> params(5), g(5, 1.f);
   for (int i = 0; i < 2; ++i) {  // two steps ahead of worker 1's zero
@@ -293,6 +292,128 @@ TEST(ParameterServer, WorkerWithAnotherLayoutIsRefused) {
       << refused.status().message();
   ASSERT_TRUE(w0->done().ok());
   ASSERT_TRUE(w1->done().ok());
+  EXPECT_TRUE(f.finish().ok());
+}
+
+// The parameters after one worker's pushes of `grads`, async, with `optimizer` sent in INIT.
+std::vector<float> train_on_server(const OptimizerConfig& optimizer, const std::vector<float>& init,
+                                   const std::vector<std::vector<float>>& grads) {
+  ServerFixture f({.num_workers = 1});
+  const Placement p = two_variables();
+  auto w0 = f.client(0, p);
+  EXPECT_TRUE(w0->hello(p.hash).ok());
+  JobTrainingConfig config = sgd_config(false, 1, 1, 100, p.hash);
+  config.optimizer = optimizer;
+  Status st = w0->init(config, init);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  std::vector<float> params(init.size());
+  for (const auto& g : grads) {
+    auto s = w0->pull(params, 0);
+    EXPECT_TRUE(s.ok()) << s.status().to_string();
+    if (!s.ok()) break;
+    EXPECT_TRUE(w0->push(g, *s, nullptr).ok());
+  }
+  EXPECT_TRUE(w0->pull(params, 0).ok());
+  EXPECT_TRUE(w0->done().ok());
+  auto summary = f.finish();
+  EXPECT_TRUE(summary.ok()) << summary.status().to_string();
+  const auto& kept = f.server->training_config();  // serve() returned: safe to read
+  EXPECT_TRUE(kept.has_value());
+  if (kept) {
+    EXPECT_EQ(kept->model, "test");
+    EXPECT_EQ(kept->optimizer.kind, optimizer.kind);
+    EXPECT_EQ(kept->optimizer.momentum, optimizer.momentum);
+    EXPECT_EQ(kept->optimizer.beta1, optimizer.beta1);
+    EXPECT_EQ(kept->optimizer.beta2, optimizer.beta2);
+    EXPECT_EQ(kept->optimizer.epsilon, optimizer.epsilon);
+    EXPECT_EQ(kept->optimizer.initial_accumulator, optimizer.initial_accumulator);
+  }
+  return params;
+}
+
+// The same updates with kernels/optim.h's functions, in this process.
+std::vector<float> train_locally(const OptimizerConfig& optimizer, std::vector<float> params,
+                                 const std::vector<std::vector<float>>& grads) {
+  const int slots = optimizer_slot_count(optimizer.kind);
+  std::vector<float> slot0(slots > 0 ? params.size() : 0, optimizer_slot_initial_value(optimizer));
+  std::vector<float> slot1(slots > 1 ? params.size() : 0, optimizer_slot_initial_value(optimizer));
+  int64_t t = 0;
+  for (const auto& g : grads) apply_update(optimizer, params, g, slot0, slot1, ++t);
+  return params;
+}
+
+TEST(ParameterServer, InitAppliesEveryHyperParameterTheChiefSent) {
+  const std::vector<float> init = {1, -2, 3, 0.5f, -0.25f};
+  const std::vector<std::vector<float>> grads = {{0.5f, -1, 2, 0.25f, -4}, {1, 1, -0.5f, 0.75f, 2}};
+  OptimizerConfig momentum;
+  momentum.kind = OptimizerKind::kMomentum;
+  momentum.learning_rate = 0.1f;
+  momentum.momentum = 0.5f;
+  OptimizerConfig adam;
+  adam.kind = OptimizerKind::kAdam;
+  adam.learning_rate = 0.1f;
+  adam.beta1 = 0.8f;
+  adam.beta2 = 0.99f;
+  adam.epsilon = 0.5f;
+  OptimizerConfig adagrad;
+  adagrad.kind = OptimizerKind::kAdagrad;
+  adagrad.learning_rate = 0.1f;
+  adagrad.initial_accumulator = 2.f;
+  for (const OptimizerConfig& o : {momentum, adam, adagrad}) {
+    SCOPED_TRACE(optimizer_name(o.kind));
+    const std::vector<float> served = train_on_server(o, init, grads);
+    EXPECT_EQ(served, train_locally(o, init, grads));  // bit for bit
+    // The hyper-parameters matter here: the defaults would give other values.
+    OptimizerConfig defaults;
+    defaults.kind = o.kind;
+    defaults.learning_rate = o.learning_rate;
+    EXPECT_NE(served, train_locally(defaults, init, grads));
+  }
+}
+
+TEST(ParameterServer, InvalidTrainingConfigIsRefusedNamingTheProblem) {
+  ServerFixture f({.num_workers = 1});
+  const Placement p = two_variables();
+  auto raw = connect_socket(f.ctx, zmq::socket_type::dealer, "127.0.0.1", f.server->port(), "raw");
+  ASSERT_TRUE(raw.ok());
+  // The chief's INIT straight from bytes (PsClient checks the config before sending).
+  JobTrainingConfig config = sgd_config(false, 1, 1, 10, p.hash);
+  OutMessage init;
+  init.header.set_kind(wire::INIT);
+  init.header.set_job_id(kJob);
+  init.header.set_sender(0);
+  init.header.set_request_id(1);
+  *init.header.mutable_config() = config.to_wire();
+  init.header.mutable_config()->set_adam_beta2(1.5f);
+  ASSERT_TRUE(send_message(*raw, std::move(init)).ok());
+  auto reply = recv_message(*raw, milliseconds(10000), false, kJob);
+  ASSERT_TRUE(reply.ok()) << reply.status().to_string();
+  EXPECT_EQ(reply->header.kind(), wire::REPLY_ERROR);
+  EXPECT_NE(reply->header.error().find("adam_beta2"), std::string::npos) << reply->header.error();
+  EXPECT_FALSE(reply->header.initialized());
+
+  // Still serving, still uninitialised: the chief's valid INIT goes through.
+  auto w0 = f.client(0, p);
+  ASSERT_TRUE(w0->hello(p.hash).ok());
+  ASSERT_TRUE(w0->init(config, std::vector<float>(5, 0.f)).ok());
+  ASSERT_TRUE(w0->done().ok());
+  EXPECT_TRUE(f.finish().ok());
+  ASSERT_TRUE(f.server->training_config().has_value());
+  EXPECT_EQ(f.server->training_config()->optimizer.beta2, config.optimizer.beta2);
+}
+
+TEST(PsClient, InitChecksTheConfigBeforeSending) {
+  ServerFixture f({.num_workers = 1});
+  const Placement p = two_variables();
+  auto w0 = f.client(0, p);
+  ASSERT_TRUE(w0->hello(p.hash).ok());
+  JobTrainingConfig config = sgd_config(false, 1, 1, 10, p.hash);
+  config.optimizer.momentum = -1.f;
+  Status st = w0->init(config, std::vector<float>(5, 0.f));
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("momentum"), std::string::npos) << st.message();
+  ASSERT_TRUE(w0->done().ok());
   EXPECT_TRUE(f.finish().ok());
 }
 

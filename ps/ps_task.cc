@@ -1,0 +1,86 @@
+#include "ps/ps_task.h"
+
+#include <atomic>
+#include <csignal>
+#include <string>
+
+namespace pstrain {
+namespace {
+
+std::atomic<ParameterServer*> g_server{nullptr};
+
+extern "C" void stop_server_on_signal(int) {
+  if (ParameterServer* s = g_server.load()) s->request_stop();
+}
+
+// SIGTERM and SIGINT stop `server` while this lives; the previous handlers come back after.
+class StopOnSignals {
+ public:
+  explicit StopOnSignals(ParameterServer* server) {
+    g_server.store(server);
+    struct sigaction sa {};
+    sa.sa_handler = stop_server_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, &old_term_);
+    sigaction(SIGINT, &sa, &old_int_);
+  }
+  ~StopOnSignals() {
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGINT, &old_int_, nullptr);
+    g_server.store(nullptr);
+  }
+  StopOnSignals(const StopOnSignals&) = delete;
+  StopOnSignals& operator=(const StopOnSignals&) = delete;
+
+ private:
+  struct sigaction old_term_ {};
+  struct sigaction old_int_ {};
+};
+
+}  // namespace
+
+Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out) {
+  const int num_ps = static_cast<int>(o.cluster.ps.size());
+  if (o.task_index < 0 || o.task_index >= num_ps) {
+    return invalid_argument("ps task index " + std::to_string(o.task_index) +
+                            " is outside the cluster's " + std::to_string(num_ps) +
+                            " parameter server(s)");
+  }
+  ServerOptions so;
+  so.ps_index = o.task_index;
+  so.num_workers = static_cast<int>(o.cluster.workers.size());
+  const HostPort& me = o.cluster.ps[static_cast<size_t>(o.task_index)];
+  so.host = me.host;
+  so.port = me.port;
+  so.job_id = o.job_id;
+  so.heartbeat_timeout = o.heartbeat_timeout;
+  so.startup_timeout = o.startup_timeout;
+  zmq::context_t ctx(1);
+  auto server = ParameterServer::create(ctx, so);
+  // Whatever stops the server from starting is the cluster's or the flags' doing.
+  if (!server.ok()) return invalid_argument(server.status().message());
+
+  Result<ServerSummary> served = [&] {
+    StopOnSignals signals(server->get());
+    return (*server)->serve();
+  }();
+  if (!served.ok()) return served.status();
+  PsTaskSummary summary;
+  summary.task_index = o.task_index;
+  summary.server = std::move(served).value();
+  summary.config = (*server)->training_config();
+  const wire::PsStats& st = summary.server.stats;
+  std::fprintf(
+      out,
+      "ps %d done: global step %lld, %lld gradients applied, %lld dropped (stale or late), "
+      "%lld malformed and %lld foreign messages ignored\n",
+      o.task_index, static_cast<long long>(summary.server.final_step),
+      static_cast<long long>(st.gradients_applied()),
+      static_cast<long long>(st.stale_gradients_dropped()),
+      static_cast<long long>(st.bad_messages()), static_cast<long long>(st.foreign_messages()));
+  std::fflush(out);
+  return summary;
+}
+
+}  // namespace pstrain
