@@ -5,7 +5,6 @@
 
 #include "kernels/model.h"
 #include "ps/placement.h"
-#include "ps/wire_optimizer.h"
 #include "runtime/base/hash.h"
 #include "runtime/base/log.h"
 #include "worker/backend.h"

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <future>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,10 @@
 #include "worker/worker_task.h"
 
 namespace pstrain {
+
+// gtest names each case by its optimizer instead of printing the struct's bytes.
+void PrintTo(const OptimizerConfig& c, std::ostream* os) { *os << optimizer_name(c.kind); }
+
 namespace {
 
 using std::chrono::milliseconds;
