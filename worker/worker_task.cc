@@ -1,7 +1,9 @@
 #include "worker/worker_task.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 
 #include "kernels/model.h"
 #include "ps/placement.h"
@@ -43,167 +45,228 @@ nlohmann::json WorkerTaskSummary::to_json() const {
   return j;
 }
 
-Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, TrainingSink& user_sink) {
-  PSTRAIN_RETURN_IF_ERROR(validate(o.train));
-  const int num_workers = static_cast<int>(o.cluster.workers.size());
-  const int num_ps = static_cast<int>(o.cluster.ps.size());
-  const bool chief = o.task_index == 0;
-  int replicas = o.replicas_to_aggregate > 0 ? o.replicas_to_aggregate : num_workers;
-  if (o.sync_replicas && replicas > num_workers) {
-    return invalid_argument("--replicas_to_aggregate=" + std::to_string(replicas) +
-                            " is more than the " + std::to_string(num_workers) +
+namespace {
+
+// One worker's run, in the order run_worker_task calls its phases: prepare (data, backend,
+// model, placement), join (connect, HELLO, the chief's INIT), train (the loop), finish (the
+// chief's final pull, DONE, evaluation). Every phase reports through `sink_`.
+class WorkerRun {
+ public:
+  WorkerRun(const WorkerTaskOptions& o, TrainingSink& user_sink)
+      : o_(o),
+        sink_({&user_sink, &summary_}),
+        num_workers_(static_cast<int>(o.cluster.workers.size())),
+        num_ps_(static_cast<int>(o.cluster.ps.size())),
+        chief_(o.task_index == 0) {}
+
+  Status prepare();
+  Status join();
+  Status train();
+  Status finish();
+  WorkerTaskSummary summary() const;
+
+ private:
+  int replicas() const {
+    return o_.replicas_to_aggregate > 0 ? o_.replicas_to_aggregate : num_workers_;
+  }
+
+  const WorkerTaskOptions& o_;
+  SummarySink summary_;
+  SinkList sink_;
+  const int num_workers_;
+  const int num_ps_;
+  const bool chief_;
+
+  TrainTestData data_;
+  BackendChoice backend_;
+  ModelOptions model_options_;
+  std::unique_ptr<Model> model_;
+  Placement placement_;
+  zmq::context_t ctx_{1};
+  std::unique_ptr<PsClient> client_;  // after ctx_: closed before the context
+  Tensor params_;                     // host copy of the pulled parameters
+  int64_t global_ = 0;
+  int64_t rejected_ = 0;
+};
+
+Status WorkerRun::prepare() {
+  if (o_.sync_replicas && replicas() > num_workers_) {
+    return invalid_argument("--replicas_to_aggregate=" + std::to_string(replicas()) +
+                            " is more than the " + std::to_string(num_workers_) +
                             " workers of the cluster");
   }
-  SummarySink summary;
-  SinkList sink({&user_sink, &summary});
+  PSTRAIN_ASSIGN_OR_RETURN(data_, load_data_dir(o_.train.data_dir));
+  PSTRAIN_ASSIGN_OR_RETURN(backend_, select_backend(o_.train.num_gpus, o_.task_index, o_.train.tf32,
+                                                    o_.train.cpu_threads));
+  if (!backend_.warning.empty()) PSTRAIN_LOG(WARNING) << backend_.warning;
+  model_options_ = o_.train.model;
+  model_options_.image_rows = data_.train.rows;
+  model_options_.image_cols = data_.train.cols;
+  PSTRAIN_ASSIGN_OR_RETURN(model_, Model::create(model_options_, *backend_.ops));
+  placement_ = place_variables(model_->variables(), num_ps_);
+  return {};
+}
 
-  PSTRAIN_ASSIGN_OR_RETURN(TrainTestData data, load_data_dir(o.train.data_dir));
-  PSTRAIN_ASSIGN_OR_RETURN(
-      BackendChoice backend,
-      select_backend(o.train.num_gpus, o.task_index, o.train.tf32, o.train.cpu_threads));
-  if (!backend.warning.empty()) PSTRAIN_LOG(WARNING) << backend.warning;
-  Ops& ops = *backend.ops;
-
-  ModelOptions mo = o.train.model;
-  mo.image_rows = data.train.rows;
-  mo.image_cols = data.train.cols;
-  PSTRAIN_ASSIGN_OR_RETURN(auto model, Model::create(mo, ops));
-  const Placement placement = place_variables(model->variables(), num_ps);
-  const uint64_t layout = layout_hash(placement, mo);
-  const int64_t count = model->num_parameters();
-
-  zmq::context_t ctx(1);
-  ClientOptions co = o.client;
-  co.worker = o.task_index;
-  co.job_id = o.job_id;
-  PSTRAIN_ASSIGN_OR_RETURN(auto client, PsClient::connect(ctx, o.cluster.ps, placement, co));
-  PSTRAIN_LOG(INFO) << "worker " << o.task_index << (chief ? " (chief)" : "") << ": " << mo.name
-                    << " with " << count << " parameters in " << placement.chunks.size()
-                    << " chunks over " << num_ps << " ps; " << ops.description()
+Status WorkerRun::join() {
+  const uint64_t layout = layout_hash(placement_, model_options_);
+  ClientOptions co = o_.client;
+  co.worker = o_.task_index;
+  co.job_id = o_.job_id;
+  PSTRAIN_ASSIGN_OR_RETURN(client_, PsClient::connect(ctx_, o_.cluster.ps, placement_, co));
+  PSTRAIN_LOG(INFO) << "worker " << o_.task_index << (chief_ ? " (chief)" : "") << ": "
+                    << model_options_.name << " with " << model_->num_parameters()
+                    << " parameters in " << placement_.chunks.size() << " chunks over " << num_ps_
+                    << " ps; " << backend_.ops->description()
                     << "; waiting for the parameter servers";
-  PSTRAIN_ASSIGN_OR_RETURN(bool initialized, client->hello(layout));
-  client->start_heartbeats();
-  if (chief && !initialized) {
-    const JobTrainingConfig config{.model = mo.name,
-                                   .optimizer = o.train.optimizer,
-                                   .sync_replicas = o.sync_replicas,
-                                   .replicas_to_aggregate = replicas,
-                                   .staleness = o.sync_replicas ? 0 : o.staleness,
-                                   .train_steps = o.train.train_steps,
-                                   .num_workers = num_workers,
+  PSTRAIN_ASSIGN_OR_RETURN(bool initialized, client_->hello(layout));
+  client_->start_heartbeats();
+  if (chief_ && !initialized) {
+    const JobTrainingConfig config{.model = model_options_.name,
+                                   .optimizer = o_.train.optimizer,
+                                   .sync_replicas = o_.sync_replicas,
+                                   .replicas_to_aggregate = replicas(),
+                                   .staleness = o_.sync_replicas ? 0 : o_.staleness,
+                                   .train_steps = o_.train.train_steps,
+                                   .num_workers = num_workers_,
                                    .layout_hash = layout};
-    PSTRAIN_RETURN_IF_ERROR(client->init(config, model->initial_parameters(o.train.seed)));
-    PSTRAIN_LOG(INFO) << "chief initialised the variables on " << num_ps << " ps";
+    PSTRAIN_RETURN_IF_ERROR(client_->init(config, model_->initial_parameters(o_.train.seed)));
+    PSTRAIN_LOG(INFO) << "chief initialised the variables on " << num_ps_ << " ps";
   }
+  return {};
+}
 
-  Tensor params = ops.alloc_host({count});
+Status WorkerRun::train() {
+  Ops& ops = *backend_.ops;
+  const int64_t count = model_->num_parameters();
+  params_ = ops.alloc_host({count});
   Tensor grads = ops.alloc_host({count});
-  const int batch = o.train.batch_size;
-  Tensor images = ops.alloc_host({batch, data.train.pixels()});
+  const int batch = o_.train.batch_size;
+  Tensor images = ops.alloc_host({batch, data_.train.pixels()});
   Tensor labels = ops.alloc_host({batch}, DType::kInt32);
-  BatchSource source(data.train, o.task_index, num_workers, o.train.seed);
+  BatchSource source(data_.train, o_.task_index, num_workers_, o_.train.seed);
   if (source.shard_size() == 0) {
-    return invalid_argument("the training set in " + o.train.data_dir + " has " +
-                            std::to_string(data.train.count) + " examples, fewer than the " +
-                            std::to_string(num_workers) + " workers: worker " +
-                            std::to_string(o.task_index) + " has none to train on");
+    return invalid_argument("the training set in " + o_.train.data_dir + " has " +
+                            std::to_string(data_.train.count) + " examples, fewer than the " +
+                            std::to_string(num_workers_) + " workers: worker " +
+                            std::to_string(o_.task_index) + " has none to train on");
   }
   const std::span<int32_t> label_span(labels.i32(), static_cast<size_t>(batch));
 
   RecentMean recent;
-  PsSteps min_steps(static_cast<size_t>(num_ps), 0);
-  int64_t global = 0;
+  PsSteps min_steps(static_cast<size_t>(num_ps_), 0);
   int64_t local_steps = 0;
-  int64_t rejected = 0;
-  sink.begin({.model = mo.name,
-              .backend = ops.description(),
-              .num_parameters = count,
-              .train_steps = o.train.train_steps,
-              .batch_size = batch,
-              .task_index = o.task_index,
-              .chief = chief});
+  sink_.begin({.model = model_options_.name,
+               .backend = ops.description(),
+               .num_parameters = count,
+               .train_steps = o_.train.train_steps,
+               .batch_size = batch,
+               .task_index = o_.task_index,
+               .chief = chief_});
   const auto start = Clock::now();
   while (true) {
-    PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, client->pull(params.host_f32(), min_steps));
-    global = steps[0];
-    if (global >= o.train.train_steps) break;
-    ops.copy_to_device(model->parameters().raw(), params.raw(), params.bytes());
+    PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, client_->pull(params_.host_f32(), min_steps));
+    // Training is over once every PS reached the last step. The PS tasks' steps may differ
+    // by one (each completes a step on its own gradients), and one still a step behind needs
+    // this worker's gradient: stopping as soon as PS 0 is done could leave it short of fresh
+    // gradients in sync mode, with every worker gone.
+    global_ = *std::min_element(steps.begin(), steps.end());
+    if (global_ >= o_.train.train_steps) break;
+    ops.copy_to_device(model_->parameters().raw(), params_.raw(), params_.bytes());
     source.next(batch, images.host_f32(), label_span);
-    model->upload_batch(images.host_f32(), label_span, batch);
-    model->forward_backward(batch);
-    ops.copy_to_host(grads.raw(), model->gradients().raw(), grads.bytes());
-    const float loss = model->read_loss();  // synchronizes: grads are on the host now
+    model_->upload_batch(images.host_f32(), label_span, batch);
+    model_->forward_backward(batch);
+    ops.copy_to_host(grads.raw(), model_->gradients().raw(), grads.bytes());
+    const float loss = model_->read_loss();  // synchronizes: grads are on the host now
     if (!std::isfinite(loss)) {
       return failed_precondition("training diverged: loss is " + std::to_string(loss) +
-                                 " at global step " + std::to_string(global) +
+                                 " at global step " + std::to_string(global_) +
                                  "; lower --learning_rate");
     }
     PSTRAIN_ASSIGN_OR_RETURN(PushResult pushed,
-                             client->push(grads.host_f32(), steps, grads.memory()));
+                             client_->push(grads.host_f32(), steps, grads.memory()));
     ++local_steps;
-    if (!pushed.accepted) ++rejected;
-    global = pushed.global_step;
-    if (o.sync_replicas) {
+    if (!pushed.accepted) ++rejected_;
+    global_ = pushed.global_step;
+    if (o_.sync_replicas) {
       // Next, each PS's step after the one it served (their steps may differ by one).
       for (size_t i = 0; i < steps.size(); ++i) min_steps[i] = steps[i] + 1;
     }
     recent.add(loss);
     const double secs = seconds_since(start);
-    sink.step({.local_step = local_steps,
-               .global_step = global,
-               .loss = loss,
-               .mean_loss = recent.mean(),
-               .examples_per_second = static_cast<double>(local_steps) * batch / secs,
-               .elapsed_seconds = secs});
+    sink_.step({.local_step = local_steps,
+                .global_step = global_,
+                .loss = loss,
+                .mean_loss = recent.mean(),
+                .examples_per_second = static_cast<double>(local_steps) * batch / secs,
+                .elapsed_seconds = secs});
   }
   const double train_seconds = seconds_since(start);
-  sink.training_end(
+  sink_.training_end(
       {.local_steps = local_steps,
-       .global_step = global,
+       .global_step = global_,
        .train_seconds = train_seconds,
        .examples_per_second =
            train_seconds > 0 ? static_cast<double>(local_steps) * batch / train_seconds : 0.0,
        .final_loss = recent.mean()});
+  return {};
+}
 
-  int64_t final_step = global;
-  if (chief) {
+Status WorkerRun::finish() {
+  Ops& ops = *backend_.ops;
+  int64_t final_step = global_;
+  if (chief_) {
     // Wait until every worker's last gradient is in, then evaluate those parameters.
     PSTRAIN_ASSIGN_OR_RETURN(PsSteps final_steps,
-                             client->pull(params.host_f32(), o.train.train_steps));
+                             client_->pull(params_.host_f32(), o_.train.train_steps));
     final_step = final_steps[0];
-    ops.copy_to_device(model->parameters().raw(), params.raw(), params.bytes());
+    ops.copy_to_device(model_->parameters().raw(), params_.raw(), params_.bytes());
   }
-  Status done = client->done();
-  client->stop_heartbeats();
-  if (!done.ok())
+  Status done = client_->done();
+  client_->stop_heartbeats();
+  if (!done.ok()) {
     PSTRAIN_LOG(WARNING) << "could not tell every ps this worker is done: " << done.message();
-
-  if (chief) {
+  }
+  if (chief_) {
     EvalReport eval;
     eval.global_step = final_step;
-    eval.count = data.test.count;
-    eval.correct =
-        model->count_correct(data.test.images, data.test.labels,
-                             std::min<int>(o.train.eval_batch, static_cast<int>(data.test.count)));
-    sink.evaluation(eval);
+    eval.count = data_.test.count;
+    eval.correct = model_->count_correct(
+        data_.test.images, data_.test.labels,
+        std::min<int>(o_.train.eval_batch, static_cast<int>(data_.test.count)));
+    sink_.evaluation(eval);
   }
-  sink.finish();
+  sink_.finish();
+  return {};
+}
 
-  const TrainingRecord& r = summary.record();
+WorkerTaskSummary WorkerRun::summary() const {
+  const TrainingRecord& r = summary_.record();
   WorkerTaskSummary s;
-  s.task_index = o.task_index;
-  s.backend = ops.description();
+  s.task_index = o_.task_index;
+  s.backend = backend_.ops->description();
   s.local_steps = r.local_steps;
   s.global_step = r.global_step;
-  s.rejected_gradients = rejected;
+  s.rejected_gradients = rejected_;
   s.final_loss = r.final_loss;
   s.train_seconds = r.train_seconds;
   s.examples_per_second = r.examples_per_second;
   s.evaluated = r.test.has_value();
   s.test_accuracy = r.test ? r.test->accuracy() : 0.0;
-  s.bytes_sent = client->bytes_sent();
-  s.bytes_received = client->bytes_received();
+  s.bytes_sent = client_->bytes_sent();
+  s.bytes_received = client_->bytes_received();
   return s;
+}
+
+}  // namespace
+
+Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, TrainingSink& sink) {
+  PSTRAIN_RETURN_IF_ERROR(validate(o.train));
+  WorkerRun run(o, sink);
+  PSTRAIN_RETURN_IF_ERROR(run.prepare());
+  PSTRAIN_RETURN_IF_ERROR(run.join());
+  PSTRAIN_RETURN_IF_ERROR(run.train());
+  PSTRAIN_RETURN_IF_ERROR(run.finish());
+  return run.summary();
 }
 
 }  // namespace pstrain
