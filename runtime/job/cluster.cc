@@ -603,18 +603,50 @@ Status resolve_cluster(const Picks& p, ResolvedTask* out) {
   return {};
 }
 
-// When the task index is TF_CONFIG's, it means something only for TF_CONFIG's job.
+// "--task_index=0 (flags)", "AZ_BATCHAI_TASK_INDEX=0 (Batch AI)".
+std::string given_text(const ValueOrigin& o, const std::string& value) {
+  return o.name + "=" + value + " (" + o.source + ")";
+}
+
+// "drop --task_index or make it 1", "unset AZ_BATCHAI_TASK_INDEX or set it to 1".
+std::string fix_text(const ValueOrigin& o, const std::string& value) {
+  if (o.name.starts_with("--")) return "drop " + o.name + " or make it " + value;
+  return "unset " + o.name + " or set it to " + value;
+}
+
+// "worker 1" (or "a worker" when the claim has no index).
+std::string claimed_task_text(const TaskClaim& c) {
+  if (!c.task_index) return std::string("a ") + job_name_string(c.job);
+  return std::string(job_name_string(c.job)) + " " + std::to_string(*c.task_index);
+}
+
+// A reader that names this process's task (TF_CONFIG's "task") must agree with the job name
+// and task index that earlier readers gave.
 Status check_claim(const ReadSource& s, const Picks& p, const ResolvedTask& t) {
-  if (!s.values.task_claim || !p.job.before(s) || p.index.source != &s) return {};
+  if (!s.values.task_claim) return {};
+  const bool job_earlier = p.job.before(s);
+  const bool index_earlier = p.index.before(s);
+  if (!job_earlier && !index_earlier) return {};
   const Result<TaskClaim>& claim = *s.values.task_claim;
   if (!claim.ok()) return claim.status();
-  if (claim->job == t.job) return {};
-  const std::string type = claim->text.substr(
-      claim->text.find(": ") + 2, claim->text.find_first_of(",}") - claim->text.find(": ") - 2);
-  return invalid_argument(std::string("--job_name=") + job_name_string(t.job) +
-                          " (from flags) disagrees with TF_CONFIG task.type " + type +
-                          ", whose task.index would be the task index; give --task_index too, "
-                          "or fix --job_name");
+  std::vector<std::string> given;
+  std::vector<std::string> fixes;
+  if (job_earlier && claim->job != t.job) {
+    given.push_back(given_text(p.job.origin(), job_name_string(t.job)));
+    fixes.push_back(fix_text(p.job.origin(), job_name_string(claim->job)));
+  }
+  if (index_earlier && claim->task_index && *claim->task_index != t.task_index) {
+    given.push_back(given_text(p.index.origin(), std::to_string(t.task_index)));
+    fixes.push_back(fix_text(p.index.origin(), std::to_string(*claim->task_index)));
+  }
+  if (given.empty()) return {};
+  std::string msg = given[0];
+  for (size_t i = 1; i < given.size(); ++i) msg += " and " + given[i];
+  msg += (given.size() == 1 ? " disagrees with " : " disagree with ") + claim->text +
+         ", which is " + claimed_task_text(*claim) + " in pstrain's numbering";
+  if (!claim->numbering.empty()) msg += " (" + claim->numbering + ")";
+  for (size_t i = 0; i < fixes.size(); ++i) msg += (i == 0 ? "; " : "; and ") + fixes[i];
+  return invalid_argument(msg);
 }
 
 Status check_index_in_range(const Picks& p, const ResolvedTask& t) {

@@ -19,8 +19,16 @@
 // An environment variable set to the empty string counts as not set. A scheduler's cluster
 // (Batch AI or TF_CONFIG) is never mixed with a default list: if one list comes from a
 // scheduler and no source gives the other, that is an error rather than a silent localhost.
-// When the task index comes from TF_CONFIG and the job name from flags, TF_CONFIG's task.type
-// must be that job.
+// TF_CONFIG's task names this process. When TF_CONFIG is read and its task has a "type", that
+// task in pstrain's numbering (chief/master = worker 0; TF worker i = worker i+1 when a
+// chief/master exists, else worker i; ps i = ps i) is checked against the job name and task
+// index that an earlier source gave (flags, AZ_BATCHAI_TASK_INDEX): each one given must agree
+// with it (the index only when the task has an "index"), and the task must be a pstrain task
+// (not an evaluator). Agreeing values are fine; otherwise resolve_task fails naming both values
+// and their sources, e.g. "--task_index=0 (flags) disagrees with TF_CONFIG task {"type":
+// "worker", "index": 0}, which is worker 1 in pstrain's numbering (the chief is worker 0); drop
+// --task_index or make it 1". So a Kubeflow worker 0 given --task_index=0 does not become a
+// second worker 0 beside the chief (a sync job would wait until its start-up timeout).
 // Every error input can cause is an InvalidArgument naming the source and the value; nothing
 // here throws or aborts on input. Nothing here reads the real environment except
 // process_environment(); nothing logs (the caller logs cluster_source/task_source/notes).
@@ -92,8 +100,8 @@ struct ResolvedTask {
   JobName job = JobName::kWorker;
   int task_index = 0;
   int num_gpus = 1;
-  // Where the ps and worker lists came from: one of "flags", "Batch AI (AZ_BATCHAI_*)",
-  // "TF_CONFIG", "defaults" when both came from the same source, else a mix such as
+  // Where the ps and worker lists came from: the reader's name() ("flags", "Batch AI
+  // (AZ_BATCHAI_*)", "TF_CONFIG", "defaults") when both came from the same one, else a mix as
   // "flags (--ps_hosts), Batch AI (AZ_BATCHAI_WORKER_HOSTS)".
   std::string cluster_source;
   // Where the job name and task index came from, in the same form.
@@ -131,10 +139,11 @@ struct SourcedValue {
 
 // The task a source says this process is, in pstrain's numbering (TF_CONFIG's "task").
 struct TaskClaim {
-  std::string text;                // how errors quote it: TF_CONFIG task {"type": "ps", "index": 0}
-  JobName job = JobName::kWorker;  //
-  std::optional<int> task_index;   // nullopt when the source names no index
-  std::string numbering;           // how its numbering maps, e.g. "the chief is worker 0", or ""
+  // How errors quote it: TF_CONFIG task {"type": "worker", "index": 0}.
+  std::string text;
+  JobName job = JobName::kWorker;
+  std::optional<int> task_index;  // nullopt when the source names no index
+  std::string numbering;          // how its numbering maps, e.g. "the chief is worker 0", or ""
 };
 
 // What one source knows; nullopt = the source does not give that value.
@@ -163,7 +172,7 @@ struct ClusterValueSet {
   }
 };
 
-// kScheduler: a scheduler's cluster, never completed with kDefaults lists.
+// kScheduler: a scheduler's lists are never completed with a kDefaults list.
 enum class SourceKind { kCommandLine, kScheduler, kDefaults };
 
 // One source of cluster values. Implementations are immutable; read() may run concurrently.

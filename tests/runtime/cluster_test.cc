@@ -460,25 +460,28 @@ TEST(ResolveTask, FlagsAndBatchAiMix) {
 }
 
 TEST(ResolveTask, BatchAiAndTfConfigMix) {
-  // Batch AI gives ps and the index; TF_CONFIG gives the workers and the job name.
+  // Batch AI gives ps and the index; TF_CONFIG gives the workers and the job name. (TF_CONFIG's
+  // task must agree with Batch AI's index; ResolveTaskClaim tests what happens when not.)
   Env env = {{"AZ_BATCHAI_PS_HOSTS", "p:1"},
              {"AZ_BATCHAI_TASK_INDEX", "0"},
              {"TF_CONFIG", R"({"cluster": {"worker": ["w0:1", "w1:1"]},
-                               "task": {"type": "worker", "index": 1}})"}};
+                               "task": {"type": "worker", "index": 0}})"}};
   auto r = resolve_task(ClusterFlags{}, env_of(env));
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r->cluster.ps, std::vector<HostPort>{hp("p", 1)});
   EXPECT_EQ(r->cluster.workers.size(), 2u);
-  EXPECT_EQ(r->task_index, 0);  // Batch AI's index wins over TF_CONFIG's
+  EXPECT_EQ(r->task_index, 0);  // Batch AI's index is used, TF_CONFIG's is not
   EXPECT_EQ(r->cluster_source, "Batch AI (AZ_BATCHAI_PS_HOSTS), TF_CONFIG (cluster.worker)");
   EXPECT_EQ(r->task_source, "TF_CONFIG (task.type), Batch AI (AZ_BATCHAI_TASK_INDEX)");
 }
 
 TEST(ResolveTask, TfConfigClusterWithTaskFromFlags) {
+  // A TF_CONFIG without a task gives the cluster; flags give the task.
   ClusterFlags f;
   f.job_name = "ps";
   f.task_index = 0;
-  auto r = resolve_task(f, env_of({{"TF_CONFIG", kTfConfigPlain}}));
+  const char* tf = R"({"cluster": {"ps": ["ps-0:2222"], "worker": ["worker-0:2222"]}})";
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", tf}}));
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r->job, JobName::kPs);
   EXPECT_EQ(r->task_index, 0);
@@ -497,7 +500,10 @@ TEST(ResolveTask, FlagJobWithTfConfigIndexMustAgree) {
   ClusterFlags bad_flags;
   bad_flags.job_name = "ps";
   auto bad = resolve_task(bad_flags, env_of({{"TF_CONFIG", kTfConfigPlain}}));
-  expect_invalid(bad.status(), {"--job_name=ps", "TF_CONFIG task.type \"worker\""});
+  expect_invalid(bad.status(),
+                 {"--job_name=ps (flags) disagrees with TF_CONFIG task {\"type\": \"worker\", "
+                  "\"index\": 1}, which is worker 1",
+                  "drop --job_name or make it worker"});
 }
 
 TEST(ResolveTask, SchedulerClusterIsNotMixedWithDefaults) {
@@ -718,6 +724,214 @@ TEST(ResolveTaskErrors, MissingJobNameOrTaskIndex) {
   no_index.job_name = "ps";
   expect_invalid(resolve_task(no_index, env_of({})).status(),
                  {"no task index", "--task_index", "AZ_BATCHAI_TASK_INDEX", "TF_CONFIG"});
+}
+
+// --- TF_CONFIG's task must agree with an earlier job name or task index -------------------
+
+// Kubeflow: chief c, TF workers w0 and w1 (pstrain workers 1 and 2), ps p.
+std::string kubeflow(const std::string& task) { return tf_with_task(kTfConfigChiefCluster, task); }
+
+TEST(ResolveTaskClaim, KubeflowWorkerGivenTheChiefsIndexIsAnError) {
+  ClusterFlags f;
+  f.task_index = 0;
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", kubeflow(R"({"type": "worker", "index": 0})")}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(),
+            R"(--task_index=0 (flags) disagrees with TF_CONFIG task {"type": "worker", )"
+            R"("index": 0}, which is worker 1 in pstrain's numbering (the chief is worker 0); )"
+            R"(drop --task_index or make it 1)");
+
+  // The same with --job_name=worker too: only the index disagrees.
+  f.job_name = "worker";
+  auto r2 = resolve_task(f, env_of({{"TF_CONFIG", kubeflow(R"({"type": "worker", "index": 0})")}}));
+  expect_invalid(r2.status(), {"--task_index=0 (flags) disagrees", "drop --task_index"});
+  EXPECT_THAT(r2.status().message(), ::testing::Not(HasSubstr("--job_name")));
+}
+
+TEST(ResolveTaskClaim, AgreeingFlagsAreFine) {
+  ClusterFlags f;
+  f.task_index = 1;
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", kubeflow(R"({"type": "worker", "index": 0})")}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->job, JobName::kWorker);
+  EXPECT_EQ(r->task_index, 1);
+  EXPECT_EQ(r->cluster_source, "TF_CONFIG");
+  EXPECT_EQ(r->task_source, "TF_CONFIG (task.type), flags (--task_index)");
+
+  ClusterFlags both = worker_flags(2);
+  auto r2 =
+      resolve_task(both, env_of({{"TF_CONFIG", kubeflow(R"({"type": "worker", "index": 1})")}}));
+  ASSERT_TRUE(r2.ok()) << r2.status().to_string();
+  EXPECT_EQ(r2->task_index, 2);
+  EXPECT_EQ(r2->task_source, "flags");
+
+  ClusterFlags chief = worker_flags(0);
+  auto r3 =
+      resolve_task(chief, env_of({{"TF_CONFIG", kubeflow(R"({"type": "chief", "index": 0})")}}));
+  ASSERT_TRUE(r3.ok()) << r3.status().to_string();
+  EXPECT_EQ(r3->task_index, 0);
+
+  ClusterFlags ps;
+  ps.job_name = "ps";
+  ps.task_index = 0;
+  auto r4 = resolve_task(ps, env_of({{"TF_CONFIG", kubeflow(R"({"type": "ps", "index": 0})")}}));
+  ASSERT_TRUE(r4.ok()) << r4.status().to_string();
+  EXPECT_EQ(r4->job, JobName::kPs);
+}
+
+TEST(ResolveTaskClaim, ChiefGivenAnotherIndex) {
+  ClusterFlags f = worker_flags(1);
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", kubeflow(R"({"type": "chief", "index": 0})")}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            R"(--task_index=1 (flags) disagrees with TF_CONFIG task {"type": "chief", )"
+            R"("index": 0}, which is worker 0 in pstrain's numbering (the chief is worker 0); )"
+            R"(drop --task_index or make it 0)");
+}
+
+TEST(ResolveTaskClaim, MasterAndPsNumbering) {
+  const char* cluster =
+      R"("cluster": {"master": ["m:1"], "worker": ["w0:1"], "ps": ["p0:1", "p1:1"]})";
+  ClusterFlags f;
+  f.task_index = 0;
+  auto w = resolve_task(
+      f, env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"type": "worker", "index": 0})")}}));
+  expect_invalid(w.status(), {"which is worker 1 in pstrain's numbering (the master is worker 0)",
+                              "make it 1"});
+
+  ClusterFlags p;
+  p.job_name = "ps";
+  p.task_index = 1;
+  auto ps = resolve_task(
+      p, env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"type": "ps", "index": 0})")}}));
+  ASSERT_FALSE(ps.ok());
+  EXPECT_EQ(ps.status().message(),
+            R"(--task_index=1 (flags) disagrees with TF_CONFIG task {"type": "ps", "index": 0}, )"
+            R"(which is ps 0 in pstrain's numbering; drop --task_index or make it 0)");
+}
+
+TEST(ResolveTaskClaim, JobNameAndIndexBothDisagree) {
+  ClusterFlags f;
+  f.job_name = "ps";
+  f.task_index = 0;
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", kTfConfigPlain}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            R"(--job_name=ps (flags) and --task_index=0 (flags) disagree with TF_CONFIG task )"
+            R"({"type": "worker", "index": 1}, which is worker 1 in pstrain's numbering; drop )"
+            R"(--job_name or make it worker; and drop --task_index or make it 1)");
+
+  // Same index, other job: only the job disagrees.
+  f.task_index = 1;
+  auto r2 = resolve_task(f, env_of({{"TF_CONFIG", kTfConfigPlain}}));
+  expect_invalid(r2.status(), {"--job_name=ps (flags) disagrees", "make it worker"});
+  EXPECT_THAT(r2.status().message(), ::testing::Not(HasSubstr("--task_index")));
+}
+
+TEST(ResolveTaskClaim, BatchAiIndexAgainstTfConfig) {
+  const std::string tf = kubeflow(R"({"type": "worker", "index": 0})");
+  auto bad =
+      resolve_task(ClusterFlags{}, env_of({{"AZ_BATCHAI_TASK_INDEX", "0"}, {"TF_CONFIG", tf}}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            R"(AZ_BATCHAI_TASK_INDEX=0 (Batch AI) disagrees with TF_CONFIG task {"type": )"
+            R"("worker", "index": 0}, which is worker 1 in pstrain's numbering (the chief is )"
+            R"(worker 0); unset AZ_BATCHAI_TASK_INDEX or set it to 1)");
+
+  auto ok =
+      resolve_task(ClusterFlags{}, env_of({{"AZ_BATCHAI_TASK_INDEX", "1"}, {"TF_CONFIG", tf}}));
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->task_index, 1);
+  EXPECT_EQ(ok->task_source, "TF_CONFIG (task.type), Batch AI (AZ_BATCHAI_TASK_INDEX)");
+
+  // A flag job name and a Batch AI index, both against TF_CONFIG.
+  ClusterFlags f;
+  f.job_name = "ps";
+  auto both = resolve_task(f, env_of({{"AZ_BATCHAI_TASK_INDEX", "0"}, {"TF_CONFIG", tf}}));
+  expect_invalid(both.status(),
+                 {"--job_name=ps (flags) and AZ_BATCHAI_TASK_INDEX=0 (Batch AI) disagree",
+                  "drop --job_name or make it worker; and unset AZ_BATCHAI_TASK_INDEX or set it "
+                  "to 1"});
+}
+
+TEST(ResolveTaskClaim, EvaluatorTaskGivenATaskByFlags) {
+  ClusterFlags f = worker_flags(1);
+  auto r =
+      resolve_task(f, env_of({{"TF_CONFIG", kubeflow(R"({"type": "evaluator", "index": 0})")}}));
+  expect_invalid(r.status(), {"\"evaluator\"", "pstrain runs no evaluator task"});
+}
+
+TEST(ResolveTaskClaim, PartialTaskIsComparedOnWhatItHas) {
+  const char* cluster = R"("cluster": {"ps": ["p:1"], "worker": ["w0:1", "w1:1"]})";
+  // A type and no index: only the job name is compared.
+  auto r = resolve_task(worker_flags(1),
+                        env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"type": "worker"})")}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->task_index, 1);
+  ClusterFlags ps_flags;
+  ps_flags.job_name = "ps";
+  ps_flags.task_index = 0;
+  auto bad = resolve_task(ps_flags,
+                          env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"type": "worker"})")}}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            R"(--job_name=ps (flags) disagrees with TF_CONFIG task {"type": "worker"}, which is )"
+            R"(a worker in pstrain's numbering; drop --job_name or make it worker)");
+  // No type: nothing to compare.
+  auto no_type =
+      resolve_task(ps_flags, env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"index": 1})")}}));
+  ASSERT_TRUE(no_type.ok()) << no_type.status().to_string();
+  EXPECT_EQ(no_type->job, JobName::kPs);
+}
+
+TEST(ResolveTaskClaim, NotCheckedWhenTfConfigIsNotRead) {
+  // Flags and Batch AI give the cluster and the task: TF_CONFIG is not read, so its task is
+  // not compared (it is not this job's).
+  const std::string tf = kubeflow(R"({"type": "worker", "index": 0})");
+  ClusterFlags f = worker_flags(0);
+  f.ps_hosts = "p:1";
+  f.worker_hosts = "w0:1,w1:1";
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", tf}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->task_index, 0);
+  EXPECT_TRUE(has_note(*r, "TF_CONFIG is set but not used"));
+
+  ClusterFlags job_only;
+  job_only.job_name = "worker";
+  Env env = {{"AZ_BATCHAI_PS_HOSTS", "p:1"},
+             {"AZ_BATCHAI_WORKER_HOSTS", "w0:1,w1:1"},
+             {"AZ_BATCHAI_TASK_INDEX", "0"},
+             {"TF_CONFIG", tf}};
+  auto r2 = resolve_task(job_only, env_of(env));
+  ASSERT_TRUE(r2.ok()) << r2.status().to_string();
+  EXPECT_EQ(r2->task_index, 0);
+}
+
+TEST(ResolveTaskClaim, FlagsOverBatchAiIsStillPlainPrecedence) {
+  // The rule is about TF_CONFIG's task: a Batch AI index that flags override is no error.
+  ClusterFlags f = worker_flags(0);
+  f.ps_hosts = "p:1";
+  f.worker_hosts = "w0:1,w1:1";
+  auto r = resolve_task(f, env_of({{"AZ_BATCHAI_TASK_INDEX", "1"}, {"AZ_BATCHAI_NUM_GPUS", "2"}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->task_index, 0);
+  EXPECT_EQ(r->num_gpus, 2);  // Batch AI was read, for num_gpus
+}
+
+TEST(ResolveTaskErrors, MalformedTfConfigReadOnlyWhenAValueIsMissing) {
+  ClusterFlags job_only;
+  job_only.job_name = "worker";
+  Env env = {{"AZ_BATCHAI_PS_HOSTS", "p:1"},
+             {"AZ_BATCHAI_WORKER_HOSTS", "w0:1,w1:1"},
+             {"AZ_BATCHAI_TASK_INDEX", "1"},
+             {"TF_CONFIG", "{\"cluster\": "}};
+  auto r = resolve_task(job_only, env_of(env));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(has_note(*r, "TF_CONFIG is set but not used"));
+
+  env.erase("AZ_BATCHAI_TASK_INDEX");  // now TF_CONFIG must give the index
+  expect_invalid(resolve_task(job_only, env_of(env)).status(), {"TF_CONFIG is not valid JSON"});
 }
 
 // --- Job id -------------------------------------------------------------------------------
