@@ -58,66 +58,7 @@ std::optional<long long> parse_integer(const std::string& text) {
   return v;
 }
 
-// --- Where a value came from --------------------------------------------------------------
-
-enum class Source { kFlags, kBatchAi, kTfConfig, kDefault };
-
-struct Origin {
-  Source source = Source::kDefault;
-  std::string name;  // "--ps_hosts", "AZ_BATCHAI_PS_HOSTS", "cluster.ps", "--ps_hosts"
-};
-
-const char* source_label(Source s) {
-  switch (s) {
-    case Source::kFlags:
-      return "flags";
-    case Source::kBatchAi:
-      return "Batch AI (AZ_BATCHAI_*)";
-    case Source::kTfConfig:
-      return "TF_CONFIG";
-    case Source::kDefault:
-      return "defaults";
-  }
-  return "?";
-}
-
-// For error messages: "flags --ps_hosts", "AZ_BATCHAI_PS_HOSTS", "TF_CONFIG cluster.ps",
-// "the default of --ps_hosts".
-std::string from_text(const Origin& o) {
-  switch (o.source) {
-    case Source::kFlags:
-      return "flags " + o.name;
-    case Source::kBatchAi:
-      return o.name;
-    case Source::kTfConfig:
-      return std::string("TF_CONFIG ") + o.name;
-    case Source::kDefault:
-      return "the default of " + o.name;
-  }
-  return o.name;
-}
-
-// For the source summary in a mix: "flags (--ps_hosts)", "Batch AI (AZ_BATCHAI_PS_HOSTS)".
-std::string short_text(const Origin& o) {
-  switch (o.source) {
-    case Source::kFlags:
-      return "flags (" + o.name + ")";
-    case Source::kBatchAi:
-      return "Batch AI (" + o.name + ")";
-    case Source::kTfConfig:
-      return "TF_CONFIG (" + o.name + ")";
-    case Source::kDefault:
-      return "defaults (" + o.name + ")";
-  }
-  return o.name;
-}
-
-std::string combined_source(const Origin& a, const Origin& b) {
-  if (a.source == b.source) return source_label(a.source);
-  return short_text(a) + ", " + short_text(b);
-}
-
-bool is_scheduler(Source s) { return s == Source::kBatchAi || s == Source::kTfConfig; }
+using HostList = std::vector<HostPort>;
 
 // --- TF_CONFIG ----------------------------------------------------------------------------
 
@@ -329,19 +270,427 @@ Result<int> env_int(const std::string& name, const std::string& text) {
   return static_cast<int>(*v);
 }
 
-Result<std::vector<HostPort>> list_from(const std::string& what, const std::string& text,
-                                        const Origin& origin) {
-  Result<std::vector<HostPort>> r = parse_host_list(text);
+Result<HostList> list_from(const std::string& what, const std::string& text,
+                           const ValueOrigin& origin) {
+  Result<HostList> r = parse_host_list(text);
   if (!r.ok()) {
-    std::string msg = "bad " + what + " list " + quote(text) + " (from " + from_text(origin) +
-                      "): " + r.status().message();
-    if (origin.source == Source::kFlags && trim(text).empty()) {
-      msg += "; if the flag was written as " + origin.name + "=$" +
-             (what == "ps" ? kEnvPsHosts : kEnvWorkerHosts) + ", that variable is not set";
-    }
-    return invalid_argument(msg);
+    return invalid_argument("bad " + what + " list " + quote(text) + " (from " + origin.from +
+                            "): " + r.status().message());
   }
   return r;
+}
+
+// --- Readers ------------------------------------------------------------------------------
+
+template <typename T>
+SourcedValue<T> sourced(Result<T> value, ValueOrigin origin, std::vector<std::string> notes = {}) {
+  return SourcedValue<T>{std::move(value), std::move(origin), std::move(notes)};
+}
+
+ValueOrigin flag_origin(const std::string& flag) { return {"flags", flag, "flags " + flag}; }
+ValueOrigin batch_ai_origin(const std::string& var) { return {"Batch AI", var, var}; }
+ValueOrigin tf_origin(const std::string& key) { return {"TF_CONFIG", key, "TF_CONFIG " + key}; }
+ValueOrigin default_origin(const std::string& flag) {
+  return {"defaults", flag, "the default of " + flag};
+}
+
+// --ps_hosts / --worker_hosts; an empty value hints at an unset variable in `--flag=$VAR`.
+SourcedValue<HostList> flag_list(const std::string& what, const std::string& text,
+                                 const std::string& flag, const std::string& env_var) {
+  ValueOrigin origin = flag_origin(flag);
+  Result<HostList> list = list_from(what, text, origin);
+  if (!list.ok() && trim(text).empty()) {
+    list = invalid_argument(list.status().message() + "; if the flag was written as " + flag +
+                            "=$" + env_var + ", that variable is not set");
+  }
+  return sourced(std::move(list), std::move(origin));
+}
+
+Result<JobName> flag_job(const std::string& text) {
+  Result<JobName> j = parse_job_name(text);
+  if (!j.ok()) return invalid_argument("--job_name (from flags): " + j.status().message());
+  return j;
+}
+
+class FlagsReader final : public ClusterReader {
+ public:
+  std::string name() const override { return "flags"; }
+  SourceKind kind() const override { return SourceKind::kCommandLine; }
+  ClusterValueSet gives() const override {
+    return {
+        .ps_hosts = true, .worker_hosts = true, .job = true, .task_index = true, .num_gpus = true};
+  }
+  Result<ClusterValues> read(const ClusterFlags& flags, const EnvLookup& /*env*/) const override {
+    ClusterValues v;
+    if (flags.ps_hosts) v.ps_hosts = flag_list("ps", *flags.ps_hosts, "--ps_hosts", kEnvPsHosts);
+    if (flags.worker_hosts) {
+      v.worker_hosts = flag_list("worker", *flags.worker_hosts, "--worker_hosts", kEnvWorkerHosts);
+    }
+    if (flags.job_name) v.job = sourced(flag_job(*flags.job_name), flag_origin("--job_name"));
+    if (flags.task_index) {
+      v.task_index = sourced(Result<int>(*flags.task_index), flag_origin("--task_index"));
+    }
+    if (flags.num_gpus) {
+      v.num_gpus = sourced(Result<int>(*flags.num_gpus), flag_origin("--num_gpus"));
+    }
+    return v;
+  }
+};
+
+SourcedValue<HostList> batch_ai_list(const std::string& what, const std::string& var,
+                                     const std::string& text) {
+  ValueOrigin origin = batch_ai_origin(var);
+  Result<HostList> list = list_from(what, text, origin);
+  return sourced(std::move(list), std::move(origin));
+}
+
+SourcedValue<int> batch_ai_int(const std::string& var, const std::string& text) {
+  return sourced(env_int(var, text), batch_ai_origin(var));
+}
+
+class BatchAiReader final : public ClusterReader {
+ public:
+  std::string name() const override { return "Batch AI (AZ_BATCHAI_*)"; }
+  SourceKind kind() const override { return SourceKind::kScheduler; }
+  ClusterValueSet gives() const override {
+    return {.ps_hosts = true, .worker_hosts = true, .task_index = true, .num_gpus = true};
+  }
+  Result<ClusterValues> read(const ClusterFlags& /*flags*/, const EnvLookup& env) const override {
+    ClusterValues v;
+    if (auto t = env_value(env, kEnvPsHosts)) v.ps_hosts = batch_ai_list("ps", kEnvPsHosts, *t);
+    if (auto t = env_value(env, kEnvWorkerHosts)) {
+      v.worker_hosts = batch_ai_list("worker", kEnvWorkerHosts, *t);
+    }
+    if (auto t = env_value(env, kEnvTaskIndex)) v.task_index = batch_ai_int(kEnvTaskIndex, *t);
+    if (auto t = env_value(env, kEnvNumGpus)) v.num_gpus = batch_ai_int(kEnvNumGpus, *t);
+    return v;
+  }
+};
+
+// The task TF_CONFIG names, in pstrain's numbering; an error when it names no pstrain task.
+Result<TaskClaim> tf_task_claim(const TfConfig& cfg) {
+  PSTRAIN_ASSIGN_OR_RETURN(JobName job, tf_job(cfg));
+  TaskClaim claim;
+  claim.job = job;
+  claim.text = "TF_CONFIG task {\"type\": " + quote(*cfg.task_type);
+  if (cfg.task_index) {
+    claim.text += ", \"index\": " + std::to_string(*cfg.task_index);
+    std::vector<std::string> unused_notes;
+    PSTRAIN_ASSIGN_OR_RETURN(claim.task_index, tf_task_index(cfg, &unused_notes));
+  }
+  claim.text += "}";
+  if (job == JobName::kWorker && !cfg.chief_key.empty()) {
+    claim.numbering = "the " + cfg.chief_key + " is worker 0";
+  }
+  return claim;
+}
+
+ClusterValues tf_values(const TfConfig& cfg) {
+  ClusterValues v;
+  v.notes = cfg.notes;
+  if (cfg.ps) v.ps_hosts = sourced(Result<HostList>(*cfg.ps), tf_origin("cluster.ps"));
+  if (cfg.workers) {
+    std::vector<std::string> notes;
+    if (!cfg.chief_key.empty()) {
+      notes.push_back("TF_CONFIG: " + cfg.chief_key +
+                      " counted as worker 0, workers shifted by one");
+    }
+    v.worker_hosts =
+        sourced(Result<HostList>(*cfg.workers), tf_origin(cfg.workers_name), std::move(notes));
+  }
+  if (cfg.has_task) {
+    v.job = sourced(tf_job(cfg), tf_origin("task.type"));
+    std::vector<std::string> notes;
+    Result<int> index = tf_task_index(cfg, &notes);
+    v.task_index = sourced(std::move(index), tf_origin("task.index"), std::move(notes));
+  }
+  if (cfg.task_type) v.task_claim = tf_task_claim(cfg);
+  return v;
+}
+
+class TfConfigReader final : public ClusterReader {
+ public:
+  std::string name() const override { return "TF_CONFIG"; }
+  SourceKind kind() const override { return SourceKind::kScheduler; }
+  ClusterValueSet gives() const override {
+    return {.ps_hosts = true, .worker_hosts = true, .job = true, .task_index = true};
+  }
+  Result<ClusterValues> read(const ClusterFlags& /*flags*/, const EnvLookup& env) const override {
+    std::optional<std::string> text = env_value(env, kEnvTfConfig);
+    if (!text) return ClusterValues{};
+    PSTRAIN_ASSIGN_OR_RETURN(TfConfig cfg, parse_tf_config(*text));
+    return tf_values(cfg);
+  }
+  std::optional<std::string> unused_note(const EnvLookup& env) const override {
+    if (!env_value(env, kEnvTfConfig)) return std::nullopt;
+    return "TF_CONFIG is set but not used: flags and Batch AI gave the cluster and the task";
+  }
+};
+
+SourcedValue<HostList> default_list(const std::string& what, const std::string& flag,
+                                    const std::string& text) {
+  ValueOrigin origin = default_origin(flag);
+  Result<HostList> list = list_from(what, text, origin);
+  return sourced(std::move(list), std::move(origin),
+                 {what + "_hosts not given: using mnist_replica's default " + text});
+}
+
+class DefaultsReader final : public ClusterReader {
+ public:
+  std::string name() const override { return "defaults"; }
+  SourceKind kind() const override { return SourceKind::kDefaults; }
+  ClusterValueSet gives() const override {
+    return {.ps_hosts = true, .worker_hosts = true, .num_gpus = true};
+  }
+  Result<ClusterValues> read(const ClusterFlags& /*flags*/,
+                             const EnvLookup& /*env*/) const override {
+    ClusterValues v;
+    v.ps_hosts = default_list("ps", "--ps_hosts", kDefaultPsHosts);
+    v.worker_hosts = default_list("worker", "--worker_hosts", kDefaultWorkerHosts);
+    v.num_gpus = sourced(Result<int>(kDefaultNumGpus), default_origin("--num_gpus"));
+    return v;
+  }
+};
+
+// --- Resolution ---------------------------------------------------------------------------
+
+// A reader that was read, at its place in the list.
+struct ReadSource {
+  const ClusterReader* reader = nullptr;
+  size_t position = 0;
+  ClusterValues values;
+};
+
+// The value resolve_task uses and where it came from; value == nullptr while no reader gave it.
+template <typename T>
+struct Pick {
+  const SourcedValue<T>* value = nullptr;
+  const ReadSource* source = nullptr;
+
+  void take(const std::optional<SourcedValue<T>>& v, const ReadSource& s) {
+    if (value == nullptr && v) {
+      value = &*v;
+      source = &s;
+    }
+  }
+  // Whether the value came from a reader earlier in the list than `s`.
+  bool before(const ReadSource& s) const {
+    return source != nullptr && source->position < s.position;
+  }
+  SourceKind kind() const { return source->reader->kind(); }
+  const ValueOrigin& origin() const { return value->origin; }
+};
+
+struct Picks {
+  Pick<HostList> ps;
+  Pick<HostList> workers;
+  Pick<JobName> job;
+  Pick<int> index;
+  Pick<int> gpus;
+
+  ClusterValueSet missing() const {
+    return {.ps_hosts = ps.value == nullptr,
+            .worker_hosts = workers.value == nullptr,
+            .job = job.value == nullptr,
+            .task_index = index.value == nullptr,
+            .num_gpus = gpus.value == nullptr};
+  }
+  void take(const ReadSource& s) {
+    ps.take(s.values.ps_hosts, s);
+    workers.take(s.values.worker_hosts, s);
+    job.take(s.values.job, s);
+    index.take(s.values.task_index, s);
+    gpus.take(s.values.num_gpus, s);
+  }
+};
+
+// What the readers gave. Not copyable: `picks` points into `sources`.
+struct Gathered {
+  std::vector<ReadSource> sources;
+  Picks picks;
+  Gathered() = default;
+  Gathered(const Gathered&) = delete;
+  Gathered& operator=(const Gathered&) = delete;
+};
+
+// Reads, in order, each reader that can give a value still missing; the first to give a value
+// is the one used. A reader that is skipped may leave a note.
+Status gather(const ClusterReaders& readers, const ClusterFlags& flags, const EnvLookup& env,
+              Gathered* g, std::vector<std::string>* notes) {
+  g->sources.reserve(readers.size());  // no reallocation: picks point into it
+  for (size_t i = 0; i < readers.size(); ++i) {
+    if (!readers[i]) continue;
+    const ClusterReader& reader = *readers[i];
+    if (!g->picks.missing().intersects(reader.gives())) {
+      if (std::optional<std::string> note = reader.unused_note(env)) notes->push_back(*note);
+      continue;
+    }
+    PSTRAIN_ASSIGN_OR_RETURN(ClusterValues values, reader.read(flags, env));
+    notes->insert(notes->end(), values.notes.begin(), values.notes.end());
+    g->sources.push_back(ReadSource{&reader, i, std::move(values)});
+    g->picks.take(g->sources.back());
+  }
+  return {};
+}
+
+// The picked value, or its error; its notes go to `notes` once it is used.
+template <typename T>
+Result<T> use(const Pick<T>& p, std::vector<std::string>* notes) {
+  if (!p.value->value.ok()) return p.value->value.status();
+  notes->insert(notes->end(), p.value->notes.begin(), p.value->notes.end());
+  return p.value->value.value();
+}
+
+// "flags" when both came from one reader, else "flags (--ps_hosts), Batch AI (...)".
+template <typename A, typename B>
+std::string combined_source(const Pick<A>& a, const Pick<B>& b) {
+  if (a.source == b.source) return a.source->reader->name();
+  return a.origin().short_text() + ", " + b.origin().short_text();
+}
+
+// A scheduler's cluster is never completed with localhost defaults.
+Status check_not_mixed_with_defaults(const Picks& p, const ClusterSpec& c) {
+  if (p.ps.kind() == SourceKind::kScheduler && p.workers.kind() == SourceKind::kDefaults) {
+    return invalid_argument("the ps list comes from " + p.ps.origin().from + " (" +
+                            host_list_string(c.ps) +
+                            ") but no source gives the worker list; give --worker_hosts, " +
+                            kEnvWorkerHosts + " or TF_CONFIG cluster.worker (the local default " +
+                            kDefaultWorkerHosts + " is not mixed with a scheduler's cluster)");
+  }
+  if (p.workers.kind() == SourceKind::kScheduler && p.ps.kind() == SourceKind::kDefaults) {
+    return invalid_argument("the worker list comes from " + p.workers.origin().from + " (" +
+                            host_list_string(c.workers) +
+                            ") but no source gives the ps list; give --ps_hosts, " + kEnvPsHosts +
+                            " or TF_CONFIG cluster.ps (the local default " + kDefaultPsHosts +
+                            " is not mixed with a scheduler's cluster)");
+  }
+  return {};
+}
+
+// Every task needs its own address.
+Status check_unique_addresses(const Picks& p, const ClusterSpec& c) {
+  struct Entry {
+    std::string key;
+    std::string desc;
+  };
+  std::vector<Entry> seen;
+  auto check = [&](const HostList& list, const char* job, const ValueOrigin& origin) -> Status {
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::string key = lower(list[i].host) + ":" + std::to_string(list[i].port);
+      std::string desc = std::string(job) + " " + std::to_string(i) + " (from " + origin.from + ")";
+      for (const Entry& e : seen) {
+        if (e.key == key) {
+          return invalid_argument("address " + list[i].to_string() + " appears twice: " + e.desc +
+                                  " and " + desc + "; every task needs its own host:port");
+        }
+      }
+      seen.push_back({key, desc});
+    }
+    return {};
+  };
+  PSTRAIN_RETURN_IF_ERROR(check(c.ps, "ps", p.ps.origin()));
+  return check(c.workers, "worker", p.workers.origin());
+}
+
+Status resolve_cluster(const Picks& p, ResolvedTask* out) {
+  if (p.ps.value == nullptr) return invalid_argument("no ps list: give --ps_hosts");
+  if (p.workers.value == nullptr) return invalid_argument("no worker list: give --worker_hosts");
+  PSTRAIN_ASSIGN_OR_RETURN(out->cluster.ps, use(p.ps, &out->notes));
+  PSTRAIN_ASSIGN_OR_RETURN(out->cluster.workers, use(p.workers, &out->notes));
+  PSTRAIN_RETURN_IF_ERROR(check_not_mixed_with_defaults(p, out->cluster));
+  PSTRAIN_RETURN_IF_ERROR(check_unique_addresses(p, out->cluster));
+  out->cluster_source = combined_source(p.ps, p.workers);
+  return {};
+}
+
+// "--task_index=0 (flags)", "AZ_BATCHAI_TASK_INDEX=0 (Batch AI)".
+std::string given_text(const ValueOrigin& o, const std::string& value) {
+  return o.name + "=" + value + " (" + o.source + ")";
+}
+
+// "drop --task_index or make it 1", "unset AZ_BATCHAI_TASK_INDEX or set it to 1".
+std::string fix_text(const ValueOrigin& o, const std::string& value) {
+  if (o.name.starts_with("--")) return "drop " + o.name + " or make it " + value;
+  return "unset " + o.name + " or set it to " + value;
+}
+
+// "worker 1" (or "a worker" when the claim has no index).
+std::string claimed_task_text(const TaskClaim& c) {
+  if (!c.task_index) return std::string("a ") + job_name_string(c.job);
+  return std::string(job_name_string(c.job)) + " " + std::to_string(*c.task_index);
+}
+
+// A reader that names this process's task (TF_CONFIG's "task") must agree with the job name
+// and task index that earlier readers gave.
+Status check_claim(const ReadSource& s, const Picks& p, const ResolvedTask& t) {
+  if (!s.values.task_claim) return {};
+  const bool job_earlier = p.job.before(s);
+  const bool index_earlier = p.index.before(s);
+  if (!job_earlier && !index_earlier) return {};
+  const Result<TaskClaim>& claim = *s.values.task_claim;
+  if (!claim.ok()) return claim.status();
+  std::vector<std::string> given;
+  std::vector<std::string> fixes;
+  if (job_earlier && claim->job != t.job) {
+    given.push_back(given_text(p.job.origin(), job_name_string(t.job)));
+    fixes.push_back(fix_text(p.job.origin(), job_name_string(claim->job)));
+  }
+  if (index_earlier && claim->task_index && *claim->task_index != t.task_index) {
+    given.push_back(given_text(p.index.origin(), std::to_string(t.task_index)));
+    fixes.push_back(fix_text(p.index.origin(), std::to_string(*claim->task_index)));
+  }
+  if (given.empty()) return {};
+  std::string msg = given[0];
+  for (size_t i = 1; i < given.size(); ++i) msg += " and " + given[i];
+  msg += (given.size() == 1 ? " disagrees with " : " disagree with ") + claim->text +
+         ", which is " + claimed_task_text(*claim) + " in pstrain's numbering";
+  if (!claim->numbering.empty()) msg += " (" + claim->numbering + ")";
+  for (size_t i = 0; i < fixes.size(); ++i) msg += (i == 0 ? "; " : "; and ") + fixes[i];
+  return invalid_argument(msg);
+}
+
+Status check_index_in_range(const Picks& p, const ResolvedTask& t) {
+  const bool ps = t.job == JobName::kPs;
+  const HostList& list = ps ? t.cluster.ps : t.cluster.workers;
+  const ValueOrigin& list_origin = ps ? p.ps.origin() : p.workers.origin();
+  if (t.task_index >= 0 && static_cast<size_t>(t.task_index) < list.size()) return {};
+  return invalid_argument("task_index " + std::to_string(t.task_index) + " (from " +
+                          p.index.origin().from + ") is out of range: the cluster has " +
+                          std::to_string(list.size()) + " " + (ps ? "ps" : "workers") + " (from " +
+                          list_origin.from + "), so " + job_name_string(t.job) +
+                          " task indices are 0.." + std::to_string(list.size() - 1));
+}
+
+Status resolve_job_and_index(const Gathered& g, ResolvedTask* out) {
+  const Picks& p = g.picks;
+  if (p.job.value == nullptr) {
+    return invalid_argument(
+        "no job name: give --job_name=ps|worker (Batch AI passes it on the command line), or "
+        "set TF_CONFIG with a \"task\": {\"type\": ..., \"index\": ...}");
+  }
+  PSTRAIN_ASSIGN_OR_RETURN(out->job, use(p.job, &out->notes));
+  if (p.index.value == nullptr) {
+    return invalid_argument(std::string("no task index for this ") + job_name_string(out->job) +
+                            " task: give --task_index, or set " + kEnvTaskIndex +
+                            " or TF_CONFIG with a \"task\": {\"type\": ..., \"index\": ...}");
+  }
+  PSTRAIN_ASSIGN_OR_RETURN(out->task_index, use(p.index, &out->notes));
+  for (const ReadSource& s : g.sources) PSTRAIN_RETURN_IF_ERROR(check_claim(s, p, *out));
+  PSTRAIN_RETURN_IF_ERROR(check_index_in_range(p, *out));
+  out->task_source = combined_source(p.job, p.index);
+  return {};
+}
+
+Status resolve_num_gpus(const Picks& p, ResolvedTask* out) {
+  if (p.gpus.value == nullptr) return invalid_argument("no num_gpus: give --num_gpus");
+  PSTRAIN_ASSIGN_OR_RETURN(out->num_gpus, use(p.gpus, &out->notes));
+  if (out->num_gpus < 0) {
+    return invalid_argument("num_gpus " + std::to_string(out->num_gpus) + " (from " +
+                            p.gpus.origin().from +
+                            ") is negative; give 0 for the CPU or the number of GPUs to use");
+  }
+  out->num_gpus_source = p.gpus.origin().short_text();
+  return {};
 }
 
 }  // namespace
@@ -471,196 +820,37 @@ EnvLookup process_environment() {
   };
 }
 
-Result<ResolvedTask> resolve_task(const ClusterFlags& flags, const EnvLookup& env) {
+std::unique_ptr<const ClusterReader> flags_reader() { return std::make_unique<FlagsReader>(); }
+std::unique_ptr<const ClusterReader> batch_ai_reader() { return std::make_unique<BatchAiReader>(); }
+std::unique_ptr<const ClusterReader> tf_config_reader() {
+  return std::make_unique<TfConfigReader>();
+}
+std::unique_ptr<const ClusterReader> defaults_reader() {
+  return std::make_unique<DefaultsReader>();
+}
+
+ClusterReaders default_cluster_readers() {
+  ClusterReaders readers;
+  readers.push_back(flags_reader());
+  readers.push_back(batch_ai_reader());
+  readers.push_back(tf_config_reader());
+  readers.push_back(defaults_reader());
+  return readers;
+}
+
+Result<ResolvedTask> resolve_task(const ClusterReaders& readers, const ClusterFlags& flags,
+                                  const EnvLookup& env) {
   ResolvedTask out;
-
-  const std::optional<std::string> env_ps = env_value(env, kEnvPsHosts);
-  const std::optional<std::string> env_workers = env_value(env, kEnvWorkerHosts);
-  const std::optional<std::string> env_index = env_value(env, kEnvTaskIndex);
-  const std::optional<std::string> env_gpus = env_value(env, kEnvNumGpus);
-  const std::optional<std::string> env_tf = env_value(env, kEnvTfConfig);
-
-  // TF_CONFIG is read only if some value it can give is not given by flags or Batch AI.
-  const bool need_tf = !(flags.ps_hosts || env_ps) || !(flags.worker_hosts || env_workers) ||
-                       !flags.job_name || !(flags.task_index || env_index);
-  std::optional<TfConfig> tf;
-  if (env_tf && need_tf) {
-    PSTRAIN_ASSIGN_OR_RETURN(tf, parse_tf_config(*env_tf));
-    out.notes.insert(out.notes.end(), tf->notes.begin(), tf->notes.end());
-  } else if (env_tf) {
-    out.notes.push_back(
-        "TF_CONFIG is set but not used: flags and Batch AI gave the cluster and the task");
-  }
-
-  // ps list.
-  Origin ps_origin;
-  if (flags.ps_hosts) {
-    ps_origin = {Source::kFlags, "--ps_hosts"};
-    PSTRAIN_ASSIGN_OR_RETURN(out.cluster.ps, list_from("ps", *flags.ps_hosts, ps_origin));
-  } else if (env_ps) {
-    ps_origin = {Source::kBatchAi, kEnvPsHosts};
-    PSTRAIN_ASSIGN_OR_RETURN(out.cluster.ps, list_from("ps", *env_ps, ps_origin));
-  } else if (tf && tf->ps) {
-    ps_origin = {Source::kTfConfig, "cluster.ps"};
-    out.cluster.ps = *tf->ps;
-  } else {
-    ps_origin = {Source::kDefault, "--ps_hosts"};
-    PSTRAIN_ASSIGN_OR_RETURN(out.cluster.ps, list_from("ps", kDefaultPsHosts, ps_origin));
-  }
-
-  // worker list.
-  Origin worker_origin;
-  if (flags.worker_hosts) {
-    worker_origin = {Source::kFlags, "--worker_hosts"};
-    PSTRAIN_ASSIGN_OR_RETURN(out.cluster.workers,
-                             list_from("worker", *flags.worker_hosts, worker_origin));
-  } else if (env_workers) {
-    worker_origin = {Source::kBatchAi, kEnvWorkerHosts};
-    PSTRAIN_ASSIGN_OR_RETURN(out.cluster.workers, list_from("worker", *env_workers, worker_origin));
-  } else if (tf && tf->workers) {
-    worker_origin = {Source::kTfConfig, tf->workers_name};
-    out.cluster.workers = *tf->workers;
-    if (!tf->chief_key.empty()) {
-      out.notes.push_back("TF_CONFIG: " + tf->chief_key +
-                          " counted as worker 0, workers shifted by one");
-    }
-  } else {
-    worker_origin = {Source::kDefault, "--worker_hosts"};
-    PSTRAIN_ASSIGN_OR_RETURN(out.cluster.workers,
-                             list_from("worker", kDefaultWorkerHosts, worker_origin));
-  }
-
-  // A scheduler's cluster is never completed with localhost defaults.
-  if (is_scheduler(ps_origin.source) && worker_origin.source == Source::kDefault) {
-    return invalid_argument("the ps list comes from " + from_text(ps_origin) + " (" +
-                            host_list_string(out.cluster.ps) +
-                            ") but no source gives the worker list; give --worker_hosts, " +
-                            kEnvWorkerHosts + " or TF_CONFIG cluster.worker (the local default " +
-                            kDefaultWorkerHosts + " is not mixed with a scheduler's cluster)");
-  }
-  if (is_scheduler(worker_origin.source) && ps_origin.source == Source::kDefault) {
-    return invalid_argument("the worker list comes from " + from_text(worker_origin) + " (" +
-                            host_list_string(out.cluster.workers) +
-                            ") but no source gives the ps list; give --ps_hosts, " + kEnvPsHosts +
-                            " or TF_CONFIG cluster.ps (the local default " + kDefaultPsHosts +
-                            " is not mixed with a scheduler's cluster)");
-  }
-  if (ps_origin.source == Source::kDefault) {
-    out.notes.push_back(std::string("ps_hosts not given: using mnist_replica's default ") +
-                        kDefaultPsHosts);
-  }
-  if (worker_origin.source == Source::kDefault) {
-    out.notes.push_back(std::string("worker_hosts not given: using mnist_replica's default ") +
-                        kDefaultWorkerHosts);
-  }
-
-  // Every task needs its own address.
-  {
-    struct Entry {
-      std::string key;
-      std::string desc;
-    };
-    std::vector<Entry> seen;
-    auto check = [&](const std::vector<HostPort>& list, const char* job,
-                     const Origin& origin) -> Status {
-      for (size_t i = 0; i < list.size(); ++i) {
-        std::string key = lower(list[i].host) + ":" + std::to_string(list[i].port);
-        std::string desc =
-            std::string(job) + " " + std::to_string(i) + " (from " + from_text(origin) + ")";
-        for (const Entry& e : seen) {
-          if (e.key == key) {
-            return invalid_argument("address " + list[i].to_string() + " appears twice: " + e.desc +
-                                    " and " + desc + "; every task needs its own host:port");
-          }
-        }
-        seen.push_back({key, desc});
-      }
-      return {};
-    };
-    PSTRAIN_RETURN_IF_ERROR(check(out.cluster.ps, "ps", ps_origin));
-    PSTRAIN_RETURN_IF_ERROR(check(out.cluster.workers, "worker", worker_origin));
-  }
-  out.cluster_source = combined_source(ps_origin, worker_origin);
-
-  // Job name.
-  Origin job_origin;
-  if (flags.job_name) {
-    job_origin = {Source::kFlags, "--job_name"};
-    Result<JobName> j = parse_job_name(*flags.job_name);
-    if (!j.ok()) {
-      return invalid_argument("--job_name (from flags): " + j.status().message());
-    }
-    out.job = *j;
-  } else if (tf && (tf->has_task || tf->task_type)) {
-    job_origin = {Source::kTfConfig, "task.type"};
-    PSTRAIN_ASSIGN_OR_RETURN(out.job, tf_job(*tf));
-  } else {
-    return invalid_argument(
-        "no job name: give --job_name=ps|worker (Batch AI passes it on the command line), or "
-        "set TF_CONFIG with a \"task\": {\"type\": ..., \"index\": ...}");
-  }
-
-  // Task index.
-  Origin index_origin;
-  if (flags.task_index) {
-    index_origin = {Source::kFlags, "--task_index"};
-    out.task_index = *flags.task_index;
-  } else if (env_index) {
-    index_origin = {Source::kBatchAi, kEnvTaskIndex};
-    PSTRAIN_ASSIGN_OR_RETURN(out.task_index, env_int(kEnvTaskIndex, *env_index));
-  } else if (tf && tf->has_task) {
-    index_origin = {Source::kTfConfig, "task.index"};
-    PSTRAIN_ASSIGN_OR_RETURN(out.task_index, tf_task_index(*tf, &out.notes));
-    if (job_origin.source != Source::kTfConfig) {
-      // The index is TF_CONFIG's; it means something only for TF_CONFIG's job.
-      PSTRAIN_ASSIGN_OR_RETURN(JobName tf_j, tf_job(*tf));
-      if (tf_j != out.job) {
-        return invalid_argument(
-            std::string("--job_name=") + job_name_string(out.job) +
-            " (from flags) disagrees with TF_CONFIG task.type " + quote(*tf->task_type) +
-            ", whose task.index would be the task index; give --task_index too, or fix "
-            "--job_name");
-      }
-    }
-  } else {
-    return invalid_argument(std::string("no task index for this ") + job_name_string(out.job) +
-                            " task: give --task_index, or set " + kEnvTaskIndex +
-                            " or TF_CONFIG with a \"task\": {\"type\": ..., \"index\": ...}");
-  }
-  {
-    const std::vector<HostPort>& list =
-        out.job == JobName::kPs ? out.cluster.ps : out.cluster.workers;
-    const Origin& list_origin = out.job == JobName::kPs ? ps_origin : worker_origin;
-    if (out.task_index < 0 || static_cast<size_t>(out.task_index) >= list.size()) {
-      const std::string jobs = out.job == JobName::kPs ? "ps" : "workers";
-      return invalid_argument("task_index " + std::to_string(out.task_index) + " (from " +
-                              from_text(index_origin) + ") is out of range: the cluster has " +
-                              std::to_string(list.size()) + " " + jobs + " (from " +
-                              from_text(list_origin) + "), so " + job_name_string(out.job) +
-                              " task indices are 0.." + std::to_string(list.size() - 1));
-    }
-  }
-  out.task_source = combined_source(job_origin, index_origin);
-
-  // num_gpus (TF_CONFIG does not give it).
-  Origin gpus_origin;
-  if (flags.num_gpus) {
-    gpus_origin = {Source::kFlags, "--num_gpus"};
-    out.num_gpus = *flags.num_gpus;
-  } else if (env_gpus) {
-    gpus_origin = {Source::kBatchAi, kEnvNumGpus};
-    PSTRAIN_ASSIGN_OR_RETURN(out.num_gpus, env_int(kEnvNumGpus, *env_gpus));
-  } else {
-    gpus_origin = {Source::kDefault, "--num_gpus"};
-    out.num_gpus = kDefaultNumGpus;
-  }
-  if (out.num_gpus < 0) {
-    return invalid_argument("num_gpus " + std::to_string(out.num_gpus) + " (from " +
-                            from_text(gpus_origin) +
-                            ") is negative; give 0 for the CPU or the number of GPUs to use");
-  }
-  out.num_gpus_source = short_text(gpus_origin);
+  Gathered g;
+  PSTRAIN_RETURN_IF_ERROR(gather(readers, flags, env, &g, &out.notes));
+  PSTRAIN_RETURN_IF_ERROR(resolve_cluster(g.picks, &out));
+  PSTRAIN_RETURN_IF_ERROR(resolve_job_and_index(g, &out));
+  PSTRAIN_RETURN_IF_ERROR(resolve_num_gpus(g.picks, &out));
   return out;
+}
+
+Result<ResolvedTask> resolve_task(const ClusterFlags& flags, const EnvLookup& env) {
+  return resolve_task(default_cluster_readers(), flags, env);
 }
 
 std::string describe_task(const ResolvedTask& t) {

@@ -1,28 +1,46 @@
 // Cluster spec and task of a role process (`pstrain --job_name=...`), resolved from its sources.
 //
-// Contract: each value (ps list, worker list, job name, task index, num_gpus) comes from the
-// first source that gives it:
+// Contract: each source is a reader (ClusterReader) that returns what it knows (ClusterValues:
+// each value optional, with its origin). resolve_task asks the readers in order and each value
+// (ps list, worker list, job name, task index, num_gpus) comes from the first reader that gives
+// it; a reader is read only while a value it can give is still missing. The readers, in order:
 //   1. flags (ClusterFlags, filled by the command-line parser; nullopt = flag not given);
 //   2. Batch AI: AZ_BATCHAI_PS_HOSTS, AZ_BATCHAI_WORKER_HOSTS, AZ_BATCHAI_TASK_INDEX,
 //      AZ_BATCHAI_NUM_GPUS (Batch AI gives the job name only on the command line);
 //   3. TF_CONFIG JSON ({"cluster": {...}, "task": {"type", "index"}}): a chief/master is worker 0
 //      and the "worker" entries follow, shifted by one; "evaluator" entries are not part of the
 //      training cluster, and an evaluator task is an error; "environment" is ignored; other
-//      unknown keys are ignored with a note;
+//      unknown keys are ignored with a note. TF_CONFIG gives no num_gpus, so it is not read
+//      (and a malformed one is no error) when flags and Batch AI give the cluster and the task;
 //   4. mnist_replica's defaults: ps_hosts localhost:2222, worker_hosts
 //      localhost:2223,localhost:2224, num_gpus 1. There is no default job name or task index.
+// A malformed value is an error only if it is used (a later source's bad value is ignored when
+// an earlier source gives that value); a malformed TF_CONFIG is an error whenever it is read.
 // An environment variable set to the empty string counts as not set. A scheduler's cluster
 // (Batch AI or TF_CONFIG) is never mixed with a default list: if one list comes from a
 // scheduler and no source gives the other, that is an error rather than a silent localhost.
+// TF_CONFIG's task names this process. When TF_CONFIG is read and its task has a "type", that
+// task in pstrain's numbering (chief/master = worker 0; TF worker i = worker i+1 when a
+// chief/master exists, else worker i; ps i = ps i) is checked against the job name and task
+// index that an earlier source gave (flags, AZ_BATCHAI_TASK_INDEX): each one given must agree
+// with it (the index only when the task has an "index"), and the task must be a pstrain task
+// (not an evaluator). Agreeing values are fine; otherwise resolve_task fails naming both values
+// and their sources, e.g. "--task_index=0 (flags) disagrees with TF_CONFIG task {"type":
+// "worker", "index": 0}, which is worker 1 in pstrain's numbering (the chief is worker 0); drop
+// --task_index or make it 1". So a Kubeflow worker 0 given --task_index=0 does not become a
+// second worker 0 beside the chief (a sync job would wait until its start-up timeout).
 // Every error input can cause is an InvalidArgument naming the source and the value; nothing
 // here throws or aborts on input. Nothing here reads the real environment except
 // process_environment(); nothing logs (the caller logs cluster_source/task_source/notes).
-// Thread-safety: pure functions over values; process_environment()'s lookup calls getenv, so
-// do not run it concurrently with setenv.
+// Adding a source = writing one ClusterReader and putting it in the list resolve_task gets.
+// Thread-safety: pure functions over values; readers are immutable, so one reader may serve
+// several threads; process_environment()'s lookup calls getenv, so do not run it concurrently
+// with setenv.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -82,8 +100,8 @@ struct ResolvedTask {
   JobName job = JobName::kWorker;
   int task_index = 0;
   int num_gpus = 1;
-  // Where the ps and worker lists came from: one of "flags", "Batch AI (AZ_BATCHAI_*)",
-  // "TF_CONFIG", "defaults" when both came from the same source, else a mix such as
+  // Where the ps and worker lists came from: the reader's name() ("flags", "Batch AI
+  // (AZ_BATCHAI_*)", "TF_CONFIG", "defaults") when both came from the same one, else a mix as
   // "flags (--ps_hosts), Batch AI (AZ_BATCHAI_WORKER_HOSTS)".
   std::string cluster_source;
   // Where the job name and task index came from, in the same form.
@@ -96,7 +114,100 @@ struct ResolvedTask {
   std::vector<std::string> notes;
 };
 
-// Resolves the cluster and this process's task. Never throws on input.
+// --- Readers -------------------------------------------------------------------------------
+
+// Where one value came from.
+struct ValueOrigin {
+  std::string source;  // the source in short: "flags", "Batch AI", "TF_CONFIG", "defaults"
+  std::string name;    // the flag, variable or key: "--ps_hosts", "AZ_BATCHAI_PS_HOSTS",
+                       // "cluster.ps", "task.index"
+  std::string from;    // how error text names it: "flags --ps_hosts", "AZ_BATCHAI_PS_HOSTS",
+                       // "TF_CONFIG cluster.ps", "the default of --ps_hosts"
+  // "flags (--ps_hosts)": how a source summary names it when values come from a mix.
+  std::string short_text() const { return source + " (" + name + ")"; }
+};
+
+// One value a reader gives. `value` is an error when the source has the value but it is
+// malformed; resolve_task returns that error only if it uses the value. `notes` are logged only
+// if the value is used.
+template <typename T>
+struct SourcedValue {
+  Result<T> value;
+  ValueOrigin origin;
+  std::vector<std::string> notes;
+};
+
+// The task a source says this process is, in pstrain's numbering (TF_CONFIG's "task").
+struct TaskClaim {
+  // How errors quote it: TF_CONFIG task {"type": "worker", "index": 0}.
+  std::string text;
+  JobName job = JobName::kWorker;
+  std::optional<int> task_index;  // nullopt when the source names no index
+  std::string numbering;          // how its numbering maps, e.g. "the chief is worker 0", or ""
+};
+
+// What one source knows; nullopt = the source does not give that value.
+struct ClusterValues {
+  std::optional<SourcedValue<std::vector<HostPort>>> ps_hosts;
+  std::optional<SourcedValue<std::vector<HostPort>>> worker_hosts;
+  std::optional<SourcedValue<JobName>> job;
+  std::optional<SourcedValue<int>> task_index;
+  std::optional<SourcedValue<int>> num_gpus;
+  // Set by a source that names this process's task as a whole: a job name or task index that
+  // an earlier source gave must agree with it. An error when that task is no pstrain task.
+  std::optional<Result<TaskClaim>> task_claim;
+  std::vector<std::string> notes;  // logged whenever the source is read
+};
+
+// Which values a reader can give (so that resolve_task reads it only when one is missing).
+struct ClusterValueSet {
+  bool ps_hosts = false;
+  bool worker_hosts = false;
+  bool job = false;
+  bool task_index = false;
+  bool num_gpus = false;
+  bool intersects(const ClusterValueSet& o) const {
+    return (ps_hosts && o.ps_hosts) || (worker_hosts && o.worker_hosts) || (job && o.job) ||
+           (task_index && o.task_index) || (num_gpus && o.num_gpus);
+  }
+};
+
+// kScheduler: a scheduler's lists are never completed with a kDefaults list.
+enum class SourceKind { kCommandLine, kScheduler, kDefaults };
+
+// One source of cluster values. Implementations are immutable; read() may run concurrently.
+class ClusterReader {
+ public:
+  virtual ~ClusterReader() = default;
+  // How source summaries name it when both values of a pair come from it: "flags",
+  // "Batch AI (AZ_BATCHAI_*)", "TF_CONFIG", "defaults".
+  virtual std::string name() const = 0;
+  virtual SourceKind kind() const = 0;
+  virtual ClusterValueSet gives() const = 0;
+  // What the source knows. An error only when the source as a whole is unreadable (TF_CONFIG
+  // that is not JSON or not shaped like TF_CONFIG); a bad single value is an error inside it.
+  virtual Result<ClusterValues> read(const ClusterFlags& flags, const EnvLookup& env) const = 0;
+  // A note for the log when the source is set but not read because earlier ones gave all it
+  // could; nullopt when there is nothing to say.
+  virtual std::optional<std::string> unused_note(const EnvLookup& /*env*/) const {
+    return std::nullopt;
+  }
+};
+
+using ClusterReaders = std::vector<std::unique_ptr<const ClusterReader>>;
+
+std::unique_ptr<const ClusterReader> flags_reader();
+std::unique_ptr<const ClusterReader> batch_ai_reader();
+std::unique_ptr<const ClusterReader> tf_config_reader();
+std::unique_ptr<const ClusterReader> defaults_reader();
+// flags, Batch AI, TF_CONFIG, defaults: the order of the contract above.
+ClusterReaders default_cluster_readers();
+
+// Resolves the cluster and this process's task from `readers`, in order (see the contract).
+// Never throws on input. A list without a defaults reader may leave a value missing: an error.
+Result<ResolvedTask> resolve_task(const ClusterReaders& readers, const ClusterFlags& flags,
+                                  const EnvLookup& env);
+// The same with default_cluster_readers().
 Result<ResolvedTask> resolve_task(const ClusterFlags& flags, const EnvLookup& env);
 
 // One line for the log: "worker 1 in a cluster of 1 ps and 2 workers, num_gpus 1; cluster from

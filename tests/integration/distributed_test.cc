@@ -266,6 +266,24 @@ TEST_F(DistributedTest, ClusterFromTfConfigWithAChief) {
   EXPECT_NE(done[2].err.find("cluster from TF_CONFIG"), std::string::npos) << done[2].err;
 }
 
+TEST_F(DistributedTest, TfConfigWorkerGivenTheChiefsTaskIndexExitsWithUsage) {
+  // A Kubeflow worker 0 (pstrain worker 1) started with --task_index=0 would be a second
+  // worker 0 beside the chief: it exits 2 at once, naming both values, instead of joining.
+  const auto addr = addresses(3);
+  const std::string tf_config = R"({"cluster": {"chief": [")" + addr[1] + R"("], "worker": [")" +
+                                addr[2] + R"("], "ps": [")" + addr[0] +
+                                R"("]}, "task": {"type": "worker", "index": 0}})";
+  auto done = run({{"wk",
+                    with({"--task_index=0", "--train_steps=10", "--connect_timeout_s=2"}, common_),
+                    {{"TF_CONFIG", tf_config}}}});
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].status, ExitStatus::exited(2)) << done[0].err;
+  EXPECT_NE(done[0].err.find("--task_index=0 (flags) disagrees with TF_CONFIG task"),
+            std::string::npos)
+      << done[0].err;
+  EXPECT_NE(done[0].err.find("drop --task_index or make it 1"), std::string::npos) << done[0].err;
+}
+
 TEST_F(DistributedTest, PsExitsNonZeroWhenAWorkerNeverComes) {
   // A PS whose second worker never starts gives up after --startup_timeout_s, names the
   // worker, and exits 1 instead of waiting forever; the worker that came still finishes.

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -460,25 +461,28 @@ TEST(ResolveTask, FlagsAndBatchAiMix) {
 }
 
 TEST(ResolveTask, BatchAiAndTfConfigMix) {
-  // Batch AI gives ps and the index; TF_CONFIG gives the workers and the job name.
+  // Batch AI gives ps and the index; TF_CONFIG gives the workers and the job name. (TF_CONFIG's
+  // task must agree with Batch AI's index; ResolveTaskClaim tests what happens when not.)
   Env env = {{"AZ_BATCHAI_PS_HOSTS", "p:1"},
              {"AZ_BATCHAI_TASK_INDEX", "0"},
              {"TF_CONFIG", R"({"cluster": {"worker": ["w0:1", "w1:1"]},
-                               "task": {"type": "worker", "index": 1}})"}};
+                               "task": {"type": "worker", "index": 0}})"}};
   auto r = resolve_task(ClusterFlags{}, env_of(env));
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r->cluster.ps, std::vector<HostPort>{hp("p", 1)});
   EXPECT_EQ(r->cluster.workers.size(), 2u);
-  EXPECT_EQ(r->task_index, 0);  // Batch AI's index wins over TF_CONFIG's
+  EXPECT_EQ(r->task_index, 0);  // Batch AI's index is used, TF_CONFIG's is not
   EXPECT_EQ(r->cluster_source, "Batch AI (AZ_BATCHAI_PS_HOSTS), TF_CONFIG (cluster.worker)");
   EXPECT_EQ(r->task_source, "TF_CONFIG (task.type), Batch AI (AZ_BATCHAI_TASK_INDEX)");
 }
 
 TEST(ResolveTask, TfConfigClusterWithTaskFromFlags) {
+  // A TF_CONFIG without a task gives the cluster; flags give the task.
   ClusterFlags f;
   f.job_name = "ps";
   f.task_index = 0;
-  auto r = resolve_task(f, env_of({{"TF_CONFIG", kTfConfigPlain}}));
+  const char* tf = R"({"cluster": {"ps": ["ps-0:2222"], "worker": ["worker-0:2222"]}})";
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", tf}}));
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r->job, JobName::kPs);
   EXPECT_EQ(r->task_index, 0);
@@ -497,7 +501,10 @@ TEST(ResolveTask, FlagJobWithTfConfigIndexMustAgree) {
   ClusterFlags bad_flags;
   bad_flags.job_name = "ps";
   auto bad = resolve_task(bad_flags, env_of({{"TF_CONFIG", kTfConfigPlain}}));
-  expect_invalid(bad.status(), {"--job_name=ps", "TF_CONFIG task.type \"worker\""});
+  expect_invalid(bad.status(),
+                 {"--job_name=ps (flags) disagrees with TF_CONFIG task {\"type\": \"worker\", "
+                  "\"index\": 1}, which is worker 1",
+                  "drop --job_name or make it worker"});
 }
 
 TEST(ResolveTask, SchedulerClusterIsNotMixedWithDefaults) {
@@ -718,6 +725,658 @@ TEST(ResolveTaskErrors, MissingJobNameOrTaskIndex) {
   no_index.job_name = "ps";
   expect_invalid(resolve_task(no_index, env_of({})).status(),
                  {"no task index", "--task_index", "AZ_BATCHAI_TASK_INDEX", "TF_CONFIG"});
+}
+
+// --- Each reader on its own ---------------------------------------------------------------
+
+ValueOrigin origin_of(const std::string& source, const std::string& name, const std::string& from) {
+  return {source, name, from};
+}
+
+void expect_origin(const ValueOrigin& got, const ValueOrigin& want) {
+  EXPECT_EQ(got.source, want.source);
+  EXPECT_EQ(got.name, want.name);
+  EXPECT_EQ(got.from, want.from);
+}
+
+TEST(ClusterReaders, DefaultListInContractOrder) {
+  ClusterReaders readers = default_cluster_readers();
+  std::vector<std::string> names;
+  for (const auto& r : readers) names.push_back(r->name());
+  EXPECT_EQ(names, (std::vector<std::string>{"flags", "Batch AI (AZ_BATCHAI_*)", "TF_CONFIG",
+                                             "defaults"}));
+  EXPECT_EQ(readers[0]->kind(), SourceKind::kCommandLine);
+  EXPECT_EQ(readers[1]->kind(), SourceKind::kScheduler);
+  EXPECT_EQ(readers[2]->kind(), SourceKind::kScheduler);
+  EXPECT_EQ(readers[3]->kind(), SourceKind::kDefaults);
+}
+
+TEST(ClusterReaders, FlagsGiveWhatWasGiven) {
+  auto reader = flags_reader();
+  ClusterFlags f;
+  f.job_name = "ps";
+  f.ps_hosts = "p0:1, p1:1";
+  f.worker_hosts = "w0:1";
+  f.task_index = 1;
+  f.num_gpus = 0;
+  // The environment is not the flags reader's business.
+  auto v = reader->read(f, env_of({{"AZ_BATCHAI_TASK_INDEX", "7"}, {"TF_CONFIG", "x"}}));
+  ASSERT_TRUE(v.ok()) << v.status().to_string();
+  ASSERT_TRUE(v->ps_hosts && v->ps_hosts->value.ok());
+  EXPECT_EQ(*v->ps_hosts->value, (std::vector<HostPort>{hp("p0", 1), hp("p1", 1)}));
+  expect_origin(v->ps_hosts->origin, origin_of("flags", "--ps_hosts", "flags --ps_hosts"));
+  EXPECT_EQ(v->ps_hosts->origin.short_text(), "flags (--ps_hosts)");
+  ASSERT_TRUE(v->worker_hosts && v->worker_hosts->value.ok());
+  EXPECT_EQ(*v->worker_hosts->value, std::vector<HostPort>{hp("w0", 1)});
+  expect_origin(v->worker_hosts->origin,
+                origin_of("flags", "--worker_hosts", "flags --worker_hosts"));
+  ASSERT_TRUE(v->job && v->job->value.ok());
+  EXPECT_EQ(*v->job->value, JobName::kPs);
+  expect_origin(v->job->origin, origin_of("flags", "--job_name", "flags --job_name"));
+  ASSERT_TRUE(v->task_index && v->task_index->value.ok());
+  EXPECT_EQ(*v->task_index->value, 1);
+  expect_origin(v->task_index->origin, origin_of("flags", "--task_index", "flags --task_index"));
+  ASSERT_TRUE(v->num_gpus && v->num_gpus->value.ok());
+  EXPECT_EQ(*v->num_gpus->value, 0);
+  EXPECT_EQ(v->num_gpus->origin.short_text(), "flags (--num_gpus)");
+  EXPECT_FALSE(v->task_claim);
+  EXPECT_TRUE(v->notes.empty());
+
+  auto none = reader->read(ClusterFlags{}, env_of({}));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->ps_hosts || none->worker_hosts || none->job || none->task_index ||
+               none->num_gpus);
+}
+
+TEST(ClusterReaders, FlagsBadValueIsAnErrorInsideTheValue) {
+  ClusterFlags f;
+  f.job_name = "chief";
+  f.ps_hosts = "";
+  auto v = flags_reader()->read(f, env_of({}));
+  ASSERT_TRUE(v.ok()) << v.status().to_string();  // the reader itself is fine
+  ASSERT_TRUE(v->job);
+  expect_invalid(v->job->value.status(), {"--job_name (from flags)", "\"chief\""});
+  ASSERT_TRUE(v->ps_hosts);
+  expect_invalid(v->ps_hosts->value.status(),
+                 {"bad ps list \"\" (from flags --ps_hosts)", "--ps_hosts=$AZ_BATCHAI_PS_HOSTS"});
+}
+
+TEST(ClusterReaders, BatchAiGivesItsVariables) {
+  auto reader = batch_ai_reader();
+  EXPECT_FALSE(reader->gives().job);  // Batch AI passes the job name on the command line
+  EXPECT_TRUE(reader->gives().task_index);
+  ClusterFlags f;
+  f.task_index = 5;  // flags are not the Batch AI reader's business
+  Env env = {{"AZ_BATCHAI_PS_HOSTS", "p:1"},
+             {"AZ_BATCHAI_WORKER_HOSTS", "w0:1,w1:1"},
+             {"AZ_BATCHAI_TASK_INDEX", " 1 "},
+             {"AZ_BATCHAI_NUM_GPUS", "4"}};
+  auto v = reader->read(f, env_of(env));
+  ASSERT_TRUE(v.ok()) << v.status().to_string();
+  ASSERT_TRUE(v->ps_hosts && v->ps_hosts->value.ok());
+  EXPECT_EQ(*v->ps_hosts->value, std::vector<HostPort>{hp("p", 1)});
+  expect_origin(v->ps_hosts->origin,
+                origin_of("Batch AI", "AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_PS_HOSTS"));
+  EXPECT_EQ(v->ps_hosts->origin.short_text(), "Batch AI (AZ_BATCHAI_PS_HOSTS)");
+  ASSERT_TRUE(v->worker_hosts && v->worker_hosts->value.ok());
+  EXPECT_EQ(v->worker_hosts->value->size(), 2u);
+  ASSERT_TRUE(v->task_index && v->task_index->value.ok());
+  EXPECT_EQ(*v->task_index->value, 1);
+  expect_origin(v->task_index->origin,
+                origin_of("Batch AI", "AZ_BATCHAI_TASK_INDEX", "AZ_BATCHAI_TASK_INDEX"));
+  ASSERT_TRUE(v->num_gpus && v->num_gpus->value.ok());
+  EXPECT_EQ(*v->num_gpus->value, 4);
+  EXPECT_FALSE(v->job);
+  EXPECT_FALSE(v->task_claim);
+
+  auto partial = reader->read(
+      ClusterFlags{}, env_of({{"AZ_BATCHAI_PS_HOSTS", " "}, {"AZ_BATCHAI_TASK_INDEX", "one"}}));
+  ASSERT_TRUE(partial.ok()) << partial.status().to_string();
+  EXPECT_FALSE(partial->ps_hosts);  // empty counts as unset
+  EXPECT_FALSE(partial->worker_hosts);
+  ASSERT_TRUE(partial->task_index);
+  expect_invalid(partial->task_index->value.status(),
+                 {"AZ_BATCHAI_TASK_INDEX", "\"one\"", "not an integer"});
+}
+
+TEST(ClusterReaders, TfConfigGivesClusterTaskAndClaim) {
+  auto reader = tf_config_reader();
+  EXPECT_FALSE(reader->gives().num_gpus);
+  EXPECT_TRUE(reader->gives().job);
+  const std::string tf = tf_with_task(kTfConfigChiefCluster, R"({"type": "worker", "index": 0})");
+  auto v = reader->read(ClusterFlags{}, env_of({{"TF_CONFIG", tf}}));
+  ASSERT_TRUE(v.ok()) << v.status().to_string();
+  ASSERT_TRUE(v->ps_hosts && v->ps_hosts->value.ok());
+  EXPECT_EQ(*v->ps_hosts->value, std::vector<HostPort>{hp("p", 2222)});
+  expect_origin(v->ps_hosts->origin, origin_of("TF_CONFIG", "cluster.ps", "TF_CONFIG cluster.ps"));
+  ASSERT_TRUE(v->worker_hosts && v->worker_hosts->value.ok());
+  EXPECT_EQ(*v->worker_hosts->value,
+            (std::vector<HostPort>{hp("c", 2222), hp("w0", 2222), hp("w1", 2222)}));
+  expect_origin(v->worker_hosts->origin,
+                origin_of("TF_CONFIG", "cluster.chief+worker", "TF_CONFIG cluster.chief+worker"));
+  EXPECT_EQ(
+      v->worker_hosts->notes,
+      std::vector<std::string>{"TF_CONFIG: chief counted as worker 0, workers shifted by one"});
+  ASSERT_TRUE(v->job && v->job->value.ok());
+  EXPECT_EQ(*v->job->value, JobName::kWorker);
+  expect_origin(v->job->origin, origin_of("TF_CONFIG", "task.type", "TF_CONFIG task.type"));
+  ASSERT_TRUE(v->task_index && v->task_index->value.ok());
+  EXPECT_EQ(*v->task_index->value, 1);
+  expect_origin(v->task_index->origin,
+                origin_of("TF_CONFIG", "task.index", "TF_CONFIG task.index"));
+  EXPECT_EQ(v->task_index->notes,
+            std::vector<std::string>{
+                "TF_CONFIG: task worker 0 is pstrain worker 1 (the chief is worker 0)"});
+  EXPECT_FALSE(v->num_gpus);
+  ASSERT_TRUE(v->task_claim && v->task_claim->ok());
+  const TaskClaim& claim = **v->task_claim;
+  EXPECT_EQ(claim.text, R"(TF_CONFIG task {"type": "worker", "index": 0})");
+  EXPECT_EQ(claim.job, JobName::kWorker);
+  EXPECT_EQ(claim.task_index, std::optional<int>(1));
+  EXPECT_EQ(claim.numbering, "the chief is worker 0");
+  ASSERT_EQ(v->notes.size(), 1u);  // notes of the source as a whole
+  EXPECT_THAT(v->notes[0], HasSubstr("evaluator"));
+  EXPECT_EQ(reader->unused_note(env_of({{"TF_CONFIG", tf}})),
+            std::optional<std::string>(
+                "TF_CONFIG is set but not used: flags and Batch AI gave the cluster and the task"));
+}
+
+TEST(ClusterReaders, TfConfigPsTaskClaimHasNoShift) {
+  auto v = tf_config_reader()->read(
+      ClusterFlags{}, env_of({{"TF_CONFIG", tf_with_task(kTfConfigChiefCluster,
+                                                         R"({"type": "ps", "index": 0})")}}));
+  ASSERT_TRUE(v.ok()) << v.status().to_string();
+  ASSERT_TRUE(v->task_claim && v->task_claim->ok());
+  EXPECT_EQ((*v->task_claim)->job, JobName::kPs);
+  EXPECT_EQ((*v->task_claim)->task_index, std::optional<int>(0));
+  EXPECT_EQ((*v->task_claim)->numbering, "");
+}
+
+TEST(ClusterReaders, TfConfigUnsetMalformedAndPartial) {
+  auto reader = tf_config_reader();
+  auto unset = reader->read(ClusterFlags{}, env_of({{"TF_CONFIG", " "}}));
+  ASSERT_TRUE(unset.ok());
+  EXPECT_FALSE(unset->ps_hosts || unset->worker_hosts || unset->job || unset->task_index ||
+               unset->task_claim);
+  EXPECT_EQ(reader->unused_note(env_of({})), std::nullopt);
+
+  // Malformed as a whole: the reader fails.
+  expect_invalid(reader->read(ClusterFlags{}, env_of({{"TF_CONFIG", "not json"}})).status(),
+                 {"TF_CONFIG is not valid JSON", "not json"});
+
+  // No task: a cluster only.
+  auto no_task =
+      reader->read(ClusterFlags{},
+                   env_of({{"TF_CONFIG", R"({"cluster": {"ps": ["p:1"], "worker": ["w:1"]}})"}}));
+  ASSERT_TRUE(no_task.ok()) << no_task.status().to_string();
+  EXPECT_TRUE(no_task->ps_hosts && no_task->worker_hosts);
+  EXPECT_FALSE(no_task->job || no_task->task_index || no_task->task_claim);
+
+  // An evaluator task: the job, the index and the claim are errors, the cluster is fine.
+  auto eval = reader->read(
+      ClusterFlags{},
+      env_of({{"TF_CONFIG",
+               tf_with_task(kTfConfigChiefCluster, R"({"type": "evaluator", "index": 0})")}}));
+  ASSERT_TRUE(eval.ok()) << eval.status().to_string();
+  EXPECT_TRUE(eval->ps_hosts->value.ok());
+  expect_invalid(eval->job->value.status(), {"\"evaluator\""});
+  expect_invalid(eval->task_index->value.status(), {"\"evaluator\""});
+  ASSERT_TRUE(eval->task_claim);
+  expect_invalid(eval->task_claim->status(), {"pstrain runs no evaluator task"});
+
+  // A type without an index: the claim names no index.
+  auto no_index = reader->read(
+      ClusterFlags{},
+      env_of({{"TF_CONFIG", tf_with_task(kTfConfigChiefCluster, R"({"type": "worker"})")}}));
+  ASSERT_TRUE(no_index.ok()) << no_index.status().to_string();
+  ASSERT_TRUE(no_index->task_claim && no_index->task_claim->ok());
+  EXPECT_EQ((*no_index->task_claim)->text, R"(TF_CONFIG task {"type": "worker"})");
+  EXPECT_EQ((*no_index->task_claim)->task_index, std::nullopt);
+  expect_invalid(no_index->task_index->value.status(), {"TF_CONFIG task has no \"index\""});
+}
+
+TEST(ClusterReaders, DefaultsAreMnistReplicas) {
+  auto reader = defaults_reader();
+  EXPECT_FALSE(reader->gives().job);
+  EXPECT_FALSE(reader->gives().task_index);
+  ClusterFlags f = worker_flags(0);
+  f.ps_hosts = "p:1";  // ignored: the defaults are the defaults
+  auto v = reader->read(f, env_of({{"AZ_BATCHAI_PS_HOSTS", "q:1"}}));
+  ASSERT_TRUE(v.ok()) << v.status().to_string();
+  ASSERT_TRUE(v->ps_hosts && v->ps_hosts->value.ok());
+  EXPECT_EQ(*v->ps_hosts->value, std::vector<HostPort>{hp("localhost", 2222)});
+  expect_origin(v->ps_hosts->origin,
+                origin_of("defaults", "--ps_hosts", "the default of --ps_hosts"));
+  EXPECT_EQ(v->ps_hosts->notes,
+            std::vector<std::string>{"ps_hosts not given: using mnist_replica's default "
+                                     "localhost:2222"});
+  ASSERT_TRUE(v->worker_hosts && v->worker_hosts->value.ok());
+  EXPECT_EQ(*v->worker_hosts->value,
+            (std::vector<HostPort>{hp("localhost", 2223), hp("localhost", 2224)}));
+  ASSERT_TRUE(v->num_gpus && v->num_gpus->value.ok());
+  EXPECT_EQ(*v->num_gpus->value, 1);
+  EXPECT_EQ(v->num_gpus->origin.short_text(), "defaults (--num_gpus)");
+  EXPECT_FALSE(v->job || v->task_index || v->task_claim);
+}
+
+// --- The loop: first reader wins ----------------------------------------------------------
+
+template <typename T>
+SourcedValue<T> given(T value, const std::string& source, const std::string& name) {
+  return SourcedValue<T>{
+      Result<T>(std::move(value)), origin_of(source, name, source + " " + name), {}};
+}
+
+// A reader for the loop tests: gives what it was built with and counts its reads.
+class FakeReader final : public ClusterReader {
+ public:
+  FakeReader(std::string name, SourceKind kind, Result<ClusterValues> values,
+             std::shared_ptr<int> reads)
+      : name_(std::move(name)), kind_(kind), values_(std::move(values)), reads_(std::move(reads)) {}
+  std::string name() const override { return name_; }
+  SourceKind kind() const override { return kind_; }
+  ClusterValueSet gives() const override {
+    if (!values_.ok()) return {true, true, true, true, true};
+    return {values_->ps_hosts.has_value(), values_->worker_hosts.has_value(),
+            values_->job.has_value(), values_->task_index.has_value(),
+            values_->num_gpus.has_value()};
+  }
+  Result<ClusterValues> read(const ClusterFlags& /*flags*/,
+                             const EnvLookup& /*env*/) const override {
+    ++*reads_;
+    return values_;
+  }
+  std::optional<std::string> unused_note(const EnvLookup& /*env*/) const override {
+    return name_ + " not read";
+  }
+
+ private:
+  std::string name_;
+  SourceKind kind_;
+  Result<ClusterValues> values_;
+  std::shared_ptr<int> reads_;
+};
+
+struct FakeList {
+  ClusterReaders readers;
+  std::vector<std::shared_ptr<int>> reads;
+  void add(const std::string& name, SourceKind kind, Result<ClusterValues> values) {
+    reads.push_back(std::make_shared<int>(0));
+    readers.push_back(std::make_unique<FakeReader>(name, kind, std::move(values), reads.back()));
+  }
+};
+
+TEST(ResolveLoop, EachValueFromTheFirstReaderThatGivesIt) {
+  FakeList list;
+  ClusterValues a;
+  a.ps_hosts = given(std::vector<HostPort>{hp("a-ps", 1)}, "A", "a.ps");
+  a.job = given(JobName::kWorker, "A", "a.job");
+  list.add("A all", SourceKind::kCommandLine, a);
+  ClusterValues b;
+  b.ps_hosts = given(std::vector<HostPort>{hp("b-ps", 1)}, "B", "b.ps");  // A's wins
+  b.worker_hosts = given(std::vector<HostPort>{hp("b-w0", 1), hp("b-w1", 1)}, "B", "b.workers");
+  b.task_index = given(1, "B", "b.index");
+  b.notes = {"B was read"};
+  list.add("B all", SourceKind::kScheduler, b);
+  ClusterValues c;
+  c.worker_hosts = given(std::vector<HostPort>{hp("c-w", 1)}, "C", "c.workers");  // B's wins
+  c.num_gpus = given(3, "C", "c.gpus");
+  list.add("C all", SourceKind::kScheduler, c);
+  ClusterValues d;
+  d.num_gpus = given(9, "D", "d.gpus");
+  list.add("D all", SourceKind::kDefaults, d);
+
+  auto r = resolve_task(list.readers, ClusterFlags{}, env_of({}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->cluster.ps, std::vector<HostPort>{hp("a-ps", 1)});
+  EXPECT_EQ(r->cluster.workers, (std::vector<HostPort>{hp("b-w0", 1), hp("b-w1", 1)}));
+  EXPECT_EQ(r->job, JobName::kWorker);
+  EXPECT_EQ(r->task_index, 1);
+  EXPECT_EQ(r->num_gpus, 3);
+  EXPECT_EQ(r->cluster_source, "A (a.ps), B (b.workers)");
+  EXPECT_EQ(r->task_source, "A (a.job), B (b.index)");
+  EXPECT_EQ(r->num_gpus_source, "C (c.gpus)");
+  EXPECT_EQ(describe_task(*r),
+            "worker 1 in a cluster of 1 ps and 2 workers, num_gpus 3; cluster from A (a.ps), B "
+            "(b.workers); task from A (a.job), B (b.index); num_gpus from C (c.gpus)");
+  // D could give only num_gpus, which C gave: not read, and its note says so.
+  EXPECT_EQ(*list.reads[0], 1);
+  EXPECT_EQ(*list.reads[1], 1);
+  EXPECT_EQ(*list.reads[2], 1);
+  EXPECT_EQ(*list.reads[3], 0);
+  EXPECT_TRUE(has_note(*r, "B was read"));
+  EXPECT_TRUE(has_note(*r, "D all not read"));
+}
+
+TEST(ResolveLoop, OneReaderGivingBothValuesIsNamedByItsName) {
+  FakeList list;
+  ClusterValues a;
+  a.ps_hosts = given(std::vector<HostPort>{hp("p", 1)}, "A", "a.ps");
+  a.worker_hosts = given(std::vector<HostPort>{hp("w", 1)}, "A", "a.workers");
+  a.job = given(JobName::kPs, "A", "a.job");
+  a.task_index = given(0, "A", "a.index");
+  a.num_gpus = given(0, "A", "a.gpus");
+  list.add("A (A_*)", SourceKind::kScheduler, a);
+  auto r = resolve_task(list.readers, ClusterFlags{}, env_of({}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->cluster_source, "A (A_*)");
+  EXPECT_EQ(r->task_source, "A (A_*)");
+  EXPECT_EQ(r->num_gpus_source, "A (a.gpus)");
+}
+
+TEST(ResolveLoop, ABadValueCountsOnlyIfUsed) {
+  ClusterValues full;
+  full.ps_hosts = given(std::vector<HostPort>{hp("p", 1)}, "A", "a.ps");
+  full.worker_hosts = given(std::vector<HostPort>{hp("w", 1)}, "A", "a.workers");
+  full.job = given(JobName::kWorker, "A", "a.job");
+  full.num_gpus = given(0, "A", "a.gpus");
+  ClusterValues bad;
+  bad.task_index = SourcedValue<int>{
+      invalid_argument("B's index is broken"), origin_of("B", "b.index", "B b.index"), {}};
+  bad.num_gpus = SourcedValue<int>{
+      invalid_argument("B's num_gpus is broken"), origin_of("B", "b.gpus", "B b.gpus"), {}};
+  {
+    // A gives num_gpus, so B's broken num_gpus is ignored; B's broken index is used.
+    FakeList list;
+    list.add("A", SourceKind::kCommandLine, full);
+    list.add("B", SourceKind::kScheduler, bad);
+    expect_invalid(resolve_task(list.readers, ClusterFlags{}, env_of({})).status(),
+                   {"B's index is broken"});
+  }
+  {
+    ClusterValues with_index = full;
+    with_index.task_index = given(0, "A", "a.index");
+    FakeList list;
+    list.add("A", SourceKind::kCommandLine, with_index);
+    list.add("B", SourceKind::kScheduler, bad);
+    auto r = resolve_task(list.readers, ClusterFlags{}, env_of({}));
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(*list.reads[1], 0);
+  }
+}
+
+TEST(ResolveLoop, AFailingReaderFailsOnlyIfRead) {
+  ClusterValues all;
+  all.ps_hosts = given(std::vector<HostPort>{hp("p", 1)}, "A", "a.ps");
+  all.worker_hosts = given(std::vector<HostPort>{hp("w", 1)}, "A", "a.workers");
+  all.job = given(JobName::kWorker, "A", "a.job");
+  all.task_index = given(0, "A", "a.index");
+  all.num_gpus = given(0, "A", "a.gpus");
+  {
+    FakeList list;
+    list.add("A", SourceKind::kCommandLine, all);
+    list.add("Broken", SourceKind::kScheduler,
+             Result<ClusterValues>(invalid_argument("unreadable")));
+    auto r = resolve_task(list.readers, ClusterFlags{}, env_of({}));
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(*list.reads[1], 0);
+  }
+  {
+    ClusterValues no_gpus = all;
+    no_gpus.num_gpus.reset();
+    FakeList list;
+    list.add("A", SourceKind::kCommandLine, no_gpus);
+    list.add("Broken", SourceKind::kScheduler,
+             Result<ClusterValues>(invalid_argument("unreadable")));
+    expect_invalid(resolve_task(list.readers, ClusterFlags{}, env_of({})).status(), {"unreadable"});
+    EXPECT_EQ(*list.reads[1], 1);
+  }
+}
+
+TEST(ResolveLoop, ListWithoutDefaultsCanLeaveAValueMissing) {
+  ClusterValues a;
+  a.worker_hosts = given(std::vector<HostPort>{hp("w", 1)}, "A", "a.workers");
+  FakeList list;
+  list.add("A", SourceKind::kCommandLine, a);
+  expect_invalid(resolve_task(list.readers, ClusterFlags{}, env_of({})).status(),
+                 {"no ps list", "--ps_hosts"});
+  EXPECT_FALSE(resolve_task(ClusterReaders{}, worker_flags(0), env_of({})).ok());
+}
+
+// What a Slurm reader would be: SLURM_PROCID as the task index.
+class ProcIdReader final : public ClusterReader {
+ public:
+  std::string name() const override { return "Slurm (SLURM_*)"; }
+  SourceKind kind() const override { return SourceKind::kScheduler; }
+  ClusterValueSet gives() const override { return {.task_index = true}; }
+  Result<ClusterValues> read(const ClusterFlags& /*flags*/, const EnvLookup& env) const override {
+    ClusterValues v;
+    if (std::optional<std::string> t = env("SLURM_PROCID")) {
+      v.task_index = given(std::atoi(t->c_str()), "Slurm", "SLURM_PROCID");
+    }
+    return v;
+  }
+};
+
+TEST(ResolveLoop, ANewSourceIsOneReaderInTheList) {
+  ClusterReaders readers = default_cluster_readers();
+  readers.insert(readers.begin() + 2, std::make_unique<ProcIdReader>());  // before TF_CONFIG
+  ClusterFlags f;
+  f.job_name = "worker";
+  f.ps_hosts = "p:1";
+  f.worker_hosts = "w0:1,w1:1";
+  auto r = resolve_task(readers, f, env_of({{"SLURM_PROCID", "1"}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->task_index, 1);
+  EXPECT_EQ(r->task_source, "flags (--job_name), Slurm (SLURM_PROCID)");
+  EXPECT_EQ(r->num_gpus_source, "defaults (--num_gpus)");
+
+  // TF_CONFIG's task is checked against the new source's index as against any earlier one.
+  auto bad = resolve_task(readers, ClusterFlags{},
+                          env_of({{"SLURM_PROCID", "0"}, {"TF_CONFIG", kTfConfigPlain}}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(
+      bad.status().message(),
+      R"(SLURM_PROCID=0 (Slurm) disagrees with TF_CONFIG task {"type": "worker", "index": 1}, )"
+      R"(which is worker 1 in pstrain's numbering; unset SLURM_PROCID or set it to 1)");
+}
+
+// --- TF_CONFIG's task must agree with an earlier job name or task index -------------------
+
+// Kubeflow: chief c, TF workers w0 and w1 (pstrain workers 1 and 2), ps p.
+std::string kubeflow(const std::string& task) { return tf_with_task(kTfConfigChiefCluster, task); }
+
+TEST(ResolveTaskClaim, KubeflowWorkerGivenTheChiefsIndexIsAnError) {
+  ClusterFlags f;
+  f.task_index = 0;
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", kubeflow(R"({"type": "worker", "index": 0})")}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(),
+            R"(--task_index=0 (flags) disagrees with TF_CONFIG task {"type": "worker", )"
+            R"("index": 0}, which is worker 1 in pstrain's numbering (the chief is worker 0); )"
+            R"(drop --task_index or make it 1)");
+
+  // The same with --job_name=worker too: only the index disagrees.
+  f.job_name = "worker";
+  auto r2 = resolve_task(f, env_of({{"TF_CONFIG", kubeflow(R"({"type": "worker", "index": 0})")}}));
+  expect_invalid(r2.status(), {"--task_index=0 (flags) disagrees", "drop --task_index"});
+  EXPECT_THAT(r2.status().message(), ::testing::Not(HasSubstr("--job_name")));
+}
+
+TEST(ResolveTaskClaim, AgreeingFlagsAreFine) {
+  ClusterFlags f;
+  f.task_index = 1;
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", kubeflow(R"({"type": "worker", "index": 0})")}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->job, JobName::kWorker);
+  EXPECT_EQ(r->task_index, 1);
+  EXPECT_EQ(r->cluster_source, "TF_CONFIG");
+  EXPECT_EQ(r->task_source, "TF_CONFIG (task.type), flags (--task_index)");
+
+  ClusterFlags both = worker_flags(2);
+  auto r2 =
+      resolve_task(both, env_of({{"TF_CONFIG", kubeflow(R"({"type": "worker", "index": 1})")}}));
+  ASSERT_TRUE(r2.ok()) << r2.status().to_string();
+  EXPECT_EQ(r2->task_index, 2);
+  EXPECT_EQ(r2->task_source, "flags");
+
+  ClusterFlags chief = worker_flags(0);
+  auto r3 =
+      resolve_task(chief, env_of({{"TF_CONFIG", kubeflow(R"({"type": "chief", "index": 0})")}}));
+  ASSERT_TRUE(r3.ok()) << r3.status().to_string();
+  EXPECT_EQ(r3->task_index, 0);
+
+  ClusterFlags ps;
+  ps.job_name = "ps";
+  ps.task_index = 0;
+  auto r4 = resolve_task(ps, env_of({{"TF_CONFIG", kubeflow(R"({"type": "ps", "index": 0})")}}));
+  ASSERT_TRUE(r4.ok()) << r4.status().to_string();
+  EXPECT_EQ(r4->job, JobName::kPs);
+}
+
+TEST(ResolveTaskClaim, ChiefGivenAnotherIndex) {
+  ClusterFlags f = worker_flags(1);
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", kubeflow(R"({"type": "chief", "index": 0})")}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            R"(--task_index=1 (flags) disagrees with TF_CONFIG task {"type": "chief", )"
+            R"("index": 0}, which is worker 0 in pstrain's numbering (the chief is worker 0); )"
+            R"(drop --task_index or make it 0)");
+}
+
+TEST(ResolveTaskClaim, MasterAndPsNumbering) {
+  const char* cluster =
+      R"("cluster": {"master": ["m:1"], "worker": ["w0:1"], "ps": ["p0:1", "p1:1"]})";
+  ClusterFlags f;
+  f.task_index = 0;
+  auto w = resolve_task(
+      f, env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"type": "worker", "index": 0})")}}));
+  expect_invalid(w.status(), {"which is worker 1 in pstrain's numbering (the master is worker 0)",
+                              "make it 1"});
+
+  ClusterFlags p;
+  p.job_name = "ps";
+  p.task_index = 1;
+  auto ps = resolve_task(
+      p, env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"type": "ps", "index": 0})")}}));
+  ASSERT_FALSE(ps.ok());
+  EXPECT_EQ(ps.status().message(),
+            R"(--task_index=1 (flags) disagrees with TF_CONFIG task {"type": "ps", "index": 0}, )"
+            R"(which is ps 0 in pstrain's numbering; drop --task_index or make it 0)");
+}
+
+TEST(ResolveTaskClaim, JobNameAndIndexBothDisagree) {
+  ClusterFlags f;
+  f.job_name = "ps";
+  f.task_index = 0;
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", kTfConfigPlain}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            R"(--job_name=ps (flags) and --task_index=0 (flags) disagree with TF_CONFIG task )"
+            R"({"type": "worker", "index": 1}, which is worker 1 in pstrain's numbering; drop )"
+            R"(--job_name or make it worker; and drop --task_index or make it 1)");
+
+  // Same index, other job: only the job disagrees.
+  f.task_index = 1;
+  auto r2 = resolve_task(f, env_of({{"TF_CONFIG", kTfConfigPlain}}));
+  expect_invalid(r2.status(), {"--job_name=ps (flags) disagrees", "make it worker"});
+  EXPECT_THAT(r2.status().message(), ::testing::Not(HasSubstr("--task_index")));
+}
+
+TEST(ResolveTaskClaim, BatchAiIndexAgainstTfConfig) {
+  const std::string tf = kubeflow(R"({"type": "worker", "index": 0})");
+  auto bad =
+      resolve_task(ClusterFlags{}, env_of({{"AZ_BATCHAI_TASK_INDEX", "0"}, {"TF_CONFIG", tf}}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            R"(AZ_BATCHAI_TASK_INDEX=0 (Batch AI) disagrees with TF_CONFIG task {"type": )"
+            R"("worker", "index": 0}, which is worker 1 in pstrain's numbering (the chief is )"
+            R"(worker 0); unset AZ_BATCHAI_TASK_INDEX or set it to 1)");
+
+  auto ok =
+      resolve_task(ClusterFlags{}, env_of({{"AZ_BATCHAI_TASK_INDEX", "1"}, {"TF_CONFIG", tf}}));
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->task_index, 1);
+  EXPECT_EQ(ok->task_source, "TF_CONFIG (task.type), Batch AI (AZ_BATCHAI_TASK_INDEX)");
+
+  // A flag job name and a Batch AI index, both against TF_CONFIG.
+  ClusterFlags f;
+  f.job_name = "ps";
+  auto both = resolve_task(f, env_of({{"AZ_BATCHAI_TASK_INDEX", "0"}, {"TF_CONFIG", tf}}));
+  expect_invalid(both.status(),
+                 {"--job_name=ps (flags) and AZ_BATCHAI_TASK_INDEX=0 (Batch AI) disagree",
+                  "drop --job_name or make it worker; and unset AZ_BATCHAI_TASK_INDEX or set it "
+                  "to 1"});
+}
+
+TEST(ResolveTaskClaim, EvaluatorTaskGivenATaskByFlags) {
+  ClusterFlags f = worker_flags(1);
+  auto r =
+      resolve_task(f, env_of({{"TF_CONFIG", kubeflow(R"({"type": "evaluator", "index": 0})")}}));
+  expect_invalid(r.status(), {"\"evaluator\"", "pstrain runs no evaluator task"});
+}
+
+TEST(ResolveTaskClaim, PartialTaskIsComparedOnWhatItHas) {
+  const char* cluster = R"("cluster": {"ps": ["p:1"], "worker": ["w0:1", "w1:1"]})";
+  // A type and no index: only the job name is compared.
+  auto r = resolve_task(worker_flags(1),
+                        env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"type": "worker"})")}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->task_index, 1);
+  ClusterFlags ps_flags;
+  ps_flags.job_name = "ps";
+  ps_flags.task_index = 0;
+  auto bad = resolve_task(ps_flags,
+                          env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"type": "worker"})")}}));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            R"(--job_name=ps (flags) disagrees with TF_CONFIG task {"type": "worker"}, which is )"
+            R"(a worker in pstrain's numbering; drop --job_name or make it worker)");
+  // No type: nothing to compare.
+  auto no_type =
+      resolve_task(ps_flags, env_of({{"TF_CONFIG", tf_with_task(cluster, R"({"index": 1})")}}));
+  ASSERT_TRUE(no_type.ok()) << no_type.status().to_string();
+  EXPECT_EQ(no_type->job, JobName::kPs);
+}
+
+TEST(ResolveTaskClaim, NotCheckedWhenTfConfigIsNotRead) {
+  // Flags and Batch AI give the cluster and the task: TF_CONFIG is not read, so its task is
+  // not compared (it is not this job's).
+  const std::string tf = kubeflow(R"({"type": "worker", "index": 0})");
+  ClusterFlags f = worker_flags(0);
+  f.ps_hosts = "p:1";
+  f.worker_hosts = "w0:1,w1:1";
+  auto r = resolve_task(f, env_of({{"TF_CONFIG", tf}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->task_index, 0);
+  EXPECT_TRUE(has_note(*r, "TF_CONFIG is set but not used"));
+
+  ClusterFlags job_only;
+  job_only.job_name = "worker";
+  Env env = {{"AZ_BATCHAI_PS_HOSTS", "p:1"},
+             {"AZ_BATCHAI_WORKER_HOSTS", "w0:1,w1:1"},
+             {"AZ_BATCHAI_TASK_INDEX", "0"},
+             {"TF_CONFIG", tf}};
+  auto r2 = resolve_task(job_only, env_of(env));
+  ASSERT_TRUE(r2.ok()) << r2.status().to_string();
+  EXPECT_EQ(r2->task_index, 0);
+}
+
+TEST(ResolveTaskClaim, FlagsOverBatchAiIsStillPlainPrecedence) {
+  // The rule is about TF_CONFIG's task: a Batch AI index that flags override is no error.
+  ClusterFlags f = worker_flags(0);
+  f.ps_hosts = "p:1";
+  f.worker_hosts = "w0:1,w1:1";
+  auto r = resolve_task(f, env_of({{"AZ_BATCHAI_TASK_INDEX", "1"}, {"AZ_BATCHAI_NUM_GPUS", "2"}}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->task_index, 0);
+  EXPECT_EQ(r->num_gpus, 2);  // Batch AI was read, for num_gpus
+}
+
+TEST(ResolveTaskErrors, MalformedTfConfigReadOnlyWhenAValueIsMissing) {
+  ClusterFlags job_only;
+  job_only.job_name = "worker";
+  Env env = {{"AZ_BATCHAI_PS_HOSTS", "p:1"},
+             {"AZ_BATCHAI_WORKER_HOSTS", "w0:1,w1:1"},
+             {"AZ_BATCHAI_TASK_INDEX", "1"},
+             {"TF_CONFIG", "{\"cluster\": "}};
+  auto r = resolve_task(job_only, env_of(env));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(has_note(*r, "TF_CONFIG is set but not used"));
+
+  env.erase("AZ_BATCHAI_TASK_INDEX");  // now TF_CONFIG must give the index
+  expect_invalid(resolve_task(job_only, env_of(env)).status(), {"TF_CONFIG is not valid JSON"});
 }
 
 // --- Job id -------------------------------------------------------------------------------
