@@ -137,9 +137,12 @@ Status PsClient::exchange(const std::vector<int>& targets,
       if (p.finished) continue;
       if (now >= p.give_up) {
         if (backoff) {
-          return unavailable("cannot reach " + name(p.ps) + ": no answer in " +
-                             std::to_string(timeout.count() / 1000) +
-                             " s (is it running? check --ps_hosts or AZ_BATCHAI_PS_HOSTS)");
+          return unavailable(
+              "cannot reach " + name(p.ps) + ": no answer in " +
+              std::to_string(timeout.count() / 1000) +
+              " s (is it running? check --ps_hosts or AZ_BATCHAI_PS_HOSTS; a PS of another "
+              "pstrain version or job ignores this worker: run the same binary "
+              "and --job_id everywhere)");
         }
         return deadline_exceeded(name(p.ps) + " did not answer within " +
                                  std::to_string(timeout.count() / 1000) + " s");

@@ -9,10 +9,8 @@ Status validate(const TrainConfig& c) {
   if (c.batch_size <= 0) {
     return invalid_argument("--batch_size must be positive, got " + std::to_string(c.batch_size));
   }
-  if (!(c.optimizer.learning_rate > 0.f)) {
-    return invalid_argument("--learning_rate must be positive, got " +
-                            std::to_string(c.optimizer.learning_rate));
-  }
+  // The learning rate and every optimizer hyper-parameter, with errors naming the flag.
+  PSTRAIN_RETURN_IF_ERROR(check_optimizer_config(c.optimizer, "--"));
   if (c.num_gpus < 0) {
     return invalid_argument("--num_gpus must be 0 (CPU) or more, got " +
                             std::to_string(c.num_gpus));

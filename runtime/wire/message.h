@@ -1,4 +1,5 @@
-// The one place where pstrain messages are encoded and decoded (see runtime/wire/proto/pstrain.proto).
+// The one place where pstrain messages are encoded and decoded (see
+// runtime/wire/proto/pstrain.proto).
 //
 // Contract: a message on the wire is one ZeroMQ multipart message: [routing id, ROUTER side
 // only] + one frame holding a serialized wire::Header + one raw frame per Header.frames entry
@@ -39,12 +40,14 @@
 
 #include <zmq.hpp>
 
-#include "runtime/wire/proto/pstrain.pb.h"
 #include "runtime/base/status.h"
+#include "runtime/wire/proto/pstrain.pb.h"
 
 namespace pstrain {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+// 2: TrainingConfig carries every optimizer hyper-parameter (fields 10-14); a version-1 PS
+// would have ignored them and trained with its defaults, so the two do not talk.
+inline constexpr uint32_t kProtocolVersion = 2;
 
 // Frames at least this large (with a keepalive) are sent without copying.
 inline constexpr uint64_t kZeroCopyMinBytes = 16 * 1024;
