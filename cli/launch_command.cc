@@ -1,5 +1,5 @@
 // `pstrain launch`: parses the launcher's flags and the training flags it passes through, then
-// runs runtime/launcher.h's launch_local_job with SIGINT/SIGTERM turned into a clean stop.
+// runs runtime/job/launcher.h's launch_local_job with SIGINT/SIGTERM turned into a clean stop.
 #include <atomic>
 #include <csignal>
 #include <cstdio>

@@ -8,7 +8,7 @@
 //             p -= lr * sqrt(1-b2^t) / (1-b1^t) * m / (sqrt(v) + eps)   (slots: m, v; t >= 1)
 //   Adagrad   a += g^2;  p -= lr * g / sqrt(a)                    (slot: a, starts at 0.1)
 // Slots start at 0 except Adagrad's accumulator (initial_accumulator). Spans of one call have
-// equal sizes (checked by assert: a programmer error). The element-wise math lives in
+// equal sizes (PSTRAIN_CHECK: a programmer error). The element-wise math lives in
 // kernels/optim_math.h as PSTRAIN_HD functions that device code can share.
 // Thread-safety: pure functions; callers must not update the same span concurrently.
 #pragma once

@@ -39,7 +39,7 @@ struct Placement {
 // more than ~6% over its share), and at least 1024 elements so tiny models are not crumbs.
 int64_t default_max_chunk_elements(int64_t total_elements, int num_ps);
 
-// `max_chunk_elements` <= 0 picks default_max_chunk_elements(). num_ps >= 1 (asserted).
+// `max_chunk_elements` <= 0 picks default_max_chunk_elements(). num_ps >= 1 (PSTRAIN_CHECK).
 Placement place_variables(const std::vector<VariableSpec>& variables, int num_ps,
                           int64_t max_chunk_elements = 0);
 

@@ -45,7 +45,7 @@ namespace pstrain {
 struct ServerOptions {
   int ps_index = 0;
   int num_workers = 1;
-  std::string host = "localhost";  // bind address (see runtime/transport.h)
+  std::string host = "localhost";  // bind address (see runtime/wire/transport.h)
   int port = 0;                    // 0: any free port (read it back with port())
   uint64_t job_id = 0;
   std::chrono::milliseconds heartbeat_timeout{30000};

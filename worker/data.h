@@ -70,7 +70,7 @@ Result<std::string> check_data_dir(const std::string& dir);
 // is reshuffled every epoch by a generator seeded from (seed, task_index, epoch), so two
 // sources with equal arguments produce identical batches.
 // `data` must outlive the source. Bad arguments (num_tasks <= 0, task_index out of range, span
-// sizes that do not match `batch`, next() on an empty shard) are programmer errors and assert;
+// sizes that do not match `batch`, next() on an empty shard) are programmer errors and fail a PSTRAIN_CHECK;
 // a data set smaller than num_tasks gives some tasks an empty shard, so check shard_size().
 class BatchSource {
  public:

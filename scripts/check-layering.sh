@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Checks that the module graph points one way (docs/architecture.md) and that a library-only
+# build needs neither GoogleTest nor Google Benchmark:
+#   1. #include rules between folders (each folder may include only the folders below it);
+#   2. configures with -DPSTRAIN_BUILD_TESTS=OFF -DPSTRAIN_BUILD_BENCH=OFF while CMake is told
+#      that GTest and benchmark do not exist, builds every library and the binary, and reads
+#      CMake's dependency graph: pstrain_kernels links neither ZeroMQ nor Protobuf.
+# Build folder: build-layering/ (or $PSTRAIN_LAYERING_BUILD_DIR). Exit 1 naming each breach.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+fail=0
+
+# allowed <folder> <regex of include prefixes it may use besides itself and system headers>
+check_includes() {
+  local folder=$1 allowed=$2 exclude=${3:-}
+  local hits
+  hits=$(grep -rn --include='*.h' --include='*.cc' --include='*.cu' --include='*.cuh' \
+           '^#include "' "$folder" | { [ -n "$exclude" ] && grep -v "^$exclude" || cat; } |
+         grep -vE "#include \"($folder/|$allowed)" || true)
+  if [ -n "$hits" ]; then
+    echo "layering: $folder/ includes what it must not (allowed besides itself: $allowed):"
+    echo "$hits" | sed 's/^/  /'
+    fail=1
+  fi
+}
+check_includes runtime/base '^$'
+check_includes runtime/wire 'runtime/base/'
+check_includes runtime/job 'runtime/base/|runtime/wire/'
+check_includes kernels 'runtime/base/' kernels/cuda
+check_includes kernels/cuda 'kernels/|runtime/base/'
+check_includes ps 'kernels/(variable|optim|tensor|optim_math|hd)\.h|runtime/'
+check_includes worker 'kernels/|ps/|runtime/'
+check_includes cli 'worker/|ps/|kernels/|runtime/'
+
+build=${PSTRAIN_LAYERING_BUILD_DIR:-$root/build-layering}
+rm -rf "$build/graph"
+mkdir -p "$build/graph"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPSTRAIN_CUDA=OFF \
+  -DPSTRAIN_BUILD_TESTS=OFF -DPSTRAIN_BUILD_BENCH=OFF \
+  -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON \
+  --no-warn-unused-cli --graphviz="$build/graph/deps.dot" >/dev/null
+cmake --build "$build" -j "$(nproc)" >/dev/null
+kernels_deps="$build/graph/deps.dot.pstrain_kernels"
+if [ ! -f "$kernels_deps" ]; then
+  echo "layering: CMake wrote no dependency graph for pstrain_kernels ($kernels_deps)"
+  fail=1
+elif grep -qiE 'zmq|protobuf|pstrain_(wire|job|proto)' "$kernels_deps"; then
+  echo "layering: pstrain_kernels links ZeroMQ, Protobuf or the wire/job libraries:"
+  grep -iE 'zmq|protobuf|pstrain_(wire|job|proto)' "$kernels_deps" | sed 's/^/  /'
+  fail=1
+fi
+if [ "$fail" -ne 0 ]; then
+  echo "layering: FAILED"
+  exit 1
+fi
+echo "layering: ok (includes point one way; library-only build without GoogleTest and Google" \
+  "Benchmark; pstrain_kernels links neither ZeroMQ nor Protobuf)"
