@@ -1,7 +1,10 @@
 #include "cli/cli.h"
 
+#include <sstream>
+
 #include <CLI/CLI.hpp>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "runtime/base/log.h"
 
@@ -9,25 +12,75 @@ namespace pstrain {
 
 namespace {
 
+const char* const kExamples =
+    "Examples:\n"
+    "  # a role process, as mnist_replica.py (Batch AI starts one per task)\n"
+    "  pstrain --job_name=ps --task_index=0 --ps_hosts=h0:2222 --worker_hosts=h1:2222,h2:2222\n"
+    "  pstrain --job_name=worker --task_index=1 --ps_hosts=h0:2222 "
+    "--worker_hosts=h1:2222,h2:2222 --train_steps=1000\n"
+    "  # train in this process (the reference)\n"
+    "  pstrain train --train_steps 500 --batch_size 64 --summary_json summary.json\n"
+    "  # a whole job on this machine: 1 ps, 2 workers\n"
+    "  pstrain launch --ps 1 --workers 2 --sync_replicas --train_steps 300\n"
+    "  # flags from a file (one --name=value a line) and from PSTRAIN_<NAME> variables\n"
+    "  PSTRAIN_TRAIN_STEPS=300 pstrain train --flagfile=job.flags\n";
+
+// Commands before the flags; with --help-all, launch's own flags after the commands.
+class CommandsFirst : public CLI::Formatter {
+ public:
+  std::string launch_help;
+  std::string make_help(const CLI::App* app, std::string name,
+                        CLI::AppFormatMode mode) const override {
+    if (app->get_parent() != nullptr) return CLI::Formatter::make_help(app, name, mode);
+    std::stringstream out;
+    out << make_description(app) << make_usage(app, name) << make_subcommands(app, mode);
+    if (mode == CLI::AppFormatMode::All && !launch_help.empty()) {
+      out << "\n`pstrain launch` takes:\n" << launch_help;
+    }
+    out << make_groups(app, mode) << '\n' << make_footer(app);
+    return out.str();
+  }
+};
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "pstrain: %s\n", message.c_str());
+  return kExitUsage;
+}
+
 int dispatch(int argc, char** argv) {
+  auto expanded = expand_flagfiles(std::vector<std::string>(argv + 1, argv + argc));
+  if (!expanded.ok()) return usage_error(expanded.status().message());
+
   CLI::App app{
       "pstrain: a parameter-server training runtime for MNIST-style models.\n"
       "A role process: pstrain --job_name=ps|worker --task_index=N [flags] (as "
-      "mnist_replica.py)",
+      "mnist_replica.py). Flags also come from --flagfile FILE and PSTRAIN_<NAME> variables.",
       "pstrain"};
+  auto formatter = std::make_shared<CommandsFirst>();
+  app.formatter(formatter);
+  app.footer(kExamples);
   app.require_subcommand(0, 1);
+  app.allow_extras();
   app.set_help_all_flag("--help-all", "Help for every command");
-  bool version = false;
-  app.add_flag("--version", version, "Print the version and the GPUs this process sees");
-  add_log_level_flag(app);
   RoleFlags role_flags;
-  add_role_flags(app, role_flags);
+  add_role_flags(app, role_flags);  // first: --help lists the groups in the order they appear
+  bool version = false;
+  app.add_flag("-V,--version", version, "Print the version and the GPUs this process sees")
+      ->group(kOwnGroup);
+  app.add_option("--flagfile", "Read flags from FILE, one --name=value a line")
+      ->type_name("FILE")
+      ->group(kOwnGroup);
+  add_log_level_flag(app);
 
   TrainCommandFlags train_flags;
   CLI::App* train = app.add_subcommand("train", "Train a model in this process (the reference)");
+  train->allow_extras();
   add_training_flags(*train, train_flags.train);
-  train->add_option("--summary_json", train_flags.summary_json,
-                    "Also write the JSON summary to this file");
+  train
+      ->add_option("--summary_json", train_flags.summary_json,
+                   "Also write the JSON summary to this file")
+      ->group(kOutputGroup);
+  add_output_flags(*train, train_flags.checkpoint_dir, train_flags.log_dir, train_flags.log_every);
   add_log_level_flag(*train);
 
   // `pstrain launch [flags]`: everything after `launch` is parsed by run_launch_command.
@@ -37,19 +90,32 @@ int dispatch(int argc, char** argv) {
   launch->set_help_flag();
 
   CLI::App* devices = app.add_subcommand("devices", "List the GPUs this process sees");
+  CLI::App* version_command = app.add_subcommand("version", "Print what --version prints");
+  const std::vector<std::string> commands = {"train", "launch", "devices", "version"};
 
+  std::vector<std::string> reversed(expanded->rbegin(), expanded->rend());
   try {
-    app.parse(argc, argv);
+    app.parse(reversed);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    formatter->launch_help = launch_command_help();
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return kExitUsage;
   }
 
-  if (version || devices->parsed()) return run_version_command();
+  if (train->parsed()) {
+    if (std::string m = leftover_message(*train, train->remaining()); !m.empty()) {
+      return usage_error(m);
+    }
+  }
+  if (std::string m = leftover_message(app, app.remaining(), commands); !m.empty()) {
+    return usage_error(m);
+  }
+
+  if (version || devices->parsed() || version_command->parsed()) return run_version_command();
   if (train->parsed() || launch->parsed()) {
     // Flags before the command word belong to role processes; a command would ignore them.
     for (const CLI::Option* opt : app.get_options()) {
@@ -60,12 +126,16 @@ int dispatch(int argc, char** argv) {
       }
     }
   }
-  if (train->parsed()) return run_train_command(train_flags);
+  if (train->parsed()) {
+    if (Status st = apply_environment(*train); !st.ok()) return usage_error(st.message());
+    return run_train_command(train_flags);
+  }
   if (launch->parsed()) return run_launch_command(launch->remaining());
   if (argc <= 1) {
     std::fputs(app.help().c_str(), stderr);
     return kExitUsage;
   }
+  if (Status st = apply_environment(app); !st.ok()) return usage_error(st.message());
   return run_role_command(role_flags);
 }
 

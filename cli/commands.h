@@ -11,7 +11,9 @@ namespace pstrain {
 
 struct TrainCommandFlags {
   TrainFlagValues train;
-  std::string summary_json;  // where to write the JSON summary (optional)
+  std::string summary_json;             // where to write the JSON summary (optional)
+  std::string checkpoint_dir, log_dir;  // created, as a role process does
+  int log_every = 100;                  // accepted, as a role process does
 };
 int run_train_command(const TrainCommandFlags& flags);
 
@@ -48,6 +50,8 @@ int run_role_command(const RoleFlags& flags);
 // `pstrain launch [flags]`: `args` are the words after `launch`. Exit codes: 0 the job
 // succeeded, 1 it failed, 2 bad usage, 130 cancelled (SIGINT/SIGTERM). See runtime/launcher.h.
 int run_launch_command(const std::vector<std::string>& args);
+// The help of `pstrain launch` (its own flags and the training flags), for --help-all.
+std::string launch_command_help();
 
 // `pstrain --version` and `pstrain devices`.
 int run_version_command();

@@ -1,5 +1,10 @@
 #include "cli/flags.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+
 #include "runtime/base/log.h"
 
 namespace pstrain {
@@ -11,41 +16,124 @@ CLI::Option* add_bool_flag(CLI::App& app, const std::string& name, bool& value,
 
 void add_training_flags(CLI::App& app, TrainFlagValues& v) {
   TrainConfig& c = v.config;
-  app.add_option("--model", v.model, "Model: mlp or cnn")->capture_default_str();
-  app.add_option("--hidden_units", c.model.hidden_units, "Units of the MLP's hidden layer")
-      ->capture_default_str();
-  app.add_option("--train_steps", c.train_steps, "Number of (global) training steps")
-      ->capture_default_str();
-  app.add_option("--batch_size", c.batch_size, "Training batch size")->capture_default_str();
-  app.add_option("--learning_rate", v.learning_rate, "Learning rate")->capture_default_str();
+  app.add_option("--model", v.model, "Model: mlp or cnn")
+      ->capture_default_str()
+      ->group(kModelGroup);
+  add_int_option(app, "--hidden_units", c.model.hidden_units, "Units of the MLP's hidden layer")
+      ->capture_default_str()
+      ->group(kModelGroup);
+  add_int_option(app, "--train_steps", c.train_steps, "Number of (global) training steps")
+      ->capture_default_str()
+      ->group(kTrainingGroup);
+  add_int_option(app, "--batch_size", c.batch_size, "Training batch size")
+      ->capture_default_str()
+      ->group(kTrainingGroup);
+  app.add_option("--learning_rate", v.learning_rate, "Learning rate")
+      ->capture_default_str()
+      ->group(kTrainingGroup);
   app.add_option("--optimizer", v.optimizer, "Optimizer: adam, sgd, momentum or adagrad")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group(kTrainingGroup);
   OptimizerConfig& o = c.optimizer;
   app.add_option("--momentum", o.momentum,
                  "Momentum optimizer: decay of the accumulated gradient (pstrain's default; "
                  "TensorFlow's MomentumOptimizer has none)")
-      ->default_str(float_string(o.momentum));
+      ->default_str(float_string(o.momentum))
+      ->group(kTrainingGroup);
   app.add_option("--adam_beta1", o.beta1, "Adam: decay of the first-moment estimate, in [0, 1)")
-      ->default_str(float_string(o.beta1));
+      ->default_str(float_string(o.beta1))
+      ->group(kTrainingGroup);
   app.add_option("--adam_beta2", o.beta2, "Adam: decay of the second-moment estimate, in [0, 1)")
-      ->default_str(float_string(o.beta2));
+      ->default_str(float_string(o.beta2))
+      ->group(kTrainingGroup);
   app.add_option("--adam_epsilon", o.epsilon, "Adam: epsilon added to the denominator")
-      ->default_str(float_string(o.epsilon));
+      ->default_str(float_string(o.epsilon))
+      ->group(kTrainingGroup);
   app.add_option("--adagrad_initial_accumulator", o.initial_accumulator,
                  "Adagrad: starting value of the accumulators, > 0")
-      ->default_str(float_string(o.initial_accumulator));
-  app.add_option("--seed", c.seed, "Random seed (initialisation and data order)")
-      ->capture_default_str();
+      ->default_str(float_string(o.initial_accumulator))
+      ->group(kTrainingGroup);
+  add_int_option(app, "--seed", c.seed, "Random seed (initialisation and data order)")
+      ->capture_default_str()
+      ->group(kTrainingGroup);
   app.add_option("--data_dir", c.data_dir, "Directory with the four MNIST IDX files (raw or .gz)")
-      ->capture_default_str();
-  app.add_option("--num_gpus", c.num_gpus,
+      ->capture_default_str()
+      ->group(kOutputGroup);
+  add_int_option(app, "--num_gpus", c.num_gpus,
                  "GPUs per machine; task i uses GPU i % num_gpus; 0 = CPU")
-      ->capture_default_str();
-  add_bool_flag(app, "tf32", c.tf32, "Use TF32 tensor-core math for GPU matrix products");
-  app.add_option("--eval_batch", c.eval_batch, "Batch size of the test-set evaluation")
-      ->capture_default_str();
-  app.add_option("--cpu_threads", c.cpu_threads, "Threads of the CPU backend (0 = all cores)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group(kClusterGroup);
+  add_bool_flag(app, "tf32", c.tf32, "Use TF32 tensor-core math for GPU matrix products")
+      ->group(kOwnGroup);
+  add_int_option(app, "--eval_batch", c.eval_batch, "Batch size of the test-set evaluation")
+      ->capture_default_str()
+      ->group(kOwnGroup);
+  add_int_option(app, "--cpu_threads", c.cpu_threads, "Threads of the CPU backend (0 = all cores)")
+      ->capture_default_str()
+      ->group(kOwnGroup);
+  // Later wins, as in TensorFlow (and so a flag after a --flagfile overrides the file's).
+  for (CLI::Option* opt : app.get_options()) {
+    opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  }
+}
+
+MemoryEstimate estimate_memory(const TrainConfig& c) {
+  const double pixels = static_cast<double>(c.model.image_rows) * c.model.image_cols;
+  const double classes = c.model.classes;
+  const double batch = std::max<double>(c.batch_size, c.eval_batch);
+  MemoryEstimate m;
+  double params = 0, per_example = 0;  // floats
+  if (c.model.name == "cnn") {
+    // conv 5x5x1x32, conv 5x5x32x64, dense 7*7*64 x 1024, dense 1024 x classes.
+    params = 5 * 5 * 32 + 32 + 5 * 5 * 32 * 64 + 64 + pixels / 16 * 64 * 1024 + 1024 +
+             1024 * classes + classes;
+    per_example = pixels * (1 + 32 * 2 + 8 + 64 * 2 / 4.0 * 2) + 1024 * 2 + classes * 2;
+  } else {
+    const double h = c.model.hidden_units;
+    params = pixels * h + h + h * classes + classes;
+    per_example = pixels + 3 * h + 3 * classes;
+  }
+  m.model_bytes = params * 4 /* parameters, gradients, two optimizer slots */ * sizeof(float);
+  m.batch_bytes = batch * per_example * 2 /* values and gradients */ * sizeof(float);
+  return m;
+}
+
+namespace {
+
+std::string bytes_string(double b) {
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  while (b >= 1024 && u < 6) {
+    b /= 1024;
+    ++u;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+Status check_memory(const TrainConfig& c, double available_bytes) {
+  if (available_bytes <= 0) {
+    available_bytes =
+        static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  }
+  const MemoryEstimate m = estimate_memory(c);
+  if (m.model_bytes + m.batch_bytes <= available_bytes) return {};
+  std::string flag;
+  if (m.model_bytes >= m.batch_bytes) {
+    flag = "--hidden_units=" + std::to_string(c.model.hidden_units) + " needs about " +
+           bytes_string(m.model_bytes) + " for the model (parameters, gradients, optimizer)";
+  } else if (c.batch_size >= c.eval_batch) {
+    flag = "--batch_size=" + std::to_string(c.batch_size) + " needs about " +
+           bytes_string(m.batch_bytes) + " for one batch";
+  } else {
+    flag = "--eval_batch=" + std::to_string(c.eval_batch) + " needs about " +
+           bytes_string(m.batch_bytes) + " for one evaluation batch";
+  }
+  return invalid_argument(flag + "; this machine has " + bytes_string(available_bytes) +
+                          " of memory");
 }
 
 Result<TrainConfig> finish_training_flags(const TrainFlagValues& v) {
@@ -58,7 +146,22 @@ Result<TrainConfig> finish_training_flags(const TrainFlagValues& v) {
     return invalid_argument("--model=" + c.model.name + " is not a model: use mlp or cnn");
   }
   PSTRAIN_RETURN_IF_ERROR(validate(c));
+  if (c.model.hidden_units <= 0) {
+    return invalid_argument("--hidden_units must be positive, got " +
+                            std::to_string(c.model.hidden_units));
+  }
+  PSTRAIN_RETURN_IF_ERROR(check_memory(c));
   return c;
+}
+
+void add_output_flags(CLI::App& app, std::string& checkpoint_dir, std::string& log_dir,
+                      int& log_every) {
+  app.add_option("--checkpoint_dir", checkpoint_dir, "Checkpoint directory (created)")
+      ->group(kOutputGroup);
+  app.add_option("--log_dir", log_dir, "TensorBoard log directory (created)")->group(kOutputGroup);
+  add_int_option(app, "--log_every", log_every, "Print progress every N local steps")
+      ->capture_default_str()
+      ->group(kOutputGroup);
 }
 
 void add_log_level_flag(CLI::App& app) {
@@ -73,7 +176,8 @@ void add_log_level_flag(CLI::App& app) {
            set_log_level(level);
          },
          "Log level: debug, info, warning or error")
-      ->default_str("info");
+      ->default_str("info")
+      ->group(kOwnGroup);
 }
 
 }  // namespace pstrain

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "runtime/base/log.h"
@@ -73,7 +74,11 @@ class SignalsToCancel {
 
 }  // namespace
 
-int run_launch_command(const std::vector<std::string>& args) {
+namespace {
+
+// The launcher's parser: its own flags, the training flags it passes through, and the cluster
+// flags (accepted by the parser only to be rejected with a clear message, hidden from help).
+struct LaunchParser {
   CLI::App app{
       "Run a distributed job on this machine: --ps parameter servers and --workers workers, "
       "each a `pstrain --job_name=ps|worker` process with its cluster in AZ_BATCHAI_* and "
@@ -82,26 +87,52 @@ int run_launch_command(const std::vector<std::string>& args) {
       "pstrain launch"};
   LaunchOptions o;
   double ps_exit_timeout_s = 60;
-  app.add_option("--ps", o.num_ps, "Number of parameter servers")->capture_default_str();
-  app.add_option("--workers", o.num_workers, "Number of workers")->capture_default_str();
-  app.add_option("--job_dir", o.job_dir,
-                 "Job directory (default: jobs/job-YYYYMMDD-HHMMSS under the current directory)");
-  app.add_option("--pstrain_binary", o.pstrain_binary,
-                 "The pstrain executable each task runs (default: this one)");
-  app.add_option("--ps_exit_timeout_s", ps_exit_timeout_s,
-                 "After every worker finished, how long the PS tasks get to exit by themselves")
-      ->capture_default_str();
   RoleFlags role;
-  add_role_flags(app, role);
-  // The launcher sets the cluster itself: these are accepted by the parser only to be
-  // rejected with a clear message, and hidden from the help.
-  const std::pair<CLI::Option*, const char*> cluster_flags[] = {
-      {role.job_name_opt, "--job_name"},
-      {role.task_index_opt, "--task_index"},
-      {role.ps_hosts_opt, "--ps_hosts"},
-      {role.worker_hosts_opt, "--worker_hosts"}};
-  for (const auto& [opt, name] : cluster_flags) opt->group("");
-  add_log_level_flag(app);
+  std::vector<std::pair<CLI::Option*, const char*>> cluster_flags;
+
+  LaunchParser() {
+    const char* group = "Launch";
+    add_int_option(app, "--ps", o.num_ps, "Number of parameter servers")
+        ->capture_default_str()
+        ->group(group);
+    add_int_option(app, "--workers", o.num_workers, "Number of workers")
+        ->capture_default_str()
+        ->group(group);
+    app.add_option("--job_dir", o.job_dir,
+                   "Job directory (default: jobs/job-YYYYMMDD-HHMMSS under the current directory)")
+        ->group(group);
+    app.add_option("--pstrain_binary", o.pstrain_binary,
+                   "The pstrain executable each task runs (default: this one)")
+        ->group(group);
+    app.add_option("--ps_exit_timeout_s", ps_exit_timeout_s,
+                   "After every worker finished, how long the PS tasks get to exit by themselves")
+        ->capture_default_str()
+        ->group(group);
+    add_role_flags(app, role);
+    cluster_flags = {{role.job_name_opt, "--job_name"},
+                     {role.task_index_opt, "--task_index"},
+                     {role.ps_hosts_opt, "--ps_hosts"},
+                     {role.worker_hosts_opt, "--worker_hosts"}};
+    for (const auto& [opt, name] : cluster_flags) opt->group("");
+    add_log_level_flag(app);
+    app.allow_extras();
+  }
+};
+
+}  // namespace
+
+std::string launch_command_help() {
+  LaunchParser p;
+  return p.app.help();
+}
+
+int run_launch_command(const std::vector<std::string>& args) {
+  LaunchParser p;
+  CLI::App& app = p.app;
+  LaunchOptions& o = p.o;
+  RoleFlags& role = p.role;
+  double& ps_exit_timeout_s = p.ps_exit_timeout_s;
+  const auto& cluster_flags = p.cluster_flags;
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -110,6 +141,10 @@ int run_launch_command(const std::vector<std::string>& args) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);
+    return kExitUsage;
+  }
+  if (std::string m = leftover_message(app, app.remaining()); !m.empty()) {
+    std::fprintf(stderr, "pstrain launch: %s\n", m.c_str());
     return kExitUsage;
   }
 
@@ -121,6 +156,13 @@ int run_launch_command(const std::vector<std::string>& args) {
                          << name << "; size the job with --ps and --workers";
       return kExitUsage;
     }
+  }
+  // The tasks inherit the environment and read the same PSTRAIN_* variables themselves.
+  if (Status st =
+          apply_environment(app, {"--job_name", "--task_index", "--ps_hosts", "--worker_hosts"});
+      !st.ok()) {
+    PSTRAIN_LOG(ERROR) << st.message();
+    return kExitUsage;
   }
   auto config = finish_training_flags(role.train);
   if (!config.ok()) {

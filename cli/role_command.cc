@@ -29,6 +29,9 @@ Status check_role_flags(const RoleFlags& f) {
         "--staleness bounds asynchronous training; synchronous training (--sync_replicas) "
         "never runs ahead: drop one of the two");
   }
+  if (f.log_every <= 0) {
+    return invalid_argument("--log_every must be positive, got " + std::to_string(f.log_every));
+  }
   if (f.replicas_to_aggregate < 0) {
     return invalid_argument("--replicas_to_aggregate must be positive, got " +
                             std::to_string(f.replicas_to_aggregate));
@@ -112,44 +115,59 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
 }  // namespace
 
 void add_role_flags(CLI::App& app, RoleFlags& f) {
-  f.job_name_opt = app.add_option("--job_name", f.job_name, "Role of this task: ps or worker");
-  f.task_index_opt = app.add_option("--task_index", f.task_index, "Index of the task in its job");
+  f.job_name_opt = app.add_option("--job_name", f.job_name, "Role of this task: ps or worker")
+                       ->group(kClusterGroup);
+  f.task_index_opt =
+      add_int_option(app, "--task_index", f.task_index, "Index of the task in its job")
+          ->group(kClusterGroup);
   f.ps_hosts_opt = app.add_option("--ps_hosts", f.ps_hosts,
                                   "Comma-separated host:port of the parameter servers "
-                                  "(default localhost:2222)");
+                                  "(default localhost:2222)")
+                       ->group(kClusterGroup);
   f.worker_hosts_opt = app.add_option("--worker_hosts", f.worker_hosts,
                                       "Comma-separated host:port of the workers "
-                                      "(default localhost:2223,localhost:2224)");
+                                      "(default localhost:2223,localhost:2224)")
+                           ->group(kClusterGroup);
   add_training_flags(app, f.train);
   f.num_gpus_opt = app.get_option("--num_gpus");
+  add_bool_flag(app, "existing_servers", f.existing_servers,
+                "Accepted for mnist_replica compatibility (servers are always pstrain's)")
+      ->group(kClusterGroup);
   add_bool_flag(app, "sync_replicas", f.sync_replicas,
-                "Aggregate gradients synchronously (SyncReplicasOptimizer semantics)");
-  app.add_option("--replicas_to_aggregate", f.replicas_to_aggregate,
-                 "Gradients per synchronous step (default: the number of workers)");
-  app.add_option("--staleness", f.staleness,
+                "Aggregate gradients synchronously (SyncReplicasOptimizer semantics)")
+      ->group(kTrainingGroup);
+  add_int_option(app, "--replicas_to_aggregate", f.replicas_to_aggregate,
+                 "Gradients per synchronous step (default: the number of workers)")
+      ->group(kTrainingGroup);
+  add_int_option(app, "--staleness", f.staleness,
                  "Asynchronous training: no worker runs more than this many steps ahead of the "
                  "slowest (0 = unbounded)")
-      ->capture_default_str();
-  add_bool_flag(app, "download_only", f.download_only, "Only check the data, then exit");
-  add_bool_flag(app, "existing_servers", f.existing_servers,
-                "Accepted for mnist_replica compatibility (servers are always pstrain's)");
-  app.add_option("--checkpoint_dir", f.checkpoint_dir, "Checkpoint directory (created)");
-  app.add_option("--log_dir", f.log_dir, "TensorBoard log directory (created)");
-  app.add_option("--output_dir", f.output_dir, "Output directory (created)");
-  app.add_option("--log_every", f.log_every, "Print a worker's progress every N local steps")
-      ->capture_default_str();
-  app.add_option("--summary_json", f.summary_json, "Write this task's JSON summary here");
+      ->capture_default_str()
+      ->group(kTrainingGroup);
+  add_bool_flag(app, "download_only", f.download_only, "Only check the data, then exit")
+      ->group(kOutputGroup);
+  add_output_flags(app, f.checkpoint_dir, f.log_dir, f.log_every);
+  app.add_option("--output_dir", f.output_dir, "Output directory (created)")->group(kOutputGroup);
+  app.add_option("--summary_json", f.summary_json, "Write this task's JSON summary here")
+      ->group(kOutputGroup);
   app.add_option("--job_id", f.job_id,
-                 "Job id carried by every message (default: derived from the cluster)");
+                 "Job id carried by every message (default: derived from the cluster)")
+      ->group(kOwnGroup);
   app.add_option("--heartbeat_timeout_s", f.heartbeat_timeout_s,
                  "A peer silent for this long is lost")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group(kOwnGroup);
   app.add_option("--startup_timeout_s", f.startup_timeout_s,
                  "A PS gives up on a worker that never connects within this time")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group(kOwnGroup);
   app.add_option("--connect_timeout_s", f.connect_timeout_s,
                  "A worker gives up reaching a PS after this time")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->group(kOwnGroup);
+  for (CLI::Option* opt : app.get_options()) {
+    opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  }
 }
 
 int run_role_command(const RoleFlags& f) {

@@ -18,6 +18,18 @@ int run_train_command(const TrainCommandFlags& flags) {
     PSTRAIN_LOG(ERROR) << config.status().message();
     return kExitUsage;
   }
+  if (flags.log_every <= 0) {
+    PSTRAIN_LOG(ERROR) << "--log_every must be positive, got " << flags.log_every;
+    return kExitUsage;
+  }
+  for (const auto& [dir, flag] : {std::pair{flags.checkpoint_dir, "--checkpoint_dir"},
+                                  std::pair{flags.log_dir, "--log_dir"}}) {
+    Status st = make_directories(dir, flag);
+    if (!st.ok()) {
+      PSTRAIN_LOG(ERROR) << st.message();
+      return kExitUsage;
+    }
+  }
   auto data = load_data_dir(config->data_dir);
   if (!data.ok()) {
     PSTRAIN_LOG(ERROR) << data.status().message();
