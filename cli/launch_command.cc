@@ -3,6 +3,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -157,7 +158,18 @@ int run_launch_command(const std::vector<std::string>& args) {
       return kExitUsage;
     }
   }
-  // The tasks inherit the environment and read the same PSTRAIN_* variables themselves.
+  // The tasks inherit the environment and read the same PSTRAIN_* variables themselves, so a
+  // cluster variable would override the cluster the launcher gives each task: refused.
+  for (const char* var :
+       {"PSTRAIN_JOB_NAME", "PSTRAIN_TASK_INDEX", "PSTRAIN_PS_HOSTS", "PSTRAIN_WORKER_HOSTS"}) {
+    const char* value = std::getenv(var);
+    if (value != nullptr && *value != '\0') {
+      PSTRAIN_LOG(ERROR) << var << " is set: pstrain launch sets each task's cluster itself "
+                         << "and the variable would override it; unset " << var;
+      return kExitUsage;
+    }
+  }
+  // The launcher's own flags and the training flags from PSTRAIN_* too.
   if (Status st =
           apply_environment(app, {"--job_name", "--task_index", "--ps_hosts", "--worker_hosts"});
       !st.ok()) {

@@ -212,6 +212,13 @@ TEST(Environment, FlagsComeFromPstrainVariables) {
   EXPECT_EQ(q.flags.job_name_opt->count(), 0u);
 }
 
+TEST(Environment, LaunchRefusesClusterVariablesItsTasksWouldRead) {
+  ScopedEnv hosts("PSTRAIN_PS_HOSTS", "localhost:1");
+  CliRun r = cli({"launch", "--ps", "1", "--workers", "1"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_NE(r.err.find("PSTRAIN_PS_HOSTS is set"), std::string::npos) << r.err;
+}
+
 TEST(Environment, BadValueIsExit2NamingTheVariable) {
   {
     ScopedEnv steps("PSTRAIN_TRAIN_STEPS", "many");
