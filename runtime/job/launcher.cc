@@ -269,19 +269,25 @@ void terminate_and_wait(std::vector<Task>& tasks, Clock::time_point deadline, Pi
 
 // Stops every running task: SIGTERM to the workers first (each stops between two steps and
 // records "cancelled" in its status file while the PS tasks still answer), then to the PS
-// tasks, each group with `grace` to exit; SIGKILL for those still running after that.
-void stop_all(std::vector<Task>& tasks, std::chrono::milliseconds grace, std::FILE* progress) {
+// tasks, each group with `grace` to exit; SIGKILL for those still running after that. Returns
+// a line for each task it had to kill.
+std::vector<std::string> stop_all(std::vector<Task>& tasks, std::chrono::milliseconds grace) {
   terminate_and_wait(tasks, Clock::now() + grace, [](const Task& t) { return t.plan.is_worker(); });
   terminate_and_wait(tasks, Clock::now() + grace, [](const Task&) { return true; });
+  std::vector<std::string> notes;
   for (Task& t : tasks) {
     if (!t.running()) continue;
-    if (progress) {
-      std::fprintf(progress,
-                   "pstrain launch: %s did not stop within %.1f s of SIGTERM; killing it\n",
-                   t.plan.name.c_str(), std::chrono::duration<double>(grace).count());
-    }
+    notes.push_back("pstrain launch: " + t.plan.name + " did not stop within " +
+                    format_seconds(grace) + " s of SIGTERM; killed it");
     t.proc->kill();
   }
+  return notes;
+}
+
+void print_lines(const std::vector<std::string>& lines, std::FILE* out) {
+  if (!out) return;
+  for (const std::string& l : lines) std::fprintf(out, "%s\n", l.c_str());
+  std::fflush(out);
 }
 
 // ---- Spawn.
@@ -313,7 +319,7 @@ std::optional<Outcome> spawn_tasks(std::vector<Task>& tasks, const LaunchOptions
   for (Task& t : tasks) {
     auto p = Subprocess::spawn(subprocess_options(t.plan));
     if (!p.ok()) {
-      stop_all(tasks, o.stop_grace, progress);
+      print_lines(stop_all(tasks, o.stop_grace), progress);
       Outcome failed;
       failed.failed_task = t.plan.name;
       failed.error = "cannot start " + t.plan.name + ": " + p.status().message();
@@ -443,11 +449,14 @@ Outcome monitor_tasks(std::vector<Task>& tasks, WorkerBoard& board, const Launch
     show(false);
     sleep_for(o.poll_interval);
   }
-  // The line ends on the final figures, not on the last redraw's (say "global step 271/300").
+  std::vector<std::string> notes;
+  if (end->stop_the_rest) notes = stop_all(tasks, o.stop_grace);
+  // The line ends on the final figures (every task reaped), not on the last redraw's (say
+  // "global step 271/300").
   board.read(tasks);
   show(true);
   if (line) line->finish();
-  if (end->stop_the_rest) stop_all(tasks, o.stop_grace, progress);
+  print_lines(notes, progress);
   return std::move(end->outcome);
 }
 
