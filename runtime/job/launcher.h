@@ -21,15 +21,21 @@
 //   <job_dir>/stdout-ps-0.txt, stderr-ps-0.txt, stdout-wk-0.txt, ...; each gets SIGKILL if the
 //   launcher's thread dies.
 // - Monitors about every `poll_interval`: child exits (never blocking), the workers' status
-//   files (missing or unparsable ones are skipped), and one live progress line on `progress`.
-// - The job fails as soon as any task exits non-zero or by a signal: the other tasks get
-//   SIGTERM, then SIGKILL after `stop_grace`; the first failed task and the last lines of its
-//   stderr are named in `error` (and printed on `progress`). When every worker has exited 0,
-//   the PS tasks must exit by themselves within `ps_exit_timeout`, else they are killed and
-//   the job fails. `*cancel` turning true (a signal handler) stops every task the same way and
-//   the job is cancelled.
-// - <job_dir>/summary.json is written atomically at the end, whatever the outcome, once the
-//   job directory exists. Errors before any task starts (bad options, no job directory, no
+//   files (missing or unparsable ones are skipped), and one live progress line on `progress`
+//   (fitted to a terminal's width; ended on the job's final figures).
+// - The job fails as soon as any task exits non-zero or by a signal: the other tasks are
+//   stopped (SIGTERM to the workers, then to the PS tasks, each group with `stop_grace` to
+//   exit, then SIGKILL); the first failed task and the last lines of its stderr are named in
+//   `error` (and printed on `progress`). When every worker has exited 0, the PS tasks must
+//   exit by themselves within `ps_exit_timeout`, else they are killed and the job fails.
+//   `*cancel` turning true (a signal handler) stops every task the same way and the job is
+//   cancelled; `error` names the signal (*cancel_signal) and nothing is printed on
+//   `progress` (describe_launch reports it once).
+// - Each task's final state is recorded (LaunchedTask::state from its exit, task_state;
+//   reported_state from a worker's status file).
+// - <job_dir>/summary.json (keys in the order docs/launch.md lists) is written atomically at
+//   the end, whatever the outcome, once the job directory exists, and also to
+//   `summary_json` if set. Errors before any task starts (bad options, no job directory, no
 //   free ports) are returned as a Status and start nothing. A task that cannot be started fails
 //   the job (`error` says why) and stops the tasks started before it. Every started process is
 //   reaped before launch_local_job returns.
