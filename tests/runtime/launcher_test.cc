@@ -508,7 +508,7 @@ while :; do sleep 0.05; done
   EXPECT_EQ(j["tasks"][1]["reported_state"], "cancelled");
 }
 
-TEST_F(LauncherTest, AFailedJobIsReportedOnceAndACancelledOneNotAsAFailure) {
+TEST_F(LauncherTest, ACancelIsReportedOnceAndNotAsAFailure) {
   std::FILE* out = std::tmpfile();
   ASSERT_NE(out, nullptr);
   LaunchOptions o = options(script("exec sleep 60\n"));
