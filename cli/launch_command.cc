@@ -1,5 +1,7 @@
 // `pstrain launch`: parses the launcher's flags and the training flags it passes through, then
-// runs runtime/job/launcher.h's launch_local_job with SIGINT/SIGTERM turned into a clean stop.
+// checks the data, then runs runtime/job/launcher.h's launch_local_job with SIGINT, SIGTERM and
+// SIGHUP turned into a clean stop.
+#include <array>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include "cli/commands.h"
 #include "runtime/base/log.h"
 #include "runtime/job/launcher.h"
+#include "worker/data.h"
 
 namespace pstrain {
 namespace {
@@ -19,12 +22,19 @@ namespace {
 constexpr int kExitCancelled = 130;
 
 std::atomic<bool> g_cancel{false};
+std::atomic<int> g_cancel_signal{0};
 
-extern "C" void cancel_launch_on_signal(int) { g_cancel.store(true); }
+extern "C" void cancel_launch_on_signal(int sig) {
+  int none = 0;
+  g_cancel_signal.compare_exchange_strong(none, sig);
+  g_cancel.store(true);
+}
 
 // The launcher's own flags (each takes one value); everything else goes to the tasks.
-const char* const kLauncherFlags[] = {"--ps", "--workers", "--job_dir", "--pstrain_binary",
-                                      "--ps_exit_timeout_s"};
+// --summary_json is the job's summary (the launcher writes it), never passed to the tasks,
+// which would overwrite each other's.
+const char* const kLauncherFlags[] = {
+    "--ps", "--workers", "--job_dir", "--pstrain_binary", "--ps_exit_timeout_s", "--summary_json"};
 
 // `args` minus the launcher's own flags and their values, in the user's order and spelling.
 // CLI11 has already parsed `args`, so a launcher flag given as "--name" is followed by its
@@ -50,27 +60,28 @@ std::vector<std::string> training_flags_of(const std::vector<std::string>& args)
   return out;
 }
 
+// SIGINT, SIGTERM and SIGHUP (the terminal went away) cancel the job while this lives: the
+// launcher stops every task and reports. The previous handlers come back after.
 class SignalsToCancel {
  public:
   SignalsToCancel() {
     g_cancel.store(false);
+    g_cancel_signal.store(0);
     struct sigaction sa {};
     sa.sa_handler = cancel_launch_on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;  // no SA_RESTART: a signal ends the monitor's nap at once
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &sa, &old_[i]);
   }
   ~SignalsToCancel() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &old_[i], nullptr);
   }
   SignalsToCancel(const SignalsToCancel&) = delete;
   SignalsToCancel& operator=(const SignalsToCancel&) = delete;
 
  private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
+  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
+  std::array<struct sigaction, 3> old_{};
 };
 
 }  // namespace
@@ -194,11 +205,28 @@ int run_launch_command(const std::vector<std::string>& args) {
     PSTRAIN_LOG(ERROR) << st.message();
     return kExitUsage;
   }
+  // Check the data before starting anything: a bad --data_dir is a usage error (exit 2), not
+  // a job that fails after every task started.
+  auto data = check_data_dir(config->data_dir);
+  if (!data.ok()) {
+    PSTRAIN_LOG(ERROR) << data.status().message();
+    return kExitUsage;
+  }
+  if (role.download_only) {
+    // Nothing to train: the data is there and valid, which is all --download_only asks.
+    std::printf("data ok: %s\n", data->c_str());
+    std::fflush(stdout);
+    return kExitOk;
+  }
   o.ps_exit_timeout = std::chrono::milliseconds(static_cast<int64_t>(ps_exit_timeout_s * 1000));
   if (role.num_gpus_opt->count() > 0) o.num_gpus = role.train.config.num_gpus;
   o.sync_replicas = role.sync_replicas;
   o.training_flags = training_flags_of(args);
   o.cancel = &g_cancel;
+  o.cancel_signal = &g_cancel_signal;
+  o.pstrain_version = PSTRAIN_VERSION;
+  o.model = config->model.name;
+  o.summary_json = role.summary_json;
 
   SignalsToCancel signals;
   auto summary = launch_local_job(o, stderr);

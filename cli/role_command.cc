@@ -1,3 +1,6 @@
+#include <array>
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 
 #include "cli/cli.h"
@@ -6,6 +9,7 @@
 #include "runtime/base/files.h"
 #include "runtime/base/log.h"
 #include "runtime/job/cluster.h"
+#include "runtime/job/process.h"
 #include "runtime/job/task_env.h"
 #include "worker/data.h"
 #include "worker/worker_task.h"
@@ -16,6 +20,38 @@ namespace {
 std::chrono::milliseconds seconds_flag(double s) {
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
 }
+
+// The signal that asked a worker to stop (0: none yet).
+std::atomic<int> g_worker_stop{0};
+
+extern "C" void stop_worker_on_signal(int sig) {
+  int none = 0;
+  g_worker_stop.compare_exchange_strong(none, sig);
+}
+
+// SIGTERM, SIGINT and SIGHUP ask the worker to stop between two steps while this lives (the
+// previous handlers come back after). SA_RESTART: blocking calls go on; the loop looks at the
+// flag between steps.
+class WorkerStopOnSignals {
+ public:
+  WorkerStopOnSignals() {
+    g_worker_stop.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = stop_worker_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &sa, &old_[i]);
+  }
+  ~WorkerStopOnSignals() {
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &old_[i], nullptr);
+  }
+  WorkerStopOnSignals(const WorkerStopOnSignals&) = delete;
+  WorkerStopOnSignals& operator=(const WorkerStopOnSignals&) = delete;
+
+ private:
+  static constexpr std::array<int, 3> kSignals = {SIGTERM, SIGINT, SIGHUP};
+  std::array<struct sigaction, 3> old_{};
+};
 
 }  // namespace
 
@@ -74,6 +110,12 @@ int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id) {
     // A server that cannot start is a configuration error (cli.h: exit 2).
     return summary.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
+  if (summary->stop_signal != 0) {
+    // A stop on request, not an error: exit 128 + the signal (130 SIGINT, 143 SIGTERM, 129
+    // SIGHUP), which the launcher counts as "stopped" (docs/launch.md).
+    PSTRAIN_LOG(INFO) << "stopped by " << signal_name(summary->stop_signal);
+    return 128 + summary->stop_signal;
+  }
   return kExitOk;
 }
 
@@ -94,8 +136,20 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   WorkerLinesSink lines(stdout, f.log_every);
   StatusFileSink status(status_path ? status_path : "", task.task_index, config.train_steps);
   SinkList sinks({&lines, &status});
+  o.stop = &g_worker_stop;
+  WorkerStopOnSignals signals;
   auto summary = run_worker_task(o, sinks);
+  if (const int sig = g_worker_stop.load();
+      !summary.ok() && summary.status().code() == StatusCode::kCancelled && sig != 0) {
+    // A stop on request, not an error: the status file says "cancelled" and the exit code is
+    // 128 + the signal, which the launcher counts as "stopped" (docs/launch.md).
+    status.end("cancelled");
+    PSTRAIN_LOG(INFO) << "worker " << task.task_index << ": stopped by " << signal_name(sig) << ": "
+                      << summary.status().message();
+    return 128 + sig;
+  }
   if (!summary.ok()) {
+    status.end("failed");
     PSTRAIN_LOG(ERROR) << "worker " << task.task_index << ": " << summary.status().message();
     // A bad flag or a missing data directory is a configuration error (cli.h: exit 2).
     const StatusCode code = summary.status().code();

@@ -4,19 +4,26 @@
 #include <csignal>
 #include <string>
 
+#include "runtime/job/process.h"
+
 namespace pstrain {
 namespace {
 
 std::atomic<ParameterServer*> g_server{nullptr};
+std::atomic<int> g_stop_signal{0};
 
-extern "C" void stop_server_on_signal(int) {
+extern "C" void stop_server_on_signal(int sig) {
+  int none = 0;
+  g_stop_signal.compare_exchange_strong(none, sig);
   if (ParameterServer* s = g_server.load()) s->request_stop();
 }
 
-// SIGTERM and SIGINT stop `server` while this lives; the previous handlers come back after.
+// SIGTERM, SIGINT and SIGHUP stop `server` while this lives; the previous handlers come back
+// after.
 class StopOnSignals {
  public:
   explicit StopOnSignals(ParameterServer* server) {
+    g_stop_signal.store(0);
     g_server.store(server);
     struct sigaction sa {};
     sa.sa_handler = stop_server_on_signal;
@@ -24,10 +31,12 @@ class StopOnSignals {
     sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, &old_term_);
     sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGHUP, &sa, &old_hup_);
   }
   ~StopOnSignals() {
     sigaction(SIGTERM, &old_term_, nullptr);
     sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGHUP, &old_hup_, nullptr);
     g_server.store(nullptr);
   }
   StopOnSignals(const StopOnSignals&) = delete;
@@ -36,6 +45,7 @@ class StopOnSignals {
  private:
   struct sigaction old_term_ {};
   struct sigaction old_int_ {};
+  struct sigaction old_hup_ {};
 };
 
 }  // namespace
@@ -65,9 +75,17 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out) {
     StopOnSignals signals(server->get());
     return (*server)->serve();
   }();
-  if (!served.ok()) return served.status();
   PsTaskSummary summary;
   summary.task_index = o.task_index;
+  if (!served.ok()) {
+    const int sig = g_stop_signal.load();
+    if (served.status().code() != StatusCode::kCancelled || sig == 0) return served.status();
+    summary.stop_signal = sig;
+    summary.config = (*server)->training_config();
+    std::fprintf(out, "ps %d stopped by %s\n", o.task_index, signal_name(sig).c_str());
+    std::fflush(out);
+    return summary;
+  }
   summary.server = std::move(served).value();
   summary.config = (*server)->training_config();
   const wire::PsStats& st = summary.server.stats;

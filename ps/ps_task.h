@@ -3,14 +3,17 @@
 //
 // Contract
 // - Serves PS task `task_index` of `cluster` on its host:port (ps/server.h) until every worker
-//   has said DONE or is lost, or a signal stops it: SIGTERM and SIGINT call request_stop()
-//   while run_ps_task() runs (the previous handlers are restored before it returns).
+//   has said DONE or is lost, or a signal stops it: SIGTERM, SIGINT and SIGHUP call
+//   request_stop() while run_ps_task() runs (the previous handlers are restored before it
+//   returns).
 // - On success prints one line to `out`: "ps N done: global step S, A gradients applied,
 //   D dropped (stale or late), M malformed and F foreign messages ignored".
+// - A stop by one of those signals is not an error: the summary has `stop_signal` set (its
+//   `server` is empty) and "ps N stopped by SIGTERM" is printed to `out`. The caller exits
+//   with 128 + the signal (cli/role_command.cc), as a process killed by it would report.
 // - Errors: kInvalidArgument when the server cannot start (a task index outside the cluster,
 //   an address that cannot be bound or is in use: a configuration problem, the message says
-//   which); otherwise the server's error: kUnavailable when workers were lost, kCancelled when
-//   a signal stopped it.
+//   which); otherwise the server's error: kUnavailable when workers were lost.
 // Thread-safety: one call at a time per process (signal handlers are process-wide).
 #pragma once
 
@@ -38,6 +41,7 @@ struct PsTaskSummary {
   int task_index = 0;
   ServerSummary server;
   std::optional<JobTrainingConfig> config;  // what the chief sent in INIT (empty: never came)
+  int stop_signal = 0;                      // the signal that stopped the server (0: none)
 };
 
 Result<PsTaskSummary> run_ps_task(const PsTaskOptions& options, std::FILE* out);

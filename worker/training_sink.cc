@@ -107,8 +107,10 @@ void StatusFileSink::evaluation(const EvalReport& r) {
   if (r.split == "test") status_.test_accuracy = r.accuracy();
 }
 
-void StatusFileSink::finish() {
-  status_.state = "done";
+void StatusFileSink::finish() { end("done"); }
+
+void StatusFileSink::end(const std::string& state) {
+  status_.state = state;
   write(true);
 }
 

@@ -129,7 +129,9 @@ class ProgressLineSink : public TrainingSink {
 
 // Keeps the launcher's status file (runtime/job/task_env.h) up to date: "starting" when
 // constructed, "running" with the step, loss and rate at most about once a second,
-// "evaluating" after training on the chief, "done" at finish(). Empty path: writes nothing.
+// "evaluating" after training on the chief, "done" at finish(). A loop that does not finish
+// leaves the last state; its caller records the final one with end() ("cancelled" when a
+// signal stopped training, "failed" on an error). Empty path: writes nothing.
 class StatusFileSink : public TrainingSink {
  public:
   StatusFileSink(std::string path, int task_index, int64_t train_steps);
@@ -138,6 +140,8 @@ class StatusFileSink : public TrainingSink {
   void training_end(const TrainingEnd& r) override;
   void evaluation(const EvalReport& r) override;
   void finish() override;
+  // Writes `state` as the final one, with the last figures reported.
+  void end(const std::string& state);
 
  private:
   void write(bool force);

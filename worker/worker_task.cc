@@ -163,7 +163,12 @@ Status WorkerRun::train() {
                .task_index = o_.task_index,
                .chief = chief_});
   const auto start = Clock::now();
+  bool stopped = false;
   while (true) {
+    if (o_.stop && o_.stop->load() != 0) {
+      stopped = true;
+      break;
+    }
     PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, client_->pull(params_.host_f32(), min_steps));
     // Training is over once every PS reached the last step. The PS tasks' steps may differ
     // by one (each completes a step on its own gradients), and one still a step behind needs
@@ -208,6 +213,11 @@ Status WorkerRun::train() {
        .examples_per_second =
            train_seconds > 0 ? static_cast<double>(local_steps) * batch / train_seconds : 0.0,
        .final_loss = recent.mean()});
+  if (stopped) {
+    client_->stop_heartbeats();
+    return cancelled("training stopped on request at global step " + std::to_string(global_) +
+                     " after " + std::to_string(local_steps) + " local steps");
+  }
   return {};
 }
 

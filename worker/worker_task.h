@@ -8,10 +8,12 @@
 // done before returning, so they exit by themselves. Progress, the end of training and the
 // evaluation are reported to `sink` (worker/training_sink.h: mnist_replica's stdout lines,
 // the launcher's status file, ... as the caller composes them); the returned summary is built
-// from the same reports.
+// from the same reports. A stop request (WorkerTaskOptions::stop) ends training between two
+// steps with kCancelled.
 // Thread-safety: one call per process.
 #pragma once
 
+#include <atomic>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -33,6 +35,10 @@ struct WorkerTaskOptions {
   int task_index = 0;
   uint64_t job_id = 0;
   ClientOptions client;  // worker and job_id are filled in from the fields above
+  // Turning non-zero (a signal handler stores the signal's number) stops training between two
+  // steps: run_worker_task then returns kCancelled, after training_end() but without
+  // finish(), so the caller records the final state ("cancelled").
+  const std::atomic<int>* stop = nullptr;
 };
 
 struct WorkerTaskSummary {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -38,6 +39,14 @@ std::string absolute_dir(const std::string& dir) {
   p = p.lexically_normal();
   if (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
   return p.string();
+}
+
+std::string iso8601_utc(std::time_t t) {
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 std::string timestamped_name() {
@@ -173,6 +182,12 @@ class WorkerBoard {
     return sum;
   }
 
+  // What worker `index` said its state was last ("" if it never reported).
+  std::string state_of(int index) const {
+    const size_t i = static_cast<size_t>(index);
+    return i < last_.size() && last_[i] ? last_[i]->state : std::string();
+  }
+
   // Worker 0's last status, if it reported.
   const WorkerStatus* chief() const { return !last_.empty() && last_[0] ? &*last_[0] : nullptr; }
 
@@ -241,24 +256,38 @@ void sleep_for(std::chrono::milliseconds d) {
   ::nanosleep(&ts, nullptr);
 }
 
-// Stops every running task: SIGTERM, then SIGKILL for those still running after `grace`.
-void stop_all(std::vector<Task>& tasks, std::chrono::milliseconds grace, std::FILE* progress) {
+// Sends SIGTERM to the running tasks that `pick` selects and waits for them until `deadline`.
+template <typename Pick>
+void terminate_and_wait(std::vector<Task>& tasks, Clock::time_point deadline, Pick pick) {
   for (Task& t : tasks) {
-    if (t.running()) (void)t.proc->terminate();
+    if (pick(t) && t.running()) (void)t.proc->terminate();
   }
-  const auto deadline = Clock::now() + grace;
   for (Task& t : tasks) {
-    if (t.running()) (void)t.proc->wait_until(deadline);
+    if (pick(t) && t.running()) (void)t.proc->wait_until(deadline);
   }
+}
+
+// Stops every running task: SIGTERM to the workers first (each stops between two steps and
+// records "cancelled" in its status file while the PS tasks still answer), then to the PS
+// tasks, each group with `grace` to exit; SIGKILL for those still running after that. Returns
+// a line for each task it had to kill.
+std::vector<std::string> stop_all(std::vector<Task>& tasks, std::chrono::milliseconds grace) {
+  terminate_and_wait(tasks, Clock::now() + grace, [](const Task& t) { return t.plan.is_worker(); });
+  terminate_and_wait(tasks, Clock::now() + grace, [](const Task&) { return true; });
+  std::vector<std::string> notes;
   for (Task& t : tasks) {
     if (!t.running()) continue;
-    if (progress) {
-      std::fprintf(progress,
-                   "pstrain launch: %s did not stop within %.1f s of SIGTERM; killing it\n",
-                   t.plan.name.c_str(), std::chrono::duration<double>(grace).count());
-    }
+    notes.push_back("pstrain launch: " + t.plan.name + " did not stop within " +
+                    format_seconds(grace) + " s of SIGTERM; killed it");
     t.proc->kill();
   }
+  return notes;
+}
+
+void print_lines(const std::vector<std::string>& lines, std::FILE* out) {
+  if (!out) return;
+  for (const std::string& l : lines) std::fprintf(out, "%s\n", l.c_str());
+  std::fflush(out);
 }
 
 // ---- Spawn.
@@ -290,7 +319,7 @@ std::optional<Outcome> spawn_tasks(std::vector<Task>& tasks, const LaunchOptions
   for (Task& t : tasks) {
     auto p = Subprocess::spawn(subprocess_options(t.plan));
     if (!p.ok()) {
-      stop_all(tasks, o.stop_grace, progress);
+      print_lines(stop_all(tasks, o.stop_grace), progress);
       Outcome failed;
       failed.failed_task = t.plan.name;
       failed.error = "cannot start " + t.plan.name + ": " + p.status().message();
@@ -309,10 +338,12 @@ struct Ending {
   bool stop_the_rest = false;
 };
 
-Ending cancelled_ending() {
+Ending cancelled_ending(const LaunchOptions& opt) {
   Outcome o;
   o.state = LaunchState::kCancelled;
-  o.error = "cancelled: every task was stopped";
+  const int sig = opt.cancel_signal ? opt.cancel_signal->load() : 0;
+  o.error = (sig > 0 ? "interrupted by " + signal_name(sig) : std::string("interrupted")) +
+            ": every task was stopped";
   return {std::move(o), true};
 }
 
@@ -346,7 +377,7 @@ Ending lingering_ps_ending(std::vector<Task>& tasks, std::chrono::milliseconds t
 // is over. `ps_deadline` is set once every worker is done.
 std::optional<Ending> examine(std::vector<Task>& tasks, const LaunchOptions& o,
                               std::optional<Clock::time_point>& ps_deadline) {
-  if (o.cancel && o.cancel->load()) return cancelled_ending();
+  if (o.cancel && o.cancel->load()) return cancelled_ending(o);
   for (Task& t : tasks) {
     if (t.running()) t.proc->poll();
   }
@@ -365,27 +396,37 @@ std::optional<Ending> examine(std::vector<Task>& tasks, const LaunchOptions& o,
   return std::nullopt;
 }
 
-// "[  12s] global step 40/200 | 5120 examples/s | loss 0.4321 | 3/3 tasks running".
+// "[  12s] global step 40/200 | 5120 examples/s | loss 0.4321 | 3/3 tasks running", fitted to
+// `width` columns (0: no limit): on a narrow terminal the note, the rate, the loss and the task
+// count go, in that order (runtime/base/progress.h).
 std::string progress_text(const WorkerBoard& board, const RunningCounts& running, size_t num_tasks,
-                          double elapsed_seconds) {
+                          double elapsed_seconds, size_t width) {
   char buf[256];
   std::snprintf(buf, sizeof(buf), "[%4.0fs] ", elapsed_seconds);
-  std::string text = buf;
+  std::string head = buf;
+  std::vector<LinePart> parts;
   const WorkerTotals sum = board.totals();
+  std::string rate, loss;
   if (sum.any) {
-    text += "global step " + std::to_string(sum.global_step);
-    if (sum.train_steps > 0) text += "/" + std::to_string(sum.train_steps);
-    text += " | " + format_rate(sum.examples_per_second) + " examples/s";
+    head += "global step " + std::to_string(sum.global_step);
+    if (sum.train_steps > 0) head += "/" + std::to_string(sum.train_steps);
+    rate = format_rate(sum.examples_per_second) + " examples/s";
     if (const WorkerStatus* chief = board.chief(); chief && chief->loss) {
-      std::snprintf(buf, sizeof(buf), " | loss %.4f", *chief->loss);
-      text += buf;
+      std::snprintf(buf, sizeof(buf), "loss %.4f", *chief->loss);
+      loss = buf;
     }
   } else {
-    text += "starting";
+    head += "starting";
   }
-  text += " | " + std::to_string(running.all) + "/" + std::to_string(num_tasks) + " tasks running";
-  if (running.workers == 0) text += " (workers done; waiting for the ps to exit)";
-  return text;
+  const std::string tasks =
+      std::to_string(running.all) + "/" + std::to_string(num_tasks) + " tasks running";
+  const bool waiting = running.workers == 0 && running.all > 0;
+  return fit_line({{head, 5},
+                   {rate, 2},
+                   {loss, 3},
+                   {tasks, 4},
+                   {waiting ? "workers done; waiting for the ps to exit" : "", 1}},
+                  width);
 }
 
 // Polls the started tasks about every poll_interval until the job is over (every task exited
@@ -397,15 +438,25 @@ Outcome monitor_tasks(std::vector<Task>& tasks, WorkerBoard& board, const Launch
   if (progress) line.emplace(progress);
   std::optional<Clock::time_point> ps_deadline;
   std::optional<Ending> end;
+  const auto show = [&](bool force) {
+    if (!line) return;
+    line->update(progress_text(board, count_running(tasks), tasks.size(), seconds_since(start),
+                               line->columns()),
+                 force);
+  };
   while (!(end = examine(tasks, o, ps_deadline))) {
     board.read(tasks);
-    if (line) {
-      line->update(progress_text(board, count_running(tasks), tasks.size(), seconds_since(start)));
-    }
+    show(false);
     sleep_for(o.poll_interval);
   }
+  std::vector<std::string> notes;
+  if (end->stop_the_rest) notes = stop_all(tasks, o.stop_grace);
+  // The line ends on the final figures (every task reaped), not on the last redraw's (say
+  // "global step 271/300").
+  board.read(tasks);
+  show(true);
   if (line) line->finish();
-  if (end->stop_the_rest) stop_all(tasks, o.stop_grace, progress);
+  print_lines(notes, progress);
   return std::move(end->outcome);
 }
 
@@ -419,6 +470,7 @@ LaunchedTask launched_task(const Task& t) {
   info.address = t.plan.address;
   info.started = t.proc.has_value();
   if (t.proc) info.exit = t.proc->exit_status();
+  info.state = task_state(info.exit, info.started);
   info.stdout_path = t.plan.stdout_path;
   info.stderr_path = t.plan.stderr_path;
   return info;
@@ -428,13 +480,19 @@ LaunchedTask launched_task(const Task& t) {
 // numbers (from `board`, read after every task was reaped).
 LaunchSummary summarize(const LaunchOptions& o, const std::string& job_dir, const LaunchPlan& plan,
                         const std::vector<Task>& tasks, const WorkerBoard& board, Outcome outcome,
-                        double wall_seconds) {
+                        double wall_seconds, std::string start_time) {
   LaunchSummary s;
   s.state = outcome.state;
+  s.pstrain_version = o.pstrain_version;
+  s.start_time = std::move(start_time);
+  s.model = o.model;
   s.job_dir = job_dir;
   s.summary_path = job_dir + "/summary.json";
   s.job_id = plan.job_id;
-  for (const Task& t : tasks) s.tasks.push_back(launched_task(t));
+  for (const Task& t : tasks) {
+    s.tasks.push_back(launched_task(t));
+    if (t.plan.is_worker()) s.tasks.back().reported_state = board.state_of(t.plan.index);
+  }
   s.config = o.training_flags;
   s.num_ps = o.num_ps;
   s.num_workers = o.num_workers;
@@ -442,7 +500,10 @@ LaunchSummary summarize(const LaunchOptions& o, const std::string& job_dir, cons
   const WorkerTotals sum = board.totals();
   s.global_step = sum.global_step;
   s.train_steps = sum.train_steps;
-  if (const WorkerStatus* chief = board.chief()) s.test_accuracy = chief->test_accuracy;
+  if (const WorkerStatus* chief = board.chief()) {
+    s.final_loss = chief->loss;
+    s.test_accuracy = chief->test_accuracy;
+  }
   s.examples_per_second = sum.examples_per_second;
   s.wall_seconds = wall_seconds;
   s.failed_task = std::move(outcome.failed_task);
@@ -451,9 +512,10 @@ LaunchSummary summarize(const LaunchOptions& o, const std::string& job_dir, cons
   return s;
 }
 
-// Prints why the job failed or was cancelled (nothing on success).
+// Prints why the job failed (nothing on success; a cancel is reported once, by
+// describe_launch).
 void report_failure(const LaunchSummary& s, std::FILE* progress) {
-  if (!progress || s.state == LaunchState::kSucceeded) return;
+  if (!progress || s.state != LaunchState::kFailed) return;
   std::fprintf(progress, "pstrain launch: job %s: %s\n", launch_state_name(s.state),
                s.error.c_str());
   if (!s.failed_task_stderr.empty()) {
@@ -464,6 +526,18 @@ void report_failure(const LaunchSummary& s, std::FILE* progress) {
 }
 
 }  // namespace
+
+std::string task_state(const std::optional<ExitStatus>& exit, bool started) {
+  if (!started) return "not started";
+  if (!exit || exit->kind == ExitStatus::Kind::kUnknown) return "unknown";
+  const auto stop_signal = [](int sig) { return sig == SIGINT || sig == SIGTERM || sig == SIGHUP; };
+  if (exit->kind == ExitStatus::Kind::kExited) {
+    if (exit->code == 0) return "succeeded";
+    return exit->code > 128 && stop_signal(exit->code - 128) ? "stopped" : "failed";
+  }
+  if (stop_signal(exit->signal)) return "stopped";
+  return exit->signal == SIGKILL ? "killed" : "failed";
+}
 
 const char* launch_state_name(LaunchState s) {
   switch (s) {
@@ -478,40 +552,60 @@ const char* launch_state_name(LaunchState s) {
 }
 
 std::string LaunchSummary::to_json() const {
-  nlohmann::json tj = nlohmann::json::array();
+  // Keys in a fixed order (docs/launch.md lists them in this order); every key is always
+  // there, null when it has no value.
+  nlohmann::ordered_json tj = nlohmann::ordered_json::array();
   for (const LaunchedTask& t : tasks) {
-    nlohmann::json j = {{"name", t.name},         {"job", t.job},         {"index", t.index},
-                        {"address", t.address},   {"started", t.started}, {"stdout", t.stdout_path},
-                        {"stderr", t.stderr_path}};
-    if (t.exit) {
-      j["status"] = t.exit->to_string();
-      if (t.exit->kind == ExitStatus::Kind::kExited) j["exit_code"] = t.exit->code;
-      if (t.exit->kind == ExitStatus::Kind::kSignaled) {
-        j["signal"] = t.exit->signal;
-        j["signal_name"] = signal_name(t.exit->signal);
-      }
-    } else {
-      j["status"] = "not started";
+    nlohmann::ordered_json j;
+    j["name"] = t.name;
+    j["job"] = t.job;
+    j["index"] = t.index;
+    j["address"] = t.address;
+    j["started"] = t.started;
+    j["state"] = t.state;
+    j["reported_state"] = t.reported_state.empty() ? nlohmann::ordered_json(nullptr)
+                                                   : nlohmann::ordered_json(t.reported_state);
+    j["status"] = t.exit ? t.exit->to_string() : std::string("not started");
+    j["exit_code"] = nullptr;
+    j["signal"] = nullptr;
+    j["signal_name"] = nullptr;
+    if (t.exit && t.exit->kind == ExitStatus::Kind::kExited) j["exit_code"] = t.exit->code;
+    if (t.exit && t.exit->kind == ExitStatus::Kind::kSignaled) {
+      j["signal"] = t.exit->signal;
+      j["signal_name"] = signal_name(t.exit->signal);
     }
+    j["stdout"] = t.stdout_path;
+    j["stderr"] = t.stderr_path;
     tj.push_back(std::move(j));
   }
-  nlohmann::json j = {{"state", launch_state_name(state)},
-                      {"job_dir", job_dir},
-                      {"job_id", job_id},
-                      {"num_ps", num_ps},
-                      {"num_workers", num_workers},
-                      {"sync_replicas", sync_replicas},
-                      {"config", config},
-                      {"global_step", global_step},
-                      {"train_steps", train_steps},
-                      {"test_accuracy", nullptr},
-                      {"examples_per_second", examples_per_second},
-                      {"wall_seconds", wall_seconds},
-                      {"tasks", std::move(tj)}};
-  if (test_accuracy) j["test_accuracy"] = *test_accuracy;
-  if (!failed_task.empty()) j["failed_task"] = failed_task;
-  if (!failed_task_stderr.empty()) j["failed_task_stderr"] = failed_task_stderr;
-  if (!error.empty()) j["error"] = error;
+  const auto optional_number = [](const std::optional<double>& v) {
+    return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+  };
+  const auto optional_text = [](const std::string& v) {
+    return v.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(v);
+  };
+  nlohmann::ordered_json j;
+  j["summary_version"] = kSummaryVersion;
+  j["state"] = launch_state_name(state);
+  j["error"] = optional_text(error);
+  j["failed_task"] = optional_text(failed_task);
+  j["failed_task_stderr"] = failed_task_stderr;
+  j["pstrain_version"] = optional_text(pstrain_version);
+  j["start_time"] = start_time;
+  j["wall_seconds"] = wall_seconds;
+  j["job_dir"] = job_dir;
+  j["job_id"] = job_id;
+  j["model"] = optional_text(model);
+  j["num_ps"] = num_ps;
+  j["num_workers"] = num_workers;
+  j["sync_replicas"] = sync_replicas;
+  j["config"] = config;
+  j["global_step"] = global_step;
+  j["train_steps"] = train_steps;
+  j["final_loss"] = optional_number(final_loss);
+  j["test_accuracy"] = optional_number(test_accuracy);
+  j["examples_per_second"] = examples_per_second;
+  j["tasks"] = std::move(tj);
   return j.dump(2) + "\n";
 }
 
@@ -539,6 +633,7 @@ std::string describe_launch(const LaunchSummary& s) {
 
 Result<LaunchSummary> launch_local_job(const LaunchOptions& o, std::FILE* progress) {
   const auto start = Clock::now();
+  const std::string start_time = iso8601_utc(std::time(nullptr));
   // Validate, then gather what the plan needs: ports, job directory, job id, cores.
   PSTRAIN_RETURN_IF_ERROR(check_launch_shape(o));
   PSTRAIN_ASSIGN_OR_RETURN(std::string binary, resolve_binary(o));
@@ -557,11 +652,16 @@ Result<LaunchSummary> launch_local_job(const LaunchOptions& o, std::FILE* progre
       not_started ? std::move(*not_started) : monitor_tasks(tasks, board, o, start, progress);
 
   board.read(tasks);  // the workers' final status
-  LaunchSummary s =
-      summarize(o, job_dir, plan, tasks, board, std::move(outcome), seconds_since(start));
+  LaunchSummary s = summarize(o, job_dir, plan, tasks, board, std::move(outcome),
+                              seconds_since(start), start_time);
   report_failure(s, progress);
-  Status written = write_file_atomically(s.summary_path, s.to_json());
+  const std::string json = s.to_json();
+  Status written = write_file_atomically(s.summary_path, json);
   if (!written.ok()) return written.with_context("cannot write the job summary");
+  if (!o.summary_json.empty()) {
+    written = write_file_atomically(o.summary_json, json);
+    if (!written.ok()) return written.with_context("cannot write --summary_json");
+  }
   return s;
 }
 

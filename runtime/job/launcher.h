@@ -21,15 +21,21 @@
 //   <job_dir>/stdout-ps-0.txt, stderr-ps-0.txt, stdout-wk-0.txt, ...; each gets SIGKILL if the
 //   launcher's thread dies.
 // - Monitors about every `poll_interval`: child exits (never blocking), the workers' status
-//   files (missing or unparsable ones are skipped), and one live progress line on `progress`.
-// - The job fails as soon as any task exits non-zero or by a signal: the other tasks get
-//   SIGTERM, then SIGKILL after `stop_grace`; the first failed task and the last lines of its
-//   stderr are named in `error` (and printed on `progress`). When every worker has exited 0,
-//   the PS tasks must exit by themselves within `ps_exit_timeout`, else they are killed and
-//   the job fails. `*cancel` turning true (a signal handler) stops every task the same way and
-//   the job is cancelled.
-// - <job_dir>/summary.json is written atomically at the end, whatever the outcome, once the
-//   job directory exists. Errors before any task starts (bad options, no job directory, no
+//   files (missing or unparsable ones are skipped), and one live progress line on `progress`
+//   (fitted to a terminal's width; ended on the job's final figures).
+// - The job fails as soon as any task exits non-zero or by a signal: the other tasks are
+//   stopped (SIGTERM to the workers, then to the PS tasks, each group with `stop_grace` to
+//   exit, then SIGKILL); the first failed task and the last lines of its stderr are named in
+//   `error` (and printed on `progress`). When every worker has exited 0, the PS tasks must
+//   exit by themselves within `ps_exit_timeout`, else they are killed and the job fails.
+//   `*cancel` turning true (a signal handler) stops every task the same way and the job is
+//   cancelled; `error` names the signal (*cancel_signal) and nothing is printed on
+//   `progress` (describe_launch reports it once).
+// - Each task's final state is recorded (LaunchedTask::state from its exit, task_state;
+//   reported_state from a worker's status file).
+// - <job_dir>/summary.json (keys in the order docs/launch.md lists) is written atomically at
+//   the end, whatever the outcome, once the job directory exists, and also to
+//   `summary_json` if set. Errors before any task starts (bad options, no job directory, no
 //   free ports) are returned as a Status and start nothing. A task that cannot be started fails
 //   the job (`error` says why) and stops the tasks started before it. Every started process is
 //   reaped before launch_local_job returns.
@@ -66,6 +72,14 @@ struct LaunchOptions {
   std::chrono::milliseconds stop_grace{5000};
   std::chrono::milliseconds poll_interval{200};
   const std::atomic<bool>* cancel = nullptr;
+  // The signal that set *cancel (0: none or unknown), named in the summary's `error`.
+  const std::atomic<int>* cancel_signal = nullptr;
+  // Recorded in the summary: pstrain's version and the model the tasks train.
+  std::string pstrain_version;
+  std::string model;
+  // Another path the job's summary.json is written to (the user's --summary_json); empty: only
+  // <job_dir>/summary.json.
+  std::string summary_json;
 };
 
 enum class LaunchState { kSucceeded, kFailed, kCancelled };
@@ -78,13 +92,30 @@ struct LaunchedTask {
   std::string address;  // "127.0.0.1:PORT"
   bool started = false;
   std::optional<ExitStatus> exit;  // set for every started task when the launch returns
+  // How it ended (task_state): "succeeded", "stopped", "killed", "failed" or "not started".
+  std::string state;
+  // Workers: the state in its status file when the launch returns ("done", "cancelled",
+  // "failed", ...; empty if it never wrote one). Empty for PS tasks.
+  std::string reported_state;
   std::string stdout_path, stderr_path;
 };
 
+// A task's final state from how it ended: "succeeded" (exit 0), "stopped" (a stop signal,
+// SIGINT, SIGTERM or SIGHUP, killed it or it exited 128 + that signal, as pstrain's tasks do
+// when they stop on one), "killed" (SIGKILL), "failed" (any other exit), "not started".
+std::string task_state(const std::optional<ExitStatus>& exit, bool started);
+
+// summary.json's "summary_version": raised when a field changes meaning or goes away (new
+// fields may be added at the same version).
+inline constexpr int kSummaryVersion = 1;
+
 struct LaunchSummary {
   LaunchState state = LaunchState::kFailed;
-  std::string job_dir;       // absolute
-  std::string summary_path;  // <job_dir>/summary.json
+  std::string pstrain_version;  // LaunchOptions::pstrain_version
+  std::string start_time;       // when the launch began, ISO 8601 UTC ("2026-11-30T10:12:45Z")
+  std::string model;            // LaunchOptions::model
+  std::string job_dir;          // absolute
+  std::string summary_path;     // <job_dir>/summary.json
   std::string job_id;
   std::vector<LaunchedTask> tasks;
   std::vector<std::string> config;  // the training flags passed to every task
@@ -93,6 +124,7 @@ struct LaunchSummary {
   bool sync_replicas = false;
   int64_t global_step = 0;              // the workers' highest, from their last status
   int64_t train_steps = 0;              // from the workers' status (0: never reported)
+  std::optional<double> final_loss;     // the chief's last reported loss (its status file)
   std::optional<double> test_accuracy;  // the chief's, from its final status
   double examples_per_second = 0;       // sum of the workers' final rates
   double wall_seconds = 0;
@@ -100,7 +132,7 @@ struct LaunchSummary {
   std::string error;        // why the job failed or was cancelled, one line (empty on success)
   std::vector<std::string> failed_task_stderr;  // the last lines of the failed task's stderr
 
-  // The summary.json text (docs/launch.md lists the fields).
+  // The summary.json text: keys in a fixed order, the one docs/launch.md lists them in.
   std::string to_json() const;
 };
 

@@ -38,7 +38,8 @@ inline constexpr const char* kStatusFile = "PSTRAIN_STATUS_FILE";
 namespace pstrain {
 
 // What a worker's status file holds. `state` goes "starting" -> "running" -> ("evaluating")
-// -> "done".
+// -> "done"; a worker stopped by SIGTERM, SIGINT or SIGHUP ends on "cancelled", one that fails
+// on "failed" (a worker killed outright keeps its last state).
 struct WorkerStatus {
   std::string state;
   int index = 0;

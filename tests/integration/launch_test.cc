@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <string>
+#include <vector>
 #include "runtime/base/files.h"
 #include "runtime/job/process.h"
 
@@ -68,6 +70,39 @@ class LaunchTest : public ::testing::Test {
     return j.is_discarded() ? nlohmann::json::object() : j;
   }
   std::string logs() const { return text(dir_ + "/launch-stderr.txt"); }
+  void cancel_a_running_job(int signal);
+  // Everything the launcher printed, stdout then stderr.
+  std::string output() const {
+    return text(dir_ + "/launch-stdout.txt") + text(dir_ + "/launch-stderr.txt");
+  }
+  // A valid data directory (raw IDX files) of `train` training and 2 test examples, 28x28.
+  std::string tiny_data_dir(int train) const {
+    const std::string d = dir_ + "/tiny-data";
+    fs::create_directories(d);
+    const auto idx = [&](const std::string& name, std::vector<int> dims) {
+      std::string bytes = {0, 0, 0x08, static_cast<char>(dims.size())};
+      size_t payload = 1;
+      for (int n : dims) {
+        for (int shift : {24, 16, 8, 0}) bytes += static_cast<char>((n >> shift) & 0xff);
+        payload *= static_cast<size_t>(n);
+      }
+      bytes.append(payload, '\1');  // pixels 1, labels 1
+      EXPECT_TRUE(write_file_atomically(d + "/" + name, bytes).ok()) << name;
+    };
+    idx("train-images-idx3-ubyte", {train, 28, 28});
+    idx("train-labels-idx1-ubyte", {train});
+    idx("t10k-images-idx3-ubyte", {2, 28, 28});
+    idx("t10k-labels-idx1-ubyte", {2});
+    return d;
+  }
+  static int count(const std::string& haystack, const std::string& needle) {
+    int n = 0;
+    for (size_t at = haystack.find(needle); at != std::string::npos;
+         at = haystack.find(needle, at + 1)) {
+      ++n;
+    }
+    return n;
+  }
 
   testing_util::TempDir tmp_{"pstrain_launch"};
   std::string dir_ = tmp_.path();
@@ -114,17 +149,20 @@ TEST_F(LaunchTest, SyncJobSucceeds) {
 }
 
 TEST_F(LaunchTest, FailingWorkersFailTheJobAndStopThePs) {
+  // One training example for two workers: worker 1 has none to train on and fails.
   const ExitStatus st =
       run_launch({"--ps", "1", "--workers", "2", "--train_steps", "10", "--num_gpus", "0",
-                  "--data_dir=/nonexistent", "--job_dir", job_dir_},
+                  "--data_dir=" + tiny_data_dir(1), "--job_dir", job_dir_},
                  seconds(120));
   ASSERT_EQ(st, ExitStatus::exited(1)) << st.to_string() << "\n" << logs();
   const auto j = summary();
   EXPECT_EQ(j.value("state", ""), "failed") << j.dump(2);
   const std::string failed = j.value("failed_task", "");
-  EXPECT_EQ(failed.rfind("wk-", 0), 0u) << j.dump(2);
+  EXPECT_EQ(failed, "wk-1") << j.dump(2);
   EXPECT_NE(logs().find(failed), std::string::npos) << logs();
-  EXPECT_NE(logs().find("/nonexistent"), std::string::npos) << logs();  // the stderr tail
+  EXPECT_NE(logs().find("none to train on"), std::string::npos) << logs();  // the stderr tail
+  EXPECT_EQ(j["tasks"][2].value("state", ""), "failed") << j.dump(2);
+  EXPECT_EQ(j["tasks"][2].value("reported_state", ""), "failed") << j.dump(2);
   ASSERT_EQ(j["tasks"].size(), 3u) << j.dump(2);
   for (const auto& t : j["tasks"]) {
     // Every task was reaped: an exit code or a signal is recorded.
@@ -136,30 +174,89 @@ TEST_F(LaunchTest, FailingWorkersFailTheJobAndStopThePs) {
       << "the PS cannot have succeeded: " << ps.dump();
 }
 
-TEST_F(LaunchTest, CtrlCCancelsTheJob) {
+// Starts a job, waits (bounded) until both workers train, sends `signal` to the launcher.
+void LaunchTest::cancel_a_running_job(int signal) {
   if (!fs::exists(kFashionMnist)) GTEST_SKIP() << kFashionMnist << " is missing";
   auto p = start_launch({"--ps", "1", "--workers", "2", "--train_steps", "1000000", "--num_gpus",
                          "0", "--job_dir", job_dir_});
   ASSERT_TRUE(p.ok()) << p.status().message();
-  // Wait (bounded) until the chief reports training, then interrupt the launcher.
-  const std::string status = job_dir_ + "/status-wk-0.json";
+  // Wait (bounded) until both workers report training, then interrupt the launcher.
   const auto deadline = std::chrono::steady_clock::now() + seconds(120);
   bool running = false;
   while (!running && p->running() && std::chrono::steady_clock::now() < deadline) {
-    auto t = read_file(status);
-    running = t.ok() && t->find("\"running\"") != std::string::npos;
+    running = true;
+    for (const char* status : {"/status-wk-0.json", "/status-wk-1.json"}) {
+      auto t = read_file(job_dir_ + status);
+      running = running && t.ok() && t->find("\"running\"") != std::string::npos;
+    }
     if (!running) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     p->poll();
   }
   ASSERT_TRUE(running) << "the chief never reported training\n" << logs();
-  ASSERT_EQ(::kill(p->pid(), SIGINT), 0);
+  ASSERT_EQ(::kill(p->pid(), signal), 0);
   const ExitStatus st = finish(*p, seconds(60));
   EXPECT_EQ(st, ExitStatus::exited(130)) << st.to_string() << "\n" << logs();
   const auto j = summary();
   EXPECT_EQ(j.value("state", ""), "cancelled") << j.dump(2);
+  EXPECT_EQ(j.value("error", ""),
+            "interrupted by " + signal_name(signal) + ": every task was stopped");
   ASSERT_EQ(j["tasks"].size(), 3u) << j.dump(2);
   for (const auto& t : j["tasks"]) {
-    EXPECT_TRUE(t.contains("exit_code") || t.contains("signal")) << t.dump();
+    // Stopped on request, not failed: the PS and the workers exit 143 on the launcher's SIGTERM.
+    EXPECT_EQ(t.value("state", ""), "stopped") << t.dump();
+    EXPECT_EQ(t["exit_code"], 143) << t.dump();
+    if (t.value("job", "") == "worker") {
+      EXPECT_EQ(t.value("reported_state", ""), "cancelled") << t.dump();
+    }
+  }
+  for (const char* status : {"/status-wk-0.json", "/status-wk-1.json"}) {
+    const std::string st_text = text(job_dir_ + status);
+    EXPECT_NE(st_text.find("\"cancelled\""), std::string::npos) << status << ": " << st_text;
+  }
+  // Reported once, as a cancel: no failure, no error in the PS log.
+  const std::string out = output();
+  EXPECT_EQ(count(out, "cancelled"), 1) << out;
+  EXPECT_EQ(out.find("fail"), std::string::npos) << out;
+  EXPECT_EQ(text(job_dir_ + "/stderr-ps-0.txt").find("\nE "), std::string::npos)
+      << text(job_dir_ + "/stderr-ps-0.txt");
+}
+
+TEST_F(LaunchTest, CtrlCCancelsTheJob) { cancel_a_running_job(SIGINT); }
+TEST_F(LaunchTest, SighupCancelsTheJobLikeSigterm) { cancel_a_running_job(SIGHUP); }
+
+TEST_F(LaunchTest, BadDataDirExits2AndStartsNothing) {
+  EXPECT_EQ(run_launch({"--data_dir=/nonexistent", "--num_gpus", "0", "--job_dir", job_dir_},
+                       seconds(60)),
+            ExitStatus::exited(2));
+  EXPECT_NE(logs().find("/nonexistent"), std::string::npos) << logs();
+  EXPECT_FALSE(fs::exists(job_dir_));
+}
+
+TEST_F(LaunchTest, DownloadOnlyChecksTheDataAndStartsNothing) {
+  const std::string data = tiny_data_dir(4);
+  EXPECT_EQ(
+      run_launch({"--download_only", "--data_dir=" + data, "--job_dir", job_dir_}, seconds(60)),
+      ExitStatus::exited(0));
+  const std::string out = text(dir_ + "/launch-stdout.txt");
+  EXPECT_EQ(out.rfind("data ok: " + data, 0), 0u) << out;
+  EXPECT_EQ(out.find("job"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(job_dir_));
+}
+
+TEST_F(LaunchTest, SummaryJsonIsTheJobsSummary) {
+  // A job that fails fast (one example for two workers) still has a summary.
+  const std::string path = dir_ + "/my-summary.json";
+  const ExitStatus st =
+      run_launch({"--train_steps", "10", "--num_gpus", "0", "--data_dir=" + tiny_data_dir(1),
+                  "--summary_json", path, "--job_dir", job_dir_},
+                 seconds(120));
+  EXPECT_EQ(st, ExitStatus::exited(1)) << st.to_string() << "\n" << logs();
+  EXPECT_EQ(text(path), text(job_dir_ + "/summary.json"));
+  const auto j = summary();
+  EXPECT_EQ(j.value("summary_version", 0), 1);
+  for (const auto& flag : j["config"]) EXPECT_NE(flag, "--summary_json") << j.dump(2);
+  for (const char* name : {"stdout-wk-0.txt", "stderr-wk-0.txt"}) {
+    EXPECT_EQ(text(job_dir_ + "/" + name).find("summary_json"), std::string::npos) << name;
   }
 }
 

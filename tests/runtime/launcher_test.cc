@@ -395,6 +395,155 @@ TEST_F(LauncherTest, BadOptionsStartNothing) {
   EXPECT_FALSE(fs::exists(o.job_dir));
 }
 
+TEST_F(LauncherTest, SummaryJsonHasItsKeysInTheDocumentedOrder) {
+  LaunchOptions o = options(script(kReportingTask));
+  o.training_flags = {"--train_steps", "7"};
+  o.pstrain_version = "9.8.7";
+  o.model = "cnn";
+  o.summary_json = dir_ + "/my-summary.json";
+  auto s = launch_local_job(o, nullptr);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  ASSERT_EQ(s->state, LaunchState::kSucceeded) << s->error;
+  const std::string text = contents(s->summary_path);
+  EXPECT_EQ(contents(o.summary_json), text);  // the job's summary, also at --summary_json
+  const auto j = nlohmann::ordered_json::parse(text);
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : j.items()) keys.push_back(key);
+  const std::vector<std::string> expected = {"summary_version",
+                                             "state",
+                                             "error",
+                                             "failed_task",
+                                             "failed_task_stderr",
+                                             "pstrain_version",
+                                             "start_time",
+                                             "wall_seconds",
+                                             "job_dir",
+                                             "job_id",
+                                             "model",
+                                             "num_ps",
+                                             "num_workers",
+                                             "sync_replicas",
+                                             "config",
+                                             "global_step",
+                                             "train_steps",
+                                             "final_loss",
+                                             "test_accuracy",
+                                             "examples_per_second",
+                                             "tasks"};
+  EXPECT_EQ(keys, expected);
+  EXPECT_EQ(j["summary_version"], kSummaryVersion);
+  EXPECT_EQ(j["pstrain_version"], "9.8.7");
+  EXPECT_EQ(j["model"], "cnn");
+  EXPECT_TRUE(j["error"].is_null());
+  EXPECT_EQ(j["final_loss"], 0.25);  // the chief's status file
+  EXPECT_EQ(j["test_accuracy"], 0.875);
+  // "2026-11-30T10:12:45Z"
+  const std::string start = j["start_time"];
+  ASSERT_EQ(start.size(), 20u) << start;
+  EXPECT_EQ(start[4], '-');
+  EXPECT_EQ(start[10], 'T');
+  EXPECT_EQ(start[19], 'Z');
+  std::vector<std::string> task_keys;
+  for (const auto& [key, value] : j["tasks"][1].items()) task_keys.push_back(key);
+  EXPECT_EQ(task_keys, (std::vector<std::string>{"name", "job", "index", "address", "started",
+                                                 "state", "reported_state", "status", "exit_code",
+                                                 "signal", "signal_name", "stdout", "stderr"}));
+  EXPECT_EQ(j["tasks"][0]["state"], "succeeded");
+  EXPECT_TRUE(j["tasks"][0]["reported_state"].is_null());  // a PS has no status file
+  EXPECT_EQ(j["tasks"][1]["reported_state"], "done");
+}
+
+TEST_F(LauncherTest, ACancelStopsTheWorkersFirstAndRecordsEveryTasksState) {
+  // Workers record "cancelled" and exit 143 on SIGTERM, as pstrain's do; the PS exits 143 too.
+  // A worker checks that the PS is still up when it stops (the launcher stops workers first).
+  LaunchOptions o = options(script(R"(
+stop() {
+  if [ -e "$AZ_BATCHAI_STDOUTERR_DIR/ps-up" ]; then s=cancelled; else s=ps-gone; fi
+  printf '{"state":"%s"}' "$s" > "$PSTRAIN_STATUS_FILE.tmp"
+  mv "$PSTRAIN_STATUS_FILE.tmp" "$PSTRAIN_STATUS_FILE"
+  exit 143
+}
+if [ -n "$PSTRAIN_STATUS_FILE" ]; then
+  trap stop TERM
+  printf '{"state":"running"}' > "$PSTRAIN_STATUS_FILE"
+else
+  trap 'rm -f "$AZ_BATCHAI_STDOUTERR_DIR/ps-up"; exit 143' TERM
+  touch "$AZ_BATCHAI_STDOUTERR_DIR/ps-up"
+fi
+while :; do sleep 0.05; done
+)"));
+  std::atomic<bool> cancel{false};
+  std::atomic<int> signal{0};
+  o.cancel = &cancel;
+  o.cancel_signal = &signal;
+  std::thread canceller([&] {
+    // Cancel once both workers report running (bounded by a deadline).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const bool up =
+          contents(o.job_dir + "/status-wk-0.json").find("running") != std::string::npos &&
+          contents(o.job_dir + "/status-wk-1.json").find("running") != std::string::npos &&
+          fs::exists(o.job_dir + "/ps-up");
+      if (up) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    signal.store(SIGINT);
+    cancel.store(true);
+  });
+  auto s = launch_local_job(o, nullptr);
+  canceller.join();
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(s->state, LaunchState::kCancelled);
+  EXPECT_EQ(s->error, "interrupted by SIGINT: every task was stopped");
+  ASSERT_EQ(s->tasks.size(), 3u);
+  for (const auto& t : s->tasks) {
+    ASSERT_TRUE(t.exit.has_value()) << t.name;
+    EXPECT_EQ(*t.exit, ExitStatus::exited(143)) << t.name << " " << t.exit->to_string();
+    EXPECT_EQ(t.state, "stopped") << t.name;
+  }
+  EXPECT_EQ(s->tasks[1].reported_state, "cancelled");
+  EXPECT_EQ(s->tasks[2].reported_state, "cancelled");
+  const auto j = summary_json(*s);
+  EXPECT_EQ(j["state"], "cancelled");
+  EXPECT_EQ(j["tasks"][1]["reported_state"], "cancelled");
+}
+
+TEST_F(LauncherTest, ACancelIsReportedOnceAndNotAsAFailure) {
+  std::FILE* out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  LaunchOptions o = options(script("exec sleep 60\n"));
+  std::atomic<bool> cancel{true};
+  o.cancel = &cancel;
+  auto s = launch_local_job(o, out);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(s->state, LaunchState::kCancelled);
+  std::rewind(out);
+  std::string text;
+  for (int c; (c = std::fgetc(out)) != EOF;) text += static_cast<char>(c);
+  std::fclose(out);
+  // The launcher's own output says nothing of a failure; describe_launch says "cancelled" once.
+  EXPECT_EQ(text.find("cancelled"), std::string::npos) << text;
+  EXPECT_EQ(text.find("fail"), std::string::npos) << text;
+  const std::string described = describe_launch(*s);
+  EXPECT_EQ(described.find("cancelled"), described.rfind("cancelled")) << described;
+  EXPECT_EQ(described.rfind("job cancelled after ", 0), 0u) << described;
+}
+
+TEST(TaskStateTest, FromHowTheTaskEnded) {
+  EXPECT_EQ(task_state(std::nullopt, false), "not started");
+  EXPECT_EQ(task_state(ExitStatus::exited(0), true), "succeeded");
+  EXPECT_EQ(task_state(ExitStatus::exited(1), true), "failed");
+  EXPECT_EQ(task_state(ExitStatus::exited(2), true), "failed");
+  EXPECT_EQ(task_state(ExitStatus::exited(130), true), "stopped");
+  EXPECT_EQ(task_state(ExitStatus::exited(143), true), "stopped");
+  EXPECT_EQ(task_state(ExitStatus::exited(129), true), "stopped");
+  EXPECT_EQ(task_state(ExitStatus::exited(137), true), "failed");
+  EXPECT_EQ(task_state(ExitStatus::signaled(SIGTERM), true), "stopped");
+  EXPECT_EQ(task_state(ExitStatus::signaled(SIGINT), true), "stopped");
+  EXPECT_EQ(task_state(ExitStatus::signaled(SIGKILL), true), "killed");
+  EXPECT_EQ(task_state(ExitStatus::signaled(SIGSEGV), true), "failed");
+}
+
 TEST(LaunchStateTest, Names) {
   EXPECT_STREQ(launch_state_name(LaunchState::kSucceeded), "succeeded");
   EXPECT_STREQ(launch_state_name(LaunchState::kFailed), "failed");

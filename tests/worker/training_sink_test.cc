@@ -136,6 +136,29 @@ TEST(StatusFileSink, AWorkerThatIsNotTheChiefGoesFromRunningToDone) {
   EXPECT_FALSE(s->test_accuracy.has_value());
 }
 
+TEST(StatusFileSink, EndRecordsTheFinalStateWithTheLastFigures) {
+  TempDir dir("pstrain_sink");
+  const std::string path = dir / "status-wk-0.json";
+  StatusFileSink sink(path, 0, 100);
+  sink.begin(begin_report(0, true, 100));
+  sink.step(step_report(7, 12, 0.5f));
+  sink.training_end({.local_steps = 7,
+                     .global_step = 12,
+                     .train_seconds = 1,
+                     .examples_per_second = 700,
+                     .final_loss = 0.3});
+  sink.end("cancelled");  // a loop stopped by a signal: no evaluation, no finish()
+  auto s = read_status(path);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->state, "cancelled");
+  EXPECT_EQ(s->local_step, 7);
+  EXPECT_EQ(s->global_step, 12);
+  ASSERT_TRUE(s->loss.has_value());
+  EXPECT_DOUBLE_EQ(*s->loss, 0.3);
+  EXPECT_DOUBLE_EQ(s->examples_per_second, 700);
+  EXPECT_FALSE(s->test_accuracy.has_value());
+}
+
 TEST(SummarySink, KeepsTheEndOfTrainingAndTheLastTestEvaluation) {
   SummarySink sink;
   sink.step(step_report(1, 4, 2.0f));

@@ -1,0 +1,115 @@
+// run_worker_task's stop request (WorkerTaskOptions::stop): one PS on its own thread and one
+// worker in this thread over 127.0.0.1, on a tiny data set written by the test.
+#include "worker/worker_task.h"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "ps/server.h"
+#include "runtime/base/files.h"
+#include "tests/temp_dir.h"
+
+namespace pstrain {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Raw IDX files: `train` training and 2 test examples of 28x28.
+std::string tiny_data_dir(const std::string& dir, int train) {
+  const auto idx = [&](const std::string& name, std::vector<int> dims) {
+    std::string bytes = {0, 0, 0x08, static_cast<char>(dims.size())};
+    size_t payload = 1;
+    for (int n : dims) {
+      for (int shift : {24, 16, 8, 0}) bytes += static_cast<char>((n >> shift) & 0xff);
+      payload *= static_cast<size_t>(n);
+    }
+    bytes.append(payload, '\1');
+    EXPECT_TRUE(write_file_atomically(dir + "/" + name, bytes).ok()) << name;
+  };
+  idx("train-images-idx3-ubyte", {train, 28, 28});
+  idx("train-labels-idx1-ubyte", {train});
+  idx("t10k-images-idx3-ubyte", {2, 28, 28});
+  idx("t10k-labels-idx1-ubyte", {2});
+  return dir;
+}
+
+// Records what the loop reported; sets *stop to SIGTERM after `stop_after` steps (0: never).
+struct Recorder : TrainingSink {
+  std::atomic<int>* stop = nullptr;
+  int64_t stop_after = 0;
+  bool began = false, ended = false, finished = false;
+  int64_t steps = 0;
+  void begin(const TrainingBegin&) override { began = true; }
+  void step(const StepReport&) override {
+    if (++steps == stop_after) stop->store(SIGTERM);
+  }
+  void training_end(const TrainingEnd&) override { ended = true; }
+  void finish() override { finished = true; }
+};
+
+// Trains against one PS until `stop` turns non-zero after `stop_after` steps (or at once if it
+// is set already); returns the worker's result and what it reported.
+Result<WorkerTaskSummary> run_until_stopped(std::atomic<int>& stop, int64_t stop_after,
+                                            Recorder& sink) {
+  testing_util::TempDir dir("pstrain_worker_task");
+  zmq::context_t ctx(1);
+  ServerOptions so;
+  so.host = "127.0.0.1";
+  so.port = 0;
+  so.num_workers = 1;
+  so.job_id = 77;
+  so.heartbeat_timeout = milliseconds(30000);
+  so.startup_timeout = milliseconds(60000);
+  auto server = ParameterServer::create(ctx, so);
+  EXPECT_TRUE(server.ok()) << server.status().to_string();
+  if (!server.ok()) return server.status();
+  auto served = std::async(std::launch::async, [&] { return (*server)->serve(); });
+
+  WorkerTaskOptions o;
+  o.train.data_dir = tiny_data_dir(dir.path(), 4);
+  o.train.train_steps = 1000000;
+  o.train.batch_size = 2;
+  o.train.num_gpus = 0;
+  o.train.cpu_threads = 1;
+  o.cluster.ps = {HostPort{"127.0.0.1", (*server)->port()}};
+  o.cluster.workers = {HostPort{"127.0.0.1", 1}};
+  o.job_id = so.job_id;
+  o.client.connect_timeout = milliseconds(20000);
+  o.client.reply_timeout = milliseconds(30000);
+  o.stop = &stop;
+  sink.stop = &stop;
+  sink.stop_after = stop_after;
+  auto result = run_worker_task(o, sink);
+  (*server)->request_stop();  // the worker never said DONE
+  EXPECT_EQ(served.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  return result;
+}
+
+TEST(WorkerTaskStop, AStopRequestEndsTrainingBetweenStepsAsCancelled) {
+  std::atomic<int> stop{0};
+  Recorder sink;
+  auto result = run_until_stopped(stop, 3, sink);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::kCancelled) << result.status().to_string();
+  EXPECT_EQ(sink.steps, 3);  // the loop looked at the flag before the next step
+  EXPECT_TRUE(sink.began);
+  EXPECT_TRUE(sink.ended);      // the figures of the steps done are reported
+  EXPECT_FALSE(sink.finished);  // the caller records the final state
+}
+
+TEST(WorkerTaskStop, AStopBeforeTrainingTrainsNothing) {
+  std::atomic<int> stop{SIGINT};
+  Recorder sink;
+  auto result = run_until_stopped(stop, 0, sink);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::kCancelled) << result.status().to_string();
+  EXPECT_EQ(sink.steps, 0);
+  EXPECT_FALSE(sink.finished);
+}
+
+}  // namespace
+}  // namespace pstrain
