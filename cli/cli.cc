@@ -38,6 +38,12 @@ int dispatch(int argc, char** argv) {
 
   CLI::App* devices = app.add_subcommand("devices", "List the GPUs this process sees");
 
+  // `pstrain status ...`: everything after `status` is parsed by run_status_command.
+  CLI::App* status = app.add_subcommand(
+      "status", "Show how a job is doing (JOB_DIR or --ps_hosts); see status --help");
+  status->prefix_command();
+  status->set_help_flag();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -62,6 +68,7 @@ int dispatch(int argc, char** argv) {
   }
   if (train->parsed()) return run_train_command(train_flags);
   if (launch->parsed()) return run_launch_command(launch->remaining());
+  if (status->parsed()) return run_status_command(status->remaining(), stdout);
   if (argc <= 1) {
     std::fputs(app.help().c_str(), stderr);
     return kExitUsage;
