@@ -132,7 +132,6 @@ int job_dir_status(const StatusCommandFlags& f, std::FILE* out) {
     global_step = std::max(global_step, t.status->global_step);
     train_steps = std::max(train_steps, t.status->train_steps);
     max_local = std::max(max_local, t.status->local_step);
-    if (t.status->state != "done") rate += t.status->examples_per_second;
     ++reporting;
   }
   std::vector<std::string> problems;
@@ -151,6 +150,10 @@ int job_dir_status(const StatusCommandFlags& f, std::FILE* out) {
       problems.push_back(name + " is slow: local step " + std::to_string(t.status->local_step) +
                          ", the fastest worker is at " + std::to_string(max_local));
     }
+  }
+  // The workers training now (a silent worker's last rate is no longer true).
+  for (const auto& [name, t] : tasks) {
+    if (t.status && t.status->state != "done" && !t.silent) rate += t.status->examples_per_second;
   }
   if (finished && summary.contains("error") && summary["error"].is_string())
     problems.push_back("job error: " + summary["error"].get<std::string>());
