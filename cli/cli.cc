@@ -91,7 +91,13 @@ int dispatch(int argc, char** argv) {
 
   CLI::App* devices = app.add_subcommand("devices", "List the GPUs this process sees");
   CLI::App* version_command = app.add_subcommand("version", "Print what --version prints");
-  const std::vector<std::string> commands = {"train", "launch", "devices", "version"};
+  const std::vector<std::string> commands = {"train", "launch", "status", "devices", "version"};
+
+  // `pstrain status ...`: everything after `status` is parsed by run_status_command.
+  CLI::App* status = app.add_subcommand(
+      "status", "Show how a job is doing (JOB_DIR or --ps_hosts); see status --help");
+  status->prefix_command();
+  status->set_help_flag();
 
   std::vector<std::string> reversed(expanded->rbegin(), expanded->rend());
   try {
@@ -116,12 +122,13 @@ int dispatch(int argc, char** argv) {
   }
 
   if (version || devices->parsed() || version_command->parsed()) return run_version_command();
-  if (train->parsed() || launch->parsed()) {
+  if (train->parsed() || launch->parsed() || status->parsed()) {
     // Flags before the command word belong to role processes; a command would ignore them.
+    const char* command = train->parsed() ? "train" : launch->parsed() ? "launch" : "status";
     for (const CLI::Option* opt : app.get_options()) {
       if (opt->count() > 0 && opt->get_name() != "--log_level") {
         std::fprintf(stderr, "%s was given before the command: put it after `%s`\n",
-                     opt->get_name().c_str(), train->parsed() ? "train" : "launch");
+                     opt->get_name().c_str(), command);
         return kExitUsage;
       }
     }
@@ -131,6 +138,7 @@ int dispatch(int argc, char** argv) {
     return run_train_command(train_flags);
   }
   if (launch->parsed()) return run_launch_command(launch->remaining());
+  if (status->parsed()) return run_status_command(status->remaining(), stdout);
   if (argc <= 1) {
     std::fputs(app.help().c_str(), stderr);
     return kExitUsage;

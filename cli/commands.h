@@ -2,6 +2,7 @@
 // Thread-safety: call from the main thread.
 #pragma once
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,18 @@ int run_role_command(const RoleFlags& flags);
 int run_launch_command(const std::vector<std::string>& args);
 // The help of `pstrain launch` (its own flags and the training flags), for --help-all.
 std::string launch_command_help();
+
+// `pstrain status JOB_DIR | --ps_hosts=h:p,... [--json]`: `args` are the words after `status`;
+// the report goes to `out`, errors to stderr. Exit codes: 0 shown (every PS answered), 1 a PS
+// did not answer within --timeout_s, 2 bad usage or JOB_DIR is not a job directory.
+struct StatusCommandFlags {
+  std::string job_dir;
+  std::string ps_hosts, worker_hosts, job_id;
+  double timeout_s = 5;
+  double silent_s = 30;  // JOB_DIR: a status file older than this marks its worker silent
+  bool json = false;
+};
+int run_status_command(const std::vector<std::string>& args, std::FILE* out);
 
 // `pstrain --version` and `pstrain devices`.
 int run_version_command();

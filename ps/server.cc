@@ -65,6 +65,34 @@ wire::PsStats ParameterServer::stats() const {
   s.set_bytes_sent(counters_.bytes_out.load());
   s.set_num_chunks(static_cast<int32_t>(store_.num_chunks()));
   s.set_parameter_bytes(store_.parameter_bytes());
+  s.set_num_workers(options_.num_workers);
+  const auto now = Clock::now();
+  for (int i = 0; i < options_.num_workers; ++i) {
+    const WorkerState& w = workers_[static_cast<size_t>(i)];
+    wire::PsWorker* pw = s.add_workers();
+    pw->set_index(i);
+    pw->set_state(w.done   ? wire::PsWorker::DONE
+                  : w.lost ? wire::PsWorker::LOST
+                  : w.seen ? wire::PsWorker::CONNECTED
+                           : wire::PsWorker::NOT_SEEN);
+    pw->set_ms_since_seen(
+        w.seen ? std::chrono::duration_cast<std::chrono::milliseconds>(now - w.last_seen).count()
+               : -1);
+    pw->set_gradients(w.pushes);
+    pw->set_pending_gradient(config_ && config_->sync_replicas && store_.has_pending(i));
+  }
+  for (const ParkedPull& p : parked_) {
+    if (p.worker >= 0 && p.worker < s.workers_size()) {
+      wire::PsWorker* pw = s.mutable_workers(p.worker);
+      pw->set_parked_pulls(pw->parked_pulls() + 1);
+    }
+  }
+  if (config_) {
+    s.set_sync_replicas(config_->sync_replicas);
+    s.set_replicas_to_aggregate(config_->sync_replicas ? store_.replicas() : 1);
+    s.set_gradients_pending(config_->sync_replicas ? store_.pending() : 0);
+    s.set_train_steps(config_->train_steps);
+  }
   return s;
 }
 

@@ -85,6 +85,8 @@ class ShardStore {
   // set_replicas lowered the number). Returns true when the step advanced.
   bool complete_pending();
   int pending() const { return static_cast<int>(contributors_.size()); }
+  // Sync: whether `worker`'s gradient for the current step is held.
+  bool has_pending(int worker) const { return contributors_.count(worker) > 0; }
 
   size_t num_chunks() const { return chunks_.size(); }
   const std::string& key(size_t i) const { return chunks_[i].key; }
