@@ -254,8 +254,11 @@ TEST(StatusCommand, AsksARealParameterServerWhatBlocksProgress) {
   EXPECT_NE(text.out.find("worker 1: connected"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("waiting in a pull"), std::string::npos) << text.out;
 
-  // Worker 1's gradient completes step 0, which answers its parked pull.
-  ASSERT_TRUE(w1->push(grad, *steps, nullptr).ok());
+  // Worker 1's gradient completes step 0, which answers its parked pull. A PsClient is used
+  // from one thread at a time, and w1's is still inside pull(): push through a second
+  // connection in worker 1's name.
+  auto w1_push = worker_client(ctx, port, 1, p);
+  ASSERT_TRUE(w1_push->push(grad, *steps, nullptr).ok());
   ASSERT_EQ(parked.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   auto s1 = parked.get();
   ASSERT_TRUE(s1.ok()) << s1.status().to_string();
