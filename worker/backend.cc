@@ -29,8 +29,8 @@ Result<BackendChoice> select_backend(int num_gpus, int task_index, bool tf32, in
 #if defined(PSTRAIN_WITH_CUDA)
   const cuda::GpuQuery q = cuda::query_gpus();
   if (q.gpus.empty()) {
-    choice.warning =
-        "--num_gpus=" + std::to_string(num_gpus) + " but " + q.error + "; falling back to the CPU";
+    choice.warning = "--num_gpus=" + std::to_string(num_gpus) + " but " + q.error +
+                     (q.no_driver ? "; using the CPU" : "; falling back to the CPU");
     choice.ops = make_cpu_ops(cpu_threads);
     return choice;
   }
@@ -72,7 +72,9 @@ std::string describe_devices() {
   } else {
     os << "none)\n";
   }
-  if (q.gpus.empty()) {
+  if (q.no_driver) {
+    os << "GPUs: none; " << q.error << "; using the CPU\n";
+  } else if (q.gpus.empty()) {
     os << "GPUs: none (" << q.error << ")\n";
   } else {
     for (const auto& g : q.gpus) {

@@ -1,6 +1,7 @@
 // GPU discovery for the CUDA backend: what `pstrain --version` and backend selection see.
 //
-// Contract: never aborts; with no driver or no GPU, `gpus` is empty and `error` says why.
+// Contract: never aborts; with no driver or no GPU, `gpus` is empty and `error` says why
+// ("no NVIDIA driver found ..." and `no_driver` where libcuda.so.1 is not installed at all).
 // Thread-safety: safe to call from any thread.
 #pragma once
 
@@ -24,6 +25,7 @@ struct GpuQuery {
   int runtime_version = 0;  // e.g. 13000
   int driver_version = 0;   // 0 when no driver is loaded
   std::string error;        // why no GPU is usable, when gpus is empty
+  bool no_driver = false;   // no NVIDIA driver at all (libcuda.so.1 cannot be loaded)
 };
 
 GpuQuery query_gpus();
