@@ -1,5 +1,7 @@
 #include "cli/args.h"
 
+#include "cli/cli.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -158,6 +160,19 @@ std::string leftover_message(const CLI::App& app, const std::vector<std::string>
     head += ")";
   }
   return head;
+}
+
+std::optional<int> parse_command_words(CLI::App& app, const std::vector<std::string>& words) {
+  std::vector<std::string> reversed(words.rbegin(), words.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  return std::nullopt;
 }
 
 }  // namespace pstrain

@@ -14,6 +14,7 @@
 // Thread-safety: call from the main thread (reads the environment).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,11 @@ Status apply_environment(CLI::App& app, const std::vector<std::string>& skip = {
 // then the leftovers in their order.
 std::string leftover_message(const CLI::App& app, const std::vector<std::string>& leftovers,
                              const std::vector<std::string>& commands = {});
+
+// Parses a command's words (those after the command word) with `app`. CLI11 takes a vector in
+// reverse order; this keeps that detail in one place. nullopt when parsing succeeded, else the
+// exit code to return: 0 after printing --help, kExitUsage (2) after printing a parse error.
+std::optional<int> parse_command_words(CLI::App& app, const std::vector<std::string>& words);
 
 // The closest of `candidates` to `word` when within max(2, size/3) edits, else "".
 std::string nearest(const std::string& word, const std::vector<std::string>& candidates);

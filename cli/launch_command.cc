@@ -146,15 +146,7 @@ int run_launch_command(const std::vector<std::string>& args) {
   double& ps_exit_timeout_s = p.ps_exit_timeout_s;
   const auto& cluster_flags = p.cluster_flags;
 
-  std::vector<std::string> reversed(args.rbegin(), args.rend());
-  try {
-    app.parse(reversed);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
-  }
+  if (std::optional<int> code = parse_command_words(app, args)) return *code;
   if (std::string m = leftover_message(app, app.remaining()); !m.empty()) {
     std::fprintf(stderr, "pstrain launch: %s\n", m.c_str());
     return kExitUsage;

@@ -15,6 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "ps/status_query.h"
@@ -383,15 +384,7 @@ int run_status_command(const std::vector<std::string>& args, std::FILE* out) {
                  "JOB_DIR: a worker whose status file is older than this is silent")
       ->capture_default_str();
   app.add_flag("--json", f.json, "Machine-readable output");
-  std::vector<std::string> reversed(args.rbegin(), args.rend());
-  try {
-    app.parse(reversed);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
-  }
+  if (std::optional<int> code = parse_command_words(app, args)) return *code;
   const bool ps_mode = !f.ps_hosts.empty() || !f.worker_hosts.empty() || !f.job_id.empty();
   if (!f.job_dir.empty() && ps_mode) {
     std::fprintf(stderr, "give either a job directory or --ps_hosts, not both\n");
