@@ -5,6 +5,7 @@
 
 #include "kernels/model.h"
 #include "runtime/base/log.h"
+#include "worker/evaluate.h"
 #include "worker/recent_mean.h"
 
 namespace pstrain {
@@ -105,13 +106,7 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
        .examples_per_second = static_cast<double>(config.train_steps) * batch / train_secs,
        .final_loss = recent.mean()});
 
-  EvalReport eval;
-  eval.global_step = config.train_steps;
-  eval.count = data.test.count;
-  eval.correct =
-      model->count_correct(data.test.images, data.test.labels,
-                           std::min<int>(config.eval_batch, static_cast<int>(data.test.count)));
-  sink.evaluation(eval);
+  sink.evaluation(evaluate_test_set(*model, data.test, config.eval_batch, config.train_steps));
   sink.finish();
 
   const TrainingRecord& r = summary.record();

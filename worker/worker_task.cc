@@ -11,6 +11,7 @@
 #include "runtime/base/log.h"
 #include "worker/backend.h"
 #include "worker/data.h"
+#include "worker/evaluate.h"
 #include "worker/recent_mean.h"
 
 namespace pstrain {
@@ -237,13 +238,7 @@ Status WorkerRun::finish() {
     PSTRAIN_LOG(WARNING) << "could not tell every ps this worker is done: " << done.message();
   }
   if (chief_) {
-    EvalReport eval;
-    eval.global_step = final_step;
-    eval.count = data_.test.count;
-    eval.correct = model_->count_correct(
-        data_.test.images, data_.test.labels,
-        std::min<int>(o_.train.eval_batch, static_cast<int>(data_.test.count)));
-    sink_.evaluation(eval);
+    sink_.evaluation(evaluate_test_set(*model_, data_.test, o_.train.eval_batch, final_step));
   }
   sink_.finish();
   return {};
