@@ -16,6 +16,7 @@
 #include <vector>
 #include "runtime/base/files.h"
 #include "runtime/job/process.h"
+#include "tests/integration/paths.h"
 
 namespace pstrain {
 namespace {
@@ -23,8 +24,8 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::seconds;
 
-constexpr const char* kPstrain = PSTRAIN_BINARY_DIR "/cli/pstrain";
-constexpr const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
+using testing_util::kFashionMnist;
+using testing_util::kPstrain;
 
 class LaunchTest : public ::testing::Test {
  protected:

@@ -15,6 +15,7 @@
 
 #include "runtime/base/files.h"
 #include "runtime/job/process.h"
+#include "tests/integration/paths.h"
 #include "tests/temp_dir.h"
 
 namespace pstrain {
@@ -23,8 +24,8 @@ namespace {
 namespace fs = std::filesystem;
 using std::chrono::seconds;
 
-constexpr const char* kPstrain = PSTRAIN_BINARY_DIR "/cli/pstrain";
-constexpr const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
+using testing_util::kFashionMnist;
+using testing_util::kPstrain;
 
 class PsParityTest : public ::testing::Test {
  protected:
