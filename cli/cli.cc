@@ -67,9 +67,7 @@ int dispatch(int argc, char** argv) {
   bool version = false;
   app.add_flag("-V,--version", version, "Print the version and the GPUs this process sees")
       ->group(kOwnGroup);
-  app.add_option("--flagfile", "Read flags from FILE, one --name=value a line")
-      ->type_name("FILE")
-      ->group(kOwnGroup);
+  add_flagfile_option(app);
   add_log_level_flag(app);
 
   TrainCommandFlags train_flags;
@@ -81,6 +79,8 @@ int dispatch(int argc, char** argv) {
                    "Also write the JSON summary to this file")
       ->group(kOutputGroup);
   add_output_flags(*train, train_flags.checkpoint_dir, train_flags.log_dir, train_flags.log_every);
+  add_metrics_flags(*train, train_flags.metrics);
+  add_flagfile_option(*train);
   add_log_level_flag(*train);
 
   // `pstrain launch [flags]`: everything after `launch` is parsed by run_launch_command.

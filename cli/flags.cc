@@ -180,4 +180,36 @@ void add_log_level_flag(CLI::App& app) {
       ->group(kOwnGroup);
 }
 
+void add_flagfile_option(CLI::App& app) {
+  app.add_option("--flagfile",
+                 "Read flags from FILE, one --name=value a line (as absl/gflags flagfiles); "
+                 "every flag also comes from a PSTRAIN_<NAME> variable (PSTRAIN_TRAIN_STEPS=300); "
+                 "flags given on the command line win")
+      ->type_name("FILE")
+      ->group(kOwnGroup);
+}
+
+void add_metrics_flags(CLI::App& app, MetricsFlags& f) {
+  add_int_option(app, "--metrics_port", f.port,
+                 "Serve Prometheus metrics over HTTP on this port (0: a free one, logged; "
+                 "default: off)")
+      ->check(CLI::Range(0, 65535).description(""))
+      ->group(kOutputGroup);
+  app.add_option("--metrics_host", f.host,
+                 "Address the metrics are served on (default 127.0.0.1; 0.0.0.0 for every "
+                 "interface, so that a Prometheus on another machine can scrape them)")
+      ->group(kOutputGroup);
+}
+
+Result<TrainingMetrics> start_training_metrics(const MetricsFlags& f, const std::string& role,
+                                               int task) {
+  TrainingMetrics m;
+  if (f.port < 0) return m;
+  PSTRAIN_ASSIGN_OR_RETURN(m.server, metrics::MetricsServer::start(f.host, f.port));
+  m.sink = std::make_unique<MetricsSink>(role, task);
+  m.server->add(m.sink->collectable());
+  PSTRAIN_LOG(INFO) << role << " " << task << " metrics at " << m.server->url();
+  return m;
+}
+
 }  // namespace pstrain

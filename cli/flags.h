@@ -6,10 +6,13 @@
 #pragma once
 
 #include <charconv>
+#include <memory>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "runtime/metrics/metrics.h"
+#include "worker/metrics_sink.h"
 #include "worker/train_config.h"
 
 namespace pstrain {
@@ -83,6 +86,25 @@ CLI::Option* add_bool_flag(CLI::App& app, const std::string& name, bool& value,
 // steps), shared by role processes and `pstrain train`.
 void add_output_flags(CLI::App& app, std::string& checkpoint_dir, std::string& log_dir,
                       int& log_every);
+
+// --metrics_port and --metrics_host: Prometheus metrics over HTTP (runtime/metrics/metrics.h).
+struct MetricsFlags {
+  int port = -1;  // -1: off; 0: a free port (its URL is logged)
+  std::string host = "127.0.0.1";
+};
+void add_metrics_flags(CLI::App& app, MetricsFlags& f);
+// The metrics of a training loop: the server of --metrics_port and a MetricsSink served by it,
+// both empty when the flag is off. `role` is "worker" or "train". Logs the URL.
+struct TrainingMetrics {
+  std::unique_ptr<metrics::MetricsServer> server;
+  std::unique_ptr<MetricsSink> sink;
+};
+Result<TrainingMetrics> start_training_metrics(const MetricsFlags& f, const std::string& role,
+                                               int task);
+
+// --flagfile FILE, listed in each command's help (cli/args.h expand_flagfiles reads the files
+// before any command parses its words).
+void add_flagfile_option(CLI::App& app);
 
 // --log_level (debug|info|warning|error).
 void add_log_level_flag(CLI::App& app);

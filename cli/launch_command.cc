@@ -32,9 +32,11 @@ extern "C" void cancel_launch_on_signal(int sig) {
 
 // The launcher's own flags (each takes one value); everything else goes to the tasks.
 // --summary_json is the job's summary (the launcher writes it), never passed to the tasks,
-// which would overwrite each other's.
+// which would overwrite each other's; --metrics_port is given to each task as its own port
+// (runtime/job/launch_plan.h).
 const char* const kLauncherFlags[] = {
-    "--ps", "--workers", "--job_dir", "--pstrain_binary", "--ps_exit_timeout_s", "--summary_json"};
+    "--ps",           "--workers",     "--job_dir", "--pstrain_binary", "--ps_exit_timeout_s",
+    "--summary_json", "--metrics_port"};
 
 // `args` minus the launcher's own flags and their values, in the user's order and spelling.
 // CLI11 has already parsed `args`, so a launcher flag given as "--name" is followed by its
@@ -126,6 +128,7 @@ struct LaunchParser {
                      {role.ps_hosts_opt, "--ps_hosts"},
                      {role.worker_hosts_opt, "--worker_hosts"}};
     for (const auto& [opt, name] : cluster_flags) opt->group("");
+    add_flagfile_option(app);
     add_log_level_flag(app);
     app.allow_extras();
   }
@@ -219,6 +222,7 @@ int run_launch_command(const std::vector<std::string>& args) {
   o.pstrain_version = PSTRAIN_VERSION;
   o.model = config->model.name;
   o.summary_json = role.summary_json;
+  o.metrics_port = role.metrics.port;
 
   SignalsToCancel signals;
   auto summary = launch_local_job(o, stderr);

@@ -104,6 +104,8 @@ int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id) {
   o.job_id = job_id;
   o.heartbeat_timeout = seconds_flag(f.heartbeat_timeout_s);
   o.startup_timeout = seconds_flag(f.startup_timeout_s);
+  o.metrics_port = f.metrics.port;
+  o.metrics_host = f.metrics.host;
   auto summary = run_ps_task(o, stdout);
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << summary.status().message();
@@ -136,6 +138,13 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   WorkerLinesSink lines(stdout, f.log_every);
   StatusFileSink status(status_path ? status_path : "", task.task_index, config.train_steps);
   SinkList sinks({&lines, &status});
+  auto metrics = start_training_metrics(f.metrics, "worker", task.task_index);
+  if (!metrics.ok()) {
+    status.end("failed");
+    PSTRAIN_LOG(ERROR) << metrics.status().message();
+    return kExitUsage;
+  }
+  if (metrics->sink) sinks.add(metrics->sink.get());
   o.stop = &g_worker_stop;
   WorkerStopOnSignals signals;
   auto summary = run_worker_task(o, sinks);
@@ -201,6 +210,7 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
   add_bool_flag(app, "download_only", f.download_only, "Only check the data, then exit")
       ->group(kOutputGroup);
   add_output_flags(app, f.checkpoint_dir, f.log_dir, f.log_every);
+  add_metrics_flags(app, f.metrics);
   app.add_option("--output_dir", f.output_dir, "Output directory (created)")->group(kOutputGroup);
   app.add_option("--summary_json", f.summary_json, "Write this task's JSON summary here")
       ->group(kOutputGroup);

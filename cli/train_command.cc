@@ -43,7 +43,14 @@ int run_train_command(const TrainCommandFlags& flags) {
   if (!backend->warning.empty()) PSTRAIN_LOG(WARNING) << backend->warning;
 
   ProgressLineSink progress(stderr);
-  auto summary = train_locally(*config, *data, *backend->ops, progress);
+  SinkList sinks({&progress});
+  auto metrics = start_training_metrics(flags.metrics, "train", 0);
+  if (!metrics.ok()) {
+    PSTRAIN_LOG(ERROR) << metrics.status().message();
+    return kExitUsage;
+  }
+  if (metrics->sink) sinks.add(metrics->sink.get());
+  auto summary = train_locally(*config, *data, *backend->ops, sinks);
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << summary.status().message();
     return kExitFailure;

@@ -2,9 +2,12 @@
 
 #include <atomic>
 #include <csignal>
+#include <memory>
 #include <string>
 
+#include "runtime/base/log.h"
 #include "runtime/job/process.h"
+#include "runtime/metrics/metrics.h"
 
 namespace pstrain {
 namespace {
@@ -66,6 +69,17 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out) {
   so.job_id = o.job_id;
   so.heartbeat_timeout = o.heartbeat_timeout;
   so.startup_timeout = o.startup_timeout;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  std::unique_ptr<PsMetrics> metrics;
+  if (o.metrics_port >= 0) {
+    auto started = metrics::MetricsServer::start(o.metrics_host, o.metrics_port);
+    if (!started.ok()) return started.status();
+    metrics_server = std::move(started).value();
+    metrics = std::make_unique<PsMetrics>(o.task_index);
+    for (auto& c : metrics->collectables()) metrics_server->add(c);
+    so.metrics = metrics.get();
+    PSTRAIN_LOG(INFO) << "ps " << o.task_index << " metrics at " << metrics_server->url();
+  }
   zmq::context_t ctx(1);
   auto server = ParameterServer::create(ctx, so);
   // Whatever stops the server from starting is the cluster's or the flags' doing.

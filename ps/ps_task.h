@@ -6,6 +6,9 @@
 //   has said DONE or is lost, or a signal stops it: SIGTERM, SIGINT and SIGHUP call
 //   request_stop() while run_ps_task() runs (the previous handlers are restored before it
 //   returns).
+// - With metrics_port >= 0 it serves Prometheus metrics (ps/ps_metrics.h) on
+//   metrics_host:metrics_port while the server runs and logs their URL ("ps N metrics at
+//   http://..."); a port that cannot be bound is kInvalidArgument.
 // - On success prints one line to `out`: "ps N done: global step S, A gradients applied,
 //   D dropped (stale or late), M malformed and F foreign messages ignored".
 // - A stop by one of those signals is not an error: the summary has `stop_signal` set (its
@@ -21,6 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <optional>
+#include <string>
 
 #include "ps/server.h"
 #include "ps/training_config.h"
@@ -35,6 +39,8 @@ struct PsTaskOptions {
   uint64_t job_id = 0;
   std::chrono::milliseconds heartbeat_timeout{30000};  // --heartbeat_timeout_s
   std::chrono::milliseconds startup_timeout{600000};   // --startup_timeout_s
+  int metrics_port = -1;  // --metrics_port: Prometheus metrics on it (0: a free port; -1: off)
+  std::string metrics_host = "127.0.0.1";  // --metrics_host: the address they are served on
 };
 
 struct PsTaskSummary {

@@ -96,6 +96,18 @@ wire::PsStats ParameterServer::stats() const {
   return s;
 }
 
+void ParameterServer::publish_metrics(bool now_anyway) {
+  if (!options_.metrics) return;
+  if (!now_anyway &&
+      Clock::now() - options_.metrics->last_publish() < std::chrono::milliseconds(100)) {
+    return;
+  }
+  options_.metrics->publish({.stats = stats(),
+                             .store = store_.counters(),
+                             .messages_in = counters_.messages_in.load(),
+                             .messages_out = counters_.messages_out.load()});
+}
+
 OutMessage ParameterServer::make_reply(wire::Kind kind, uint64_t request_id) const {
   OutMessage out;
   out.header.set_kind(kind);
@@ -135,6 +147,7 @@ Result<ServerSummary> ParameterServer::serve() {
                             options_.job_id, &counters_);
     if (msg.ok()) {
       handle(*msg);
+      if (options_.metrics) options_.metrics->on_step(store_.step());
     } else {
       switch (decode_error_of(msg.status())) {
         case DecodeError::kMalformed:
@@ -153,6 +166,7 @@ Result<ServerSummary> ParameterServer::serve() {
     }
     answer_parked(/*expire_all_due=*/true);
     check_workers();
+    publish_metrics(/*now_anyway=*/false);
 
     int done = 0, lost = 0;
     std::vector<int> lost_ids;
@@ -165,6 +179,7 @@ Result<ServerSummary> ParameterServer::serve() {
       }
     }
     if (done + lost == options_.num_workers) {
+      publish_metrics(/*now_anyway=*/true);
       ServerSummary summary;
       summary.final_step = store_.step();
       summary.workers_done = done;

@@ -35,6 +35,7 @@
 
 #include <zmq.hpp>
 
+#include "ps/ps_metrics.h"
 #include "ps/shard_store.h"
 #include "ps/training_config.h"
 #include "runtime/base/status.h"
@@ -51,6 +52,7 @@ struct ServerOptions {
   std::chrono::milliseconds heartbeat_timeout{30000};
   std::chrono::milliseconds startup_timeout{600000};
   std::chrono::milliseconds long_poll{2000};
+  PsMetrics* metrics = nullptr;  // published to when set (not owned; outlives serve())
 };
 
 struct ServerSummary {
@@ -107,6 +109,9 @@ class ParameterServer {
   void check_workers();
   void update_replicas();
   OutMessage make_reply(wire::Kind kind, uint64_t request_id) const;
+  // Publishes the counters to options_.metrics when 100 ms passed since the last time (or
+  // `now_anyway`).
+  void publish_metrics(bool now_anyway);
 
   ServerOptions options_;
   zmq::socket_t socket_;

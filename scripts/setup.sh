@@ -10,6 +10,9 @@ packages=(
   # libraries
   libeigen3-dev libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
+  # Prometheus metrics (--metrics_port), the man page (help2man, at build time), and the HTTP
+  # client the metrics test scrapes with
+  prometheus-cpp-dev help2man curl
   # data: Fashion-MNIST as IDX files under /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
 )

@@ -12,7 +12,7 @@
 // Implementations here: the stdout lines of mnist_replica's worker (WorkerLinesSink), the live
 // progress line of `pstrain train` (ProgressLineSink), the launcher's status file
 // (StatusFileSink, schema in runtime/job/task_env.h), the summary (SummarySink), and a fan-out
-// (SinkList). Checkpoint and TensorBoard event writers plug in as further sinks.
+// (SinkList); Prometheus metrics are worker/metrics_sink.h. Checkpoint and TensorBoard event writers plug in as further sinks.
 // Thread-safety: a sink is called from the training loop's thread only.
 #pragma once
 
@@ -45,6 +45,10 @@ struct StepReport {
   double mean_loss = 0;     // mean over the recent steps (RecentMean's window)
   double examples_per_second = 0;  // this process's, since training began
   double elapsed_seconds = 0;      // since training began
+  // Distributed workers only (0 in `pstrain train`): totals since the task started.
+  uint64_t bytes_sent = 0;          // to the parameter servers
+  uint64_t bytes_received = 0;      // from them
+  int64_t gradients_rejected = 0;   // pushes a PS dropped as stale or late
 };
 
 struct TrainingEnd {

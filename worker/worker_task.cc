@@ -204,7 +204,10 @@ Status WorkerRun::train() {
                 .loss = loss,
                 .mean_loss = recent.mean(),
                 .examples_per_second = static_cast<double>(local_steps) * batch / secs,
-                .elapsed_seconds = secs});
+                .elapsed_seconds = secs,
+                .bytes_sent = client_->bytes_sent(),
+                .bytes_received = client_->bytes_received(),
+                .gradients_rejected = rejected_});
   }
   const double train_seconds = seconds_since(start);
   sink_.training_end(

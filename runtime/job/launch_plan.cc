@@ -110,6 +110,13 @@ Result<LaunchPlan> plan_launch(const LaunchOptions& o, const LaunchFacts& f) {
         .push_back(o.host + ":" + std::to_string(f.ports[i]));
   }
   const std::vector<std::string> flags = common_flags(o, f, plan.job_id);
+  if (o.metrics_port > 0 && o.metrics_port + f.ports.size() - 1 > 65535) {
+    return invalid_argument("--metrics_port=" + std::to_string(o.metrics_port) + ": the job's " +
+                            std::to_string(f.ports.size()) + " tasks serve their metrics on " +
+                            std::to_string(o.metrics_port) +
+                            " and the ports after it, beyond "
+                            "65535; pick a lower port");
+  }
   for (size_t i = 0; i < f.ports.size(); ++i) {
     PlannedTask t;
     const bool worker = i >= static_cast<size_t>(o.num_ps);
@@ -120,6 +127,10 @@ Result<LaunchPlan> plan_launch(const LaunchOptions& o, const LaunchFacts& f) {
     t.address = worker ? plan.worker_hosts[index] : plan.ps_hosts[index];
     t.argv = {f.binary, "--job_name=" + t.job};
     t.argv.insert(t.argv.end(), flags.begin(), flags.end());
+    if (o.metrics_port >= 0) {
+      const int port = o.metrics_port == 0 ? 0 : o.metrics_port + static_cast<int>(i);
+      t.argv.push_back("--metrics_port=" + std::to_string(port));
+    }
     t.stdout_path = f.job_dir + "/stdout-" + t.name + ".txt";
     t.stderr_path = f.job_dir + "/stderr-" + t.name + ".txt";
     if (worker) t.status_path = f.job_dir + "/status-" + t.name + ".json";

@@ -615,7 +615,8 @@ std::string describe_launch(const LaunchSummary& s) {
   const std::string shape = std::to_string(s.num_ps) + " ps + " + std::to_string(s.num_workers) +
                             " worker" + (s.num_workers == 1 ? "" : "s") +
                             (s.sync_replicas ? ", sync" : ", async");
-  std::snprintf(buf, sizeof(buf), "job %s %s %.1f s (%s): global step %lld",
+  // Two lines, each within an 80-column terminal: the outcome, then the figures.
+  std::snprintf(buf, sizeof(buf), "job %s %s %.1f s (%s)\n  global step %lld",
                 launch_state_name(s.state), s.state == LaunchState::kSucceeded ? "in" : "after",
                 s.wall_seconds, shape.c_str(), static_cast<long long>(s.global_step));
   out += buf;

@@ -80,6 +80,9 @@ struct LaunchOptions {
   // Another path the job's summary.json is written to (the user's --summary_json); empty: only
   // <job_dir>/summary.json.
   std::string summary_json;
+  // The user's --metrics_port (-1: off): task i of the plan (PS tasks first) serves its
+  // metrics on metrics_port + i, or each on a free port of its own with 0.
+  int metrics_port = -1;
 };
 
 enum class LaunchState { kSucceeded, kFailed, kCancelled };

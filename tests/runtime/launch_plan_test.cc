@@ -169,6 +169,30 @@ TEST(LaunchPlanTest, UsersJobIdAndCpuThreadsAreKeptAndNoneAdded) {
   }
 }
 
+TEST(LaunchPlanTest, MetricsPortIsOnePortPerTaskInPlanOrder) {
+  LaunchOptions o = two_ps_three_workers();
+  o.metrics_port = 9100;
+  const LaunchPlan plan = plan_or_die(o, facts());
+  ASSERT_EQ(plan.tasks.size(), 5u);
+  for (size_t i = 0; i < plan.tasks.size(); ++i) {
+    EXPECT_EQ(plan.tasks[i].argv.back(), "--metrics_port=" + std::to_string(9100 + i))
+        << plan.tasks[i].name;
+  }
+  o.metrics_port = 0;  // each task picks a free port of its own
+  for (const PlannedTask& t : plan_or_die(o, facts()).tasks) {
+    EXPECT_EQ(t.argv.back(), "--metrics_port=0") << t.name;
+  }
+  o.metrics_port = -1;  // off: no flag at all
+  for (const PlannedTask& t : plan_or_die(o, facts()).tasks) {
+    for (const std::string& a : t.argv) EXPECT_EQ(a.rfind("--metrics_port", 0), std::string::npos);
+  }
+  o.metrics_port = 65533;  // 5 tasks need 65533..65537
+  auto p = plan_launch(o, facts());
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("--metrics_port=65533"), std::string::npos)
+      << p.status().message();
+}
+
 TEST(LaunchPlanTest, OnlyTheExactFlagNameCountsAsGiven) {
   LaunchOptions o = two_ps_three_workers();
   o.training_flags = {"--job_identity=x", "--cpu_threads_extra=1"};

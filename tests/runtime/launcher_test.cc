@@ -183,6 +183,13 @@ TEST_F(LauncherTest, TasksGetBatchAiEnvironmentAndTfConfig) {
   EXPECT_NE(text.find("succeeded"), std::string::npos) << text;
   EXPECT_NE(text.find("0.8750"), std::string::npos) << text;
   EXPECT_NE(text.find(s->summary_path), std::string::npos) << text;
+  // Fits an 80-column terminal (the summary path aside, which is as long as the user made it).
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("summary: ", 0) != 0) {
+      EXPECT_LE(line.size(), 80u) << line;
+    }
+  }
 }
 
 TEST_F(LauncherTest, UserJobIdIsKeptAndParentNumGpusIsNotLeaked) {

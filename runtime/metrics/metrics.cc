@@ -1,0 +1,86 @@
+#include "runtime/metrics/metrics.h"
+
+#include <exception>
+#include <utility>
+
+#include <prometheus/exposer.h>
+
+namespace pstrain::metrics {
+
+namespace {
+
+std::string bind_address(const std::string& host, int port) {
+  // civetweb takes IPv6 addresses in brackets.
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& host, int port) {
+  if (port < 0 || port > 65535) {
+    return invalid_argument("--metrics_port " + std::to_string(port) +
+                            " is not a port number (0..65535; 0 picks a free port)");
+  }
+  const std::string address = bind_address(host, port);
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/1);
+  } catch (const std::exception& e) {
+    return invalid_argument("cannot serve metrics on " + address +
+                            " (--metrics_port, --metrics_host): the address cannot be bound (a "
+                            "port in use, or not an address of this machine); pick another port, "
+                            "or 0 for a free one (civetweb: " +
+                            std::string(e.what()) + ")");
+  }
+  const std::vector<int> ports = exposer->GetListeningPorts();
+  if (ports.empty()) {
+    return invalid_argument("cannot serve metrics on " + address +
+                            " (--metrics_port, --metrics_host): no listening port");
+  }
+  return std::unique_ptr<MetricsServer>(new MetricsServer(host, ports.front(), std::move(exposer)));
+}
+
+MetricsServer::MetricsServer(std::string host, int port,
+                             std::unique_ptr<prometheus::Exposer> exposer)
+    : host_(std::move(host)), port_(port), exposer_(std::move(exposer)) {}
+
+MetricsServer::~MetricsServer() = default;
+
+std::string MetricsServer::url() const {
+  return "http://" + bind_address(host_, port_) + "/metrics";
+}
+
+void MetricsServer::add(std::shared_ptr<prometheus::Collectable> c) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  exposer_->RegisterCollectable(c);
+  kept_.push_back(std::move(c));
+}
+
+prometheus::MetricFamily family(const std::string& name, const std::string& help,
+                                prometheus::MetricType type) {
+  prometheus::MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+void sample(prometheus::MetricFamily& f, double value, const Labels& labels) {
+  prometheus::ClientMetric m;
+  for (const auto& [name, label_value] : labels) m.label.push_back({name, label_value});
+  switch (f.type) {
+    case prometheus::MetricType::Counter:
+      m.counter.value = value;
+      break;
+    case prometheus::MetricType::Gauge:
+      m.gauge.value = value;
+      break;
+    default:
+      m.untyped.value = value;
+      break;
+  }
+  f.metric.push_back(std::move(m));
+}
+
+}  // namespace pstrain::metrics
