@@ -42,11 +42,25 @@ foreach(f
     ${CMAKE_INSTALL_LIBDIR}/libpstrain_worker.a
     ${CMAKE_INSTALL_LIBDIR}/cmake/pstrain/pstrainConfig.cmake
     ${CMAKE_INSTALL_LIBDIR}/cmake/pstrain/pstrainConfigVersion.cmake
-    ${CMAKE_INSTALL_LIBDIR}/cmake/pstrain/pstrainTargets.cmake)
+    ${CMAKE_INSTALL_LIBDIR}/cmake/pstrain/pstrainTargets.cmake
+    share/bash-completion/completions/pstrain)
   if(NOT EXISTS ${prefix}/${f})
     message(FATAL_ERROR "install test: ${f} was not installed under ${prefix}")
   endif()
 endforeach()
+# The man page (when the build made one: PSTRAIN_MAN) renders and documents the commands' flags.
+if(EXISTS ${BUILD_DIR}/pstrain.1)
+  if(NOT EXISTS ${prefix}/share/man/man1/pstrain.1)
+    message(FATAL_ERROR "install test: share/man/man1/pstrain.1 was not installed under ${prefix}")
+  endif()
+  file(READ ${prefix}/share/man/man1/pstrain.1 man_page)
+  foreach(expected ".SH NAME" ".SH COMMANDS" "pstrain launch" "metrics_port" ".SH \"EXIT STATUS\"")
+    string(FIND "${man_page}" "${expected}" at)
+    if(at EQUAL -1)
+      message(FATAL_ERROR "install test: the man page lacks '${expected}'")
+    endif()
+  endforeach()
+endif()
 run("installed pstrain --version" ${prefix}/bin/pstrain --version)
 if(NOT run_output MATCHES "0\\.1")
   message(FATAL_ERROR "install test: bin/pstrain --version printed:\n${run_output}")
