@@ -79,6 +79,7 @@ int dispatch(int argc, char** argv) {
                    "Also write the JSON summary to this file")
       ->group(kOutputGroup);
   add_output_flags(*train, train_flags.checkpoint_dir, train_flags.log_dir, train_flags.log_every);
+  add_summary_every_flag(*train, train_flags.summary_every);
   add_metrics_flags(*train, train_flags.metrics);
   add_flagfile_option(*train);
   add_log_level_flag(*train);

@@ -16,6 +16,7 @@ struct TrainCommandFlags {
   std::string checkpoint_dir, log_dir;  // created, as a role process does
   int log_every = 100;                  // accepted, as a role process does
   MetricsFlags metrics;                 // --metrics_port, --metrics_host
+  int summary_every = 100;              // --summary_every
 };
 int run_train_command(const TrainCommandFlags& flags);
 
@@ -42,7 +43,8 @@ struct RoleFlags {
   double heartbeat_timeout_s = 30;
   double startup_timeout_s = 600;
   double connect_timeout_s = 120;
-  MetricsFlags metrics;  // --metrics_port, --metrics_host
+  MetricsFlags metrics;     // --metrics_port, --metrics_host
+  int summary_every = 100;  // --summary_every
 };
 void add_role_flags(CLI::App& app, RoleFlags& f);
 // Checks the role flags that need no cluster (timeouts 0.1 s to a week, --staleness,

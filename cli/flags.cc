@@ -180,6 +180,15 @@ void add_log_level_flag(CLI::App& app) {
       ->group(kOwnGroup);
 }
 
+void add_summary_every_flag(CLI::App& app, int& summary_every) {
+  add_int_option(app, "--summary_every", summary_every,
+                 "With --log_dir: histograms of every variable and gradient every N global steps "
+                 "(0: none)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(kOutputGroup);
+}
+
 void add_flagfile_option(CLI::App& app) {
   app.add_option("--flagfile",
                  "Read flags from FILE, one --name=value a line (as absl/gflags flagfiles); "

@@ -102,6 +102,10 @@ struct TrainingMetrics {
 Result<TrainingMetrics> start_training_metrics(const MetricsFlags& f, const std::string& role,
                                                int task);
 
+// --summary_every N: TensorBoard histograms every N global steps (worker/tensorboard_sink.h);
+// 0 turns them off.
+void add_summary_every_flag(CLI::App& app, int& summary_every);
+
 // --flagfile FILE, listed in each command's help (cli/args.h expand_flagfiles reads the files
 // before any command parses its words).
 void add_flagfile_option(CLI::App& app);

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <memory>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -12,6 +13,7 @@
 #include "runtime/job/process.h"
 #include "runtime/job/task_env.h"
 #include "worker/data.h"
+#include "worker/tensorboard_sink.h"
 #include "worker/worker_task.h"
 
 namespace pstrain {
@@ -145,6 +147,12 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
     return kExitUsage;
   }
   if (metrics->sink) sinks.add(metrics->sink.get());
+  std::unique_ptr<TensorBoardSink> tensorboard;
+  if (!f.log_dir.empty()) {
+    tensorboard = std::make_unique<TensorBoardSink>(f.log_dir, /*per_worker=*/true, f.log_every,
+                                                    f.summary_every);
+    sinks.add(tensorboard.get());
+  }
   o.stop = &g_worker_stop;
   WorkerStopOnSignals signals;
   auto summary = run_worker_task(o, sinks);
@@ -210,6 +218,7 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
   add_bool_flag(app, "download_only", f.download_only, "Only check the data, then exit")
       ->group(kOutputGroup);
   add_output_flags(app, f.checkpoint_dir, f.log_dir, f.log_every);
+  add_summary_every_flag(app, f.summary_every);
   add_metrics_flags(app, f.metrics);
   app.add_option("--output_dir", f.output_dir, "Output directory (created)")->group(kOutputGroup);
   app.add_option("--summary_json", f.summary_json, "Write this task's JSON summary here")

@@ -1,5 +1,6 @@
 #include <chrono>
 #include <cstdio>
+#include <memory>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -8,6 +9,7 @@
 #include "worker/backend.h"
 #include "worker/data.h"
 #include "worker/local_train.h"
+#include "worker/tensorboard_sink.h"
 
 namespace pstrain {
 
@@ -50,6 +52,12 @@ int run_train_command(const TrainCommandFlags& flags) {
     return kExitUsage;
   }
   if (metrics->sink) sinks.add(metrics->sink.get());
+  std::unique_ptr<TensorBoardSink> tensorboard;
+  if (!flags.log_dir.empty()) {
+    tensorboard = std::make_unique<TensorBoardSink>(flags.log_dir, /*per_worker=*/false,
+                                                    flags.log_every, flags.summary_every);
+    sinks.add(tensorboard.get());
+  }
   auto summary = train_locally(*config, *data, *backend->ops, sinks);
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << summary.status().message();

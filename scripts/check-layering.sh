@@ -28,6 +28,7 @@ check_includes runtime/base '^$'
 check_includes runtime/wire 'runtime/base/'
 check_includes runtime/job 'runtime/base/|runtime/wire/'
 check_includes runtime/metrics 'runtime/base/'
+check_includes runtime/events 'runtime/base/'
 check_includes kernels 'runtime/base/' kernels/cuda
 check_includes kernels/cuda 'kernels/|runtime/base/'
 check_includes ps 'kernels/(variable|optim|tensor|optim_math|hd)\.h|runtime/'
@@ -46,9 +47,9 @@ kernels_deps="$build/graph/deps.dot.pstrain_kernels"
 if [ ! -f "$kernels_deps" ]; then
   echo "layering: CMake wrote no dependency graph for pstrain_kernels ($kernels_deps)"
   fail=1
-elif grep -qiE 'zmq|protobuf|prometheus|pstrain_(wire|job|proto|metrics)' "$kernels_deps"; then
+elif grep -qiE 'zmq|protobuf|prometheus|pstrain_(wire|job|proto|metrics|events)' "$kernels_deps"; then
   echo "layering: pstrain_kernels links ZeroMQ, Protobuf, prometheus-cpp or the wire/job/metrics libraries:"
-  grep -iE 'zmq|protobuf|prometheus|pstrain_(wire|job|proto|metrics)' "$kernels_deps" | sed 's/^/  /'
+  grep -iE 'zmq|protobuf|prometheus|pstrain_(wire|job|proto|metrics|events)' "$kernels_deps" | sed 's/^/  /'
   fail=1
 fi
 if [ "$fail" -ne 0 ]; then

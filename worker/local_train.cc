@@ -66,13 +66,22 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
 
   SummarySink summary;
   SinkList sink({&user_sink, &summary});
-  sink.begin({.model = mo.name,
-              .backend = ops.description(),
-              .num_parameters = count,
-              .train_steps = config.train_steps,
-              .batch_size = batch,
-              .task_index = 0,
-              .chief = true});
+  TrainingBegin begin;
+  begin.model = mo.name;
+  begin.backend = ops.description();
+  begin.num_parameters = count;
+  begin.train_steps = config.train_steps;
+  begin.batch_size = batch;
+  begin.variables = model->variables();
+  begin.learning_rate = config.optimizer.learning_rate;
+  begin.read_tensors = [&](std::vector<float>* p, std::vector<float>* g) {
+    p->resize(static_cast<size_t>(count));
+    g->resize(static_cast<size_t>(count));
+    ops.copy_to_host(p->data(), model->parameters().raw(), p->size() * sizeof(float));
+    ops.copy_to_host(g->data(), model->gradients().raw(), g->size() * sizeof(float));
+    ops.synchronize();
+  };
+  sink.begin(begin);
   RecentMean recent;
   const auto train_start = Clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - train_start).count(); };

@@ -12,17 +12,20 @@
 // Implementations here: the stdout lines of mnist_replica's worker (WorkerLinesSink), the live
 // progress line of `pstrain train` (ProgressLineSink), the launcher's status file
 // (StatusFileSink, schema in runtime/job/task_env.h), the summary (SummarySink), and a fan-out
-// (SinkList); Prometheus metrics are worker/metrics_sink.h. Checkpoint and TensorBoard event writers plug in as further sinks.
+// (SinkList); Prometheus metrics are worker/metrics_sink.h, TensorBoard event files
+// worker/tensorboard_sink.h. Checkpoint and TensorBoard event writers plug in as further sinks.
 // Thread-safety: a sink is called from the training loop's thread only.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "kernels/variable.h"
 #include "runtime/base/progress.h"
 #include "runtime/job/task_env.h"
 
@@ -36,6 +39,14 @@ struct TrainingBegin {
   int batch_size = 0;
   int task_index = 0;  // the worker's index (0 for `pstrain train`)
   bool chief = true;   // evaluates at the end
+  // For sinks that summarise the model (TensorBoard): its variables, the learning rate, the
+  // batches one global step aggregates (sync: replicas_to_aggregate; else 1), and a function
+  // that copies the current parameters and the last step's gradients to the host (empty
+  // function: not available). Called only between step() reports, from the loop's thread.
+  std::vector<VariableSpec> variables;
+  double learning_rate = 0;
+  int batches_per_global_step = 1;
+  std::function<void(std::vector<float>* parameters, std::vector<float>* gradients)> read_tensors;
 };
 
 struct StepReport {
@@ -46,9 +57,9 @@ struct StepReport {
   double examples_per_second = 0;  // this process's, since training began
   double elapsed_seconds = 0;      // since training began
   // Distributed workers only (0 in `pstrain train`): totals since the task started.
-  uint64_t bytes_sent = 0;          // to the parameter servers
-  uint64_t bytes_received = 0;      // from them
-  int64_t gradients_rejected = 0;   // pushes a PS dropped as stale or late
+  uint64_t bytes_sent = 0;         // to the parameter servers
+  uint64_t bytes_received = 0;     // from them
+  int64_t gradients_rejected = 0;  // pushes a PS dropped as stale or late
 };
 
 struct TrainingEnd {

@@ -156,13 +156,24 @@ Status WorkerRun::train() {
   RecentMean recent;
   PsSteps min_steps(static_cast<size_t>(num_ps_), 0);
   int64_t local_steps = 0;
-  sink_.begin({.model = model_options_.name,
-               .backend = ops.description(),
-               .num_parameters = count,
-               .train_steps = o_.train.train_steps,
-               .batch_size = batch,
-               .task_index = o_.task_index,
-               .chief = chief_});
+  TrainingBegin begin;
+  begin.model = model_options_.name;
+  begin.backend = ops.description();
+  begin.num_parameters = count;
+  begin.train_steps = o_.train.train_steps;
+  begin.batch_size = batch;
+  begin.task_index = o_.task_index;
+  begin.chief = chief_;
+  begin.variables = model_->variables();
+  begin.learning_rate = o_.train.optimizer.learning_rate;
+  begin.batches_per_global_step = o_.sync_replicas ? replicas() : 1;
+  begin.read_tensors = [&](std::vector<float>* p, std::vector<float>* g) {
+    // The parameters this step computed on (pulled) and its gradient, both on the host.
+    const std::span<const float> pulled = params_.host_f32(), gradient = grads.host_f32();
+    p->assign(pulled.begin(), pulled.end());
+    g->assign(gradient.begin(), gradient.end());
+  };
+  sink_.begin(begin);
   const auto start = Clock::now();
   bool stopped = false;
   while (true) {

@@ -1,0 +1,223 @@
+// --log_dir: the event files of `pstrain train` and of a 1 PS + 2 workers job, read back by
+// TensorBoard's own EventAccumulator (tests/integration/read_events.py, in the test venv that
+// scripts/test-venv.sh makes), and a record with a bad CRC rejected by TensorBoard itself.
+// Every process is waited for with a deadline.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/job/process.h"
+#include "runtime/wire/transport.h"
+#include "tests/integration/paths.h"
+#include "tests/temp_dir.h"
+
+namespace pstrain {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+// The Python of the test venv (PSTRAIN_TEST_PYTHON, else <build>/venv/bin/python).
+std::string test_python() {
+  if (const char* p = std::getenv("PSTRAIN_TEST_PYTHON"); p && *p) return p;
+  return std::string(PSTRAIN_BINARY_DIR) + "/venv/bin/python";
+}
+
+class TensorBoardTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::is_directory(testing_util::kFashionMnist)) {
+      GTEST_SKIP() << testing_util::kFashionMnist << " is missing: install dataset-fashion-mnist";
+    }
+    ASSERT_TRUE(fs::exists(test_python()))
+        << test_python() << " is missing: run scripts/test-venv.sh (it makes the test venv "
+        << "with tensorboard), or set PSTRAIN_TEST_PYTHON";
+  }
+
+  // Runs the tasks (each: name, args), all with one deadline; returns their exit statuses.
+  std::vector<ExitStatus> run(
+      const std::vector<std::pair<std::string, std::vector<std::string>>>& tasks) {
+    std::vector<Subprocess> procs;
+    for (const auto& [name, args] : tasks) {
+      SubprocessOptions o;
+      o.argv = {testing_util::kPstrain};
+      o.argv.insert(o.argv.end(), args.begin(), args.end());
+      for (const char* v : {"TF_CONFIG", "AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS",
+                            "AZ_BATCHAI_TASK_INDEX", "AZ_BATCHAI_NUM_GPUS"}) {
+        o.env.try_emplace(v, std::nullopt);
+      }
+      o.stdout_path = (dir_ / (name + ".out")).string();
+      o.stderr_path = (dir_ / (name + ".err")).string();
+      o.stdin_from_dev_null = true;
+      o.kill_on_parent_death = true;
+      auto p = Subprocess::spawn(o);
+      EXPECT_TRUE(p.ok()) << p.status().to_string();
+      if (p.ok()) procs.push_back(std::move(p).value());
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(150);
+    std::vector<ExitStatus> out;
+    for (size_t i = 0; i < procs.size(); ++i) {
+      auto st = procs[i].wait_until(deadline);
+      out.push_back(st.ok() ? *st : procs[i].kill());
+      EXPECT_TRUE(st.ok()) << tasks[i].first << " did not finish in time: killed";
+    }
+    return out;
+  }
+
+  // What TensorBoard's EventAccumulator reads from `logdir`.
+  json read_events(const fs::path& logdir) {
+    const fs::path out = dir_ / "events.json";
+    const std::string cmd = test_python() + " " + PSTRAIN_TEST_SOURCE_DIR +
+                            "/tests/integration/read_events.py '" + logdir.string() + "' > '" +
+                            out.string() + "' 2> '" + (dir_ / "events.err").string() + "'";
+    const int rc = std::system(cmd.c_str());
+    EXPECT_EQ(rc, 0) << cmd << "\n" << read_all(dir_ / "events.err");
+    if (rc != 0) return json::object();
+    return json::parse(read_all(out), nullptr, /*allow_exceptions=*/false);
+  }
+
+  static double printed_accuracy(const std::string& out) {
+    std::smatch m;
+    if (std::regex_search(out, m, std::regex(R"(test accuracy = ([0-9.]+))"))) {
+      return std::stod(m[1]);
+    }
+    return -1;
+  }
+
+  static std::vector<int64_t> steps_of(const json& series) {
+    std::vector<int64_t> steps;
+    for (const auto& e : series) steps.push_back(e[0].get<int64_t>());
+    return steps;
+  }
+
+  testing_util::TempDir tmp_{"pstrain_tb", /*keep_on_failure=*/true};
+  fs::path dir_ = tmp_.path();
+};
+
+TEST_F(TensorBoardTest, TrainWritesScalarsHistogramsAndAccuracy) {
+  const fs::path logdir = dir_ / "logs";
+  auto st = run({{"train",
+                  {"train", "--num_gpus=0", "--cpu_threads=1", "--train_steps=200",
+                   "--log_every=50", "--summary_every=100", "--log_dir=" + logdir.string()}}});
+  ASSERT_TRUE(st[0].success()) << read_all(dir_ / "train.err");
+  const json ev = read_events(logdir);
+  ASSERT_TRUE(ev.contains("scalars")) << ev.dump();
+  const json& sc = ev["scalars"];
+  for (const char* tag : {"loss", "learning_rate", "global_step/sec", "examples/sec"}) {
+    ASSERT_TRUE(sc.contains(tag)) << tag << " missing: " << ev.dump();
+    EXPECT_EQ(steps_of(sc[tag]), (std::vector<int64_t>{1, 50, 100, 150, 200})) << tag;
+  }
+  for (const auto& e : sc["learning_rate"]) EXPECT_FLOAT_EQ(e[1].get<float>(), 0.01f);
+  // The loss goes down, and each value is a finite, positive cross-entropy.
+  EXPECT_LT(sc["loss"].back()[1].get<double>(), sc["loss"].front()[1].get<double>());
+  ASSERT_TRUE(sc.contains("accuracy/test"));
+  ASSERT_EQ(sc["accuracy/test"].size(), 1u);
+  EXPECT_EQ(sc["accuracy/test"][0][0], 200);
+  EXPECT_NEAR(sc["accuracy/test"][0][1].get<double>(),
+              printed_accuracy(read_all(dir_ / "train.out")), 5e-5);
+
+  const json& hi = ev["histograms"];
+  // The MLP's variables (hidden 100): hid_w 784x100, hid_b 100, sm_w 100x10, sm_b 10.
+  const std::map<std::string, double> sizes = {
+      {"hid_w", 78400}, {"hid_b", 100}, {"sm_w", 1000}, {"sm_b", 10}};
+  for (const auto& [name, size] : sizes) {
+    for (const std::string& tag : {name, "gradients/" + name}) {
+      ASSERT_TRUE(hi.contains(tag)) << tag << " missing: " << hi.dump().substr(0, 400);
+      EXPECT_EQ(steps_of(hi[tag]), (std::vector<int64_t>{1, 100, 200})) << tag;
+      for (const auto& h : hi[tag]) {
+        EXPECT_EQ(h[1].get<double>(), size) << tag;  // num
+        EXPECT_EQ(h[5].get<double>(), size) << tag;  // every value in a bucket
+        EXPECT_LE(h[2].get<double>(), h[3].get<double>()) << tag;
+      }
+    }
+  }
+}
+
+TEST_F(TensorBoardTest, RecordWithABadCrcIsRejectedByTensorBoard) {
+  const fs::path logdir = dir_ / "logs";
+  auto st = run({{"train",
+                  {"train", "--num_gpus=0", "--cpu_threads=1", "--train_steps=20",
+                   "--summary_every=0", "--log_dir=" + logdir.string()}}});
+  ASSERT_TRUE(st[0].success()) << read_all(dir_ / "train.err");
+  ASSERT_TRUE(read_events(logdir)["scalars"].contains("accuracy/test"));
+  // The last record is the evaluation's accuracy: change one byte of its data (the data CRC
+  // is the file's last 4 bytes) and TensorBoard must drop it.
+  fs::path file;
+  for (const auto& e : fs::directory_iterator(logdir)) file = e.path();
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(-6, std::ios::end);
+  char c = 0;
+  f.read(&c, 1);
+  f.seekp(-6, std::ios::end);
+  c = static_cast<char>(c ^ 0x5A);
+  f.write(&c, 1);
+  f.close();
+  const json ev = read_events(logdir);
+  EXPECT_FALSE(ev["scalars"].contains("accuracy/test")) << ev.dump();
+  EXPECT_TRUE(ev["scalars"].contains("loss")) << ev.dump();  // the records before it are kept
+}
+
+TEST_F(TensorBoardTest, DistributedJobChiefWritesTheJobEachWorkerItsOwn) {
+  auto ports = pick_free_tcp_ports(3);
+  ASSERT_TRUE(ports.ok());
+  const fs::path logdir = dir_ / "logs";
+  const std::vector<std::string> common = {
+      "--ps_hosts=127.0.0.1:" + std::to_string((*ports)[0]),
+      "--worker_hosts=127.0.0.1:" + std::to_string((*ports)[1]) +
+          ",127.0.0.1:" + std::to_string((*ports)[2]),
+      "--num_gpus=0",
+      "--cpu_threads=1",
+      "--train_steps=200",
+      "--sync_replicas",
+      "--log_every=20",
+      "--summary_every=100",
+      "--log_dir=" + logdir.string()};
+  auto args = [&](std::vector<std::string> a) {
+    a.insert(a.end(), common.begin(), common.end());
+    return a;
+  };
+  auto st = run({{"ps0", args({"--job_name=ps", "--task_index=0"})},
+                 {"wk0", args({"--job_name=worker", "--task_index=0"})},
+                 {"wk1", args({"--job_name=worker", "--task_index=1"})}});
+  for (size_t i = 0; i < st.size(); ++i) EXPECT_TRUE(st[i].success()) << i << st[i].to_string();
+
+  const json job = read_events(logdir);
+  ASSERT_TRUE(job.contains("scalars")) << job.dump();
+  for (const char* tag :
+       {"loss", "learning_rate", "global_step/sec", "examples/sec", "accuracy/test"}) {
+    EXPECT_TRUE(job["scalars"].contains(tag)) << tag << " missing: " << job.dump();
+  }
+  ASSERT_TRUE(job["scalars"].contains("accuracy/test"));
+  EXPECT_NEAR(job["scalars"]["accuracy/test"][0][1].get<double>(),
+              printed_accuracy(read_all(dir_ / "wk0.out")), 5e-5);
+  EXPECT_TRUE(job["histograms"].contains("hid_w"));
+  EXPECT_TRUE(job["histograms"].contains("gradients/sm_b"));
+  for (int w = 0; w < 2; ++w) {
+    const json mine = read_events(logdir / ("worker-" + std::to_string(w)));
+    ASSERT_TRUE(mine.contains("scalars")) << w;
+    EXPECT_TRUE(mine["scalars"].contains("loss")) << w << mine.dump();
+    EXPECT_TRUE(mine["scalars"].contains("examples/sec")) << w << mine.dump();
+    EXPECT_FALSE(mine["scalars"].contains("accuracy/test")) << w;  // the chief's, in logdir
+    EXPECT_TRUE(mine["histograms"].empty()) << w;
+  }
+}
+
+}  // namespace
+}  // namespace pstrain
