@@ -37,7 +37,7 @@ struct RoleFlags {
   bool download_only = false;
   bool existing_servers = false;
   std::string checkpoint_dir, log_dir, output_dir;
-  int log_every = 100;
+  int log_every = 1;  // mnist_replica prints every step
   std::string summary_json;
   std::string job_id;  // empty: derived from the cluster spec
   double heartbeat_timeout_s = 30;

@@ -68,6 +68,11 @@ void add_training_flags(CLI::App& app, TrainFlagValues& v) {
   add_int_option(app, "--eval_batch", c.eval_batch, "Batch size of the test-set evaluation")
       ->capture_default_str()
       ->group(kOwnGroup);
+  add_int_option(app, "--validation_size", c.validation_size,
+                 "Training examples held out for validation (the first N, as mnist_replica's "
+                 "input reader); their cross-entropy is printed after training")
+      ->capture_default_str()
+      ->group(kTrainingGroup);
   add_int_option(app, "--cpu_threads", c.cpu_threads, "Threads of the CPU backend (0 = all cores)")
       ->capture_default_str()
       ->group(kOwnGroup);
@@ -159,7 +164,9 @@ void add_output_flags(CLI::App& app, std::string& checkpoint_dir, std::string& l
   app.add_option("--checkpoint_dir", checkpoint_dir, "Checkpoint directory (created)")
       ->group(kOutputGroup);
   app.add_option("--log_dir", log_dir, "TensorBoard log directory (created)")->group(kOutputGroup);
-  add_int_option(app, "--log_every", log_every, "Print progress every N local steps")
+  add_int_option(app, "--log_every", log_every,
+                 "Print mnist_replica's step line every N local steps (pstrain train: its "
+                 "progress line)")
       ->capture_default_str()
       ->group(kOutputGroup);
 }
@@ -182,8 +189,8 @@ void add_log_level_flag(CLI::App& app) {
 
 void add_summary_every_flag(CLI::App& app, int& summary_every) {
   add_int_option(app, "--summary_every", summary_every,
-                 "With --log_dir: histograms of every variable and gradient every N global steps "
-                 "(0: none)")
+                 "With --log_dir: TensorBoard scalars and histograms every N steps (0: only at "
+                 "the first and the last)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber)
       ->group(kOutputGroup);

@@ -102,8 +102,8 @@ struct TrainingMetrics {
 Result<TrainingMetrics> start_training_metrics(const MetricsFlags& f, const std::string& role,
                                                int task);
 
-// --summary_every N: TensorBoard histograms every N global steps (worker/tensorboard_sink.h);
-// 0 turns them off.
+// --summary_every N: TensorBoard scalars and histograms every N steps
+// (worker/tensorboard_sink.h); 0: only at the first and the last.
 void add_summary_every_flag(CLI::App& app, int& summary_every);
 
 // --flagfile FILE, listed in each command's help (cli/args.h expand_flagfiles reads the files

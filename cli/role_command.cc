@@ -149,8 +149,8 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   if (metrics->sink) sinks.add(metrics->sink.get());
   std::unique_ptr<TensorBoardSink> tensorboard;
   if (!f.log_dir.empty()) {
-    tensorboard = std::make_unique<TensorBoardSink>(f.log_dir, /*per_worker=*/true, f.log_every,
-                                                    f.summary_every);
+    tensorboard =
+        std::make_unique<TensorBoardSink>(f.log_dir, /*per_worker=*/true, f.summary_every);
     sinks.add(tensorboard.get());
   }
   o.stop = &g_worker_stop;

@@ -37,6 +37,10 @@ int run_train_command(const TrainCommandFlags& flags) {
     PSTRAIN_LOG(ERROR) << data.status().message();
     return kExitUsage;
   }
+  if (Status st = hold_out_validation(*data, config->validation_size); !st.ok()) {
+    PSTRAIN_LOG(ERROR) << st.message();
+    return kExitUsage;
+  }
   auto backend = select_backend(config->num_gpus, 0, config->tf32, config->cpu_threads);
   if (!backend.ok()) {
     PSTRAIN_LOG(ERROR) << backend.status().message();
@@ -54,8 +58,8 @@ int run_train_command(const TrainCommandFlags& flags) {
   if (metrics->sink) sinks.add(metrics->sink.get());
   std::unique_ptr<TensorBoardSink> tensorboard;
   if (!flags.log_dir.empty()) {
-    tensorboard = std::make_unique<TensorBoardSink>(flags.log_dir, /*per_worker=*/false,
-                                                    flags.log_every, flags.summary_every);
+    tensorboard =
+        std::make_unique<TensorBoardSink>(flags.log_dir, /*per_worker=*/false, flags.summary_every);
     sinks.add(tensorboard.get());
   }
   auto summary = train_locally(*config, *data, *backend->ops, sinks);

@@ -196,4 +196,27 @@ int64_t Model::count_correct(std::span<const float> images, std::span<const int3
   return correct;
 }
 
+Model::Evaluation Model::evaluate(std::span<const float> images, std::span<const int32_t> labels,
+                                  int batch) {
+  const int64_t total = static_cast<int64_t>(labels.size());
+  Evaluation e;
+  double loss_sum = 0;
+  const size_t last = layers_.size();
+  for (int64_t start = 0; start < total; start += batch) {
+    const int n = static_cast<int>(std::min<int64_t>(batch, total - start));
+    upload_batch(images.subspan(static_cast<size_t>(start * input_features_),
+                                static_cast<size_t>(n * input_features_)),
+                 labels.subspan(static_cast<size_t>(start), static_cast<size_t>(n)), n);
+    Buffers& b = buffers_for(n);
+    forward(b, n);
+    // The loss into loss_ (its gradient into the logits' gradient buffer, unused here).
+    ops_->softmax_xent(b.acts[last].f32(), b.labels.i32(), b.dacts[last].f32(), loss_.f32(), n,
+                       options_.classes);
+    e.correct += ops_->count_correct(b.acts[last].f32(), b.labels.i32(), n, options_.classes);
+    loss_sum += static_cast<double>(read_loss()) * n;  // the batch's mean times its size
+  }
+  e.cross_entropy = total > 0 ? loss_sum / static_cast<double>(total) : 0.0;
+  return e;
+}
+
 }  // namespace pstrain

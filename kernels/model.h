@@ -68,6 +68,13 @@ class Model {
 
   // Number of correctly classified examples of a host data set, in batches of `batch`.
   int64_t count_correct(std::span<const float> images, std::span<const int32_t> labels, int batch);
+  // The same pass, also giving the mean softmax cross-entropy over the data set (0 for none).
+  // Leaves gradients() untouched.
+  struct Evaluation {
+    int64_t correct = 0;
+    double cross_entropy = 0;
+  };
+  Evaluation evaluate(std::span<const float> images, std::span<const int32_t> labels, int batch);
 
  private:
   struct Buffers;  // activations, their gradients and layer scratch for one batch size

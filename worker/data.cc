@@ -559,4 +559,28 @@ void BatchSource::next(int batch, std::span<float> images, std::span<int32_t> la
   }
 }
 
+Status hold_out_validation(TrainTestData& data, int64_t size) {
+  if (size < 0 || size >= data.train.count) {
+    return invalid_argument("--validation_size=" + std::to_string(size) + " must be at least 0 " +
+                            "and less than the " + std::to_string(data.train.count) +
+                            " training examples");
+  }
+  Dataset& train = data.train;
+  Dataset& val = data.validation;
+  const auto pixels = static_cast<size_t>(train.pixels());
+  const auto n = static_cast<size_t>(size);
+  val.count = size;
+  val.rows = train.rows;
+  val.cols = train.cols;
+  val.images.assign(train.images.begin(),
+                    train.images.begin() + static_cast<ptrdiff_t>(n * pixels));
+  val.labels.assign(train.labels.begin(), train.labels.begin() + static_cast<ptrdiff_t>(n));
+  train.images.erase(train.images.begin(),
+                     train.images.begin() + static_cast<ptrdiff_t>(n * pixels));
+  train.labels.erase(train.labels.begin(), train.labels.begin() + static_cast<ptrdiff_t>(n));
+  train.images.shrink_to_fit();
+  train.count -= size;
+  return Status();
+}
+
 }  // namespace pstrain

@@ -52,7 +52,13 @@ Result<Dataset> load_dataset(const std::string& images_path, const std::string& 
 struct TrainTestData {
   Dataset train;
   Dataset test;
+  Dataset validation;  // held out of the training set by hold_out_validation(); empty before
 };
+
+// Moves the first `size` training examples into `validation`, as mnist_replica's input reader
+// (read_data_sets(validation_size=5000)) does: training uses the rest. 0 holds out nothing. A
+// size that would leave no training example is an InvalidArgument naming --validation_size.
+Status hold_out_validation(TrainTestData& data, int64_t size);
 
 // Loads the four files from `dir`. A missing directory or file is an error that says how to
 // get the data (install Debian's dataset-fashion-mnist, or pass --data_dir).
@@ -70,8 +76,9 @@ Result<std::string> check_data_dir(const std::string& dir);
 // is reshuffled every epoch by a generator seeded from (seed, task_index, epoch), so two
 // sources with equal arguments produce identical batches.
 // `data` must outlive the source. Bad arguments (num_tasks <= 0, task_index out of range, span
-// sizes that do not match `batch`, next() on an empty shard) are programmer errors and fail a PSTRAIN_CHECK;
-// a data set smaller than num_tasks gives some tasks an empty shard, so check shard_size().
+// sizes that do not match `batch`, next() on an empty shard) are programmer errors and fail a
+// PSTRAIN_CHECK; a data set smaller than num_tasks gives some tasks an empty shard, so check
+// shard_size().
 class BatchSource {
  public:
   BatchSource(const Dataset& data, int task_index, int num_tasks, uint64_t seed);

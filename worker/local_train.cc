@@ -115,6 +115,10 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
        .examples_per_second = static_cast<double>(config.train_steps) * batch / train_secs,
        .final_loss = recent.mean()});
 
+  if (data.validation.count > 0) {
+    sink.evaluation(evaluate_split(*model, data.validation, "validation", config.eval_batch,
+                                   config.train_steps));
+  }
   sink.evaluation(evaluate_test_set(*model, data.test, config.eval_batch, config.train_steps));
   sink.finish();
 

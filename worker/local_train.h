@@ -34,9 +34,11 @@ struct TrainSummary {
   nlohmann::json to_json() const;
 };
 
-// Trains on `data.train` and evaluates on `data.test`, reporting every step, the end of
-// training and the evaluation to `sink` (worker/training_sink.h; `pstrain train` gives it a
-// ProgressLineSink). The summary is built from the same reports.
+// Trains on `data.train` and evaluates on `data.validation` (when hold_out_validation() filled
+// it: callers hold out config.validation_size first, as `pstrain train` does) and `data.test`,
+// reporting every step, the end of training and the evaluations to `sink`
+// (worker/training_sink.h; `pstrain train` gives it a ProgressLineSink). The summary is built
+// from the same reports.
 Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestData& data, Ops& ops,
                                    TrainingSink& sink);
 

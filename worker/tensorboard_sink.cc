@@ -7,12 +7,12 @@
 
 namespace pstrain {
 
-TensorBoardSink::TensorBoardSink(std::string log_dir, bool per_worker, int log_every,
-                                 int summary_every)
-    : log_dir_(std::move(log_dir)),
-      per_worker_(per_worker),
-      log_every_(log_every > 0 ? log_every : 100),
-      summary_every_(summary_every) {}
+TensorBoardSink::TensorBoardSink(std::string log_dir, bool per_worker, int summary_every)
+    : log_dir_(std::move(log_dir)), per_worker_(per_worker), summary_every_(summary_every) {}
+
+bool TensorBoardSink::due(int64_t local_step) const {
+  return local_step == 1 || (summary_every_ > 0 && local_step % summary_every_ == 0);
+}
 
 TensorBoardSink::~TensorBoardSink() = default;
 
@@ -82,21 +82,24 @@ void TensorBoardSink::step(const StepReport& r) {
   if (!job_ && !worker_) return;
   last_ = r;
   have_last_ = true;
-  if (r.local_step == 1 || r.local_step % log_every_ == 0) write_scalars(r);
-  if (summary_every_ > 0 && (r.local_step == 1 || r.global_step % summary_every_ == 0)) {
+  if (due(r.local_step)) {
+    write_scalars(r);
     write_histograms(r.global_step);
   }
 }
 
 void TensorBoardSink::training_end(const TrainingEnd&) {
   if (!have_last_) return;
-  if (last_.local_step != 1 && last_.local_step % log_every_ != 0) write_scalars(last_);
-  if (summary_every_ > 0) write_histograms(last_.global_step);
+  if (!due(last_.local_step)) {
+    write_scalars(last_);
+    write_histograms(last_.global_step);
+  }
 }
 
 void TensorBoardSink::evaluation(const EvalReport& r) {
   if (!job_) return;
   Status st = job_->scalar("accuracy/" + r.split, r.global_step, r.accuracy());
+  if (st.ok()) st = job_->scalar("cross_entropy/" + r.split, r.global_step, r.cross_entropy);
   if (!st.ok()) failed(st);
 }
 

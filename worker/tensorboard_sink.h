@@ -3,15 +3,15 @@
 //
 // Contract
 // - The job's events go to `log_dir` itself, written by the chief (begin().chief) and by
-//   `pstrain train`: every `log_every` local steps (and at the first and last) the scalars
-//   `loss` (the recent mean training loss), `learning_rate`, `global_step/sec` and
-//   `examples/sec` (global steps/s x batch x batches per global step); every `summary_every`
-//   global steps (and at the end) a histogram of every variable (its name: `hid_w`, ...) and of
-//   its gradient (`gradients/<name>`); after each evaluation `accuracy/<split>`
-//   (`accuracy/test`).
+//   `pstrain train`: every `summary_every` local steps (TensorFlow's save_summaries_steps; 0:
+//   none between), at the first and at the last, the scalars `loss` (the recent mean training
+//   loss), `learning_rate`, `global_step/sec` and `examples/sec` (global steps/s x batch x
+//   batches per global step), and a histogram of every variable (its name: `hid_w`, ...) and of
+//   its gradient (`gradients/<name>`); after each evaluation `accuracy/<split>` and
+//   `cross_entropy/<split>` (`test`, `validation`).
 // - With `per_worker` (distributed workers), each worker also writes its own scalars into
-//   `log_dir/worker-<index>/`: `loss` (this step's) and `examples/sec` (this process's), every
-//   `log_every` local steps.
+//   `log_dir/worker-<index>/`: `loss` (this step's) and `examples/sec` (this process's), at the
+//   same steps.
 // - Files are opened at begin() and each event is flushed as written, so TensorBoard shows a
 //   running job. A write error (a full disk) is logged once and the sink goes quiet: losing a
 //   summary never stops training.
@@ -30,7 +30,7 @@ namespace pstrain {
 
 class TensorBoardSink : public TrainingSink {
  public:
-  TensorBoardSink(std::string log_dir, bool per_worker, int log_every, int summary_every);
+  TensorBoardSink(std::string log_dir, bool per_worker, int summary_every);
   ~TensorBoardSink() override;
 
   void begin(const TrainingBegin& r) override;
@@ -41,12 +41,12 @@ class TensorBoardSink : public TrainingSink {
  private:
   void write_scalars(const StepReport& r);
   void write_histograms(int64_t global_step);
+  bool due(int64_t local_step) const;
   // Logs the first failure and closes the writers.
   void failed(const Status& st);
 
   std::string log_dir_;
   bool per_worker_;
-  int log_every_;
   int summary_every_;
   TrainingBegin begin_;
   std::unique_ptr<events::EventWriter> job_;     // the chief's / train's: log_dir

@@ -12,6 +12,9 @@
 
 namespace pstrain {
 
+// mnist_replica's input reader holds out 5000 training examples for validation.
+inline constexpr int64_t kDefaultValidationSize = 5000;
+
 struct TrainConfig {
   ModelOptions model;         // --model, --hidden_units
   OptimizerConfig optimizer;  // --optimizer, --learning_rate
@@ -22,7 +25,10 @@ struct TrainConfig {
   int num_gpus = 1;
   bool tf32 = false;
   int eval_batch = 500;  // batch size of test-set evaluation
-  int cpu_threads = 0;   // <= 0: all cores
+  // Training examples held out for validation (worker/data.h hold_out_validation), as
+  // mnist_replica's input reader: its cross-entropy is printed after training.
+  int64_t validation_size = kDefaultValidationSize;
+  int cpu_threads = 0;  // <= 0: all cores
 };
 
 // Checks ranges (positive steps and batch, learning rate > 0, ...); errors name the flag.

@@ -1,6 +1,7 @@
 #include "worker/training_sink.h"
 
 #include <algorithm>
+#include <chrono>
 #include <sstream>
 
 #include "runtime/base/files.h"
@@ -26,31 +27,47 @@ void SinkList::finish() {
 
 // --- WorkerLinesSink -------------------------------------------------------------------------
 
+namespace {
+
+// Seconds since the epoch, as Python's time.time() (what mnist_replica prints with %f).
+double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
 void WorkerLinesSink::begin(const TrainingBegin& r) {
   task_index_ = r.task_index;
-  std::fprintf(out_, "Training begins @ worker %d\n", task_index_);
+  std::fprintf(out_, "Training begins @ %f\n", unix_seconds());
   std::fflush(out_);
 }
 
 void WorkerLinesSink::step(const StepReport& r) {
   if (log_every_ <= 0 || r.local_step % log_every_ != 0) return;
-  std::fprintf(out_, "Worker %d: training step %lld done (global step: %lld)\n", task_index_,
-               static_cast<long long>(r.local_step), static_cast<long long>(r.global_step));
+  std::fprintf(out_, "%f: Worker %d: training step %lld done (global step: %lld)\n", unix_seconds(),
+               task_index_, static_cast<long long>(r.local_step),
+               static_cast<long long>(r.global_step));
   std::fflush(out_);
 }
 
 void WorkerLinesSink::training_end(const TrainingEnd& r) {
-  std::fprintf(out_, "Training ends @ worker %d: %lld local steps, global step %lld\n", task_index_,
-               static_cast<long long>(r.local_steps), static_cast<long long>(r.global_step));
+  std::fprintf(out_, "Training ends @ %f\n", unix_seconds());
   std::fprintf(out_, "Training elapsed time: %f s\n", r.train_seconds);
+  // pstrain's own line, after mnist_replica's.
+  std::fprintf(out_, "Worker %d: %lld local steps, global step %lld\n", task_index_,
+               static_cast<long long>(r.local_steps), static_cast<long long>(r.global_step));
   std::fflush(out_);
 }
 
 void WorkerLinesSink::evaluation(const EvalReport& r) {
-  if (r.split != "test") return;
-  std::fprintf(out_, "After %lld training step(s), test accuracy = %.4f (%lld/%lld)\n",
-               static_cast<long long>(r.global_step), r.accuracy(),
-               static_cast<long long>(r.correct), static_cast<long long>(r.count));
+  if (r.split == "validation") {
+    std::fprintf(out_, "After %lld training step(s), validation cross entropy = %g\n",
+                 static_cast<long long>(r.global_step), r.cross_entropy);
+  } else if (r.split == "test") {
+    std::fprintf(out_, "After %lld training step(s), test accuracy = %.4f (%lld/%lld)\n",
+                 static_cast<long long>(r.global_step), r.accuracy(),
+                 static_cast<long long>(r.correct), static_cast<long long>(r.count));
+  }
   std::fflush(out_);
 }
 

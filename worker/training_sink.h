@@ -75,6 +75,7 @@ struct EvalReport {
   int64_t global_step = 0;     // the parameters' step
   int64_t correct = 0;
   int64_t count = 0;
+  double cross_entropy = 0;  // mean softmax cross-entropy over the examples
   double accuracy() const {
     return count > 0 ? static_cast<double>(correct) / static_cast<double>(count) : 0.0;
   }
@@ -106,12 +107,16 @@ class SinkList : public TrainingSink {
   std::vector<TrainingSink*> sinks_;
 };
 
-// mnist_replica's worker lines on `out`, flushed as written:
-//   "Training begins @ worker %d"
-//   "Worker %d: training step %d done (global step: %d)"      every `log_every` local steps
-//   "Training ends @ worker %d: %d local steps, global step %d"
+// mnist_replica's worker lines on `out`, exactly as mnist_replica.py prints them (%f times are
+// seconds since the epoch, as Python's time.time()), flushed as written:
+//   "Training begins @ %f"
+//   "%f: Worker %d: training step %d done (global step: %d)"   every `log_every` local steps
+//   "Training ends @ %f"
 //   "Training elapsed time: %f s"
-//   "After %d training step(s), test accuracy = %.4f (%d/%d)" for each test-set evaluation
+//   "After %d training step(s), validation cross entropy = %g" for a "validation" evaluation
+// and pstrain's own lines after them:
+//   "Worker %d: %d local steps, global step %d"                 after "Training elapsed time"
+//   "After %d training step(s), test accuracy = %.4f (%d/%d)"   for a "test" evaluation
 // log_every <= 0 prints no step lines.
 class WorkerLinesSink : public TrainingSink {
  public:

@@ -97,6 +97,7 @@ Status WorkerRun::prepare() {
                             " workers of the cluster");
   }
   PSTRAIN_ASSIGN_OR_RETURN(data_, load_data_dir(o_.train.data_dir));
+  PSTRAIN_RETURN_IF_ERROR(hold_out_validation(data_, o_.train.validation_size));
   PSTRAIN_ASSIGN_OR_RETURN(backend_, select_backend(o_.train.num_gpus, o_.task_index, o_.train.tf32,
                                                     o_.train.cpu_threads));
   if (!backend_.warning.empty()) PSTRAIN_LOG(WARNING) << backend_.warning;
@@ -252,6 +253,11 @@ Status WorkerRun::finish() {
     PSTRAIN_LOG(WARNING) << "could not tell every ps this worker is done: " << done.message();
   }
   if (chief_) {
+    // mnist_replica's validation cross-entropy first, then the test set.
+    if (data_.validation.count > 0) {
+      sink_.evaluation(
+          evaluate_split(*model_, data_.validation, "validation", o_.train.eval_batch, final_step));
+    }
     sink_.evaluation(evaluate_test_set(*model_, data_.test, o_.train.eval_batch, final_step));
   }
   sink_.finish();

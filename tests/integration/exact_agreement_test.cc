@@ -40,6 +40,8 @@ class ExactAgreement : public ::testing::TestWithParam<OptimizerConfig> {
     if (!std::filesystem::is_directory(kDefaultDataDir)) return;
     auto d = load_data_dir(kDefaultDataDir);
     ASSERT_TRUE(d.ok()) << d.status().to_string();
+    // What `pstrain train` and every worker do: hold out the validation split.
+    ASSERT_TRUE(hold_out_validation(*d, kDefaultValidationSize).ok());
     data_ = new TrainTestData(std::move(d).value());
   }
   static void TearDownTestSuite() {

@@ -153,7 +153,7 @@ TEST_F(LaunchTest, FailingWorkersFailTheJobAndStopThePs) {
   // One training example for two workers: worker 1 has none to train on and fails.
   const ExitStatus st =
       run_launch({"--ps", "1", "--workers", "2", "--train_steps", "10", "--num_gpus", "0",
-                  "--data_dir=" + tiny_data_dir(1), "--job_dir", job_dir_},
+                  "--data_dir=" + tiny_data_dir(1), "--validation_size=0", "--job_dir", job_dir_},
                  seconds(120));
   ASSERT_EQ(st, ExitStatus::exited(1)) << st.to_string() << "\n" << logs();
   const auto j = summary();
@@ -249,7 +249,7 @@ TEST_F(LaunchTest, SummaryJsonIsTheJobsSummary) {
   const std::string path = dir_ + "/my-summary.json";
   const ExitStatus st =
       run_launch({"--train_steps", "10", "--num_gpus", "0", "--data_dir=" + tiny_data_dir(1),
-                  "--summary_json", path, "--job_dir", job_dir_},
+                  "--validation_size=0", "--summary_json", path, "--job_dir", job_dir_},
                  seconds(120));
   EXPECT_EQ(st, ExitStatus::exited(1)) << st.to_string() << "\n" << logs();
   EXPECT_EQ(text(path), text(job_dir_ + "/summary.json"));

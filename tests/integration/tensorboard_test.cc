@@ -115,7 +115,7 @@ TEST_F(TensorBoardTest, TrainWritesScalarsHistogramsAndAccuracy) {
   const fs::path logdir = dir_ / "logs";
   auto st = run({{"train",
                   {"train", "--num_gpus=0", "--cpu_threads=1", "--train_steps=200",
-                   "--log_every=50", "--summary_every=100", "--log_dir=" + logdir.string()}}});
+                   "--summary_every=50", "--log_dir=" + logdir.string()}}});
   ASSERT_TRUE(st[0].success()) << read_all(dir_ / "train.err");
   const json ev = read_events(logdir);
   ASSERT_TRUE(ev.contains("scalars")) << ev.dump();
@@ -132,6 +132,17 @@ TEST_F(TensorBoardTest, TrainWritesScalarsHistogramsAndAccuracy) {
   EXPECT_EQ(sc["accuracy/test"][0][0], 200);
   EXPECT_NEAR(sc["accuracy/test"][0][1].get<double>(),
               printed_accuracy(read_all(dir_ / "train.out")), 5e-5);
+  // The validation split (the first 5000 training examples) and both cross-entropies.
+  for (const char* tag :
+       {"accuracy/validation", "cross_entropy/validation", "cross_entropy/test"}) {
+    ASSERT_TRUE(sc.contains(tag)) << tag << " missing: " << ev.dump();
+    ASSERT_EQ(sc[tag].size(), 1u) << tag;
+    EXPECT_EQ(sc[tag][0][0], 200) << tag;
+  }
+  const double xent = sc["cross_entropy/validation"][0][1].get<double>();
+  EXPECT_GT(xent, 0.1);
+  EXPECT_LT(xent, 2.0);
+  EXPECT_LT(xent, sc["loss"].front()[1].get<double>());  // trained: below the first step's loss
 
   const json& hi = ev["histograms"];
   // The MLP's variables (hidden 100): hid_w 784x100, hid_b 100, sm_w 100x10, sm_b 10.
@@ -140,7 +151,7 @@ TEST_F(TensorBoardTest, TrainWritesScalarsHistogramsAndAccuracy) {
   for (const auto& [name, size] : sizes) {
     for (const std::string& tag : {name, "gradients/" + name}) {
       ASSERT_TRUE(hi.contains(tag)) << tag << " missing: " << hi.dump().substr(0, 400);
-      EXPECT_EQ(steps_of(hi[tag]), (std::vector<int64_t>{1, 100, 200})) << tag;
+      EXPECT_EQ(steps_of(hi[tag]), (std::vector<int64_t>{1, 50, 100, 150, 200})) << tag;
       for (const auto& h : hi[tag]) {
         EXPECT_EQ(h[1].get<double>(), size) << tag;  // num
         EXPECT_EQ(h[5].get<double>(), size) << tag;  // every value in a bucket
@@ -156,9 +167,9 @@ TEST_F(TensorBoardTest, RecordWithABadCrcIsRejectedByTensorBoard) {
                   {"train", "--num_gpus=0", "--cpu_threads=1", "--train_steps=20",
                    "--summary_every=0", "--log_dir=" + logdir.string()}}});
   ASSERT_TRUE(st[0].success()) << read_all(dir_ / "train.err");
-  ASSERT_TRUE(read_events(logdir)["scalars"].contains("accuracy/test"));
-  // The last record is the evaluation's accuracy: change one byte of its data (the data CRC
-  // is the file's last 4 bytes) and TensorBoard must drop it.
+  ASSERT_TRUE(read_events(logdir)["scalars"].contains("cross_entropy/test"));
+  // The last record is the test evaluation's cross-entropy: change one byte of its data (the
+  // data CRC is the file's last 4 bytes) and TensorBoard must drop it.
   fs::path file;
   for (const auto& e : fs::directory_iterator(logdir)) file = e.path();
   std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
@@ -170,8 +181,10 @@ TEST_F(TensorBoardTest, RecordWithABadCrcIsRejectedByTensorBoard) {
   f.write(&c, 1);
   f.close();
   const json ev = read_events(logdir);
-  EXPECT_FALSE(ev["scalars"].contains("accuracy/test")) << ev.dump();
-  EXPECT_TRUE(ev["scalars"].contains("loss")) << ev.dump();  // the records before it are kept
+  EXPECT_FALSE(ev["scalars"].contains("cross_entropy/test")) << ev.dump();
+  // The records before it are kept.
+  EXPECT_TRUE(ev["scalars"].contains("accuracy/test")) << ev.dump();
+  EXPECT_TRUE(ev["scalars"].contains("loss")) << ev.dump();
 }
 
 TEST_F(TensorBoardTest, DistributedJobChiefWritesTheJobEachWorkerItsOwn) {
@@ -207,6 +220,15 @@ TEST_F(TensorBoardTest, DistributedJobChiefWritesTheJobEachWorkerItsOwn) {
   ASSERT_TRUE(job["scalars"].contains("accuracy/test"));
   EXPECT_NEAR(job["scalars"]["accuracy/test"][0][1].get<double>(),
               printed_accuracy(read_all(dir_ / "wk0.out")), 5e-5);
+  // The chief's stdout has mnist_replica's validation line with the value in the event file.
+  std::smatch m;
+  const std::string out0 = read_all(dir_ / "wk0.out");
+  ASSERT_TRUE(std::regex_search(
+      out0, m, std::regex(R"(After 200 training step\(s\), validation cross entropy = (\S+)\n)")))
+      << out0;
+  ASSERT_TRUE(job["scalars"].contains("cross_entropy/validation"));
+  EXPECT_NEAR(job["scalars"]["cross_entropy/validation"][0][1].get<double>(), std::stod(m[1]),
+              1e-5 * std::stod(m[1]));
   EXPECT_TRUE(job["histograms"].contains("hid_w"));
   EXPECT_TRUE(job["histograms"].contains("gradients/sm_b"));
   for (int w = 0; w < 2; ++w) {

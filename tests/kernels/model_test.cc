@@ -177,5 +177,42 @@ TEST(Model, SgdOnOneBatchLowersTheLoss) {
   EXPECT_EQ(m.count_correct(images, labels, 3), n);
 }
 
+TEST(Model, EvaluateGivesTheMeanCrossEntropyOverBatchesOfAnySize) {
+  auto ops = make_cpu_ops(1);
+  ModelOptions o{"mlp", 16};
+  o.image_rows = 6;
+  o.image_cols = 6;
+  o.classes = 4;
+  auto created = Model::create(o, *ops);
+  ASSERT_TRUE(created.ok());
+  Model& m = **created;
+  const int n = 7;
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  std::vector<float> images(static_cast<size_t>(n * 36));
+  for (float& v : images) v = u(gen);
+  std::vector<int32_t> labels = {0, 1, 2, 3, 0, 1, 2};
+  const std::vector<float> p = m.initial_parameters(2);
+  ops->copy_to_device(m.parameters().raw(), p.data(), p.size() * 4);
+  // The reference: the mean loss of the whole set as one batch, from forward_backward.
+  m.upload_batch(images, labels, n);
+  m.forward_backward(n);
+  const double whole = m.read_loss();
+  const int64_t correct = m.count_correct(images, labels, n);
+  std::vector<float> grads_before(p.size());
+  ops->copy_to_host(grads_before.data(), m.gradients().raw(), grads_before.size() * 4);
+  ops->synchronize();
+  for (int batch : {1, 3, 7, 100}) {
+    const Model::Evaluation e = m.evaluate(images, labels, batch);
+    EXPECT_NEAR(e.cross_entropy, whole, 1e-5 * whole) << "batch " << batch;
+    EXPECT_EQ(e.correct, correct) << "batch " << batch;
+  }
+  std::vector<float> grads_after(p.size());
+  ops->copy_to_host(grads_after.data(), m.gradients().raw(), grads_after.size() * 4);
+  ops->synchronize();
+  EXPECT_EQ(grads_after, grads_before);  // evaluation leaves the gradients alone
+  EXPECT_EQ(m.evaluate({}, {}, 4).cross_entropy, 0.0);
+}
+
 }  // namespace
 }  // namespace pstrain

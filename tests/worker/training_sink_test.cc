@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -52,15 +53,26 @@ TEST(WorkerLinesSink, PrintsMnistReplicasLinesEveryLogEverySteps) {
   sink.begin(begin_report(1, false, 20));
   for (int i = 1; i <= 5; ++i) sink.step(step_report(i, 10 + i, 1.0f));
   sink.training_end({.local_steps = 5, .global_step = 15, .train_seconds = 1.5});
+  sink.evaluation({.split = "validation",
+                   .global_step = 16,
+                   .correct = 4000,
+                   .count = 5000,
+                   .cross_entropy = 0.412345678});
   sink.evaluation({.split = "test", .global_step = 16, .correct = 8612, .count = 10000});
   sink.finish();
-  EXPECT_EQ(contents(f),
-            "Training begins @ worker 1\n"
-            "Worker 1: training step 2 done (global step: 12)\n"
-            "Worker 1: training step 4 done (global step: 14)\n"
-            "Training ends @ worker 1: 5 local steps, global step 15\n"
-            "Training elapsed time: 1.500000 s\n"
-            "After 16 training step(s), test accuracy = 0.8612 (8612/10000)\n");
+  // mnist_replica.py's format strings, as Python's % renders them: %f is 6 decimals, %g 6
+  // significant digits.
+  const std::string t = R"(\d{10}\.\d{6})";
+  const std::regex expected(
+      "Training begins @ " + t + "\n" + t +
+      ": Worker 1: training step 2 done \\(global step: 12\\)\n" + t +
+      ": Worker 1: training step 4 done \\(global step: 14\\)\n" + "Training ends @ " + t + "\n" +
+      "Training elapsed time: 1\\.500000 s\n"
+      "Worker 1: 5 local steps, global step 15\n"
+      "After 16 training step\\(s\\), validation cross entropy = 0\\.412346\n"
+      "After 16 training step\\(s\\), test accuracy = 0\\.8612 \\(8612/10000\\)\n");
+  const std::string text = contents(f);
+  EXPECT_TRUE(std::regex_match(text, expected)) << text;
   std::fclose(f);
 }
 
@@ -70,7 +82,8 @@ TEST(WorkerLinesSink, LogEveryZeroPrintsNoStepLines) {
   WorkerLinesSink sink(f, 0);
   sink.begin(begin_report(0, true, 3));
   for (int i = 1; i <= 3; ++i) sink.step(step_report(i, i, 1.0f));
-  EXPECT_EQ(contents(f), "Training begins @ worker 0\n");
+  const std::string text = contents(f);
+  EXPECT_TRUE(std::regex_match(text, std::regex(R"(Training begins @ \d+\.\d{6}\n)"))) << text;
   std::fclose(f);
 }
 

@@ -71,6 +71,7 @@ Result<WorkerTaskSummary> run_until_stopped(std::atomic<int>& stop, int64_t stop
 
   WorkerTaskOptions o;
   o.train.data_dir = tiny_data_dir(dir.path(), 4);
+  o.train.validation_size = 0;  // 4 training examples: none held out
   o.train.train_steps = 1000000;
   o.train.batch_size = 2;
   o.train.num_gpus = 0;
