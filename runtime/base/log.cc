@@ -1,11 +1,14 @@
 #include "runtime/base/log.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <mutex>
 
@@ -49,23 +52,26 @@ void set_log_tag(const std::string& tag) {
 }
 
 LogLine::~LogLine() {
-  static constexpr char kLetters[] = {'D', 'I', 'W', 'E'};
+  // glog's letters: debug lines are INFO to a glog reader.
+  static constexpr char kLetters[] = {'I', 'I', 'W', 'E'};
   const auto now = std::chrono::system_clock::now();
   const std::time_t secs = std::chrono::system_clock::to_time_t(now);
-  const auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+      1000000;
   std::tm tm{};
   localtime_r(&secs, &tm);
-  char stamp[32];
-  std::snprintf(stamp, sizeof stamp, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(millis));
+  const char* base = std::strrchr(file_, '/');
+  base = base ? base + 1 : file_;
+  char head[160];
+  std::snprintf(head, sizeof head, "%c%02d%02d %02d:%02d:%02d.%06d %d %s:%d] ",
+                kLetters[static_cast<int>(level_)], tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec, static_cast<int>(micros), static_cast<int>(::gettid()), base,
+                line_);
   std::lock_guard<std::mutex> lock(g_mu);
   std::string line;
-  line.reserve(64);
-  line += kLetters[static_cast<int>(level_)];
-  line += ' ';
-  line += stamp;
-  line += ' ';
+  line.reserve(96);
+  line += head;
   if (!g_tag.empty()) {
     line += g_tag;
     line += ": ";

@@ -1,8 +1,12 @@
 // Logging to stderr: PSTRAIN_LOG(INFO) << "text";
 //
-// Each statement writes one whole line ("I 13:25:52.123 text"), so lines from several threads
-// never interleave. The level threshold is process-wide (set_log_level, or PSTRAIN_LOG_LEVEL=
-// debug|info|warning|error). Thread-safety: every function here may be called from any thread.
+// Each statement writes one whole line in glog's shape, as TensorFlow's C++ side prints them:
+// "I1130 07:04:21.215301 12345 server.cc:123] ps/0: text" (level I, W or E, debug lines as I;
+// month and day, local time to the microsecond, the thread id, the source file's name and
+// line, then the tag), so lines from several threads never interleave and tools that parse
+// glog or TensorFlow logs read them. The level threshold is process-wide (set_log_level, or
+// PSTRAIN_LOG_LEVEL= debug|info|warning|error). Thread-safety: every function here may be called
+// from any thread.
 #pragma once
 
 #include <sstream>
@@ -21,7 +25,7 @@ void set_log_tag(const std::string& tag);
 
 class LogLine {
  public:
-  explicit LogLine(LogLevel level) : level_(level) {}
+  LogLine(LogLevel level, const char* file, int line) : level_(level), file_(file), line_(line) {}
   ~LogLine();
   LogLine(const LogLine&) = delete;
   LogLine& operator=(const LogLine&) = delete;
@@ -33,6 +37,8 @@ class LogLine {
 
  private:
   LogLevel level_;
+  const char* file_;
+  int line_;
   std::ostringstream os_;
 };
 
@@ -47,4 +53,5 @@ struct LogVoidify {
 #define PSTRAIN_LOG(level)                              \
   (::pstrain::LogLevel::level < ::pstrain::log_level()) \
       ? (void)0                                         \
-      : ::pstrain::LogVoidify() & ::pstrain::LogLine(::pstrain::LogLevel::level)
+      : ::pstrain::LogVoidify() &                       \
+            ::pstrain::LogLine(::pstrain::LogLevel::level, __FILE__, __LINE__)
