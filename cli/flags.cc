@@ -68,6 +68,11 @@ void add_training_flags(CLI::App& app, TrainFlagValues& v) {
   add_int_option(app, "--eval_batch", c.eval_batch, "Batch size of the test-set evaluation")
       ->capture_default_str()
       ->group(kOwnGroup);
+  add_int_option(app, "--eval_every", c.eval_every,
+                 "Evaluate the validation and test sets every N global steps during training "
+                 "(the chief; 0: only at the end)")
+      ->capture_default_str()
+      ->group(kTrainingGroup);
   add_int_option(app, "--validation_size", c.validation_size,
                  "Training examples held out for validation (the first N, as mnist_replica's "
                  "input reader); their cross-entropy is printed after training")

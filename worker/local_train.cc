@@ -82,6 +82,12 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
     ops.synchronize();
   };
   sink.begin(begin);
+  auto evaluate_splits = [&](int64_t at) {
+    if (data.validation.count > 0) {
+      sink.evaluation(evaluate_split(*model, data.validation, "validation", config.eval_batch, at));
+    }
+    sink.evaluation(evaluate_test_set(*model, data.test, config.eval_batch, at));
+  };
   RecentMean recent;
   const auto train_start = Clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - train_start).count(); };
@@ -106,6 +112,9 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
                .mean_loss = recent.mean(),
                .examples_per_second = static_cast<double>(step) * batch / secs,
                .elapsed_seconds = secs});
+    if (config.eval_every > 0 && step % config.eval_every == 0 && step < config.train_steps) {
+      evaluate_splits(step);
+    }
   }
   const double train_secs = seconds();
   sink.training_end(
@@ -115,11 +124,7 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
        .examples_per_second = static_cast<double>(config.train_steps) * batch / train_secs,
        .final_loss = recent.mean()});
 
-  if (data.validation.count > 0) {
-    sink.evaluation(evaluate_split(*model, data.validation, "validation", config.eval_batch,
-                                   config.train_steps));
-  }
-  sink.evaluation(evaluate_test_set(*model, data.test, config.eval_batch, config.train_steps));
+  evaluate_splits(config.train_steps);
   sink.finish();
 
   const TrainingRecord& r = summary.record();

@@ -19,6 +19,14 @@ Status validate(const TrainConfig& c) {
     return invalid_argument("evaluation batch must be positive, got " +
                             std::to_string(c.eval_batch));
   }
+  if (c.eval_every < 0) {
+    return invalid_argument("--eval_every must be 0 (only at the end) or more, got " +
+                            std::to_string(c.eval_every));
+  }
+  if (c.validation_size < 0) {
+    return invalid_argument("--validation_size must be 0 or more, got " +
+                            std::to_string(c.validation_size));
+  }
   return {};
 }
 

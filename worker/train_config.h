@@ -28,6 +28,9 @@ struct TrainConfig {
   // Training examples held out for validation (worker/data.h hold_out_validation), as
   // mnist_replica's input reader: its cross-entropy is printed after training.
   int64_t validation_size = kDefaultValidationSize;
+  // The chief (and `pstrain train`) evaluates the validation and test sets every this many
+  // global steps during training, besides at the end (0: only at the end).
+  int64_t eval_every = 0;
   int cpu_threads = 0;  // <= 0: all cores
 };
 

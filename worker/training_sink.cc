@@ -73,6 +73,15 @@ void WorkerLinesSink::evaluation(const EvalReport& r) {
 
 // --- ProgressLineSink ------------------------------------------------------------------------
 
+void ProgressLineSink::evaluation(const EvalReport& r) {
+  if (ended_) return;
+  line_.finish();
+  std::fprintf(out_, "step %lld: %s accuracy %.4f, cross entropy %.4f\n",
+               static_cast<long long>(r.global_step), r.split.c_str(), r.accuracy(),
+               r.cross_entropy);
+  std::fflush(out_);
+}
+
 void ProgressLineSink::step(const StepReport& r) {
   std::ostringstream text;
   text.setf(std::ios::fixed);

@@ -137,14 +137,22 @@ class WorkerLinesSink : public TrainingSink {
 // training_end().
 class ProgressLineSink : public TrainingSink {
  public:
-  explicit ProgressLineSink(std::FILE* out) : line_(out) {}
+  explicit ProgressLineSink(std::FILE* out) : out_(out), line_(out) {}
   void begin(const TrainingBegin& r) override { train_steps_ = r.train_steps; }
   void step(const StepReport& r) override;
-  void training_end(const TrainingEnd&) override { line_.finish(); }
+  void training_end(const TrainingEnd&) override {
+    line_.finish();
+    ended_ = true;
+  }
+  // An evaluation during training (--eval_every) gets a line of its own; the final ones are
+  // the command's to print.
+  void evaluation(const EvalReport& r) override;
 
  private:
+  std::FILE* out_;
   ProgressLine line_;
   int64_t train_steps_ = 0;
+  bool ended_ = false;
 };
 
 // Keeps the launcher's status file (runtime/job/task_env.h) up to date: "starting" when

@@ -65,6 +65,8 @@ class WorkerRun {
   Status train();
   Status finish();
   WorkerTaskSummary summary() const;
+  // The chief's evaluation of the validation split and the test set at global step `step`.
+  void evaluate_splits(int64_t step);
 
  private:
   int replicas() const {
@@ -177,6 +179,7 @@ Status WorkerRun::train() {
   sink_.begin(begin);
   const auto start = Clock::now();
   bool stopped = false;
+  int64_t last_eval = 0;
   while (true) {
     if (o_.stop && o_.stop->load() != 0) {
       stopped = true;
@@ -220,6 +223,12 @@ Status WorkerRun::train() {
                 .bytes_sent = client_->bytes_sent(),
                 .bytes_received = client_->bytes_received(),
                 .gradients_rejected = rejected_});
+    if (chief_ && o_.train.eval_every > 0 && global_ < o_.train.train_steps &&
+        global_ / o_.train.eval_every > last_eval / o_.train.eval_every) {
+      // The parameters this step computed on are still the model's: evaluate them.
+      last_eval = global_;
+      evaluate_splits(*std::min_element(steps.begin(), steps.end()));
+    }
   }
   const double train_seconds = seconds_since(start);
   sink_.training_end(
@@ -262,6 +271,15 @@ Status WorkerRun::finish() {
   }
   sink_.finish();
   return {};
+}
+
+void WorkerRun::evaluate_splits(int64_t step) {
+  // mnist_replica's validation cross-entropy first, then the test set.
+  if (data_.validation.count > 0) {
+    sink_.evaluation(
+        evaluate_split(*model_, data_.validation, "validation", o_.train.eval_batch, step));
+  }
+  sink_.evaluation(evaluate_test_set(*model_, data_.test, o_.train.eval_batch, step));
 }
 
 WorkerTaskSummary WorkerRun::summary() const {

@@ -115,7 +115,7 @@ TEST_F(TensorBoardTest, TrainWritesScalarsHistogramsAndAccuracy) {
   const fs::path logdir = dir_ / "logs";
   auto st = run({{"train",
                   {"train", "--num_gpus=0", "--cpu_threads=1", "--train_steps=200",
-                   "--summary_every=50", "--log_dir=" + logdir.string()}}});
+                   "--summary_every=50", "--eval_every=100", "--log_dir=" + logdir.string()}}});
   ASSERT_TRUE(st[0].success()) << read_all(dir_ / "train.err");
   const json ev = read_events(logdir);
   ASSERT_TRUE(ev.contains("scalars")) << ev.dump();
@@ -128,18 +128,17 @@ TEST_F(TensorBoardTest, TrainWritesScalarsHistogramsAndAccuracy) {
   // The loss goes down, and each value is a finite, positive cross-entropy.
   EXPECT_LT(sc["loss"].back()[1].get<double>(), sc["loss"].front()[1].get<double>());
   ASSERT_TRUE(sc.contains("accuracy/test"));
-  ASSERT_EQ(sc["accuracy/test"].size(), 1u);
-  EXPECT_EQ(sc["accuracy/test"][0][0], 200);
-  EXPECT_NEAR(sc["accuracy/test"][0][1].get<double>(),
+  // --eval_every=100: once during training, once at the end; the end's is the one printed.
+  EXPECT_EQ(steps_of(sc["accuracy/test"]), (std::vector<int64_t>{100, 200}));
+  EXPECT_NEAR(sc["accuracy/test"].back()[1].get<double>(),
               printed_accuracy(read_all(dir_ / "train.out")), 5e-5);
   // The validation split (the first 5000 training examples) and both cross-entropies.
   for (const char* tag :
        {"accuracy/validation", "cross_entropy/validation", "cross_entropy/test"}) {
     ASSERT_TRUE(sc.contains(tag)) << tag << " missing: " << ev.dump();
-    ASSERT_EQ(sc[tag].size(), 1u) << tag;
-    EXPECT_EQ(sc[tag][0][0], 200) << tag;
+    EXPECT_EQ(steps_of(sc[tag]), (std::vector<int64_t>{100, 200})) << tag;
   }
-  const double xent = sc["cross_entropy/validation"][0][1].get<double>();
+  const double xent = sc["cross_entropy/validation"].back()[1].get<double>();
   EXPECT_GT(xent, 0.1);
   EXPECT_LT(xent, 2.0);
   EXPECT_LT(xent, sc["loss"].front()[1].get<double>());  // trained: below the first step's loss
@@ -201,6 +200,7 @@ TEST_F(TensorBoardTest, DistributedJobChiefWritesTheJobEachWorkerItsOwn) {
       "--sync_replicas",
       "--log_every=20",
       "--summary_every=100",
+      "--eval_every=100",
       "--log_dir=" + logdir.string()};
   auto args = [&](std::vector<std::string> a) {
     a.insert(a.end(), common.begin(), common.end());
@@ -218,6 +218,12 @@ TEST_F(TensorBoardTest, DistributedJobChiefWritesTheJobEachWorkerItsOwn) {
     EXPECT_TRUE(job["scalars"].contains(tag)) << tag << " missing: " << job.dump();
   }
   ASSERT_TRUE(job["scalars"].contains("accuracy/test"));
+  // --eval_every=100: the chief evaluated during training (at the step its parameters were
+  // pulled at, 100 or just after) and at the end; its first printed accuracy is the first.
+  ASSERT_EQ(job["scalars"]["accuracy/test"].size(), 2u) << job.dump();
+  EXPECT_GE(job["scalars"]["accuracy/test"][0][0].get<int64_t>(), 99);
+  EXPECT_LT(job["scalars"]["accuracy/test"][0][0].get<int64_t>(), 200);
+  EXPECT_EQ(job["scalars"]["accuracy/test"][1][0], 200);
   EXPECT_NEAR(job["scalars"]["accuracy/test"][0][1].get<double>(),
               printed_accuracy(read_all(dir_ / "wk0.out")), 5e-5);
   // The chief's stdout has mnist_replica's validation line with the value in the event file.
@@ -227,7 +233,7 @@ TEST_F(TensorBoardTest, DistributedJobChiefWritesTheJobEachWorkerItsOwn) {
       out0, m, std::regex(R"(After 200 training step\(s\), validation cross entropy = (\S+)\n)")))
       << out0;
   ASSERT_TRUE(job["scalars"].contains("cross_entropy/validation"));
-  EXPECT_NEAR(job["scalars"]["cross_entropy/validation"][0][1].get<double>(), std::stod(m[1]),
+  EXPECT_NEAR(job["scalars"]["cross_entropy/validation"].back()[1].get<double>(), std::stod(m[1]),
               1e-5 * std::stod(m[1]));
   EXPECT_TRUE(job["histograms"].contains("hid_w"));
   EXPECT_TRUE(job["histograms"].contains("gradients/sm_b"));
