@@ -220,6 +220,10 @@ void add_metrics_flags(CLI::App& app, MetricsFlags& f) {
                  "Address the metrics are served on (default 127.0.0.1; 0.0.0.0 for every "
                  "interface, so that a Prometheus on another machine can scrape them)")
       ->group(kOutputGroup);
+  app.add_option("--metrics_file", f.file,
+                 "Append the training loop's metrics to this file as JSON lines (step, loss, "
+                 "examples/s every --summary_every steps; each evaluation)")
+      ->group(kOutputGroup);
 }
 
 Result<TrainingMetrics> start_training_metrics(const MetricsFlags& f, const std::string& role,

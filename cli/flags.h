@@ -87,10 +87,12 @@ CLI::Option* add_bool_flag(CLI::App& app, const std::string& name, bool& value,
 void add_output_flags(CLI::App& app, std::string& checkpoint_dir, std::string& log_dir,
                       int& log_every);
 
-// --metrics_port and --metrics_host: Prometheus metrics over HTTP (runtime/metrics/metrics.h).
+// --metrics_port and --metrics_host: Prometheus metrics over HTTP (runtime/metrics/metrics.h);
+// --metrics_file: the loop's metrics as JSON lines (worker/training_sink.h MetricsFileSink).
 struct MetricsFlags {
   int port = -1;  // -1: off; 0: a free port (its URL is logged)
   std::string host = "127.0.0.1";
+  std::string file;  // --metrics_file: JSON lines of the training loop (MetricsFileSink)
 };
 void add_metrics_flags(CLI::App& app, MetricsFlags& f);
 // The metrics of a training loop: the server of --metrics_port and a MetricsSink served by it,

@@ -147,6 +147,11 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
     return kExitUsage;
   }
   if (metrics->sink) sinks.add(metrics->sink.get());
+  // The launcher asks for the metrics file through the environment; the flag wins.
+  const char* metrics_env = std::getenv(task_env::kMetricsFile);
+  MetricsFileSink metrics_file(
+      !f.metrics.file.empty() ? f.metrics.file : (metrics_env ? metrics_env : ""), f.summary_every);
+  sinks.add(&metrics_file);
   std::unique_ptr<TensorBoardSink> tensorboard;
   if (!f.log_dir.empty()) {
     tensorboard =

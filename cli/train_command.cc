@@ -56,6 +56,8 @@ int run_train_command(const TrainCommandFlags& flags) {
     return kExitUsage;
   }
   if (metrics->sink) sinks.add(metrics->sink.get());
+  MetricsFileSink metrics_file(flags.metrics.file, flags.summary_every);
+  sinks.add(&metrics_file);
   std::unique_ptr<TensorBoardSink> tensorboard;
   if (!flags.log_dir.empty()) {
     tensorboard =

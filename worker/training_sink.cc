@@ -1,7 +1,9 @@
 #include "worker/training_sink.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <sstream>
 
 #include "runtime/base/files.h"
@@ -171,6 +173,70 @@ void SummarySink::training_end(const TrainingEnd& r) {
 void SummarySink::evaluation(const EvalReport& r) {
   record_.global_step = std::max(record_.global_step, r.global_step);
   if (r.split == "test") record_.test = r;
+}
+
+// --- MetricsFileSink -------------------------------------------------------------------------
+
+MetricsFileSink::~MetricsFileSink() {
+  if (file_) std::fclose(file_);
+}
+
+void MetricsFileSink::write(const MetricsRecord& r) {
+  if (!file_) return;
+  const std::string line = to_json_line(r) + "\n";
+  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
+    PSTRAIN_LOG(WARNING) << "cannot write the metrics file " << path_ << ": "
+                         << std::strerror(errno) << "; no more metrics lines";
+    std::fclose(file_);
+    file_ = nullptr;
+  }
+}
+
+void MetricsFileSink::begin(const TrainingBegin& r) {
+  index_ = r.task_index;
+  if (path_.empty()) return;
+  file_ = std::fopen(path_.c_str(), "w");
+  if (!file_) {
+    PSTRAIN_LOG(WARNING) << "cannot create the metrics file " << path_ << ": "
+                         << std::strerror(errno) << "; training goes on without it";
+  }
+}
+
+void MetricsFileSink::write_step(const StepReport& r) {
+  MetricsRecord m;
+  m.kind = "step";
+  m.time = unix_seconds();
+  m.elapsed = r.elapsed_seconds;
+  m.index = index_;
+  m.global_step = r.global_step;
+  m.local_step = r.local_step;
+  m.loss = r.loss;
+  m.mean_loss = r.mean_loss;
+  m.examples_per_second = r.examples_per_second;
+  write(m);
+}
+
+void MetricsFileSink::step(const StepReport& r) {
+  last_ = r;
+  last_elapsed_ = r.elapsed_seconds;
+  if (due(r.local_step)) write_step(r);
+}
+
+void MetricsFileSink::training_end(const TrainingEnd&) {
+  if (last_ && !due(last_->local_step)) write_step(*last_);
+}
+
+void MetricsFileSink::evaluation(const EvalReport& r) {
+  MetricsRecord m;
+  m.kind = "eval";
+  m.time = unix_seconds();
+  m.elapsed = last_elapsed_;
+  m.index = index_;
+  m.global_step = r.global_step;
+  m.split = r.split;
+  m.accuracy = r.accuracy();
+  m.cross_entropy = r.cross_entropy;
+  write(m);
 }
 
 }  // namespace pstrain

@@ -23,6 +23,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/variable.h"
@@ -153,6 +154,35 @@ class ProgressLineSink : public TrainingSink {
   ProgressLine line_;
   int64_t train_steps_ = 0;
   bool ended_ = false;
+};
+
+// Appends the loop's metrics as JSON lines to `path` (MetricsRecord, runtime/job/task_env.h):
+// a "step" record at the first local step, every `every` local steps (as TensorBoardSink, so
+// the values match its events) and at the last; an "eval" record for each evaluation. The file
+// is created (truncated) at begin() and each line is flushed. A write error warns once and the
+// sink goes quiet. Empty path: writes nothing.
+class MetricsFileSink : public TrainingSink {
+ public:
+  MetricsFileSink(std::string path, int every) : path_(std::move(path)), every_(every) {}
+  ~MetricsFileSink() override;
+  void begin(const TrainingBegin& r) override;
+  void step(const StepReport& r) override;
+  void training_end(const TrainingEnd& r) override;
+  void evaluation(const EvalReport& r) override;
+
+ private:
+  bool due(int64_t local_step) const {
+    return local_step == 1 || (every_ > 0 && local_step % every_ == 0);
+  }
+  void write_step(const StepReport& r);
+  void write(const MetricsRecord& r);
+
+  std::string path_;
+  int every_;
+  int index_ = 0;
+  std::FILE* file_ = nullptr;
+  std::optional<StepReport> last_;
+  double last_elapsed_ = 0;
 };
 
 // Keeps the launcher's status file (runtime/job/task_env.h) up to date: "starting" when

@@ -81,6 +81,8 @@ std::map<std::string, std::optional<std::string>> task_environment(const LaunchO
       {"environment", "cloud"}}.dump();
   env[task_env::kStatusFile] =
       t.is_worker() ? std::optional<std::string>(t.status_path) : std::nullopt;
+  env[task_env::kMetricsFile] =
+      t.is_worker() ? std::optional<std::string>(t.metrics_path) : std::nullopt;
   return env;
 }
 
@@ -133,7 +135,10 @@ Result<LaunchPlan> plan_launch(const LaunchOptions& o, const LaunchFacts& f) {
     }
     t.stdout_path = f.job_dir + "/stdout-" + t.name + ".txt";
     t.stderr_path = f.job_dir + "/stderr-" + t.name + ".txt";
-    if (worker) t.status_path = f.job_dir + "/status-" + t.name + ".json";
+    if (worker) {
+      t.status_path = f.job_dir + "/status-" + t.name + ".json";
+      t.metrics_path = f.job_dir + "/metrics-" + t.name + ".jsonl";
+    }
     t.env = task_environment(o, f, plan, t);
     plan.tasks.push_back(std::move(t));
   }

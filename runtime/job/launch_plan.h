@@ -21,9 +21,9 @@
 //   job directory's name), AZ_BATCHAI_STDOUTERR_DIR (the job directory), AZ_BATCHAI_NUM_GPUS
 //   (set only when options.num_gpus is), TF_CONFIG ({"cluster": {"ps": [...], "worker":
 //   [...]}, "task": {"type": "ps"|"worker", "index": i}, "environment": "cloud"}) and
-//   PSTRAIN_STATUS_FILE (set for workers only).
+//   PSTRAIN_STATUS_FILE and PSTRAIN_METRICS_FILE (set for workers only).
 // - Paths: <job_dir>/stdout-<name>.txt, <job_dir>/stderr-<name>.txt and, for workers,
-//   <job_dir>/status-<name>.json.
+//   <job_dir>/status-<name>.json and <job_dir>/metrics-<name>.jsonl.
 // - Bad input is an InvalidArgument Status, never a crash: fewer than 1 PS or 1 worker, a port
 //   count other than num_ps + num_workers, a port outside 1..65535, an empty binary or job
 //   directory.
@@ -57,7 +57,8 @@ struct PlannedTask {
   std::vector<std::string> argv;
   std::map<std::string, std::optional<std::string>> env;  // as SubprocessOptions::env
   std::string stdout_path, stderr_path;
-  std::string status_path;  // workers only; empty for PS tasks
+  std::string status_path;   // workers only; empty for PS tasks
+  std::string metrics_path;  // workers only: their MetricsRecords (task_env.h)
 
   bool is_worker() const { return job == "worker"; }
   bool operator==(const PlannedTask&) const = default;

@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -17,7 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/base/files.h"
+#include "runtime/base/log.h"
 #include "runtime/base/progress.h"
+#include "runtime/job/chart.h"
 #include "runtime/job/launch_plan.h"
 #include "runtime/job/task_env.h"
 #include "runtime/wire/transport.h"
@@ -478,6 +483,50 @@ LaunchedTask launched_task(const Task& t) {
 
 // The summary of a finished job: its shape, the outcome, each task and the workers' final
 // numbers (from `board`, read after every task was reaped).
+// <job_dir>/chart.svg from the workers' metrics files: each worker's mean training loss and
+// the chief's accuracies against seconds since the first record. Nothing when no worker wrote
+// a record; a chart that cannot be written is a warning, not a failed job.
+void write_chart(const LaunchPlan& plan, const std::string& job_dir, const LaunchSummary& s) {
+  std::vector<std::pair<std::string, std::vector<MetricsRecord>>> per_worker;
+  double t0 = std::numeric_limits<double>::infinity();
+  for (const PlannedTask& t : plan.tasks) {
+    if (t.metrics_path.empty()) continue;
+    std::ifstream in(t.metrics_path);
+    std::vector<MetricsRecord> records;
+    for (std::string line; std::getline(in, line);) {
+      if (auto r = parse_metrics_line(line)) {
+        t0 = std::min(t0, r->time);
+        records.push_back(std::move(*r));
+      }
+    }
+    per_worker.emplace_back(t.name, std::move(records));
+  }
+  if (!std::isfinite(t0)) return;
+  std::vector<ChartSeries> loss;
+  std::map<std::string, ChartSeries> accuracy;
+  for (const auto& [name, records] : per_worker) {
+    ChartSeries series{name, {}};
+    for (const MetricsRecord& r : records) {
+      if (r.kind == "step") {
+        series.points.emplace_back(r.time - t0, r.mean_loss);
+      } else {
+        ChartSeries& a = accuracy[r.split];
+        a.name = r.split;
+        a.points.emplace_back(r.time - t0, r.accuracy);
+      }
+    }
+    loss.push_back(std::move(series));
+  }
+  std::vector<ChartSeries> acc;
+  for (auto& [split, series] : accuracy) acc.push_back(std::move(series));
+  char title[160];
+  std::snprintf(title, sizeof title, "%s: %d ps + %d workers, %s, global step %lld",
+                s.model.empty() ? "job" : s.model.c_str(), s.num_ps, s.num_workers,
+                s.sync_replicas ? "sync" : "async", static_cast<long long>(s.global_step));
+  Status st = write_file_atomically(job_dir + "/chart.svg", render_chart(title, loss, acc));
+  if (!st.ok()) PSTRAIN_LOG(WARNING) << "no chart: " << st.message();
+}
+
 LaunchSummary summarize(const LaunchOptions& o, const std::string& job_dir, const LaunchPlan& plan,
                         const std::vector<Task>& tasks, const WorkerBoard& board, Outcome outcome,
                         double wall_seconds, std::string start_time) {
@@ -656,6 +705,7 @@ Result<LaunchSummary> launch_local_job(const LaunchOptions& o, std::FILE* progre
   LaunchSummary s = summarize(o, job_dir, plan, tasks, board, std::move(outcome),
                               seconds_since(start), start_time);
   report_failure(s, progress);
+  write_chart(plan, job_dir, s);
   const std::string json = s.to_json();
   Status written = write_file_atomically(s.summary_path, json);
   if (!written.ok()) return written.with_context("cannot write the job summary");

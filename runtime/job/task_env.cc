@@ -40,4 +40,45 @@ std::optional<WorkerStatus> parse_worker_status(const std::string& text) {
   return s;
 }
 
+std::string to_json_line(const MetricsRecord& r) {
+  nlohmann::ordered_json j = {{"kind", r.kind},
+                              {"time", r.time},
+                              {"elapsed", r.elapsed},
+                              {"index", r.index},
+                              {"global_step", r.global_step}};
+  if (r.kind == "eval") {
+    j["split"] = r.split;
+    j["accuracy"] = r.accuracy;
+    j["cross_entropy"] = r.cross_entropy;
+  } else {
+    j["local_step"] = r.local_step;
+    j["loss"] = r.loss;
+    j["mean_loss"] = r.mean_loss;
+    j["examples_per_second"] = r.examples_per_second;
+  }
+  return j.dump();
+}
+
+std::optional<MetricsRecord> parse_metrics_line(const std::string& line) {
+  const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  auto kind = j.find("kind");
+  if (kind == j.end() || !kind->is_string()) return std::nullopt;
+  MetricsRecord r;
+  r.kind = kind->get<std::string>();
+  if (r.kind != "step" && r.kind != "eval") return std::nullopt;
+  if (auto v = number_field<double>(j, "time")) r.time = *v;
+  if (auto v = number_field<double>(j, "elapsed")) r.elapsed = *v;
+  if (auto v = number_field<int>(j, "index")) r.index = *v;
+  if (auto v = number_field<int64_t>(j, "global_step")) r.global_step = *v;
+  if (auto v = number_field<int64_t>(j, "local_step")) r.local_step = *v;
+  if (auto v = number_field<double>(j, "loss")) r.loss = *v;
+  if (auto v = number_field<double>(j, "mean_loss")) r.mean_loss = *v;
+  if (auto v = number_field<double>(j, "examples_per_second")) r.examples_per_second = *v;
+  if (auto it = j.find("split"); it != j.end() && it->is_string()) r.split = it->get<std::string>();
+  if (auto v = number_field<double>(j, "accuracy")) r.accuracy = *v;
+  if (auto v = number_field<double>(j, "cross_entropy")) r.cross_entropy = *v;
+  return r;
+}
+
 }  // namespace pstrain

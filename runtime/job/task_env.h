@@ -9,10 +9,17 @@
 //   AZ_BATCHAI_JOB_NAME, AZ_BATCHAI_STDOUTERR_DIR the job's name and its log directory
 //   TF_CONFIG                                     {"cluster": {...}, "task": {...}} JSON
 //   PSTRAIN_STATUS_FILE                           where a worker keeps its WorkerStatus
+//   PSTRAIN_METRICS_FILE                          where a worker appends its MetricsRecords
 //
 // Status file: one JSON object (WorkerStatus::to_json), rewritten atomically (temporary file,
 // rename) so a reader never sees half of one. A reader treats a missing, partial or malformed
 // file as "nothing new" (parse_worker_status returns nullopt), and every field as optional.
+//
+// Metrics file: JSON lines, one MetricsRecord a line, appended and flushed as training goes
+// (to_json_line / parse_metrics_line, the one place of the format): "step" records (time,
+// global and local step, loss, mean loss, examples/s) every --summary_every steps, "eval"
+// records (split, accuracy, cross-entropy) after each evaluation. A line that does not parse
+// (a torn last line) is skipped by readers.
 // Thread-safety: values and pure functions.
 #pragma once
 
@@ -32,6 +39,7 @@ inline constexpr const char* kJobName = "AZ_BATCHAI_JOB_NAME";
 inline constexpr const char* kStdoutErrDir = "AZ_BATCHAI_STDOUTERR_DIR";
 inline constexpr const char* kTfConfig = "TF_CONFIG";
 inline constexpr const char* kStatusFile = "PSTRAIN_STATUS_FILE";
+inline constexpr const char* kMetricsFile = "PSTRAIN_METRICS_FILE";
 
 }  // namespace pstrain::task_env
 
@@ -56,5 +64,27 @@ struct WorkerStatus {
 // Parses a status file's text; nullopt when it is not a JSON object (missing fields keep their
 // defaults, fields of the wrong type are skipped).
 std::optional<WorkerStatus> parse_worker_status(const std::string& text);
+
+// One line of a metrics file.
+struct MetricsRecord {
+  std::string kind = "step";  // "step" or "eval"
+  double time = 0;            // seconds since the epoch
+  double elapsed = 0;         // seconds since training began
+  int index = 0;              // the worker's index
+  int64_t global_step = 0;
+  // "step" records
+  int64_t local_step = 0;
+  double loss = 0;       // this step's training loss
+  double mean_loss = 0;  // the recent mean (what TensorBoard's job-level `loss` shows)
+  double examples_per_second = 0;
+  // "eval" records
+  std::string split;  // "test", "validation"
+  double accuracy = 0;
+  double cross_entropy = 0;
+};
+// One line, without the newline; keys in a fixed order.
+std::string to_json_line(const MetricsRecord& r);
+// nullopt for a line that is not a JSON object with a known "kind".
+std::optional<MetricsRecord> parse_metrics_line(const std::string& line);
 
 }  // namespace pstrain

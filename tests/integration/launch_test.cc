@@ -12,10 +12,13 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 #include "runtime/base/files.h"
 #include "runtime/job/process.h"
+#include "runtime/job/task_env.h"
 #include "tests/integration/paths.h"
 
 namespace pstrain {
@@ -144,6 +147,30 @@ TEST_F(LaunchTest, SyncJobSucceeds) {
   }
   const std::string chief = text(job_dir_ + "/stdout-wk-0.txt");
   EXPECT_NE(chief.find("test accuracy"), std::string::npos) << chief;
+  // Each worker's metrics file: step records, and for the chief the evaluations, whose test
+  // accuracy is the job's; the chart drawn from them.
+  for (const char* name : {"wk-0", "wk-1"}) {
+    std::istringstream lines(text(job_dir_ + "/metrics-" + name + ".jsonl"));
+    int steps = 0;
+    std::optional<double> test_accuracy;
+    for (std::string line; std::getline(lines, line);) {
+      auto r = parse_metrics_line(line);
+      ASSERT_TRUE(r.has_value()) << name << ": " << line;
+      if (r->kind == "step") ++steps;
+      if (r->kind == "eval" && r->split == "test") test_accuracy = r->accuracy;
+    }
+    EXPECT_GE(steps, 2) << name;  // the first step and the last
+    if (std::string(name) == "wk-0") {
+      ASSERT_TRUE(test_accuracy.has_value());
+      EXPECT_NEAR(*test_accuracy, j["test_accuracy"].get<double>(), 1e-4);
+    } else {
+      EXPECT_FALSE(test_accuracy.has_value());  // only the chief evaluates
+    }
+  }
+  const std::string chart = text(job_dir_ + "/chart.svg");
+  EXPECT_EQ(chart.rfind("<?xml", 0), 0u) << chart.substr(0, 200);
+  // wk-0's and wk-1's loss; the chief's test and validation accuracy.
+  EXPECT_EQ(count(chart, "<polyline"), 4);
   const std::string out = text(dir_ + "/launch-stdout.txt");
   EXPECT_NE(out.find("succeeded"), std::string::npos) << out;
   EXPECT_NE(out.find("summary.json"), std::string::npos) << out;

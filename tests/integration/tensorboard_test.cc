@@ -207,8 +207,10 @@ TEST_F(TensorBoardTest, DistributedJobChiefWritesTheJobEachWorkerItsOwn) {
     return a;
   };
   auto st = run({{"ps0", args({"--job_name=ps", "--task_index=0"})},
-                 {"wk0", args({"--job_name=worker", "--task_index=0"})},
-                 {"wk1", args({"--job_name=worker", "--task_index=1"})}});
+                 {"wk0", args({"--job_name=worker", "--task_index=0",
+                               "--metrics_file=" + (dir_ / "m0.jsonl").string()})},
+                 {"wk1", args({"--job_name=worker", "--task_index=1",
+                               "--metrics_file=" + (dir_ / "m1.jsonl").string()})}});
   for (size_t i = 0; i < st.size(); ++i) EXPECT_TRUE(st[i].success()) << i << st[i].to_string();
 
   const json job = read_events(logdir);
@@ -237,8 +239,35 @@ TEST_F(TensorBoardTest, DistributedJobChiefWritesTheJobEachWorkerItsOwn) {
               1e-5 * std::stod(m[1]));
   EXPECT_TRUE(job["histograms"].contains("hid_w"));
   EXPECT_TRUE(job["histograms"].contains("gradients/sm_b"));
+  // The values TensorBoard shows are those of the metrics files, step for step: the job's
+  // `loss` is the chief's mean loss, each worker's `loss` its step's loss.
+  auto metrics_file = [&](int w) {
+    std::vector<json> steps;
+    std::istringstream lines(read_all(dir_ / (w == 0 ? "m0.jsonl" : "m1.jsonl")));
+    for (std::string line; std::getline(lines, line);) {
+      json r = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (r.is_object() && r.contains("kind") && r.at("kind") == "step") steps.push_back(r);
+    }
+    return steps;
+  };
+  const std::vector<json> chief_steps = metrics_file(0);
+  ASSERT_EQ(chief_steps.size(), job["scalars"]["loss"].size());
+  for (size_t i = 0; i < chief_steps.size(); ++i) {
+    EXPECT_EQ(job["scalars"]["loss"][i][0], chief_steps[i].at("global_step"));
+    EXPECT_FLOAT_EQ(job["scalars"]["loss"][i][1].get<float>(),
+                    static_cast<float>(chief_steps[i].at("mean_loss").get<double>()));
+  }
   for (int w = 0; w < 2; ++w) {
     const json mine = read_events(logdir / ("worker-" + std::to_string(w)));
+    const std::vector<json> steps = metrics_file(w);
+    ASSERT_TRUE(mine["scalars"].contains("loss"));
+    ASSERT_EQ(steps.size(), mine["scalars"]["loss"].size()) << w;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      EXPECT_EQ(mine["scalars"]["loss"][i][0], steps[i].at("global_step")) << w;
+      EXPECT_FLOAT_EQ(mine["scalars"]["loss"][i][1].get<float>(),
+                      static_cast<float>(steps[i].at("loss").get<double>()))
+          << w;
+    }
     ASSERT_TRUE(mine.contains("scalars")) << w;
     EXPECT_TRUE(mine["scalars"].contains("loss")) << w << mine.dump();
     EXPECT_TRUE(mine["scalars"].contains("examples/sec")) << w << mine.dump();

@@ -48,6 +48,14 @@ LaunchPlan plan_or_die(const LaunchOptions& o, const LaunchFacts& f) {
   return p.ok() ? *p : LaunchPlan{};
 }
 
+// "/d/status-wk-0.json" -> "/d/metrics-wk-0.jsonl"; nullopt stays nullopt.
+std::optional<std::string> metrics_file_of(const std::optional<std::string>& status_file) {
+  if (!status_file) return std::nullopt;
+  std::string s = *status_file;
+  s.replace(s.rfind("status-"), 7, "metrics-");
+  return s + "l";
+}
+
 // The environment every task of the 2 ps + 3 workers plan gets, for task `job`/`index`.
 Env expected_env(const std::string& job, int index, std::optional<std::string> status_file,
                  std::optional<std::string> num_gpus) {
@@ -61,7 +69,9 @@ Env expected_env(const std::string& job, int index, std::optional<std::string> s
           {task_env::kStdoutErrDir, "/jobs/job-1"},
           {task_env::kNumGpus, num_gpus},
           {task_env::kTfConfig, tf.dump()},
-          {task_env::kStatusFile, status_file}};
+          {task_env::kStatusFile, status_file},
+          // Workers append their metrics beside their status file: metrics-<name>.jsonl.
+          {task_env::kMetricsFile, metrics_file_of(status_file)}};
 }
 
 TEST(LaunchPlanTest, TwoPsThreeWorkersNamesAddressesAndPaths) {
@@ -87,6 +97,7 @@ TEST(LaunchPlanTest, TwoPsThreeWorkersNamesAddressesAndPaths) {
     EXPECT_EQ(t.stdout_path, "/jobs/job-1/stdout-" + names[i] + ".txt");
     EXPECT_EQ(t.stderr_path, "/jobs/job-1/stderr-" + names[i] + ".txt");
     EXPECT_EQ(t.status_path, t.is_worker() ? "/jobs/job-1/status-" + names[i] + ".json" : "");
+    EXPECT_EQ(t.metrics_path, t.is_worker() ? "/jobs/job-1/metrics-" + names[i] + ".jsonl" : "");
   }
 }
 
