@@ -45,7 +45,11 @@ MetricsServer::MetricsServer(std::string host, int port,
                              std::unique_ptr<prometheus::Exposer> exposer)
     : host_(std::move(host)), port_(port), exposer_(std::move(exposer)) {}
 
-MetricsServer::~MetricsServer() = default;
+MetricsServer::~MetricsServer() {
+  // Stop the HTTP threads (the exposer joins them) before the collectables they read go.
+  exposer_.reset();
+  kept_.clear();
+}
 
 std::string MetricsServer::url() const {
   return "http://" + bind_address(host_, port_) + "/metrics";
