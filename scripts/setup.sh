@@ -12,6 +12,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
   # data: Fashion-MNIST as IDX files under /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
+  # schedulers the integration tests launch with (mpirun; Slurm's daemons and srun/sbatch)
+  openmpi-bin slurm-wlm munge
 )
 
 missing=()
