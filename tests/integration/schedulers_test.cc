@@ -164,7 +164,7 @@ class SchedulersTest : public ::testing::Test {
   }
 
   void expect_like_flags(double got, const std::string& what) {
-    const double want = flags_accuracy();
+    static const double want = flags_accuracy();  // once per test binary run
     EXPECT_GT(want, 0.7) << "the flags job";
     EXPECT_GT(got, 0.7) << what;
     EXPECT_LT(std::fabs(got - want), 0.02)
@@ -288,6 +288,66 @@ TEST_F(SchedulersTest, BadSchedulerValuesExit2NamingThem) {
         << "case " << i << ": expected \"" << cases[i].message << "\" in\n"
         << done[i].err;
   }
+}
+
+// Slurm, with the real daemons: tests/integration/slurm/start-slurm.sh starts munged,
+// slurmctld and slurmd for one node in a temporary directory (root needed); then `srun -n 3`
+// and an sbatch script each run the job. Where the daemons cannot start, the test fails with
+// the script's reason.
+TEST_F(SchedulersTest, SlurmSrunAndSbatch) {
+  const fs::path slurm_dir = dir_ / "slurm";
+  const std::string scripts = std::string(PSTRAIN_TEST_SOURCE_DIR) + "/tests/integration/slurm";
+  auto started = run({{"start-slurm", {scripts + "/start-slurm.sh", slurm_dir.string()}, {}}},
+                     std::chrono::seconds(60));
+  struct StopSlurm {
+    std::string script, dir;
+    ~StopSlurm() {
+      SubprocessOptions o;
+      o.argv = {script, dir};
+      o.stdin_from_dev_null = true;
+      auto p = Subprocess::spawn(o);
+      if (p.ok() && !p->wait_until(Subprocess::Clock::now() + std::chrono::seconds(40)).ok()) {
+        p->kill();
+      }
+    }
+  } stop{scripts + "/stop-slurm.sh", slurm_dir.string()};
+  ASSERT_TRUE(started[0].status.success()) << "the Slurm daemons did not start:\n"
+                                           << started[0].err << started[0].out;
+  const std::string conf = (slurm_dir / "slurm.conf").string();
+  const Env env = {{"SLURM_CONF", conf}};
+
+  std::vector<std::string> srun = {"srun", "--overcommit", "-n", "3"};
+  const auto p = pstrain({"--num_ps", "1"});
+  srun.insert(srun.end(), p.begin(), p.end());
+  auto done = run({{"srun", srun, env}});
+  expect_all_succeeded(done);
+  EXPECT_NE(done[0].out.find("ps 0 done: global step 100"), std::string::npos) << done[0].out;
+  EXPECT_NE(done[0].err.find("Slurm: worker 1 from Slurm (SLURM_PROCID=2, --num_ps=1)"),
+            std::string::npos)
+      << done[0].err;
+  const double srun_accuracy = accuracy(done[0].out);
+
+  const fs::path script = dir_ / "job.sbatch";
+  {
+    std::ofstream f(script);
+    f << "#!/bin/bash\n"
+      << "#SBATCH --ntasks=3\n"
+      << "#SBATCH --overcommit\n"
+      << "#SBATCH --output=" << (dir_ / "sbatch-job.out").string() << "\n"
+      << "#SBATCH --error=" << (dir_ / "sbatch-job.err").string() << "\n"
+      << "srun";
+    for (const std::string& a : p) f << " '" << a << "'";
+    f << "\n";
+  }
+  auto batch = run({{"sbatch", {"sbatch", "--wait", script.string()}, env}});
+  expect_all_succeeded(batch);
+  const std::string job_out = read_all(dir_ / "sbatch-job.out");
+  const std::string job_err = read_all(dir_ / "sbatch-job.err");
+  EXPECT_NE(job_out.find("ps 0 done: global step 100"), std::string::npos)
+      << job_out << "\n--- stderr\n"
+      << job_err;
+  expect_like_flags(srun_accuracy, "srun -n 3");
+  expect_like_flags(accuracy(job_out), "the sbatch job");
 }
 
 }  // namespace
