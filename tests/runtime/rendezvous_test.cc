@@ -172,6 +172,22 @@ TEST(Rendezvous, AtTheDeadlineEveryTaskHearsWhoIsMissing) {
   }
 }
 
+TEST(Rendezvous, WhileTasksAreMissingTheLogNamesThem) {
+  RendezvousOptions o = options(1, 1, 1s);
+  o.log_every = 200ms;  // 10 s in a job
+  auto server = RendezvousServer::create(o);
+  ASSERT_TRUE(server.ok()) << server.status().to_string();
+  ::testing::internal::CaptureStderr();
+  auto served = std::async(std::launch::async, [&] { return (*server)->serve(); });
+  auto r = rendezvous_register(o, JobName::kPs, 0, HostPort{"127.0.0.1", 9001});
+  EXPECT_FALSE(served.get().ok());
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(r.ok());
+  EXPECT_THAT(log, HasSubstr("rendezvous: waiting for rank 1 (worker 0): 1 of 2 arrived"));
+  EXPECT_THAT(log, HasSubstr(": waiting for rank 1 (worker 0): 1 of 2 arrived"));
+  EXPECT_THAT(r.status().message(), HasSubstr("missing: rank 1 (worker 0)"));
+}
+
 TEST(Rendezvous, NoServerIsADeadlineNamingTheAddress) {
   const RendezvousOptions o = options(1, 1, 300ms);
   auto r = rendezvous_register(o, JobName::kWorker, 0, HostPort{"127.0.0.1", 8001});
