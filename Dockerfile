@@ -5,8 +5,6 @@
 # binary alone (no tests, no benchmarks). Runtime stage: Debian 12 with the shared libraries
 # pstrain links and the Fashion-MNIST package, run as a non-root user.
 FROM debian:12 AS build
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN bash scripts/setup.sh \
