@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,26 @@ TEST(Hostlist, MalformedIsAnErrorNamingTheExpression) {
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
     EXPECT_THAT(r.status().message(), HasSubstr("hostlist \"" + c.expression + "\""));
     EXPECT_THAT(r.status().message(), HasSubstr(c.what)) << c.expression;
+  }
+}
+
+// Random expressions from hostlist characters and a few others: never a crash, and either
+// hosts or an InvalidArgument naming the expression.
+TEST(Hostlist, RandomInputNeverCrashes) {
+  const std::string alphabet = "[]-,0123456789abn. _";
+  std::mt19937 rng(12345);
+  for (int i = 0; i < 20000; ++i) {
+    std::string e;
+    const size_t n = rng() % 16;
+    for (size_t j = 0; j < n; ++j) e += alphabet[rng() % alphabet.size()];
+    auto r = expand_hostlist(e);
+    if (r.ok()) {
+      EXPECT_FALSE(r->empty()) << e;
+      EXPECT_LE(r->size(), kMaxHostlistHosts) << e;
+    } else {
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << e;
+      EXPECT_THAT(r.status().message(), HasSubstr("hostlist \"" + e + "\"")) << e;
+    }
   }
 }
 
