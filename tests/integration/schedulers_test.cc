@@ -217,7 +217,8 @@ TEST_F(SchedulersTest, DmlcSchedulerServerAndTwoWorkers) {
   auto done = run({{"worker_a", pstrain({}), role("worker")},
                    {"worker_b", pstrain({}), role("worker")},
                    {"server", pstrain({}), role("server")},
-                   {"scheduler", pstrain({}), role("scheduler")}});
+                   // The scheduler as ps-lite scripts often start it: no flags at all.
+                   {"scheduler", {testing_util::kPstrain}, role("scheduler")}});
   expect_all_succeeded(done);
   EXPECT_NE(done[3].err.find("rendezvous: all 3 tasks arrived"), std::string::npos) << done[3].err;
   EXPECT_NE(done[2].out.find("ps 0 done: global step 100"), std::string::npos) << done[2].out;
