@@ -244,7 +244,7 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
 }
 
 namespace {
-int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& resolved,
+int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& task,
                       std::unique_ptr<PsListener> listener, int device_slot);
 int run_rank_task(const RoleFlags& f, const TrainConfig& config, const ClusterFlags& cf,
                   const RankTask& rt);
@@ -295,17 +295,16 @@ int run_role_command(const RoleFlags& f) {
 
 namespace {
 
-int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& resolved,
+int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& task,
                       std::unique_ptr<PsListener> listener, int device_slot) {
-  const ResolvedTask* task = &resolved;
-  auto job_id = job_id_of(f, task->cluster);
+  auto job_id = job_id_of(f, task.cluster);
   if (!job_id.ok()) {
     PSTRAIN_LOG(ERROR) << job_id.status().message();
     return kExitUsage;
   }
-  set_log_tag(std::string(job_name_string(task->job)) + "/" + std::to_string(task->task_index));
-  PSTRAIN_LOG(INFO) << describe_task(*task);
-  for (const auto& note : task->notes) PSTRAIN_LOG(INFO) << note;
+  set_log_tag(std::string(job_name_string(task.job)) + "/" + std::to_string(task.task_index));
+  PSTRAIN_LOG(INFO) << describe_task(task);
+  for (const auto& note : task.notes) PSTRAIN_LOG(INFO) << note;
   for (const auto& [dir, flag] :
        {std::pair{f.checkpoint_dir, "--checkpoint_dir"}, std::pair{f.log_dir, "--log_dir"},
         std::pair{f.output_dir, "--output_dir"}}) {
@@ -315,8 +314,8 @@ int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const Resol
       return kExitUsage;
     }
   }
-  if (task->job == JobName::kPs) return run_ps(f, *task, *job_id, std::move(listener));
-  return run_worker(f, config, *task, *job_id, device_slot);
+  if (task.job == JobName::kPs) return run_ps(f, task, *job_id, std::move(listener));
+  return run_worker(f, config, task, *job_id, device_slot);
 }
 
 // Under a rank-based scheduler: serve the rendezvous (rank 0, DMLC scheduler), bind this task's
