@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include <cstdlib>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -140,7 +141,10 @@ int dispatch(int argc, char** argv) {
   }
   if (launch->parsed()) return run_launch_command(launch->remaining());
   if (status->parsed()) return run_status_command(status->remaining(), stdout);
-  if (argc <= 1) {
+  // A bare `pstrain` prints the help, except under a rank-based launch that needs no flag: a
+  // ps-lite script's DMLC_ROLE=scheduler, or PSTRAIN_NUM_PS under srun/mpirun.
+  if (argc <= 1 && std::getenv("DMLC_ROLE") == nullptr &&
+      std::getenv("PSTRAIN_NUM_PS") == nullptr) {
     std::fputs(app.help().c_str(), stderr);
     return kExitUsage;
   }

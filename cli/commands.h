@@ -45,6 +45,12 @@ struct RoleFlags {
   double connect_timeout_s = 120;
   MetricsFlags metrics;     // --metrics_port, --metrics_host
   int summary_every = 100;  // --summary_every
+  // Rank-based schedulers (docs/schedulers.md): --num_ps, --rendezvous, --rendezvous_timeout_s.
+  int num_ps = 0;
+  std::string rendezvous;
+  double rendezvous_timeout_s = 300;
+  CLI::Option* num_ps_opt = nullptr;
+  CLI::Option* rendezvous_opt = nullptr;
 };
 void add_role_flags(CLI::App& app, RoleFlags& f);
 // Checks the role flags that need no cluster (timeouts 0.1 s to a week, --staleness,

@@ -3,6 +3,8 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <thread>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -11,6 +13,7 @@
 #include "runtime/base/log.h"
 #include "runtime/job/cluster.h"
 #include "runtime/job/process.h"
+#include "runtime/job/rendezvous.h"
 #include "runtime/job/task_env.h"
 #include "worker/data.h"
 #include "worker/tensorboard_sink.h"
@@ -99,7 +102,8 @@ Result<uint64_t> job_id_of(const RoleFlags& f, const ClusterSpec& cluster) {
   return invalid_argument("--job_id=" + f.job_id + " is not a non-zero 64-bit number");
 }
 
-int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id) {
+int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id,
+           std::unique_ptr<PsListener> listener) {
   PsTaskOptions o;
   o.cluster = task.cluster;
   o.task_index = task.task_index;
@@ -108,7 +112,7 @@ int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id) {
   o.startup_timeout = seconds_flag(f.startup_timeout_s);
   o.metrics_port = f.metrics.port;
   o.metrics_host = f.metrics.host;
-  auto summary = run_ps_task(o, stdout);
+  auto summary = run_ps_task(o, stdout, std::move(listener));
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << summary.status().message();
     // A server that cannot start is a configuration error (cli.h: exit 2).
@@ -124,7 +128,7 @@ int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id) {
 }
 
 int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& task,
-               uint64_t job_id) {
+               uint64_t job_id, int device_slot) {
   WorkerTaskOptions o;
   o.train = config;
   o.train.num_gpus = task.num_gpus;
@@ -133,6 +137,7 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   o.staleness = f.staleness;
   o.cluster = task.cluster;
   o.task_index = task.task_index;
+  o.device_slot = device_slot;
   o.job_id = job_id;
   o.client.connect_timeout = seconds_flag(f.connect_timeout_s);
   o.client.reply_timeout = seconds_flag(f.heartbeat_timeout_s);
@@ -243,10 +248,30 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
                  "A worker gives up reaching a PS after this time")
       ->capture_default_str()
       ->group(kOwnGroup);
+  f.num_ps_opt = add_int_option(app, "--num_ps", f.num_ps,
+                                "Under Slurm, mpirun (ranks): ranks 0..N-1 are parameter servers, "
+                                "the rest workers (docs/schedulers.md)")
+                     ->group(kClusterGroup);
+  f.rendezvous_opt = app.add_option("--rendezvous", f.rendezvous,
+                                    "host:port of the rendezvous that rank 0 (or the DMLC "
+                                    "scheduler) serves (default: see docs/schedulers.md)")
+                         ->group(kClusterGroup);
+  app.add_option("--rendezvous_timeout_s", f.rendezvous_timeout_s,
+                 "Every task exits 1 naming the missing ranks if the rendezvous is not complete "
+                 "by then")
+      ->capture_default_str()
+      ->group(kClusterGroup);
   for (CLI::Option* opt : app.get_options()) {
     opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }
 }
+
+namespace {
+int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& task,
+                      std::unique_ptr<PsListener> listener, int device_slot);
+int run_rank_task(const RoleFlags& f, const TrainConfig& config, const ClusterFlags& cf,
+                  const RankTask& rt);
+}  // namespace
 
 int run_role_command(const RoleFlags& f) {
   auto config = finish_training_flags(f.train);
@@ -269,24 +294,40 @@ int run_role_command(const RoleFlags& f) {
   if (f.worker_hosts_opt->count()) cf.worker_hosts = f.worker_hosts;
   if (f.task_index_opt->count()) cf.task_index = f.task_index;
   if (f.num_gpus_opt->count()) cf.num_gpus = f.train.config.num_gpus;
-  auto task = resolve_task(cf, process_environment());
-  if (!task.ok()) {
-    PSTRAIN_LOG(ERROR) << task.status().message();
-    return kExitUsage;
-  }
   Status timeouts = check_role_flags(f);
   if (!timeouts.ok()) {
     PSTRAIN_LOG(ERROR) << timeouts.message();
     return kExitUsage;
   }
-  auto job_id = job_id_of(f, task->cluster);
+  RankFlags rf;
+  if (f.num_ps_opt->count()) rf.num_ps = f.num_ps;
+  if (f.rendezvous_opt->count()) rf.rendezvous = f.rendezvous;
+  auto rank = resolve_rank_task(cf, rf, process_environment());
+  if (!rank.ok()) {
+    PSTRAIN_LOG(ERROR) << rank.status().message();
+    return kExitUsage;
+  }
+  if (*rank) return run_rank_task(f, *config, cf, **rank);
+  auto task = resolve_task(cf, process_environment());
+  if (!task.ok()) {
+    PSTRAIN_LOG(ERROR) << task.status().message();
+    return kExitUsage;
+  }
+  return run_resolved_task(f, *config, *task, nullptr, -1);
+}
+
+namespace {
+
+int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& task,
+                      std::unique_ptr<PsListener> listener, int device_slot) {
+  auto job_id = job_id_of(f, task.cluster);
   if (!job_id.ok()) {
     PSTRAIN_LOG(ERROR) << job_id.status().message();
     return kExitUsage;
   }
-  set_log_tag(std::string(job_name_string(task->job)) + "/" + std::to_string(task->task_index));
-  PSTRAIN_LOG(INFO) << describe_task(*task);
-  for (const auto& note : task->notes) PSTRAIN_LOG(INFO) << note;
+  set_log_tag(std::string(job_name_string(task.job)) + "/" + std::to_string(task.task_index));
+  PSTRAIN_LOG(INFO) << describe_task(task);
+  for (const auto& note : task.notes) PSTRAIN_LOG(INFO) << note;
   for (const auto& [dir, flag] :
        {std::pair{f.checkpoint_dir, "--checkpoint_dir"}, std::pair{f.log_dir, "--log_dir"},
         std::pair{f.output_dir, "--output_dir"}}) {
@@ -296,8 +337,88 @@ int run_role_command(const RoleFlags& f) {
       return kExitUsage;
     }
   }
-  if (task->job == JobName::kPs) return run_ps(f, *task, *job_id);
-  return run_worker(f, *config, *task, *job_id);
+  if (task.job == JobName::kPs) return run_ps(f, task, *job_id, std::move(listener));
+  return run_worker(f, config, task, *job_id, device_slot);
 }
+
+// Under a rank-based scheduler: serve the rendezvous (rank 0, DMLC scheduler), bind this task's
+// port, register, then run as the task the rendezvous confirmed.
+int run_rank_task(const RoleFlags& f, const TrainConfig& config, const ClusterFlags& cf,
+                  const RankTask& rt) {
+  PSTRAIN_LOG(INFO) << describe_rank_task(rt);
+  if (!(f.rendezvous_timeout_s >= 0.1 && f.rendezvous_timeout_s <= 7 * 24 * 3600.0)) {
+    PSTRAIN_LOG(ERROR) << "--rendezvous_timeout_s=" << f.rendezvous_timeout_s
+                       << " is out of range: give seconds between 0.1 and 604800";
+    return kExitUsage;
+  }
+  RendezvousOptions ro;
+  ro.address = rt.rendezvous;
+  ro.num_ps = rt.num_ps;
+  ro.num_workers = rt.num_workers;
+  ro.ranked = rt.rank.has_value();
+  ro.deadline = seconds_flag(f.rendezvous_timeout_s);
+  std::unique_ptr<RendezvousServer> server;
+  if (rt.serves_rendezvous) {
+    auto created = RendezvousServer::create(ro);
+    if (!created.ok()) {
+      PSTRAIN_LOG(ERROR) << "cannot serve the rendezvous at " << rt.rendezvous.to_string()
+                         << " (from " << rt.rendezvous_source
+                         << "): " << created.status().message();
+      return kExitUsage;
+    }
+    server = std::move(created).value();
+  }
+  if (rt.rendezvous_only) {
+    Status served = server->serve();
+    if (!served.ok()) {
+      PSTRAIN_LOG(ERROR) << served.message();
+      return kExitFailure;
+    }
+    return kExitOk;
+  }
+  Status server_status;
+  std::thread server_thread;
+  if (server) server_thread = std::thread([&] { server_status = server->serve(); });
+  // Bind this task's port first (port 0), so the rendezvous hears the port actually held.
+  std::unique_ptr<PsListener> listener;
+  std::optional<PortReservation> reservation;
+  int port = 0;
+  Status bound;
+  if (rt.job == JobName::kPs) {
+    auto l = bind_ps_listener(rt.host, std::max(rt.task_index, 0));
+    if (l.ok()) {
+      listener = std::move(l).value();
+      port = listener->port;
+    } else {
+      bound = l.status();
+    }
+  } else {
+    auto r = PortReservation::bind(rt.host);
+    if (r.ok()) {
+      reservation.emplace(std::move(r).value());
+      port = reservation->port();
+    } else {
+      bound = r.status();
+    }
+  }
+  Result<RendezvousResult> got =
+      bound.ok() ? rendezvous_register(ro, rt.job, rt.task_index, HostPort{rt.host, port})
+                 : Result<RendezvousResult>(bound);
+  if (server_thread.joinable()) server_thread.join();
+  if (!got.ok()) {
+    PSTRAIN_LOG(ERROR) << got.status().message();
+    return got.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  }
+  auto task = resolve_task(
+      rank_cluster_readers(rendezvous_reader(rt, got->cluster, got->job, got->task_index)), cf,
+      process_environment());
+  if (!task.ok()) {
+    PSTRAIN_LOG(ERROR) << task.status().message();
+    return kExitUsage;
+  }
+  return run_resolved_task(f, config, *task, std::move(listener), rt.local_rank.value_or(-1));
+}
+
+}  // namespace
 
 }  // namespace pstrain

@@ -8,6 +8,7 @@
 #include "runtime/base/log.h"
 #include "runtime/job/process.h"
 #include "runtime/metrics/metrics.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 namespace {
@@ -53,7 +54,16 @@ class StopOnSignals {
 
 }  // namespace
 
-Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out) {
+Result<std::unique_ptr<PsListener>> bind_ps_listener(const std::string& host, int ps_index) {
+  auto l = std::make_unique<PsListener>();
+  PSTRAIN_ASSIGN_OR_RETURN(l->socket, bind_socket(l->ctx, zmq::socket_type::router, host, 0,
+                                                  "ps/" + std::to_string(ps_index) + " service"));
+  PSTRAIN_ASSIGN_OR_RETURN(l->port, bound_port(l->socket));
+  return l;
+}
+
+Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
+                                  std::unique_ptr<PsListener> listener) {
   const int num_ps = static_cast<int>(o.cluster.ps.size());
   if (o.task_index < 0 || o.task_index >= num_ps) {
     return invalid_argument("ps task index " + std::to_string(o.task_index) +
@@ -81,7 +91,8 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out) {
     PSTRAIN_LOG(INFO) << "ps " << o.task_index << " metrics at " << metrics_server->url();
   }
   zmq::context_t ctx(1);
-  auto server = ParameterServer::create(ctx, so);
+  auto server = listener ? ParameterServer::create(std::move(listener->socket), listener->port, so)
+                         : ParameterServer::create(ctx, so);
   // Whatever stops the server from starting is the cluster's or the flags' doing.
   if (!server.ok()) return invalid_argument(server.status().message());
 

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -50,6 +51,18 @@ struct PsTaskSummary {
   int stop_signal = 0;                      // the signal that stopped the server (0: none)
 };
 
-Result<PsTaskSummary> run_ps_task(const PsTaskOptions& options, std::FILE* out);
+// A PS socket bound before the cluster is known: under a rank-based scheduler the task binds
+// port 0, reports the port to the rendezvous (runtime/job/rendezvous.h) and then serves on it.
+struct PsListener {
+  zmq::context_t ctx{1};
+  zmq::socket_t socket;
+  int port = 0;
+};
+// Binds a PS service socket on `host`'s interface (loopback hosts: loopback only) at port 0.
+Result<std::unique_ptr<PsListener>> bind_ps_listener(const std::string& host, int ps_index);
+
+// With `listener`, serves on it instead of binding the cluster's address for this task.
+Result<PsTaskSummary> run_ps_task(const PsTaskOptions& options, std::FILE* out,
+                                  std::unique_ptr<PsListener> listener = nullptr);
 
 }  // namespace pstrain

@@ -31,6 +31,13 @@ Result<std::unique_ptr<ParameterServer>> ParameterServer::create(zmq::context_t&
       new ParameterServer(std::move(options), std::move(socket), port));
 }
 
+Result<std::unique_ptr<ParameterServer>> ParameterServer::create(zmq::socket_t bound, int port,
+                                                                 ServerOptions options) {
+  if (options.num_workers < 1) return invalid_argument("a parameter server needs 1+ workers");
+  return std::unique_ptr<ParameterServer>(
+      new ParameterServer(std::move(options), std::move(bound), port));
+}
+
 ParameterServer::ParameterServer(ServerOptions options, zmq::socket_t socket, int port)
     : options_(std::move(options)),
       socket_(std::move(socket)),

@@ -67,6 +67,11 @@ class ParameterServer {
   // Binds the socket; a port in use is an error that names it.
   static Result<std::unique_ptr<ParameterServer>> create(zmq::context_t& ctx,
                                                          ServerOptions options);
+  // The same on a ROUTER socket bound already by bind_socket (options.host and options.port
+  // are not used; `port` is the socket's): rank-based schedulers bind before the cluster is
+  // known (ps/ps_task.h, PsListener).
+  static Result<std::unique_ptr<ParameterServer>> create(zmq::socket_t bound, int port,
+                                                         ServerOptions options);
   ~ParameterServer();
 
   int port() const { return port_; }

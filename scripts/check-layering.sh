@@ -34,6 +34,15 @@ check_includes kernels/cuda 'kernels/|runtime/base/'
 check_includes ps 'kernels/(variable|optim|tensor|optim_math|hd)\.h|runtime/'
 check_includes worker 'kernels/|ps/|runtime/'
 check_includes cli 'worker/|ps/|kernels/|runtime/'
+# runtime/job reaches runtime/wire only for sockets: the launcher's free ports and the
+# rendezvous (its socket and its one message); no job header exposes a wire type.
+hits=$(grep -rn --include='*.h' --include='*.cc' '^#include "runtime/wire/' runtime/job |
+       grep -vE '^runtime/job/(launcher|rendezvous)\.cc:' || true)
+if [ -n "$hits" ]; then
+  echo "layering: runtime/job includes runtime/wire outside launcher.cc and rendezvous.cc:"
+  echo "$hits" | sed 's/^/  /'
+  fail=1
+fi
 
 build=${PSTRAIN_LAYERING_BUILD_DIR:-$root/build-layering}
 rm -rf "$build/graph"

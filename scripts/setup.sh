@@ -15,6 +15,8 @@ packages=(
   prometheus-cpp-dev help2man curl
   # data: Fashion-MNIST as IDX files under /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
+  # schedulers the integration tests launch with (mpirun; Slurm's daemons and srun/sbatch)
+  openmpi-bin slurm-wlm munge
 )
 
 missing=()

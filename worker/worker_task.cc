@@ -100,8 +100,10 @@ Status WorkerRun::prepare() {
   }
   PSTRAIN_ASSIGN_OR_RETURN(data_, load_data_dir(o_.train.data_dir));
   PSTRAIN_RETURN_IF_ERROR(hold_out_validation(data_, o_.train.validation_size));
-  PSTRAIN_ASSIGN_OR_RETURN(backend_, select_backend(o_.train.num_gpus, o_.task_index, o_.train.tf32,
-                                                    o_.train.cpu_threads));
+  PSTRAIN_ASSIGN_OR_RETURN(
+      backend_,
+      select_backend(o_.train.num_gpus, o_.device_slot >= 0 ? o_.device_slot : o_.task_index,
+                     o_.train.tf32, o_.train.cpu_threads));
   if (!backend_.warning.empty()) PSTRAIN_LOG(WARNING) << backend_.warning;
   model_options_ = o_.train.model;
   model_options_.image_rows = data_.train.rows;

@@ -33,6 +33,9 @@ struct WorkerTaskOptions {
   int staleness = 0;              // async: at most this many steps ahead of the slowest; 0 off
   ClusterSpec cluster;
   int task_index = 0;
+  // The GPU is device_slot % num_gpus; -1: task_index (a scheduler's local rank, e.g.
+  // SLURM_LOCALID, when it gives one).
+  int device_slot = -1;
   uint64_t job_id = 0;
   ClientOptions client;  // worker and job_id are filled in from the fields above
   // Turning non-zero (a signal handler stores the signal's number) stops training between two

@@ -1,5 +1,7 @@
 #include "runtime/job/cluster.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -9,6 +11,7 @@
 #include <utility>
 
 #include "runtime/base/hash.h"
+#include "runtime/job/hostlist.h"
 #include "runtime/job/task_env.h"
 
 namespace pstrain {
@@ -861,6 +864,375 @@ std::string describe_task(const ResolvedTask& t) {
      << "; cluster from " << t.cluster_source << "; task from " << t.task_source
      << "; num_gpus from " << t.num_gpus_source;
   return os.str();
+}
+
+// --- Rank-based schedulers ------------------------------------------------------------------
+
+namespace {
+
+constexpr int kDefaultRendezvousPort = 29400;
+
+// 10000..29999: below the kernel's ephemeral range, so no outgoing connection holds it.
+int derived_port(const std::string& seed) {
+  Fnv1a h;
+  h.add(seed);
+  return 10000 + static_cast<int>(h.value() % 20000);
+}
+
+Result<int> env_int_in(const EnvLookup& env, const std::string& name, int lo, int hi,
+                       const std::string& what) {
+  std::optional<std::string> text = env_value(env, name);
+  if (!text) return invalid_argument(name + " is not set; " + what);
+  std::optional<long long> v = parse_integer(trim(*text));
+  if (!v || *v < lo || *v > hi) {
+    return invalid_argument(name + "=" + quote(*text) + " is not an integer from " +
+                            std::to_string(lo) + " to " + std::to_string(hi) + "; " + what);
+  }
+  return static_cast<int>(*v);
+}
+
+std::string this_host_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "localhost";
+  return host;
+}
+
+bool is_loopback_name(const std::string& h) {
+  return h == "localhost" || h.starts_with("127.") || h == "[::1]" || h == "::1";
+}
+
+// Where this task says it serves: loopback when the rendezvous is on loopback (one host).
+Status choose_host(const EnvLookup& env, RankTask* t) {
+  if (is_loopback_name(t->rendezvous.host)) {
+    t->host = "127.0.0.1";
+    t->host_source = "the rendezvous is on loopback (one host)";
+  } else if (auto h = env_value(env, "DMLC_NODE_HOST"); h && t->scheduler == "DMLC") {
+    t->host = trim(*h);
+    t->host_source = "DMLC_NODE_HOST";
+  } else if (auto n = env_value(env, "SLURMD_NODENAME"); n && t->scheduler == "Slurm") {
+    t->host = trim(*n);
+    t->host_source = "SLURMD_NODENAME";
+  } else {
+    t->host = this_host_name();
+    t->host_source = "the host name";
+  }
+  Result<HostPort> hp = parse_host_port(t->host + ":1");
+  if (!hp.ok()) {
+    return invalid_argument("this task's address " + quote(t->host) + " (from " + t->host_source +
+                            ") is not a host name: " + hp.status().message());
+  }
+  t->host = hp->host;
+  return {};
+}
+
+Status rendezvous_from_flag(const RankFlags& rf, RankTask* t) {
+  Result<HostPort> hp = parse_host_port(trim(*rf.rendezvous));
+  if (!hp.ok()) return invalid_argument("--rendezvous: " + hp.status().message());
+  t->rendezvous = *hp;
+  t->rendezvous_source = "--rendezvous";
+  return {};
+}
+
+// Slurm: the first host of the step's node list, a port from the job id.
+Status slurm_rendezvous(const EnvLookup& env, RankTask* t) {
+  std::string var = "SLURM_STEP_NODELIST";
+  std::optional<std::string> list = env_value(env, var);
+  if (!list) {
+    var = "SLURM_JOB_NODELIST";
+    list = env_value(env, var);
+  }
+  if (!list) {
+    return invalid_argument(
+        "Slurm sets SLURM_PROCID but neither SLURM_STEP_NODELIST nor SLURM_JOB_NODELIST: give "
+        "--rendezvous host:port (the host of rank 0)");
+  }
+  Result<std::vector<std::string>> hosts = expand_hostlist(trim(*list));
+  if (!hosts.ok()) return invalid_argument(var + ": " + hosts.status().message());
+  t->rendezvous.host = hosts->front();
+  if (auto id = env_value(env, "SLURM_JOB_ID")) {
+    std::optional<long long> v = parse_integer(trim(*id));
+    if (!v || *v < 0) {
+      return invalid_argument("SLURM_JOB_ID=" + quote(*id) +
+                              " is not a job number; give --rendezvous host:port");
+    }
+    t->rendezvous.port = 10000 + static_cast<int>(*v % 20000);
+    t->rendezvous_source = "the first host of " + var + "=" + trim(*list) +
+                           ", port 10000 + SLURM_JOB_ID=" + trim(*id) + " % 20000";
+  } else {
+    t->rendezvous.port = kDefaultRendezvousPort;
+    t->rendezvous_source = "the first host of " + var + "=" + trim(*list) + ", port " +
+                           std::to_string(kDefaultRendezvousPort) + " (no SLURM_JOB_ID)";
+  }
+  return {};
+}
+
+// mpirun: one host unless --rendezvous says otherwise; a port from the launcher's job id.
+void local_rendezvous(const EnvLookup& env, RankTask* t) {
+  t->rendezvous.host = "127.0.0.1";
+  for (const char* var : {"PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid", "PMI_KVSNAME"}) {
+    if (auto v = env_value(env, var)) {
+      t->rendezvous.port = derived_port(*v);
+      t->rendezvous_source = std::string(
+                                 "127.0.0.1 (no node list; --rendezvous for several "
+                                 "hosts), port derived from ") +
+                             var + "=" + *v;
+      return;
+    }
+  }
+  t->rendezvous.port = kDefaultRendezvousPort;
+  t->rendezvous_source = "127.0.0.1 (no node list; --rendezvous for several hosts), port " +
+                         std::to_string(kDefaultRendezvousPort);
+}
+
+// Flags' --job_name/--task_index must agree with the task the ranks give.
+Status check_flags_agree(const ClusterFlags& f, const RankTask& t) {
+  if (f.job_name) {
+    Result<JobName> j = parse_job_name(*f.job_name);
+    if (!j.ok()) return invalid_argument("--job_name (from flags): " + j.status().message());
+    if (*j != t.job) {
+      return invalid_argument("--job_name=" + *f.job_name + " (flags) disagrees with " +
+                              t.task_source + ", which makes this task a " +
+                              job_name_string(t.job) + "; drop --job_name");
+    }
+  }
+  if (f.task_index && t.task_index >= 0 && *f.task_index != t.task_index) {
+    return invalid_argument("--task_index=" + std::to_string(*f.task_index) +
+                            " (flags) disagrees with " + t.task_source +
+                            ", which makes this task " + job_name_string(t.job) + " " +
+                            std::to_string(t.task_index) + "; drop --task_index");
+  }
+  return {};
+}
+
+Result<RankTask> dmlc_task(const ClusterFlags& f, const RankFlags& rf, const EnvLookup& env,
+                           const std::string& role) {
+  RankTask t;
+  t.scheduler = "DMLC";
+  const std::string r = trim(role);
+  if (r == "scheduler") {
+    t.rendezvous_only = true;
+    t.serves_rendezvous = true;
+  } else if (r == "server") {
+    t.job = JobName::kPs;
+  } else if (r == "worker") {
+    t.job = JobName::kWorker;
+  } else {
+    return invalid_argument("DMLC_ROLE=" + quote(role) + " is not scheduler, server or worker");
+  }
+  const std::string launch = "a ps-lite launch sets it";
+  PSTRAIN_ASSIGN_OR_RETURN(t.num_ps, env_int_in(env, "DMLC_NUM_SERVER", 1, 100000, launch));
+  PSTRAIN_ASSIGN_OR_RETURN(t.num_workers, env_int_in(env, "DMLC_NUM_WORKER", 1, 100000, launch));
+  if (rf.num_ps && *rf.num_ps != t.num_ps) {
+    return invalid_argument("--num_ps=" + std::to_string(*rf.num_ps) +
+                            " disagrees with DMLC_NUM_SERVER=" + std::to_string(t.num_ps) +
+                            "; drop --num_ps");
+  }
+  t.counts_source = "DMLC_NUM_SERVER=" + std::to_string(t.num_ps) +
+                    ", DMLC_NUM_WORKER=" + std::to_string(t.num_workers);
+  t.task_source = "DMLC (DMLC_ROLE=" + r + ")";
+  if (t.job == JobName::kWorker && !t.rendezvous_only) {
+    if (env_value(env, "DMLC_WORKER_ID")) {
+      PSTRAIN_ASSIGN_OR_RETURN(t.task_index, env_int_in(env, "DMLC_WORKER_ID", 0, t.num_workers - 1,
+                                                        "it is the worker's index"));
+      t.task_source =
+          "DMLC (DMLC_ROLE=worker, DMLC_WORKER_ID=" + std::to_string(t.task_index) + ")";
+    }
+  }
+  if (t.task_index < 0 && f.task_index && !t.rendezvous_only) {
+    const int n = t.job == JobName::kPs ? t.num_ps : t.num_workers;
+    if (*f.task_index < 0 || *f.task_index >= n) {
+      return invalid_argument("--task_index=" + std::to_string(*f.task_index) + " is outside the " +
+                              std::to_string(n) + " " + job_name_string(t.job) +
+                              " tasks DMLC's counts give (" + t.counts_source + ")");
+    }
+    t.task_index = *f.task_index;
+  }
+  if (rf.rendezvous) {
+    PSTRAIN_RETURN_IF_ERROR(rendezvous_from_flag(rf, &t));
+  } else {
+    std::optional<std::string> uri = env_value(env, "DMLC_PS_ROOT_URI");
+    if (!uri) {
+      return invalid_argument(
+          "DMLC_PS_ROOT_URI is not set: it is the scheduler's address (or "
+          "give --rendezvous host:port)");
+    }
+    PSTRAIN_ASSIGN_OR_RETURN(t.rendezvous.port, env_int_in(env, "DMLC_PS_ROOT_PORT", 1, 65535,
+                                                           "it is the scheduler's port"));
+    Result<HostPort> hp = parse_host_port(trim(*uri) + ":" + std::to_string(t.rendezvous.port));
+    if (!hp.ok()) {
+      return invalid_argument("DMLC_PS_ROOT_URI=" + quote(*uri) + ": " + hp.status().message());
+    }
+    t.rendezvous = *hp;
+    t.rendezvous_source = "DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT";
+  }
+  if (!t.rendezvous_only) PSTRAIN_RETURN_IF_ERROR(check_flags_agree(f, t));
+  PSTRAIN_RETURN_IF_ERROR(choose_host(env, &t));
+  return t;
+}
+
+struct RankVars {
+  const char* scheduler;
+  const char* rank;
+  const char* size;
+  const char* local_rank;
+};
+
+Result<RankTask> ranked_task(const ClusterFlags& f, const RankFlags& rf, const EnvLookup& env,
+                             const RankVars& v) {
+  RankTask t;
+  t.scheduler = v.scheduler;
+  const std::string sched = v.scheduler;
+  PSTRAIN_ASSIGN_OR_RETURN(const int size,
+                           env_int_in(env, v.size, 1, 1000000, sched + " sets it with " + v.rank));
+  PSTRAIN_ASSIGN_OR_RETURN(
+      const int rank,
+      env_int_in(env, v.rank, 0, size - 1, std::string("ranks run 0..") + v.size + "-1"));
+  t.rank = rank;
+  if (!rf.num_ps) {
+    return invalid_argument(sched + " gives this task rank " + std::to_string(rank) + " of " +
+                            std::to_string(size) + " (" + v.rank + ", " + v.size +
+                            ") but not its role: give --num_ps N (or PSTRAIN_NUM_PS=N) so that "
+                            "ranks 0..N-1 are parameter servers and the rest workers");
+  }
+  if (size < 2) {
+    return invalid_argument(std::string(v.size) +
+                            "=1: a job needs at least 2 tasks (1 ps and 1 "
+                            "worker); e.g. srun -n 3 or mpirun -np 3 with --num_ps 1");
+  }
+  if (*rf.num_ps < 1 || *rf.num_ps > size - 1) {
+    return invalid_argument("--num_ps=" + std::to_string(*rf.num_ps) + " with " + v.size + "=" +
+                            std::to_string(size) + " leaves " +
+                            (*rf.num_ps < 1 ? "no parameter server" : "no worker") +
+                            ": give --num_ps from 1 to " + std::to_string(size - 1));
+  }
+  t.num_ps = *rf.num_ps;
+  t.num_workers = size - t.num_ps;
+  t.counts_source =
+      "--num_ps=" + std::to_string(t.num_ps) + ", " + v.size + "=" + std::to_string(size);
+  t.job = rank < t.num_ps ? JobName::kPs : JobName::kWorker;
+  t.task_index = rank < t.num_ps ? rank : rank - t.num_ps;
+  t.task_source = sched + " (" + v.rank + "=" + std::to_string(rank) +
+                  ", --num_ps=" + std::to_string(t.num_ps) + ")";
+  t.serves_rendezvous = rank == 0;
+  if (env_value(env, v.local_rank)) {
+    PSTRAIN_ASSIGN_OR_RETURN(
+        t.local_rank, env_int_in(env, v.local_rank, 0, 1000000, "it is the rank on this node"));
+    t.local_rank_source = std::string(v.local_rank) + "=" + std::to_string(*t.local_rank);
+  }
+  if (rf.rendezvous) {
+    PSTRAIN_RETURN_IF_ERROR(rendezvous_from_flag(rf, &t));
+  } else if (sched == "Slurm") {
+    PSTRAIN_RETURN_IF_ERROR(slurm_rendezvous(env, &t));
+  } else {
+    local_rendezvous(env, &t);
+  }
+  PSTRAIN_RETURN_IF_ERROR(check_flags_agree(f, t));
+  PSTRAIN_RETURN_IF_ERROR(choose_host(env, &t));
+  return t;
+}
+
+class RendezvousReader final : public ClusterReader {
+ public:
+  RendezvousReader(RankTask t, ClusterSpec c, JobName job, int index)
+      : t_(std::move(t)), c_(std::move(c)), job_(job), index_(index) {}
+  std::string name() const override {
+    return t_.scheduler + " rendezvous at " + t_.rendezvous.to_string();
+  }
+  SourceKind kind() const override { return SourceKind::kScheduler; }
+  ClusterValueSet gives() const override {
+    return {.ps_hosts = true, .worker_hosts = true, .job = true, .task_index = true};
+  }
+  Result<ClusterValues> read(const ClusterFlags& /*flags*/,
+                             const EnvLookup& /*env*/) const override {
+    ClusterValues v;
+    const std::string where = "rendezvous at " + t_.rendezvous.to_string();
+    const ValueOrigin lists{"rendezvous", where, "the " + where};
+    v.ps_hosts = sourced(Result<HostList>(c_.ps), lists);
+    v.worker_hosts = sourced(Result<HostList>(c_.workers), lists);
+    const ValueOrigin task{t_.scheduler, t_.task_source, t_.task_source};
+    v.job = sourced(Result<JobName>(job_), task);
+    const ValueOrigin index = t_.task_index >= 0
+                                  ? task
+                                  : ValueOrigin{"rendezvous", "order of arrival at the " + where,
+                                                "the order of arrival at the " + where};
+    v.task_index = sourced(Result<int>(index_), index);
+    return v;
+  }
+
+ private:
+  RankTask t_;
+  ClusterSpec c_;
+  JobName job_;
+  int index_;
+};
+
+}  // namespace
+
+Result<std::optional<RankTask>> resolve_rank_task(const ClusterFlags& f, const RankFlags& rf,
+                                                  const EnvLookup& env) {
+  if (f.ps_hosts || f.worker_hosts || env_value(env, kEnvPsHosts) ||
+      env_value(env, kEnvWorkerHosts) || env_value(env, kEnvTfConfig)) {
+    return std::optional<RankTask>();
+  }
+  std::optional<RankTask> out;
+  if (auto role = env_value(env, "DMLC_ROLE")) {
+    PSTRAIN_ASSIGN_OR_RETURN(out, dmlc_task(f, rf, env, *role));
+  } else if (env_value(env, "OMPI_COMM_WORLD_RANK")) {
+    PSTRAIN_ASSIGN_OR_RETURN(
+        out, ranked_task(f, rf, env,
+                         {"Open MPI", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                          "OMPI_COMM_WORLD_LOCAL_RANK"}));
+  } else if (env_value(env, "PMI_RANK")) {
+    PSTRAIN_ASSIGN_OR_RETURN(
+        out, ranked_task(f, rf, env, {"PMI", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"}));
+  } else if (env_value(env, "SLURM_PROCID")) {
+    PSTRAIN_ASSIGN_OR_RETURN(
+        out, ranked_task(f, rf, env, {"Slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"}));
+  } else if (rf.num_ps) {
+    return invalid_argument(
+        "--num_ps=" + std::to_string(*rf.num_ps) +
+        " makes ranks 0..N-1 parameter servers, but no rank-based scheduler's variables are set "
+        "(SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK, DMLC_ROLE): start pstrain with srun or "
+        "mpirun, or give --job_name, --task_index, --ps_hosts and --worker_hosts");
+  }
+  return out;
+}
+
+std::string describe_rank_task(const RankTask& t) {
+  std::ostringstream os;
+  os << t.scheduler << ": ";
+  if (t.rendezvous_only) {
+    os << "the scheduler role: serves the rendezvous only";
+  } else {
+    os << job_name_string(t.job) << " ";
+    if (t.task_index >= 0) {
+      os << t.task_index;
+    } else {
+      os << "(index from the rendezvous)";
+    }
+    os << " from " << t.task_source;
+  }
+  os << "; " << t.num_ps << " ps and " << t.num_workers << " workers from " << t.counts_source
+     << "; rendezvous at " << t.rendezvous.to_string() << " from " << t.rendezvous_source;
+  if (!t.rendezvous_only) os << "; this task's host " << t.host << " from " << t.host_source;
+  if (t.local_rank) os << "; local rank " << *t.local_rank << " from " << t.local_rank_source;
+  return os.str();
+}
+
+std::unique_ptr<const ClusterReader> rendezvous_reader(const RankTask& task,
+                                                       const ClusterSpec& cluster, JobName job,
+                                                       int task_index) {
+  return std::make_unique<RendezvousReader>(task, cluster, job, task_index);
+}
+
+ClusterReaders rank_cluster_readers(std::unique_ptr<const ClusterReader> rendezvous) {
+  ClusterReaders readers;
+  readers.push_back(flags_reader());
+  readers.push_back(batch_ai_reader());
+  readers.push_back(tf_config_reader());
+  readers.push_back(std::move(rendezvous));
+  readers.push_back(defaults_reader());
+  return readers;
 }
 
 uint64_t derive_job_id(const ClusterSpec& spec) {

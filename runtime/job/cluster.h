@@ -214,6 +214,70 @@ Result<ResolvedTask> resolve_task(const ClusterFlags& flags, const EnvLookup& en
 // ...; task from ...; num_gpus from ...".
 std::string describe_task(const ResolvedTask& task);
 
+// --- Rank-based schedulers: Slurm, Open MPI, PMI (MPICH, Intel MPI), DMLC -------------------
+//
+// These give a task only its rank and the job's size (DMLC: its role and the counts); the
+// cluster comes from a rendezvous (runtime/job/rendezvous.h). They are the last source before
+// the defaults: resolve_rank_task returns nullopt (not a rank-based launch) when flags
+// (--ps_hosts, --worker_hosts), Batch AI (AZ_BATCHAI_PS_HOSTS, AZ_BATCHAI_WORKER_HOSTS) or
+// TF_CONFIG give a host list, or when no rank scheduler's variables are set. Among the
+// schedulers the most specific launcher wins: DMLC_ROLE, then Open MPI
+// (OMPI_COMM_WORLD_RANK), then PMI (PMI_RANK), then Slurm (SLURM_PROCID), since mpirun run
+// inside a Slurm allocation inherits the allocation's SLURM_* variables.
+// Roles: with --num_ps N, ranks 0..N-1 are PS tasks 0..N-1 and rank r >= N is worker r-N (the
+// lowest worker rank, N, is the chief, worker 0). DMLC: DMLC_ROLE names the role and
+// DMLC_NUM_SERVER/DMLC_NUM_WORKER the counts; the rendezvous hands out indices in arrival
+// order (DMLC_WORKER_ID, as BytePS sets it, fixes a worker's index).
+// Rendezvous address: --rendezvous host:port; else DMLC_PS_ROOT_URI:DMLC_PS_ROOT_PORT; else
+// under Slurm the first host of SLURM_STEP_NODELIST (or SLURM_JOB_NODELIST) with port
+// 10000 + SLURM_JOB_ID % 20000; else 127.0.0.1 (one host) with a port derived from the
+// launcher's job id (PMIX_NAMESPACE, OMPI_MCA_ess_base_jobid, PMI_KVSNAME) or 29400.
+// Every bad value is an InvalidArgument naming the variable (or flag) and its value.
+
+struct RankFlags {
+  std::optional<int> num_ps;              // --num_ps (PSTRAIN_NUM_PS through the CLI)
+  std::optional<std::string> rendezvous;  // --rendezvous host:port
+};
+
+struct RankTask {
+  std::string scheduler;  // "Slurm", "Open MPI", "PMI", "DMLC"
+  // DMLC_ROLE=scheduler: this process serves the rendezvous and trains nothing.
+  bool rendezvous_only = false;
+  // This process serves the rendezvous (rank 0, or the DMLC scheduler).
+  bool serves_rendezvous = false;
+  HostPort rendezvous;
+  std::string rendezvous_source;  // e.g. "the first host of SLURM_STEP_NODELIST=..."
+  int num_ps = 0;
+  int num_workers = 0;
+  std::string counts_source;  // e.g. "--num_ps=1 (flags), SLURM_NTASKS=3 (Slurm)"
+  JobName job = JobName::kWorker;
+  int task_index = -1;            // -1: the rendezvous assigns it (DMLC)
+  std::optional<int> rank;        // nullopt for DMLC
+  std::string task_source;        // e.g. "Slurm (SLURM_PROCID=2, --num_ps=1)"
+  std::optional<int> local_rank;  // SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK: the GPU choice
+  std::string local_rank_source;
+  std::string host;         // the address this task reports to the rendezvous
+  std::string host_source;  // e.g. "SLURMD_NODENAME", "loopback rendezvous"
+};
+
+// See the contract above. Flags' --job_name/--task_index, when given, must agree with the task
+// the ranks give (an error naming both otherwise).
+Result<std::optional<RankTask>> resolve_rank_task(const ClusterFlags& flags,
+                                                  const RankFlags& rank_flags,
+                                                  const EnvLookup& env);
+
+// One log line: "Slurm: worker 1 (rank 2 of 3; --num_ps=1 (flags)), rendezvous at h:p (...)".
+std::string describe_rank_task(const RankTask& t);
+
+// A reader for the values the rendezvous gave: the ps and worker lists (source "rendezvous")
+// and this task's job and index (source: the scheduler, e.g. "Slurm (SLURM_PROCID=2,
+// --num_ps=1)"). A scheduler source (never mixed with defaults).
+std::unique_ptr<const ClusterReader> rendezvous_reader(const RankTask& task,
+                                                       const ClusterSpec& cluster, JobName job,
+                                                       int task_index);
+// flags, Batch AI, TF_CONFIG, `rendezvous`, defaults.
+ClusterReaders rank_cluster_readers(std::unique_ptr<const ClusterReader> rendezvous);
+
 // Stable 64-bit id of a job derived from its cluster spec: FNV-1a over the host lists in order
 // (host names lower-cased), so every task of a job computes the same id and two jobs with
 // different clusters almost surely differ. Never 0 (0 can mean "no id" on the wire). The same

@@ -1431,5 +1431,153 @@ TEST(ProcessEnvironment, ReadsGetenv) {
   ASSERT_EQ(::unsetenv(name), 0);
 }
 
+// --- Rank-based schedulers ------------------------------------------------------------------
+
+RankFlags num_ps(int n) {
+  RankFlags f;
+  f.num_ps = n;
+  return f;
+}
+
+TEST(RankTask, SlurmRanksBecomeRolesAndTheRendezvousIsOnTheFirstNode) {
+  const Env env = {{"SLURM_PROCID", "2"},        {"SLURM_NTASKS", "3"},
+                   {"SLURM_JOB_ID", "41234"},    {"SLURM_STEP_NODELIST", "node[03-04]"},
+                   {"SLURM_JOB_NODELIST", "x1"}, {"SLURM_LOCALID", "1"},
+                   {"SLURMD_NODENAME", "node04"}};
+  auto t = resolve_rank_task({}, num_ps(1), env_of(env));
+  ASSERT_TRUE(t.ok()) << t.status().to_string();
+  ASSERT_TRUE(t->has_value());
+  const RankTask& r = **t;
+  EXPECT_EQ(r.scheduler, "Slurm");
+  EXPECT_EQ(r.job, JobName::kWorker);
+  EXPECT_EQ(r.task_index, 1);
+  EXPECT_EQ(r.num_ps, 1);
+  EXPECT_EQ(r.num_workers, 2);
+  EXPECT_FALSE(r.serves_rendezvous);
+  EXPECT_EQ(r.rendezvous, hp("node03", 10000 + 41234 % 20000));
+  EXPECT_EQ(r.host, "node04");
+  EXPECT_EQ(r.local_rank, 1);
+  EXPECT_THAT(describe_rank_task(r), HasSubstr("SLURM_PROCID=2, --num_ps=1"));
+  EXPECT_THAT(describe_rank_task(r), HasSubstr("SLURM_STEP_NODELIST=node[03-04]"));
+}
+
+TEST(RankTask, RankZeroIsPsZeroAndServesTheRendezvous) {
+  const Env env = {{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "4"}};
+  RankFlags f = num_ps(2);
+  f.rendezvous = "10.0.0.1:5555";
+  auto t = resolve_rank_task({}, f, env_of(env));
+  ASSERT_TRUE(t.ok() && t->has_value()) << t.status().to_string();
+  EXPECT_EQ((*t)->job, JobName::kPs);
+  EXPECT_EQ((*t)->task_index, 0);
+  EXPECT_TRUE((*t)->serves_rendezvous);
+  EXPECT_EQ((*t)->rendezvous, hp("10.0.0.1", 5555));
+  EXPECT_EQ((*t)->num_workers, 2);
+}
+
+TEST(RankTask, MpirunInsideASlurmAllocationUsesMpiRanks) {
+  const Env env = {{"SLURM_PROCID", "0"},
+                   {"SLURM_NTASKS", "1"},
+                   {"SLURM_JOB_NODELIST", "n1"},
+                   {"OMPI_COMM_WORLD_RANK", "2"},
+                   {"OMPI_COMM_WORLD_SIZE", "3"}};
+  auto t = resolve_rank_task({}, num_ps(1), env_of(env));
+  ASSERT_TRUE(t.ok() && t->has_value()) << t.status().to_string();
+  EXPECT_EQ((*t)->scheduler, "Open MPI");
+  EXPECT_EQ((*t)->task_index, 1);
+  EXPECT_EQ((*t)->rendezvous.host, "127.0.0.1");
+  EXPECT_EQ((*t)->host, "127.0.0.1");
+}
+
+TEST(RankTask, EarlierSourcesWin) {
+  const Env slurm = {{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "3"}, {"SLURM_JOB_NODELIST", "n1"}};
+  ClusterFlags flags;
+  flags.ps_hosts = "a:1";
+  auto t = resolve_rank_task(flags, num_ps(1), env_of(slurm));
+  ASSERT_TRUE(t.ok());
+  EXPECT_FALSE(t->has_value());
+  for (const std::string var : {"AZ_BATCHAI_PS_HOSTS", "TF_CONFIG"}) {
+    Env env = slurm;
+    env.insert_or_assign(var, std::string("x"));
+    auto u = resolve_rank_task({}, num_ps(1), env_of(env));
+    ASSERT_TRUE(u.ok()) << var;
+    EXPECT_FALSE(u->has_value()) << var;
+  }
+  auto none = resolve_rank_task({}, {}, env_of({}));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST(RankTask, DmlcRolesAndCounts) {
+  const Env common = {{"DMLC_PS_ROOT_URI", "10.1.2.3"},
+                      {"DMLC_PS_ROOT_PORT", "9000"},
+                      {"DMLC_NUM_SERVER", "2"},
+                      {"DMLC_NUM_WORKER", "3"},
+                      {"DMLC_NODE_HOST", "10.1.2.9"}};
+  Env worker = common;
+  worker["DMLC_ROLE"] = "worker";
+  worker["DMLC_WORKER_ID"] = "2";
+  auto w = resolve_rank_task({}, {}, env_of(worker));
+  ASSERT_TRUE(w.ok() && w->has_value()) << w.status().to_string();
+  EXPECT_EQ((*w)->job, JobName::kWorker);
+  EXPECT_EQ((*w)->task_index, 2);
+  EXPECT_EQ((*w)->num_ps, 2);
+  EXPECT_EQ((*w)->num_workers, 3);
+  EXPECT_EQ((*w)->rendezvous, hp("10.1.2.3", 9000));
+  EXPECT_EQ((*w)->host, "10.1.2.9");
+  EXPECT_FALSE((*w)->rank.has_value());
+  Env server = common;
+  server["DMLC_ROLE"] = "server";
+  auto s = resolve_rank_task({}, {}, env_of(server));
+  ASSERT_TRUE(s.ok() && s->has_value());
+  EXPECT_EQ((*s)->job, JobName::kPs);
+  EXPECT_EQ((*s)->task_index, -1);
+  Env sched = common;
+  sched["DMLC_ROLE"] = "scheduler";
+  auto c = resolve_rank_task({}, {}, env_of(sched));
+  ASSERT_TRUE(c.ok() && c->has_value());
+  EXPECT_TRUE((*c)->rendezvous_only);
+  EXPECT_TRUE((*c)->serves_rendezvous);
+  auto bad = resolve_rank_task({}, num_ps(1), env_of(worker));
+  expect_invalid(bad.status(), {"--num_ps=1 disagrees with DMLC_NUM_SERVER=2"});
+}
+
+TEST(RankTask, BadValuesNameTheVariable) {
+  expect_invalid(
+      resolve_rank_task({}, num_ps(1), env_of({{"SLURM_PROCID", "x"}, {"SLURM_NTASKS", "3"}}))
+          .status(),
+      {"SLURM_PROCID=\"x\""});
+  expect_invalid(resolve_rank_task({}, num_ps(1), env_of({{"SLURM_PROCID", "0"}})).status(),
+                 {"SLURM_NTASKS is not set"});
+  expect_invalid(
+      resolve_rank_task(
+          {}, num_ps(1),
+          env_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "3"}, {"SLURM_JOB_NODELIST", "n[1-2"}}))
+          .status(),
+      {"SLURM_JOB_NODELIST: hostlist \"n[1-2\""});
+  expect_invalid(
+      resolve_rank_task({}, num_ps(3), env_of({{"PMI_RANK", "0"}, {"PMI_SIZE", "3"}})).status(),
+      {"--num_ps=3 with PMI_SIZE=3 leaves no worker"});
+  ClusterFlags f;
+  f.task_index = 0;
+  expect_invalid(
+      resolve_rank_task(f, num_ps(1), env_of({{"PMI_RANK", "2"}, {"PMI_SIZE", "3"}})).status(),
+      {"--task_index=0 (flags) disagrees with PMI (PMI_RANK=2, --num_ps=1)", "worker 1"});
+}
+
+TEST(RankTask, TheRendezvousReaderNamesItsSources) {
+  const Env env = {{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "n1"}};
+  auto t = resolve_rank_task({}, num_ps(1), env_of(env));
+  ASSERT_TRUE(t.ok() && t->has_value());
+  const ClusterSpec cluster{{hp("n1", 1000)}, {hp("n1", 1001)}};
+  auto task = resolve_task(
+      rank_cluster_readers(rendezvous_reader(**t, cluster, JobName::kWorker, 0)), {}, env_of(env));
+  ASSERT_TRUE(task.ok()) << task.status().to_string();
+  EXPECT_EQ(task->cluster, cluster);
+  EXPECT_EQ(task->job, JobName::kWorker);
+  EXPECT_EQ(task->task_index, 0);
+  EXPECT_THAT(task->cluster_source, HasSubstr("Slurm rendezvous at n1:"));
+  EXPECT_EQ(task->num_gpus_source, "defaults (--num_gpus)");
+}
+
 }  // namespace
 }  // namespace pstrain
