@@ -180,22 +180,6 @@ float Model::read_loss() {
   return loss_host_.f32()[0];
 }
 
-int64_t Model::count_correct(std::span<const float> images, std::span<const int32_t> labels,
-                             int batch) {
-  const int64_t total = static_cast<int64_t>(labels.size());
-  int64_t correct = 0;
-  for (int64_t start = 0; start < total; start += batch) {
-    const int n = static_cast<int>(std::min<int64_t>(batch, total - start));
-    upload_batch(images.subspan(static_cast<size_t>(start * input_features_),
-                                static_cast<size_t>(n * input_features_)),
-                 labels.subspan(static_cast<size_t>(start), static_cast<size_t>(n)), n);
-    Buffers& b = buffers_for(n);
-    forward(b, n);
-    correct += ops_->count_correct(b.acts.back().f32(), b.labels.i32(), n, options_.classes);
-  }
-  return correct;
-}
-
 Model::Evaluation Model::evaluate(std::span<const float> images, std::span<const int32_t> labels,
                                   int batch) {
   const int64_t total = static_cast<int64_t>(labels.size());

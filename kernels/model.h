@@ -66,10 +66,8 @@ class Model {
   void upload_batch(std::span<const float> images, std::span<const int32_t> labels, int n);
   float read_loss();
 
-  // Number of correctly classified examples of a host data set, in batches of `batch`.
-  int64_t count_correct(std::span<const float> images, std::span<const int32_t> labels, int batch);
-  // The same pass, also giving the mean softmax cross-entropy over the data set (0 for none).
-  // Leaves gradients() untouched.
+  // A host data set, in batches of `batch`: the number of correctly classified examples and the
+  // mean softmax cross-entropy (0 for no example). Leaves gradients() untouched.
   struct Evaluation {
     int64_t correct = 0;
     double cross_entropy = 0;

@@ -13,6 +13,7 @@
 
 #include "runtime/job/process.h"
 #include "runtime/wire/transport.h"
+#include "tests/integration/paths.h"
 #include "worker/data.h"
 
 namespace pstrain {
@@ -22,12 +23,7 @@ namespace fs = std::filesystem;
 using Env = std::map<std::string, std::optional<std::string>>;
 constexpr auto kDeadline = std::chrono::seconds(150);
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
+using testing_util::read_all;
 
 struct Task {
   std::string name;
@@ -72,10 +68,7 @@ class DistributedTest : public ::testing::Test {
       o.argv.insert(o.argv.end(), t.args.begin(), t.args.end());
       o.env = t.env;
       // Keep this test's environment from leaking into the tasks' cluster resolution.
-      for (const char* v : {"TF_CONFIG", "AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS",
-                            "AZ_BATCHAI_TASK_INDEX", "AZ_BATCHAI_NUM_GPUS"}) {
-        o.env.try_emplace(v, std::nullopt);
-      }
+      testing_util::clear_cluster_variables(o.env);
       o.stdout_path = (dir_ / (t.name + ".out")).string();
       o.stderr_path = (dir_ / (t.name + ".err")).string();
       o.stdin_from_dev_null = true;

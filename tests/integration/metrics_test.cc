@@ -27,12 +27,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 constexpr auto kDeadline = std::chrono::seconds(90);
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
+using testing_util::read_all;
 
 // curl's output for `url` (empty when it failed).
 std::string curl(const std::string& url) {
@@ -82,10 +77,8 @@ class MetricsTest : public ::testing::Test {
     SubprocessOptions o;
     o.argv = {testing_util::kPstrain};
     o.argv.insert(o.argv.end(), args.begin(), args.end());
-    for (const char* v : {"TF_CONFIG", "AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS",
-                          "AZ_BATCHAI_TASK_INDEX", "AZ_BATCHAI_NUM_GPUS", "PSTRAIN_METRICS_PORT"}) {
-      o.env.try_emplace(v, std::nullopt);
-    }
+    testing_util::clear_cluster_variables(o.env);
+    o.env.try_emplace("PSTRAIN_METRICS_PORT", std::nullopt);
     o.stdout_path = (dir_ / (name + ".out")).string();
     o.stderr_path = (dir_ / (name + ".err")).string();
     o.stdin_from_dev_null = true;

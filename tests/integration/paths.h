@@ -1,10 +1,61 @@
-// Paths the integration tests that run the real binary share: the pstrain executable of this
-// build tree and the Debian data set's directory (tests skip when it is not installed).
+// What the integration tests that run the real binary share: the pstrain executable of this
+// build tree, the Debian data set's directory (tests skip when it is not installed), the
+// variables a test clears so that its own environment does not leak into the tasks' cluster
+// resolution, and reading a task's output file.
 #pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
 
 namespace pstrain::testing_util {
 
 inline constexpr const char* kPstrain = PSTRAIN_BINARY_DIR "/cli/pstrain";
 inline constexpr const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
+
+// Every variable a cluster reader reads (runtime/job/cluster.h), schedulers' included.
+inline constexpr const char* kClusterVariables[] = {"TF_CONFIG",
+                                                    "AZ_BATCHAI_PS_HOSTS",
+                                                    "AZ_BATCHAI_WORKER_HOSTS",
+                                                    "AZ_BATCHAI_TASK_INDEX",
+                                                    "AZ_BATCHAI_NUM_GPUS",
+                                                    "SLURM_PROCID",
+                                                    "SLURM_NTASKS",
+                                                    "SLURM_JOB_ID",
+                                                    "SLURM_STEP_NODELIST",
+                                                    "SLURM_JOB_NODELIST",
+                                                    "SLURM_LOCALID",
+                                                    "SLURMD_NODENAME",
+                                                    "OMPI_COMM_WORLD_RANK",
+                                                    "OMPI_COMM_WORLD_SIZE",
+                                                    "OMPI_COMM_WORLD_LOCAL_RANK",
+                                                    "PMI_RANK",
+                                                    "PMI_SIZE",
+                                                    "DMLC_ROLE",
+                                                    "DMLC_PS_ROOT_URI",
+                                                    "DMLC_PS_ROOT_PORT",
+                                                    "DMLC_NUM_SERVER",
+                                                    "DMLC_NUM_WORKER",
+                                                    "DMLC_WORKER_ID",
+                                                    "DMLC_NODE_HOST",
+                                                    "PSTRAIN_NUM_PS",
+                                                    "PSTRAIN_RENDEZVOUS"};
+
+// Unsets (nullopt, as SubprocessOptions::env takes it) every cluster variable `env` does not set
+// itself.
+inline void clear_cluster_variables(std::map<std::string, std::optional<std::string>>& env) {
+  for (const char* v : kClusterVariables) env.try_emplace(v, std::nullopt);
+}
+
+// The whole file ("" when it cannot be read).
+inline std::string read_all(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
 
 }  // namespace pstrain::testing_util

@@ -26,12 +26,7 @@ namespace fs = std::filesystem;
 using Env = std::map<std::string, std::optional<std::string>>;
 constexpr auto kDeadline = std::chrono::seconds(90);
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
+using testing_util::read_all;
 
 struct Task {
   std::string name;
@@ -82,34 +77,7 @@ class SchedulersTest : public ::testing::Test {
       o.argv = t.argv;
       o.env = t.env;
       // Keep this test's environment from leaking into the tasks' cluster resolution.
-      for (const char* v : {"TF_CONFIG",
-                            "AZ_BATCHAI_PS_HOSTS",
-                            "AZ_BATCHAI_WORKER_HOSTS",
-                            "AZ_BATCHAI_TASK_INDEX",
-                            "AZ_BATCHAI_NUM_GPUS",
-                            "SLURM_PROCID",
-                            "SLURM_NTASKS",
-                            "SLURM_JOB_ID",
-                            "SLURM_STEP_NODELIST",
-                            "SLURM_JOB_NODELIST",
-                            "SLURM_LOCALID",
-                            "SLURMD_NODENAME",
-                            "OMPI_COMM_WORLD_RANK",
-                            "OMPI_COMM_WORLD_SIZE",
-                            "OMPI_COMM_WORLD_LOCAL_RANK",
-                            "PMI_RANK",
-                            "PMI_SIZE",
-                            "DMLC_ROLE",
-                            "DMLC_PS_ROOT_URI",
-                            "DMLC_PS_ROOT_PORT",
-                            "DMLC_NUM_SERVER",
-                            "DMLC_NUM_WORKER",
-                            "DMLC_WORKER_ID",
-                            "DMLC_NODE_HOST",
-                            "PSTRAIN_NUM_PS",
-                            "PSTRAIN_RENDEZVOUS"}) {
-        o.env.try_emplace(v, std::nullopt);
-      }
+      testing_util::clear_cluster_variables(o.env);
       o.stdout_path = (dir_ / (t.name + ".out")).string();
       o.stderr_path = (dir_ / (t.name + ".err")).string();
       o.stdin_from_dev_null = true;

@@ -174,7 +174,7 @@ TEST(Model, SgdOnOneBatchLowersTheLoss) {
   }
   m.forward_backward(n);
   EXPECT_LT(m.read_loss(), 0.2f * first);
-  EXPECT_EQ(m.count_correct(images, labels, 3), n);
+  EXPECT_EQ(m.evaluate(images, labels, 3).correct, n);
 }
 
 TEST(Model, EvaluateGivesTheMeanCrossEntropyOverBatchesOfAnySize) {
@@ -198,7 +198,7 @@ TEST(Model, EvaluateGivesTheMeanCrossEntropyOverBatchesOfAnySize) {
   m.upload_batch(images, labels, n);
   m.forward_backward(n);
   const double whole = m.read_loss();
-  const int64_t correct = m.count_correct(images, labels, n);
+  const int64_t correct = m.evaluate(images, labels, n).correct;  // one batch
   std::vector<float> grads_before(p.size());
   ops->copy_to_host(grads_before.data(), m.gradients().raw(), grads_before.size() * 4);
   ops->synchronize();
