@@ -12,6 +12,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
   # data: Fashion-MNIST as IDX files under /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
+  # tests: a venv for the Python readers of our outputs (scripts/test-venv.sh: safetensors)
+  python3-venv python3-pip
 )
 
 missing=()
