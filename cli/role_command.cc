@@ -104,6 +104,7 @@ int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id) {
   o.job_id = job_id;
   o.heartbeat_timeout = seconds_flag(f.heartbeat_timeout_s);
   o.startup_timeout = seconds_flag(f.startup_timeout_s);
+  o.checkpoint_dir = f.checkpoint_dir;
   auto summary = run_ps_task(o, stdout);
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << summary.status().message();
@@ -124,6 +125,7 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   WorkerTaskOptions o;
   o.train = config;
   o.train.num_gpus = task.num_gpus;
+  o.train.checkpoint.dir = f.checkpoint_dir;
   o.sync_replicas = f.sync_replicas;
   o.replicas_to_aggregate = f.replicas_to_aggregate;
   o.staleness = f.staleness;

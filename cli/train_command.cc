@@ -18,6 +18,7 @@ int run_train_command(const TrainCommandFlags& flags) {
     PSTRAIN_LOG(ERROR) << config.status().message();
     return kExitUsage;
   }
+  config->checkpoint.dir = flags.checkpoint_dir;
   if (flags.log_every <= 0) {
     PSTRAIN_LOG(ERROR) << "--log_every must be positive, got " << flags.log_every;
     return kExitUsage;

@@ -216,7 +216,7 @@ Result<bool> PsClient::hello(uint64_t layout_hash) {
 Status PsClient::init(const JobTrainingConfig& config, std::span<const float> flat) {
   if (Status st = config.validate(); !st.ok()) return st.with_context("the training config");
   const wire::TrainingConfig wire_config = config.to_wire();
-  return exchange(
+  Status st = exchange(
       all_ps(),
       [&](int ps) {
         OutMessage m = request(wire::INIT);
@@ -231,6 +231,10 @@ Status PsClient::init(const JobTrainingConfig& config, std::span<const float> fl
         return m;
       },
       [](int, InMessage&) -> Result<bool> { return true; }, options_.reply_timeout, false);
+  // A PS refuses INIT for configuration reasons only (another cluster size, a checkpoint of
+  // another model in its --checkpoint_dir): a usage error (exit 2), not a failure.
+  if (st.code() == StatusCode::kFailedPrecondition) return invalid_argument(st.message());
+  return st;
 }
 
 Result<PsSteps> PsClient::pull(std::span<float> flat, int64_t min_step) {
@@ -318,6 +322,38 @@ Status PsClient::done() {
   return exchange(
       all_ps(), [&](int) { return request(wire::DONE); },
       [](int, InMessage&) -> Result<bool> { return true; }, options_.reply_timeout, false);
+}
+
+Result<std::vector<std::optional<SavedShard>>> PsClient::save(const std::vector<int>& targets,
+                                                              int64_t min_step,
+                                                              int keep_checkpoint_max) {
+  std::vector<std::optional<SavedShard>> out(targets.size());
+  Status st = exchange(
+      targets,
+      [&](int) {
+        OutMessage m = request(wire::SAVE);
+        m.header.set_min_step(min_step);
+        m.header.set_keep_checkpoint_max(keep_checkpoint_max);
+        return m;
+      },
+      [&](int ps, InMessage& reply) -> Result<bool> {
+        const wire::Header& h = reply.header;
+        if (!h.checkpoint_file().empty()) {
+          const size_t at =
+              static_cast<size_t>(std::find(targets.begin(), targets.end(), ps) - targets.begin());
+          if (at < out.size()) {
+            out[at] = SavedShard{.ps = ps,
+                                 .file = h.checkpoint_file(),
+                                 .bytes = h.checkpoint_bytes(),
+                                 .crc32 = h.checkpoint_crc32(),
+                                 .step = h.checkpoint_step()};
+          }
+        }
+        return true;
+      },
+      options_.reply_timeout, false);
+  if (!st.ok()) return st;
+  return out;
 }
 
 Result<wire::PsStats> PsClient::status(int ps) {

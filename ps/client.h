@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -50,6 +51,15 @@ struct PushResult {
   bool accepted = true;     // false when any PS dropped the gradient (stale, late)
 };
 
+// A checkpoint shard a PS wrote (SAVE's reply).
+struct SavedShard {
+  int ps = 0;
+  std::string file;  // base name in that PS's --checkpoint_dir
+  uint64_t bytes = 0;
+  uint32_t crc32 = 0;
+  int64_t step = 0;
+};
+
 // The step each PS was at when it served a pull; element 0 is the global step.
 using PsSteps = std::vector<int64_t>;
 
@@ -65,7 +75,8 @@ class PsClient {
   // variables. `layout_hash` lets the servers reject a worker whose model differs.
   Result<bool> hello(uint64_t layout_hash);
   // Chief only: sends each PS its chunks of `flat` and the whole training config (checked
-  // here first with JobTrainingConfig::validate(); a PS refuses an invalid one, too).
+  // here first with JobTrainingConfig::validate(); a PS refuses an invalid one, too). A
+  // refusal is an invalid-argument error (a configuration problem) carrying the PS's reason.
   Status init(const JobTrainingConfig& config, std::span<const float> flat);
   // Fills `flat` from every PS once each is initialised and at step >= min_step; returns the
   // step each PS served (element 0, PS 0's, is the global step).
@@ -81,6 +92,12 @@ class PsClient {
                           std::shared_ptr<const void> owner);
   // Tells every PS this worker has finished.
   Status done();
+  // Asks every PS in `targets` to write its checkpoint shard once its step reaches
+  // `min_step` (SAVE; ps/server.h). Returns one entry per target, in order: the shard written,
+  // or nullopt when that PS has scheduled the save (ask again later). A PS that cannot save
+  // (no --checkpoint_dir, a write error) makes the call fail with its error.
+  Result<std::vector<std::optional<SavedShard>>> save(const std::vector<int>& targets,
+                                                      int64_t min_step, int keep_checkpoint_max);
   // Per-PS state and counters (STATUS).
   Result<wire::PsStats> status(int ps);
 

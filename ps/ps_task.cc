@@ -66,6 +66,8 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out) {
   so.job_id = o.job_id;
   so.heartbeat_timeout = o.heartbeat_timeout;
   so.startup_timeout = o.startup_timeout;
+  so.num_ps = num_ps;
+  so.checkpoint_dir = o.checkpoint_dir;
   zmq::context_t ctx(1);
   auto server = ParameterServer::create(ctx, so);
   // Whatever stops the server from starting is the cluster's or the flags' doing.

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <optional>
+#include <string>
 
 #include "ps/server.h"
 #include "ps/training_config.h"
@@ -35,6 +36,8 @@ struct PsTaskOptions {
   uint64_t job_id = 0;
   std::chrono::milliseconds heartbeat_timeout{30000};  // --heartbeat_timeout_s
   std::chrono::milliseconds startup_timeout{600000};   // --startup_timeout_s
+  // --checkpoint_dir: restore at INIT, shards on SAVE (ps/server.h); empty: none.
+  std::string checkpoint_dir = std::string();
 };
 
 struct PsTaskSummary {

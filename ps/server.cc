@@ -1,8 +1,10 @@
 #include "ps/server.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <sstream>
 
+#include "ps/checkpoint_io.h"
 #include "runtime/base/log.h"
 #include "runtime/wire/transport.h"
 
@@ -93,6 +95,8 @@ wire::PsStats ParameterServer::stats() const {
     s.set_gradients_pending(config_->sync_replicas ? store_.pending() : 0);
     s.set_train_steps(config_->train_steps);
   }
+  s.set_last_checkpoint_step(last_save_ ? last_save_->step : -1);
+  s.set_restored_step(restored_step_);
   return s;
 }
 
@@ -126,10 +130,26 @@ void ParameterServer::reply_error(const InMessage& to, const std::string& error)
 
 Result<ServerSummary> ParameterServer::serve() {
   started_ = Clock::now();
+  if (!options_.checkpoint_dir.empty()) {
+    auto found = find_ps_shard(options_.checkpoint_dir, options_.ps_index, options_.num_ps);
+    if (!found.ok()) return invalid_argument(found.status().message());
+    for (const std::string& why : found->skipped) {
+      PSTRAIN_LOG(WARNING) << "skipping a torn checkpoint in " << options_.checkpoint_dir << ": "
+                           << why;
+    }
+    if (found->shard) {
+      PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " will resume from "
+                        << found->file << " (global step " << found->shard->step
+                        << ") when the chief initialises";
+      restore_from_ = std::move(found->shard);
+      restore_file_ = found->file;
+    }
+  }
   PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " listening on port " << port_
                     << " for " << options_.num_workers << " worker(s)";
   while (true) {
     if (stop_.load()) return cancelled("parameter server stopped on request");
+    if (!fatal_.ok()) return fatal_;
     // Wake at least every 100 ms to expire parked pulls and watch heartbeats.
     auto msg = recv_message(socket_, std::chrono::milliseconds(100), /*has_routing_id=*/true,
                             options_.job_id, &counters_);
@@ -235,6 +255,9 @@ void ParameterServer::handle(InMessage& msg) {
       update_replicas();
       return;
     }
+    case wire::SAVE:
+      on_save(msg);
+      return;
     case wire::STATUS: {
       OutMessage out;
       *out.header.mutable_stats() = stats();
@@ -288,7 +311,37 @@ void ParameterServer::on_init(InMessage& msg) {
     }
     chunks.push_back(std::move(ci));
   }
-  Status st = store_.initialize(config->optimizer, agg, std::move(chunks));
+  Status st;
+  if (restore_from_) {
+    st = check_restorable(*restore_from_, *config, options_.num_ps, restore_file_);
+    if (st.ok()) {
+      // The chunks must be the ones INIT sends (the layout hash says so; check anyway).
+      bool same = restore_from_->chunks.size() == chunks.size();
+      for (size_t i = 0; same && i < chunks.size(); ++i) {
+        same = restore_from_->chunks[i].key == chunks[i].key &&
+               restore_from_->chunks[i].values.size() == chunks[i].values.size();
+      }
+      if (!same) {
+        st = invalid_argument("the checkpoint " + restore_file_ +
+                              " holds other chunks than the chief sends; use another "
+                              "--checkpoint_dir to start afresh");
+      }
+    }
+    if (!st.ok()) {
+      reply_error(msg, st.message());
+      fatal_ = st;
+      return;
+    }
+    restored_step_ = restore_from_->step;
+    st = restore_store(store_, std::move(*restore_from_), *config);
+    restore_from_.reset();
+    if (st.ok()) {
+      PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " resumed from "
+                        << restore_file_ << " at global step " << store_.step();
+    }
+  } else {
+    st = store_.initialize(config->optimizer, agg, std::move(chunks));
+  }
   if (!st.ok()) {
     reply_error(msg, st.message());
     return;
@@ -409,6 +462,7 @@ void ParameterServer::on_push(InMessage& msg) {
     PSTRAIN_LOG(DEBUG) << "gradient of worker " << h.sender() << " at step " << h.step()
                        << " dropped (" << push_outcome_name(outcome) << ", step " << before << ")";
   }
+  if (store_.step() != before) save_if_due();
   OutMessage out;
   out.header.set_accepted(outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated);
   reply(msg, wire::REPLY_OK, std::move(out));
@@ -455,7 +509,108 @@ void ParameterServer::update_replicas() {
     store_.set_replicas(replicas);
   }
   // A step may be complete now; with --staleness, the slowest worker may have changed.
-  if (store_.complete_pending() || staleness_ > 0) answer_parked(false);
+  const bool advanced = store_.complete_pending();
+  if (advanced) save_if_due();
+  if (advanced || staleness_ > 0) answer_parked(false);
+}
+
+void ParameterServer::fill_save_reply(OutMessage& out) const {
+  if (!last_save_) return;
+  out.header.set_checkpoint_file(last_save_->file);
+  out.header.set_checkpoint_bytes(last_save_->bytes);
+  out.header.set_checkpoint_crc32(last_save_->crc32);
+  out.header.set_checkpoint_step(last_save_->step);
+}
+
+void ParameterServer::save_now() {
+  const auto start = Clock::now();
+  const checkpoint::ShardData shard =
+      shard_from_store(store_, *config_, options_.ps_index, options_.num_ps);
+  auto info = checkpoint::write_shard(options_.checkpoint_dir, shard);
+  if (!info.ok()) {
+    save_error_ = info.status().message();
+    PSTRAIN_LOG(ERROR) << "parameter server " << options_.ps_index
+                       << " cannot write its checkpoint shard: " << save_error_;
+    return;
+  }
+  last_save_ = *info;
+  save_error_.clear();
+  PSTRAIN_LOG(INFO)
+      << "parameter server " << options_.ps_index << " wrote " << info->file << " (" << info->bytes
+      << " bytes, global step " << info->step << ") in "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()
+      << " ms";
+  if (keep_checkpoint_max_ > 0) {
+    // This PS's own older shards beyond the newest keep_checkpoint_max (a PS-local directory
+    // has no index for the chief's retention to follow).
+    auto listing = checkpoint::list_checkpoints(options_.checkpoint_dir);
+    if (listing.ok()) {
+      std::vector<int64_t> mine;
+      for (const auto& l : *listing) {
+        const std::string name =
+            checkpoint::shard_file_name(l.step, options_.ps_index, options_.num_ps);
+        std::error_code ec;
+        if (std::filesystem::exists(std::filesystem::path(options_.checkpoint_dir) / name, ec)) {
+          mine.push_back(l.step);
+        }
+      }
+      const int extra = static_cast<int>(mine.size()) - keep_checkpoint_max_;
+      for (int i = 0; i < extra; ++i) {
+        std::error_code ec;
+        std::filesystem::remove(std::filesystem::path(options_.checkpoint_dir) /
+                                    checkpoint::shard_file_name(mine[static_cast<size_t>(i)],
+                                                                options_.ps_index, options_.num_ps),
+                                ec);
+      }
+    }
+  }
+}
+
+void ParameterServer::save_if_due() {
+  if (save_at_ && store_.step() >= *save_at_) {
+    save_at_.reset();
+    save_now();
+  }
+}
+
+void ParameterServer::on_save(InMessage& msg) {
+  const wire::Header& h = msg.header;
+  if (options_.checkpoint_dir.empty()) {
+    reply_error(msg, "parameter server " + std::to_string(options_.ps_index) +
+                         " has no --checkpoint_dir: give every task the same flag");
+    return;
+  }
+  if (!store_.initialized()) {
+    reply_error(msg, "nothing to save before the chief initialised the variables");
+    return;
+  }
+  if (!save_error_.empty()) {
+    const std::string error = save_error_;
+    save_error_.clear();
+    reply_error(msg, error);
+    return;
+  }
+  keep_checkpoint_max_ = h.keep_checkpoint_max();
+  const int64_t target = h.min_step();
+  if (!(last_save_ && last_save_->step >= target)) {
+    if (store_.step() >= target) {
+      save_at_.reset();
+      save_now();
+      if (!save_error_.empty()) {
+        const std::string error = save_error_;
+        save_error_.clear();
+        reply_error(msg, error);
+        return;
+      }
+    } else {
+      save_at_ = target;  // scheduled: the update that reaches it writes the shard
+      reply(msg, wire::REPLY_OK);
+      return;
+    }
+  }
+  OutMessage out;
+  fill_save_reply(out);
+  reply(msg, wire::REPLY_OK, std::move(out));
 }
 
 }  // namespace pstrain

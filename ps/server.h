@@ -19,6 +19,16 @@
 //   number of gradients that completes a step drops to the workers still alive, so a dead
 //   worker does not stall training. If the chief is lost before it initialised the
 //   variables, waiting and later PULLs get an error instead of waiting forever.
+// - Checkpoints (docs/checkpoints.md): with a checkpoint_dir, the server looks there at start
+//   for its shard of the newest complete checkpoint (ps/checkpoint_io.h); INIT then restores
+//   that shard (values, optimizer slots, step) instead of taking the chief's initial values,
+//   under the chief's config. A shard whose model, layout, PS count or optimizer differs
+//   from INIT's is refused: INIT gets a REPLY_ERROR saying what differs and serve() returns
+//   that invalid-argument error (the task exits 2). SAVE (min_step S) writes this PS's shard
+//   on serve()'s thread between two updates: at once when the step is already >= S (or a
+//   shard at a step >= S was already written: its record is sent again), else once an update
+//   brings the step to S (the reply then says "scheduled": ask again). Without a
+//   checkpoint_dir, SAVE gets an error.
 // - serve() returns once every worker has said DONE (success), or once every worker is done
 //   or lost with at least one lost (an error naming them), or after request_stop().
 // Thread-safety: serve() runs on one thread; request_stop() may be called from any thread or
@@ -35,6 +45,7 @@
 
 #include <zmq.hpp>
 
+#include "checkpoint/checkpoint.h"
 #include "ps/shard_store.h"
 #include "ps/training_config.h"
 #include "runtime/base/status.h"
@@ -44,6 +55,7 @@ namespace pstrain {
 
 struct ServerOptions {
   int ps_index = 0;
+  int num_ps = 1;  // parameter servers in the cluster (names checkpoint shards)
   int num_workers = 1;
   std::string host = "localhost";  // bind address (see runtime/wire/transport.h)
   int port = 0;                    // 0: any free port (read it back with port())
@@ -51,6 +63,7 @@ struct ServerOptions {
   std::chrono::milliseconds heartbeat_timeout{30000};
   std::chrono::milliseconds startup_timeout{600000};
   std::chrono::milliseconds long_poll{2000};
+  std::string checkpoint_dir = std::string();  // empty: no restore, SAVE refused
 };
 
 struct ServerSummary {
@@ -98,6 +111,12 @@ class ParameterServer {
   void on_init(InMessage& msg);
   void on_pull(InMessage& msg);
   void on_push(InMessage& msg);
+  void on_save(InMessage& msg);
+  // Writes the shard now; records the result (or the error) for SAVE replies.
+  void save_now();
+  // Writes a scheduled shard once the step reached it.
+  void save_if_due();
+  void fill_save_reply(OutMessage& out) const;
   void reply(const InMessage& to, wire::Kind kind, OutMessage out = {});
   void reply_error(const InMessage& to, const std::string& error);
   void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker);
@@ -121,6 +140,15 @@ class ParameterServer {
   std::vector<ParkedPull> parked_;
   ProtocolCounters counters_;
   Clock::time_point started_;
+  // Checkpoints.
+  std::optional<checkpoint::ShardData> restore_from_;  // found at start; used by INIT
+  std::string restore_file_;
+  int64_t restored_step_ = -1;
+  std::optional<int64_t> save_at_;  // a scheduled SAVE's step
+  int keep_checkpoint_max_ = 0;
+  std::optional<checkpoint::ShardFileInfo> last_save_;
+  std::string save_error_;  // the last failed save, reported to the next SAVE
+  Status fatal_;            // set when serve() must stop (a checkpoint INIT refused)
 };
 
 }  // namespace pstrain

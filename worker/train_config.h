@@ -8,6 +8,7 @@
 
 #include "kernels/model.h"
 #include "kernels/optim.h"
+#include "worker/checkpoint_options.h"
 #include "worker/data.h"
 
 namespace pstrain {
@@ -23,6 +24,8 @@ struct TrainConfig {
   bool tf32 = false;
   int eval_batch = 500;  // batch size of test-set evaluation
   int cpu_threads = 0;   // <= 0: all cores
+  // --checkpoint_dir and when to save: `pstrain train` and the chief of a distributed job.
+  CheckpointOptions checkpoint = CheckpointOptions();
 };
 
 // Checks ranges (positive steps and batch, learning rate > 0, ...); errors name the flag.
