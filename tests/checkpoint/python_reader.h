@@ -32,8 +32,11 @@ inline std::string hex_of(const void* data, size_t n) {
 }
 
 inline Result<nlohmann::json> read_with_python(const std::vector<std::string>& paths) {
-  std::string cmd =
-      "'" + test_python() + "' '" PSTRAIN_TEST_SOURCE_DIR "/tests/checkpoint/read_safetensors.py'";
+  std::string cmd = "'";
+  cmd += test_python();
+  cmd += "' '";
+  cmd += PSTRAIN_TEST_SOURCE_DIR;
+  cmd += "/tests/checkpoint/read_safetensors.py'";
   for (const std::string& p : paths) cmd += " '" + p + "'";
   cmd += " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
