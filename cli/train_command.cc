@@ -1,15 +1,52 @@
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "runtime/base/files.h"
 #include "runtime/base/log.h"
+#include "runtime/job/process.h"
 #include "worker/backend.h"
 #include "worker/data.h"
 #include "worker/local_train.h"
 
 namespace pstrain {
+namespace {
+
+std::atomic<int> g_train_stop{0};
+extern "C" void stop_train_on_signal(int sig) {
+  int none = 0;
+  g_train_stop.compare_exchange_strong(none, sig);
+}
+
+// SIGTERM and SIGINT end training between two steps (a final checkpoint is written when
+// --checkpoint_dir is given) while this lives; the previous handlers come back after.
+class TrainStopOnSignals {
+ public:
+  TrainStopOnSignals() {
+    g_train_stop.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = stop_train_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, &old_term_);
+    sigaction(SIGINT, &sa, &old_int_);
+  }
+  ~TrainStopOnSignals() {
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGINT, &old_int_, nullptr);
+  }
+  TrainStopOnSignals(const TrainStopOnSignals&) = delete;
+  TrainStopOnSignals& operator=(const TrainStopOnSignals&) = delete;
+
+ private:
+  struct sigaction old_term_ {};
+  struct sigaction old_int_ {};
+};
+
+}  // namespace
 
 int run_train_command(const TrainCommandFlags& flags) {
   const auto start = std::chrono::steady_clock::now();
@@ -44,10 +81,17 @@ int run_train_command(const TrainCommandFlags& flags) {
   if (!backend->warning.empty()) PSTRAIN_LOG(WARNING) << backend->warning;
 
   ProgressLineSink progress(stderr);
-  auto summary = train_locally(*config, *data, *backend->ops, progress);
+  TrainStopOnSignals signals;
+  auto summary = train_locally(*config, *data, *backend->ops, progress, &g_train_stop);
+  if (const int sig = g_train_stop.load();
+      !summary.ok() && summary.status().code() == StatusCode::kCancelled && sig != 0) {
+    PSTRAIN_LOG(INFO) << "stopped by " << signal_name(sig) << ": " << summary.status().message();
+    return 128 + sig;
+  }
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << summary.status().message();
-    return kExitFailure;
+    // A checkpoint of another model or optimizer in --checkpoint_dir is a usage error.
+    return summary.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
   summary->wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
