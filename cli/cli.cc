@@ -91,13 +91,20 @@ int dispatch(int argc, char** argv) {
 
   CLI::App* devices = app.add_subcommand("devices", "List the GPUs this process sees");
   CLI::App* version_command = app.add_subcommand("version", "Print what --version prints");
-  const std::vector<std::string> commands = {"train", "launch", "status", "devices", "version"};
+  const std::vector<std::string> commands = {"train",   "launch",  "status",
+                                             "devices", "version", "checkpoint"};
 
   // `pstrain status ...`: everything after `status` is parsed by run_status_command.
   CLI::App* status = app.add_subcommand(
       "status", "Show how a job is doing (JOB_DIR or --ps_hosts); see status --help");
   status->prefix_command();
   status->set_help_flag();
+
+  // `pstrain checkpoint list DIR`: parsed by run_checkpoint_command.
+  CLI::App* checkpoint_cmd = app.add_subcommand(
+      "checkpoint", "List a --checkpoint_dir's checkpoints; see checkpoint --help");
+  checkpoint_cmd->prefix_command();
+  checkpoint_cmd->set_help_flag();
 
   std::vector<std::string> reversed(expanded->rbegin(), expanded->rend());
   try {
@@ -139,6 +146,7 @@ int dispatch(int argc, char** argv) {
   }
   if (launch->parsed()) return run_launch_command(launch->remaining());
   if (status->parsed()) return run_status_command(status->remaining(), stdout);
+  if (checkpoint_cmd->parsed()) return run_checkpoint_command(checkpoint_cmd->remaining(), stdout);
   if (argc <= 1) {
     std::fputs(app.help().c_str(), stderr);
     return kExitUsage;

@@ -66,6 +66,10 @@ struct StatusCommandFlags {
 };
 int run_status_command(const std::vector<std::string>& args, std::FILE* out);
 
+// `pstrain checkpoint list DIR [--json]` (cli/checkpoint_command.cc): `args` are the words
+// after `checkpoint`. Exit codes: 0 listed, 2 bad usage or DIR unreadable.
+int run_checkpoint_command(const std::vector<std::string>& args, std::FILE* out);
+
 // `pstrain --version` and `pstrain devices`.
 int run_version_command();
 
