@@ -84,6 +84,16 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out) {
     if (served.status().code() != StatusCode::kCancelled || sig == 0) return served.status();
     summary.stop_signal = sig;
     summary.config = (*server)->training_config();
+    // A scheduler's preemption: keep this PS's state (complete as a checkpoint in a PS's own
+    // directory; in a shared one, only the chief's index completes a checkpoint).
+    auto saved = (*server)->save_on_stop();
+    if (!saved.ok()) {
+      std::fprintf(out, "ps %d could not save its shard: %s\n", o.task_index,
+                   saved.status().message().c_str());
+    } else if (saved->has_value()) {
+      std::fprintf(out, "ps %d saved %s (global step %lld)\n", o.task_index, (*saved)->file.c_str(),
+                   static_cast<long long>((*saved)->step));
+    }
     std::fprintf(out, "ps %d stopped by %s\n", o.task_index, signal_name(sig).c_str());
     std::fflush(out);
     return summary;

@@ -8,6 +8,8 @@
 //   returns).
 // - On success prints one line to `out`: "ps N done: global step S, A gradients applied,
 //   D dropped (stale or late), M malformed and F foreign messages ignored".
+// - A stop by one of those signals first writes this PS's shard of its current state into
+//   checkpoint_dir (when given and initialised; "ps N saved FILE (global step S)" on `out`).
 // - A stop by one of those signals is not an error: the summary has `stop_signal` set (its
 //   `server` is empty) and "ps N stopped by SIGTERM" is printed to `out`. The caller exits
 //   with 128 + the signal (cli/role_command.cc), as a process killed by it would report.

@@ -566,6 +566,16 @@ void ParameterServer::save_now() {
   }
 }
 
+Result<std::optional<checkpoint::ShardFileInfo>> ParameterServer::save_on_stop() {
+  if (options_.checkpoint_dir.empty() || !store_.initialized() || !config_) {
+    return std::optional<checkpoint::ShardFileInfo>();
+  }
+  if (last_save_ && last_save_->step == store_.step()) return last_save_;
+  save_now();
+  if (!save_error_.empty()) return unavailable(save_error_);
+  return last_save_;
+}
+
 void ParameterServer::save_if_due() {
   if (save_at_ && store_.step() >= *save_at_) {
     save_at_.reset();

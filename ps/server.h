@@ -85,6 +85,10 @@ class ParameterServer {
   void request_stop() { stop_.store(true); }
   // The counters and state as a STATUS reply carries them (serve()'s thread only).
   wire::PsStats stats() const;
+  // After serve() returned (or on its thread): writes this PS's shard of its current state
+  // into checkpoint_dir when it has one and holds initialised variables (a stop by a signal:
+  // ps/ps_task.h). Returns the file written, or nullopt when there was nothing to do.
+  Result<std::optional<checkpoint::ShardFileInfo>> save_on_stop();
   // The training config the chief sent in INIT (checked by JobTrainingConfig::from_wire);
   // empty until then. serve()'s thread only, or after serve() returned.
   const std::optional<JobTrainingConfig>& training_config() const { return config_; }

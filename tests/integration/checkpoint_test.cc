@@ -204,11 +204,21 @@ TEST_F(CheckpointJobTest, SigtermToTheChiefWritesAFinalCheckpoint) {
   auto chief = job[1].wait_until(deadline);
   ASSERT_TRUE(chief.ok());
   EXPECT_EQ(*chief, ExitStatus::exited(128 + SIGTERM)) << logs("run1");
-  job[0].kill();
   job[2].kill();
   const std::optional<checkpoint::CheckpointIndex> saved = latest();
   ASSERT_TRUE(saved.has_value()) << logs("run1");
   EXPECT_GE(saved->step, 30);
+  // SIGTERM to the PS: it writes its own shard of its current state, then exits 143.
+  ASSERT_TRUE(job[0].terminate().ok());
+  auto ps_exit = job[0].wait_until(deadline);
+  ASSERT_TRUE(ps_exit.ok());
+  EXPECT_EQ(*ps_exit, ExitStatus::exited(128 + SIGTERM)) << logs("run1");
+  std::smatch m;
+  const std::string ps_out = read_all(dir_ / "run1_ps0.out");
+  ASSERT_TRUE(std::regex_search(ps_out, m, std::regex(R"(ps 0 saved (\S+) \(global step (\d+)\))")))
+      << logs("run1");
+  EXPECT_TRUE(fs::exists(fs::path(ckpt_) / m[1].str())) << m[1];
+  EXPECT_GE(std::stol(m[2]), saved->step);
 
   // The same directory with another --hidden_units: refused, saying what differs.
   std::vector<Subprocess> other = start_job("run2", {"--train_steps=100000", "--hidden_units=24"});
