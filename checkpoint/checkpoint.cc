@@ -507,12 +507,35 @@ Status finalize_checkpoint(const std::string& dir, CheckpointIndex index, int ke
       first_error = "cannot delete " + path_in(dir, name) + ": " + ec.message();
     }
   };
-  for (const auto& [step, names] : d.shards) {
-    if (step >= oldest_kept || keep.count(step)) continue;
-    for (const std::string& n : names) remove(n);
+  // Shards a kept index lists stay, whatever their step (a PS that was past the requested
+  // step saved a later one, which two indexes may share).
+  const auto listed = [&](int64_t step) {
+    std::vector<std::string> files;
+    auto text = read_file(path_in(dir, d.indexes[step]));
+    if (!text.ok()) return files;
+    auto x = CheckpointIndex::parse(*text, d.indexes[step]);
+    if (!x.ok()) return files;
+    for (const ShardFileInfo& s : x->shards) files.push_back(s.file);
+    return files;
+  };
+  std::set<std::string> in_use;
+  for (int64_t step : kept) {
+    for (std::string& f : listed(step)) in_use.insert(std::move(f));
   }
   for (const auto& [step, name] : d.indexes) {
-    if (step < oldest_kept && !keep.count(step)) remove(name);
+    if (keep.count(step)) continue;
+    for (const std::string& f : listed(step)) {
+      if (!in_use.count(f) && d.sizes.count(f)) remove(f);
+    }
+  }
+  for (const auto& [step, names] : d.shards) {
+    if (step >= oldest_kept || keep.count(step)) continue;
+    for (const std::string& n : names) {
+      if (!in_use.count(n)) remove(n);
+    }
+  }
+  for (const auto& [step, name] : d.indexes) {
+    if (!keep.count(step)) remove(name);
   }
   if (!first_error.empty()) return unavailable(first_error);
   return {};

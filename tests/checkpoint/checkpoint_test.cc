@@ -374,5 +374,27 @@ TEST(Directory, RetentionKeepsTheNewestAndDeletesOnlyAfterANewerIsComplete) {
   EXPECT_EQ(every->size(), 7u);
 }
 
+TEST(Directory, RetentionKeepsAShardThatAKeptIndexShares) {
+  TempDir d;
+  // A PS already past the requested step 50 saved step 51; index 50 and index 51 list that
+  // same shard. Keeping one checkpoint deletes index 50 but not the shard index 51 needs.
+  auto info = write_shard(d.path(), make_shard("sgd", 51, 0, 1, 3));
+  ASSERT_TRUE(info.ok());
+  CheckpointIndex x;
+  x.model = "mlp";
+  x.num_ps = 1;
+  x.training_config = nlohmann::json::object();
+  x.shards = {*info};
+  x.step = 50;
+  ASSERT_TRUE(finalize_checkpoint(d.path(), x, 1).ok());
+  x.step = 51;
+  std::vector<std::string> removed;
+  ASSERT_TRUE(finalize_checkpoint(d.path(), x, 1, &removed).ok());
+  EXPECT_EQ(removed, std::vector<std::string>{index_file_name(50)});
+  auto r = find_latest_complete(d.path());
+  ASSERT_TRUE(r.ok() && r->latest.has_value());
+  EXPECT_EQ(r->latest->step, 51);
+}
+
 }  // namespace
 }  // namespace pstrain::checkpoint
