@@ -34,6 +34,40 @@ nlohmann::json training_config_json(const JobTrainingConfig& c) {
           {"layout_hash", hex64(c.layout_hash)}};
 }
 
+Result<JobTrainingConfig> training_config_from_json(const nlohmann::json& j) {
+  JobTrainingConfig c;
+  std::string optimizer, hash;
+  try {
+    c.model = j.at("model").get<std::string>();
+    optimizer = j.at("optimizer").get<std::string>();
+    c.optimizer.learning_rate = j.at("learning_rate").get<float>();
+    c.optimizer.momentum = j.at("momentum").get<float>();
+    c.optimizer.beta1 = j.at("adam_beta1").get<float>();
+    c.optimizer.beta2 = j.at("adam_beta2").get<float>();
+    c.optimizer.epsilon = j.at("adam_epsilon").get<float>();
+    c.optimizer.initial_accumulator = j.at("adagrad_initial_accumulator").get<float>();
+    c.sync_replicas = j.at("sync_replicas").get<bool>();
+    c.replicas_to_aggregate = j.at("replicas_to_aggregate").get<int>();
+    c.staleness = j.at("staleness").get<int>();
+    c.train_steps = j.at("train_steps").get<int64_t>();
+    c.num_workers = j.at("num_workers").get<int>();
+    hash = j.at("layout_hash").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    return data_loss(std::string("training_config: a field is missing or of the wrong type (") +
+                     e.what() + ")");
+  }
+  PSTRAIN_ASSIGN_OR_RETURN(c.optimizer.kind, parse_optimizer(optimizer));
+  try {
+    size_t used = 0;
+    c.layout_hash = std::stoull(hash, &used, 16);
+    if (used != hash.size()) throw std::invalid_argument(hash);
+  } catch (const std::exception&) {
+    return data_loss("training_config: layout_hash \"" + hash + "\" is not 0x<hex>");
+  }
+  PSTRAIN_RETURN_IF_ERROR(c.validate());
+  return c;
+}
+
 checkpoint::ShardData shard_from_store(const ShardStore& store, const JobTrainingConfig& config,
                                        int ps_index, int num_ps) {
   checkpoint::ShardData s;

@@ -32,6 +32,10 @@ namespace pstrain {
 
 nlohmann::json training_config_json(const JobTrainingConfig& c);
 
+// The config training_config_json() wrote (a shard's __metadata__), checked with validate();
+// an error names the field.
+Result<JobTrainingConfig> training_config_from_json(const nlohmann::json& j);
+
 checkpoint::ShardData shard_from_store(const ShardStore& store, const JobTrainingConfig& config,
                                        int ps_index, int num_ps);
 

@@ -209,6 +209,9 @@ Result<bool> PsClient::hello(uint64_t layout_hash) {
         return true;
       },
       options_.connect_timeout, /*backoff=*/true);
+  // A PS refuses HELLO for configuration reasons only (another variable layout than the
+  // chief's or than its checkpoint): a usage error (exit 2).
+  if (st.code() == StatusCode::kFailedPrecondition) return invalid_argument(st.message());
   if (!st.ok()) return st;
   return initialized;
 }

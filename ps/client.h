@@ -72,7 +72,8 @@ class PsClient {
   ~PsClient();
 
   // Announces this worker to every PS. Returns true when every PS already holds initialised
-  // variables. `layout_hash` lets the servers reject a worker whose model differs.
+  // variables. `layout_hash` lets the servers reject a worker whose model differs (an
+  // invalid-argument error carrying the PS's reason).
   Result<bool> hello(uint64_t layout_hash);
   // Chief only: sends each PS its chunks of `flat` and the whole training config (checked
   // here first with JobTrainingConfig::validate(); a PS refuses an invalid one, too). A

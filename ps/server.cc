@@ -106,7 +106,8 @@ OutMessage ParameterServer::make_reply(wire::Kind kind, uint64_t request_id) con
   out.header.set_job_id(options_.job_id);
   out.header.set_request_id(request_id);
   out.header.set_step(store_.step());
-  out.header.set_initialized(store_.initialized());
+  // Restored from a checkpoint but not yet confirmed by an INIT: a chief starting up sends one.
+  out.header.set_initialized(store_.initialized() && !awaiting_init_);
   out.header.set_ps_index(options_.ps_index);
   out.header.set_sender(-1);
   return out;
@@ -138,11 +139,38 @@ Result<ServerSummary> ParameterServer::serve() {
                            << why;
     }
     if (found->shard) {
-      PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " will resume from "
-                        << found->file << " (global step " << found->shard->step
-                        << ") when the chief initialises";
-      restore_from_ = std::move(found->shard);
       restore_file_ = found->file;
+      auto saved_config = training_config_from_json(found->shard->training_config);
+      if (!saved_config.ok()) {
+        PSTRAIN_LOG(WARNING) << found->file << ": " << saved_config.status().message()
+                             << "; the variables come back when the chief initialises";
+        restore_from_ = std::move(found->shard);
+      } else {
+        // Serve the checkpoint at once: a PS restarted alone rejoins its running job. The
+        // chief of a job started again still sends INIT, whose config then applies.
+        restore_from_ = *found->shard;
+        Status st = saved_config->num_workers == options_.num_workers
+                        ? restore_store(store_, std::move(*found->shard), *saved_config)
+                        : invalid_argument("the checkpoint's job had " +
+                                           std::to_string(saved_config->num_workers) + " workers");
+        if (!st.ok()) {
+          PSTRAIN_LOG(WARNING) << found->file << ": " << st.message()
+                               << "; the variables come back when the chief initialises";
+          store_ = ShardStore();
+        } else {
+          configured_replicas_ =
+              saved_config->sync_replicas ? saved_config->replicas_to_aggregate : 1;
+          staleness_ = saved_config->staleness;
+          config_ = std::move(saved_config).value();
+          restored_step_ = store_.step();
+          awaiting_init_ = true;
+          update_replicas();
+          PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " resumed from "
+                            << found->file << " at global step " << store_.step()
+                            << " (serving it now; an INIT from the chief may still change the "
+                               "training config)";
+        }
+      }
     }
   }
   PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " listening on port " << port_
@@ -226,6 +254,16 @@ void ParameterServer::handle(InMessage& msg) {
   }
   switch (h.kind()) {
     case wire::HELLO: {
+      if (awaiting_init_ && h.config().layout_hash() != config_->layout_hash) {
+        const Status st = invalid_argument(
+            "the checkpoint " + restore_file_ + " has another variable layout than worker " +
+            std::to_string(sender) +
+            " (another --model, --hidden_units or cluster); use another --checkpoint_dir (or "
+            "empty this one) to start afresh");
+        reply_error(msg, st.message());
+        fatal_ = st;
+        return;
+      }
       if (config_ && h.config().layout_hash() != config_->layout_hash) {
         reply_error(msg, "worker " + std::to_string(sender) +
                              " lays out the variables differently from the chief (check that "
@@ -273,6 +311,10 @@ void ParameterServer::handle(InMessage& msg) {
 
 void ParameterServer::on_init(InMessage& msg) {
   const wire::Header& h = msg.header;
+  if (awaiting_init_) {
+    adopt_init(msg);
+    return;
+  }
   if (config_) {
     if (h.config().layout_hash() != config_->layout_hash) {
       reply_error(msg, "variables are already initialised with another layout");
@@ -352,6 +394,58 @@ void ParameterServer::on_init(InMessage& msg) {
   update_replicas();
   PSTRAIN_LOG(INFO) << "initialised by the chief: " << config_->describe() << "; "
                     << store_.num_chunks() << " chunks, " << store_.parameter_bytes() << " bytes";
+  reply(msg, wire::REPLY_OK);
+  answer_parked(/*expire_all_due=*/false);
+}
+
+void ParameterServer::adopt_init(InMessage& msg) {
+  const wire::Header& h = msg.header;
+  if (h.sender() != 0) {
+    reply_error(msg, "only the chief (worker 0) initialises variables");
+    return;
+  }
+  auto config = JobTrainingConfig::from_wire(h.config());
+  if (!config.ok()) {
+    reply_error(msg, config.status().message());
+    return;
+  }
+  checkpoint::ShardData held;  // what the restored variables are, for the comparison
+  held.model = config_->model;
+  held.num_ps = options_.num_ps;
+  held.layout_hash = config_->layout_hash;
+  held.optimizer = optimizer_name(config_->optimizer.kind);
+  Status st = config->num_workers == options_.num_workers
+                  ? check_restorable(held, *config, options_.num_ps, restore_file_)
+                  : invalid_argument("the chief counts " + std::to_string(config->num_workers) +
+                                     " workers, this parameter server's cluster has " +
+                                     std::to_string(options_.num_workers));
+  if (!st.ok()) {
+    reply_error(msg, st.message());
+    fatal_ = st;
+    return;
+  }
+  const AggregationConfig agg{config->sync_replicas, config->replicas_to_aggregate,
+                              config->train_steps};
+  if (restore_from_ && store_.counters().updates == 0 && store_.pending() == 0) {
+    // Nothing changed since the restore: start again from the checkpoint under the new config.
+    store_ = ShardStore();
+    st = restore_store(store_, std::move(*restore_from_), *config);
+  } else {
+    st = store_.reconfigure(config->optimizer, agg);
+  }
+  restore_from_.reset();
+  if (!st.ok()) {
+    reply_error(msg, st.message());
+    fatal_ = st;
+    return;
+  }
+  configured_replicas_ = agg.sync ? agg.replicas_to_aggregate : 1;
+  staleness_ = config->staleness;
+  config_ = std::move(config).value();
+  awaiting_init_ = false;
+  update_replicas();
+  PSTRAIN_LOG(INFO) << "the chief's INIT confirmed the restored variables at global step "
+                    << store_.step() << ": " << config_->describe();
   reply(msg, wire::REPLY_OK);
   answer_parked(/*expire_all_due=*/false);
 }
@@ -462,7 +556,10 @@ void ParameterServer::on_push(InMessage& msg) {
     PSTRAIN_LOG(DEBUG) << "gradient of worker " << h.sender() << " at step " << h.step()
                        << " dropped (" << push_outcome_name(outcome) << ", step " << before << ")";
   }
-  if (store_.step() != before) save_if_due();
+  if (store_.step() != before) {
+    save_if_due();
+    restore_from_.reset();  // the restored copy is not needed once training moved on
+  }
   OutMessage out;
   out.header.set_accepted(outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated);
   reply(msg, wire::REPLY_OK, std::move(out));

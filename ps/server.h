@@ -20,11 +20,14 @@
 //   worker does not stall training. If the chief is lost before it initialised the
 //   variables, waiting and later PULLs get an error instead of waiting forever.
 // - Checkpoints (docs/checkpoints.md): with a checkpoint_dir, the server looks there at start
-//   for its shard of the newest complete checkpoint (ps/checkpoint_io.h); INIT then restores
-//   that shard (values, optimizer slots, step) instead of taking the chief's initial values,
-//   under the chief's config. A shard whose model, layout, PS count or optimizer differs
-//   from INIT's is refused: INIT gets a REPLY_ERROR saying what differs and serve() returns
-//   that invalid-argument error (the task exits 2). SAVE (min_step S) writes this PS's shard
+//   for its shard of the newest complete checkpoint (ps/checkpoint_io.h) and serves it at once
+//   (values, optimizer slots, step, and the training config saved with it), so a PS restarted
+//   alone rejoins its running job; HELLO replies say "not initialised" until the chief's INIT
+//   confirms it, so the chief of a job started again sends INIT, whose config (train_steps,
+//   learning rate, ...) then applies; the chief's initial values are ignored. A checkpoint
+//   whose model, layout, PS count or optimizer differs from a HELLO's or INIT's is refused
+//   with a REPLY_ERROR saying what differs, and serve() returns that invalid-argument error
+//   (the task exits 2). SAVE (min_step S) writes this PS's shard
 //   on serve()'s thread between two updates: at once when the step is already >= S (or a
 //   shard at a step >= S was already written: its record is sent again), else once an update
 //   brings the step to S (the reply then says "scheduled": ask again). Without a
@@ -116,6 +119,8 @@ class ParameterServer {
   void on_pull(InMessage& msg);
   void on_push(InMessage& msg);
   void on_save(InMessage& msg);
+  // INIT to a PS that restored a checkpoint at start: checks it matches, takes its config.
+  void adopt_init(InMessage& msg);
   // Writes the shard now; records the result (or the error) for SAVE replies.
   void save_now();
   // Writes a scheduled shard once the step reached it.
@@ -148,6 +153,7 @@ class ParameterServer {
   std::optional<checkpoint::ShardData> restore_from_;  // found at start; used by INIT
   std::string restore_file_;
   int64_t restored_step_ = -1;
+  bool awaiting_init_ = false;      // serving a restored checkpoint; the chief's INIT not seen
   std::optional<int64_t> save_at_;  // a scheduled SAVE's step
   int keep_checkpoint_max_ = 0;
   std::optional<checkpoint::ShardFileInfo> last_save_;

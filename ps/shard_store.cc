@@ -92,6 +92,26 @@ Status ShardStore::restore(const OptimizerConfig& optimizer, const AggregationCo
   return {};
 }
 
+Status ShardStore::reconfigure(const OptimizerConfig& optimizer,
+                               const AggregationConfig& aggregation) {
+  if (!initialized_) return failed_precondition("nothing to reconfigure before initialisation");
+  if (optimizer.kind != optimizer_.kind) {
+    return invalid_argument(std::string("the variables carry ") + optimizer_name(optimizer_.kind) +
+                            " slots; --optimizer=" + optimizer_name(optimizer.kind) +
+                            " cannot take them over");
+  }
+  if (aggregation.sync != aggregation_.sync) {
+    return invalid_argument("--sync_replicas cannot change while the variables are held");
+  }
+  if (aggregation.sync && aggregation.replicas_to_aggregate < 1) {
+    return invalid_argument("replicas_to_aggregate must be at least 1");
+  }
+  optimizer_ = optimizer;
+  aggregation_ = aggregation;
+  replicas_ = aggregation.sync ? aggregation.replicas_to_aggregate : 1;
+  return {};
+}
+
 Status ShardStore::check_layout(std::span<const std::string> keys,
                                 std::span<const int64_t> counts) const {
   if (keys.size() != chunks_.size() || counts.size() != chunks_.size()) {

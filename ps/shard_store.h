@@ -77,6 +77,11 @@ class ShardStore {
                  std::vector<ChunkInit> chunks, std::vector<std::vector<std::vector<float>>> slots,
                  int64_t step);
 
+  // Takes a new optimizer configuration of the same kind (learning rate, hyper-parameters)
+  // and aggregation (train_steps, replicas) while keeping values, slots, step and the
+  // gradients held for the current step: a restarted job's chief may change them.
+  Status reconfigure(const OptimizerConfig& optimizer, const AggregationConfig& aggregation);
+
   // `grads` has one entry per chunk, in chunk order, with matching counts (the caller checks
   // keys and counts with check_layout first).
   PushOutcome push(int worker, int64_t step, std::span<const GradientView> grads);

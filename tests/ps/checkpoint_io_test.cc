@@ -178,5 +178,25 @@ TEST(PsCheckpoint, FindsItsShardInASharedOrItsOwnDirectory) {
       << refused.status().message();
 }
 
+TEST(PsCheckpoint, TheSavedTrainingConfigReadsBack) {
+  JobTrainingConfig c = config_for(OptimizerKind::kAdagrad);
+  c.sync_replicas = true;
+  c.num_workers = 3;
+  c.replicas_to_aggregate = 2;
+  c.optimizer.learning_rate = 0.0123f;
+  c.optimizer.initial_accumulator = 0.25f;
+  auto back = training_config_from_json(training_config_json(c));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->to_wire().SerializeAsString(), c.to_wire().SerializeAsString());
+  nlohmann::json broken = training_config_json(c);
+  broken.erase("train_steps");
+  EXPECT_FALSE(training_config_from_json(broken).ok());
+  broken = training_config_json(c);
+  broken["learning_rate"] = -1;
+  auto bad = training_config_from_json(broken);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("learning_rate"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace pstrain
