@@ -41,6 +41,7 @@ struct RoleFlags {
   double heartbeat_timeout_s = 30;
   double startup_timeout_s = 600;
   double connect_timeout_s = 120;
+  double ps_restart_timeout_s = 600;  // workers keep asking a silent PS this long (0: off)
 };
 void add_role_flags(CLI::App& app, RoleFlags& f);
 // Checks the role flags that need no cluster (timeouts 0.1 s to a week, --staleness,

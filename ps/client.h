@@ -5,7 +5,8 @@
 //   PS on a heartbeat thread (start_heartbeats) so the servers see the worker alive while it
 //   computes, and the worker sees a server that stopped answering.
 // - Every wait has a deadline: a request that gets no reply within `reply_timeout` fails with
-//   an error naming the PS and its address; hello() retries with backoff until
+//   an error naming the PS and its address (with `ps_restart_timeout`, only once that much
+//   more time has passed with the request sent again); hello() retries with backoff until
 //   `connect_timeout` and then names every address that never answered.
 // - pull() waits for events, not sleeps: a server parks the request until it holds
 //   initialised variables at step >= min_step and answers then (or says "not ready" after its
@@ -44,6 +45,11 @@ struct ClientOptions {
   // Heartbeats are sent every min(heartbeat_interval, reply_timeout / 4), so a server that
   // uses the same timeout never mistakes a live worker for a lost one.
   std::chrono::milliseconds heartbeat_interval{1000};
+  // A PS that does not answer a request within reply_timeout: 0 fails the call at once;
+  // otherwise the request is sent again every reply_timeout for up to this long (a PS being
+  // restarted from its checkpoint), and pull() follows a PS whose step went back (it restored
+  // an older checkpoint) instead of waiting for the step it had reached.
+  std::chrono::milliseconds ps_restart_timeout{0};
 };
 
 struct PushResult {
@@ -98,7 +104,7 @@ class PsClient {
   // or nullopt when that PS has scheduled the save (ask again later). A PS that cannot save
   // (no --checkpoint_dir, a write error) makes the call fail with its error.
   Result<std::vector<std::optional<SavedShard>>> save(const std::vector<int>& targets,
-                                                      int64_t min_step, int keep_checkpoint_max);
+                                                      int64_t min_step);
   // Per-PS state and counters (STATUS).
   Result<wire::PsStats> status(int ps);
 
@@ -131,6 +137,7 @@ class PsClient {
   ClientOptions options_;
   std::vector<zmq::socket_t> sockets_;
   uint64_t next_request_ = 1;
+  std::vector<uint64_t> incarnation_;  // each PS's Header.ps_incarnation as last seen (0: none)
   ProtocolCounters counters_;
 
   std::thread heartbeat_;

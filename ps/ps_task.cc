@@ -68,6 +68,7 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out) {
   so.startup_timeout = o.startup_timeout;
   so.num_ps = num_ps;
   so.checkpoint_dir = o.checkpoint_dir;
+  so.keep_checkpoint_max = o.keep_checkpoint_max;
   zmq::context_t ctx(1);
   auto server = ParameterServer::create(ctx, so);
   // Whatever stops the server from starting is the cluster's or the flags' doing.

@@ -40,6 +40,7 @@ struct PsTaskOptions {
   std::chrono::milliseconds startup_timeout{600000};   // --startup_timeout_s
   // --checkpoint_dir: restore at INIT, shards on SAVE (ps/server.h); empty: none.
   std::string checkpoint_dir = std::string();
+  int keep_checkpoint_max = 5;  // --keep_checkpoint_max: own shards kept
 };
 
 struct PsTaskSummary {

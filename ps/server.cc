@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <random>
 #include <sstream>
 
 #include "ps/checkpoint_io.h"
@@ -37,7 +38,14 @@ ParameterServer::ParameterServer(ServerOptions options, zmq::socket_t socket, in
     : options_(std::move(options)),
       socket_(std::move(socket)),
       port_(port),
-      workers_(static_cast<size_t>(options_.num_workers)) {}
+      workers_(static_cast<size_t>(options_.num_workers)) {
+  // Differs between two runs of the same PS (the time and the process), so a worker can tell
+  // a restarted PS from the one it knew.
+  std::random_device rd;
+  incarnation_ = (static_cast<uint64_t>(rd()) << 32) ^ static_cast<uint64_t>(rd()) ^
+                 static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  if (incarnation_ == 0) incarnation_ = 1;
+}
 
 ParameterServer::~ParameterServer() {
   // Give the last replies (to DONE) a moment to leave before the socket closes.
@@ -106,9 +114,9 @@ OutMessage ParameterServer::make_reply(wire::Kind kind, uint64_t request_id) con
   out.header.set_job_id(options_.job_id);
   out.header.set_request_id(request_id);
   out.header.set_step(store_.step());
-  // Restored from a checkpoint but not yet confirmed by an INIT: a chief starting up sends one.
-  out.header.set_initialized(store_.initialized() && !awaiting_init_);
+  out.header.set_initialized(store_.initialized());
   out.header.set_ps_index(options_.ps_index);
+  out.header.set_ps_incarnation(incarnation_);
   out.header.set_sender(-1);
   return out;
 }
@@ -261,13 +269,23 @@ void ParameterServer::handle(InMessage& msg) {
             " (another --model, --hidden_units or cluster); use another --checkpoint_dir (or "
             "empty this one) to start afresh");
         reply_error(msg, st.message());
-        fatal_ = st;
+        // The chief's word ends this PS (exit 2); another worker is only refused.
+        if (sender == 0) fatal_ = st;
         return;
       }
       if (config_ && h.config().layout_hash() != config_->layout_hash) {
         reply_error(msg, "worker " + std::to_string(sender) +
                              " lays out the variables differently from the chief (check that "
                              "every task has the same --model, --hidden_units and cluster)");
+        return;
+      }
+      if (awaiting_init_) {
+        // Restored from a checkpoint, not yet confirmed by an INIT: "not initialised", so the
+        // chief of a job started again sends INIT (its config then applies).
+        OutMessage out = make_reply(wire::REPLY_OK, h.request_id());
+        out.header.set_initialized(false);
+        Status st = send_message(socket_, std::move(out), &msg.routing_id, &counters_);
+        if (!st.ok()) PSTRAIN_LOG(WARNING) << "reply to worker " << sender << ": " << st.message();
         return;
       }
       reply(msg, wire::REPLY_OK);
@@ -637,7 +655,7 @@ void ParameterServer::save_now() {
       << " bytes, global step " << info->step << ") in "
       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()
       << " ms";
-  if (keep_checkpoint_max_ > 0) {
+  if (options_.keep_checkpoint_max > 0) {
     // This PS's own older shards beyond the newest keep_checkpoint_max (a PS-local directory
     // has no index for the chief's retention to follow).
     auto listing = checkpoint::list_checkpoints(options_.checkpoint_dir);
@@ -651,7 +669,7 @@ void ParameterServer::save_now() {
           mine.push_back(l.step);
         }
       }
-      const int extra = static_cast<int>(mine.size()) - keep_checkpoint_max_;
+      const int extra = static_cast<int>(mine.size()) - options_.keep_checkpoint_max;
       for (int i = 0; i < extra; ++i) {
         std::error_code ec;
         std::filesystem::remove(std::filesystem::path(options_.checkpoint_dir) /
@@ -697,7 +715,6 @@ void ParameterServer::on_save(InMessage& msg) {
     reply_error(msg, error);
     return;
   }
-  keep_checkpoint_max_ = h.keep_checkpoint_max();
   const int64_t target = h.min_step();
   if (!(last_save_ && last_save_->step >= target)) {
     if (store_.step() >= target) {

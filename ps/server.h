@@ -67,6 +67,7 @@ struct ServerOptions {
   std::chrono::milliseconds startup_timeout{600000};
   std::chrono::milliseconds long_poll{2000};
   std::string checkpoint_dir = std::string();  // empty: no restore, SAVE refused
+  int keep_checkpoint_max = 5;                 // own shards kept in checkpoint_dir (0: all)
 };
 
 struct ServerSummary {
@@ -155,7 +156,7 @@ class ParameterServer {
   int64_t restored_step_ = -1;
   bool awaiting_init_ = false;      // serving a restored checkpoint; the chief's INIT not seen
   std::optional<int64_t> save_at_;  // a scheduled SAVE's step
-  int keep_checkpoint_max_ = 0;
+  uint64_t incarnation_ = 0;        // Header.ps_incarnation of every reply
   std::optional<checkpoint::ShardFileInfo> last_save_;
   std::string save_error_;  // the last failed save, reported to the next SAVE
   Status fatal_;            // set when serve() must stop (a checkpoint INIT refused)

@@ -101,7 +101,7 @@ Status ChiefCheckpointer::collect() {
   for (int i = 0; i < placement_.num_ps; ++i) {
     if (!shards_[static_cast<size_t>(i)]) missing.push_back(i);
   }
-  PSTRAIN_ASSIGN_OR_RETURN(auto saved, client_.save(missing, *target_, options_.keep_max));
+  PSTRAIN_ASSIGN_OR_RETURN(auto saved, client_.save(missing, *target_));
   for (size_t k = 0; k < missing.size(); ++k) {
     if (!saved[k]) continue;
     const SavedShard& s = *saved[k];

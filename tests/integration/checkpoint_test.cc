@@ -232,5 +232,52 @@ TEST_F(CheckpointJobTest, SigtermToTheChiefWritesAFinalCheckpoint) {
       << logs("run2");
 }
 
+// kill -9 of the PS in the middle of a sync job, then the same command line again: it
+// resumes from its newest checkpoint, the workers keep asking it (--ps_restart_timeout_s)
+// and follow it back to that step, and the job finishes normally, redoing only the steps
+// after the checkpoint.
+TEST_F(CheckpointJobTest, AKilledPsRestartedFromItsCheckpointRejoinsTheJob) {
+  const std::vector<std::string> flags = {"--train_steps=3000", "--save_checkpoint_steps=50",
+                                          "--heartbeat_timeout_s=3"};
+  std::vector<Subprocess> job = start_job("run1", flags);
+  const auto deadline = Clock::now() + kDeadline;
+  const bool reached = wait_for(
+      [&] {
+        auto l = latest();
+        return l && l->step >= 200;
+      },
+      deadline);
+  job[0].kill();
+  ASSERT_TRUE(reached) << logs("run1");
+  const std::optional<checkpoint::CheckpointIndex> saved = latest();
+  ASSERT_TRUE(saved.has_value());
+  ASSERT_LT(saved->step, 3000) << "the job finished before the PS was killed";
+  Subprocess ps = start("run2_ps0", true, 0, flags);
+  for (Subprocess* p : {&job[1], &job[2], &ps}) {
+    auto st = p->wait_until(deadline);
+    ASSERT_TRUE(st.ok()) << logs("run1") << "--- restarted ps\n" << read_all(dir_ / "run2_ps0.err");
+    EXPECT_TRUE(st->success()) << st->to_string() << "\n"
+                               << logs("run1") << read_all(dir_ / "run2_ps0.err");
+  }
+  const std::string ps_err = read_all(dir_ / "run2_ps0.err");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(ps_err, m, std::regex(R"(resumed from \S+ at global step (\d+))")))
+      << ps_err;
+  const long resumed = std::stol(m[1]);
+  EXPECT_GE(resumed, saved->step);
+  EXPECT_EQ(resumed % 50, 0);
+  const std::string ps_out = read_all(dir_ / "run2_ps0.out");
+  ASSERT_TRUE(std::regex_search(ps_out, m, std::regex(R"(global step (\d+), (\d+) gradients)")))
+      << ps_out;
+  EXPECT_EQ(std::stol(m[1]), 3000);
+  EXPECT_EQ(std::stol(m[2]), (3000 - resumed) * 2) << "2 gradients per step after the restore";
+  EXPECT_NE(read_all(dir_ / "run1_wk1.err").find("ps/0 at " + addr_[0] + " was restarted"),
+            std::string::npos)
+      << logs("run1");
+  const std::string chief = read_all(dir_ / "run1_wk0.out");
+  ASSERT_TRUE(std::regex_search(chief, m, std::regex(R"(test accuracy = ([0-9.]+))"))) << chief;
+  EXPECT_GT(std::stod(m[1]), 0.7);
+}
+
 }  // namespace
 }  // namespace pstrain
