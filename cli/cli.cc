@@ -93,13 +93,20 @@ int dispatch(int argc, char** argv) {
 
   CLI::App* devices = app.add_subcommand("devices", "List the GPUs this process sees");
   CLI::App* version_command = app.add_subcommand("version", "Print what --version prints");
-  const std::vector<std::string> commands = {"train", "launch", "status", "devices", "version"};
+  const std::vector<std::string> commands = {"train",   "launch",  "status",
+                                             "devices", "version", "checkpoint"};
 
   // `pstrain status ...`: everything after `status` is parsed by run_status_command.
   CLI::App* status = app.add_subcommand(
       "status", "Show how a job is doing (JOB_DIR or --ps_hosts); see status --help");
   status->prefix_command();
   status->set_help_flag();
+
+  // `pstrain checkpoint list DIR`: parsed by run_checkpoint_command.
+  CLI::App* checkpoint_cmd = app.add_subcommand(
+      "checkpoint", "List a --checkpoint_dir's checkpoints; see checkpoint --help");
+  checkpoint_cmd->prefix_command();
+  checkpoint_cmd->set_help_flag();
 
   std::vector<std::string> reversed(expanded->rbegin(), expanded->rend());
   try {
@@ -141,6 +148,7 @@ int dispatch(int argc, char** argv) {
   }
   if (launch->parsed()) return run_launch_command(launch->remaining());
   if (status->parsed()) return run_status_command(status->remaining(), stdout);
+  if (checkpoint_cmd->parsed()) return run_checkpoint_command(checkpoint_cmd->remaining(), stdout);
   // A bare `pstrain` prints the help, except under a rank-based launch that needs no flag: a
   // ps-lite script's DMLC_ROLE=scheduler, or PSTRAIN_NUM_PS under srun/mpirun.
   if (argc <= 1 && std::getenv("DMLC_ROLE") == nullptr &&

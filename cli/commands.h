@@ -51,6 +51,7 @@ struct RoleFlags {
   double rendezvous_timeout_s = 300;
   CLI::Option* num_ps_opt = nullptr;
   CLI::Option* rendezvous_opt = nullptr;
+  double ps_restart_timeout_s = 600;  // workers keep asking a silent PS this long (0: off)
 };
 void add_role_flags(CLI::App& app, RoleFlags& f);
 // Checks the role flags that need no cluster (timeouts 0.1 s to a week, --staleness,
@@ -75,6 +76,10 @@ struct StatusCommandFlags {
   bool json = false;
 };
 int run_status_command(const std::vector<std::string>& args, std::FILE* out);
+
+// `pstrain checkpoint list DIR [--json]` (cli/checkpoint_command.cc): `args` are the words
+// after `checkpoint`. Exit codes: 0 listed, 2 bad usage or DIR unreadable.
+int run_checkpoint_command(const std::vector<std::string>& args, std::FILE* out);
 
 // `pstrain --version` and `pstrain devices`.
 int run_version_command();

@@ -81,6 +81,7 @@ void add_training_flags(CLI::App& app, TrainFlagValues& v) {
   add_int_option(app, "--cpu_threads", c.cpu_threads, "Threads of the CPU backend (0 = all cores)")
       ->capture_default_str()
       ->group(kOwnGroup);
+  add_checkpoint_flags(app, c.checkpoint);
   // Later wins, as in TensorFlow (and so a flag after a --flagfile overrides the file's).
   for (CLI::Option* opt : app.get_options()) {
     opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -172,6 +173,21 @@ void add_output_flags(CLI::App& app, std::string& checkpoint_dir, std::string& l
   add_int_option(app, "--log_every", log_every,
                  "Print mnist_replica's step line every N local steps (pstrain train: its "
                  "progress line)")
+      ->capture_default_str()
+      ->group(kOutputGroup);
+}
+
+void add_checkpoint_flags(CLI::App& app, CheckpointOptions& o) {
+  add_int_option(app, "--save_checkpoint_steps", o.save_steps,
+                 "Save a checkpoint every N global steps into --checkpoint_dir (0: off)")
+      ->capture_default_str()
+      ->group(kOutputGroup);
+  add_int_option(app, "--save_checkpoint_secs", o.save_secs,
+                 "Save a checkpoint every N seconds into --checkpoint_dir (0: off)")
+      ->capture_default_str()
+      ->group(kOutputGroup);
+  add_int_option(app, "--keep_checkpoint_max", o.keep_max,
+                 "Keep the newest N complete checkpoints (0: all)")
       ->capture_default_str()
       ->group(kOutputGroup);
 }

@@ -28,8 +28,8 @@ struct TrainFlagValues {
 // Adds the training flags (--model, --hidden_units, --train_steps, --batch_size,
 // --learning_rate, --optimizer, --momentum, --adam_beta1, --adam_beta2, --adam_epsilon,
 // --adagrad_initial_accumulator, --seed, --data_dir, --num_gpus, --tf32, --eval_batch,
-// --cpu_threads) to `app`. The optimizer's hyper-parameters have TensorFlow's names and
-// defaults (kernels/optim.h); they go straight into config.optimizer.
+// --cpu_threads, and add_checkpoint_flags()'s) to `app`. The optimizer's hyper-parameters have
+// TensorFlow's names and defaults (kernels/optim.h); they go straight into config.optimizer.
 void add_training_flags(CLI::App& app, TrainFlagValues& v);
 // Converts and validates (every hyper-parameter, see check_optimizer_config); errors name the
 // flag.
@@ -111,6 +111,10 @@ void add_summary_every_flag(CLI::App& app, int& summary_every);
 // --flagfile FILE, listed in each command's help (cli/args.h expand_flagfiles reads the files
 // before any command parses its words).
 void add_flagfile_option(CLI::App& app);
+
+// --save_checkpoint_steps, --save_checkpoint_secs, --keep_checkpoint_max (TensorFlow's names
+// and defaults; worker/checkpointer.h). --checkpoint_dir comes from add_output_flags.
+void add_checkpoint_flags(CLI::App& app, CheckpointOptions& o);
 
 // --log_level (debug|info|warning|error).
 void add_log_level_flag(CLI::App& app);

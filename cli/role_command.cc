@@ -86,6 +86,10 @@ Status check_role_flags(const RoleFlags& f) {
                               " is out of range: give seconds between 0.1 and 604800");
     }
   }
+  if (!(f.ps_restart_timeout_s >= 0 && f.ps_restart_timeout_s <= kMax)) {
+    return invalid_argument("--ps_restart_timeout_s=" + std::to_string(f.ps_restart_timeout_s) +
+                            " is out of range: give seconds between 0 (off) and 604800");
+  }
   return {};
 }
 
@@ -112,6 +116,8 @@ int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id,
   o.startup_timeout = seconds_flag(f.startup_timeout_s);
   o.metrics_port = f.metrics.port;
   o.metrics_host = f.metrics.host;
+  o.checkpoint_dir = f.checkpoint_dir;
+  o.keep_checkpoint_max = f.train.config.checkpoint.keep_max;
   auto summary = run_ps_task(o, stdout, std::move(listener));
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << summary.status().message();
@@ -132,6 +138,7 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   WorkerTaskOptions o;
   o.train = config;
   o.train.num_gpus = task.num_gpus;
+  o.train.checkpoint.dir = f.checkpoint_dir;
   o.sync_replicas = f.sync_replicas;
   o.replicas_to_aggregate = f.replicas_to_aggregate;
   o.staleness = f.staleness;
@@ -140,6 +147,8 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   o.device_slot = device_slot;
   o.job_id = job_id;
   o.client.connect_timeout = seconds_flag(f.connect_timeout_s);
+  o.client.ps_restart_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(f.ps_restart_timeout_s * 1000));
   o.client.reply_timeout = seconds_flag(f.heartbeat_timeout_s);
   const char* status_path = std::getenv(task_env::kStatusFile);
   WorkerLinesSink lines(stdout, f.log_every);
@@ -261,6 +270,11 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
                  "by then")
       ->capture_default_str()
       ->group(kClusterGroup);
+  app.add_option("--ps_restart_timeout_s", f.ps_restart_timeout_s,
+                 "A worker keeps asking a PS that stopped answering for this long (it may be "
+                 "restarted from its checkpoint); 0: give up after --heartbeat_timeout_s")
+      ->capture_default_str()
+      ->group(kOwnGroup);
   for (CLI::Option* opt : app.get_options()) {
     opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }

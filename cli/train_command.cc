@@ -1,4 +1,6 @@
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <memory>
 
@@ -6,12 +8,47 @@
 #include "cli/commands.h"
 #include "runtime/base/files.h"
 #include "runtime/base/log.h"
+#include "runtime/job/process.h"
 #include "worker/backend.h"
 #include "worker/data.h"
 #include "worker/local_train.h"
 #include "worker/tensorboard_sink.h"
 
 namespace pstrain {
+namespace {
+
+std::atomic<int> g_train_stop{0};
+extern "C" void stop_train_on_signal(int sig) {
+  int none = 0;
+  g_train_stop.compare_exchange_strong(none, sig);
+}
+
+// SIGTERM and SIGINT end training between two steps (a final checkpoint is written when
+// --checkpoint_dir is given) while this lives; the previous handlers come back after.
+class TrainStopOnSignals {
+ public:
+  TrainStopOnSignals() {
+    g_train_stop.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = stop_train_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, &old_term_);
+    sigaction(SIGINT, &sa, &old_int_);
+  }
+  ~TrainStopOnSignals() {
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGINT, &old_int_, nullptr);
+  }
+  TrainStopOnSignals(const TrainStopOnSignals&) = delete;
+  TrainStopOnSignals& operator=(const TrainStopOnSignals&) = delete;
+
+ private:
+  struct sigaction old_term_ {};
+  struct sigaction old_int_ {};
+};
+
+}  // namespace
 
 int run_train_command(const TrainCommandFlags& flags) {
   const auto start = std::chrono::steady_clock::now();
@@ -20,6 +57,7 @@ int run_train_command(const TrainCommandFlags& flags) {
     PSTRAIN_LOG(ERROR) << config.status().message();
     return kExitUsage;
   }
+  config->checkpoint.dir = flags.checkpoint_dir;
   if (flags.log_every <= 0) {
     PSTRAIN_LOG(ERROR) << "--log_every must be positive, got " << flags.log_every;
     return kExitUsage;
@@ -64,10 +102,17 @@ int run_train_command(const TrainCommandFlags& flags) {
         std::make_unique<TensorBoardSink>(flags.log_dir, /*per_worker=*/false, flags.summary_every);
     sinks.add(tensorboard.get());
   }
-  auto summary = train_locally(*config, *data, *backend->ops, sinks);
+  TrainStopOnSignals signals;
+  auto summary = train_locally(*config, *data, *backend->ops, sinks, &g_train_stop);
+  if (const int sig = g_train_stop.load();
+      !summary.ok() && summary.status().code() == StatusCode::kCancelled && sig != 0) {
+    PSTRAIN_LOG(INFO) << "stopped by " << signal_name(sig) << ": " << summary.status().message();
+    return 128 + sig;
+  }
   if (!summary.ok()) {
     PSTRAIN_LOG(ERROR) << summary.status().message();
-    return kExitFailure;
+    // A checkpoint of another model or optimizer in --checkpoint_dir is a usage error.
+    return summary.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
   summary->wall_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

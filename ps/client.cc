@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 #include "runtime/base/log.h"
 #include "runtime/wire/transport.h"
@@ -66,7 +67,11 @@ Result<std::unique_ptr<PsClient>> PsClient::connect(zmq::context_t& ctx,
 
 PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placement& placement,
                    ClientOptions options)
-    : ctx_(&ctx), ps_(std::move(ps)), placement_(&placement), options_(options) {}
+    : ctx_(&ctx),
+      ps_(std::move(ps)),
+      placement_(&placement),
+      options_(options),
+      incarnation_(ps_.size(), 0) {}
 
 PsClient::~PsClient() { stop_heartbeats(); }
 
@@ -101,6 +106,7 @@ Status PsClient::exchange(const std::vector<int>& targets,
     Clock::time_point give_up;
     std::chrono::milliseconds retry{250};
     bool finished = false;
+    std::optional<Clock::time_point> silent_since;  // ps_restart_timeout: first unanswered send
   };
   std::vector<Pending> pending;
   auto send = [&](Pending& p) -> Status {
@@ -135,6 +141,24 @@ Status PsClient::exchange(const std::vector<int>& targets,
     const auto now = Clock::now();
     for (Pending& p : pending) {
       if (p.finished) continue;
+      if (now >= p.give_up && !backoff && options_.ps_restart_timeout.count() > 0) {
+        if (!p.silent_since) {
+          p.silent_since = p.sent;
+          PSTRAIN_LOG(WARNING) << name(p.ps) << " did not answer within "
+                               << timeout.count() / 1000.0 << " s; asking again for up to "
+                               << options_.ps_restart_timeout.count() / 1000.0
+                               << " s (--ps_restart_timeout_s) in case it is being restarted";
+        }
+        if (now - *p.silent_since < timeout + options_.ps_restart_timeout) {
+          p.give_up = now + timeout;
+          PSTRAIN_RETURN_IF_ERROR(send(p));
+          continue;
+        }
+        return deadline_exceeded(
+            name(p.ps) + " did not answer for " +
+            std::to_string((timeout + options_.ps_restart_timeout).count() / 1000) +
+            " s (--heartbeat_timeout_s plus --ps_restart_timeout_s)");
+      }
       if (now >= p.give_up) {
         if (backoff) {
           return unavailable(
@@ -153,7 +177,8 @@ Status PsClient::exchange(const std::vector<int>& targets,
         PSTRAIN_RETURN_IF_ERROR(send(p));
       }
     }
-    {
+    if (options_.ps_restart_timeout.count() == 0) {
+      // (With ps_restart_timeout, each request's own deadline decides.)
       const std::string failure = heartbeat_failure();
       if (!failure.empty()) return unavailable(failure);
     }
@@ -206,9 +231,13 @@ Result<bool> PsClient::hello(uint64_t layout_hash) {
                            wire::Kind_Name(reply.header.kind()));
         }
         initialized = initialized && reply.header.initialized();
+        incarnation_[static_cast<size_t>(ps)] = reply.header.ps_incarnation();
         return true;
       },
       options_.connect_timeout, /*backoff=*/true);
+  // A PS refuses HELLO for configuration reasons only (another variable layout than the
+  // chief's or than its checkpoint): a usage error (exit 2).
+  if (st.code() == StatusCode::kFailedPrecondition) return invalid_argument(st.message());
   if (!st.ok()) return st;
   return initialized;
 }
@@ -216,7 +245,7 @@ Result<bool> PsClient::hello(uint64_t layout_hash) {
 Status PsClient::init(const JobTrainingConfig& config, std::span<const float> flat) {
   if (Status st = config.validate(); !st.ok()) return st.with_context("the training config");
   const wire::TrainingConfig wire_config = config.to_wire();
-  return exchange(
+  Status st = exchange(
       all_ps(),
       [&](int ps) {
         OutMessage m = request(wire::INIT);
@@ -231,6 +260,10 @@ Status PsClient::init(const JobTrainingConfig& config, std::span<const float> fl
         return m;
       },
       [](int, InMessage&) -> Result<bool> { return true; }, options_.reply_timeout, false);
+  // A PS refuses INIT for configuration reasons only (another cluster size, a checkpoint of
+  // another model in its --checkpoint_dir): a usage error (exit 2), not a failure.
+  if (st.code() == StatusCode::kFailedPrecondition) return invalid_argument(st.message());
+  return st;
 }
 
 Result<PsSteps> PsClient::pull(std::span<float> flat, int64_t min_step) {
@@ -242,14 +275,27 @@ Result<PsSteps> PsClient::pull(std::span<float> flat, const PsSteps& min_steps) 
     return invalid_argument("pull needs one minimum step per parameter server");
   }
   PsSteps steps(ps_.size(), 0);
+  PsSteps mins = min_steps;
   Status st = exchange(
       all_ps(),
       [&](int ps) {
         OutMessage m = request(wire::PULL);
-        m.header.set_min_step(min_steps[static_cast<size_t>(ps)]);
+        m.header.set_min_step(mins[static_cast<size_t>(ps)]);
         return m;
       },
       [&](int ps, InMessage& reply) -> Result<bool> {
+        uint64_t& known = incarnation_[static_cast<size_t>(ps)];
+        const uint64_t now_running = reply.header.ps_incarnation();
+        if (known != 0 && now_running != 0 && now_running != known) {
+          // Another process answers: the PS was restarted, from its checkpoint (or from
+          // nothing). Continue from the step it is at now: what this worker sent the old one
+          // after that step is lost.
+          int64_t& min = mins[static_cast<size_t>(ps)];
+          PSTRAIN_LOG(WARNING) << name(ps) << " was restarted; it is at global step "
+                               << reply.header.step() << " (this worker asked for " << min << ")";
+          min = std::min(min, reply.header.step());
+        }
+        if (now_running != 0) known = now_running;
         if (reply.header.kind() == wire::REPLY_NOT_READY) return false;  // ask again
         if (reply.header.kind() != wire::REPLY_PARAMS) {
           return data_loss(name(ps) + " answered PULL with " +
@@ -318,6 +364,36 @@ Status PsClient::done() {
   return exchange(
       all_ps(), [&](int) { return request(wire::DONE); },
       [](int, InMessage&) -> Result<bool> { return true; }, options_.reply_timeout, false);
+}
+
+Result<std::vector<std::optional<SavedShard>>> PsClient::save(const std::vector<int>& targets,
+                                                              int64_t min_step) {
+  std::vector<std::optional<SavedShard>> out(targets.size());
+  Status st = exchange(
+      targets,
+      [&](int) {
+        OutMessage m = request(wire::SAVE);
+        m.header.set_min_step(min_step);
+        return m;
+      },
+      [&](int ps, InMessage& reply) -> Result<bool> {
+        const wire::Header& h = reply.header;
+        if (!h.checkpoint_file().empty()) {
+          const size_t at =
+              static_cast<size_t>(std::find(targets.begin(), targets.end(), ps) - targets.begin());
+          if (at < out.size()) {
+            out[at] = SavedShard{.ps = ps,
+                                 .file = h.checkpoint_file(),
+                                 .bytes = h.checkpoint_bytes(),
+                                 .crc32 = h.checkpoint_crc32(),
+                                 .step = h.checkpoint_step()};
+          }
+        }
+        return true;
+      },
+      options_.reply_timeout, false);
+  if (!st.ok()) return st;
+  return out;
 }
 
 Result<wire::PsStats> PsClient::status(int ps) {

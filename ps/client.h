@@ -5,7 +5,8 @@
 //   PS on a heartbeat thread (start_heartbeats) so the servers see the worker alive while it
 //   computes, and the worker sees a server that stopped answering.
 // - Every wait has a deadline: a request that gets no reply within `reply_timeout` fails with
-//   an error naming the PS and its address; hello() retries with backoff until
+//   an error naming the PS and its address (with `ps_restart_timeout`, only once that much
+//   more time has passed with the request sent again); hello() retries with backoff until
 //   `connect_timeout` and then names every address that never answered.
 // - pull() waits for events, not sleeps: a server parks the request until it holds
 //   initialised variables at step >= min_step and answers then (or says "not ready" after its
@@ -20,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -43,11 +45,25 @@ struct ClientOptions {
   // Heartbeats are sent every min(heartbeat_interval, reply_timeout / 4), so a server that
   // uses the same timeout never mistakes a live worker for a lost one.
   std::chrono::milliseconds heartbeat_interval{1000};
+  // A PS that does not answer a request within reply_timeout: 0 fails the call at once;
+  // otherwise the request is sent again every reply_timeout for up to this long (a PS being
+  // restarted from its checkpoint), and pull() follows a PS whose step went back (it restored
+  // an older checkpoint) instead of waiting for the step it had reached.
+  std::chrono::milliseconds ps_restart_timeout{0};
 };
 
 struct PushResult {
   int64_t global_step = 0;  // PS 0's step after the push
   bool accepted = true;     // false when any PS dropped the gradient (stale, late)
+};
+
+// A checkpoint shard a PS wrote (SAVE's reply).
+struct SavedShard {
+  int ps = 0;
+  std::string file;  // base name in that PS's --checkpoint_dir
+  uint64_t bytes = 0;
+  uint32_t crc32 = 0;
+  int64_t step = 0;
 };
 
 // The step each PS was at when it served a pull; element 0 is the global step.
@@ -62,10 +78,12 @@ class PsClient {
   ~PsClient();
 
   // Announces this worker to every PS. Returns true when every PS already holds initialised
-  // variables. `layout_hash` lets the servers reject a worker whose model differs.
+  // variables. `layout_hash` lets the servers reject a worker whose model differs (an
+  // invalid-argument error carrying the PS's reason).
   Result<bool> hello(uint64_t layout_hash);
   // Chief only: sends each PS its chunks of `flat` and the whole training config (checked
-  // here first with JobTrainingConfig::validate(); a PS refuses an invalid one, too).
+  // here first with JobTrainingConfig::validate(); a PS refuses an invalid one, too). A
+  // refusal is an invalid-argument error (a configuration problem) carrying the PS's reason.
   Status init(const JobTrainingConfig& config, std::span<const float> flat);
   // Fills `flat` from every PS once each is initialised and at step >= min_step; returns the
   // step each PS served (element 0, PS 0's, is the global step).
@@ -81,6 +99,12 @@ class PsClient {
                           std::shared_ptr<const void> owner);
   // Tells every PS this worker has finished.
   Status done();
+  // Asks every PS in `targets` to write its checkpoint shard once its step reaches
+  // `min_step` (SAVE; ps/server.h). Returns one entry per target, in order: the shard written,
+  // or nullopt when that PS has scheduled the save (ask again later). A PS that cannot save
+  // (no --checkpoint_dir, a write error) makes the call fail with its error.
+  Result<std::vector<std::optional<SavedShard>>> save(const std::vector<int>& targets,
+                                                      int64_t min_step);
   // Per-PS state and counters (STATUS).
   Result<wire::PsStats> status(int ps);
 
@@ -113,6 +137,7 @@ class PsClient {
   ClientOptions options_;
   std::vector<zmq::socket_t> sockets_;
   uint64_t next_request_ = 1;
+  std::vector<uint64_t> incarnation_;  // each PS's Header.ps_incarnation as last seen (0: none)
   ProtocolCounters counters_;
 
   std::thread heartbeat_;

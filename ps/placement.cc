@@ -57,4 +57,8 @@ Placement place_variables(const std::vector<VariableSpec>& variables, int num_ps
   return p;
 }
 
+uint64_t model_layout_hash(const Placement& placement, const std::string& model) {
+  return Fnv1a().add_int(static_cast<int64_t>(placement.hash)).add(model).value();
+}
+
 }  // namespace pstrain

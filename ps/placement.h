@@ -43,4 +43,8 @@ int64_t default_max_chunk_elements(int64_t total_elements, int num_ps);
 Placement place_variables(const std::vector<VariableSpec>& variables, int num_ps,
                           int64_t max_chunk_elements = 0);
 
+// The fingerprint every task checks (HELLO, INIT, checkpoints): the placement's hash mixed
+// with the model name, so an MLP and a CNN with equal chunking never match.
+uint64_t model_layout_hash(const Placement& placement, const std::string& model);
+
 }  // namespace pstrain

@@ -79,6 +79,9 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
   so.job_id = o.job_id;
   so.heartbeat_timeout = o.heartbeat_timeout;
   so.startup_timeout = o.startup_timeout;
+  so.num_ps = num_ps;
+  so.checkpoint_dir = o.checkpoint_dir;
+  so.keep_checkpoint_max = o.keep_checkpoint_max;
   std::unique_ptr<metrics::MetricsServer> metrics_server;
   std::unique_ptr<PsMetrics> metrics;
   if (o.metrics_port >= 0) {
@@ -107,6 +110,16 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
     if (served.status().code() != StatusCode::kCancelled || sig == 0) return served.status();
     summary.stop_signal = sig;
     summary.config = (*server)->training_config();
+    // A scheduler's preemption: keep this PS's state (complete as a checkpoint in a PS's own
+    // directory; in a shared one, only the chief's index completes a checkpoint).
+    auto saved = (*server)->save_on_stop();
+    if (!saved.ok()) {
+      std::fprintf(out, "ps %d could not save its shard: %s\n", o.task_index,
+                   saved.status().message().c_str());
+    } else if (saved->has_value()) {
+      std::fprintf(out, "ps %d saved %s (global step %lld)\n", o.task_index, (*saved)->file.c_str(),
+                   static_cast<long long>((*saved)->step));
+    }
     std::fprintf(out, "ps %d stopped by %s\n", o.task_index, signal_name(sig).c_str());
     std::fflush(out);
     return summary;

@@ -11,6 +11,8 @@
 //   http://..."); a port that cannot be bound is kInvalidArgument.
 // - On success prints one line to `out`: "ps N done: global step S, A gradients applied,
 //   D dropped (stale or late), M malformed and F foreign messages ignored".
+// - A stop by one of those signals first writes this PS's shard of its current state into
+//   checkpoint_dir (when given and initialised; "ps N saved FILE (global step S)" on `out`).
 // - A stop by one of those signals is not an error: the summary has `stop_signal` set (its
 //   `server` is empty) and "ps N stopped by SIGTERM" is printed to `out`. The caller exits
 //   with 128 + the signal (cli/role_command.cc), as a process killed by it would report.
@@ -42,6 +44,9 @@ struct PsTaskOptions {
   std::chrono::milliseconds startup_timeout{600000};   // --startup_timeout_s
   int metrics_port = -1;  // --metrics_port: Prometheus metrics on it (0: a free port; -1: off)
   std::string metrics_host = "127.0.0.1";  // --metrics_host: the address they are served on
+  // --checkpoint_dir: restore at INIT, shards on SAVE (ps/server.h); empty: none.
+  std::string checkpoint_dir = std::string();
+  int keep_checkpoint_max = 5;  // --keep_checkpoint_max: own shards kept
 };
 
 struct PsTaskSummary {

@@ -1,8 +1,11 @@
 #include "ps/server.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <random>
 #include <sstream>
 
+#include "ps/checkpoint_io.h"
 #include "runtime/base/log.h"
 #include "runtime/wire/transport.h"
 
@@ -42,7 +45,14 @@ ParameterServer::ParameterServer(ServerOptions options, zmq::socket_t socket, in
     : options_(std::move(options)),
       socket_(std::move(socket)),
       port_(port),
-      workers_(static_cast<size_t>(options_.num_workers)) {}
+      workers_(static_cast<size_t>(options_.num_workers)) {
+  // Differs between two runs of the same PS (the time and the process), so a worker can tell
+  // a restarted PS from the one it knew.
+  std::random_device rd;
+  incarnation_ = (static_cast<uint64_t>(rd()) << 32) ^ static_cast<uint64_t>(rd()) ^
+                 static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  if (incarnation_ == 0) incarnation_ = 1;
+}
 
 ParameterServer::~ParameterServer() {
   // Give the last replies (to DONE) a moment to leave before the socket closes.
@@ -100,6 +110,8 @@ wire::PsStats ParameterServer::stats() const {
     s.set_gradients_pending(config_->sync_replicas ? store_.pending() : 0);
     s.set_train_steps(config_->train_steps);
   }
+  s.set_last_checkpoint_step(last_save_ ? last_save_->step : -1);
+  s.set_restored_step(restored_step_);
   return s;
 }
 
@@ -123,6 +135,7 @@ OutMessage ParameterServer::make_reply(wire::Kind kind, uint64_t request_id) con
   out.header.set_step(store_.step());
   out.header.set_initialized(store_.initialized());
   out.header.set_ps_index(options_.ps_index);
+  out.header.set_ps_incarnation(incarnation_);
   out.header.set_sender(-1);
   return out;
 }
@@ -145,10 +158,53 @@ void ParameterServer::reply_error(const InMessage& to, const std::string& error)
 
 Result<ServerSummary> ParameterServer::serve() {
   started_ = Clock::now();
+  if (!options_.checkpoint_dir.empty()) {
+    auto found = find_ps_shard(options_.checkpoint_dir, options_.ps_index, options_.num_ps);
+    if (!found.ok()) return invalid_argument(found.status().message());
+    for (const std::string& why : found->skipped) {
+      PSTRAIN_LOG(WARNING) << "skipping a torn checkpoint in " << options_.checkpoint_dir << ": "
+                           << why;
+    }
+    if (found->shard) {
+      restore_file_ = found->file;
+      auto saved_config = training_config_from_json(found->shard->training_config);
+      if (!saved_config.ok()) {
+        PSTRAIN_LOG(WARNING) << found->file << ": " << saved_config.status().message()
+                             << "; the variables come back when the chief initialises";
+        restore_from_ = std::move(found->shard);
+      } else {
+        // Serve the checkpoint at once: a PS restarted alone rejoins its running job. The
+        // chief of a job started again still sends INIT, whose config then applies.
+        restore_from_ = *found->shard;
+        Status st = saved_config->num_workers == options_.num_workers
+                        ? restore_store(store_, std::move(*found->shard), *saved_config)
+                        : invalid_argument("the checkpoint's job had " +
+                                           std::to_string(saved_config->num_workers) + " workers");
+        if (!st.ok()) {
+          PSTRAIN_LOG(WARNING) << found->file << ": " << st.message()
+                               << "; the variables come back when the chief initialises";
+          store_ = ShardStore();
+        } else {
+          configured_replicas_ =
+              saved_config->sync_replicas ? saved_config->replicas_to_aggregate : 1;
+          staleness_ = saved_config->staleness;
+          config_ = std::move(saved_config).value();
+          restored_step_ = store_.step();
+          awaiting_init_ = true;
+          update_replicas();
+          PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " resumed from "
+                            << found->file << " at global step " << store_.step()
+                            << " (serving it now; an INIT from the chief may still change the "
+                               "training config)";
+        }
+      }
+    }
+  }
   PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " listening on port " << port_
                     << " for " << options_.num_workers << " worker(s)";
   while (true) {
     if (stop_.load()) return cancelled("parameter server stopped on request");
+    if (!fatal_.ok()) return fatal_;
     // Wake at least every 100 ms to expire parked pulls and watch heartbeats.
     auto msg = recv_message(socket_, std::chrono::milliseconds(100), /*has_routing_id=*/true,
                             options_.job_id, &counters_);
@@ -228,10 +284,30 @@ void ParameterServer::handle(InMessage& msg) {
   }
   switch (h.kind()) {
     case wire::HELLO: {
+      if (awaiting_init_ && h.config().layout_hash() != config_->layout_hash) {
+        const Status st = invalid_argument(
+            "the checkpoint " + restore_file_ + " has another variable layout than worker " +
+            std::to_string(sender) +
+            " (another --model, --hidden_units or cluster); use another --checkpoint_dir (or "
+            "empty this one) to start afresh");
+        reply_error(msg, st.message());
+        // The chief's word ends this PS (exit 2); another worker is only refused.
+        if (sender == 0) fatal_ = st;
+        return;
+      }
       if (config_ && h.config().layout_hash() != config_->layout_hash) {
         reply_error(msg, "worker " + std::to_string(sender) +
                              " lays out the variables differently from the chief (check that "
                              "every task has the same --model, --hidden_units and cluster)");
+        return;
+      }
+      if (awaiting_init_) {
+        // Restored from a checkpoint, not yet confirmed by an INIT: "not initialised", so the
+        // chief of a job started again sends INIT (its config then applies).
+        OutMessage out = make_reply(wire::REPLY_OK, h.request_id());
+        out.header.set_initialized(false);
+        Status st = send_message(socket_, std::move(out), &msg.routing_id, &counters_);
+        if (!st.ok()) PSTRAIN_LOG(WARNING) << "reply to worker " << sender << ": " << st.message();
         return;
       }
       reply(msg, wire::REPLY_OK);
@@ -257,6 +333,9 @@ void ParameterServer::handle(InMessage& msg) {
       update_replicas();
       return;
     }
+    case wire::SAVE:
+      on_save(msg);
+      return;
     case wire::STATUS: {
       OutMessage out;
       *out.header.mutable_stats() = stats();
@@ -272,6 +351,10 @@ void ParameterServer::handle(InMessage& msg) {
 
 void ParameterServer::on_init(InMessage& msg) {
   const wire::Header& h = msg.header;
+  if (awaiting_init_) {
+    adopt_init(msg);
+    return;
+  }
   if (config_) {
     if (h.config().layout_hash() != config_->layout_hash) {
       reply_error(msg, "variables are already initialised with another layout");
@@ -310,7 +393,37 @@ void ParameterServer::on_init(InMessage& msg) {
     }
     chunks.push_back(std::move(ci));
   }
-  Status st = store_.initialize(config->optimizer, agg, std::move(chunks));
+  Status st;
+  if (restore_from_) {
+    st = check_restorable(*restore_from_, *config, options_.num_ps, restore_file_);
+    if (st.ok()) {
+      // The chunks must be the ones INIT sends (the layout hash says so; check anyway).
+      bool same = restore_from_->chunks.size() == chunks.size();
+      for (size_t i = 0; same && i < chunks.size(); ++i) {
+        same = restore_from_->chunks[i].key == chunks[i].key &&
+               restore_from_->chunks[i].values.size() == chunks[i].values.size();
+      }
+      if (!same) {
+        st = invalid_argument("the checkpoint " + restore_file_ +
+                              " holds other chunks than the chief sends; use another "
+                              "--checkpoint_dir to start afresh");
+      }
+    }
+    if (!st.ok()) {
+      reply_error(msg, st.message());
+      fatal_ = st;
+      return;
+    }
+    restored_step_ = restore_from_->step;
+    st = restore_store(store_, std::move(*restore_from_), *config);
+    restore_from_.reset();
+    if (st.ok()) {
+      PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " resumed from "
+                        << restore_file_ << " at global step " << store_.step();
+    }
+  } else {
+    st = store_.initialize(config->optimizer, agg, std::move(chunks));
+  }
   if (!st.ok()) {
     reply_error(msg, st.message());
     return;
@@ -321,6 +434,58 @@ void ParameterServer::on_init(InMessage& msg) {
   update_replicas();
   PSTRAIN_LOG(INFO) << "initialised by the chief: " << config_->describe() << "; "
                     << store_.num_chunks() << " chunks, " << store_.parameter_bytes() << " bytes";
+  reply(msg, wire::REPLY_OK);
+  answer_parked(/*expire_all_due=*/false);
+}
+
+void ParameterServer::adopt_init(InMessage& msg) {
+  const wire::Header& h = msg.header;
+  if (h.sender() != 0) {
+    reply_error(msg, "only the chief (worker 0) initialises variables");
+    return;
+  }
+  auto config = JobTrainingConfig::from_wire(h.config());
+  if (!config.ok()) {
+    reply_error(msg, config.status().message());
+    return;
+  }
+  checkpoint::ShardData held;  // what the restored variables are, for the comparison
+  held.model = config_->model;
+  held.num_ps = options_.num_ps;
+  held.layout_hash = config_->layout_hash;
+  held.optimizer = optimizer_name(config_->optimizer.kind);
+  Status st = config->num_workers == options_.num_workers
+                  ? check_restorable(held, *config, options_.num_ps, restore_file_)
+                  : invalid_argument("the chief counts " + std::to_string(config->num_workers) +
+                                     " workers, this parameter server's cluster has " +
+                                     std::to_string(options_.num_workers));
+  if (!st.ok()) {
+    reply_error(msg, st.message());
+    fatal_ = st;
+    return;
+  }
+  const AggregationConfig agg{config->sync_replicas, config->replicas_to_aggregate,
+                              config->train_steps};
+  if (restore_from_ && store_.counters().updates == 0 && store_.pending() == 0) {
+    // Nothing changed since the restore: start again from the checkpoint under the new config.
+    store_ = ShardStore();
+    st = restore_store(store_, std::move(*restore_from_), *config);
+  } else {
+    st = store_.reconfigure(config->optimizer, agg);
+  }
+  restore_from_.reset();
+  if (!st.ok()) {
+    reply_error(msg, st.message());
+    fatal_ = st;
+    return;
+  }
+  configured_replicas_ = agg.sync ? agg.replicas_to_aggregate : 1;
+  staleness_ = config->staleness;
+  config_ = std::move(config).value();
+  awaiting_init_ = false;
+  update_replicas();
+  PSTRAIN_LOG(INFO) << "the chief's INIT confirmed the restored variables at global step "
+                    << store_.step() << ": " << config_->describe();
   reply(msg, wire::REPLY_OK);
   answer_parked(/*expire_all_due=*/false);
 }
@@ -431,6 +596,10 @@ void ParameterServer::on_push(InMessage& msg) {
     PSTRAIN_LOG(DEBUG) << "gradient of worker " << h.sender() << " at step " << h.step()
                        << " dropped (" << push_outcome_name(outcome) << ", step " << before << ")";
   }
+  if (store_.step() != before) {
+    save_if_due();
+    restore_from_.reset();  // the restored copy is not needed once training moved on
+  }
   OutMessage out;
   out.header.set_accepted(outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated);
   reply(msg, wire::REPLY_OK, std::move(out));
@@ -477,7 +646,117 @@ void ParameterServer::update_replicas() {
     store_.set_replicas(replicas);
   }
   // A step may be complete now; with --staleness, the slowest worker may have changed.
-  if (store_.complete_pending() || staleness_ > 0) answer_parked(false);
+  const bool advanced = store_.complete_pending();
+  if (advanced) save_if_due();
+  if (advanced || staleness_ > 0) answer_parked(false);
+}
+
+void ParameterServer::fill_save_reply(OutMessage& out) const {
+  if (!last_save_) return;
+  out.header.set_checkpoint_file(last_save_->file);
+  out.header.set_checkpoint_bytes(last_save_->bytes);
+  out.header.set_checkpoint_crc32(last_save_->crc32);
+  out.header.set_checkpoint_step(last_save_->step);
+}
+
+void ParameterServer::save_now() {
+  const auto start = Clock::now();
+  const checkpoint::ShardData shard =
+      shard_from_store(store_, *config_, options_.ps_index, options_.num_ps);
+  auto info = checkpoint::write_shard(options_.checkpoint_dir, shard);
+  if (!info.ok()) {
+    save_error_ = info.status().message();
+    PSTRAIN_LOG(ERROR) << "parameter server " << options_.ps_index
+                       << " cannot write its checkpoint shard: " << save_error_;
+    return;
+  }
+  last_save_ = *info;
+  save_error_.clear();
+  PSTRAIN_LOG(INFO)
+      << "parameter server " << options_.ps_index << " wrote " << info->file << " (" << info->bytes
+      << " bytes, global step " << info->step << ") in "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()
+      << " ms";
+  if (options_.keep_checkpoint_max > 0) {
+    // This PS's own older shards beyond the newest keep_checkpoint_max (a PS-local directory
+    // has no index for the chief's retention to follow).
+    auto listing = checkpoint::list_checkpoints(options_.checkpoint_dir);
+    if (listing.ok()) {
+      std::vector<int64_t> mine;
+      for (const auto& l : *listing) {
+        const std::string name =
+            checkpoint::shard_file_name(l.step, options_.ps_index, options_.num_ps);
+        std::error_code ec;
+        if (std::filesystem::exists(std::filesystem::path(options_.checkpoint_dir) / name, ec)) {
+          mine.push_back(l.step);
+        }
+      }
+      const int extra = static_cast<int>(mine.size()) - options_.keep_checkpoint_max;
+      for (int i = 0; i < extra; ++i) {
+        std::error_code ec;
+        std::filesystem::remove(std::filesystem::path(options_.checkpoint_dir) /
+                                    checkpoint::shard_file_name(mine[static_cast<size_t>(i)],
+                                                                options_.ps_index, options_.num_ps),
+                                ec);
+      }
+    }
+  }
+}
+
+Result<std::optional<checkpoint::ShardFileInfo>> ParameterServer::save_on_stop() {
+  if (options_.checkpoint_dir.empty() || !store_.initialized() || !config_) {
+    return std::optional<checkpoint::ShardFileInfo>();
+  }
+  if (last_save_ && last_save_->step == store_.step()) return last_save_;
+  save_now();
+  if (!save_error_.empty()) return unavailable(save_error_);
+  return last_save_;
+}
+
+void ParameterServer::save_if_due() {
+  if (save_at_ && store_.step() >= *save_at_) {
+    save_at_.reset();
+    save_now();
+  }
+}
+
+void ParameterServer::on_save(InMessage& msg) {
+  const wire::Header& h = msg.header;
+  if (options_.checkpoint_dir.empty()) {
+    reply_error(msg, "parameter server " + std::to_string(options_.ps_index) +
+                         " has no --checkpoint_dir: give every task the same flag");
+    return;
+  }
+  if (!store_.initialized()) {
+    reply_error(msg, "nothing to save before the chief initialised the variables");
+    return;
+  }
+  if (!save_error_.empty()) {
+    const std::string error = save_error_;
+    save_error_.clear();
+    reply_error(msg, error);
+    return;
+  }
+  const int64_t target = h.min_step();
+  if (!(last_save_ && last_save_->step >= target)) {
+    if (store_.step() >= target) {
+      save_at_.reset();
+      save_now();
+      if (!save_error_.empty()) {
+        const std::string error = save_error_;
+        save_error_.clear();
+        reply_error(msg, error);
+        return;
+      }
+    } else {
+      save_at_ = target;  // scheduled: the update that reaches it writes the shard
+      reply(msg, wire::REPLY_OK);
+      return;
+    }
+  }
+  OutMessage out;
+  fill_save_reply(out);
+  reply(msg, wire::REPLY_OK, std::move(out));
 }
 
 }  // namespace pstrain

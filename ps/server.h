@@ -19,6 +19,19 @@
 //   number of gradients that completes a step drops to the workers still alive, so a dead
 //   worker does not stall training. If the chief is lost before it initialised the
 //   variables, waiting and later PULLs get an error instead of waiting forever.
+// - Checkpoints (docs/checkpoints.md): with a checkpoint_dir, the server looks there at start
+//   for its shard of the newest complete checkpoint (ps/checkpoint_io.h) and serves it at once
+//   (values, optimizer slots, step, and the training config saved with it), so a PS restarted
+//   alone rejoins its running job; HELLO replies say "not initialised" until the chief's INIT
+//   confirms it, so the chief of a job started again sends INIT, whose config (train_steps,
+//   learning rate, ...) then applies; the chief's initial values are ignored. A checkpoint
+//   whose model, layout, PS count or optimizer differs from a HELLO's or INIT's is refused
+//   with a REPLY_ERROR saying what differs, and serve() returns that invalid-argument error
+//   (the task exits 2). SAVE (min_step S) writes this PS's shard
+//   on serve()'s thread between two updates: at once when the step is already >= S (or a
+//   shard at a step >= S was already written: its record is sent again), else once an update
+//   brings the step to S (the reply then says "scheduled": ask again). Without a
+//   checkpoint_dir, SAVE gets an error.
 // - serve() returns once every worker has said DONE (success), or once every worker is done
 //   or lost with at least one lost (an error naming them), or after request_stop().
 // Thread-safety: serve() runs on one thread; request_stop() may be called from any thread or
@@ -35,6 +48,7 @@
 
 #include <zmq.hpp>
 
+#include "checkpoint/checkpoint.h"
 #include "ps/ps_metrics.h"
 #include "ps/shard_store.h"
 #include "ps/training_config.h"
@@ -45,6 +59,7 @@ namespace pstrain {
 
 struct ServerOptions {
   int ps_index = 0;
+  int num_ps = 1;  // parameter servers in the cluster (names checkpoint shards)
   int num_workers = 1;
   std::string host = "localhost";  // bind address (see runtime/wire/transport.h)
   int port = 0;                    // 0: any free port (read it back with port())
@@ -53,6 +68,8 @@ struct ServerOptions {
   std::chrono::milliseconds startup_timeout{600000};
   std::chrono::milliseconds long_poll{2000};
   PsMetrics* metrics = nullptr;  // published to when set (not owned; outlives serve())
+  std::string checkpoint_dir = std::string();  // empty: no restore, SAVE refused
+  int keep_checkpoint_max = 5;                 // own shards kept in checkpoint_dir (0: all)
 };
 
 struct ServerSummary {
@@ -79,6 +96,10 @@ class ParameterServer {
   void request_stop() { stop_.store(true); }
   // The counters and state as a STATUS reply carries them (serve()'s thread only).
   wire::PsStats stats() const;
+  // After serve() returned (or on its thread): writes this PS's shard of its current state
+  // into checkpoint_dir when it has one and holds initialised variables (a stop by a signal:
+  // ps/ps_task.h). Returns the file written, or nullopt when there was nothing to do.
+  Result<std::optional<checkpoint::ShardFileInfo>> save_on_stop();
   // The training config the chief sent in INIT (checked by JobTrainingConfig::from_wire);
   // empty until then. serve()'s thread only, or after serve() returned.
   const std::optional<JobTrainingConfig>& training_config() const { return config_; }
@@ -105,6 +126,14 @@ class ParameterServer {
   void on_init(InMessage& msg);
   void on_pull(InMessage& msg);
   void on_push(InMessage& msg);
+  void on_save(InMessage& msg);
+  // INIT to a PS that restored a checkpoint at start: checks it matches, takes its config.
+  void adopt_init(InMessage& msg);
+  // Writes the shard now; records the result (or the error) for SAVE replies.
+  void save_now();
+  // Writes a scheduled shard once the step reached it.
+  void save_if_due();
+  void fill_save_reply(OutMessage& out) const;
   void reply(const InMessage& to, wire::Kind kind, OutMessage out = {});
   void reply_error(const InMessage& to, const std::string& error);
   void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker);
@@ -131,6 +160,16 @@ class ParameterServer {
   std::vector<ParkedPull> parked_;
   ProtocolCounters counters_;
   Clock::time_point started_;
+  // Checkpoints.
+  std::optional<checkpoint::ShardData> restore_from_;  // found at start; used by INIT
+  std::string restore_file_;
+  int64_t restored_step_ = -1;
+  bool awaiting_init_ = false;      // serving a restored checkpoint; the chief's INIT not seen
+  std::optional<int64_t> save_at_;  // a scheduled SAVE's step
+  uint64_t incarnation_ = 0;        // Header.ps_incarnation of every reply
+  std::optional<checkpoint::ShardFileInfo> last_save_;
+  std::string save_error_;  // the last failed save, reported to the next SAVE
+  Status fatal_;            // set when serve() must stop (a checkpoint INIT refused)
 };
 
 }  // namespace pstrain

@@ -59,6 +59,59 @@ Status ShardStore::initialize(const OptimizerConfig& optimizer,
   return {};
 }
 
+Status ShardStore::restore(const OptimizerConfig& optimizer, const AggregationConfig& aggregation,
+                           std::vector<ChunkInit> chunks,
+                           std::vector<std::vector<std::vector<float>>> slots, int64_t step) {
+  if (initialized_) return failed_precondition("variables are already initialised");
+  const size_t nslots = static_cast<size_t>(optimizer_slot_count(optimizer.kind));
+  if (slots.size() != chunks.size()) {
+    return invalid_argument("the checkpoint has slots for " + std::to_string(slots.size()) +
+                            " chunks, values for " + std::to_string(chunks.size()));
+  }
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    if (slots[i].size() != nslots) {
+      return invalid_argument("chunk '" + chunks[i].key + "' has " +
+                              std::to_string(slots[i].size()) + " optimizer slots, " +
+                              optimizer_name(optimizer.kind) + " needs " + std::to_string(nslots));
+    }
+    for (const std::vector<float>& sl : slots[i]) {
+      if (sl.size() != chunks[i].values.size()) {
+        return invalid_argument("chunk '" + chunks[i].key + "' has a slot of " +
+                                std::to_string(sl.size()) + " values for " +
+                                std::to_string(chunks[i].values.size()) + " parameters");
+      }
+    }
+  }
+  if (step < 0) return invalid_argument("a restored step must not be negative");
+  PSTRAIN_RETURN_IF_ERROR(initialize(optimizer, aggregation, std::move(chunks)));
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    if (nslots > 0) chunks_[i].slot0 = std::move(slots[i][0]);
+    if (nslots > 1) chunks_[i].slot1 = std::move(slots[i][1]);
+  }
+  step_ = step;
+  return {};
+}
+
+Status ShardStore::reconfigure(const OptimizerConfig& optimizer,
+                               const AggregationConfig& aggregation) {
+  if (!initialized_) return failed_precondition("nothing to reconfigure before initialisation");
+  if (optimizer.kind != optimizer_.kind) {
+    return invalid_argument(std::string("the variables carry ") + optimizer_name(optimizer_.kind) +
+                            " slots; --optimizer=" + optimizer_name(optimizer.kind) +
+                            " cannot take them over");
+  }
+  if (aggregation.sync != aggregation_.sync) {
+    return invalid_argument("--sync_replicas cannot change while the variables are held");
+  }
+  if (aggregation.sync && aggregation.replicas_to_aggregate < 1) {
+    return invalid_argument("replicas_to_aggregate must be at least 1");
+  }
+  optimizer_ = optimizer;
+  aggregation_ = aggregation;
+  replicas_ = aggregation.sync ? aggregation.replicas_to_aggregate : 1;
+  return {};
+}
+
 Status ShardStore::check_layout(std::span<const std::string> keys,
                                 std::span<const int64_t> counts) const {
   if (keys.size() != chunks_.size() || counts.size() != chunks_.size()) {

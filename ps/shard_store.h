@@ -70,6 +70,18 @@ class ShardStore {
   Status initialize(const OptimizerConfig& optimizer, const AggregationConfig& aggregation,
                     std::vector<ChunkInit> chunks);
 
+  // Initialises from a checkpoint: like initialize(), then each chunk's optimizer slots
+  // (`slots[i]` holds optimizer_slot_count(optimizer.kind) vectors as long as chunk i) and the
+  // step are restored. Errors name the chunk whose slots do not fit.
+  Status restore(const OptimizerConfig& optimizer, const AggregationConfig& aggregation,
+                 std::vector<ChunkInit> chunks, std::vector<std::vector<std::vector<float>>> slots,
+                 int64_t step);
+
+  // Takes a new optimizer configuration of the same kind (learning rate, hyper-parameters)
+  // and aggregation (train_steps, replicas) while keeping values, slots, step and the
+  // gradients held for the current step: a restarted job's chief may change them.
+  Status reconfigure(const OptimizerConfig& optimizer, const AggregationConfig& aggregation);
+
   // `grads` has one entry per chunk, in chunk order, with matching counts (the caller checks
   // keys and counts with check_layout first).
   PushOutcome push(int worker, int64_t step, std::span<const GradientView> grads);
@@ -93,6 +105,11 @@ class ShardStore {
   int64_t count(size_t i) const { return static_cast<int64_t>(chunks_[i].params->data.size()); }
   // The current values of chunk i; the pointer keeps them unchanged while it lives.
   std::shared_ptr<const std::vector<float>> values(size_t i) const;
+  // Optimizer slot k (< optimizer_slot_count) of chunk i, for checkpoints.
+  const std::vector<float>& slot(size_t i, int k) const {
+    return k == 0 ? chunks_[i].slot0 : chunks_[i].slot1;
+  }
+  const OptimizerConfig& optimizer() const { return optimizer_; }
   uint64_t parameter_bytes() const;
   const StoreCounters& counters() const { return counters_; }
 

@@ -31,9 +31,10 @@ check_includes runtime/metrics 'runtime/base/'
 check_includes runtime/events 'runtime/base/'
 check_includes kernels 'runtime/base/' kernels/cuda
 check_includes kernels/cuda 'kernels/|runtime/base/'
-check_includes ps 'kernels/(variable|optim|tensor|optim_math|hd)\.h|runtime/'
-check_includes worker 'kernels/|ps/|runtime/'
-check_includes cli 'worker/|ps/|kernels/|runtime/'
+check_includes checkpoint 'runtime/base/'
+check_includes ps 'kernels/(variable|optim|tensor|optim_math|hd)\.h|checkpoint/|runtime/'
+check_includes worker 'kernels/|ps/|checkpoint/|runtime/'
+check_includes cli 'worker/|ps/|kernels/|checkpoint/|runtime/'
 # runtime/job reaches runtime/wire only for sockets: the launcher's free ports and the
 # rendezvous (its socket and its one message); no job header exposes a wire type.
 hits=$(grep -rn --include='*.h' --include='*.cc' '^#include "runtime/wire/' runtime/job |
@@ -61,9 +62,18 @@ elif grep -qiE 'zmq|protobuf|prometheus|pstrain_(wire|job|proto|metrics|events)'
   grep -iE 'zmq|protobuf|prometheus|pstrain_(wire|job|proto|metrics|events)' "$kernels_deps" | sed 's/^/  /'
   fail=1
 fi
+ckpt_deps="$build/graph/deps.dot.pstrain_checkpoint"
+if [ ! -f "$ckpt_deps" ]; then
+  echo "layering: CMake wrote no dependency graph for pstrain_checkpoint ($ckpt_deps)"
+  fail=1
+elif grep -qiE 'zmq|protobuf|pstrain_(wire|job|proto|kernels|ps)' "$ckpt_deps"; then
+  echo "layering: pstrain_checkpoint links ZeroMQ, Protobuf, the wire, job, kernels or ps:"
+  grep -iE 'zmq|protobuf|pstrain_(wire|job|proto|kernels|ps)' "$ckpt_deps" | sed 's/^/  /'
+  fail=1
+fi
 if [ "$fail" -ne 0 ]; then
   echo "layering: FAILED"
   exit 1
 fi
 echo "layering: ok (includes point one way; library-only build without GoogleTest and Google" \
-  "Benchmark; pstrain_kernels links neither ZeroMQ nor Protobuf)"
+  "Benchmark; pstrain_kernels and pstrain_checkpoint link neither ZeroMQ nor Protobuf)"

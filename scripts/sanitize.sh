@@ -10,6 +10,7 @@ build="$root/build-san-${san//,/-}"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPSTRAIN_CUDA=OFF \
   -DPSTRAIN_SANITIZE="$san"
 cmake --build "$build" -j "$(nproc)"
+bash "$root/scripts/test-venv.sh"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp}

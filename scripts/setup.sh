@@ -17,6 +17,8 @@ packages=(
   dataset-fashion-mnist
   # schedulers the integration tests launch with (mpirun; Slurm's daemons and srun/sbatch)
   openmpi-bin slurm-wlm munge
+  # tests: a venv for the Python readers of our outputs (scripts/test-venv.sh: safetensors)
+  python3-venv python3-pip
 )
 
 missing=()

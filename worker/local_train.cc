@@ -1,10 +1,12 @@
 #include "worker/local_train.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
 #include "kernels/model.h"
 #include "runtime/base/log.h"
+#include "worker/checkpointer.h"
 #include "worker/evaluate.h"
 #include "worker/recent_mean.h"
 
@@ -28,7 +30,7 @@ nlohmann::json TrainSummary::to_json() const {
 }
 
 Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestData& data, Ops& ops,
-                                   TrainingSink& user_sink) {
+                                   TrainingSink& user_sink, const std::atomic<int>* stop) {
   PSTRAIN_RETURN_IF_ERROR(validate(config));
   using Clock = std::chrono::steady_clock;
   const auto wall_start = Clock::now();
@@ -58,6 +60,57 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
   Tensor images = ops.alloc_host({batch, features});
   Tensor labels = ops.alloc_host({batch}, DType::kInt32);
   BatchSource source(data.train, 0, 1, config.seed);
+
+  // Checkpoints: the files of a one-PS job (worker/checkpointer.h).
+  LocalCheckpointer checkpointer(config.checkpoint, model->variables(),
+                                 JobTrainingConfig{.model = mo.name,
+                                                   .optimizer = config.optimizer,
+                                                   .sync_replicas = false,
+                                                   .replicas_to_aggregate = 1,
+                                                   .staleness = 0,
+                                                   .train_steps = config.train_steps,
+                                                   .num_workers = 1,
+                                                   .layout_hash = 0});
+  std::vector<float> host_params(static_cast<size_t>(count));
+  std::vector<std::vector<float>> host_slots(static_cast<size_t>(slots),
+                                             std::vector<float>(static_cast<size_t>(count)));
+  int64_t first_step = 1;
+  if (config.checkpoint.enabled()) {
+    host_params = init;
+    std::vector<std::span<float>> slot_spans;
+    for (auto& h : host_slots) {
+      h = slot_init;
+      slot_spans.emplace_back(h);
+    }
+    PSTRAIN_ASSIGN_OR_RETURN(int64_t restored, checkpointer.restore(host_params, slot_spans));
+    if (restored > 0) {
+      ops.copy_to_device(model->parameters().raw(), host_params.data(), host_params.size() * 4);
+      for (int i = 0; i < slots; ++i) {
+        ops.copy_to_device(slot_tensors[static_cast<size_t>(i)].raw(),
+                           host_slots[static_cast<size_t>(i)].data(), host_params.size() * 4);
+      }
+      first_step = restored + 1;
+      PSTRAIN_LOG(INFO) << "resuming from the checkpoint of step " << restored << " in "
+                        << config.checkpoint.dir;
+      // The batches continue where they stopped, so a resumed run equals an uninterrupted one.
+      for (int64_t i = 0; i < std::min(restored, config.train_steps); ++i) {
+        source.next(batch, images.host_f32(),
+                    std::span<int32_t>(labels.i32(), static_cast<size_t>(batch)));
+      }
+    }
+  }
+  // Copies the parameters and slots to the host and writes a checkpoint of `step`.
+  const auto save = [&](int64_t step) {
+    ops.copy_to_host(host_params.data(), model->parameters().raw(), host_params.size() * 4);
+    std::vector<std::span<const float>> slot_spans;
+    for (int i = 0; i < slots; ++i) {
+      ops.copy_to_host(host_slots[static_cast<size_t>(i)].data(),
+                       slot_tensors[static_cast<size_t>(i)].raw(), host_params.size() * 4);
+      slot_spans.emplace_back(host_slots[static_cast<size_t>(i)]);
+    }
+    Status st = checkpointer.save(step, host_params, slot_spans);
+    if (!st.ok()) PSTRAIN_LOG(WARNING) << "checkpoint of step " << step << ": " << st.message();
+  };
 
   PSTRAIN_LOG(INFO) << "training " << mo.name << " (" << count << " parameters) on "
                     << ops.description() << ": " << config.train_steps << " steps of batch "
@@ -91,7 +144,12 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
   RecentMean recent;
   const auto train_start = Clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - train_start).count(); };
-  for (int64_t step = 1; step <= config.train_steps; ++step) {
+  int64_t last_step = first_step - 1;
+  for (int64_t step = first_step; step <= config.train_steps; ++step) {
+    if (stop != nullptr && stop->load() != 0) {
+      save(last_step);
+      return cancelled("training stopped on request at step " + std::to_string(last_step));
+    }
     source.next(batch, images.host_f32(),
                 std::span<int32_t>(labels.i32(), static_cast<size_t>(batch)));
     model->upload_batch(images.host_f32(),
@@ -110,18 +168,22 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
                .global_step = step,
                .loss = loss,
                .mean_loss = recent.mean(),
-               .examples_per_second = static_cast<double>(step) * batch / secs,
+               .examples_per_second = static_cast<double>(step - first_step + 1) * batch / secs,
                .elapsed_seconds = secs});
+    last_step = step;
+    if (step < config.train_steps && checkpointer.due(step)) save(step);
     if (config.eval_every > 0 && step % config.eval_every == 0 && step < config.train_steps) {
       evaluate_splits(step);
     }
   }
+  const int64_t trained = std::max<int64_t>(0, config.train_steps - first_step + 1);  // this run's
+  if (config.checkpoint.enabled() && trained > 0) save(config.train_steps);
   const double train_secs = seconds();
   sink.training_end(
-      {.local_steps = config.train_steps,
+      {.local_steps = trained,
        .global_step = config.train_steps,
        .train_seconds = train_secs,
-       .examples_per_second = static_cast<double>(config.train_steps) * batch / train_secs,
+       .examples_per_second = trained > 0 ? static_cast<double>(trained) * batch / train_secs : 0.0,
        .final_loss = recent.mean()});
 
   evaluate_splits(config.train_steps);

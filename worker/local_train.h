@@ -5,6 +5,7 @@
 // Thread-safety: one call at a time per Ops.
 #pragma once
 
+#include <atomic>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -39,7 +40,12 @@ struct TrainSummary {
 // reporting every step, the end of training and the evaluations to `sink`
 // (worker/training_sink.h; `pstrain train` gives it a ProgressLineSink). The summary is built
 // from the same reports.
+// Checkpoints (config.checkpoint, worker/checkpointer.h): with a directory, training resumes
+// from its newest complete checkpoint (parameters, optimizer slots, step; the log says which)
+// and saves every save_steps / save_secs and at the end. `stop` turning non-zero (a signal
+// handler stores the signal) ends training between two steps: a final checkpoint is written
+// and the result is kCancelled.
 Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestData& data, Ops& ops,
-                                   TrainingSink& sink);
+                                   TrainingSink& sink, const std::atomic<int>* stop = nullptr);
 
 }  // namespace pstrain

@@ -15,6 +15,7 @@ Status validate(const TrainConfig& c) {
     return invalid_argument("--num_gpus must be 0 (CPU) or more, got " +
                             std::to_string(c.num_gpus));
   }
+  PSTRAIN_RETURN_IF_ERROR(validate(c.checkpoint));
   if (c.eval_batch <= 0) {
     return invalid_argument("evaluation batch must be positive, got " +
                             std::to_string(c.eval_batch));

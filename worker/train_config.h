@@ -8,6 +8,7 @@
 
 #include "kernels/model.h"
 #include "kernels/optim.h"
+#include "worker/checkpoint_options.h"
 #include "worker/data.h"
 
 namespace pstrain {
@@ -32,6 +33,8 @@ struct TrainConfig {
   // global steps during training, besides at the end (0: only at the end).
   int64_t eval_every = 0;
   int cpu_threads = 0;  // <= 0: all cores
+  // --checkpoint_dir and when to save: `pstrain train` and the chief of a distributed job.
+  CheckpointOptions checkpoint = CheckpointOptions();
 };
 
 // Checks ranges (positive steps and batch, learning rate > 0, ...); errors name the flag.

@@ -10,6 +10,7 @@
 #include "runtime/base/hash.h"
 #include "runtime/base/log.h"
 #include "worker/backend.h"
+#include "worker/checkpointer.h"
 #include "worker/data.h"
 #include "worker/evaluate.h"
 #include "worker/recent_mean.h"
@@ -21,12 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-uint64_t layout_hash(const Placement& p, const ModelOptions& m) {
-  // The placement hash covers names, shapes (through chunk sizes) and PS assignment; mix in
-  // the model name so an MLP and a CNN with equal chunking never match.
-  return Fnv1a().add_int(static_cast<int64_t>(p.hash)).add(m.name).value();
 }
 
 }  // namespace
@@ -86,8 +81,9 @@ class WorkerRun {
   std::unique_ptr<Model> model_;
   Placement placement_;
   zmq::context_t ctx_{1};
-  std::unique_ptr<PsClient> client_;  // after ctx_: closed before the context
-  Tensor params_;                     // host copy of the pulled parameters
+  std::unique_ptr<PsClient> client_;                 // after ctx_: closed before the context
+  std::unique_ptr<ChiefCheckpointer> checkpointer_;  // chief with --checkpoint_dir
+  Tensor params_;                                    // host copy of the pulled parameters
   int64_t global_ = 0;
   int64_t rejected_ = 0;
 };
@@ -114,7 +110,7 @@ Status WorkerRun::prepare() {
 }
 
 Status WorkerRun::join() {
-  const uint64_t layout = layout_hash(placement_, model_options_);
+  const uint64_t layout = model_layout_hash(placement_, model_options_.name);
   ClientOptions co = o_.client;
   co.worker = o_.task_index;
   co.job_id = o_.job_id;
@@ -137,6 +133,18 @@ Status WorkerRun::join() {
                                    .layout_hash = layout};
     PSTRAIN_RETURN_IF_ERROR(client_->init(config, model_->initial_parameters(o_.train.seed)));
     PSTRAIN_LOG(INFO) << "chief initialised the variables on " << num_ps_ << " ps";
+  }
+  if (chief_ && o_.train.checkpoint.enabled()) {
+    checkpointer_ = std::make_unique<ChiefCheckpointer>(
+        o_.train.checkpoint, *client_, placement_, model_->variables(),
+        JobTrainingConfig{.model = model_options_.name,
+                          .optimizer = o_.train.optimizer,
+                          .sync_replicas = o_.sync_replicas,
+                          .replicas_to_aggregate = replicas(),
+                          .staleness = o_.sync_replicas ? 0 : o_.staleness,
+                          .train_steps = o_.train.train_steps,
+                          .num_workers = num_workers_,
+                          .layout_hash = layout});
   }
   return {};
 }
@@ -193,6 +201,11 @@ Status WorkerRun::train() {
     // this worker's gradient: stopping as soon as PS 0 is done could leave it short of fresh
     // gradients in sync mode, with every worker gone.
     global_ = *std::min_element(steps.begin(), steps.end());
+    if (local_steps == 0 && global_ > 0) {
+      PSTRAIN_LOG(INFO) << "worker " << o_.task_index << ": resuming at global step " << global_
+                        << " (the parameter servers restored a checkpoint or ran before)";
+    }
+    if (checkpointer_) checkpointer_->after_step(steps);
     if (global_ >= o_.train.train_steps) break;
     ops.copy_to_device(model_->parameters().raw(), params_.raw(), params_.bytes());
     source.next(batch, images.host_f32(), label_span);
@@ -241,6 +254,11 @@ Status WorkerRun::train() {
            train_seconds > 0 ? static_cast<double>(local_steps) * batch / train_seconds : 0.0,
        .final_loss = recent.mean()});
   if (stopped) {
+    if (checkpointer_) {
+      // A scheduler's preemption: keep what was learned (each PS's current state).
+      Status st = checkpointer_->save_final(global_);
+      if (!st.ok()) PSTRAIN_LOG(WARNING) << "no final checkpoint: " << st.message();
+    }
     client_->stop_heartbeats();
     return cancelled("training stopped on request at global step " + std::to_string(global_) +
                      " after " + std::to_string(local_steps) + " local steps");
@@ -257,6 +275,10 @@ Status WorkerRun::finish() {
                              client_->pull(params_.host_f32(), o_.train.train_steps));
     final_step = final_steps[0];
     ops.copy_to_device(model_->parameters().raw(), params_.raw(), params_.bytes());
+    if (checkpointer_) {
+      Status st = checkpointer_->save_final(final_step);
+      if (!st.ok()) PSTRAIN_LOG(WARNING) << "no final checkpoint: " << st.message();
+    }
   }
   Status done = client_->done();
   client_->stop_heartbeats();

@@ -1,9 +1,10 @@
 // What the integration tests that run the real binary share: the pstrain executable of this
 // build tree, the Debian data set's directory (tests skip when it is not installed), the
 // variables a test clears so that its own environment does not leak into the tasks' cluster
-// resolution, and reading a task's output file.
+// resolution, the test venv's Python, and reading a task's output file.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -48,6 +49,13 @@ inline constexpr const char* kClusterVariables[] = {"TF_CONFIG",
 // itself.
 inline void clear_cluster_variables(std::map<std::string, std::optional<std::string>>& env) {
   for (const char* v : kClusterVariables) env.try_emplace(v, std::nullopt);
+}
+
+// The Python of the test venv (scripts/test-venv.sh): $PSTRAIN_VENV/bin/python, else the
+// build's PSTRAIN_TEST_VENV.
+inline std::string test_python() {
+  const char* env = std::getenv("PSTRAIN_VENV");
+  return std::string(env != nullptr && *env != '\0' ? env : PSTRAIN_TEST_VENV) + "/bin/python";
 }
 
 // The whole file ("" when it cannot be read).

@@ -29,11 +29,7 @@ using nlohmann::json;
 
 using testing_util::read_all;
 
-// The Python of the test venv (PSTRAIN_TEST_PYTHON, else <build>/venv/bin/python).
-std::string test_python() {
-  if (const char* p = std::getenv("PSTRAIN_TEST_PYTHON"); p && *p) return p;
-  return std::string(PSTRAIN_BINARY_DIR) + "/venv/bin/python";
-}
+using testing_util::test_python;
 
 class TensorBoardTest : public ::testing::Test {
  protected:
@@ -43,7 +39,7 @@ class TensorBoardTest : public ::testing::Test {
     }
     ASSERT_TRUE(fs::exists(test_python()))
         << test_python() << " is missing: run scripts/test-venv.sh (it makes the test venv "
-        << "with tensorboard), or set PSTRAIN_TEST_PYTHON";
+        << "with tensorboard), or set PSTRAIN_VENV";
   }
 
   // Runs the tasks (each: name, args), all with one deadline; returns their exit statuses.

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "runtime/job/task_env.h"
+#include "tests/integration/paths.h"
 #include "tests/temp_dir.h"
 
 namespace pstrain {
@@ -36,13 +37,12 @@ TEST(Chart, OneLinePerSeriesEscapedNamesAndWellFormedXml) {
   const size_t line = svg.find("<polyline");
   EXPECT_NE(svg.find("points=\"60.00,", line), std::string::npos) << svg.substr(line, 200);
 
-  // Python's XML parser accepts it (the test venv's Python, else python3).
+  // Python's XML parser accepts it (the test venv's Python: scripts/test-venv.sh).
   testing_util::TempDir dir("pstrain_chart");
   const std::string path = dir.path() + "/chart.svg";
   std::ofstream(path) << svg;
-  const char* py = std::getenv("PSTRAIN_TEST_PYTHON");
-  const std::string venv = std::string(PSTRAIN_BINARY_DIR) + "/venv/bin/python";
-  const std::string python = py && *py ? py : (std::ifstream(venv).good() ? venv : "python3");
+  const std::string python = testing_util::test_python();
+  ASSERT_TRUE(std::ifstream(python).good()) << python << " is missing: run scripts/test-venv.sh";
   const std::string cmd = python +
                           " -c \"import sys, xml.etree.ElementTree as E; "
                           "r = E.parse(sys.argv[1]).getroot(); "

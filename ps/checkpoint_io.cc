@@ -1,0 +1,180 @@
+#include "ps/checkpoint_io.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+namespace pstrain {
+namespace {
+
+std::string hex64(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%016" PRIx64, v);
+  return buf;
+}
+
+}  // namespace
+
+nlohmann::json training_config_json(const JobTrainingConfig& c) {
+  const OptimizerConfig& o = c.optimizer;
+  return {{"model", c.model},
+          {"optimizer", optimizer_name(o.kind)},
+          {"learning_rate", o.learning_rate},
+          {"momentum", o.momentum},
+          {"adam_beta1", o.beta1},
+          {"adam_beta2", o.beta2},
+          {"adam_epsilon", o.epsilon},
+          {"adagrad_initial_accumulator", o.initial_accumulator},
+          {"sync_replicas", c.sync_replicas},
+          {"replicas_to_aggregate", c.replicas_to_aggregate},
+          {"staleness", c.staleness},
+          {"train_steps", c.train_steps},
+          {"num_workers", c.num_workers},
+          {"layout_hash", hex64(c.layout_hash)}};
+}
+
+Result<JobTrainingConfig> training_config_from_json(const nlohmann::json& j) {
+  JobTrainingConfig c;
+  std::string optimizer, hash;
+  try {
+    c.model = j.at("model").get<std::string>();
+    optimizer = j.at("optimizer").get<std::string>();
+    c.optimizer.learning_rate = j.at("learning_rate").get<float>();
+    c.optimizer.momentum = j.at("momentum").get<float>();
+    c.optimizer.beta1 = j.at("adam_beta1").get<float>();
+    c.optimizer.beta2 = j.at("adam_beta2").get<float>();
+    c.optimizer.epsilon = j.at("adam_epsilon").get<float>();
+    c.optimizer.initial_accumulator = j.at("adagrad_initial_accumulator").get<float>();
+    c.sync_replicas = j.at("sync_replicas").get<bool>();
+    c.replicas_to_aggregate = j.at("replicas_to_aggregate").get<int>();
+    c.staleness = j.at("staleness").get<int>();
+    c.train_steps = j.at("train_steps").get<int64_t>();
+    c.num_workers = j.at("num_workers").get<int>();
+    hash = j.at("layout_hash").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    return data_loss(std::string("training_config: a field is missing or of the wrong type (") +
+                     e.what() + ")");
+  }
+  PSTRAIN_ASSIGN_OR_RETURN(c.optimizer.kind, parse_optimizer(optimizer));
+  try {
+    size_t used = 0;
+    c.layout_hash = std::stoull(hash, &used, 16);
+    if (used != hash.size()) throw std::invalid_argument(hash);
+  } catch (const std::exception&) {
+    return data_loss("training_config: layout_hash \"" + hash + "\" is not 0x<hex>");
+  }
+  PSTRAIN_RETURN_IF_ERROR(c.validate());
+  return c;
+}
+
+checkpoint::ShardData shard_from_store(const ShardStore& store, const JobTrainingConfig& config,
+                                       int ps_index, int num_ps) {
+  checkpoint::ShardData s;
+  s.step = store.step();
+  s.ps_index = ps_index;
+  s.num_ps = num_ps;
+  s.model = config.model;
+  s.layout_hash = config.layout_hash;
+  s.optimizer = optimizer_name(config.optimizer.kind);
+  s.training_config = training_config_json(config);
+  const int slots = optimizer_slot_count(config.optimizer.kind);
+  s.chunks.reserve(store.num_chunks());
+  for (size_t i = 0; i < store.num_chunks(); ++i) {
+    checkpoint::ShardChunk c;
+    c.key = store.key(i);
+    c.values = *store.values(i);
+    for (int k = 0; k < slots; ++k) c.slots.push_back(store.slot(i, k));
+    s.chunks.push_back(std::move(c));
+  }
+  return s;
+}
+
+Result<FoundShard> find_ps_shard(const std::string& dir, int ps_index, int num_ps) {
+  namespace fs = std::filesystem;
+  FoundShard found;
+  PSTRAIN_ASSIGN_OR_RETURN(checkpoint::ScanResult scan, checkpoint::find_latest_complete(dir));
+  found.skipped = scan.skipped;
+  if (scan.latest) {
+    const checkpoint::CheckpointIndex& index = *scan.latest;
+    if (index.num_ps != num_ps) {
+      return invalid_argument(dir + "/" + checkpoint::index_file_name(index.step) +
+                              " was written by a job with " + std::to_string(index.num_ps) +
+                              " parameter server(s), this cluster has " + std::to_string(num_ps) +
+                              "; use another --checkpoint_dir to start afresh");
+    }
+    for (const checkpoint::ShardFileInfo& s : index.shards) {
+      if (s.ps_index != ps_index) continue;
+      found.file = (fs::path(dir) / s.file).string();
+      PSTRAIN_ASSIGN_OR_RETURN(checkpoint::ShardData shard, checkpoint::read_shard(found.file));
+      found.shard = std::move(shard);
+      return found;
+    }
+    return data_loss(dir + "/" + checkpoint::index_file_name(index.step) +
+                     " lists no shard for parameter server " + std::to_string(ps_index));
+  }
+  if (!found.skipped.empty()) return found;  // indexes exist but none is complete
+  // No index at all: a directory of this PS's own (tasks without a shared directory).
+  PSTRAIN_ASSIGN_OR_RETURN(std::vector<checkpoint::CheckpointListing> listing,
+                           checkpoint::list_checkpoints(dir));
+  for (auto it = listing.rbegin(); it != listing.rend(); ++it) {
+    const std::string path =
+        (fs::path(dir) / checkpoint::shard_file_name(it->step, ps_index, num_ps)).string();
+    std::error_code ec;
+    if (!fs::exists(path, ec)) continue;
+    auto shard = checkpoint::read_shard(path);
+    if (!shard.ok()) {
+      found.skipped.push_back(checkpoint::checkpoint_prefix(it->step) + ": " +
+                              shard.status().message());
+      continue;
+    }
+    found.file = path;
+    found.shard = std::move(shard).value();
+    return found;
+  }
+  return found;
+}
+
+Status check_restorable(const checkpoint::ShardData& shard, const JobTrainingConfig& config,
+                        int num_ps, const std::string& file) {
+  const std::string fresh = "; use another --checkpoint_dir (or empty this one) to start afresh";
+  if (shard.model != config.model) {
+    return invalid_argument("the checkpoint " + file + " holds model '" + shard.model +
+                            "', the flags ask for '" + config.model + "'" + fresh);
+  }
+  if (shard.num_ps != num_ps) {
+    return invalid_argument("the checkpoint " + file + " was written by " +
+                            std::to_string(shard.num_ps) + " parameter server(s), this job has " +
+                            std::to_string(num_ps) + fresh);
+  }
+  if (shard.layout_hash != config.layout_hash) {
+    return invalid_argument("the checkpoint " + file + " has variable layout " +
+                            hex64(shard.layout_hash) + ", the flags give " +
+                            hex64(config.layout_hash) + " (another --hidden_units or model shape)" +
+                            fresh);
+  }
+  if (shard.optimizer != optimizer_name(config.optimizer.kind)) {
+    return invalid_argument(
+        "the checkpoint " + file + " holds " + shard.optimizer +
+        " slots, the flags ask for --optimizer=" + optimizer_name(config.optimizer.kind) + fresh);
+  }
+  return {};
+}
+
+Status restore_store(ShardStore& store, checkpoint::ShardData shard,
+                     const JobTrainingConfig& config) {
+  const AggregationConfig agg{config.sync_replicas, config.replicas_to_aggregate,
+                              config.train_steps};
+  std::vector<ChunkInit> chunks;
+  std::vector<std::vector<std::vector<float>>> slots;
+  for (checkpoint::ShardChunk& c : shard.chunks) {
+    ChunkInit ci;
+    ci.key = std::move(c.key);
+    ci.values = std::move(c.values);
+    chunks.push_back(std::move(ci));
+    slots.push_back(std::move(c.slots));
+  }
+  return store.restore(config.optimizer, agg, std::move(chunks), std::move(slots), shard.step);
+}
+
+}  // namespace pstrain
