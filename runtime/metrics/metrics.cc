@@ -3,6 +3,7 @@
 #include <exception>
 #include <utility>
 
+#include <CivetServer.h>
 #include <prometheus/exposer.h>
 
 namespace pstrain::metrics {
@@ -15,6 +16,18 @@ std::string bind_address(const std::string& host, int port) {
   return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
+// civetweb's own error messages while a server starts (it reports them through the log
+// callback, on the thread that starts it), so that a failure says what went wrong.
+thread_local std::string* t_civetweb_log = nullptr;
+
+int log_civetweb(const mg_connection* /*conn*/, const char* message) {
+  if (t_civetweb_log != nullptr && message != nullptr) {
+    if (!t_civetweb_log->empty()) *t_civetweb_log += "; ";
+    *t_civetweb_log += message;
+  }
+  return 1;  // handled: civetweb prints nothing itself
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& host, int port) {
@@ -23,15 +36,30 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& h
                             " is not a port number (0..65535; 0 picks a free port)");
   }
   const std::string address = bind_address(host, port);
+  CivetCallbacks callbacks;
+  callbacks.log_message = log_civetweb;
   std::unique_ptr<prometheus::Exposer> exposer;
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/1);
-  } catch (const std::exception& e) {
+  std::string why;
+  // A free port (0) is the kernel's choice and cannot be in use; a start that still fails is
+  // tried again a few times before it counts as an error.
+  const int attempts = port == 0 ? 3 : 1;
+  for (int attempt = 0; attempt < attempts && !exposer; ++attempt) {
+    std::string log;
+    t_civetweb_log = &log;
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(
+          std::vector<std::string>{"listening_ports", address, "num_threads", "1"}, &callbacks);
+    } catch (const std::exception& e) {
+      why = std::string(e.what()) + (log.empty() ? "" : ": " + log);
+    }
+    t_civetweb_log = nullptr;
+  }
+  if (!exposer) {
     return invalid_argument("cannot serve metrics on " + address +
                             " (--metrics_port, --metrics_host): the address cannot be bound (a "
                             "port in use, or not an address of this machine); pick another port, "
                             "or 0 for a free one (civetweb: " +
-                            std::string(e.what()) + ")");
+                            why + ")");
   }
   const std::vector<int> ports = exposer->GetListeningPorts();
   if (ports.empty()) {

@@ -88,8 +88,9 @@ class MetricsTest : public ::testing::Test {
     return std::move(p).value();
   }
 
-  // The metrics URL the task logged ("... metrics at http://127.0.0.1:P/metrics").
-  std::string url_of(const std::string& name, Clock::time_point deadline) {
+  // The metrics URL the task logged ("... metrics at http://127.0.0.1:P/metrics"); empty when
+  // the task exited first or the deadline passed.
+  std::string url_of(const std::string& name, Subprocess& task, Clock::time_point deadline) {
     std::string url;
     eventually(
         [&] {
@@ -98,7 +99,7 @@ class MetricsTest : public ::testing::Test {
           if (std::regex_search(err, m, std::regex(R"(metrics at (http://\S+/metrics))"))) {
             url = m[1];
           }
-          return !url.empty();
+          return !url.empty() || task.poll().has_value();  // found, or it exited without
         },
         deadline);
     return url;
@@ -129,8 +130,8 @@ TEST_F(MetricsTest, PsAndWorkerServeTheirCountersWhileTraining) {
   Subprocess ps = start("ps0", with({"--job_name=ps", "--task_index=0"}));
   Subprocess wk = start("wk0", with({"--job_name=worker", "--task_index=0"}));
   const auto deadline = Clock::now() + kDeadline;
-  const std::string ps_url = url_of("ps0", deadline);
-  const std::string wk_url = url_of("wk0", deadline);
+  const std::string ps_url = url_of("ps0", ps, deadline);
+  const std::string wk_url = url_of("wk0", wk, deadline);
   ASSERT_FALSE(ps_url.empty()) << read_all(dir_ / "ps0.err");
   ASSERT_FALSE(wk_url.empty()) << read_all(dir_ / "wk0.err");
 
@@ -211,7 +212,7 @@ TEST_F(MetricsTest, APortOutOfRangeOrInUseExitsWithUsage) {
       start("ps0", {"--job_name=ps", "--task_index=0",
                     "--ps_hosts=127.0.0.1:" + std::to_string((*ports)[0]),
                     "--worker_hosts=127.0.0.1:" + std::to_string((*ports)[1]), "--metrics_port=0"});
-  const std::string url = url_of("ps0", Clock::now() + kDeadline);
+  const std::string url = url_of("ps0", ps, Clock::now() + kDeadline);
   ASSERT_FALSE(url.empty()) << read_all(dir_ / "ps0.err");
   std::smatch m;
   ASSERT_TRUE(std::regex_search(url, m, std::regex(R"(:(\d+)/metrics)")));
