@@ -138,6 +138,9 @@ Status PsClient::exchange(const std::vector<int>& targets,
       index.push_back(i);
     }
     if (items.empty()) return {};
+    if (options_.stop != nullptr && options_.stop->load() != 0) {
+      return cancelled("stopped on request while waiting for " + name(pending.front().ps));
+    }
     const auto now = Clock::now();
     for (Pending& p : pending) {
       if (p.finished) continue;

@@ -50,6 +50,9 @@ struct ClientOptions {
   // restarted from its checkpoint), and pull() follows a PS whose step went back (it restored
   // an older checkpoint) instead of waiting for the step it had reached.
   std::chrono::milliseconds ps_restart_timeout{0};
+  // When set, a waiting call returns kCancelled within about 50 ms of *stop turning non-zero
+  // (a signal handler stores the signal), whatever its deadline; set_stop() changes it.
+  const std::atomic<int>* stop = nullptr;
 };
 
 struct PushResult {
@@ -110,6 +113,9 @@ class PsClient {
 
   void start_heartbeats();
   void stop_heartbeats();
+  // Replaces ClientOptions::stop (nullptr: calls wait for their deadlines again, e.g. for a
+  // final checkpoint after a stop request).
+  void set_stop(const std::atomic<int>* stop) { options_.stop = stop; }
   // Non-empty once the heartbeat thread found a PS silent for longer than reply_timeout.
   std::string heartbeat_failure() const;
 

@@ -62,6 +62,7 @@ class WorkerRun {
   WorkerTaskSummary summary() const;
   // The chief's evaluation of the validation split and the test set at global step `step`.
   void evaluate_splits(int64_t step);
+  bool stop_requested() const { return o_.stop != nullptr && o_.stop->load() != 0; }
 
  private:
   int replicas() const {
@@ -114,6 +115,7 @@ Status WorkerRun::join() {
   ClientOptions co = o_.client;
   co.worker = o_.task_index;
   co.job_id = o_.job_id;
+  co.stop = o_.stop;  // a signal ends a wait for a silent PS (--ps_restart_timeout_s) at once
   PSTRAIN_ASSIGN_OR_RETURN(client_, PsClient::connect(ctx_, o_.cluster.ps, placement_, co));
   PSTRAIN_LOG(INFO) << "worker " << o_.task_index << (chief_ ? " (chief)" : "") << ": "
                     << model_options_.name << " with " << model_->num_parameters()
@@ -191,11 +193,16 @@ Status WorkerRun::train() {
   bool stopped = false;
   int64_t last_eval = 0;
   while (true) {
-    if (o_.stop && o_.stop->load() != 0) {
+    if (stop_requested()) {
       stopped = true;
       break;
     }
-    PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, client_->pull(params_.host_f32(), min_steps));
+    Result<PsSteps> pulled = client_->pull(params_.host_f32(), min_steps);
+    if (!pulled.ok() && stop_requested()) {
+      stopped = true;
+      break;
+    }
+    PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, std::move(pulled));
     // Training is over once every PS reached the last step. The PS tasks' steps may differ
     // by one (each completes a step on its own gradients), and one still a step behind needs
     // this worker's gradient: stopping as soon as PS 0 is done could leave it short of fresh
@@ -218,8 +225,12 @@ Status WorkerRun::train() {
                                  " at global step " + std::to_string(global_) +
                                  "; lower --learning_rate");
     }
-    PSTRAIN_ASSIGN_OR_RETURN(PushResult pushed,
-                             client_->push(grads.host_f32(), steps, grads.memory()));
+    Result<PushResult> push_result = client_->push(grads.host_f32(), steps, grads.memory());
+    if (!push_result.ok() && stop_requested()) {
+      stopped = true;
+      break;
+    }
+    PSTRAIN_ASSIGN_OR_RETURN(PushResult pushed, std::move(push_result));
     ++local_steps;
     if (!pushed.accepted) ++rejected_;
     global_ = pushed.global_step;
@@ -254,6 +265,7 @@ Status WorkerRun::train() {
            train_seconds > 0 ? static_cast<double>(local_steps) * batch / train_seconds : 0.0,
        .final_loss = recent.mean()});
   if (stopped) {
+    client_->set_stop(nullptr);  // the final save waits for its replies
     if (checkpointer_) {
       // A scheduler's preemption: keep what was learned (each PS's current state).
       Status st = checkpointer_->save_final(global_);
