@@ -354,13 +354,29 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
         return true;
       },
       options_.reply_timeout, false);
-  // Whatever happened, the caller may reuse the buffer only once ZeroMQ let go of it.
+  // Whatever happened, the caller may reuse the buffer only once ZeroMQ let go of it. After a
+  // failed exchange (a stop request, a PS that stopped answering) a message may still sit in
+  // a socket's queue for a PS that will never read it, and hold the buffer for as long as the
+  // socket lives: drop those messages by opening the sockets afresh.
+  if (!st.ok() && !tracker->wait(std::chrono::milliseconds(0))) {
+    if (Status reopened = reopen_sockets(); !reopened.ok()) return reopened;
+  }
   if (!tracker->wait(options_.reply_timeout)) {
     return internal_error("ZeroMQ did not release a gradient buffer within " +
                           std::to_string(options_.reply_timeout.count() / 1000) + " s");
   }
   if (!st.ok()) return st;
   return result;
+}
+
+Status PsClient::reopen_sockets() {
+  for (size_t i = 0; i < ps_.size(); ++i) {
+    sockets_[i].close();
+    PSTRAIN_ASSIGN_OR_RETURN(
+        sockets_[i], connect_socket(*ctx_, zmq::socket_type::dealer, ps_[i].host, ps_[i].port,
+                                    name(static_cast<int>(i))));
+  }
+  return {};
 }
 
 Status PsClient::done() {

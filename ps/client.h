@@ -136,6 +136,9 @@ class PsClient {
                   const std::function<Result<bool>(int, InMessage&)>& on_reply,
                   std::chrono::milliseconds timeout, bool backoff);
   void heartbeat_loop();
+  // Closes every request socket (linger 0: messages still queued for a PS are dropped, which
+  // lets ZeroMQ release the buffers they borrow) and connects a fresh one in its place.
+  Status reopen_sockets();
 
   zmq::context_t* ctx_;
   std::vector<HostPort> ps_;

@@ -3,8 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <csignal>
 #include <future>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "ps/client.h"
 #include "runtime/wire/transport.h"
@@ -28,7 +32,7 @@ class ServerFixture {
     result = std::async(std::launch::async, [this] { return server->serve(); });
   }
   ~ServerFixture() {
-    server->request_stop();
+    if (server) server->request_stop();
     if (result.valid()) result.wait();
   }
   Result<ServerSummary> finish() {
@@ -443,6 +447,39 @@ TEST(PsClient, UnreachableServerIsNamedAfterTheDeadline) {
   ASSERT_FALSE(hello.ok());
   EXPECT_NE(hello.status().message().find("127.0.0.1:" + std::to_string(*port)), std::string::npos)
       << hello.status().message();
+}
+
+TEST(PsClient, AStoppedPushToAServerThatStoppedReadingLetsGoOfTheBufferAtOnce) {
+  // A PS that stopped reading (stopped by the same SIGTERM as the worker, about to exit): the
+  // worker's PUSH messages back up in its socket, borrowing the gradient buffer for as long as
+  // the socket lives. A stopped push must still end as a stop, at once, not wait reply_timeout
+  // for ZeroMQ and then fail with "did not release a gradient buffer".
+  zmq::context_t ctx(1);
+  zmq::socket_t silent(ctx, zmq::socket_type::router);
+  silent.set(zmq::sockopt::rcvhwm, 1);
+  silent.set(zmq::sockopt::rcvbuf, 4096);
+  silent.set(zmq::sockopt::linger, 0);
+  silent.bind("tcp://127.0.0.1:0");
+  const std::string endpoint = silent.get(zmq::sockopt::last_endpoint);
+  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  // Frames of kZeroCopyMinBytes or more are borrowed, not copied (runtime/wire/message.h).
+  const int64_t n = 16 * static_cast<int64_t>(kZeroCopyMinBytes / sizeof(float));
+  const Placement p = place_variables({{"a", {n}, 0, {}}, {"b", {n}, n, {}}}, 1);
+  std::atomic<int> stop{SIGTERM};
+  ClientOptions co;
+  co.job_id = kJob;
+  co.reply_timeout = milliseconds(20000);
+  co.stop = &stop;
+  auto c = PsClient::connect(ctx, {HostPort{"127.0.0.1", port}}, p, co);
+  ASSERT_TRUE(c.ok());
+  auto grads = std::make_shared<std::vector<float>>(static_cast<size_t>(2 * n), 1.0f);
+  // 100 pushes of 512 KiB are far more than the sockets' buffers hold.
+  for (int i = 0; i < 100; ++i) {
+    auto pushed = (*c)->push(*grads, {0}, grads);
+    ASSERT_FALSE(pushed.ok());
+    ASSERT_EQ(pushed.status().code(), StatusCode::kCancelled)
+        << "push " << i << ": " << pushed.status().to_string();
+  }
 }
 
 }  // namespace
