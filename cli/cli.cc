@@ -66,7 +66,8 @@ int dispatch(int argc, char** argv) {
   RoleFlags role_flags;
   add_role_flags(app, role_flags);  // first: --help lists the groups in the order they appear
   bool version = false;
-  app.add_flag("-V,--version", version, "Print the version and the GPUs this process sees")
+  app.add_flag("-V,--version", version,
+               "Print the version and the backends built (`pstrain devices` lists the GPUs)")
       ->group(kOwnGroup);
   add_flagfile_option(app);
   add_log_level_flag(app);
@@ -130,7 +131,8 @@ int dispatch(int argc, char** argv) {
     return usage_error(m);
   }
 
-  if (version || devices->parsed() || version_command->parsed()) return run_version_command();
+  if (devices->parsed()) return run_version_command(/*list_gpus=*/true);
+  if (version || version_command->parsed()) return run_version_command(/*list_gpus=*/false);
   if (train->parsed() || launch->parsed() || status->parsed()) {
     // Flags before the command word belong to role processes; a command would ignore them.
     const char* command = train->parsed() ? "train" : launch->parsed() ? "launch" : "status";

@@ -81,7 +81,8 @@ int run_status_command(const std::vector<std::string>& args, std::FILE* out);
 // after `checkpoint`. Exit codes: 0 listed, 2 bad usage or DIR unreadable.
 int run_checkpoint_command(const std::vector<std::string>& args, std::FILE* out);
 
-// `pstrain --version` and `pstrain devices`.
-int run_version_command();
+// `pstrain --version` and `pstrain version` (list_gpus false: the CUDA plugin is not loaded),
+// `pstrain devices` (list_gpus true: the GPUs this process sees, or why none).
+int run_version_command(bool list_gpus);
 
 }  // namespace pstrain

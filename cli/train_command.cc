@@ -133,8 +133,8 @@ int run_train_command(const TrainCommandFlags& flags) {
   return kExitOk;
 }
 
-int run_version_command() {
-  std::printf("pstrain %s\n%s", PSTRAIN_VERSION, describe_devices().c_str());
+int run_version_command(bool list_gpus) {
+  std::printf("pstrain %s\n%s", PSTRAIN_VERSION, describe_devices(list_gpus).c_str());
   return kExitOk;
 }
 

@@ -3,6 +3,7 @@
 # builds pstrain with the CUDA backend here and copies into .carry/ (or $1):
 #   bin/   pstrain, the gpu test binaries, the train-step benchmark
 #   lib/   the shared libraries they need beyond glibc and CUDA (libzmq, libprotobuf, ...)
+#   lib/pstrain/pstrain-cuda.so  the CUDA backend's plugin, where bin/pstrain looks for it
 #   data/  the Fashion-MNIST IDX files
 #   cpu_reference.json, when scripts/cpu-reference.sh has written one (CPU figures to compare)
 # Then, on the GPU machine: bash scripts/gpu-check.sh (see docs/gpu-check.md).
@@ -15,16 +16,18 @@ data=${PSTRAIN_DATA_DIR:-/usr/share/datasets/fashion-mnist}
 bash "$root/scripts/build.sh" -DPSTRAIN_CUDA=ON
 bins=("$build/cli/pstrain" "$build/tests/cuda_parity_test" "$build/tests/cuda_train_parity_test"
       "$build/bench/pstrain_bench_step")
-for b in "${bins[@]}"; do
+plugin="$build/lib/pstrain/pstrain-cuda.so"
+for b in "${bins[@]}" "$plugin"; do
   [ -x "$b" ] || { echo "gpu-carry: $b was not built (is nvcc present?)" >&2; exit 1; }
 done
 
 rm -rf "$carry"
-mkdir -p "$carry/bin" "$carry/lib" "$carry/data"
+mkdir -p "$carry/bin" "$carry/lib/pstrain" "$carry/data"
 cp "${bins[@]}" "$carry/bin/"
+cp "$plugin" "$carry/lib/pstrain/"
 # Shared libraries from this machine's packages; glibc's own libraries and CUDA's stay behind
 # (the GPU machine has newer ones, and its CUDA toolkit provides cuBLAS).
-ldd "${bins[@]}" | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
+ldd "${bins[@]}" "$plugin" | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|libresolv.so*|ld-linux*) continue ;;
     # The compiler runtime and zlib: any newer system has compatible (newer) ones, and an
