@@ -578,7 +578,8 @@ Status hold_out_validation(TrainTestData& data, int64_t size) {
   train.images.erase(train.images.begin(),
                      train.images.begin() + static_cast<ptrdiff_t>(n * pixels));
   train.labels.erase(train.labels.begin(), train.labels.begin() + static_cast<ptrdiff_t>(n));
-  train.images.shrink_to_fit();
+  // No shrink_to_fit: it would copy the remaining images while the originals still live (the
+  // worker's peak grew by 170 MB for Fashion-MNIST); the held-out part's capacity stays unused.
   train.count -= size;
   return Status();
 }
