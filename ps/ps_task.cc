@@ -135,6 +135,13 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
       static_cast<long long>(st.gradients_applied()),
       static_cast<long long>(st.stale_gradients_dropped()),
       static_cast<long long>(st.bad_messages()), static_cast<long long>(st.foreign_messages()));
+  if (!summary.server.workers_lost.empty()) {
+    std::string lost;
+    for (int w : summary.server.workers_lost)
+      lost += (lost.empty() ? "" : ", ") + std::to_string(w);
+    std::fprintf(out, "ps %d: worker(s) %s were lost before the end; the others finished\n",
+                 o.task_index, lost.c_str());
+  }
   std::fflush(out);
   return summary;
 }

@@ -253,10 +253,20 @@ Result<ServerSummary> ParameterServer::serve() {
                           << "; parameter server " << options_.ps_index << " exits";
         return summary;
       }
+      if (done > 0) {
+        // Training reached its end (a worker says DONE only then): losing a task on the way
+        // is worth a warning, not a failed job.
+        PSTRAIN_LOG(WARNING) << "worker(s) " << worker_list(lost_ids)
+                             << " stopped sending messages (lost); the other " << done
+                             << " finished training at global step " << store_.step()
+                             << "; parameter server " << options_.ps_index << " exits";
+        return summary;
+      }
       return unavailable("worker(s) " + worker_list(lost_ids) +
-                         " stopped sending messages (lost) and " + std::to_string(done) +
-                         " finished; parameter server " + std::to_string(options_.ps_index) +
-                         " exits at global step " + std::to_string(store_.step()));
+                         " stopped sending messages (lost) and none finished training; "
+                         "parameter server " +
+                         std::to_string(options_.ps_index) + " exits at global step " +
+                         std::to_string(store_.step()));
     }
   }
 }

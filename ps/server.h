@@ -32,8 +32,10 @@
 //   shard at a step >= S was already written: its record is sent again), else once an update
 //   brings the step to S (the reply then says "scheduled": ask again). Without a
 //   checkpoint_dir, SAVE gets an error.
-// - serve() returns once every worker has said DONE (success), or once every worker is done
-//   or lost with at least one lost (an error naming them), or after request_stop().
+// - serve() returns once every worker is done or lost: a success when at least one said DONE
+//   (training reached its end; the lost ones are listed in ServerSummary::workers_lost and
+//   logged as a warning), an error naming them when every worker was lost; or after
+//   request_stop().
 // Thread-safety: serve() runs on one thread; request_stop() may be called from any thread or
 // a signal handler (it only sets an atomic flag).
 #pragma once
