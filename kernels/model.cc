@@ -203,4 +203,14 @@ Model::Evaluation Model::evaluate(std::span<const float> images, std::span<const
   return e;
 }
 
+void Model::logits(std::span<const float> images, int n, std::span<float> logits) {
+  PSTRAIN_CHECK(images.size() == static_cast<size_t>(n * input_features_));
+  PSTRAIN_CHECK(logits.size() == static_cast<size_t>(n) * static_cast<size_t>(options_.classes));
+  Buffers& b = buffers_for(n);
+  ops_->copy_to_device(b.acts[0].raw(), images.data(), images.size_bytes());
+  forward(b, n);
+  ops_->copy_to_host(logits.data(), b.acts[layers_.size()].raw(), logits.size_bytes());
+  ops_->synchronize();
+}
+
 }  // namespace pstrain

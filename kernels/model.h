@@ -74,6 +74,10 @@ class Model {
   };
   Evaluation evaluate(std::span<const float> images, std::span<const int32_t> labels, int batch);
 
+  // The forward pass alone on a host batch of n images ([n, rows * cols]): the logits
+  // [n, classes] into the host span `logits` (synchronizes). Leaves gradients() untouched.
+  void logits(std::span<const float> images, int n, std::span<float> logits);
+
  private:
   struct Buffers;  // activations, their gradients and layer scratch for one batch size
   Model(ModelOptions options, Ops& ops);
