@@ -93,8 +93,8 @@ int dispatch(int argc, char** argv) {
 
   CLI::App* devices = app.add_subcommand("devices", "List the GPUs this process sees");
   CLI::App* version_command = app.add_subcommand("version", "Print what --version prints");
-  const std::vector<std::string> commands = {"train",   "launch",  "status",
-                                             "devices", "version", "checkpoint"};
+  const std::vector<std::string> commands = {
+      "train", "launch", "status", "devices", "version", "checkpoint", "eval", "predict", "export"};
 
   // `pstrain status ...`: everything after `status` is parsed by run_status_command.
   CLI::App* status = app.add_subcommand(
@@ -107,6 +107,18 @@ int dispatch(int argc, char** argv) {
       "checkpoint", "List a --checkpoint_dir's checkpoints; see checkpoint --help");
   checkpoint_cmd->prefix_command();
   checkpoint_cmd->set_help_flag();
+
+  // `pstrain eval|predict|export ...`: parsed by their commands (cli/serving.h).
+  CLI::App* eval_cmd = app.add_subcommand(
+      "eval", "Evaluate a checkpoint on the test set (accuracy, per-class, confusion matrix)");
+  CLI::App* predict_cmd = app.add_subcommand(
+      "predict", "Score IDX or PNG images with a checkpoint into a CSV; see predict --help");
+  CLI::App* export_cmd =
+      app.add_subcommand("export", "Export a checkpoint as ONNX or safetensors; see export --help");
+  for (CLI::App* c : {eval_cmd, predict_cmd, export_cmd}) {
+    c->prefix_command();
+    c->set_help_flag();
+  }
 
   std::vector<std::string> reversed(expanded->rbegin(), expanded->rend());
   try {
@@ -149,6 +161,9 @@ int dispatch(int argc, char** argv) {
   if (launch->parsed()) return run_launch_command(launch->remaining());
   if (status->parsed()) return run_status_command(status->remaining(), stdout);
   if (checkpoint_cmd->parsed()) return run_checkpoint_command(checkpoint_cmd->remaining(), stdout);
+  if (eval_cmd->parsed()) return run_eval_command(eval_cmd->remaining(), stdout);
+  if (predict_cmd->parsed()) return run_predict_command(predict_cmd->remaining());
+  if (export_cmd->parsed()) return run_export_command(export_cmd->remaining(), stdout);
   // A bare `pstrain` prints the help, except under a rank-based launch that needs no flag: a
   // ps-lite script's DMLC_ROLE=scheduler, or PSTRAIN_NUM_PS under srun/mpirun.
   if (argc <= 1 && std::getenv("DMLC_ROLE") == nullptr &&
