@@ -259,5 +259,39 @@ TEST_F(ServingTest, PredictReadsPngsAndRefusesBadInputWithoutWritingOutput) {
   EXPECT_EQ(st, ExitStatus::exited(2));
 }
 
+// A checkpoint of a 2 PS + 2 workers job (two shards): eval gives the chief's test accuracy;
+// --checkpoint picks an older checkpoint than the latest.
+TEST_F(ServingTest, EvalReadsAMultiPsJobsCheckpointAndAChosenOne) {
+  const std::string ckpt = (dir_ / "ckpt").string();
+  const fs::path job = dir_ / "job";
+  ExitStatus st =
+      pstrain("launch", {"launch", "--ps=2", "--workers=2", "--num_gpus=0", "--sync_replicas",
+                         "--train_steps=50", "--save_checkpoint_steps=25",
+                         "--checkpoint_dir=" + ckpt, "--job_dir=" + job.string()});
+  ASSERT_TRUE(st.success()) << st.to_string() << read_all(dir_ / "launch.err");
+  const json summary = json::parse(read_all(job / "summary.json"));
+  ASSERT_TRUE(fs::exists(fs::path(ckpt) / "model.ckpt-50.ps-1-of-2.safetensors"));
+
+  st = pstrain("eval", {"eval", "--checkpoint_dir=" + ckpt,
+                        "--summary_json=" + (dir_ / "eval.json").string()});
+  ASSERT_TRUE(st.success()) << st.to_string() << read_all(dir_ / "eval.err");
+  const json ev = json::parse(read_all(dir_ / "eval.json"));
+  EXPECT_EQ(ev.at("global_step"), 50);
+  EXPECT_DOUBLE_EQ(ev.at("accuracy").get<double>(), summary.at("test_accuracy").get<double>());
+
+  st = pstrain("eval25", {"eval", "--checkpoint_dir=" + ckpt, "--checkpoint=model.ckpt-25",
+                          "--summary_json=" + (dir_ / "eval25.json").string()});
+  ASSERT_TRUE(st.success()) << st.to_string() << read_all(dir_ / "eval25.err");
+  EXPECT_EQ(json::parse(read_all(dir_ / "eval25.json")).at("global_step"), 25);
+  // The index file's path alone is enough.
+  st = pstrain("export25", {"export", "--checkpoint=" + ckpt + "/model.ckpt-25.index.json",
+                            "--format=safetensors", "--output=" + (dir_ / "w25").string()});
+  ASSERT_TRUE(st.success()) << st.to_string() << read_all(dir_ / "export25.err");
+  EXPECT_NE(read_all(dir_ / "export25.out").find("global step 25"), std::string::npos);
+  st = pstrain("eval_missing", {"eval", "--checkpoint_dir=" + ckpt, "--checkpoint=model.ckpt-7"});
+  EXPECT_EQ(st, ExitStatus::exited(2));
+  EXPECT_NE(read_all(dir_ / "eval_missing.err").find("model.ckpt-7"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace pstrain
