@@ -143,9 +143,13 @@ int dispatch(int argc, char** argv) {
   }
 
   if (version || devices->parsed() || version_command->parsed()) return run_version_command();
-  if (train->parsed() || launch->parsed() || status->parsed()) {
+  CLI::App* command_app = nullptr;
+  for (CLI::App* c : {train, launch, status, eval_cmd, predict_cmd, export_cmd}) {
+    if (c->parsed()) command_app = c;
+  }
+  if (command_app != nullptr) {
     // Flags before the command word belong to role processes; a command would ignore them.
-    const char* command = train->parsed() ? "train" : launch->parsed() ? "launch" : "status";
+    const char* command = command_app->get_name().c_str();
     for (const CLI::Option* opt : app.get_options()) {
       if (opt->count() > 0 && opt->get_name() != "--log_level") {
         std::fprintf(stderr, "%s was given before the command: put it after `%s`\n",
