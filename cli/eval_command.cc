@@ -2,7 +2,6 @@
 // checkpoint's model on the test set: accuracy, mean cross-entropy, per-class precision and
 // recall and the confusion matrix on stdout; the same as JSON with --summary_json (written
 // atomically). Exit codes: 0 evaluated, 2 bad usage, no checkpoint or bad data, 1 a failure.
-#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -26,7 +25,6 @@ struct ClassStats {
   std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
   int64_t correct = 0;
   int64_t total = 0;
-  double cross_entropy_sum = 0;
 };
 
 }  // namespace
@@ -77,42 +75,22 @@ int run_eval_command(const std::vector<std::string>& args, std::FILE* out) {
     return kExitUsage;
   }
 
-  // One forward pass per batch: the predicted class (the first largest logit, as
-  // Ops::count_correct takes it) and the softmax cross-entropy of each example.
+  // Model::evaluate, as training evaluates (the same accuracy and cross-entropy), with each
+  // example's predicted class from the same forward pass for the per-class figures.
   const int k = o.classes;
+  std::vector<int32_t> predicted_class(test->labels.size());
+  const Model::Evaluation e =
+      loaded->model->evaluate(test->images, test->labels, eval_batch, predicted_class);
   ClassStats s;
   s.confusion.assign(static_cast<size_t>(k), std::vector<int64_t>(static_cast<size_t>(k), 0));
-  std::vector<float> logits, probs;
-  const int64_t pixels = test->pixels();
-  for (int64_t start = 0; start < test->count; start += eval_batch) {
-    const int n = static_cast<int>(std::min<int64_t>(eval_batch, test->count - start));
-    logits.resize(static_cast<size_t>(n) * static_cast<size_t>(k));
-    probs.resize(logits.size());
-    loaded->model->logits(
-        std::span<const float>(test->images)
-            .subspan(static_cast<size_t>(start * pixels), static_cast<size_t>(n * pixels)),
-        n, logits);
-    for (int i = 0; i < n; ++i) {
-      const float* row = logits.data() + static_cast<size_t>(i) * static_cast<size_t>(k);
-      int best = 0;
-      for (int j = 1; j < k; ++j) {
-        if (row[j] > row[best]) best = j;
-      }
-      const int label = test->labels[static_cast<size_t>(start + i)];
-      double m = row[0];
-      for (int j = 1; j < k; ++j) m = std::max(m, static_cast<double>(row[j]));
-      double sum = 0;
-      for (int j = 0; j < k; ++j) sum += std::exp(static_cast<double>(row[j]) - m);
-      s.cross_entropy_sum += std::log(sum) + m - static_cast<double>(row[label]);
-      ++s.confusion[static_cast<size_t>(label)][static_cast<size_t>(best)];
-      s.correct += best == label ? 1 : 0;
-      ++s.total;
-    }
+  for (size_t i = 0; i < test->labels.size(); ++i) {
+    ++s.confusion[static_cast<size_t>(test->labels[i])][static_cast<size_t>(predicted_class[i])];
   }
+  s.correct = e.correct;
+  s.total = test->count;
   const double accuracy =
       s.total > 0 ? static_cast<double>(s.correct) / static_cast<double>(s.total) : 0.0;
-  const double cross_entropy =
-      s.total > 0 ? s.cross_entropy_sum / static_cast<double>(s.total) : 0.0;
+  const double cross_entropy = e.cross_entropy;
   std::vector<double> precision(static_cast<size_t>(k)), recall(static_cast<size_t>(k));
   std::vector<int64_t> support(static_cast<size_t>(k)), predicted(static_cast<size_t>(k));
   for (size_t c = 0; c < static_cast<size_t>(k); ++c) {
