@@ -78,11 +78,17 @@ Result<TrainedModel> load_trained_model(const std::string& dir, const std::strin
   // The model: its name, and the MLP's hidden width from the size of hid_b.
   out.options.name = index.model;
   if (index.model == "mlp") {
+    constexpr int64_t kMaxHidden = int64_t{1} << 24;
     int64_t hidden = 0;
     for (const checkpoint::IndexChunk& c : index.chunks) {
-      if (c.variable == "hid_b") hidden += c.elements;
+      if (c.variable != "hid_b") continue;
+      if (c.elements <= 0 || c.elements > kMaxHidden) {
+        hidden = -1;
+        break;
+      }
+      hidden += c.elements;
     }
-    if (hidden <= 0 || hidden > (int64_t{1} << 24)) {
+    if (hidden <= 0 || hidden > kMaxHidden) {
       return data_loss(index_path + ": an mlp checkpoint without a valid hid_b variable");
     }
     out.options.hidden_units = static_cast<int>(hidden);
@@ -115,8 +121,9 @@ Result<TrainedModel> load_trained_model(const std::string& dir, const std::strin
                        "\", which the " + index.model + " model does not have");
     }
     const VariableSpec& v = *var->second;
-    if (c.elements < 0 || c.flat_offset < v.offset ||
-        c.flat_offset + c.elements > v.offset + v.numel()) {
+    // Written so that no sum can overflow whatever the index says.
+    if (c.elements < 0 || c.elements > v.numel() || c.flat_offset < v.offset ||
+        c.flat_offset - v.offset > v.numel() - c.elements) {
       return data_loss(index_path + ": chunk " + c.key + " lies outside variable " + v.name);
     }
     auto ps = values_of_ps.find(c.ps);
