@@ -94,8 +94,8 @@ int dispatch(int argc, char** argv) {
 
   CLI::App* devices = app.add_subcommand("devices", "List the GPUs this process sees");
   CLI::App* version_command = app.add_subcommand("version", "Print what --version prints");
-  const std::vector<std::string> commands = {"train",   "launch",  "status",
-                                             "devices", "version", "checkpoint"};
+  const std::vector<std::string> commands = {
+      "train", "launch", "status", "devices", "version", "checkpoint", "eval", "predict", "export"};
 
   // `pstrain status ...`: everything after `status` is parsed by run_status_command.
   CLI::App* status = app.add_subcommand(
@@ -108,6 +108,18 @@ int dispatch(int argc, char** argv) {
       "checkpoint", "List a --checkpoint_dir's checkpoints; see checkpoint --help");
   checkpoint_cmd->prefix_command();
   checkpoint_cmd->set_help_flag();
+
+  // `pstrain eval|predict|export ...`: parsed by their commands (cli/serving.h).
+  CLI::App* eval_cmd = app.add_subcommand(
+      "eval", "Evaluate a checkpoint on the test set (accuracy, per-class, confusion matrix)");
+  CLI::App* predict_cmd = app.add_subcommand(
+      "predict", "Score IDX or PNG images with a checkpoint into a CSV; see predict --help");
+  CLI::App* export_cmd =
+      app.add_subcommand("export", "Export a checkpoint as ONNX or safetensors; see export --help");
+  for (CLI::App* c : {eval_cmd, predict_cmd, export_cmd}) {
+    c->prefix_command();
+    c->set_help_flag();
+  }
 
   std::vector<std::string> reversed(expanded->rbegin(), expanded->rend());
   try {
@@ -133,9 +145,13 @@ int dispatch(int argc, char** argv) {
 
   if (devices->parsed()) return run_version_command(/*list_gpus=*/true);
   if (version || version_command->parsed()) return run_version_command(/*list_gpus=*/false);
-  if (train->parsed() || launch->parsed() || status->parsed()) {
+  CLI::App* command_app = nullptr;
+  for (CLI::App* c : {train, launch, status, eval_cmd, predict_cmd, export_cmd}) {
+    if (c->parsed()) command_app = c;
+  }
+  if (command_app != nullptr) {
     // Flags before the command word belong to role processes; a command would ignore them.
-    const char* command = train->parsed() ? "train" : launch->parsed() ? "launch" : "status";
+    const char* command = command_app->get_name().c_str();
     for (const CLI::Option* opt : app.get_options()) {
       if (opt->count() > 0 && opt->get_name() != "--log_level") {
         std::fprintf(stderr, "%s was given before the command: put it after `%s`\n",
@@ -151,6 +167,9 @@ int dispatch(int argc, char** argv) {
   if (launch->parsed()) return run_launch_command(launch->remaining());
   if (status->parsed()) return run_status_command(status->remaining(), stdout);
   if (checkpoint_cmd->parsed()) return run_checkpoint_command(checkpoint_cmd->remaining(), stdout);
+  if (eval_cmd->parsed()) return run_eval_command(eval_cmd->remaining(), stdout);
+  if (predict_cmd->parsed()) return run_predict_command(predict_cmd->remaining());
+  if (export_cmd->parsed()) return run_export_command(export_cmd->remaining(), stdout);
   // A bare `pstrain` prints the help, except under a rank-based launch that needs no flag: a
   // ps-lite script's DMLC_ROLE=scheduler, or PSTRAIN_NUM_PS under srun/mpirun.
   if (argc <= 1 && std::getenv("DMLC_ROLE") == nullptr &&

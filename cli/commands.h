@@ -81,6 +81,17 @@ int run_status_command(const std::vector<std::string>& args, std::FILE* out);
 // after `checkpoint`. Exit codes: 0 listed, 2 bad usage or DIR unreadable.
 int run_checkpoint_command(const std::vector<std::string>& args, std::FILE* out);
 
+// Serving a trained model (docs/serving.md; cli/serving.h): `args` are the words after the
+// command. Exit codes: 0 done, 1 a failure, 2 bad usage, no complete checkpoint or bad input.
+// `pstrain eval --checkpoint_dir D ...`: accuracy, cross-entropy, per-class precision and
+// recall, confusion matrix (cli/eval_command.cc).
+int run_eval_command(const std::vector<std::string>& args, std::FILE* out);
+// `pstrain predict --checkpoint_dir D --input X --output Y.csv` (cli/predict_command.cc).
+int run_predict_command(const std::vector<std::string>& args);
+// `pstrain export --checkpoint_dir D --format onnx|safetensors --output F`
+// (cli/export_command.cc).
+int run_export_command(const std::vector<std::string>& args, std::FILE* out);
+
 // `pstrain --version` and `pstrain version` (list_gpus false: the CUDA plugin is not loaded),
 // `pstrain devices` (list_gpus true: the GPUs this process sees, or why none).
 int run_version_command(bool list_gpus);

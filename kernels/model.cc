@@ -1,6 +1,7 @@
 #include "kernels/model.h"
 #include "runtime/base/check.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/layers.h"
@@ -181,8 +182,10 @@ float Model::read_loss() {
 }
 
 Model::Evaluation Model::evaluate(std::span<const float> images, std::span<const int32_t> labels,
-                                  int batch) {
+                                  int batch, std::span<int32_t> predicted) {
   const int64_t total = static_cast<int64_t>(labels.size());
+  PSTRAIN_CHECK(predicted.empty() || predicted.size() == labels.size());
+  std::vector<float> host_logits;
   Evaluation e;
   double loss_sum = 0;
   const size_t last = layers_.size();
@@ -198,9 +201,31 @@ Model::Evaluation Model::evaluate(std::span<const float> images, std::span<const
                        options_.classes);
     e.correct += ops_->count_correct(b.acts[last].f32(), b.labels.i32(), n, options_.classes);
     loss_sum += static_cast<double>(read_loss()) * n;  // the batch's mean times its size
+    if (!predicted.empty()) {
+      const size_t k = static_cast<size_t>(options_.classes);
+      host_logits.resize(static_cast<size_t>(n) * k);
+      ops_->copy_to_host(host_logits.data(), b.acts[last].raw(),
+                         host_logits.size() * sizeof(float));
+      ops_->synchronize();
+      for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
+        const float* row = host_logits.data() + i * k;
+        predicted[static_cast<size_t>(start) + i] =
+            static_cast<int32_t>(std::max_element(row, row + k) - row);
+      }
+    }
   }
   e.cross_entropy = total > 0 ? loss_sum / static_cast<double>(total) : 0.0;
   return e;
+}
+
+void Model::logits(std::span<const float> images, int n, std::span<float> logits) {
+  PSTRAIN_CHECK(images.size() == static_cast<size_t>(n * input_features_));
+  PSTRAIN_CHECK(logits.size() == static_cast<size_t>(n) * static_cast<size_t>(options_.classes));
+  Buffers& b = buffers_for(n);
+  ops_->copy_to_device(b.acts[0].raw(), images.data(), images.size_bytes());
+  forward(b, n);
+  ops_->copy_to_host(logits.data(), b.acts[layers_.size()].raw(), logits.size_bytes());
+  ops_->synchronize();
 }
 
 }  // namespace pstrain

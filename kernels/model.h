@@ -67,12 +67,19 @@ class Model {
   float read_loss();
 
   // A host data set, in batches of `batch`: the number of correctly classified examples and the
-  // mean softmax cross-entropy (0 for no example). Leaves gradients() untouched.
+  // mean softmax cross-entropy (0 for no example). Leaves gradients() untouched. When
+  // `predicted` is not empty (one element per label) it also gets each example's predicted
+  // class, the first largest logit (what count_correct counts), from the same forward pass.
   struct Evaluation {
     int64_t correct = 0;
     double cross_entropy = 0;
   };
-  Evaluation evaluate(std::span<const float> images, std::span<const int32_t> labels, int batch);
+  Evaluation evaluate(std::span<const float> images, std::span<const int32_t> labels, int batch,
+                      std::span<int32_t> predicted = {});
+
+  // The forward pass alone on a host batch of n images ([n, rows * cols]): the logits
+  // [n, classes] into the host span `logits` (synchronizes). Leaves gradients() untouched.
+  void logits(std::span<const float> images, int n, std::span<float> logits);
 
  private:
   struct Buffers;  // activations, their gradients and layer scratch for one batch size

@@ -34,7 +34,8 @@ check_includes kernels/cuda 'kernels/|runtime/base/'
 check_includes checkpoint 'runtime/base/'
 check_includes ps 'kernels/(variable|optim|tensor|optim_math|hd)\.h|checkpoint/|runtime/'
 check_includes worker 'kernels/|ps/|checkpoint/|runtime/'
-check_includes cli 'worker/|ps/|kernels/|checkpoint/|runtime/'
+check_includes export 'kernels/|checkpoint/|runtime/base/'
+check_includes cli 'worker/|ps/|kernels/|checkpoint/|export/|runtime/'
 # runtime/job reaches runtime/wire only for sockets: the launcher's free ports and the
 # rendezvous (its socket and its one message); no job header exposes a wire type.
 hits=$(grep -rn --include='*.h' --include='*.cc' '^#include "runtime/wire/' runtime/job |
@@ -71,9 +72,20 @@ elif grep -qiE 'zmq|protobuf|pstrain_(wire|job|proto|kernels|ps)' "$ckpt_deps"; 
   grep -iE 'zmq|protobuf|pstrain_(wire|job|proto|kernels|ps)' "$ckpt_deps" | sed 's/^/  /'
   fail=1
 fi
+export_deps="$build/graph/deps.dot.pstrain_export"
+if [ ! -f "$export_deps" ]; then
+  echo "layering: CMake wrote no dependency graph for pstrain_export ($export_deps)"
+  fail=1
+elif grep -qiE 'zmq|prometheus|pstrain_(wire|job|proto|ps|worker|metrics|events)\b' "$export_deps"; then
+  echo "layering: pstrain_export links ZeroMQ, prometheus-cpp or the wire/job/ps/worker libraries:"
+  grep -iE 'zmq|prometheus|pstrain_(wire|job|proto|ps|worker|metrics|events)\b' "$export_deps" |
+    sed 's/^/  /'
+  fail=1
+fi
 if [ "$fail" -ne 0 ]; then
   echo "layering: FAILED"
   exit 1
 fi
 echo "layering: ok (includes point one way; library-only build without GoogleTest and Google" \
-  "Benchmark; pstrain_kernels and pstrain_checkpoint link neither ZeroMQ nor Protobuf)"
+  "Benchmark; pstrain_kernels and pstrain_checkpoint link neither ZeroMQ nor Protobuf;" \
+  "pstrain_export links no ZeroMQ, wire, PS or worker library)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes the pstrain(1) man page with help2man from the binary's own --help and --version, plus
-# each command's --help (launch, status, train) as COMMANDS sections and the hand-written
+# each command's --help (train, launch, status, eval, predict, export) as COMMANDS sections and the hand-written
 # sections of cli/share/pstrain.h2m (environment, exit status, files).
 # Usage: make-man.sh PSTRAIN_BINARY OUTPUT [H2M_FILE]. Run by the build (target pstrain_man).
 set -euo pipefail
@@ -43,7 +43,7 @@ help_to_roff() {
 }
 {
   echo "[COMMANDS]"
-  for cmd in train launch status; do
+  for cmd in train launch status eval predict export; do
     echo ".SS \"pstrain $cmd\""
     "$bin" "$cmd" --help 2>&1 | help_to_roff
   done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment the tests use to read pstrain's outputs with the tools
-# their users read them with (safetensors, TensorBoard). Idempotent: an existing venv that
+# their users read them with (safetensors, TensorBoard, onnxruntime). Idempotent: an existing venv that
 # already has every package is left alone, and pip is not called. One venv serves every build
 # folder (the CUDA build and the sanitizer builds alike):
 #   venv: ${PSTRAIN_VENV:-<repo>/build-venv}
@@ -14,6 +14,8 @@ python_packages=(
   "safetensors safetensors"
   "numpy numpy"
   "tensorboard tensorboard"
+  "onnxruntime onnxruntime"
+  "pillow PIL"
 )
 
 if [ ! -x "$venv/bin/python" ]; then

@@ -472,6 +472,49 @@ Result<IdxArray> read_idx_file(const std::string& path, int expected_rank) {
   return read_idx(path, expected_rank, /*keep_data=*/true);
 }
 
+struct IdxImageStream::Reader {
+  ByteStream in;
+};
+
+IdxImageStream::IdxImageStream() = default;
+IdxImageStream::~IdxImageStream() = default;
+
+Result<std::unique_ptr<IdxImageStream>> IdxImageStream::open(const std::string& path) {
+  // The whole file checked first (constant memory), then read again image by image.
+  PSTRAIN_ASSIGN_OR_RETURN(IdxArray header, read_idx(path, 3, /*keep_data=*/false));
+  std::unique_ptr<IdxImageStream> s(new IdxImageStream());
+  s->reader_ = std::make_unique<Reader>();
+  s->path_ = path;
+  s->count_ = header.dims[0];
+  s->rows_ = header.dims[1];
+  s->cols_ = header.dims[2];
+  PSTRAIN_RETURN_IF_ERROR(s->reader_->in.open(path));
+  uint8_t skip[16];
+  size_t got = 0;
+  PSTRAIN_RETURN_IF_ERROR(s->reader_->in.read(skip, sizeof skip, &got));
+  if (got < sizeof skip) return file_error(path, "truncated while reading it again");
+  return s;
+}
+
+Result<int64_t> IdxImageStream::next(int64_t max, std::vector<float>& images) {
+  PSTRAIN_CHECK(max > 0);
+  const int64_t n = std::min(max, count_ - read_);
+  const size_t pixels = static_cast<size_t>(rows_) * static_cast<size_t>(cols_);
+  images.resize(static_cast<size_t>(n) * pixels);
+  if (n == 0) return n;
+  std::vector<uint8_t> bytes(images.size());
+  size_t got = 0;
+  PSTRAIN_RETURN_IF_ERROR(reader_->in.read(bytes.data(), bytes.size(), &got));
+  if (got < bytes.size()) {
+    return file_error(path_, "truncated: the file changed while it was read (image " +
+                                 std::to_string(read_ + static_cast<int64_t>(got / pixels)) +
+                                 " of " + std::to_string(count_) + ")");
+  }
+  for (size_t i = 0; i < bytes.size(); ++i) images[i] = static_cast<float>(bytes[i]) / 255.0f;
+  read_ += n;
+  return n;
+}
+
 Result<Dataset> load_dataset(const std::string& images_path, const std::string& labels_path) {
   PSTRAIN_ASSIGN_OR_RETURN(IdxArray images, read_idx(images_path, 3, true));
   PSTRAIN_ASSIGN_OR_RETURN(IdxArray labels, read_idx(labels_path, 1, true));
@@ -495,6 +538,29 @@ Result<TrainTestData> load_data_dir(const std::string& dir) {
   PSTRAIN_RETURN_IF_ERROR(check_same_image_size(f.train_images, out.train.rows, out.train.cols,
                                                 f.test_images, out.test.rows, out.test.cols));
   return out;
+}
+
+Result<Dataset> load_test_set(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return not_found("data directory " + dir + " is not a directory: " + how_to_get_data());
+  }
+  std::string paths[2];
+  const char* bases[2] = {kTestImages, kTestLabels};
+  for (int i = 0; i < 2; ++i) {
+    const fs::path gz = fs::path(dir) / (std::string(bases[i]) + ".gz");
+    const fs::path raw = fs::path(dir) / bases[i];
+    if (fs::exists(gz, ec)) {
+      paths[i] = gz.string();
+    } else if (fs::exists(raw, ec)) {
+      paths[i] = raw.string();
+    } else {
+      return not_found("data directory " + dir + " lacks " + gz.filename().string() + " or " +
+                       raw.filename().string() + ": " + how_to_get_data());
+    }
+  }
+  return load_dataset(paths[0], paths[1]);
 }
 
 Result<std::string> check_data_dir(const std::string& dir) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -64,9 +65,41 @@ Status hold_out_validation(TrainTestData& data, int64_t size);
 // get the data (install Debian's dataset-fashion-mnist, or pass --data_dir).
 Result<TrainTestData> load_data_dir(const std::string& dir);
 
+// Loads only the test set (t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, raw or .gz) from
+// `dir`, as `pstrain eval` needs; errors as load_data_dir's.
+Result<Dataset> load_test_set(const std::string& dir);
+
 // Checks that `dir` holds the four files and that their headers are valid, without decoding
 // them all (what --download_only does). Returns a one-line description on success.
 Result<std::string> check_data_dir(const std::string& dir);
+
+// The images of one IDX images file (raw or gzip), in batches, without holding the whole file
+// (what `pstrain predict` reads). open() first checks the whole file as read_idx_file does
+// (header, length, gzip stream and CRC) without storing it, so a truncated or corrupt file is
+// an error naming it before any image is returned; next() then reads the images in order,
+// scaled to [0, 1]. Thread-safety: one thread.
+class IdxImageStream {
+ public:
+  static Result<std::unique_ptr<IdxImageStream>> open(const std::string& path);
+  ~IdxImageStream();
+  IdxImageStream(const IdxImageStream&) = delete;
+  IdxImageStream& operator=(const IdxImageStream&) = delete;
+
+  int64_t count() const { return count_; }
+  int rows() const { return rows_; }
+  int cols() const { return cols_; }
+  // Up to `max` (> 0) next images into `images` (resized to n * rows * cols); returns n, 0 at
+  // the end. An error (the file changed since open()) names the file.
+  Result<int64_t> next(int64_t max, std::vector<float>& images);
+
+ private:
+  struct Reader;
+  IdxImageStream();
+  std::unique_ptr<Reader> reader_;
+  std::string path_;
+  int64_t count_ = 0, read_ = 0;
+  int rows_ = 0, cols_ = 0;
+};
 
 // Batches over one worker's shard of a data set, reshuffled each epoch.
 //

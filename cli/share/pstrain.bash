@@ -65,7 +65,9 @@ _pstrain() {
       mapfile -t COMPREPLY < <(compgen -d -- "$cur")
       return
       ;;
-    --flagfile | --summary_json | --pstrain_binary | --secret_file)
+    --format) mapfile -t COMPREPLY < <(compgen -W "onnx safetensors" -- "$cur"); return ;;
+    --input) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
+    --flagfile | --summary_json | --pstrain_binary | --secret_file | --checkpoint | --output)
       mapfile -t COMPREPLY < <(compgen -f -- "$cur")
       return
       ;;

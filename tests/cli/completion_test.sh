@@ -51,4 +51,11 @@ expect "value" cnn -- train --model c
 expect "value after =" cnn -- --model = c
 expect "value after = with nothing typed" momentum -- train --optimizer =
 expect "job name" worker -- --job_name w
+expect "command" predict -- pred
+expect "command" export -- exp
+expect "eval flag" --summary_json -- eval --summary_j
+expect "predict flag" --input -- predict --inp
+expect "export format" onnx -- export --format o
+expect "export format after =" safetensors -- export --format = s
+expect_not "export has no training flags" --train_steps -- export --train_s
 exit $fail

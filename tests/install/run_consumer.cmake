@@ -40,6 +40,8 @@ foreach(f
     ${CMAKE_INSTALL_INCLUDEDIR}/pstrain/worker/backend.h
     ${CMAKE_INSTALL_LIBDIR}/libpstrain_kernels.a
     ${CMAKE_INSTALL_LIBDIR}/libpstrain_worker.a
+    ${CMAKE_INSTALL_INCLUDEDIR}/pstrain/export/export.h
+    ${CMAKE_INSTALL_LIBDIR}/libpstrain_export.a
     ${CMAKE_INSTALL_LIBDIR}/cmake/pstrain/pstrainConfig.cmake
     ${CMAKE_INSTALL_LIBDIR}/cmake/pstrain/pstrainConfigVersion.cmake
     ${CMAKE_INSTALL_LIBDIR}/cmake/pstrain/pstrainTargets.cmake

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -212,6 +213,41 @@ TEST(Model, EvaluateGivesTheMeanCrossEntropyOverBatchesOfAnySize) {
   ops->synchronize();
   EXPECT_EQ(grads_after, grads_before);  // evaluation leaves the gradients alone
   EXPECT_EQ(m.evaluate({}, {}, 4).cross_entropy, 0.0);
+}
+
+TEST(Model, LogitsAndPredictedClassesMatchEvaluate) {
+  auto ops = make_cpu_ops(1);
+  ModelOptions o{"cnn", 0};
+  o.image_rows = 8;
+  o.image_cols = 8;
+  o.classes = 5;
+  auto created = Model::create(o, *ops);
+  ASSERT_TRUE(created.ok());
+  Model& m = **created;
+  const int n = 9;
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  std::vector<float> images(static_cast<size_t>(n * 64));
+  for (float& v : images) v = u(gen);
+  std::vector<int32_t> labels = {0, 1, 2, 3, 4, 0, 1, 2, 3};
+  const std::vector<float> p = m.initial_parameters(4);
+  ops->copy_to_device(m.parameters().raw(), p.data(), p.size() * 4);
+  std::vector<float> logits(static_cast<size_t>(n * 5), -1e30f);
+  m.logits(images, n, logits);
+  std::vector<int32_t> argmax(static_cast<size_t>(n));
+  int64_t correct = 0;
+  for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
+    const auto row = logits.begin() + static_cast<std::ptrdiff_t>(i * 5);
+    argmax[i] = static_cast<int32_t>(std::max_element(row, row + 5) - row);
+    correct += argmax[i] == labels[i] ? 1 : 0;
+    for (size_t j = 0; j < 5; ++j) EXPECT_GT(logits[i * 5 + j], -1e29f) << "not written";
+  }
+  for (int batch : {2, 9}) {
+    std::vector<int32_t> predicted(static_cast<size_t>(n), -1);
+    const Model::Evaluation e = m.evaluate(images, labels, batch, predicted);
+    EXPECT_EQ(predicted, argmax) << "batch " << batch;
+    EXPECT_EQ(e.correct, correct) << "batch " << batch;
+  }
 }
 
 }  // namespace

@@ -552,5 +552,66 @@ TEST(BatchSourceDeathTest, ProgrammerErrorsFailACheckInEveryBuild) {
   EXPECT_DEATH(src.next(1, images, labels), "check failed at .*labels span size");
 }
 
+// --- IdxImageStream, load_test_set ------------------------------------------------------
+
+TEST_F(DataTest, ImageStreamReadsInBatchesAsTheWholeFile) {
+  const Bytes data = pattern(7 * 3 * 5, 11, 4);
+  const Bytes file = idx_bytes({7, 3, 5}, data);
+  write_raw(path("img"), file);
+  write_gz(path("img.gz"), file);
+  for (const char* name : {"img", "img.gz"}) {
+    auto s = IdxImageStream::open(path(name));
+    ASSERT_TRUE(s.ok()) << s.status().to_string();
+    EXPECT_EQ((*s)->count(), 7);
+    EXPECT_EQ((*s)->rows(), 3);
+    EXPECT_EQ((*s)->cols(), 5);
+    std::vector<float> all, batch;
+    std::vector<int64_t> sizes;
+    while (true) {
+      auto n = (*s)->next(3, batch);
+      ASSERT_TRUE(n.ok()) << n.status().to_string();
+      if (*n == 0) break;
+      sizes.push_back(*n);
+      EXPECT_EQ(batch.size(), static_cast<size_t>(*n) * 15);
+      all.insert(all.end(), batch.begin(), batch.end());
+    }
+    EXPECT_EQ(sizes, (std::vector<int64_t>{3, 3, 1})) << name;
+    ASSERT_EQ(all.size(), data.size());
+    for (size_t i = 0; i < data.size(); ++i) {
+      ASSERT_EQ(all[i], static_cast<float>(data[i]) / 255.0f) << name << " element " << i;
+    }
+  }
+}
+
+TEST_F(DataTest, ImageStreamRefusesABadFileBeforeTheFirstImage) {
+  const Bytes file = idx_bytes({4, 3, 5}, pattern(60, 1, 0));
+  const Bytes cut(file.begin(), file.end() - 7);
+  write_raw(path("cut"), cut);
+  write_gz(path("cut.gz"), cut);
+  for (const char* name : {"cut", "cut.gz"}) {
+    auto s = IdxImageStream::open(path(name));
+    ASSERT_FALSE(s.ok()) << name;
+    EXPECT_THAT(s.status().message(), HasSubstr(path(name)));
+    EXPECT_THAT(s.status().message(), HasSubstr("truncated"));
+  }
+  write_raw(path("labels"), idx_bytes({4}, labels_pattern(4, 0)));
+  auto labels = IdxImageStream::open(path("labels"));
+  ASSERT_FALSE(labels.ok());
+  EXPECT_THAT(labels.status().message(), HasSubstr("rank"));
+}
+
+TEST_F(DataTest, LoadTestSetNeedsOnlyTheTestFiles) {
+  write_dir(dir_ / "d", 6, 4, 3, 5, /*gz=*/true);
+  fs::remove(dir_ / "d" / "train-images-idx3-ubyte.gz");
+  auto test = load_test_set((dir_ / "d").string());
+  ASSERT_TRUE(test.ok()) << test.status().to_string();
+  EXPECT_EQ(test->count, 4);
+  EXPECT_EQ(test->rows, 3);
+  fs::remove(dir_ / "d" / "t10k-labels-idx1-ubyte.gz");
+  auto missing = load_test_set((dir_ / "d").string());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("t10k-labels-idx1-ubyte"));
+}
+
 }  // namespace
 }  // namespace pstrain
