@@ -35,8 +35,8 @@ extern "C" void cancel_launch_on_signal(int sig) {
 // which would overwrite each other's; --metrics_port is given to each task as its own port
 // (runtime/job/launch_plan.h).
 const char* const kLauncherFlags[] = {
-    "--ps",           "--workers",     "--job_dir", "--pstrain_binary", "--ps_exit_timeout_s",
-    "--summary_json", "--metrics_port"};
+    "--ps",           "--workers",      "--job_dir",     "--pstrain_binary", "--ps_exit_timeout_s",
+    "--summary_json", "--metrics_port", "--max_restarts"};
 
 // `args` minus the launcher's own flags and their values, in the user's order and spelling.
 // CLI11 has already parsed `args`, so a launcher flag given as "--name" is followed by its
@@ -117,6 +117,12 @@ struct LaunchParser {
         ->group(group);
     app.add_option("--pstrain_binary", o.pstrain_binary,
                    "The pstrain executable each task runs (default: this one)")
+        ->group(group);
+    add_int_option(app, "--max_restarts", o.max_restarts,
+                   "Times each task that fails is started again (0: a failed PS or chief fails "
+                   "the job; another worker is left behind and the rest go on)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1000))
         ->group(group);
     app.add_option("--ps_exit_timeout_s", ps_exit_timeout_s,
                    "After every worker finished, how long the PS tasks get to exit by themselves")

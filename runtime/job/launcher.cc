@@ -125,7 +125,9 @@ std::string random_job_id() {
 
 struct Task {
   PlannedTask plan;
-  std::optional<Subprocess> proc;  // set once started
+  std::optional<Subprocess> proc;  // set once started (again after each restart)
+  int restarts = 0;                // times it was started again after failing (--max_restarts)
+  bool left_behind = false;        // a worker that failed for good while the others went on
 
   bool running() const { return proc.has_value() && proc->running(); }
   // Reaped with a non-zero exit or a signal.
@@ -206,6 +208,7 @@ struct Outcome {
   std::string failed_task;
   std::string error;  // one line
   std::vector<std::string> failed_task_stderr;
+  std::vector<std::string> warnings;  // tasks restarted or left behind on the way
 };
 
 // ---- Small helpers.
@@ -378,19 +381,60 @@ Ending lingering_ps_ending(std::vector<Task>& tasks, std::chrono::milliseconds t
   return {std::move(o), false};
 }
 
-// One look at the tasks: reaps those that exited (never blocking) and decides whether the job
-// is over. `ps_deadline` is set once every worker is done.
+// A task that failed: started again while it has restarts left (--max_restarts); a worker
+// other than the chief whose restarts are spent is left behind, and the others go on (the PS
+// tasks finish without it once they declare it lost); anything else ends the job. Each
+// decision is a line in `warnings` and in `notes` (printed). Returns the failed ending, if any.
+std::optional<Ending> handle_failures(std::vector<Task>& tasks, const LaunchOptions& o,
+                                      std::vector<std::string>& warnings,
+                                      std::vector<std::string>& notes) {
+  for (Task& t : tasks) {
+    if (!t.failed() || t.left_behind) continue;
+    const ExitStatus exit = *t.proc->exit_status();
+    const std::string how = t.plan.name + " " + exit.to_string();
+    // Exit 2 is a configuration error (bad flags, data, checkpoint): running it again or
+    // going on without it would hide it.
+    if (exit == ExitStatus::exited(2)) return failed_task_ending(t);
+    if (t.restarts < o.max_restarts) {
+      SubprocessOptions again = subprocess_options(t.plan);
+      again.append_output = true;  // the failed run's output stays
+      auto p = Subprocess::spawn(again);
+      if (!p.ok()) {
+        Ending e = failed_task_ending(t);
+        e.outcome.error = how + " and cannot be started again: " + p.status().message();
+        return e;
+      }
+      t.proc.emplace(std::move(p).value());
+      ++t.restarts;
+      warnings.push_back(how + "; restarted (" + std::to_string(t.restarts) + " of " +
+                         std::to_string(o.max_restarts) + ")");
+      notes.push_back("pstrain launch: " + warnings.back());
+      continue;
+    }
+    if (t.plan.is_worker() && t.plan.index != 0) {
+      t.left_behind = true;
+      warnings.push_back(how + "; the job went on without it (see " + t.plan.stderr_path + ")");
+      notes.push_back("pstrain launch: " + warnings.back());
+      continue;
+    }
+    return failed_task_ending(t);
+  }
+  return std::nullopt;
+}
+
+// One look at the tasks: reaps those that exited (never blocking), restarts or leaves behind
+// the failed ones (handle_failures) and decides whether the job is over. `ps_deadline` is set
+// once every worker is done.
 std::optional<Ending> examine(std::vector<Task>& tasks, const LaunchOptions& o,
-                              std::optional<Clock::time_point>& ps_deadline) {
+                              std::optional<Clock::time_point>& ps_deadline,
+                              std::vector<std::string>& warnings, std::vector<std::string>& notes) {
   if (o.cancel && o.cancel->load()) return cancelled_ending(o);
   for (Task& t : tasks) {
     if (t.running()) t.proc->poll();
   }
-  for (const Task& t : tasks) {
-    if (t.failed()) return failed_task_ending(t);
-  }
+  if (auto failed = handle_failures(tasks, o, warnings, notes)) return failed;
   const RunningCounts running = count_running(tasks);
-  if (running.all == 0) return Ending{Outcome{LaunchState::kSucceeded, "", "", {}}, false};
+  if (running.all == 0) return Ending{Outcome{LaunchState::kSucceeded, "", "", {}, {}}, false};
   if (running.workers > 0) return std::nullopt;
   const auto now = Clock::now();
   if (!ps_deadline) {
@@ -449,11 +493,20 @@ Outcome monitor_tasks(std::vector<Task>& tasks, WorkerBoard& board, const Launch
                                line->columns()),
                  force);
   };
-  while (!(end = examine(tasks, o, ps_deadline))) {
+  std::vector<std::string> warnings;
+  while (true) {
+    std::vector<std::string> notes;
+    end = examine(tasks, o, ps_deadline, warnings, notes);
+    if (!notes.empty()) {
+      if (line) line->finish();
+      print_lines(notes, progress);
+    }
+    if (end) break;
     board.read(tasks);
     show(false);
     sleep_for(o.poll_interval);
   }
+  end->outcome.warnings = warnings;
   std::vector<std::string> notes;
   if (end->stop_the_rest) notes = stop_all(tasks, o.stop_grace);
   // The line ends on the final figures (every task reaped), not on the last redraw's (say
@@ -476,6 +529,7 @@ LaunchedTask launched_task(const Task& t) {
   info.started = t.proc.has_value();
   if (t.proc) info.exit = t.proc->exit_status();
   info.state = task_state(info.exit, info.started);
+  info.restarts = t.restarts;
   info.stdout_path = t.plan.stdout_path;
   info.stderr_path = t.plan.stderr_path;
   return info;
@@ -558,6 +612,7 @@ LaunchSummary summarize(const LaunchOptions& o, const std::string& job_dir, cons
   s.failed_task = std::move(outcome.failed_task);
   s.error = std::move(outcome.error);
   s.failed_task_stderr = std::move(outcome.failed_task_stderr);
+  s.warnings = std::move(outcome.warnings);
   return s;
 }
 
@@ -625,6 +680,7 @@ std::string LaunchSummary::to_json() const {
     }
     j["stdout"] = t.stdout_path;
     j["stderr"] = t.stderr_path;
+    j["restarts"] = t.restarts;
     tj.push_back(std::move(j));
   }
   const auto optional_number = [](const std::optional<double>& v) {
@@ -655,6 +711,7 @@ std::string LaunchSummary::to_json() const {
   j["test_accuracy"] = optional_number(test_accuracy);
   j["examples_per_second"] = examples_per_second;
   j["tasks"] = std::move(tj);
+  j["warnings"] = warnings;
   return j.dump(2) + "\n";
 }
 
@@ -677,6 +734,10 @@ std::string describe_launch(const LaunchSummary& s) {
   if (s.examples_per_second > 0) out += ", " + format_rate(s.examples_per_second) + " examples/s";
   out += "\n";
   if (!s.error.empty()) out += s.error + "\n";
+  if (!s.warnings.empty()) {
+    out += std::to_string(s.warnings.size()) + " warning" + (s.warnings.size() == 1 ? "" : "s") +
+           " (tasks restarted or left behind): see the summary\n";
+  }
   out += "summary: " + s.summary_path + "\n";
   return out;
 }

@@ -23,7 +23,12 @@
 // - Monitors about every `poll_interval`: child exits (never blocking), the workers' status
 //   files (missing or unparsable ones are skipped), and one live progress line on `progress`
 //   (fitted to a terminal's width; ended on the job's final figures).
-// - The job fails as soon as any task exits non-zero or by a signal: the other tasks are
+// - A task that exits 2 (a configuration error) fails the job at once. Another that exits
+//   non-zero or by a signal is started again (same command line, its output appended) while it
+//   has restarts left (`max_restarts` each); a worker other than the chief whose restarts are
+//   spent is left behind and the others go on (the PS tasks, once they declare it lost, exit
+//   0 when the others finished): each is a line in `warnings` and on `progress`. Otherwise
+//   the job fails as soon as any task exits non-zero or by a signal: the other tasks are
 //   stopped (SIGTERM to the workers, then to the PS tasks, each group with `stop_grace` to
 //   exit, then SIGKILL); the first failed task and the last lines of its stderr are named in
 //   `error` (and printed on `progress`). When every worker has exited 0, the PS tasks must
@@ -82,7 +87,10 @@ struct LaunchOptions {
   std::string summary_json;
   // The user's --metrics_port (-1: off): task i of the plan (PS tasks first) serves its
   // metrics on metrics_port + i, or each on a free port of its own with 0.
-  int metrics_port = -1;
+  int metrics_port = -1;  // How many times each task that fails (exits non-zero or is killed by a
+                          // signal the launcher
+  // did not send) is started again with the same command line, as torchrun's --max_restarts.
+  int max_restarts = 0;
 };
 
 enum class LaunchState { kSucceeded, kFailed, kCancelled };
@@ -101,6 +109,7 @@ struct LaunchedTask {
   // "failed", ...; empty if it never wrote one). Empty for PS tasks.
   std::string reported_state;
   std::string stdout_path, stderr_path;
+  int restarts = 0;  // times it was started again after failing (LaunchOptions::max_restarts)
 };
 
 // A task's final state from how it ended: "succeeded" (exit 0), "stopped" (a stop signal,
@@ -134,6 +143,8 @@ struct LaunchSummary {
   std::string failed_task;  // name of the first task that failed, if any
   std::string error;        // why the job failed or was cancelled, one line (empty on success)
   std::vector<std::string> failed_task_stderr;  // the last lines of the failed task's stderr
+  // A line for each task restarted or left behind on the way (the job may still succeed).
+  std::vector<std::string> warnings;
 
   // The summary.json text: keys in a fixed order, the one docs/launch.md lists them in.
   std::string to_json() const;

@@ -94,8 +94,9 @@ Result<std::string> resolve_program(const std::string& name,
   return not_found("cannot run " + name + ": not found in PATH (" + path + ")");
 }
 
-Result<int> open_output(const std::string& path, const char* what) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+Result<int> open_output(const std::string& path, const char* what, bool append) {
+  const int fd =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0644);
   if (fd < 0) {
     return unavailable(std::string("cannot create the ") + what + " file " + path + ": " +
                        errno_text(errno) + " (check that the directory exists and is writable)");
@@ -194,10 +195,10 @@ Result<Subprocess> Subprocess::spawn(const SubprocessOptions& o) {
     if (in_fd.fd < 0) return unavailable("cannot open /dev/null: " + errno_text(errno));
   }
   if (!o.stdout_path.empty()) {
-    PSTRAIN_ASSIGN_OR_RETURN(out_fd.fd, open_output(o.stdout_path, "stdout"));
+    PSTRAIN_ASSIGN_OR_RETURN(out_fd.fd, open_output(o.stdout_path, "stdout", o.append_output));
   }
   if (!o.stderr_path.empty()) {
-    PSTRAIN_ASSIGN_OR_RETURN(err_fd.fd, open_output(o.stderr_path, "stderr"));
+    PSTRAIN_ASSIGN_OR_RETURN(err_fd.fd, open_output(o.stderr_path, "stderr", o.append_output));
   }
 
   // Everything the child needs is built before fork: it may not allocate.

@@ -70,6 +70,7 @@ struct SubprocessOptions {
   std::map<std::string, std::optional<std::string>> env;
   std::string stdout_path;           // created or truncated; empty: inherit the parent's stdout
   std::string stderr_path;           // created or truncated; empty: inherit the parent's stderr
+  bool append_output = false;        // stdout_path and stderr_path appended to, not truncated
   bool stdin_from_dev_null = false;  // else inherit the parent's stdin
   bool new_process_group = false;
   bool kill_on_parent_death = false;

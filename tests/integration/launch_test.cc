@@ -15,6 +15,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 #include "runtime/base/files.h"
 #include "runtime/job/process.h"
@@ -75,6 +76,7 @@ class LaunchTest : public ::testing::Test {
   }
   std::string logs() const { return text(dir_ + "/launch-stderr.txt"); }
   void cancel_a_running_job(int signal);
+  ExitStatus kill_worker_1_during(const std::vector<std::string>& extra);
   // Everything the launcher printed, stdout then stderr.
   std::string output() const {
     return text(dir_ + "/launch-stdout.txt") + text(dir_ + "/launch-stderr.txt");
@@ -247,6 +249,103 @@ void LaunchTest::cancel_a_running_job(int signal) {
   EXPECT_EQ(out.find("fail"), std::string::npos) << out;
   EXPECT_EQ(text(job_dir_ + "/stderr-ps-0.txt").find("\nE "), std::string::npos)
       << text(job_dir_ + "/stderr-ps-0.txt");
+}
+
+// The pid of the running task whose status file is `status_path` (its environment names it:
+// PSTRAIN_STATUS_FILE), or -1.
+pid_t pid_of_task(const std::string& status_path) {
+  const std::string wanted = std::string("PSTRAIN_STATUS_FILE=") + status_path;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto env = read_file(entry.path().string() + "/environ");
+    if (!env.ok()) continue;
+    std::string_view rest = *env;
+    while (!rest.empty()) {
+      const size_t end = rest.find('\0');
+      if (rest.substr(0, end) == wanted) return static_cast<pid_t>(std::stol(name));
+      if (end == std::string_view::npos) break;
+      rest.remove_prefix(end + 1);
+    }
+  }
+  return -1;
+}
+
+// Starts a job with `extra` flags, waits (bounded) until worker 1 has trained a few steps, and
+// kills it with SIGKILL. Returns the launcher's exit.
+ExitStatus LaunchTest::kill_worker_1_during(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"--ps",
+                                   "1",
+                                   "--workers",
+                                   "2",
+                                   "--num_gpus",
+                                   "0",
+                                   "--train_steps",
+                                   "600",
+                                   "--heartbeat_timeout_s=2",
+                                   "--job_dir",
+                                   job_dir_};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto p = start_launch(args);
+  EXPECT_TRUE(p.ok()) << p.status().message();
+  if (!p.ok()) return {};
+  const std::string status = job_dir_ + "/status-wk-1.json";
+  const auto deadline = std::chrono::steady_clock::now() + seconds(120);
+  pid_t victim = -1;
+  while (victim < 0 && p->running() && std::chrono::steady_clock::now() < deadline) {
+    auto t = read_file(status);
+    if (t.ok() && t->find("\"running\"") != std::string::npos) victim = pid_of_task(status);
+    if (victim < 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    p->poll();
+  }
+  EXPECT_GT(victim, 0) << "worker 1 never reported training\n" << logs();
+  if (victim > 0) {
+    EXPECT_EQ(::kill(victim, SIGKILL), 0);
+  }
+  return finish(*p, seconds(180));
+}
+
+TEST_F(LaunchTest, ABackupWorkerKilledLeavesTheJobToSucceedWithAWarning) {
+  if (!fs::exists(kFashionMnist)) GTEST_SKIP() << kFashionMnist << " is missing";
+  const ExitStatus st = kill_worker_1_during({});
+  ASSERT_EQ(st, ExitStatus::exited(0)) << st.to_string() << "\n" << logs();
+  const auto j = summary();
+  EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump(2);
+  ASSERT_EQ(j["tasks"].size(), 3u) << j.dump(2);
+  EXPECT_EQ(j["tasks"][0].value("state", ""), "succeeded") << j.dump(2);  // the PS
+  EXPECT_EQ(j["tasks"][1].value("state", ""), "succeeded") << j.dump(2);  // the chief
+  EXPECT_EQ(j["tasks"][2].value("state", ""), "killed") << j.dump(2);
+  ASSERT_EQ(j["warnings"].size(), 1u) << j.dump(2);
+  EXPECT_NE(j["warnings"][0].get<std::string>().find(
+                "wk-1 killed by signal 9 (SIGKILL); the job went on"),
+            std::string::npos)
+      << j.dump(2);
+  EXPECT_EQ(j.value("global_step", 0), 600) << j.dump(2);
+  EXPECT_NE(output().find("the job went on without it"), std::string::npos) << output();
+  EXPECT_NE(text(job_dir_ + "/stdout-ps-0.txt").find("worker(s) 1 were lost"), std::string::npos)
+      << text(job_dir_ + "/stdout-ps-0.txt");
+}
+
+TEST_F(LaunchTest, MaxRestartsStartsAKilledWorkerAgainAndItRejoins) {
+  if (!fs::exists(kFashionMnist)) GTEST_SKIP() << kFashionMnist << " is missing";
+  const ExitStatus st = kill_worker_1_during({"--max_restarts", "1"});
+  ASSERT_EQ(st, ExitStatus::exited(0)) << st.to_string() << "\n" << logs();
+  const auto j = summary();
+  EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump(2);
+  ASSERT_EQ(j["tasks"].size(), 3u) << j.dump(2);
+  for (const auto& t : j["tasks"]) EXPECT_EQ(t.value("state", ""), "succeeded") << t.dump();
+  EXPECT_EQ(j["tasks"][2].value("restarts", -1), 1) << j.dump(2);
+  EXPECT_EQ(j["tasks"][1].value("restarts", -1), 0) << j.dump(2);
+  ASSERT_EQ(j["warnings"].size(), 1u) << j.dump(2);
+  EXPECT_NE(j["warnings"][0].get<std::string>().find(
+                "wk-1 killed by signal 9 (SIGKILL); restarted (1 of 1)"),
+            std::string::npos)
+      << j.dump(2);
+  // The second run joined the job and finished it: its status file says so, and its stderr
+  // holds both runs (appended).
+  EXPECT_EQ(j["tasks"][2].value("reported_state", ""), "done") << j.dump(2);
+  EXPECT_EQ(count(text(job_dir_ + "/stderr-wk-1.txt"), "worker 1 in a cluster"), 2)
+      << text(job_dir_ + "/stderr-wk-1.txt");
 }
 
 TEST_F(LaunchTest, CtrlCCancelsTheJob) { cancel_a_running_job(SIGINT); }

@@ -69,6 +69,15 @@ class LauncherTest : public ::testing::Test {
     }
     return nullptr;
   }
+  static std::string state_of(const LaunchSummary& s, const std::string& name) {
+    const LaunchedTask* t = task(s, name);
+    return t != nullptr ? t->state : "<no task " + name + ">";
+  }
+  static int restarts_of(const LaunchSummary& s, const std::string& name) {
+    const LaunchedTask* t = task(s, name);
+    return t != nullptr ? t->restarts : -1;
+  }
+
   testing_util::TempDir tmp_{"pstrain_launcher"};
   std::string dir_ = tmp_.path();
 };
@@ -212,10 +221,10 @@ TEST_F(LauncherTest, UserJobIdIsKeptAndParentNumGpusIsNotLeaked) {
   EXPECT_EQ(env_line(out, "AZ_BATCHAI_TASK_INDEX"), "1");
 }
 
-TEST_F(LauncherTest, AFailedTaskStopsTheRest) {
-  // wk-1 fails at once; the others would run for a minute.
+TEST_F(LauncherTest, AFailedChiefStopsTheRest) {
+  // wk-0, the chief, fails at once (no restarts); the others would run for a minute.
   LaunchOptions o = options(script(R"(
-if [ "$AZ_BATCHAI_TASK_INDEX" = 1 ] && [ -n "$PSTRAIN_STATUS_FILE" ]; then
+if [ "$AZ_BATCHAI_TASK_INDEX" = 0 ] && [ -n "$PSTRAIN_STATUS_FILE" ]; then
   echo "some earlier line" >&2
   echo "E cannot read the training data" >&2
   exit 3
@@ -227,14 +236,14 @@ exec sleep 60
   auto s = launch_local_job(o, nullptr);
   ASSERT_TRUE(s.ok()) << s.status().message();
   EXPECT_EQ(s->state, LaunchState::kFailed);
-  EXPECT_EQ(s->failed_task, "wk-1");
-  EXPECT_NE(s->error.find("wk-1"), std::string::npos) << s->error;
+  EXPECT_EQ(s->failed_task, "wk-0");
+  EXPECT_NE(s->error.find("wk-0"), std::string::npos) << s->error;
   EXPECT_NE(s->error.find("exited with code 3"), std::string::npos) << s->error;
-  EXPECT_NE(s->error.find(s->job_dir + "/stderr-wk-1.txt"), std::string::npos) << s->error;
+  EXPECT_NE(s->error.find(s->job_dir + "/stderr-wk-0.txt"), std::string::npos) << s->error;
   EXPECT_EQ(s->error.find('\n'), std::string::npos) << s->error;
   EXPECT_EQ(s->failed_task_stderr,
             std::vector<std::string>({"some earlier line", "E cannot read the training data"}));
-  for (const char* name : {"ps-0", "wk-0"}) {
+  for (const char* name : {"ps-0", "wk-1"}) {
     const LaunchedTask* t = task(*s, name);
     ASSERT_NE(t, nullptr);
     ASSERT_TRUE(t->exit.has_value()) << name;
@@ -242,13 +251,79 @@ exec sleep 60
   }
   const auto j = summary_json(*s);
   EXPECT_EQ(j["state"], "failed");
-  EXPECT_EQ(j["failed_task"], "wk-1");
+  EXPECT_EQ(j["failed_task"], "wk-0");
   EXPECT_EQ(j["failed_task_stderr"][1], "E cannot read the training data");
-  EXPECT_EQ(j["tasks"][2]["exit_code"], 3);
+  EXPECT_EQ(j["tasks"][1]["exit_code"], 3);
   EXPECT_EQ(j["tasks"][0]["signal"], SIGTERM);
   EXPECT_EQ(j["tasks"][0]["signal_name"], "SIGTERM");
   EXPECT_TRUE(j["test_accuracy"].is_null());
   EXPECT_NE(describe_launch(*s).find("failed"), std::string::npos);
+}
+
+TEST_F(LauncherTest, ABackupWorkerThatFailsIsLeftBehindAndTheJobGoesOn) {
+  LaunchOptions o = options(script(R"(
+if [ "$AZ_BATCHAI_TASK_INDEX" = 1 ] && [ -n "$PSTRAIN_STATUS_FILE" ]; then exit 3; fi
+sleep 0.5
+)"));
+  o.num_ps = 1;
+  o.num_workers = 2;
+  auto s = launch_local_job(o, nullptr);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(s->state, LaunchState::kSucceeded) << s->error;
+  EXPECT_EQ(state_of(*s, "wk-1"), "failed");
+  EXPECT_EQ(state_of(*s, "wk-0"), "succeeded");
+  EXPECT_EQ(state_of(*s, "ps-0"), "succeeded");
+  ASSERT_EQ(s->warnings.size(), 1u);
+  EXPECT_EQ(s->warnings[0], "wk-1 exited with code 3; the job went on without it (see " +
+                                s->job_dir + "/stderr-wk-1.txt)");
+  EXPECT_NE(describe_launch(*s).find("1 warning"), std::string::npos) << describe_launch(*s);
+  const auto j = summary_json(*s);
+  EXPECT_EQ(j["warnings"][0], s->warnings[0]);
+}
+
+TEST_F(LauncherTest, MaxRestartsStartsAFailedTaskAgainWithItsOutputAppended) {
+  // wk-1's first run fails; its second (a marker file says which) succeeds.
+  LaunchOptions o = options(script(R"(
+if [ "$AZ_BATCHAI_TASK_INDEX" = 1 ] && [ -n "$PSTRAIN_STATUS_FILE" ]; then
+  if [ ! -e "$AZ_BATCHAI_STDOUTERR_DIR/wk-1-ran" ]; then
+    touch "$AZ_BATCHAI_STDOUTERR_DIR/wk-1-ran"
+    echo "first run" >&2
+    exit 1
+  fi
+  echo "second run" >&2
+fi
+sleep 0.5
+)"));
+  o.num_ps = 1;
+  o.num_workers = 2;
+  o.max_restarts = 2;
+  auto s = launch_local_job(o, nullptr);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(s->state, LaunchState::kSucceeded) << s->error;
+  const LaunchedTask* wk1 = task(*s, "wk-1");
+  ASSERT_NE(wk1, nullptr);
+  EXPECT_EQ(wk1->state, "succeeded");
+  EXPECT_EQ(wk1->restarts, 1);
+  EXPECT_EQ(restarts_of(*s, "wk-0"), 0);
+  EXPECT_EQ(s->warnings, std::vector<std::string>{"wk-1 exited with code 1; restarted (1 of 2)"});
+  EXPECT_EQ(contents(wk1->stderr_path), "first run\nsecond run\n");
+  EXPECT_EQ(summary_json(*s)["tasks"][2]["restarts"], 1);
+}
+
+TEST_F(LauncherTest, AConfigurationErrorIsNeverRestarted) {
+  LaunchOptions o = options(script(R"(
+if [ "$AZ_BATCHAI_TASK_INDEX" = 1 ] && [ -n "$PSTRAIN_STATUS_FILE" ]; then exit 2; fi
+exec sleep 60
+)"));
+  o.num_ps = 1;
+  o.num_workers = 2;
+  o.max_restarts = 3;
+  auto s = launch_local_job(o, nullptr);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(s->state, LaunchState::kFailed);
+  EXPECT_EQ(s->failed_task, "wk-1");
+  EXPECT_EQ(restarts_of(*s, "wk-1"), 0);
+  EXPECT_TRUE(s->warnings.empty());
 }
 
 TEST_F(LauncherTest, ATaskIgnoringSigtermIsKilledAfterTheGrace) {
@@ -416,27 +491,12 @@ TEST_F(LauncherTest, SummaryJsonHasItsKeysInTheDocumentedOrder) {
   const auto j = nlohmann::ordered_json::parse(text);
   std::vector<std::string> keys;
   for (const auto& [key, value] : j.items()) keys.push_back(key);
-  const std::vector<std::string> expected = {"summary_version",
-                                             "state",
-                                             "error",
-                                             "failed_task",
-                                             "failed_task_stderr",
-                                             "pstrain_version",
-                                             "start_time",
-                                             "wall_seconds",
-                                             "job_dir",
-                                             "job_id",
-                                             "model",
-                                             "num_ps",
-                                             "num_workers",
-                                             "sync_replicas",
-                                             "config",
-                                             "global_step",
-                                             "train_steps",
-                                             "final_loss",
-                                             "test_accuracy",
-                                             "examples_per_second",
-                                             "tasks"};
+  const std::vector<std::string> expected = {
+      "summary_version", "state",       "error",        "failed_task",   "failed_task_stderr",
+      "pstrain_version", "start_time",  "wall_seconds", "job_dir",       "job_id",
+      "model",           "num_ps",      "num_workers",  "sync_replicas", "config",
+      "global_step",     "train_steps", "final_loss",   "test_accuracy", "examples_per_second",
+      "tasks",           "warnings"};
   EXPECT_EQ(keys, expected);
   EXPECT_EQ(j["summary_version"], kSummaryVersion);
   EXPECT_EQ(j["pstrain_version"], "9.8.7");
@@ -452,9 +512,10 @@ TEST_F(LauncherTest, SummaryJsonHasItsKeysInTheDocumentedOrder) {
   EXPECT_EQ(start[19], 'Z');
   std::vector<std::string> task_keys;
   for (const auto& [key, value] : j["tasks"][1].items()) task_keys.push_back(key);
-  EXPECT_EQ(task_keys, (std::vector<std::string>{"name", "job", "index", "address", "started",
-                                                 "state", "reported_state", "status", "exit_code",
-                                                 "signal", "signal_name", "stdout", "stderr"}));
+  EXPECT_EQ(task_keys,
+            (std::vector<std::string>{"name", "job", "index", "address", "started", "state",
+                                      "reported_state", "status", "exit_code", "signal",
+                                      "signal_name", "stdout", "stderr", "restarts"}));
   EXPECT_EQ(j["tasks"][0]["state"], "succeeded");
   EXPECT_TRUE(j["tasks"][0]["reported_state"].is_null());  // a PS has no status file
   EXPECT_EQ(j["tasks"][1]["reported_state"], "done");
