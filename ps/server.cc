@@ -232,13 +232,14 @@ Result<ServerSummary> ParameterServer::serve() {
     publish_metrics(/*now_anyway=*/false);
 
     int done = 0, lost = 0;
-    std::vector<int> lost_ids;
+    std::vector<int> lost_ids, never_came;
     for (int i = 0; i < options_.num_workers; ++i) {
       const WorkerState& w = workers_[static_cast<size_t>(i)];
       done += w.done;
       if (w.lost) {
         ++lost;
         lost_ids.push_back(i);
+        if (!w.seen) never_came.push_back(i);
       }
     }
     if (done + lost == options_.num_workers) {
@@ -253,9 +254,10 @@ Result<ServerSummary> ParameterServer::serve() {
                           << "; parameter server " << options_.ps_index << " exits";
         return summary;
       }
-      if (done > 0) {
+      if (done > 0 && never_came.empty()) {
         // Training reached its end (a worker says DONE only then): losing a task on the way
-        // is worth a warning, not a failed job.
+        // is worth a warning, not a failed job. (One that never came is more likely a wrong
+        // host list: that stays an error.)
         PSTRAIN_LOG(WARNING) << "worker(s) " << worker_list(lost_ids)
                              << " stopped sending messages (lost); the other " << done
                              << " finished training at global step " << store_.step()

@@ -33,8 +33,9 @@
 //   brings the step to S (the reply then says "scheduled": ask again). Without a
 //   checkpoint_dir, SAVE gets an error.
 // - serve() returns once every worker is done or lost: a success when at least one said DONE
-//   (training reached its end; the lost ones are listed in ServerSummary::workers_lost and
-//   logged as a warning), an error naming them when every worker was lost; or after
+//   (training reached its end) and every lost one had been seen (they are listed in
+//   ServerSummary::workers_lost and logged as a warning); an error naming them when every
+//   worker was lost or one never came (startup_timeout: likely a wrong host list); or after
 //   request_stop().
 // Thread-safety: serve() runs on one thread; request_stop() may be called from any thread or
 // a signal handler (it only sets an atomic flag).
