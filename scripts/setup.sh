@@ -13,6 +13,8 @@ packages=(
   # Prometheus metrics (--metrics_port), the man page (help2man, at build time), and the HTTP
   # client the metrics test scrapes with
   prometheus-cpp-dev help2man curl
+  # the job secret's key derivation (--secret_file, docs/security.md)
+  libsodium-dev
   # data: Fashion-MNIST as IDX files under /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
   # schedulers the integration tests launch with (mpirun; Slurm's daemons and srun/sbatch)
