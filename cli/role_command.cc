@@ -445,8 +445,7 @@ int run_rank_task(const RoleFlags& f, const TrainConfig& config, const ClusterFl
     PSTRAIN_LOG(ERROR) << task.status().message();
     return kExitUsage;
   }
-  return run_resolved_task(f, config, *task, std::move(listener), rt.local_rank.value_or(-1),
-                           keys);
+  return run_resolved_task(f, config, *task, std::move(listener), rt.local_rank.value_or(-1), keys);
 }
 
 }  // namespace

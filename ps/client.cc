@@ -190,9 +190,9 @@ Status PsClient::exchange(const std::vector<int>& targets,
       if (p.finished) continue;
       HandshakeMonitor& m = *monitors_[static_cast<size_t>(p.ps)];
       m.poll();
-      if (auto why = m.refusal(options_.keys != nullptr,
-                               options_.keys ? options_.keys->secret_file : std::string(),
-                               name(p.ps))) {
+      if (auto why =
+              m.refusal(options_.keys != nullptr,
+                        options_.keys ? options_.keys->secret_file : std::string(), name(p.ps))) {
         return invalid_argument(*why);
       }
     }

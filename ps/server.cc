@@ -45,9 +45,8 @@ Result<PsSocket> bind_ps_socket(zmq::context_t& ctx, const std::string& host, in
 Result<std::unique_ptr<ParameterServer>> ParameterServer::create(zmq::context_t& ctx,
                                                                  ServerOptions options) {
   if (options.num_workers < 1) return invalid_argument("a parameter server needs 1+ workers");
-  PSTRAIN_ASSIGN_OR_RETURN(PsSocket bound,
-                           bind_ps_socket(ctx, options.host, options.port, options.ps_index,
-                                          options.keys.get()));
+  PSTRAIN_ASSIGN_OR_RETURN(PsSocket bound, bind_ps_socket(ctx, options.host, options.port,
+                                                          options.ps_index, options.keys.get()));
   return create(std::move(bound), std::move(options));
 }
 
@@ -55,8 +54,9 @@ Result<std::unique_ptr<ParameterServer>> ParameterServer::create(PsSocket bound,
                                                                  ServerOptions options) {
   if (options.num_workers < 1) return invalid_argument("a parameter server needs 1+ workers");
   if (options.keys && (!bound.zap || !bound.monitor)) {
-    return invalid_argument("the parameter server has a secret but its socket was bound "
-                            "without CURVE");
+    return invalid_argument(
+        "the parameter server has a secret but its socket was bound "
+        "without CURVE");
   }
   std::unique_ptr<ParameterServer> s(
       new ParameterServer(std::move(options), std::move(bound.socket), bound.port));
@@ -69,8 +69,9 @@ Result<std::unique_ptr<ParameterServer>> ParameterServer::create(zmq::socket_t b
                                                                  ServerOptions options) {
   if (options.num_workers < 1) return invalid_argument("a parameter server needs 1+ workers");
   if (options.keys) {
-    return invalid_argument("a parameter server with a secret needs its socket from "
-                            "bind_ps_socket (CURVE and ZAP)");
+    return invalid_argument(
+        "a parameter server with a secret needs its socket from "
+        "bind_ps_socket (CURVE and ZAP)");
   }
   return std::unique_ptr<ParameterServer>(
       new ParameterServer(std::move(options), std::move(bound), port));
@@ -638,8 +639,7 @@ void ParameterServer::on_push(InMessage& msg) {
     ++pusher.non_finite;
     ++pusher.non_finite_streak;
     // Named at the first one, the third in a row, then every 100th: the log stays bounded.
-    if (pusher.non_finite == 1 || pusher.non_finite_streak == 3 ||
-        pusher.non_finite % 100 == 0) {
+    if (pusher.non_finite == 1 || pusher.non_finite_streak == 3 || pusher.non_finite % 100 == 0) {
       PSTRAIN_LOG(WARNING) << "refused a gradient of worker " << h.sender() << " at step "
                            << h.step() << " holding NaN or Inf (" << pusher.non_finite_streak
                            << " in a row, " << pusher.non_finite << " in all)"
@@ -676,8 +676,8 @@ void ParameterServer::watch_handshakes() {
   }
   const std::string from = zap_ ? zap_->last_refused() : std::string();
   PSTRAIN_LOG(WARNING) << "refused " << (unauthenticated_ - unauthenticated_logged_)
-                       << " connection(s) without the job's key (" << unauthenticated_
-                       << " in all" << (from.empty() ? "" : "; the last from " + from)
+                       << " connection(s) without the job's key (" << unauthenticated_ << " in all"
+                       << (from.empty() ? "" : "; the last from " + from)
                        << "): a task with another or no --secret_file, or a process outside "
                           "the job";
   unauthenticated_logged_ = unauthenticated_;

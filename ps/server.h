@@ -136,8 +136,8 @@ class ParameterServer {
     bool seen = false;
     bool done = false;
     bool lost = false;
-    int64_t pushes = 0;  // gradients received from this worker: its clock for --staleness
-    int64_t non_finite = 0;         // its gradients refused for NaN or Inf
+    int64_t pushes = 0;      // gradients received from this worker: its clock for --staleness
+    int64_t non_finite = 0;  // its gradients refused for NaN or Inf
     int64_t non_finite_streak = 0;  // ... in a row
     Clock::time_point last_seen;
   };

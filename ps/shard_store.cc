@@ -1,8 +1,8 @@
 #include "ps/shard_store.h"
 
 #include <algorithm>
-#include <cmath>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <unordered_set>
 

@@ -704,8 +704,9 @@ Result<LaunchSummary> launch_local_job(const LaunchOptions& o, std::FILE* progre
     std::filesystem::remove(secret_file, ec);  // an earlier job's, in a reused directory
     PSTRAIN_RETURN_IF_ERROR(write_secret_file(secret_file));
   }
-  const LaunchFacts facts{job_dir, binary, std::move(ports), random_job_id(),
-                          std::thread::hardware_concurrency(), secret_file};
+  const LaunchFacts facts{
+      job_dir,    binary, std::move(ports), random_job_id(), std::thread::hardware_concurrency(),
+      secret_file};
   PSTRAIN_ASSIGN_OR_RETURN(const LaunchPlan plan, plan_launch(o, facts));
 
   std::vector<Task> tasks;

@@ -61,8 +61,8 @@ Result<std::string> read_secret_file(const std::string& path) {
   }
   if ((st.st_mode & 077) != 0) {
     return invalid_argument("the secret file " + path + " may be read by group or others (mode " +
-                            mode_string(st.st_mode) + "): make it private with `chmod 600 " +
-                            path + "`");
+                            mode_string(st.st_mode) + "): make it private with `chmod 600 " + path +
+                            "`");
   }
   std::string secret;
   char buf[4096];
@@ -82,10 +82,9 @@ Result<std::string> read_secret_file(const std::string& path) {
   if (secret.size() < kMinSecretBytes) {
     const std::string size = std::to_string(secret.size());
     sodium_memzero(secret.data(), secret.size());
-    return invalid_argument("the secret file " + path + " holds " + size +
-                            " bytes; a job secret needs at least " +
-                            std::to_string(kMinSecretBytes) + " random bytes: " +
-                            secret_file_recipe(path));
+    return invalid_argument(
+        "the secret file " + path + " holds " + size + " bytes; a job secret needs at least " +
+        std::to_string(kMinSecretBytes) + " random bytes: " + secret_file_recipe(path));
   }
   return secret;
 }
@@ -157,8 +156,7 @@ Status write_secret_file(const std::string& path) {
   }
   sodium_memzero(buf, sizeof(buf));
   if (::fchmod(f.fd, 0600) != 0) {
-    return unavailable("cannot make the secret file " + path + " private: " +
-                       std::strerror(errno));
+    return unavailable("cannot make the secret file " + path + " private: " + std::strerror(errno));
   }
   return {};
 }
@@ -230,8 +228,11 @@ void ZapHandler::loop() {
         std::lock_guard<std::mutex> lock(mu_);
         last_refused_ = address;
       }
-      std::vector<std::string> reply = {"1.0", frames[1].to_string(), ok ? "200" : "400",
-                                        ok ? "OK" : "not a client of this job", ok ? "worker" : "",
+      std::vector<std::string> reply = {"1.0",
+                                        frames[1].to_string(),
+                                        ok ? "200" : "400",
+                                        ok ? "OK" : "not a client of this job",
+                                        ok ? "worker" : "",
                                         ""};
       for (size_t i = 0; i < reply.size(); ++i) {
         socket_.send(zmq::buffer(reply[i]),
@@ -248,8 +249,7 @@ void ZapHandler::loop() {
 // --- HandshakeMonitor ----------------------------------------------------------------------
 
 Result<std::unique_ptr<HandshakeMonitor>> HandshakeMonitor::create(zmq::context_t& ctx) {
-  const std::string endpoint = "inproc://pstrain-handshake-" +
-                               std::to_string(::getpid()) + "-" +
+  const std::string endpoint = "inproc://pstrain-handshake-" + std::to_string(::getpid()) + "-" +
                                std::to_string(g_monitor_serial.fetch_add(1));
   try {
     zmq::socket_t pair(ctx, zmq::socket_type::pair);
@@ -309,9 +309,10 @@ std::optional<std::string> HandshakeMonitor::refusal(bool have_secret,
                                                      const std::string& peer) const {
   if (mechanism_mismatch_ > 0) {
     if (!have_secret) {
-      return peer + " requires the job's secret (its connections are CURVE-encrypted) and this "
-                    "task has none: give it the job's secret file with --secret_file FILE or "
-                    "PSTRAIN_SECRET_FILE=FILE";
+      return peer +
+             " requires the job's secret (its connections are CURVE-encrypted) and this "
+             "task has none: give it the job's secret file with --secret_file FILE or "
+             "PSTRAIN_SECRET_FILE=FILE";
     }
     return peer + " does not use a job secret but this task does (--secret_file " + secret_file +
            "): give every task of the job the same secret file, or none";

@@ -71,11 +71,14 @@ TEST_F(SecurityTest, JobWithASecretTrainsOutsidersExit2AndAreCounted) {
   const std::string job = secret("job-secret"), other = secret("other-secret");
   auto ports = pick_free_tcp_ports(3);
   ASSERT_TRUE(ports.ok());
-  const auto addr = [&](int i) { return "127.0.0.1:" + std::to_string((*ports)[static_cast<size_t>(i)]); };
+  const auto addr = [&](int i) {
+    return "127.0.0.1:" + std::to_string((*ports)[static_cast<size_t>(i)]);
+  };
   const std::vector<std::string> common = {
-      "--ps_hosts=" + addr(0), "--worker_hosts=" + addr(1) + "," + addr(2), "--train_steps=60",
-      "--sync_replicas", "--num_gpus=0", "--cpu_threads=1", "--log_every=1000",
-      "--connect_timeout_s=60"};
+      "--ps_hosts=" + addr(0), "--worker_hosts=" + addr(1) + "," + addr(2),
+      "--train_steps=60",      "--sync_replicas",
+      "--num_gpus=0",          "--cpu_threads=1",
+      "--log_every=1000",      "--connect_timeout_s=60"};
   auto with = [&](std::vector<std::string> a) {
     a.insert(a.end(), common.begin(), common.end());
     return a;
@@ -95,8 +98,10 @@ TEST_F(SecurityTest, JobWithASecretTrainsOutsidersExit2AndAreCounted) {
       << text("none-stderr.txt");
 
   // The job's own workers: one by the flag, one by PSTRAIN_SECRET_FILE.
-  Subprocess w0 = start("w0", with({"--job_name=worker", "--task_index=0", "--secret_file=" + job}));
-  Subprocess w1 = start("w1", with({"--job_name=worker", "--task_index=1"}), {{kSecretFileEnv, job}});
+  Subprocess w0 =
+      start("w0", with({"--job_name=worker", "--task_index=0", "--secret_file=" + job}));
+  Subprocess w1 =
+      start("w1", with({"--job_name=worker", "--task_index=1"}), {{kSecretFileEnv, job}});
   EXPECT_EQ(finish("w0", w0, seconds(180)), ExitStatus::exited(0)) << text("w0-stderr.txt");
   EXPECT_EQ(finish("w1", w1, seconds(60)), ExitStatus::exited(0)) << text("w1-stderr.txt");
   EXPECT_EQ(finish("ps", ps, seconds(60)), ExitStatus::exited(0)) << text("ps-stderr.txt");

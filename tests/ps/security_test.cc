@@ -89,8 +89,8 @@ bool raw_status_answered(zmq::context_t& ctx, int port, uint64_t job_id, const S
 
 // The PS's counters, asked with the job's keys.
 wire::PsStats stats_of(zmq::context_t& ctx, int port, uint64_t job_id, const JobKeys* keys) {
-  auto answers = query_ps_status(ctx, {HostPort{"127.0.0.1", port}}, job_id, milliseconds(3000),
-                                 keys);
+  auto answers =
+      query_ps_status(ctx, {HostPort{"127.0.0.1", port}}, job_id, milliseconds(3000), keys);
   EXPECT_EQ(answers.size(), 1u);
   EXPECT_TRUE(answers.at(0).answered) << answers.at(0).error;
   return answers.at(0).stats;
