@@ -75,6 +75,7 @@ struct StatusCommandFlags {
   double timeout_s = 5;
   double silent_s = 30;  // JOB_DIR: a status file older than this marks its worker silent
   bool json = false;
+  SecurityFlags security;  // --secret_file (else PSTRAIN_SECRET_FILE): ask a job with a secret
 };
 int run_status_command(const std::vector<std::string>& args, std::FILE* out);
 

@@ -314,6 +314,21 @@ void ParameterServer::handle(InMessage& msg) {
     return;
   }
   if (from_worker) {
+    std::string connection(static_cast<const char*>(msg.routing_id.data()), msg.routing_id.size());
+    auto [it, inserted] = connection_owner_.try_emplace(connection, sender);
+    if (inserted) {
+      connection_order_.push_back(std::move(connection));
+      const size_t cap = 64 + 8 * static_cast<size_t>(options_.num_workers);
+      while (connection_order_.size() > cap) {
+        connection_owner_.erase(connection_order_.front());
+        connection_order_.pop_front();
+      }
+    } else if (it->second != sender) {
+      counters_.malformed.fetch_add(1);
+      reply_error(msg, "this connection speaks for worker " + std::to_string(it->second) +
+                           ", not worker " + std::to_string(sender));
+      return;
+    }
     WorkerState& w = workers_[static_cast<size_t>(sender)];
     if (w.lost) {
       PSTRAIN_LOG(WARNING) << "worker " << sender << " is back after being declared lost";

@@ -39,6 +39,11 @@
 //   count. A gradient holding NaN or Inf is refused and counted (PsStats.non_finite_gradients,
 //   gradients_dropped_total{reason="non_finite"}); in sync mode the step goes on with the
 //   others; a worker whose gradients keep being non-finite is named in the log.
+// - A connection speaks for one worker: the first message on it that names a worker binds it
+//   to that index, and a later message on it that claims another index is refused
+//   (REPLY_ERROR, counted as malformed), so heartbeats, pushes and DONE count only from
+//   connections of the worker they name. The binding table is bounded (the oldest bindings
+//   are forgotten first).
 // - serve() returns once every worker has said DONE (success), or once every worker is done
 //   or lost with at least one lost (an error naming them), or after request_stop().
 // Thread-safety: serve() runs on one thread (the ZAP handler's thread shares only its own
@@ -49,9 +54,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <zmq.hpp>
@@ -193,6 +200,9 @@ class ParameterServer {
   int staleness_ = 0;        // async: a worker may be at most this many pushes ahead (0: off)
   bool chief_lost_ = false;  // worker 0 lost before INIT: every PULL is answered with an error
   std::vector<WorkerState> workers_;
+  // Connection (routing id) -> the worker index it speaks for; insertion order for eviction.
+  std::unordered_map<std::string, int> connection_owner_;
+  std::deque<std::string> connection_order_;
   std::vector<ParkedPull> parked_;
   ProtocolCounters counters_;
   Clock::time_point started_;

@@ -317,11 +317,16 @@ std::optional<std::string> HandshakeMonitor::refusal(bool have_secret,
     return peer + " does not use a job secret but this task does (--secret_file " + secret_file +
            "): give every task of the job the same secret file, or none";
   }
-  // A wrong secret gives another server key: the PS cannot open our handshake and closes the
-  // connection (or its ZAP handler refuses our client key).
-  if (have_secret && (auth_refused_ > 0 || (succeeded_ == 0 && closed_in_handshake_ >= 3))) {
+  if (have_secret && auth_refused_ > 0) {
     return peer + " refused this task's key: the secret file " + secret_file +
            " differs from the job's (every task needs the same file, byte for byte)";
+  }
+  // A wrong secret gives another server key: the PS cannot open our handshake and closes the
+  // connection. (A PS without a secret may close it too before its greeting says so.)
+  if (have_secret && succeeded_ == 0 && closed_in_handshake_ >= 3) {
+    return peer + " refused this task's key: the secret file " + secret_file +
+           " differs from the job's, or the PS does not use a job secret (every task needs the "
+           "same file, byte for byte, or none)";
   }
   return std::nullopt;
 }

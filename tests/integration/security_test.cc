@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -96,6 +98,19 @@ TEST_F(SecurityTest, JobWithASecretTrainsOutsidersExit2AndAreCounted) {
   EXPECT_EQ(finish("none", none, seconds(60)), ExitStatus::exited(2));
   EXPECT_NE(text("none-stderr.txt").find("requires the job's secret"), std::string::npos)
       << text("none-stderr.txt");
+
+  // The PS counted both refusals; `pstrain status` with the secret reads them (and without it
+  // gets no answer).
+  Subprocess status =
+      start("status", {"status", "--ps_hosts", addr(0), "--json"}, {{kSecretFileEnv, job}});
+  EXPECT_EQ(finish("status", status, seconds(30)), ExitStatus::exited(0))
+      << text("status-stderr.txt");
+  const auto j = nlohmann::json::parse(text("status-stdout.txt"), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << text("status-stdout.txt");
+  EXPECT_GE(j.at("ps").at(0).value("unauthenticated", 0), 2) << j.dump(2);
+  Subprocess keyless =
+      start("keyless", {"status", "--ps_hosts", addr(0), "--job_id", "5", "--timeout_s", "1"});
+  EXPECT_EQ(finish("keyless", keyless, seconds(30)), ExitStatus::exited(1));
 
   // The job's own workers: one by the flag, one by PSTRAIN_SECRET_FILE.
   Subprocess w0 =

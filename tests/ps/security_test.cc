@@ -253,5 +253,32 @@ TEST(PsSecurity, NonFiniteGradientRefusedAsync) {
   EXPECT_EQ(params, init);
 }
 
+TEST(PsSecurity, AConnectionSpeaksForOneWorker) {
+  Server s(2, nullptr, 8);
+  zmq::context_t ctx(1);
+  auto sock = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "test");
+  ASSERT_TRUE(sock.ok());
+  auto ask = [&](int sender, uint64_t id) -> Result<InMessage> {
+    OutMessage m;
+    m.header.set_kind(wire::HEARTBEAT);
+    m.header.set_job_id(8);
+    m.header.set_sender(sender);
+    m.header.set_request_id(id);
+    PSTRAIN_RETURN_IF_ERROR(send_message(*sock, std::move(m)));
+    return recv_message(*sock, milliseconds(5000), false, 8);
+  };
+  auto first = ask(0, 1);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  EXPECT_EQ(first->header.kind(), wire::REPLY_OK);
+  auto other = ask(1, 2);
+  ASSERT_TRUE(other.ok()) << other.status().to_string();
+  EXPECT_EQ(other->header.kind(), wire::REPLY_ERROR);
+  EXPECT_NE(other->header.error().find("speaks for worker 0"), std::string::npos)
+      << other->header.error();
+  auto again = ask(0, 3);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->header.kind(), wire::REPLY_OK);
+}
+
 }  // namespace
 }  // namespace pstrain
