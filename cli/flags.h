@@ -108,7 +108,8 @@ Result<TrainingMetrics> start_training_metrics(const MetricsFlags& f, const std:
 // --secret_file FILE (or PSTRAIN_SECRET_FILE=FILE, applied as the flag): the job secret
 // (runtime/wire/security.h, docs/security.md). The file's path travels, never the secret.
 struct SecurityFlags {
-  std::string secret_file;  // empty: no secret (open ports, as TensorFlow's ps/worker)
+  std::string secret_file =
+      std::string();  // empty: no secret (open ports, as TensorFlow's ps/worker)
 };
 void add_security_flags(CLI::App& app, SecurityFlags& f);
 // The job's keys from --secret_file, nullptr when none was given; a bad file (missing,

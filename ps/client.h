@@ -58,7 +58,7 @@ struct ClientOptions {
   // plain TCP. Either way a PS that refuses the handshake (it has a secret and this worker
   // another or none, or the other way round) makes hello() fail at once with
   // kInvalidArgument saying which (exit 2), instead of waiting for connect_timeout.
-  std::shared_ptr<const JobKeys> keys;
+  std::shared_ptr<const JobKeys> keys = nullptr;
 };
 
 struct PushResult {

@@ -49,7 +49,7 @@ struct PsTaskOptions {
   int keep_checkpoint_max = 5;  // --keep_checkpoint_max: own shards kept
   // --secret_file's keys (runtime/wire/security.h): CURVE + ZAP; nullptr: open port (a
   // warning when it is not a loopback address).
-  std::shared_ptr<const JobKeys> keys;
+  std::shared_ptr<const JobKeys> keys = nullptr;
 };
 
 struct PsTaskSummary {
@@ -63,7 +63,7 @@ struct PsTaskSummary {
 // port 0, reports the port to the rendezvous (runtime/job/rendezvous.h) and then serves on it.
 struct PsListener {
   zmq::context_t ctx{1};  // first: destroyed last
-  PsSocket bound;
+  PsSocket bound = PsSocket();
   int port = 0;
 };
 // Binds a PS service socket on `host`'s interface (loopback hosts: loopback only) at port 0;

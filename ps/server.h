@@ -87,15 +87,15 @@ struct ServerOptions {
   std::string checkpoint_dir = std::string();  // empty: no restore, SAVE refused
   int keep_checkpoint_max = 5;                 // own shards kept in checkpoint_dir (0: all)
   // The job's keys (runtime/wire/security.h): CURVE + ZAP when set; nullptr: plain TCP.
-  std::shared_ptr<const JobKeys> keys;
+  std::shared_ptr<const JobKeys> keys = nullptr;
 };
 
 // A PS's ROUTER socket, bound, with what guards it when the job has a secret: the context's
 // ZAP handler (started before the bind) and the handshake monitor.
 struct PsSocket {
-  std::unique_ptr<ZapHandler> zap;  // (declared first: destroyed after the socket)
-  std::unique_ptr<HandshakeMonitor> monitor;
-  zmq::socket_t socket;
+  std::unique_ptr<ZapHandler> zap = nullptr;  // (declared first: destroyed after the socket)
+  std::unique_ptr<HandshakeMonitor> monitor = nullptr;
+  zmq::socket_t socket = zmq::socket_t();
   int port = 0;
 };
 // Binds host:port (0: any free port) for PS `ps_index`; with `keys`, as a CURVE server behind

@@ -46,12 +46,13 @@ inline constexpr const char* kSecretFileEnv = "PSTRAIN_SECRET_FILE";
 std::string secret_file_recipe(const std::string& path);
 
 struct JobKeys {
-  std::string server_public;  // 32 bytes each
-  std::string server_secret;
-  std::string client_public;
-  std::string client_secret;
-  uint64_t job_id = 0;      // never 0
-  std::string secret_file;  // where the secret came from (for messages); may be empty
+  std::string server_public = std::string();  // 32 bytes each
+  std::string server_secret = std::string();
+  std::string client_public = std::string();
+  std::string client_secret = std::string();
+  uint64_t job_id = 0;  // never 0
+  std::string secret_file =
+      std::string();  // where the secret came from (for messages); may be empty
 };
 
 // True when this libzmq supports CURVE (zmq_has("curve")).

@@ -63,7 +63,7 @@ struct SocketOptions {
   const JobKeys* curve = nullptr;
   // When set, zmq_socket_monitor() reports this socket's handshake events to this inproc
   // endpoint from before the bind or connect (HandshakeMonitor::endpoint()).
-  std::string monitor_endpoint;
+  std::string monitor_endpoint = std::string();
 };
 
 // Creates a socket of `type` bound to bind_endpoint(host, port). `what` names the socket in

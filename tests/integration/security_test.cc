@@ -160,5 +160,18 @@ TEST_F(SecurityTest, BadSecretFileIsExit2NamingTheFix) {
       << text("open-stderr.txt");
 }
 
+TEST_F(SecurityTest, OpenPortOnAllInterfacesWithoutASecretIsAWarning) {
+  auto port = pick_free_tcp_port();
+  ASSERT_TRUE(port.ok());
+  // A host name that is not loopback: the PS listens on every interface.
+  Subprocess ps = start("open-ps", {"--job_name=ps", "--task_index=0",
+                                    "--ps_hosts=pstrain-test.invalid:" + std::to_string(*port),
+                                    "--worker_hosts=127.0.0.1:1", "--startup_timeout_s=0.5"});
+  EXPECT_EQ(finish("open-ps", ps, seconds(30)), ExitStatus::exited(1));
+  EXPECT_NE(text("open-ps-stderr.txt").find("without a job secret: anyone who can reach the port"),
+            std::string::npos)
+      << text("open-ps-stderr.txt");
+}
+
 }  // namespace
 }  // namespace pstrain
