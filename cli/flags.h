@@ -112,7 +112,7 @@ struct SecurityFlags {
       std::string();  // empty: no secret (open ports, as TensorFlow's ps/worker)
 };
 void add_security_flags(CLI::App& app, SecurityFlags& f);
-// The job's keys from --secret_file, nullptr when none was given; a bad file (missing,
+// The job's keys from --secret_file, nullptr when none was given (or "none"); a bad file (missing,
 // shorter than 32 bytes, readable by group or others) is kInvalidArgument naming it and the fix.
 Result<std::shared_ptr<const JobKeys>> load_security(const SecurityFlags& f);
 

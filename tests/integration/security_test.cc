@@ -141,6 +141,18 @@ TEST_F(SecurityTest, LaunchMakesAFreshSecretPerJob) {
   auto ps_log = read_file(dir + "/stderr-ps-0.txt");
   ASSERT_TRUE(ps_log.ok());
   EXPECT_NE(ps_log->find("job secret from " + dir + "/secret"), std::string::npos) << *ps_log;
+
+  // --secret_file=none: no secret, open ports on loopback as before.
+  const std::string open_dir = tmp_ / "open-job";
+  Subprocess o =
+      start("open-launch", {"launch", "--ps", "1", "--workers", "1", "--job_dir", open_dir,
+                            "--train_steps", "10", "--num_gpus", "0", "--secret_file=none"});
+  EXPECT_EQ(finish("open-launch", o, seconds(240)), ExitStatus::exited(0))
+      << text("open-launch-stderr.txt");
+  EXPECT_FALSE(fs::exists(open_dir + "/secret"));
+  auto open_log = read_file(open_dir + "/stderr-ps-0.txt");
+  ASSERT_TRUE(open_log.ok());
+  EXPECT_EQ(open_log->find("CURVE"), std::string::npos) << *open_log;
 }
 
 TEST_F(SecurityTest, BadSecretFileIsExit2NamingTheFix) {
