@@ -188,7 +188,9 @@ void ParameterServer::reply(const InMessage& to, wire::Kind kind, OutMessage out
 }
 
 void ParameterServer::reply_error(const InMessage& to, const std::string& error) {
-  PSTRAIN_LOG(WARNING) << "rejecting " << describe(to.header) << ": " << error;
+  if (may_log_rejection()) {
+    PSTRAIN_LOG(WARNING) << "rejecting " << describe(to.header) << ": " << error;
+  }
   OutMessage out;
   out.header.set_error(error);
   reply(to, wire::REPLY_ERROR, std::move(out));
@@ -255,7 +257,9 @@ Result<ServerSummary> ParameterServer::serve() {
     } else {
       switch (decode_error_of(msg.status())) {
         case DecodeError::kMalformed:
-          PSTRAIN_LOG(WARNING) << "dropped a malformed message: " << msg.status().message();
+          if (may_log_rejection()) {
+            PSTRAIN_LOG(WARNING) << "dropped a malformed message: " << msg.status().message();
+          }
           break;
         case DecodeError::kForeign:
           PSTRAIN_LOG(DEBUG) << "ignored a message of another job: " << msg.status().message();
@@ -270,6 +274,7 @@ Result<ServerSummary> ParameterServer::serve() {
     }
     answer_parked(/*expire_all_due=*/true);
     watch_handshakes();
+    (void)may_log_rejection(/*count=*/false);  // sums up the lines held back, once a window ends
     check_workers();
     publish_metrics(/*now_anyway=*/false);
 
@@ -678,6 +683,30 @@ void ParameterServer::on_push(InMessage& msg) {
   out.header.set_accepted(outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated);
   reply(msg, wire::REPLY_OK, std::move(out));
   if (store_.step() != before || staleness_ > 0) answer_parked(/*expire_all_due=*/false);
+}
+
+bool ParameterServer::may_log_rejection(bool count) {
+  constexpr int kLinesPerWindow = 20;
+  constexpr auto kWindow = std::chrono::seconds(10);
+  const auto now = Clock::now();
+  if (now - rejection_window_ >= kWindow) {
+    if (rejections_held_ > 0) {
+      PSTRAIN_LOG(WARNING)
+          << rejections_held_ << " more refused or malformed message(s) in the last "
+          << std::chrono::duration_cast<std::chrono::seconds>(now - rejection_window_).count()
+          << " s were not logged (the counters have them all)";
+    }
+    rejection_window_ = now;
+    rejection_lines_ = 0;
+    rejections_held_ = 0;
+  }
+  if (!count) return false;
+  if (rejection_lines_ < kLinesPerWindow) {
+    ++rejection_lines_;
+    return true;
+  }
+  ++rejections_held_;
+  return false;
 }
 
 void ParameterServer::watch_handshakes() {

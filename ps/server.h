@@ -44,6 +44,8 @@
 //   (REPLY_ERROR, counted as malformed), so heartbeats, pushes and DONE count only from
 //   connections of the worker they name. The binding table is bounded (the oldest bindings
 //   are forgotten first).
+// - Log lines about refused or malformed messages are rate-limited (20 per 10 s, then one line
+//   with the number held back); the counters count every one.
 // - serve() returns once every worker has said DONE (success), or once every worker is done
 //   or lost with at least one lost (an error naming them), or after request_stop().
 // Thread-safety: serve() runs on one thread (the ZAP handler's thread shares only its own
@@ -159,6 +161,10 @@ class ParameterServer {
   ParameterServer(ServerOptions options, zmq::socket_t socket, int port);
   // Reads the handshake monitor; logs refused connections (at most every 10 s).
   void watch_handshakes();
+  // Rate limit of the lines about refused or malformed messages: true while fewer than 20 were
+  // logged in the current 10 s window (`count`: this is one more); once a window ends, one
+  // line says how many were held back.
+  bool may_log_rejection(bool count = true);
   void handle(InMessage& msg);
   void on_init(InMessage& msg);
   void on_pull(InMessage& msg);
@@ -191,6 +197,9 @@ class ParameterServer {
   uint64_t unauthenticated_ = 0;         // refused handshakes (from monitor_)
   uint64_t unauthenticated_logged_ = 0;  // ... as of the last log line
   Clock::time_point last_auth_log_{};
+  Clock::time_point rejection_window_{};
+  int rejection_lines_ = 0;
+  int64_t rejections_held_ = 0;
   zmq::socket_t socket_;
   int port_;
   std::atomic<bool> stop_{false};

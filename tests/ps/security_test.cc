@@ -280,5 +280,35 @@ TEST(PsSecurity, AConnectionSpeaksForOneWorker) {
   EXPECT_EQ(again->header.kind(), wire::REPLY_OK);
 }
 
+TEST(PsSecurity, LinesAboutMalformedMessagesAreRateLimitedTheCountersCountAll) {
+  Server s(1, nullptr, 9);
+  zmq::context_t ctx(1);
+  auto sock = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "garbage");
+  ASSERT_TRUE(sock.ok());
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(sock->send(zmq::str_buffer("not a pstrain message"), zmq::send_flags::none));
+  }
+  // The server handles one connection's messages in order: once STATUS is answered, every
+  // garbage message before it was handled.
+  OutMessage m;
+  m.header.set_kind(wire::STATUS);
+  m.header.set_job_id(9);
+  m.header.set_sender(-1);
+  m.header.set_request_id(1);
+  ASSERT_TRUE(send_message(*sock, std::move(m)).ok());
+  auto reply = recv_message(*sock, milliseconds(10000), false, 9);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(reply.ok()) << reply.status().to_string();
+  EXPECT_GE(reply->header.stats().bad_messages(), 200);
+  size_t lines = 0;
+  for (size_t at = log.find("dropped a malformed message"); at != std::string::npos;
+       at = log.find("dropped a malformed message", at + 1)) {
+    ++lines;
+  }
+  EXPECT_GE(lines, 1u);
+  EXPECT_LE(lines, 20u) << log.substr(0, 2000);
+}
+
 }  // namespace
 }  // namespace pstrain
