@@ -51,7 +51,8 @@ struct RoleFlags {
   double rendezvous_timeout_s = 300;
   CLI::Option* num_ps_opt = nullptr;
   CLI::Option* rendezvous_opt = nullptr;
-  double ps_restart_timeout_s = 600;  // workers keep asking a silent PS this long (0: off)
+  double ps_restart_timeout_s = 600;         // workers keep asking a silent PS this long (0: off)
+  SecurityFlags security = SecurityFlags();  // --secret_file (docs/security.md)
 };
 void add_role_flags(CLI::App& app, RoleFlags& f);
 // Checks the role flags that need no cluster (timeouts 0.1 s to a week, --staleness,
@@ -74,6 +75,8 @@ struct StatusCommandFlags {
   double timeout_s = 5;
   double silent_s = 30;  // JOB_DIR: a status file older than this marks its worker silent
   bool json = false;
+  SecurityFlags security =
+      SecurityFlags();  // --secret_file (else PSTRAIN_SECRET_FILE): ask a job with a secret
 };
 int run_status_command(const std::vector<std::string>& args, std::FILE* out);
 

@@ -242,6 +242,23 @@ void add_metrics_flags(CLI::App& app, MetricsFlags& f) {
       ->group(kOutputGroup);
 }
 
+void add_security_flags(CLI::App& app, SecurityFlags& f) {
+  app.add_option("--secret_file", f.secret_file,
+                 "The job secret: a file of 32+ random bytes, mode 0600, the same for every task "
+                 "(head -c 32 /dev/urandom > F; chmod 600 F). Connections are then encrypted and "
+                 "only the job's tasks get in (docs/security.md); 'none': no secret (pstrain "
+                 "launch otherwise makes one per job)")
+      ->group(kOwnGroup);
+}
+
+Result<std::shared_ptr<const JobKeys>> load_security(const SecurityFlags& f) {
+  // "none": no secret, said explicitly (pstrain launch then makes none either).
+  if (f.secret_file.empty() || f.secret_file == "none") return std::shared_ptr<const JobKeys>();
+  auto keys = load_job_keys(f.secret_file);
+  if (!keys.ok()) return keys.status();
+  return std::shared_ptr<const JobKeys>(std::make_shared<JobKeys>(std::move(keys).value()));
+}
+
 Result<TrainingMetrics> start_training_metrics(const MetricsFlags& f, const std::string& role,
                                                int task) {
   TrainingMetrics m;

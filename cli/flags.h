@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "runtime/metrics/metrics.h"
+#include "runtime/wire/security.h"
 #include "worker/metrics_sink.h"
 #include "worker/train_config.h"
 
@@ -103,6 +104,17 @@ struct TrainingMetrics {
 };
 Result<TrainingMetrics> start_training_metrics(const MetricsFlags& f, const std::string& role,
                                                int task);
+
+// --secret_file FILE (or PSTRAIN_SECRET_FILE=FILE, applied as the flag): the job secret
+// (runtime/wire/security.h, docs/security.md). The file's path travels, never the secret.
+struct SecurityFlags {
+  std::string secret_file =
+      std::string();  // empty: no secret (open ports, as TensorFlow's ps/worker)
+};
+void add_security_flags(CLI::App& app, SecurityFlags& f);
+// The job's keys from --secret_file, nullptr when none was given (or "none"); a bad file (missing,
+// shorter than 32 bytes, readable by group or others) is kInvalidArgument naming it and the fix.
+Result<std::shared_ptr<const JobKeys>> load_security(const SecurityFlags& f);
 
 // --summary_every N: TensorBoard scalars and histograms every N steps
 // (worker/tensorboard_sink.h); 0: only at the first and the last.

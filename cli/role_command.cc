@@ -95,8 +95,9 @@ Status check_role_flags(const RoleFlags& f) {
 
 namespace {
 
-Result<uint64_t> job_id_of(const RoleFlags& f, const ClusterSpec& cluster) {
-  if (f.job_id.empty()) return derive_job_id(cluster);
+Result<uint64_t> job_id_of(const RoleFlags& f, const ClusterSpec& cluster, const JobKeys* keys) {
+  // With a secret the job id comes from it, so the host list no longer gives it away.
+  if (f.job_id.empty()) return keys != nullptr ? keys->job_id : derive_job_id(cluster);
   try {
     size_t used = 0;
     const uint64_t id = std::stoull(f.job_id, &used, 0);
@@ -107,8 +108,9 @@ Result<uint64_t> job_id_of(const RoleFlags& f, const ClusterSpec& cluster) {
 }
 
 int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id,
-           std::unique_ptr<PsListener> listener) {
+           std::unique_ptr<PsListener> listener, std::shared_ptr<const JobKeys> keys) {
   PsTaskOptions o;
+  o.keys = std::move(keys);
   o.cluster = task.cluster;
   o.task_index = task.task_index;
   o.job_id = job_id;
@@ -134,8 +136,9 @@ int run_ps(const RoleFlags& f, const ResolvedTask& task, uint64_t job_id,
 }
 
 int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& task,
-               uint64_t job_id, int device_slot) {
+               uint64_t job_id, int device_slot, std::shared_ptr<const JobKeys> keys) {
   WorkerTaskOptions o;
+  o.client.keys = std::move(keys);
   o.train = config;
   o.train.num_gpus = task.num_gpus;
   o.train.checkpoint.dir = f.checkpoint_dir;
@@ -275,16 +278,18 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
                  "restarted from its checkpoint); 0: give up after --heartbeat_timeout_s")
       ->capture_default_str()
       ->group(kOwnGroup);
+  add_security_flags(app, f.security);
   for (CLI::Option* opt : app.get_options()) {
     opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }
 }
 
 namespace {
+using Keys = std::shared_ptr<const JobKeys>;
 int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& task,
-                      std::unique_ptr<PsListener> listener, int device_slot);
+                      std::unique_ptr<PsListener> listener, int device_slot, const Keys& keys);
 int run_rank_task(const RoleFlags& f, const TrainConfig& config, const ClusterFlags& cf,
-                  const RankTask& rt);
+                  const RankTask& rt, const Keys& keys);
 }  // namespace
 
 int run_role_command(const RoleFlags& f) {
@@ -313,6 +318,11 @@ int run_role_command(const RoleFlags& f) {
     PSTRAIN_LOG(ERROR) << timeouts.message();
     return kExitUsage;
   }
+  auto keys = load_security(f.security);
+  if (!keys.ok()) {
+    PSTRAIN_LOG(ERROR) << keys.status().message();
+    return kExitUsage;
+  }
   RankFlags rf;
   if (f.num_ps_opt->count()) rf.num_ps = f.num_ps;
   if (f.rendezvous_opt->count()) rf.rendezvous = f.rendezvous;
@@ -321,20 +331,20 @@ int run_role_command(const RoleFlags& f) {
     PSTRAIN_LOG(ERROR) << rank.status().message();
     return kExitUsage;
   }
-  if (*rank) return run_rank_task(f, *config, cf, **rank);
+  if (*rank) return run_rank_task(f, *config, cf, **rank, *keys);
   auto task = resolve_task(cf, process_environment());
   if (!task.ok()) {
     PSTRAIN_LOG(ERROR) << task.status().message();
     return kExitUsage;
   }
-  return run_resolved_task(f, *config, *task, nullptr, -1);
+  return run_resolved_task(f, *config, *task, nullptr, -1, *keys);
 }
 
 namespace {
 
 int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const ResolvedTask& task,
-                      std::unique_ptr<PsListener> listener, int device_slot) {
-  auto job_id = job_id_of(f, task.cluster);
+                      std::unique_ptr<PsListener> listener, int device_slot, const Keys& keys) {
+  auto job_id = job_id_of(f, task.cluster, keys.get());
   if (!job_id.ok()) {
     PSTRAIN_LOG(ERROR) << job_id.status().message();
     return kExitUsage;
@@ -342,6 +352,11 @@ int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const Resol
   set_log_tag(std::string(job_name_string(task.job)) + "/" + std::to_string(task.task_index));
   PSTRAIN_LOG(INFO) << describe_task(task);
   for (const auto& note : task.notes) PSTRAIN_LOG(INFO) << note;
+  if (keys) {
+    PSTRAIN_LOG(INFO) << "job secret from " << keys->secret_file
+                      << ": connections are CURVE-encrypted and authenticated"
+                      << (f.job_id.empty() ? "; the job id comes from the secret" : "");
+  }
   for (const auto& [dir, flag] :
        {std::pair{f.checkpoint_dir, "--checkpoint_dir"}, std::pair{f.log_dir, "--log_dir"},
         std::pair{f.output_dir, "--output_dir"}}) {
@@ -351,14 +366,14 @@ int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const Resol
       return kExitUsage;
     }
   }
-  if (task.job == JobName::kPs) return run_ps(f, task, *job_id, std::move(listener));
-  return run_worker(f, config, task, *job_id, device_slot);
+  if (task.job == JobName::kPs) return run_ps(f, task, *job_id, std::move(listener), keys);
+  return run_worker(f, config, task, *job_id, device_slot, keys);
 }
 
 // Under a rank-based scheduler: serve the rendezvous (rank 0, DMLC scheduler), bind this task's
 // port, register, then run as the task the rendezvous confirmed.
 int run_rank_task(const RoleFlags& f, const TrainConfig& config, const ClusterFlags& cf,
-                  const RankTask& rt) {
+                  const RankTask& rt, const Keys& keys) {
   PSTRAIN_LOG(INFO) << describe_rank_task(rt);
   if (!(f.rendezvous_timeout_s >= 0.1 && f.rendezvous_timeout_s <= 7 * 24 * 3600.0)) {
     PSTRAIN_LOG(ERROR) << "--rendezvous_timeout_s=" << f.rendezvous_timeout_s
@@ -399,7 +414,7 @@ int run_rank_task(const RoleFlags& f, const TrainConfig& config, const ClusterFl
   int port = 0;
   Status bound;
   if (rt.job == JobName::kPs) {
-    auto l = bind_ps_listener(rt.host, std::max(rt.task_index, 0));
+    auto l = bind_ps_listener(rt.host, std::max(rt.task_index, 0), keys.get());
     if (l.ok()) {
       listener = std::move(l).value();
       port = listener->port;
@@ -430,7 +445,7 @@ int run_rank_task(const RoleFlags& f, const TrainConfig& config, const ClusterFl
     PSTRAIN_LOG(ERROR) << task.status().message();
     return kExitUsage;
   }
-  return run_resolved_task(f, config, *task, std::move(listener), rt.local_rank.value_or(-1));
+  return run_resolved_task(f, config, *task, std::move(listener), rt.local_rank.value_or(-1), keys);
 }
 
 }  // namespace

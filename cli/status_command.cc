@@ -244,8 +244,18 @@ int ps_status(const StatusCommandFlags& f, std::FILE* out) {
     std::fprintf(stderr, "--ps_hosts: %s\n", ps.status().message().c_str());
     return kExitUsage;
   }
+  // A job with a secret answers only its own clients (docs/security.md).
+  SecurityFlags security = f.security;
+  if (security.secret_file.empty()) security.secret_file = env_value(kSecretFileEnv).value_or("");
+  auto keys = load_security(security);
+  if (!keys.ok()) {
+    std::fprintf(stderr, "%s\n", keys.status().message().c_str());
+    return kExitUsage;
+  }
   uint64_t job_id = 0;
-  if (!f.job_id.empty()) {
+  if (f.job_id.empty() && *keys) {
+    job_id = (*keys)->job_id;  // the job id comes from the secret
+  } else if (!f.job_id.empty()) {
     try {
       size_t used = 0;
       job_id = std::stoull(f.job_id, &used, 0);
@@ -281,7 +291,8 @@ int ps_status(const StatusCommandFlags& f, std::FILE* out) {
   }
   zmq::context_t ctx{1};
   const auto answers = query_ps_status(
-      ctx, *ps, job_id, std::chrono::milliseconds(static_cast<int64_t>(f.timeout_s * 1000)));
+      ctx, *ps, job_id, std::chrono::milliseconds(static_cast<int64_t>(f.timeout_s * 1000)),
+      keys->get());
   std::vector<std::string> silent;
   for (const auto& a : answers)
     if (!a.answered)
@@ -308,6 +319,8 @@ int ps_status(const StatusCommandFlags& f, std::FILE* out) {
         e["stale_gradients_dropped"] = s.stale_gradients_dropped();
         e["bad_messages"] = s.bad_messages();
         e["foreign_messages"] = s.foreign_messages();
+        e["unauthenticated"] = s.unauthenticated();
+        e["non_finite_gradients"] = s.non_finite_gradients();
         e["num_workers"] = s.num_workers();
         e["workers_done"] = s.workers_done();
         e["workers_lost"] = s.workers_lost();
@@ -384,6 +397,7 @@ int run_status_command(const std::vector<std::string>& args, std::FILE* out) {
                  "JOB_DIR: a worker whose status file is older than this is silent")
       ->capture_default_str();
   app.add_flag("--json", f.json, "Machine-readable output");
+  add_security_flags(app, f.security);
   if (std::optional<int> code = parse_command_words(app, args)) return *code;
   const bool ps_mode = !f.ps_hosts.empty() || !f.worker_hosts.empty() || !f.job_id.empty();
   if (!f.job_dir.empty() && ps_mode) {

@@ -57,9 +57,15 @@ Result<std::unique_ptr<PsClient>> PsClient::connect(zmq::context_t& ctx,
   }
   std::unique_ptr<PsClient> c(new PsClient(ctx, ps, placement, options));
   for (size_t i = 0; i < ps.size(); ++i) {
+    PSTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<HandshakeMonitor> monitor,
+                             HandshakeMonitor::create(ctx));
+    SocketOptions so;
+    so.curve = c->options_.keys.get();
+    so.monitor_endpoint = monitor->endpoint();
     PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t s,
                              connect_socket(ctx, zmq::socket_type::dealer, ps[i].host, ps[i].port,
-                                            c->name(static_cast<int>(i))));
+                                            c->name(static_cast<int>(i)), so));
+    c->monitors_.push_back(std::move(monitor));
     c->sockets_.push_back(std::move(s));
   }
   return c;
@@ -178,6 +184,16 @@ Status PsClient::exchange(const std::vector<int>& targets,
         PSTRAIN_LOG(DEBUG) << "no answer yet from " << name(p.ps) << "; asking again";
         p.retry = std::min<std::chrono::milliseconds>(p.retry * 2, std::chrono::seconds(4));
         PSTRAIN_RETURN_IF_ERROR(send(p));
+      }
+    }
+    for (const Pending& p : pending) {
+      if (p.finished) continue;
+      HandshakeMonitor& m = *monitors_[static_cast<size_t>(p.ps)];
+      m.poll();
+      if (auto why =
+              m.refusal(options_.keys != nullptr,
+                        options_.keys ? options_.keys->secret_file : std::string(), name(p.ps))) {
+        return invalid_argument(*why);
       }
     }
     if (options_.ps_restart_timeout.count() == 0) {
@@ -372,9 +388,16 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
 Status PsClient::reopen_sockets() {
   for (size_t i = 0; i < ps_.size(); ++i) {
     sockets_[i].close();
+    // Secured as connect() secures them, with a handshake monitor of their own.
+    PSTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<HandshakeMonitor> monitor,
+                             HandshakeMonitor::create(*ctx_));
+    SocketOptions so;
+    so.curve = options_.keys.get();
+    so.monitor_endpoint = monitor->endpoint();
     PSTRAIN_ASSIGN_OR_RETURN(
         sockets_[i], connect_socket(*ctx_, zmq::socket_type::dealer, ps_[i].host, ps_[i].port,
-                                    name(static_cast<int>(i))));
+                                    name(static_cast<int>(i)), so));
+    monitors_[i] = std::move(monitor);
   }
   return {};
 }
@@ -447,8 +470,10 @@ void PsClient::stop_heartbeats() {
 void PsClient::heartbeat_loop() {
   std::vector<zmq::socket_t> sockets;
   for (size_t i = 0; i < ps_.size(); ++i) {
+    SocketOptions so;
+    so.curve = options_.keys.get();
     auto s = connect_socket(*ctx_, zmq::socket_type::dealer, ps_[i].host, ps_[i].port,
-                            name(static_cast<int>(i)) + " heartbeat");
+                            name(static_cast<int>(i)) + " heartbeat", so);
     if (!s.ok()) {
       std::lock_guard<std::mutex> lock(failure_mu_);
       heartbeat_failure_ = s.status().message();

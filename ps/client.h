@@ -34,6 +34,7 @@
 #include "runtime/base/status.h"
 #include "runtime/job/cluster.h"
 #include "runtime/wire/message.h"
+#include "runtime/wire/security.h"
 
 namespace pstrain {
 
@@ -53,6 +54,11 @@ struct ClientOptions {
   // When set, a waiting call returns kCancelled within about 50 ms of *stop turning non-zero
   // (a signal handler stores the signal), whatever its deadline; set_stop() changes it.
   const std::atomic<int>* stop = nullptr;
+  // The job's keys (runtime/wire/security.h): every connection is a CURVE client; nullptr:
+  // plain TCP. Either way a PS that refuses the handshake (it has a secret and this worker
+  // another or none, or the other way round) makes hello() fail at once with
+  // kInvalidArgument saying which (exit 2), instead of waiting for connect_timeout.
+  std::shared_ptr<const JobKeys> keys = nullptr;
 };
 
 struct PushResult {
@@ -144,6 +150,7 @@ class PsClient {
   std::vector<HostPort> ps_;
   const Placement* placement_;
   ClientOptions options_;
+  std::vector<std::unique_ptr<HandshakeMonitor>> monitors_;  // one per PS, before sockets_
   std::vector<zmq::socket_t> sockets_;
   uint64_t next_request_ = 1;
   std::vector<uint64_t> incarnation_;  // each PS's Header.ps_incarnation as last seen (0: none)

@@ -54,23 +54,28 @@ PsMetrics::PsMetrics(int ps_index)
             static_cast<double>(s.store.updates));
     out.push_back(family("pstrain_ps_gradients_dropped_total",
                          "Gradients dropped, by reason (sync: stale, duplicate, future or "
-                         "late; async staleness: stale).",
+                         "late; async staleness: stale; any mode: non_finite, NaN or Inf).",
                          MetricType::Counter));
     sample(out.back(), static_cast<double>(s.store.stale), with(labels, "reason", "stale"));
     sample(out.back(), static_cast<double>(s.store.duplicate), with(labels, "reason", "duplicate"));
     sample(out.back(), static_cast<double>(s.store.future), with(labels, "reason", "future"));
     sample(out.back(), static_cast<double>(s.store.late), with(labels, "reason", "late"));
+    sample(out.back(), static_cast<double>(s.store.non_finite),
+           with(labels, "reason", "non_finite"));
     counter("pstrain_ps_messages_received_total", "Messages received and decoded.",
             static_cast<double>(s.messages_in));
     counter("pstrain_ps_messages_sent_total", "Messages sent.",
             static_cast<double>(s.messages_out));
     out.push_back(family("pstrain_ps_messages_rejected_total",
-                         "Messages refused: malformed (dropped) or foreign (another job or "
-                         "protocol version, ignored).",
+                         "Messages refused: malformed (dropped), foreign (another job or "
+                         "protocol version, ignored) or unauthenticated (connections without "
+                         "the job's key, refused in the CURVE handshake).",
                          MetricType::Counter));
     sample(out.back(), static_cast<double>(st.bad_messages()), with(labels, "reason", "malformed"));
     sample(out.back(), static_cast<double>(st.foreign_messages()),
            with(labels, "reason", "foreign"));
+    sample(out.back(), static_cast<double>(st.unauthenticated()),
+           with(labels, "reason", "unauthenticated"));
     counter("pstrain_ps_received_bytes_total", "Header and tensor bytes received.",
             static_cast<double>(st.bytes_received()));
     counter("pstrain_ps_sent_bytes_total", "Header and tensor bytes sent.",

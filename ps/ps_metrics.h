@@ -9,9 +9,9 @@
 // - Series (every one labelled role="ps", task="<index>"):
 //   pstrain_ps_global_step, pstrain_ps_train_steps, pstrain_ps_initialized,
 //   pstrain_ps_gradients_applied_total, pstrain_ps_updates_total,
-//   pstrain_ps_gradients_dropped_total{reason=stale|duplicate|future|late},
+//   pstrain_ps_gradients_dropped_total{reason=stale|duplicate|future|late|non_finite},
 //   pstrain_ps_messages_received_total, pstrain_ps_messages_sent_total,
-//   pstrain_ps_messages_rejected_total{reason=malformed|foreign},
+//   pstrain_ps_messages_rejected_total{reason=malformed|foreign|unauthenticated},
 //   pstrain_ps_received_bytes_total, pstrain_ps_sent_bytes_total,
 //   pstrain_ps_workers{state=not_seen|connected|done|lost}, pstrain_ps_parked_pulls and
 //   pstrain_ps_gradients_pending (queue depths), pstrain_ps_replicas_to_aggregate,

@@ -54,11 +54,11 @@ class StopOnSignals {
 
 }  // namespace
 
-Result<std::unique_ptr<PsListener>> bind_ps_listener(const std::string& host, int ps_index) {
+Result<std::unique_ptr<PsListener>> bind_ps_listener(const std::string& host, int ps_index,
+                                                     const JobKeys* keys) {
   auto l = std::make_unique<PsListener>();
-  PSTRAIN_ASSIGN_OR_RETURN(l->socket, bind_socket(l->ctx, zmq::socket_type::router, host, 0,
-                                                  "ps/" + std::to_string(ps_index) + " service"));
-  PSTRAIN_ASSIGN_OR_RETURN(l->port, bound_port(l->socket));
+  PSTRAIN_ASSIGN_OR_RETURN(l->bound, bind_ps_socket(l->ctx, host, 0, ps_index, keys));
+  l->port = l->bound.port;
   return l;
 }
 
@@ -82,6 +82,13 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
   so.num_ps = num_ps;
   so.checkpoint_dir = o.checkpoint_dir;
   so.keep_checkpoint_max = o.keep_checkpoint_max;
+  so.keys = o.keys;
+  if (!o.keys && !is_loopback_host(me.host)) {
+    PSTRAIN_LOG(WARNING) << "ps " << o.task_index << " listens on " << me.to_string()
+                         << " (all interfaces) without a job secret: anyone who can reach the "
+                            "port can read the model, push gradients or end the job; give "
+                            "every task --secret_file FILE (docs/security.md)";
+  }
   std::unique_ptr<metrics::MetricsServer> metrics_server;
   std::unique_ptr<PsMetrics> metrics;
   if (o.metrics_port >= 0) {
@@ -94,7 +101,7 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
     PSTRAIN_LOG(INFO) << "ps " << o.task_index << " metrics at " << metrics_server->url();
   }
   zmq::context_t ctx(1);
-  auto server = listener ? ParameterServer::create(std::move(listener->socket), listener->port, so)
+  auto server = listener ? ParameterServer::create(std::move(listener->bound), so)
                          : ParameterServer::create(ctx, so);
   // Whatever stops the server from starting is the cluster's or the flags' doing.
   if (!server.ok()) return invalid_argument(server.status().message());

@@ -47,6 +47,9 @@ struct PsTaskOptions {
   // --checkpoint_dir: restore at INIT, shards on SAVE (ps/server.h); empty: none.
   std::string checkpoint_dir = std::string();
   int keep_checkpoint_max = 5;  // --keep_checkpoint_max: own shards kept
+  // --secret_file's keys (runtime/wire/security.h): CURVE + ZAP; nullptr: open port (a
+  // warning when it is not a loopback address).
+  std::shared_ptr<const JobKeys> keys = nullptr;
 };
 
 struct PsTaskSummary {
@@ -59,12 +62,14 @@ struct PsTaskSummary {
 // A PS socket bound before the cluster is known: under a rank-based scheduler the task binds
 // port 0, reports the port to the rendezvous (runtime/job/rendezvous.h) and then serves on it.
 struct PsListener {
-  zmq::context_t ctx{1};
-  zmq::socket_t socket;
+  zmq::context_t ctx{1};  // first: destroyed last
+  PsSocket bound = PsSocket();
   int port = 0;
 };
-// Binds a PS service socket on `host`'s interface (loopback hosts: loopback only) at port 0.
-Result<std::unique_ptr<PsListener>> bind_ps_listener(const std::string& host, int ps_index);
+// Binds a PS service socket on `host`'s interface (loopback hosts: loopback only) at port 0;
+// with `keys`, as a CURVE server (ps/server.h, bind_ps_socket).
+Result<std::unique_ptr<PsListener>> bind_ps_listener(const std::string& host, int ps_index,
+                                                     const JobKeys* keys = nullptr);
 
 // With `listener`, serves on it instead of binding the cluster's address for this task.
 Result<PsTaskSummary> run_ps_task(const PsTaskOptions& options, std::FILE* out,

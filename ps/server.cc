@@ -23,20 +23,56 @@ std::string worker_list(const std::vector<int>& ids) {
 
 }  // namespace
 
+Result<PsSocket> bind_ps_socket(zmq::context_t& ctx, const std::string& host, int port,
+                                int ps_index, const JobKeys* keys) {
+  PsSocket out;
+  SocketOptions so;
+  if (keys != nullptr) {
+    // The ZAP handler first: a CURVE server with no handler would admit any client that knows
+    // the server's public key.
+    PSTRAIN_ASSIGN_OR_RETURN(out.zap, ZapHandler::start(ctx, keys->client_public));
+    PSTRAIN_ASSIGN_OR_RETURN(out.monitor, HandshakeMonitor::create(ctx));
+    so.curve = keys;
+    so.monitor_endpoint = out.monitor->endpoint();
+  }
+  const std::string what = "ps/" + std::to_string(ps_index) + " service";
+  PSTRAIN_ASSIGN_OR_RETURN(out.socket,
+                           bind_socket(ctx, zmq::socket_type::router, host, port, what, so));
+  PSTRAIN_ASSIGN_OR_RETURN(out.port, bound_port(out.socket));
+  return out;
+}
+
 Result<std::unique_ptr<ParameterServer>> ParameterServer::create(zmq::context_t& ctx,
                                                                  ServerOptions options) {
   if (options.num_workers < 1) return invalid_argument("a parameter server needs 1+ workers");
-  const std::string what = "ps/" + std::to_string(options.ps_index) + " service";
-  PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t socket, bind_socket(ctx, zmq::socket_type::router,
-                                                             options.host, options.port, what));
-  PSTRAIN_ASSIGN_OR_RETURN(int port, bound_port(socket));
-  return std::unique_ptr<ParameterServer>(
-      new ParameterServer(std::move(options), std::move(socket), port));
+  PSTRAIN_ASSIGN_OR_RETURN(PsSocket bound, bind_ps_socket(ctx, options.host, options.port,
+                                                          options.ps_index, options.keys.get()));
+  return create(std::move(bound), std::move(options));
+}
+
+Result<std::unique_ptr<ParameterServer>> ParameterServer::create(PsSocket bound,
+                                                                 ServerOptions options) {
+  if (options.num_workers < 1) return invalid_argument("a parameter server needs 1+ workers");
+  if (options.keys && (!bound.zap || !bound.monitor)) {
+    return invalid_argument(
+        "the parameter server has a secret but its socket was bound "
+        "without CURVE");
+  }
+  std::unique_ptr<ParameterServer> s(
+      new ParameterServer(std::move(options), std::move(bound.socket), bound.port));
+  s->zap_ = std::move(bound.zap);
+  s->monitor_ = std::move(bound.monitor);
+  return s;
 }
 
 Result<std::unique_ptr<ParameterServer>> ParameterServer::create(zmq::socket_t bound, int port,
                                                                  ServerOptions options) {
   if (options.num_workers < 1) return invalid_argument("a parameter server needs 1+ workers");
+  if (options.keys) {
+    return invalid_argument(
+        "a parameter server with a secret needs its socket from "
+        "bind_ps_socket (CURVE and ZAP)");
+  }
   return std::unique_ptr<ParameterServer>(
       new ParameterServer(std::move(options), std::move(bound), port));
 }
@@ -112,6 +148,8 @@ wire::PsStats ParameterServer::stats() const {
   }
   s.set_last_checkpoint_step(last_save_ ? last_save_->step : -1);
   s.set_restored_step(restored_step_);
+  s.set_unauthenticated(static_cast<int64_t>(unauthenticated_));
+  s.set_non_finite_gradients(c.non_finite);
   return s;
 }
 
@@ -150,7 +188,9 @@ void ParameterServer::reply(const InMessage& to, wire::Kind kind, OutMessage out
 }
 
 void ParameterServer::reply_error(const InMessage& to, const std::string& error) {
-  PSTRAIN_LOG(WARNING) << "rejecting " << describe(to.header) << ": " << error;
+  if (may_log_rejection()) {
+    PSTRAIN_LOG(WARNING) << "rejecting " << describe(to.header) << ": " << error;
+  }
   OutMessage out;
   out.header.set_error(error);
   reply(to, wire::REPLY_ERROR, std::move(out));
@@ -201,7 +241,10 @@ Result<ServerSummary> ParameterServer::serve() {
     }
   }
   PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " listening on port " << port_
-                    << " for " << options_.num_workers << " worker(s)";
+                    << " for " << options_.num_workers << " worker(s)"
+                    << (options_.keys ? "; connections are CURVE-encrypted and only clients "
+                                        "holding the job's secret get in"
+                                      : "");
   while (true) {
     if (stop_.load()) return cancelled("parameter server stopped on request");
     if (!fatal_.ok()) return fatal_;
@@ -214,7 +257,9 @@ Result<ServerSummary> ParameterServer::serve() {
     } else {
       switch (decode_error_of(msg.status())) {
         case DecodeError::kMalformed:
-          PSTRAIN_LOG(WARNING) << "dropped a malformed message: " << msg.status().message();
+          if (may_log_rejection()) {
+            PSTRAIN_LOG(WARNING) << "dropped a malformed message: " << msg.status().message();
+          }
           break;
         case DecodeError::kForeign:
           PSTRAIN_LOG(DEBUG) << "ignored a message of another job: " << msg.status().message();
@@ -228,6 +273,8 @@ Result<ServerSummary> ParameterServer::serve() {
       }
     }
     answer_parked(/*expire_all_due=*/true);
+    watch_handshakes();
+    (void)may_log_rejection(/*count=*/false);  // sums up the lines held back, once a window ends
     check_workers();
     publish_metrics(/*now_anyway=*/false);
 
@@ -284,6 +331,21 @@ void ParameterServer::handle(InMessage& msg) {
     return;
   }
   if (from_worker) {
+    std::string connection(static_cast<const char*>(msg.routing_id.data()), msg.routing_id.size());
+    auto [it, inserted] = connection_owner_.try_emplace(connection, sender);
+    if (inserted) {
+      connection_order_.push_back(std::move(connection));
+      const size_t cap = 64 + 8 * static_cast<size_t>(options_.num_workers);
+      while (connection_order_.size() > cap) {
+        connection_owner_.erase(connection_order_.front());
+        connection_order_.pop_front();
+      }
+    } else if (it->second != sender) {
+      counters_.malformed.fetch_add(1);
+      reply_error(msg, "this connection speaks for worker " + std::to_string(it->second) +
+                           ", not worker " + std::to_string(sender));
+      return;
+    }
     WorkerState& w = workers_[static_cast<size_t>(sender)];
     if (w.lost) {
       PSTRAIN_LOG(WARNING) << "worker " << sender << " is back after being declared lost";
@@ -603,7 +665,24 @@ void ParameterServer::on_push(InMessage& msg) {
   }
   const int64_t before = store_.step();
   const PushOutcome outcome = store_.push(h.sender(), h.step(), views);
-  ++workers_[static_cast<size_t>(h.sender())].pushes;
+  WorkerState& pusher = workers_[static_cast<size_t>(h.sender())];
+  ++pusher.pushes;
+  if (outcome == PushOutcome::kNonFinite) {
+    ++pusher.non_finite;
+    ++pusher.non_finite_streak;
+    // Named at the first one, the third in a row, then every 100th: the log stays bounded.
+    if (pusher.non_finite == 1 || pusher.non_finite_streak == 3 || pusher.non_finite % 100 == 0) {
+      PSTRAIN_LOG(WARNING) << "refused a gradient of worker " << h.sender() << " at step "
+                           << h.step() << " holding NaN or Inf (" << pusher.non_finite_streak
+                           << " in a row, " << pusher.non_finite << " in all)"
+                           << (pusher.non_finite_streak >= 3
+                                   ? ": its training keeps diverging; usually --learning_rate "
+                                     "is too high for it"
+                                   : "");
+    }
+  } else {
+    pusher.non_finite_streak = 0;
+  }
   if (outcome != PushOutcome::kApplied && outcome != PushOutcome::kAccumulated) {
     PSTRAIN_LOG(DEBUG) << "gradient of worker " << h.sender() << " at step " << h.step()
                        << " dropped (" << push_outcome_name(outcome) << ", step " << before << ")";
@@ -616,6 +695,49 @@ void ParameterServer::on_push(InMessage& msg) {
   out.header.set_accepted(outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated);
   reply(msg, wire::REPLY_OK, std::move(out));
   if (store_.step() != before || staleness_ > 0) answer_parked(/*expire_all_due=*/false);
+}
+
+bool ParameterServer::may_log_rejection(bool count) {
+  constexpr int kLinesPerWindow = 20;
+  constexpr auto kWindow = std::chrono::seconds(10);
+  const auto now = Clock::now();
+  if (now - rejection_window_ >= kWindow) {
+    if (rejections_held_ > 0) {
+      PSTRAIN_LOG(WARNING)
+          << rejections_held_ << " more refused or malformed message(s) in the last "
+          << std::chrono::duration_cast<std::chrono::seconds>(now - rejection_window_).count()
+          << " s were not logged (the counters have them all)";
+    }
+    rejection_window_ = now;
+    rejection_lines_ = 0;
+    rejections_held_ = 0;
+  }
+  if (!count) return false;
+  if (rejection_lines_ < kLinesPerWindow) {
+    ++rejection_lines_;
+    return true;
+  }
+  ++rejections_held_;
+  return false;
+}
+
+void ParameterServer::watch_handshakes() {
+  if (!monitor_) return;
+  monitor_->poll();
+  unauthenticated_ = monitor_->failed();
+  const auto now = Clock::now();
+  if (unauthenticated_ == unauthenticated_logged_ ||
+      now - last_auth_log_ < std::chrono::seconds(10)) {
+    return;
+  }
+  const std::string from = zap_ ? zap_->last_refused() : std::string();
+  PSTRAIN_LOG(WARNING) << "refused " << (unauthenticated_ - unauthenticated_logged_)
+                       << " connection(s) without the job's key (" << unauthenticated_ << " in all"
+                       << (from.empty() ? "" : "; the last from " + from)
+                       << "): a task with another or no --secret_file, or a process outside "
+                          "the job";
+  unauthenticated_logged_ = unauthenticated_;
+  last_auth_log_ = now;
 }
 
 void ParameterServer::check_workers() {

@@ -32,21 +32,38 @@
 //   shard at a step >= S was already written: its record is sent again), else once an update
 //   brings the step to S (the reply then says "scheduled": ask again). Without a
 //   checkpoint_dir, SAVE gets an error.
+// - Security (docs/security.md): with ServerOptions::keys the socket is a CURVE server and a
+//   ZAP handler thread (runtime/wire/security.h) admits only clients holding the job's client
+//   key; every refused handshake is counted (PsStats.unauthenticated, Prometheus
+//   messages_rejected_total{reason="unauthenticated"}) and logged at most every 10 s with the
+//   count. A gradient holding NaN or Inf is refused and counted (PsStats.non_finite_gradients,
+//   gradients_dropped_total{reason="non_finite"}); in sync mode the step goes on with the
+//   others; a worker whose gradients keep being non-finite is named in the log.
+// - A connection speaks for one worker: the first message on it that names a worker binds it
+//   to that index, and a later message on it that claims another index is refused
+//   (REPLY_ERROR, counted as malformed), so heartbeats, pushes and DONE count only from
+//   connections of the worker they name. The binding table is bounded (the oldest bindings
+//   are forgotten first).
+// - Log lines about refused or malformed messages are rate-limited (20 per 10 s, then one line
+//   with the number held back); the counters count every one.
 // - serve() returns once every worker is done or lost: a success when at least one said DONE
 //   (training reached its end) and every lost one had been seen (they are listed in
 //   ServerSummary::workers_lost and logged as a warning); an error naming them when every
 //   worker was lost or one never came (startup_timeout: likely a wrong host list); or after
 //   request_stop().
-// Thread-safety: serve() runs on one thread; request_stop() may be called from any thread or
+// Thread-safety: serve() runs on one thread (the ZAP handler's thread shares only its own
+// atomics and mutex-guarded state with it); request_stop() may be called from any thread or
 // a signal handler (it only sets an atomic flag).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <zmq.hpp>
@@ -57,6 +74,7 @@
 #include "ps/training_config.h"
 #include "runtime/base/status.h"
 #include "runtime/wire/message.h"
+#include "runtime/wire/security.h"
 
 namespace pstrain {
 
@@ -73,7 +91,22 @@ struct ServerOptions {
   PsMetrics* metrics = nullptr;  // published to when set (not owned; outlives serve())
   std::string checkpoint_dir = std::string();  // empty: no restore, SAVE refused
   int keep_checkpoint_max = 5;                 // own shards kept in checkpoint_dir (0: all)
+  // The job's keys (runtime/wire/security.h): CURVE + ZAP when set; nullptr: plain TCP.
+  std::shared_ptr<const JobKeys> keys = nullptr;
 };
+
+// A PS's ROUTER socket, bound, with what guards it when the job has a secret: the context's
+// ZAP handler (started before the bind) and the handshake monitor.
+struct PsSocket {
+  std::unique_ptr<ZapHandler> zap = nullptr;  // (declared first: destroyed after the socket)
+  std::unique_ptr<HandshakeMonitor> monitor = nullptr;
+  zmq::socket_t socket = zmq::socket_t();
+  int port = 0;
+};
+// Binds host:port (0: any free port) for PS `ps_index`; with `keys`, as a CURVE server behind
+// a ZAP handler in `ctx` (at most one per context). A port in use is an error that names it.
+Result<PsSocket> bind_ps_socket(zmq::context_t& ctx, const std::string& host, int port,
+                                int ps_index, const JobKeys* keys);
 
 struct ServerSummary {
   int64_t final_step = 0;
@@ -92,6 +125,8 @@ class ParameterServer {
   // known (ps/ps_task.h, PsListener).
   static Result<std::unique_ptr<ParameterServer>> create(zmq::socket_t bound, int port,
                                                          ServerOptions options);
+  // The same on a socket from bind_ps_socket (with its ZAP handler and monitor, if any).
+  static Result<std::unique_ptr<ParameterServer>> create(PsSocket bound, ServerOptions options);
   ~ParameterServer();
 
   int port() const { return port_; }
@@ -113,7 +148,9 @@ class ParameterServer {
     bool seen = false;
     bool done = false;
     bool lost = false;
-    int64_t pushes = 0;  // gradients received from this worker: its clock for --staleness
+    int64_t pushes = 0;      // gradients received from this worker: its clock for --staleness
+    int64_t non_finite = 0;  // its gradients refused for NaN or Inf
+    int64_t non_finite_streak = 0;  // ... in a row
     Clock::time_point last_seen;
   };
   struct ParkedPull {
@@ -125,6 +162,12 @@ class ParameterServer {
   };
 
   ParameterServer(ServerOptions options, zmq::socket_t socket, int port);
+  // Reads the handshake monitor; logs refused connections (at most every 10 s).
+  void watch_handshakes();
+  // Rate limit of the lines about refused or malformed messages: true while fewer than 20 were
+  // logged in the current 10 s window (`count`: this is one more); once a window ends, one
+  // line says how many were held back.
+  bool may_log_rejection(bool count = true);
   void handle(InMessage& msg);
   void on_init(InMessage& msg);
   void on_pull(InMessage& msg);
@@ -151,6 +194,15 @@ class ParameterServer {
   void publish_metrics(bool now_anyway);
 
   ServerOptions options_;
+  // Declared before socket_ so they are destroyed after it.
+  std::unique_ptr<ZapHandler> zap_;
+  std::unique_ptr<HandshakeMonitor> monitor_;
+  uint64_t unauthenticated_ = 0;         // refused handshakes (from monitor_)
+  uint64_t unauthenticated_logged_ = 0;  // ... as of the last log line
+  Clock::time_point last_auth_log_{};
+  Clock::time_point rejection_window_{};
+  int rejection_lines_ = 0;
+  int64_t rejections_held_ = 0;
   zmq::socket_t socket_;
   int port_;
   std::atomic<bool> stop_{false};
@@ -160,6 +212,9 @@ class ParameterServer {
   int staleness_ = 0;        // async: a worker may be at most this many pushes ahead (0: off)
   bool chief_lost_ = false;  // worker 0 lost before INIT: every PULL is answered with an error
   std::vector<WorkerState> workers_;
+  // Connection (routing id) -> the worker index it speaks for; insertion order for eviction.
+  std::unordered_map<std::string, int> connection_owner_;
+  std::deque<std::string> connection_order_;
   std::vector<ParkedPull> parked_;
   ProtocolCounters counters_;
   Clock::time_point started_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <unordered_set>
 
@@ -19,6 +20,8 @@ const char* push_outcome_name(PushOutcome o) {
       return "duplicate";
     case PushOutcome::kFuture:
       return "future";
+    case PushOutcome::kNonFinite:
+      return "non-finite";
     case PushOutcome::kLate:
       return "late";
   }
@@ -174,6 +177,26 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
     ++counters_.late;
     return PushOutcome::kLate;
   }
+  bool finite = true;
+  for (size_t i = 0; i < chunks_.size() && finite; ++i) {
+    for (float g : as_floats(grads[i], scratch_)) {
+      if (!std::isfinite(g)) {
+        finite = false;
+        break;
+      }
+    }
+  }
+  if (!finite) {
+    ++counters_.non_finite;
+    // Sync: the worker abstains from this step, so the step goes on with the others instead
+    // of waiting for a gradient that will not come.
+    if (aggregation_.sync && step == step_ && contributors_.count(worker) == 0 &&
+        abstained_.count(worker) == 0) {
+      abstained_.insert(worker);
+      if (static_cast<int>(contributors_.size() + abstained_.size()) >= replicas_) apply_pending();
+    }
+    return PushOutcome::kNonFinite;
+  }
   if (!aggregation_.sync) {
     for (size_t i = 0; i < chunks_.size(); ++i) apply(chunks_[i], as_floats(grads[i], scratch_));
     ++step_;
@@ -189,7 +212,7 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
     ++counters_.future;
     return PushOutcome::kFuture;
   }
-  if (contributors_.count(worker) != 0) {
+  if (contributors_.count(worker) != 0 || abstained_.count(worker) != 0) {
     ++counters_.duplicate;
     return PushOutcome::kDuplicate;
   }
@@ -199,14 +222,17 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
     for (size_t j = 0; j < acc.size(); ++j) acc[j] += g[j];
   }
   contributors_.insert(worker);
-  if (static_cast<int>(contributors_.size()) < replicas_) return PushOutcome::kAccumulated;
+  if (static_cast<int>(contributors_.size() + abstained_.size()) < replicas_) {
+    return PushOutcome::kAccumulated;
+  }
   apply_pending();
   return PushOutcome::kApplied;
 }
 
 bool ShardStore::complete_pending() {
-  if (!aggregation_.sync || contributors_.empty() ||
-      static_cast<int>(contributors_.size()) < replicas_ || step_ >= aggregation_.train_steps) {
+  if (!aggregation_.sync || (contributors_.empty() && abstained_.empty()) ||
+      static_cast<int>(contributors_.size() + abstained_.size()) < replicas_ ||
+      step_ >= aggregation_.train_steps) {
     return false;
   }
   apply_pending();
@@ -214,15 +240,19 @@ bool ShardStore::complete_pending() {
 }
 
 void ShardStore::apply_pending() {
-  const float scale = 1.0f / static_cast<float>(contributors_.size());
-  for (ChunkState& c : chunks_) {
-    for (float& v : c.accum) v *= scale;
-    apply(c, c.accum);
-    std::fill(c.accum.begin(), c.accum.end(), 0.f);
+  if (!contributors_.empty()) {
+    const float scale = 1.0f / static_cast<float>(contributors_.size());
+    for (ChunkState& c : chunks_) {
+      for (float& v : c.accum) v *= scale;
+      apply(c, c.accum);
+      std::fill(c.accum.begin(), c.accum.end(), 0.f);
+    }
+    counters_.gradients_applied += static_cast<int64_t>(contributors_.size());
+    ++counters_.updates;
   }
-  counters_.gradients_applied += static_cast<int64_t>(contributors_.size());
-  ++counters_.updates;
+  // (Every replica abstained with a non-finite gradient: the step passes without an update.)
   contributors_.clear();
+  abstained_.clear();
   ++step_;
 }
 

@@ -51,6 +51,7 @@ enum class PushOutcome {
   kDuplicate,    // sync: this worker already contributed to the step; dropped
   kFuture,       // sync: computed at a step not reached yet (a confused client); dropped
   kLate,         // training already reached train_steps; dropped
+  kNonFinite,    // holds NaN or Inf; dropped whatever the mode (nothing of it is applied)
 };
 const char* push_outcome_name(PushOutcome o);
 
@@ -61,6 +62,7 @@ struct StoreCounters {
   int64_t duplicate = 0;
   int64_t future = 0;
   int64_t late = 0;
+  int64_t non_finite = 0;
 };
 
 class ShardStore {
@@ -83,7 +85,8 @@ class ShardStore {
   Status reconfigure(const OptimizerConfig& optimizer, const AggregationConfig& aggregation);
 
   // `grads` has one entry per chunk, in chunk order, with matching counts (the caller checks
-  // keys and counts with check_layout first).
+  // keys and counts with check_layout first). A gradient holding NaN or Inf anywhere is
+  // dropped whole (kNonFinite, counted) before anything of it is applied or accumulated.
   PushOutcome push(int worker, int64_t step, std::span<const GradientView> grads);
   // Checks that (keys, counts) match the chunks held; the error names the first mismatch.
   Status check_layout(std::span<const std::string> keys, std::span<const int64_t> counts) const;
@@ -139,6 +142,7 @@ class ShardStore {
   int64_t step_ = 0;
   std::vector<ChunkState> chunks_;
   std::set<int> contributors_;  // sync: workers whose gradient for step_ is accumulated
+  std::set<int> abstained_;     // sync: workers whose gradient for step_ was non-finite
   std::vector<float> scratch_;
   StoreCounters counters_;
 };

@@ -49,13 +49,15 @@ const char* ps_worker_state_name(wire::PsWorker::State state) {
 }
 
 std::vector<PsStatusAnswer> query_ps_status(zmq::context_t& ctx, const std::vector<HostPort>& ps,
-                                            uint64_t job_id, std::chrono::milliseconds timeout) {
+                                            uint64_t job_id, std::chrono::milliseconds timeout,
+                                            const JobKeys* keys) {
   const auto start = Clock::now();
   const auto deadline = start + timeout;
   std::vector<PsStatusAnswer> answers(ps.size());
   std::vector<std::optional<zmq::socket_t>> sockets(ps.size());
   SocketOptions so;
   so.send_timeout = timeout;
+  so.curve = keys;
   for (size_t i = 0; i < ps.size(); ++i) {
     PsStatusAnswer& a = answers[i];
     a.ps = static_cast<int>(i);

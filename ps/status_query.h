@@ -21,6 +21,7 @@
 
 #include "runtime/job/cluster.h"
 #include "runtime/wire/message.h"
+#include "runtime/wire/security.h"
 
 namespace pstrain {
 
@@ -33,8 +34,10 @@ struct PsStatusAnswer {
   double reply_ms = 0;  // how long the answer took
 };
 
+// With `keys` (runtime/wire/security.h), as a CURVE client of a job that has a secret.
 std::vector<PsStatusAnswer> query_ps_status(zmq::context_t& ctx, const std::vector<HostPort>& ps,
-                                            uint64_t job_id, std::chrono::milliseconds timeout);
+                                            uint64_t job_id, std::chrono::milliseconds timeout,
+                                            const JobKeys* keys = nullptr);
 
 // One line: the PS's step, mode and what it waits for, then the workers that are lost,
 // silent or not seen yet. For a PS that did not answer: "ps 1 (h:p): no answer: <error>".

@@ -45,6 +45,14 @@ if [ -n "$hits" ]; then
   echo "$hits" | sed 's/^/  /'
   fail=1
 fi
+# libsodium (the job secret's key derivation) stays inside runtime/wire/security.cc.
+hits=$(grep -rn --include='*.h' --include='*.cc' '^#include <sodium' . |
+       grep -vE '^\./(runtime/wire/security\.cc|tests/|build[^/]*/)' || true)
+if [ -n "$hits" ]; then
+  echo "layering: <sodium.h> included outside runtime/wire/security.cc:"
+  echo "$hits" | sed 's/^/  /'
+  fail=1
+fi
 
 build=${PSTRAIN_LAYERING_BUILD_DIR:-$root/build-layering}
 rm -rf "$build/graph"

@@ -15,6 +15,8 @@ packages=(
   prometheus-cpp-dev help2man curl
   # PNG input of `pstrain predict`
   libpng-dev
+  # the job secret's key derivation (--secret_file, docs/security.md)
+  libsodium-dev
   # data: Fashion-MNIST as IDX files under /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
   # schedulers the integration tests launch with (mpirun; Slurm's daemons and srun/sbatch)

@@ -52,6 +52,9 @@ std::vector<std::string> common_flags(const LaunchOptions& o, const LaunchFacts&
                                       const std::string& job_id) {
   std::vector<std::string> flags = o.training_flags;
   if (!job_id.empty()) flags.push_back("--job_id=" + job_id);
+  if (!f.secret_file.empty() && !has_flag(o.training_flags, "--secret_file")) {
+    flags.push_back("--secret_file=" + f.secret_file);
+  }
   if (!has_flag(o.training_flags, "--cpu_threads")) {
     // The tasks share this machine's cores: give each worker its share (the parameter
     // servers mostly wait on sockets) instead of letting every task use them all.

@@ -11,10 +11,12 @@
 //   wk-1, ...; the i-th task of the plan listens on `<host>:<ports[i]>`.
 // - argv: `<binary> --job_name=ps|worker <training_flags as given, in order>`, then
 //   `--job_id=<facts.job_id>` unless the training flags carry --job_id (as "--job_id" or
-//   "--job_id=..."), then `--cpu_threads=<max(1, cores / num_workers)>` unless they carry
-//   --cpu_threads (the tasks share this machine's cores), then `--metrics_port=<p>` when
-//   options.metrics_port >= 0: options.metrics_port + i for the i-th task of the plan (0 for
-//   every task with 0: each picks a free port); a port beyond 65535 is an InvalidArgument.
+//   "--job_id=..."), then `--secret_file=<facts.secret_file>` when it is not empty and the
+//   training flags carry no --secret_file, then `--cpu_threads=<max(1, cores / num_workers)>`
+//   unless they carry --cpu_threads (the tasks share this machine's cores), then
+//   `--metrics_port=<p>` when options.metrics_port >= 0: options.metrics_port + i for the i-th task
+//   of the plan (0 for every task with 0: each picks a free port); a port beyond 65535 is an
+//   InvalidArgument.
 // - env (runtime/job/task_env.h; overrides of the launcher's environment: a value sets the
 //   variable, nullopt unsets it so the launcher's own value never leaks): AZ_BATCHAI_PS_HOSTS,
 //   AZ_BATCHAI_WORKER_HOSTS (comma-separated), AZ_BATCHAI_TASK_INDEX, AZ_BATCHAI_JOB_NAME (the
@@ -47,6 +49,9 @@ struct LaunchFacts {
   std::vector<int> ports;  // num_ps + num_workers free ports: the PS tasks', then the workers'
   std::string job_id;      // added as --job_id unless the training flags carry one
   unsigned cpu_cores = 1;  // this machine's cores (0 counts as 1)
+  // The job secret the launcher made (docs/security.md); empty: none (the tasks then use the
+  // flags' or PSTRAIN_SECRET_FILE's, if any).
+  std::string secret_file = std::string();
 };
 
 struct PlannedTask {

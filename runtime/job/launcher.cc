@@ -25,6 +25,7 @@
 #include "runtime/job/chart.h"
 #include "runtime/job/launch_plan.h"
 #include "runtime/job/task_env.h"
+#include "runtime/wire/security.h"
 #include "runtime/wire/transport.h"
 
 namespace pstrain {
@@ -750,8 +751,23 @@ Result<LaunchSummary> launch_local_job(const LaunchOptions& o, std::FILE* progre
   PSTRAIN_ASSIGN_OR_RETURN(std::string binary, resolve_binary(o));
   PSTRAIN_ASSIGN_OR_RETURN(std::vector<int> ports, pick_free_tcp_ports(o.num_ps + o.num_workers));
   PSTRAIN_ASSIGN_OR_RETURN(std::string job_dir, prepare_job_dir(o.job_dir));
-  const LaunchFacts facts{job_dir, binary, std::move(ports), random_job_id(),
-                          std::thread::hardware_concurrency()};
+  // A fresh secret per job, unless the user gave one (flag or PSTRAIN_SECRET_FILE, which the
+  // tasks inherit): only this job's tasks get into its parameter servers.
+  std::string secret_file;
+  const char* secret_env = std::getenv(kSecretFileEnv);
+  const bool secret_flag =
+      std::any_of(o.training_flags.begin(), o.training_flags.end(), [](const std::string& a) {
+        return a == "--secret_file" || a.rfind("--secret_file=", 0) == 0;
+      });
+  if (!secret_flag && (secret_env == nullptr || !*secret_env)) {
+    secret_file = job_dir + "/secret";
+    std::error_code ec;
+    std::filesystem::remove(secret_file, ec);  // an earlier job's, in a reused directory
+    PSTRAIN_RETURN_IF_ERROR(write_secret_file(secret_file));
+  }
+  const LaunchFacts facts{
+      job_dir,    binary, std::move(ports), random_job_id(), std::thread::hardware_concurrency(),
+      secret_file};
   PSTRAIN_ASSIGN_OR_RETURN(const LaunchPlan plan, plan_launch(o, facts));
 
   std::vector<Task> tasks;

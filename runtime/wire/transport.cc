@@ -64,6 +64,32 @@ void apply_common_options(zmq::socket_t& s, const SocketOptions& o) {
   s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
   s.set(zmq::sockopt::sndtimeo, static_cast<int>(o.send_timeout.count()));
   s.set(zmq::sockopt::maxmsgsize, o.max_message_bytes);
+  if (!o.monitor_endpoint.empty()) {
+    const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                       ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (zmq_socket_monitor(s.handle(), o.monitor_endpoint.c_str(), events) != 0) {
+      throw zmq::error_t();
+    }
+  }
+}
+
+// Keys are 32 raw bytes (checked by derive_job_keys).
+void set_key(zmq::socket_t& s, int option, const std::string& key) {
+  if (zmq_setsockopt(s.handle(), option, key.data(), key.size()) != 0) throw zmq::error_t();
+}
+
+void apply_curve_server(zmq::socket_t& s, const SocketOptions& o) {
+  if (o.curve == nullptr) return;
+  s.set(zmq::sockopt::curve_server, true);
+  set_key(s, ZMQ_CURVE_SECRETKEY, o.curve->server_secret);
+  s.set(zmq::sockopt::zap_domain, "pstrain");
+}
+
+void apply_curve_client(zmq::socket_t& s, const SocketOptions& o) {
+  if (o.curve == nullptr) return;
+  set_key(s, ZMQ_CURVE_SERVERKEY, o.curve->server_public);
+  set_key(s, ZMQ_CURVE_PUBLICKEY, o.curve->client_public);
+  set_key(s, ZMQ_CURVE_SECRETKEY, o.curve->client_secret);
 }
 
 }  // namespace
@@ -117,6 +143,7 @@ Result<zmq::socket_t> bind_socket(zmq::context_t& ctx, zmq::socket_type type,
       s.set(zmq::sockopt::router_mandatory, options.router_mandatory);
       s.set(zmq::sockopt::router_handover, options.router_handover);
     }
+    apply_curve_server(s, options);
     try {
       s.bind(endpoint);
     } catch (const zmq::error_t& e) {
@@ -171,6 +198,7 @@ Result<zmq::socket_t> connect_socket(zmq::context_t& ctx, zmq::socket_type type,
     s.set(zmq::sockopt::reconnect_ivl_max, static_cast<int>(options.reconnect_ivl_max.count()));
     if (is_ipv6_literal(host)) s.set(zmq::sockopt::ipv6, true);
     if (!options.routing_id.empty()) s.set(zmq::sockopt::routing_id, options.routing_id);
+    apply_curve_client(s, options);
     try {
       s.connect(endpoint);
     } catch (const zmq::error_t& e) {

@@ -10,7 +10,8 @@
 // would make ROUTER drop replies), and a send timeout, so no send blocks forever.
 //
 // Thread-safety: the functions are reentrant; zmq::context_t is thread-safe, a socket is not
-// (use each from one thread at a time).
+// (use each from one thread at a time). With SocketOptions::curve, connections are CURVE-
+// authenticated and encrypted.
 #pragma once
 
 #include <chrono>
@@ -20,6 +21,7 @@
 #include <zmq.hpp>
 
 #include "runtime/base/status.h"
+#include "runtime/wire/security.h"
 
 namespace pstrain {
 
@@ -54,6 +56,14 @@ struct SocketOptions {
   // Bind side, ROUTER only: a peer that reconnects with a routing id already in use (e.g. a
   // restarted worker) takes it over instead of being refused.
   bool router_handover = true;
+  // CURVE (runtime/wire/security.h; not owned, must outlive the call): a bound socket becomes
+  // a CURVE server with the job's server key (start the context's ZapHandler first); a
+  // connecting one a CURVE client presenting the job's client key to that server key.
+  // nullptr: no encryption, as before.
+  const JobKeys* curve = nullptr;
+  // When set, zmq_socket_monitor() reports this socket's handshake events to this inproc
+  // endpoint from before the bind or connect (HandshakeMonitor::endpoint()).
+  std::string monitor_endpoint = std::string();
 };
 
 // Creates a socket of `type` bound to bind_endpoint(host, port). `what` names the socket in

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -289,6 +290,29 @@ TEST(LaunchPlanTest, BadInputIsAnErrorNotACrash) {
   EXPECT_EQ(no_workers.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(no_workers.status().message().find("--workers=-1"), std::string::npos);
   EXPECT_TRUE(check_launch_shape(two_ps_three_workers()).ok());
+}
+
+}  // namespace
+}  // namespace pstrain
+
+namespace pstrain {
+namespace {
+
+TEST(LaunchPlanTest, TheLaunchersSecretFileGoesToEveryTaskUnlessTheFlagsCarryOne) {
+  LaunchOptions o = two_ps_three_workers();
+  LaunchFacts f = facts();
+  f.secret_file = "/tmp/x/job/secret";
+  const LaunchPlan plan = plan_or_die(o, f);
+  for (const PlannedTask& t : plan.tasks) {
+    EXPECT_EQ(std::count(t.argv.begin(), t.argv.end(), "--secret_file=/tmp/x/job/secret"), 1)
+        << t.name;
+  }
+  o.training_flags.push_back("--secret_file=/shared/s");
+  const LaunchPlan given = plan_or_die(o, f);
+  for (const PlannedTask& t : given.tasks) {
+    EXPECT_EQ(std::count(t.argv.begin(), t.argv.end(), "--secret_file=/tmp/x/job/secret"), 0)
+        << t.name;
+  }
 }
 
 }  // namespace

@@ -214,8 +214,11 @@ TEST_F(LauncherTest, UserJobIdIsKeptAndParentNumGpusIsNotLeaked) {
   ASSERT_EQ(s->tasks.size(), 3u);
   EXPECT_EQ(s->tasks[1].name, "ps-1");
   const std::string out = contents(s->tasks[1].stdout_path);
-  // The user's job id and thread count are kept, and no others are added.
-  EXPECT_NE(out.find("ARGS: --job_name=ps --job_id=42 --cpu_threads=3\n"), std::string::npos)
+  // The user's job id and thread count are kept, and no others are added; the launcher's
+  // fresh job secret is (docs/security.md).
+  EXPECT_NE(out.find("ARGS: --job_name=ps --job_id=42 --cpu_threads=3 --secret_file=" + s->job_dir +
+                     "/secret\n"),
+            std::string::npos)
       << out;
   EXPECT_EQ(env_line(out, "AZ_BATCHAI_NUM_GPUS"), std::nullopt) << out;
   EXPECT_EQ(env_line(out, "AZ_BATCHAI_TASK_INDEX"), "1");

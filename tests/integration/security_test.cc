@@ -1,0 +1,189 @@
+// Jobs with a secret, through the real binary on 127.0.0.1 (docs/security.md): a PS and two
+// workers with the same --secret_file (one by the flag, one by PSTRAIN_SECRET_FILE) train to the
+// end, while a worker with another secret and one with none exit 2 saying so and the PS logs
+// their refused connections; `pstrain launch` makes a fresh secret per job; a bad secret file
+// is exit 2 naming the fix. Every wait has a deadline (the child is killed and the test fails).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "runtime/base/files.h"
+#include "runtime/job/process.h"
+#include "runtime/wire/security.h"
+#include "runtime/wire/transport.h"
+#include "tests/integration/paths.h"
+#include "tests/temp_dir.h"
+
+namespace pstrain {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::seconds;
+using testing_util::kFashionMnist;
+using testing_util::kPstrain;
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  Subprocess start(const std::string& name, const std::vector<std::string>& args,
+                   std::map<std::string, std::optional<std::string>> env = {}) {
+    SubprocessOptions o;
+    o.argv = {kPstrain};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.env = std::move(env);
+    o.env.try_emplace(kSecretFileEnv, std::nullopt);
+    testing_util::clear_cluster_variables(o.env);
+    o.stdout_path = tmp_ / (name + "-stdout.txt");
+    o.stderr_path = tmp_ / (name + "-stderr.txt");
+    o.stdin_from_dev_null = true;
+    o.kill_on_parent_death = true;
+    auto p = Subprocess::spawn(o);
+    EXPECT_TRUE(p.ok()) << p.status().message();
+    return std::move(p).value();
+  }
+  ExitStatus finish(const std::string& name, Subprocess& p, seconds timeout) {
+    auto st = p.wait_for(timeout);
+    if (!st.ok()) {
+      ADD_FAILURE() << name << " did not finish within " << timeout.count() << " s\n"
+                    << text(name + "-stderr.txt");
+      return p.kill();
+    }
+    return *st;
+  }
+  std::string text(const std::string& name) const {
+    auto t = read_file(tmp_ / name);
+    return t.ok() ? *t : std::string("<cannot read " + name + ">");
+  }
+  std::string secret(const std::string& name) {
+    const std::string path = tmp_ / name;
+    EXPECT_TRUE(write_secret_file(path).ok());
+    return path;
+  }
+
+  testing_util::TempDir tmp_{"pstrain_security"};
+};
+
+TEST_F(SecurityTest, JobWithASecretTrainsOutsidersExit2AndAreCounted) {
+  if (!fs::exists(kFashionMnist)) GTEST_SKIP() << kFashionMnist << " is missing";
+  const std::string job = secret("job-secret"), other = secret("other-secret");
+  auto ports = pick_free_tcp_ports(3);
+  ASSERT_TRUE(ports.ok());
+  const auto addr = [&](int i) {
+    return "127.0.0.1:" + std::to_string((*ports)[static_cast<size_t>(i)]);
+  };
+  const std::vector<std::string> common = {
+      "--ps_hosts=" + addr(0), "--worker_hosts=" + addr(1) + "," + addr(2),
+      "--train_steps=60",      "--sync_replicas",
+      "--num_gpus=0",          "--cpu_threads=1",
+      "--log_every=1000",      "--connect_timeout_s=60"};
+  auto with = [&](std::vector<std::string> a) {
+    a.insert(a.end(), common.begin(), common.end());
+    return a;
+  };
+  Subprocess ps = start("ps", with({"--job_name=ps", "--task_index=0", "--secret_file=" + job}));
+
+  // Another secret, then none: exit 2 at once, naming the cause.
+  Subprocess wrong =
+      start("wrong", with({"--job_name=worker", "--task_index=1", "--secret_file=" + other}));
+  EXPECT_EQ(finish("wrong", wrong, seconds(60)), ExitStatus::exited(2));
+  EXPECT_NE(text("wrong-stderr.txt").find("the secret file " + other + " differs from the job's"),
+            std::string::npos)
+      << text("wrong-stderr.txt");
+  Subprocess none = start("none", with({"--job_name=worker", "--task_index=1"}));
+  EXPECT_EQ(finish("none", none, seconds(60)), ExitStatus::exited(2));
+  EXPECT_NE(text("none-stderr.txt").find("requires the job's secret"), std::string::npos)
+      << text("none-stderr.txt");
+
+  // The PS counted both refusals; `pstrain status` with the secret reads them (and without it
+  // gets no answer).
+  Subprocess status =
+      start("status", {"status", "--ps_hosts", addr(0), "--json"}, {{kSecretFileEnv, job}});
+  EXPECT_EQ(finish("status", status, seconds(30)), ExitStatus::exited(0))
+      << text("status-stderr.txt");
+  const auto j = nlohmann::json::parse(text("status-stdout.txt"), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << text("status-stdout.txt");
+  EXPECT_GE(j.at("ps").at(0).value("unauthenticated", 0), 2) << j.dump(2);
+  Subprocess keyless =
+      start("keyless", {"status", "--ps_hosts", addr(0), "--job_id", "5", "--timeout_s", "1"});
+  EXPECT_EQ(finish("keyless", keyless, seconds(30)), ExitStatus::exited(1));
+
+  // The job's own workers: one by the flag, one by PSTRAIN_SECRET_FILE.
+  Subprocess w0 =
+      start("w0", with({"--job_name=worker", "--task_index=0", "--secret_file=" + job}));
+  Subprocess w1 =
+      start("w1", with({"--job_name=worker", "--task_index=1"}), {{kSecretFileEnv, job}});
+  EXPECT_EQ(finish("w0", w0, seconds(180)), ExitStatus::exited(0)) << text("w0-stderr.txt");
+  EXPECT_EQ(finish("w1", w1, seconds(60)), ExitStatus::exited(0)) << text("w1-stderr.txt");
+  EXPECT_EQ(finish("ps", ps, seconds(60)), ExitStatus::exited(0)) << text("ps-stderr.txt");
+  EXPECT_NE(text("w0-stdout.txt").find("test accuracy"), std::string::npos);
+  EXPECT_NE(text("ps-stdout.txt").find("global step 60"), std::string::npos)
+      << text("ps-stdout.txt");
+  const std::string ps_log = text("ps-stderr.txt");
+  EXPECT_NE(ps_log.find("connection(s) without the job's key"), std::string::npos) << ps_log;
+  EXPECT_NE(ps_log.find("CURVE-encrypted"), std::string::npos) << ps_log;
+}
+
+TEST_F(SecurityTest, LaunchMakesAFreshSecretPerJob) {
+  if (!fs::exists(kFashionMnist)) GTEST_SKIP() << kFashionMnist << " is missing";
+  const std::string dir = tmp_ / "job";
+  Subprocess l = start("launch", {"launch", "--ps", "1", "--workers", "2", "--job_dir", dir,
+                                  "--train_steps", "30", "--num_gpus", "0", "--sync_replicas"});
+  EXPECT_EQ(finish("launch", l, seconds(240)), ExitStatus::exited(0)) << text("launch-stderr.txt");
+  struct stat st {};
+  ASSERT_EQ(::stat((dir + "/secret").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_size, 32);
+  auto ps_log = read_file(dir + "/stderr-ps-0.txt");
+  ASSERT_TRUE(ps_log.ok());
+  EXPECT_NE(ps_log->find("job secret from " + dir + "/secret"), std::string::npos) << *ps_log;
+
+  // --secret_file=none: no secret, open ports on loopback as before.
+  const std::string open_dir = tmp_ / "open-job";
+  Subprocess o =
+      start("open-launch", {"launch", "--ps", "1", "--workers", "1", "--job_dir", open_dir,
+                            "--train_steps", "10", "--num_gpus", "0", "--secret_file=none"});
+  EXPECT_EQ(finish("open-launch", o, seconds(240)), ExitStatus::exited(0))
+      << text("open-launch-stderr.txt");
+  EXPECT_FALSE(fs::exists(open_dir + "/secret"));
+  auto open_log = read_file(open_dir + "/stderr-ps-0.txt");
+  ASSERT_TRUE(open_log.ok());
+  EXPECT_EQ(open_log->find("CURVE"), std::string::npos) << *open_log;
+}
+
+TEST_F(SecurityTest, BadSecretFileIsExit2NamingTheFix) {
+  const std::string short_file = tmp_ / "short";
+  ASSERT_TRUE(write_file_atomically(short_file, "0123456789").ok());
+  ::chmod(short_file.c_str(), 0600);
+  Subprocess a = start("short", {"--job_name=ps", "--task_index=0", "--secret_file", short_file});
+  EXPECT_EQ(finish("short", a, seconds(30)), ExitStatus::exited(2));
+  EXPECT_NE(text("short-stderr.txt").find("head -c 32 /dev/urandom > " + short_file),
+            std::string::npos)
+      << text("short-stderr.txt");
+  const std::string open_file = secret("open");
+  ::chmod(open_file.c_str(), 0644);
+  Subprocess b = start("open", {"--job_name=ps", "--task_index=0"}, {{kSecretFileEnv, open_file}});
+  EXPECT_EQ(finish("open", b, seconds(30)), ExitStatus::exited(2));
+  EXPECT_NE(text("open-stderr.txt").find("chmod 600 " + open_file), std::string::npos)
+      << text("open-stderr.txt");
+}
+
+TEST_F(SecurityTest, OpenPortOnAllInterfacesWithoutASecretIsAWarning) {
+  auto port = pick_free_tcp_port();
+  ASSERT_TRUE(port.ok());
+  // A host name that is not loopback: the PS listens on every interface.
+  Subprocess ps = start("open-ps", {"--job_name=ps", "--task_index=0",
+                                    "--ps_hosts=pstrain-test.invalid:" + std::to_string(*port),
+                                    "--worker_hosts=127.0.0.1:1", "--startup_timeout_s=0.5"});
+  EXPECT_EQ(finish("open-ps", ps, seconds(30)), ExitStatus::exited(1));
+  EXPECT_NE(text("open-ps-stderr.txt").find("without a job secret: anyone who can reach the port"),
+            std::string::npos)
+      << text("open-ps-stderr.txt");
+}
+
+}  // namespace
+}  // namespace pstrain

@@ -1,0 +1,314 @@
+// A parameter server with the job's keys over real sockets on 127.0.0.1: only clients holding
+// the job's client key get an answer; refused handshakes are counted; clients with another or
+// no secret fail at once with a message saying so. And non-finite gradients are refused and
+// counted while the sync step goes on with the others.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <future>
+#include <limits>
+#include <thread>
+
+#include "ps/client.h"
+#include "ps/server.h"
+#include "ps/status_query.h"
+#include "runtime/wire/security.h"
+#include "runtime/wire/transport.h"
+
+namespace pstrain {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+std::shared_ptr<const JobKeys> keys_of(char fill) {
+  auto k = derive_job_keys(std::string(32, fill));
+  EXPECT_TRUE(k.ok());
+  auto keys = std::make_shared<JobKeys>(std::move(k).value());
+  keys->secret_file = std::string("secret-") + fill;
+  return keys;
+}
+
+class Server {
+ public:
+  Server(int workers, std::shared_ptr<const JobKeys> keys, uint64_t job_id) {
+    ServerOptions o;
+    o.num_workers = workers;
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.job_id = job_id;
+    o.keys = std::move(keys);
+    auto s = ParameterServer::create(ctx, o);
+    EXPECT_TRUE(s.ok()) << s.status().to_string();
+    server = std::move(s).value();
+    result = std::async(std::launch::async, [this] { return server->serve(); });
+  }
+  ~Server() {
+    server->request_stop();
+    if (result.valid()) result.wait();
+  }
+  int port() const { return server->port(); }
+
+  zmq::context_t ctx{1};
+  std::unique_ptr<ParameterServer> server;
+  std::future<Result<ServerSummary>> result;
+};
+
+Placement two_variables() {
+  std::vector<VariableSpec> vars = {{"a", {3}, 0, {}}, {"b", {2}, 3, {}}};
+  return place_variables(vars, 1);
+}
+
+Result<std::unique_ptr<PsClient>> client(zmq::context_t& ctx, int port, int worker,
+                                         const Placement& p, uint64_t job_id,
+                                         std::shared_ptr<const JobKeys> keys) {
+  ClientOptions co;
+  co.worker = worker;
+  co.job_id = job_id;
+  co.connect_timeout = milliseconds(15000);
+  co.reply_timeout = milliseconds(10000);
+  co.keys = std::move(keys);
+  return PsClient::connect(ctx, {HostPort{"127.0.0.1", port}}, p, co);
+}
+
+// A STATUS request from a raw socket; true when any answer comes within `wait`.
+bool raw_status_answered(zmq::context_t& ctx, int port, uint64_t job_id, const SocketOptions& so,
+                         milliseconds wait) {
+  auto s = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", port, "foreign", so);
+  EXPECT_TRUE(s.ok());
+  OutMessage m;
+  m.header.set_kind(wire::STATUS);
+  m.header.set_job_id(job_id);
+  m.header.set_sender(-1);
+  m.header.set_request_id(1);
+  EXPECT_TRUE(send_message(*s, std::move(m)).ok());
+  zmq::pollitem_t item{static_cast<void*>(*s), 0, ZMQ_POLLIN, 0};
+  zmq::poll(&item, 1, wait);
+  return (item.revents & ZMQ_POLLIN) != 0;
+}
+
+// The PS's counters, asked with the job's keys.
+wire::PsStats stats_of(zmq::context_t& ctx, int port, uint64_t job_id, const JobKeys* keys) {
+  auto answers =
+      query_ps_status(ctx, {HostPort{"127.0.0.1", port}}, job_id, milliseconds(3000), keys);
+  EXPECT_EQ(answers.size(), 1u);
+  EXPECT_TRUE(answers.at(0).answered) << answers.at(0).error;
+  return answers.at(0).stats;
+}
+
+TEST(PsSecurity, OnlyTheJobsKeyGetsAnAnswer) {
+  const auto keys = keys_of('k');
+  Server s(1, keys, keys->job_id);
+  zmq::context_t ctx(1);
+  // The job's own client: answered.
+  SocketOptions with_key;
+  with_key.curve = keys.get();
+  EXPECT_TRUE(raw_status_answered(ctx, s.port(), keys->job_id, with_key, milliseconds(5000)));
+  // No CURVE at all: nothing comes back.
+  EXPECT_FALSE(raw_status_answered(ctx, s.port(), keys->job_id, {}, milliseconds(1500)));
+  // The server's public key (say it leaked) with a client key of its own: the ZAP handler
+  // refuses it.
+  char pk_z85[41], sk_z85[41];
+  ASSERT_EQ(zmq_curve_keypair(pk_z85, sk_z85), 0);
+  uint8_t pk[32], sk[32];
+  ASSERT_NE(zmq_z85_decode(pk, pk_z85), nullptr);
+  ASSERT_NE(zmq_z85_decode(sk, sk_z85), nullptr);
+  JobKeys forged = *keys;
+  forged.client_public.assign(reinterpret_cast<const char*>(pk), 32);
+  forged.client_secret.assign(reinterpret_cast<const char*>(sk), 32);
+  SocketOptions forged_key;
+  forged_key.curve = &forged;
+  EXPECT_FALSE(raw_status_answered(ctx, s.port(), keys->job_id, forged_key, milliseconds(1500)));
+  // Another job's keys: refused in the handshake.
+  const auto other = keys_of('o');
+  SocketOptions other_key;
+  other_key.curve = other.get();
+  EXPECT_FALSE(raw_status_answered(ctx, s.port(), keys->job_id, other_key, milliseconds(1500)));
+
+  // Each refusal is counted (the monitor's events arrive asynchronously: bounded wait).
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  int64_t refused = 0;
+  while (Clock::now() < deadline) {
+    refused = stats_of(ctx, s.port(), keys->job_id, keys.get()).unauthenticated();
+    if (refused >= 3) break;
+    std::this_thread::sleep_for(milliseconds(50));  // polling a counter, not synchronising
+  }
+  EXPECT_GE(refused, 3);
+}
+
+TEST(PsSecurity, ClientWithoutOrWithAnotherSecretFailsAtOnceSayingWhy) {
+  const auto keys = keys_of('k');
+  Server s(2, keys, keys->job_id);
+  const Placement p = two_variables();
+  zmq::context_t ctx(1);
+  {
+    auto c = client(ctx, s.port(), 1, p, keys->job_id, nullptr);
+    ASSERT_TRUE(c.ok());
+    const auto start = Clock::now();
+    auto h = (*c)->hello(p.hash);
+    ASSERT_FALSE(h.ok());
+    EXPECT_EQ(h.status().code(), StatusCode::kInvalidArgument) << h.status().to_string();
+    EXPECT_NE(h.status().message().find("requires the job's secret"), std::string::npos)
+        << h.status().message();
+    EXPECT_LT(Clock::now() - start, std::chrono::seconds(12));
+  }
+  {
+    auto c = client(ctx, s.port(), 1, p, keys->job_id, keys_of('w'));
+    ASSERT_TRUE(c.ok());
+    auto h = (*c)->hello(p.hash);
+    ASSERT_FALSE(h.ok());
+    EXPECT_EQ(h.status().code(), StatusCode::kInvalidArgument) << h.status().to_string();
+    EXPECT_NE(h.status().message().find("secret-w differs from the job's"), std::string::npos)
+        << h.status().message();
+  }
+  {
+    auto c = client(ctx, s.port(), 0, p, keys->job_id, keys);
+    ASSERT_TRUE(c.ok());
+    auto h = (*c)->hello(p.hash);
+    EXPECT_TRUE(h.ok()) << h.status().to_string();
+  }
+}
+
+TEST(PsSecurity, ClientWithASecretAgainstAnOpenServerIsToldSo) {
+  Server s(1, nullptr, 99);
+  const Placement p = two_variables();
+  zmq::context_t ctx(1);
+  auto c = client(ctx, s.port(), 0, p, 99, keys_of('k'));
+  ASSERT_TRUE(c.ok());
+  auto h = (*c)->hello(p.hash);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(h.status().message().find("does not use a job secret"), std::string::npos)
+      << h.status().message();
+}
+
+JobTrainingConfig sgd(bool sync, int workers) {
+  JobTrainingConfig c;
+  c.model = "test";
+  c.optimizer.kind = OptimizerKind::kSgd;
+  c.optimizer.learning_rate = 1.0f;
+  c.sync_replicas = sync;
+  c.replicas_to_aggregate = workers;
+  c.num_workers = workers;
+  c.train_steps = 10;
+  c.layout_hash = two_variables().hash;
+  return c;
+}
+
+TEST(PsSecurity, NonFiniteGradientRefusedSyncStepGoesOnWithTheOthers) {
+  Server s(2, nullptr, 5);
+  const Placement p = two_variables();
+  zmq::context_t ctx(1);
+  auto w0 = client(ctx, s.port(), 0, p, 5, nullptr);
+  auto w1 = client(ctx, s.port(), 1, p, 5, nullptr);
+  ASSERT_TRUE(w0.ok() && w1.ok());
+  ASSERT_TRUE((*w0)->hello(p.hash).ok());
+  ASSERT_TRUE((*w1)->hello(p.hash).ok());
+  std::vector<float> init = {1, 2, 3, 4, 5};
+  ASSERT_TRUE((*w0)->init(sgd(true, 2), init).ok());
+  std::vector<float> params(5);
+  auto steps = (*w1)->pull(params, 0);
+  ASSERT_TRUE(steps.ok());
+  std::vector<float> bad = {1, std::numeric_limits<float>::quiet_NaN(), 1, 1, 1};
+  auto r1 = (*w1)->push(bad, *steps, nullptr);
+  ASSERT_TRUE(r1.ok()) << r1.status().to_string();
+  EXPECT_FALSE(r1->accepted);
+  std::vector<float> good = {1, 1, 1, 1, 1};
+  auto r0 = (*w0)->push(good, *steps, nullptr);
+  ASSERT_TRUE(r0.ok());
+  EXPECT_TRUE(r0->accepted);
+  EXPECT_EQ(r0->global_step, 1);  // the step did not wait for worker 1's gradient
+  auto s1 = (*w0)->pull(params, 1);
+  ASSERT_TRUE(s1.ok());
+  EXPECT_EQ(params, (std::vector<float>{0, 1, 2, 3, 4}));  // only the finite gradient
+  std::vector<float> inf = {std::numeric_limits<float>::infinity(), 0, 0, 0, 0};
+  auto r2 = (*w1)->push(inf, *s1, nullptr);
+  ASSERT_TRUE(r2.ok());
+  EXPECT_FALSE(r2->accepted);
+  auto st = (*w0)->status(0);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->non_finite_gradients(), 2);
+  EXPECT_EQ(st->gradients_applied(), 1);
+  for (float v : params) EXPECT_TRUE(std::isfinite(v));
+}
+
+TEST(PsSecurity, NonFiniteGradientRefusedAsync) {
+  Server s(1, nullptr, 6);
+  const Placement p = two_variables();
+  zmq::context_t ctx(1);
+  auto w0 = client(ctx, s.port(), 0, p, 6, nullptr);
+  ASSERT_TRUE(w0.ok());
+  ASSERT_TRUE((*w0)->hello(p.hash).ok());
+  std::vector<float> init = {1, 2, 3, 4, 5};
+  ASSERT_TRUE((*w0)->init(sgd(false, 1), init).ok());
+  std::vector<float> params(5);
+  auto steps = (*w0)->pull(params, 0);
+  ASSERT_TRUE(steps.ok());
+  std::vector<float> bad = {0, 0, 0, 0, -std::numeric_limits<float>::infinity()};
+  auto r = (*w0)->push(bad, *steps, nullptr);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->accepted);
+  EXPECT_EQ(r->global_step, 0);
+  ASSERT_TRUE((*w0)->pull(params, 0).ok());
+  EXPECT_EQ(params, init);
+}
+
+TEST(PsSecurity, AConnectionSpeaksForOneWorker) {
+  Server s(2, nullptr, 8);
+  zmq::context_t ctx(1);
+  auto sock = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "test");
+  ASSERT_TRUE(sock.ok());
+  auto ask = [&](int sender, uint64_t id) -> Result<InMessage> {
+    OutMessage m;
+    m.header.set_kind(wire::HEARTBEAT);
+    m.header.set_job_id(8);
+    m.header.set_sender(sender);
+    m.header.set_request_id(id);
+    PSTRAIN_RETURN_IF_ERROR(send_message(*sock, std::move(m)));
+    return recv_message(*sock, milliseconds(5000), false, 8);
+  };
+  auto first = ask(0, 1);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  EXPECT_EQ(first->header.kind(), wire::REPLY_OK);
+  auto other = ask(1, 2);
+  ASSERT_TRUE(other.ok()) << other.status().to_string();
+  EXPECT_EQ(other->header.kind(), wire::REPLY_ERROR);
+  EXPECT_NE(other->header.error().find("speaks for worker 0"), std::string::npos)
+      << other->header.error();
+  auto again = ask(0, 3);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->header.kind(), wire::REPLY_OK);
+}
+
+TEST(PsSecurity, LinesAboutMalformedMessagesAreRateLimitedTheCountersCountAll) {
+  Server s(1, nullptr, 9);
+  zmq::context_t ctx(1);
+  auto sock = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "garbage");
+  ASSERT_TRUE(sock.ok());
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(sock->send(zmq::str_buffer("not a pstrain message"), zmq::send_flags::none));
+  }
+  // The server handles one connection's messages in order: once STATUS is answered, every
+  // garbage message before it was handled.
+  OutMessage m;
+  m.header.set_kind(wire::STATUS);
+  m.header.set_job_id(9);
+  m.header.set_sender(-1);
+  m.header.set_request_id(1);
+  ASSERT_TRUE(send_message(*sock, std::move(m)).ok());
+  auto reply = recv_message(*sock, milliseconds(10000), false, 9);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(reply.ok()) << reply.status().to_string();
+  EXPECT_GE(reply->header.stats().bad_messages(), 200);
+  size_t lines = 0;
+  for (size_t at = log.find("dropped a malformed message"); at != std::string::npos;
+       at = log.find("dropped a malformed message", at + 1)) {
+    ++lines;
+  }
+  EXPECT_GE(lines, 1u);
+  EXPECT_LE(lines, 20u) << log.substr(0, 2000);
+}
+
+}  // namespace
+}  // namespace pstrain
