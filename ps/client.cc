@@ -370,18 +370,24 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
         return true;
       },
       options_.reply_timeout, false);
-  // Whatever happened, the caller may reuse the buffer only once ZeroMQ let go of it. After a
-  // failed exchange (a stop request, a PS that stopped answering) a message may still sit in
-  // a socket's queue for a PS that will never read it, and hold the buffer for as long as the
-  // socket lives: drop those messages by opening the sockets afresh.
-  if (!st.ok() && !tracker->wait(std::chrono::milliseconds(0))) {
-    if (Status reopened = reopen_sockets(); !reopened.ok()) return reopened;
+  if (!st.ok()) {
+    // A failed exchange (a stop request, a PS that stopped answering) may leave a message in a
+    // socket's queue for a PS that will never read it, borrowing the buffer for as long as the
+    // socket lives: drop those messages by opening the sockets afresh, and give ZeroMQ a
+    // moment to let go. The keepalive holds `owner` (the buffer) for as long as ZeroMQ may
+    // still read it, so returning without waiting longer frees nothing early; the caller,
+    // whose push failed, must not write into the buffer again (client.h).
+    if (!tracker->wait(std::chrono::milliseconds(0))) {
+      if (Status reopened = reopen_sockets(); !reopened.ok()) return reopened;
+      (void)tracker->wait(std::chrono::milliseconds(100));
+    }
+    return st;
   }
+  // The caller may reuse the buffer only once ZeroMQ let go of it.
   if (!tracker->wait(options_.reply_timeout)) {
     return internal_error("ZeroMQ did not release a gradient buffer within " +
                           std::to_string(options_.reply_timeout.count() / 1000) + " s");
   }
-  if (!st.ok()) return st;
   return result;
 }
 

@@ -103,7 +103,9 @@ class PsClient {
   // Sends each PS its chunks of `flat_grads`, tagged with the step that PS served the
   // parameters at (`steps` from the pull they were computed from). `owner` owns the buffer:
   // ZeroMQ keeps it alive until it has sent the bytes, even if this call gives up first (it
-  // may be null when the buffer outlives this client for certain).
+  // may be null when the buffer outlives this client for certain). A successful push returns
+  // once ZeroMQ let go of the buffer; after a failed one (a stop request, a PS gone) ZeroMQ
+  // may still hold it for a while, so the caller must not write into it again.
   Result<PushResult> push(std::span<const float> flat_grads, const PsSteps& steps,
                           std::shared_ptr<const void> owner);
   // Tells every PS this worker has finished.

@@ -242,7 +242,9 @@ TEST(ParameterServer, EveryWorkerLostIsAnErrorNamingThem) {
   }  // both fall silent without DONE
   auto summary = f.finish();
   ASSERT_FALSE(summary.ok());
-  EXPECT_NE(summary.status().message().find("worker(s) 0, 1 stopped sending messages (lost) and none"), std::string::npos)
+  EXPECT_NE(
+      summary.status().message().find("worker(s) 0, 1 stopped sending messages (lost) and none"),
+      std::string::npos)
       << summary.status().message();
 }
 
@@ -488,8 +490,8 @@ TEST(PsClient, AStoppedPushToAServerThatStoppedReadingLetsGoOfTheBufferAtOnce) {
   auto c = PsClient::connect(ctx, {HostPort{"127.0.0.1", port}}, p, co);
   ASSERT_TRUE(c.ok());
   auto grads = std::make_shared<std::vector<float>>(static_cast<size_t>(2 * n), 1.0f);
-  // 100 pushes of 512 KiB are far more than the sockets' buffers hold.
-  for (int i = 0; i < 100; ++i) {
+  // 40 pushes of 512 KiB are far more than the sockets' buffers hold.
+  for (int i = 0; i < 40; ++i) {
     auto pushed = (*c)->push(*grads, {0}, grads);
     ASSERT_FALSE(pushed.ok());
     ASSERT_EQ(pushed.status().code(), StatusCode::kCancelled)
