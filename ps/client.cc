@@ -115,22 +115,39 @@ Status PsClient::exchange(const std::vector<int>& targets,
     std::optional<Clock::time_point> silent_since;  // ps_restart_timeout: first unanswered send
   };
   std::vector<Pending> pending;
-  auto send = [&](Pending& p) -> Status {
+  // `again`: a request asked anew (backoff, a silent PS). It must not block: while a PS
+  // refuses our handshake (another or no secret) there may be no peer to queue for, and a
+  // blocking send would wait the whole send timeout before the refusal could be reported. A
+  // request that cannot be queued now is asked again later; a refusal is reported at once.
+  auto send = [&](Pending& p, bool again) -> Status {
     OutMessage m = make(p.ps);
     p.request_id = next_request_++;
     p.kind = m.header.kind();
     m.header.set_request_id(p.request_id);
     p.sent = Clock::now();
-    Status st =
-        send_message(sockets_[static_cast<size_t>(p.ps)], std::move(m), nullptr, &counters_);
-    return st.ok() ? st : st.with_context("sending to " + name(p.ps));
+    zmq::socket_t& socket = sockets_[static_cast<size_t>(p.ps)];
+    if (again) socket.set(zmq::sockopt::sndtimeo, 0);
+    Status st = send_message(socket, std::move(m), nullptr, &counters_);
+    if (again) {
+      socket.set(zmq::sockopt::sndtimeo, static_cast<int>(SocketOptions{}.send_timeout.count()));
+    }
+    if (st.ok()) return st;
+    HandshakeMonitor& monitor = *monitors_[static_cast<size_t>(p.ps)];
+    monitor.poll();
+    if (auto why = monitor.refusal(options_.keys != nullptr,
+                                   options_.keys ? options_.keys->secret_file : std::string(),
+                                   name(p.ps))) {
+      return invalid_argument(*why);
+    }
+    if (again && st.code() == StatusCode::kDeadlineExceeded) return {};
+    return st.with_context("sending to " + name(p.ps));
   };
   const auto start = Clock::now();
   for (int ps : targets) {
     Pending p;
     p.ps = ps;
     p.give_up = start + timeout;
-    PSTRAIN_RETURN_IF_ERROR(send(p));
+    PSTRAIN_RETURN_IF_ERROR(send(p, /*again=*/false));
     pending.push_back(p);
   }
   std::vector<zmq::pollitem_t> items;
@@ -160,7 +177,7 @@ Status PsClient::exchange(const std::vector<int>& targets,
         }
         if (now - *p.silent_since < timeout + options_.ps_restart_timeout) {
           p.give_up = now + timeout;
-          PSTRAIN_RETURN_IF_ERROR(send(p));
+          PSTRAIN_RETURN_IF_ERROR(send(p, /*again=*/true));
           continue;
         }
         return deadline_exceeded(
@@ -183,7 +200,7 @@ Status PsClient::exchange(const std::vector<int>& targets,
       if (backoff && now - p.sent >= p.retry) {
         PSTRAIN_LOG(DEBUG) << "no answer yet from " << name(p.ps) << "; asking again";
         p.retry = std::min<std::chrono::milliseconds>(p.retry * 2, std::chrono::seconds(4));
-        PSTRAIN_RETURN_IF_ERROR(send(p));
+        PSTRAIN_RETURN_IF_ERROR(send(p, /*again=*/true));
       }
     }
     for (const Pending& p : pending) {
@@ -229,7 +246,7 @@ Status PsClient::exchange(const std::vector<int>& targets,
         p.finished = true;
       } else {
         p.give_up = Clock::now() + timeout;
-        PSTRAIN_RETURN_IF_ERROR(send(p));
+        PSTRAIN_RETURN_IF_ERROR(send(p, /*again=*/false));
       }
     }
   }
