@@ -66,15 +66,9 @@ class FootprintTest : public ::testing::Test {
  protected:
   Subprocess start(const std::string& name, std::vector<std::string> args,
                    std::map<std::string, std::optional<std::string>> env = {}) {
-    SubprocessOptions o;
-    o.argv = {testing_util::kPstrain};
-    o.argv.insert(o.argv.end(), args.begin(), args.end());
-    o.env = std::move(env);
-    testing_util::clear_cluster_variables(o.env);
-    o.stdout_path = (dir_ / (name + ".out")).string();
-    o.stderr_path = (dir_ / (name + ".err")).string();
-    o.stdin_from_dev_null = true;
-    o.kill_on_parent_death = true;
+    std::vector<std::string> argv = {testing_util::kPstrain};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const SubprocessOptions o = testing_util::task_options(dir_, name, argv, std::move(env));
     auto p = Subprocess::spawn(o);
     EXPECT_TRUE(p.ok()) << p.status().to_string();
     return std::move(p).value();

@@ -74,15 +74,10 @@ class MetricsTest : public ::testing::Test {
   }
 
   Subprocess start(const std::string& name, std::vector<std::string> args) {
-    SubprocessOptions o;
-    o.argv = {testing_util::kPstrain};
-    o.argv.insert(o.argv.end(), args.begin(), args.end());
-    testing_util::clear_cluster_variables(o.env);
-    o.env.try_emplace("PSTRAIN_METRICS_PORT", std::nullopt);
-    o.stdout_path = (dir_ / (name + ".out")).string();
-    o.stderr_path = (dir_ / (name + ".err")).string();
-    o.stdin_from_dev_null = true;
-    o.kill_on_parent_death = true;
+    std::vector<std::string> argv = {testing_util::kPstrain};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const SubprocessOptions o =
+        testing_util::task_options(dir_, name, argv, {{"PSTRAIN_METRICS_PORT", std::nullopt}});
     auto p = Subprocess::spawn(o);
     EXPECT_TRUE(p.ok()) << p.status().to_string();
     return std::move(p).value();

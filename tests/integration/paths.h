@@ -11,6 +11,10 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/job/process.h"
 
 namespace pstrain::testing_util {
 
@@ -49,6 +53,23 @@ inline constexpr const char* kClusterVariables[] = {"TF_CONFIG",
 // itself.
 inline void clear_cluster_variables(std::map<std::string, std::optional<std::string>>& env) {
   for (const char* v : kClusterVariables) env.try_emplace(v, std::nullopt);
+}
+
+// How the integration tests start a task: `argv` with the cluster variables cleared (besides
+// what `env` sets), stdout and stderr into <dir>/<name>.out and .err, stdin from /dev/null,
+// killed if the test dies.
+inline SubprocessOptions task_options(const std::filesystem::path& dir, const std::string& name,
+                                      std::vector<std::string> argv,
+                                      std::map<std::string, std::optional<std::string>> env = {}) {
+  SubprocessOptions o;
+  o.argv = std::move(argv);
+  o.env = std::move(env);
+  clear_cluster_variables(o.env);
+  o.stdout_path = (dir / (name + ".out")).string();
+  o.stderr_path = (dir / (name + ".err")).string();
+  o.stdin_from_dev_null = true;
+  o.kill_on_parent_death = true;
+  return o;
 }
 
 // The Python of the test venv (scripts/test-venv.sh): $PSTRAIN_VENV/bin/python, else the

@@ -46,13 +46,7 @@ class ServingTest : public ::testing::Test {
 
   // Runs argv to completion (stdout and stderr into dir_/name.out, .err) within `seconds`.
   ExitStatus run(const std::string& name, std::vector<std::string> argv, int seconds = 120) {
-    SubprocessOptions o;
-    o.argv = std::move(argv);
-    testing_util::clear_cluster_variables(o.env);
-    o.stdout_path = (dir_ / (name + ".out")).string();
-    o.stderr_path = (dir_ / (name + ".err")).string();
-    o.stdin_from_dev_null = true;
-    o.kill_on_parent_death = true;
+    const SubprocessOptions o = testing_util::task_options(dir_, name, std::move(argv));
     auto p = Subprocess::spawn(o);
     EXPECT_TRUE(p.ok()) << p.status().to_string();
     if (!p.ok()) return ExitStatus{};
