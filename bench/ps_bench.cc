@@ -1,59 +1,258 @@
-// Push + pull through a real parameter server: one worker (PsClient) and one PS
-// (ParameterServer on its own thread) over tcp://127.0.0.1, for 4 MB and 40 MB of parameters.
+// Push + pull through a real parameter server, laid out as in a job: the PS in its own process
+// (this binary started again with --serve), one worker (PsClient) here, over tcp://127.0.0.1.
 //
-//   BM_PushPull/MB:N   one iteration = push N MB of gradients (zero copy) + pull N MB of
-//                      parameters back; bytes/s counts both directions (2 N MB).
-//   BM_Memcpy/MB:N     memcpy of N MB in the same binary, the memory-bandwidth yardstick.
+//   BM_PushPull/KB:N/chunks:C/curve:S/process:P
+//       one iteration = push N KB of gradients (zero copy) + pull N KB of parameters back;
+//       bytes/s counts both directions (2 N KB). N: 318 (the MLP), 1000, 4000, 40000.
+//       C: 0 = the placement's default chunking (what a job uses), else at most C chunks.
+//       S: 1 = CURVE with a job secret (as `pstrain launch` runs), 0 = plain TCP.
+//       P: 1 = the PS in its own process (the job's layout), 0 = a thread of this process
+//       (the second series: no process boundary, the client and PS share caches).
+//   BM_RawZmq/KB:N/curve:S
+//       the yardstick: a DEALER sends N KB in one zero-copy frame to a ROUTER echo in its own
+//       process that sends it back, through pstrain's message layer; no PS work.
+//   BM_Memcpy/MB:N   memcpy of N MB in the same binary, the memory-bandwidth yardstick.
 //
 // The PS applies plain SGD to every gradient (async mode), so each iteration includes the
-// optimizer pass over N MB as a real step would.
+// optimizer pass over N KB as a real step would.
 // Run: build/bench/pstrain_bench_ps [--benchmark_filter=...] [--benchmark_format=json]
+//      (results of the 2-core build machine: bench/results/ps_pushpull_cpu.json)
 #include <benchmark/benchmark.h>
 
 #include "bench/memcpy_bench.h"
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <iterator>
+#include <memory>
 #include <numeric>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include <zmq_addon.hpp>
 
 #include "ps/client.h"
 #include "ps/placement.h"
 #include "ps/server.h"
+#include "runtime/base/files.h"
+#include "runtime/base/log.h"
+#include "runtime/job/process.h"
+#include "runtime/wire/security.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 namespace {
 
-constexpr int64_t kMB = 1000 * 1000;
+constexpr int64_t kKB = 1000;
+constexpr uint64_t kPlainJob = 42;
+
+// A temporary directory with the job secret both processes read; removed at exit.
+class BenchDir {
+ public:
+  BenchDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "pstrain-ps-bench-XXXXXX").string();
+    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  ~BenchDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  BenchDir(const BenchDir&) = delete;
+  BenchDir& operator=(const BenchDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+BenchDir& bench_dir() {
+  static BenchDir dir;
+  return dir;
+}
+
+// The secret file of the benchmark's job (made once), or an error.
+Result<std::string> secret_path() {
+  const std::string path = bench_dir().path() + "/secret";
+  if (bench_dir().path().empty()) return internal_error("cannot make a temporary directory");
+  if (!std::filesystem::exists(path)) PSTRAIN_RETURN_IF_ERROR(write_secret_file(path));
+  return path;
+}
+
+// --- the child process ---------------------------------------------------------------------
+
+// Serves one PS (kind "ps") or one echo ROUTER (kind "echo") on 127.0.0.1, writes its port
+// into port_file, and runs until the worker said DONE (ps) or a one-part message arrives
+// (echo). Returns the process's exit code.
+int serve_child(const std::string& kind, const std::string& port_file, const std::string& secret) {
+  std::optional<JobKeys> keys;
+  if (secret != "none") {
+    auto k = load_job_keys(secret);
+    if (!k.ok()) {
+      std::cerr << "bench child: " << k.status().to_string() << "\n";
+      return 1;
+    }
+    keys = *k;
+  }
+  zmq::context_t ctx(2);
+  if (kind == "ps") {
+    auto bound = bind_ps_socket(ctx, "127.0.0.1", 0, 0, keys ? &*keys : nullptr);
+    if (!bound.ok()) {
+      std::cerr << "bench child: " << bound.status().to_string() << "\n";
+      return 1;
+    }
+    const int port = bound->port;
+    ServerOptions so;
+    so.job_id = keys ? keys->job_id : kPlainJob;
+    so.num_workers = 1;
+    if (keys) so.keys = std::make_shared<const JobKeys>(*keys);
+    auto server = ParameterServer::create(std::move(bound).value(), so);
+    if (!server.ok()) {
+      std::cerr << "bench child: " << server.status().to_string() << "\n";
+      return 1;
+    }
+    if (Status st = write_file_atomically(port_file, std::to_string(port)); !st.ok()) return 1;
+    auto summary = (*server)->serve();
+    return summary.ok() ? 0 : 1;
+  }
+  std::unique_ptr<ZapHandler> zap;
+  SocketOptions options;
+  if (keys) {
+    auto z = ZapHandler::start(ctx, keys->client_public);
+    if (!z.ok()) return 1;
+    zap = std::move(z).value();
+    options.curve = &*keys;
+  }
+  auto router = bind_socket(ctx, zmq::socket_type::router, "127.0.0.1", 0, "echo", options);
+  if (!router.ok()) return 1;
+  auto port = bound_port(*router);
+  if (!port.ok()) return 1;
+  if (Status st = write_file_atomically(port_file, std::to_string(*port)); !st.ok()) return 1;
+  try {
+    for (;;) {
+      std::vector<zmq::message_t> parts;
+      if (!zmq::recv_multipart(*router, std::back_inserter(parts))) continue;
+      if (parts.size() <= 2 && parts.back().size() == 0) return 0;  // the stop message
+      (void)zmq::send_multipart(*router, parts);  // routing id first: back to the sender
+    }
+  } catch (const zmq::error_t&) {
+    return 1;
+  }
+}
+
+// --- the parent's side ---------------------------------------------------------------------
+
+// This binary started again as a PS or echo server; its port once it listens.
+struct Child {
+  Subprocess process;
+  int port = 0;
+};
+
+Result<Child> start_child(const std::string& kind, bool curve) {
+  static int counter = 0;
+  std::string secret = "none";
+  if (curve) {
+    PSTRAIN_ASSIGN_OR_RETURN(secret, secret_path());
+  }
+  const std::string port_file =
+      bench_dir().path() + "/" + kind + "-" + std::to_string(++counter) + ".port";
+  SubprocessOptions options;
+  options.argv = {self_executable_path(), "--serve", kind, port_file, secret};
+  options.stdin_from_dev_null = true;
+  options.kill_on_parent_death = true;
+  PSTRAIN_ASSIGN_OR_RETURN(Subprocess process, Subprocess::spawn(options));
+  Child child{std::move(process), 0};
+  // The child writes its port file atomically once it listens; a benchmark harness, so a short
+  // poll with a deadline is enough here.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto text = read_file(port_file);
+    if (text.ok() && !text->empty()) {
+      child.port = std::atoi(text->c_str());
+      return child;
+    }
+    if (child.process.poll()) return internal_error("the " + kind + " process exited at start");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return deadline_exceeded("the " + kind + " process did not listen within 20 s");
+}
+
+struct ChildStopper {
+  Child* child;
+  ~ChildStopper() {
+    if (child != nullptr && child->process.running()) {
+      if (!child->process.wait_for(std::chrono::seconds(10)).ok() || child->process.running()) {
+        child->process.kill();
+      }
+    }
+  }
+};
 
 void BM_PushPull(benchmark::State& state) {
-  const int64_t bytes = state.range(0) * kMB;
+  const int64_t bytes = state.range(0) * kKB;
+  const int64_t max_chunks = state.range(1);
+  const bool curve = state.range(2) != 0;
+  const bool own_process = state.range(3) != 0;
   const int64_t count = bytes / 4;
-  zmq::context_t ctx(2);
-  ServerOptions so;
-  so.host = "127.0.0.1";
-  so.port = 0;
-  so.job_id = 42;
-  so.num_workers = 1;
-  auto server = ParameterServer::create(ctx, so);
-  if (!server.ok()) {
-    state.SkipWithError(server.status().to_string().c_str());
-    return;
+
+  std::optional<JobKeys> keys;
+  if (curve) {
+    auto path = secret_path();
+    auto k = path.ok() ? load_job_keys(*path) : Result<JobKeys>(path.status());
+    if (!k.ok()) {
+      state.SkipWithError(k.status().to_string().c_str());
+      return;
+    }
+    keys = *k;
   }
-  std::thread serving([&] { (void)(*server)->serve(); });
+  const uint64_t job_id = keys ? keys->job_id : kPlainJob;
+
+  zmq::context_t ctx(2);
+  // The PS: another process, or a thread here.
+  std::optional<Child> child;
+  std::unique_ptr<ParameterServer> server;
+  std::thread serving;
+  int port = 0;
+  if (own_process) {
+    auto c = start_child("ps", curve);
+    if (!c.ok()) {
+      state.SkipWithError(c.status().to_string().c_str());
+      return;
+    }
+    child = std::move(c).value();
+    port = child->port;
+  } else {
+    auto bound = bind_ps_socket(ctx, "127.0.0.1", 0, 0, keys ? &*keys : nullptr);
+    ServerOptions so;
+    so.job_id = job_id;
+    so.num_workers = 1;
+    if (keys) so.keys = std::make_shared<const JobKeys>(*keys);
+    auto s = bound.ok() ? ParameterServer::create(std::move(bound).value(), so)
+                        : Result<std::unique_ptr<ParameterServer>>(bound.status());
+    if (!s.ok()) {
+      state.SkipWithError(s.status().to_string().c_str());
+      return;
+    }
+    server = std::move(s).value();
+    port = server->port();
+    serving = std::thread([&] { (void)server->serve(); });
+  }
+  ChildStopper stopper{child ? &*child : nullptr};
 
   std::vector<VariableSpec> vars = {{"w", {count}, 0, {}}};
-  const Placement placement = place_variables(vars, 1);
+  const int64_t max_chunk_elements = max_chunks > 0 ? (count + max_chunks - 1) / max_chunks : 0;
+  const Placement placement = place_variables(vars, 1, max_chunk_elements);
   ClientOptions co;
   co.worker = 0;
-  co.job_id = 42;
-  auto client = PsClient::connect(ctx, {HostPort{"127.0.0.1", (*server)->port()}}, placement, co);
-  if (!client.ok()) {
-    state.SkipWithError(client.status().to_string().c_str());
-    (*server)->request_stop();
-    serving.join();
-    return;
-  }
+  co.job_id = job_id;
+  if (keys) co.keys = std::make_shared<const JobKeys>(*keys);
+  auto client = PsClient::connect(ctx, {HostPort{"127.0.0.1", port}}, placement, co);
   std::vector<float> params(static_cast<size_t>(count));
   std::iota(params.begin(), params.end(), 0.f);
   std::vector<float> grads(static_cast<size_t>(count), 1e-6f);
@@ -63,37 +262,109 @@ void BM_PushPull(benchmark::State& state) {
   config.optimizer.learning_rate = 1e-3f;
   config.train_steps = int64_t{1} << 40;
   config.num_workers = 1;
-  Status st = (*client)->hello(0).status();
+  Status st = client.status();
+  if (st.ok()) st = (*client)->hello(0).status();
   if (st.ok()) st = (*client)->init(config, params);
-  if (!st.ok()) {
-    state.SkipWithError(st.to_string().c_str());
-    (*server)->request_stop();
-    serving.join();
-    return;
-  }
-  PsSteps steps(1, 0);
-  for (auto _ : state) {
-    auto pushed = (*client)->push(grads, steps, nullptr);
-    auto pulled = (*client)->pull(params, 0);
-    if (!pushed.ok() || !pulled.ok()) {
-      state.SkipWithError("push or pull failed");
-      break;
+  if (st.ok()) {
+    PsSteps steps(1, 0);
+    for (auto _ : state) {
+      auto pushed = (*client)->push(grads, steps, nullptr);
+      auto pulled = (*client)->pull(params, 0);
+      if (!pushed.ok() || !pulled.ok()) {
+        state.SkipWithError("push or pull failed");
+        break;
+      }
+      steps = *pulled;
     }
-    steps = *pulled;
+  } else {
+    state.SkipWithError(st.to_string().c_str());
   }
   state.SetBytesProcessed(state.iterations() * 2 * bytes);
   state.counters["chunks"] = static_cast<double>(placement.chunks.size());
-  (void)(*client)->done();
-  serving.join();
+  if (client.ok()) (void)(*client)->done();
+  if (server) {
+    if (!client.ok() || !st.ok()) server->request_stop();
+    serving.join();
+  }
 }
 BENCHMARK(BM_PushPull)
-    ->ArgName("MB")
-    ->Arg(4)
-    ->Arg(40)
+    ->ArgNames({"KB", "chunks", "curve", "process"})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}, {0, 1}, {1}})
+    ->ArgsProduct({{318, 4000, 40000}, {0}, {0}, {0}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_RawZmq(benchmark::State& state) {
+  const int64_t bytes = state.range(0) * kKB;
+  const bool curve = state.range(1) != 0;
+  std::optional<JobKeys> keys;
+  if (curve) {
+    auto path = secret_path();
+    auto k = path.ok() ? load_job_keys(*path) : Result<JobKeys>(path.status());
+    if (!k.ok()) {
+      state.SkipWithError(k.status().to_string().c_str());
+      return;
+    }
+    keys = *k;
+  }
+  auto c = start_child("echo", curve);
+  if (!c.ok()) {
+    state.SkipWithError(c.status().to_string().c_str());
+    return;
+  }
+  Child child = std::move(c).value();
+  ChildStopper stopper{&child};
+  zmq::context_t ctx(2);
+  SocketOptions options;
+  if (keys) options.curve = &*keys;
+  auto dealer = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", child.port,
+                               "bench client", options);
+  if (!dealer.ok()) {
+    state.SkipWithError(dealer.status().to_string().c_str());
+    return;
+  }
+  const uint64_t job = keys ? keys->job_id : kPlainJob;
+  auto buffer = std::make_shared<std::vector<float>>(static_cast<size_t>(bytes) / sizeof(float));
+  std::iota(buffer->begin(), buffer->end(), 0.0f);
+  for (auto _ : state) {
+    OutMessage msg;
+    msg.header.set_kind(wire::PUSH);
+    msg.header.set_job_id(job);
+    msg.frames.push_back(f32_frame("x", *buffer, buffer));
+    Status sent = send_message(*dealer, std::move(msg));
+    if (!sent.ok()) {
+      state.SkipWithError(sent.to_string().c_str());
+      break;
+    }
+    auto reply = recv_message(*dealer, std::chrono::seconds(30), false, job);
+    if (!reply.ok() || reply->num_frames() != 1 ||
+        reply->frame_bytes(0).size() != static_cast<size_t>(bytes)) {
+      state.SkipWithError(("bad echo: " + reply.status().to_string()).c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(reply->frame_bytes(0).data());
+  }
+  state.SetBytesProcessed(state.iterations() * 2 * bytes);
+  (void)dealer->send(zmq::message_t(), zmq::send_flags::none);  // the stop message
+}
+BENCHMARK(BM_RawZmq)
+    ->ArgNames({"KB", "curve"})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace pstrain
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  // The PS's INFO lines (a PS starts and ends per benchmark) would bury the table.
+  pstrain::set_log_level(pstrain::LogLevel::WARNING);
+  if (argc == 5 && std::string(argv[1]) == "--serve") {
+    return pstrain::serve_child(argv[2], argv[3], argv[4]);
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
