@@ -4,6 +4,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
+#include <utility>
+
+#include "ps/placement.h"
+#include "runtime/base/log.h"
 
 namespace pstrain {
 namespace {
@@ -14,7 +19,88 @@ std::string hex64(uint64_t v) {
   return buf;
 }
 
+// "hid_w/4970" -> ("hid_w", 4970); nullopt when the key does not end in "/<digits>".
+std::optional<std::pair<std::string, int64_t>> split_chunk_key(const std::string& key) {
+  const size_t slash = key.rfind('/');
+  if (slash == std::string::npos || slash + 1 >= key.size() || key.size() - slash > 19) {
+    return std::nullopt;
+  }
+  int64_t start = 0;
+  for (size_t i = slash + 1; i < key.size(); ++i) {
+    if (key[i] < '0' || key[i] > '9') return std::nullopt;
+    start = start * 10 + (key[i] - '0');
+  }
+  return std::make_pair(key.substr(0, slash), start);
+}
+
+// The chunks of a one-PS shard as the placement that wrote them (in their order, offsets
+// cumulative), or nullopt when they do not tile each variable from its element 0.
+std::optional<std::vector<Chunk>> one_ps_layout(const checkpoint::ShardData& shard) {
+  std::vector<Chunk> chunks;
+  int64_t offset = 0;
+  int64_t next_start = 0;
+  std::string variable;
+  int index = -1;
+  for (const checkpoint::ShardChunk& c : shard.chunks) {
+    auto parsed = split_chunk_key(c.key);
+    if (!parsed) return std::nullopt;
+    if (parsed->first != variable || index < 0) {
+      if (parsed->second != 0) return std::nullopt;
+      variable = parsed->first;
+      ++index;
+      next_start = 0;
+    }
+    if (parsed->second != next_start) return std::nullopt;
+    const auto count = static_cast<int64_t>(c.values.size());
+    chunks.push_back(Chunk{c.key, index, offset, count, 0});
+    offset += count;
+    next_start += count;
+  }
+  return chunks;
+}
+
 }  // namespace
+
+bool merge_split_chunks(checkpoint::ShardData& shard) {
+  if (shard.num_ps != 1 || shard.chunks.empty()) return false;
+  const std::optional<std::vector<Chunk>> old_layout = one_ps_layout(shard);
+  if (!old_layout) return false;
+  Placement old_placement;
+  old_placement.hash = placement_hash(1, *old_layout);
+  // Only a shard that its own chunks describe completely (its hash agrees) is rewritten.
+  if (model_layout_hash(old_placement, shard.model) != shard.layout_hash) return false;
+  std::vector<checkpoint::ShardChunk> merged;
+  std::vector<Chunk> layout;
+  for (size_t i = 0; i < shard.chunks.size(); ++i) {
+    const Chunk& old = (*old_layout)[i];
+    checkpoint::ShardChunk& c = shard.chunks[i];
+    if (merged.empty() || layout.back().variable != old.variable) {
+      layout.push_back(
+          Chunk{split_chunk_key(c.key)->first + "/0", old.variable, old.flat_offset, 0, 0});
+      merged.push_back(checkpoint::ShardChunk{layout.back().key, {}, {}});
+      merged.back().slots.resize(c.slots.size());
+    }
+    checkpoint::ShardChunk& m = merged.back();
+    if (m.slots.size() != c.slots.size()) return false;
+    m.values.insert(m.values.end(), c.values.begin(), c.values.end());
+    for (size_t k = 0; k < c.slots.size(); ++k) {
+      m.slots[k].insert(m.slots[k].end(), c.slots[k].begin(), c.slots[k].end());
+    }
+    layout.back().count += old.count;
+  }
+  if (merged.size() == shard.chunks.size()) return false;  // nothing was split
+  Placement placement;
+  placement.hash = placement_hash(1, layout);
+  const uint64_t hash = model_layout_hash(placement, shard.model);
+  PSTRAIN_LOG(INFO) << "the checkpoint's " << shard.chunks.size() << " chunks (an older split) are "
+                    << merged.size() << " chunks, one per variable, as this version lays them out";
+  shard.chunks = std::move(merged);
+  shard.layout_hash = hash;
+  if (shard.training_config.is_object() && shard.training_config.contains("layout_hash")) {
+    shard.training_config["layout_hash"] = hex64(hash);
+  }
+  return true;
+}
 
 nlohmann::json training_config_json(const JobTrainingConfig& c) {
   const OptimizerConfig& o = c.optimizer;
@@ -107,6 +193,7 @@ Result<FoundShard> find_ps_shard(const std::string& dir, int ps_index, int num_p
       if (s.ps_index != ps_index) continue;
       found.file = (fs::path(dir) / s.file).string();
       PSTRAIN_ASSIGN_OR_RETURN(checkpoint::ShardData shard, checkpoint::read_shard(found.file));
+      merge_split_chunks(shard);
       found.shard = std::move(shard);
       return found;
     }
@@ -130,6 +217,7 @@ Result<FoundShard> find_ps_shard(const std::string& dir, int ps_index, int num_p
     }
     found.file = path;
     found.shard = std::move(shard).value();
+    merge_split_chunks(*found.shard);
     return found;
   }
   return found;

@@ -9,6 +9,11 @@
 //   checkpoints are skipped and their faults returned in `skipped`. A directory without any
 //   index (a PS's own directory when the tasks share none) falls back to this PS's newest shard
 //   file that parses. Nothing found is not an error.
+// - A one-PS shard written with the older default split (a variable in several chunks:
+//   "w/0", "w/4970", ...) is merged into one chunk per variable ("w/0") with the layout hash
+//   today's placement gives (merge_split_chunks(), applied by find_ps_shard()), so checkpoints
+//   of earlier versions resume. Only a shard whose chunks tile each variable and agree with
+//   its own layout hash is rewritten; any other is left for check_restorable() to refuse.
 // - check_restorable() compares a shard with the config the chief sent in INIT: a different
 //   model, layout hash, number of parameter servers or optimizer (its slots) is an
 //   invalid-argument error saying what differs and how to start afresh.
@@ -45,6 +50,9 @@ struct FoundShard {
   std::vector<std::string> skipped;  // newer torn checkpoints and why
 };
 Result<FoundShard> find_ps_shard(const std::string& dir, int ps_index, int num_ps);
+
+// See the contract; returns whether the shard was rewritten.
+bool merge_split_chunks(checkpoint::ShardData& shard);
 
 Status check_restorable(const checkpoint::ShardData& shard, const JobTrainingConfig& config,
                         int num_ps, const std::string& file);

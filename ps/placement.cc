@@ -9,6 +9,7 @@
 namespace pstrain {
 
 int64_t default_max_chunk_elements(int64_t total_elements, int num_ps) {
+  if (num_ps == 1) return std::max<int64_t>(1, total_elements);
   const int64_t share = (total_elements + num_ps - 1) / num_ps;
   return std::max<int64_t>(1024, (share + 15) / 16);
 }
@@ -49,12 +50,15 @@ Placement place_variables(const std::vector<VariableSpec>& variables, int num_ps
   for (size_t i = 0; i < p.chunks.size(); ++i) {
     p.chunks_of_ps[static_cast<size_t>(p.chunks[i].ps)].push_back(static_cast<int>(i));
   }
+  p.hash = placement_hash(num_ps, p.chunks);
+  return p;
+}
+
+uint64_t placement_hash(int num_ps, const std::vector<Chunk>& chunks) {
   Fnv1a h;
   h.add_int(num_ps);
-  for (const Chunk& c : p.chunks)
-    h.add(c.key).add_int(c.flat_offset).add_int(c.count).add_int(c.ps);
-  p.hash = h.value();
-  return p;
+  for (const Chunk& c : chunks) h.add(c.key).add_int(c.flat_offset).add_int(c.count).add_int(c.ps);
+  return h.value();
 }
 
 uint64_t model_layout_hash(const Placement& placement, const std::string& model) {

@@ -35,14 +35,22 @@ struct Placement {
   uint64_t hash = 0;
 };
 
-// The default chunk size: small enough to balance (about 1/16 of a PS's share, so no PS holds
-// more than ~6% over its share), and at least 1024 elements so tiny models are not crumbs.
+// The default chunk size. One PS: no split (each variable is one chunk): a single server gains
+// nothing from balance, and every chunk costs a frame, a wakeup and an update call on both
+// sides (the MLP's 318 KB push+pull ran at half the speed in 16 chunks than in 4;
+// bench/ps_bench). Several: small enough to balance (about 1/16 of a PS's share, so no PS
+// holds more than ~6% over its share), and at least 1024 elements so tiny models are not
+// crumbs. Checkpoints of one-PS jobs written with the older 16-chunk split are merged on
+// reading (ps/checkpoint_io.h).
 int64_t default_max_chunk_elements(int64_t total_elements, int num_ps);
 
 // `max_chunk_elements` <= 0 picks default_max_chunk_elements(). num_ps >= 1 (PSTRAIN_CHECK).
 Placement place_variables(const std::vector<VariableSpec>& variables, int num_ps,
                           int64_t max_chunk_elements = 0);
 
+// The fingerprint of a chunk list (Placement::hash): num_ps and each chunk's key, offset,
+// count and PS, in order.
+uint64_t placement_hash(int num_ps, const std::vector<Chunk>& chunks);
 // The fingerprint every task checks (HELLO, INIT, checkpoints): the placement's hash mixed
 // with the model name, so an MLP and a CNN with equal chunking never match.
 uint64_t model_layout_hash(const Placement& placement, const std::string& model);

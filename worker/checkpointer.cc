@@ -179,6 +179,7 @@ Result<int64_t> LocalCheckpointer::restore(std::span<float> params,
   }
   const std::string file = options_.dir + "/" + index.shards[0].file;
   PSTRAIN_ASSIGN_OR_RETURN(checkpoint::ShardData shard, checkpoint::read_shard(file));
+  merge_split_chunks(shard);  // a checkpoint of an earlier version's 16-chunk split
   PSTRAIN_RETURN_IF_ERROR(check_restorable(shard, config_, 1, file));
   if (shard.chunks.size() != placement_.chunks.size()) {
     return invalid_argument(file + " holds " + std::to_string(shard.chunks.size()) +

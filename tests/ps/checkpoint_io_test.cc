@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <random>
 
+#include "kernels/model.h"
+#include "ps/placement.h"
 #include "tests/temp_dir.h"
 
 namespace pstrain {
@@ -176,6 +178,94 @@ TEST(PsCheckpoint, FindsItsShardInASharedOrItsOwnDirectory) {
   EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(refused.status().message().find("1 parameter server"), std::string::npos)
       << refused.status().message();
+}
+
+// A one-PS checkpoint of an earlier version (variables split into ~16 chunks) as it was written.
+checkpoint::ShardData split_shard(const std::vector<VariableSpec>& vars, std::mt19937& rng,
+                                  int64_t max_chunk_elements) {
+  const Placement old = place_variables(vars, 1, max_chunk_elements);
+  JobTrainingConfig config = config_for(OptimizerKind::kAdam);
+  config.layout_hash = model_layout_hash(old, config.model);
+  ShardStore store;
+  std::vector<ChunkInit> chunks;
+  for (const Chunk& c : old.chunks) {
+    chunks.push_back({c.key, random_floats(static_cast<size_t>(c.count), rng)});
+  }
+  EXPECT_TRUE(store.initialize(config.optimizer, {false, 1, 100}, std::move(chunks)).ok());
+  push_random(store, rng, 0);
+  return shard_from_store(store, config, 0, 1);
+}
+
+TEST(PsCheckpoint, AnOlderSplitOfAOnePsCheckpointIsMergedIntoTodaysLayout) {
+  auto vars = Model::describe(ModelOptions{"mlp"});
+  ASSERT_TRUE(vars.ok());
+  std::mt19937 rng(5);
+  const checkpoint::ShardData old = split_shard(*vars, rng, 4970);
+  ASSERT_GT(old.chunks.size(), vars->size());
+  checkpoint::ShardData shard = old;
+  ASSERT_TRUE(merge_split_chunks(shard));
+  // The hash is the one today's placement gives, in the shard and in its saved config.
+  const Placement today = place_variables(*vars, 1);
+  const uint64_t hash = model_layout_hash(today, "mlp");
+  EXPECT_EQ(shard.layout_hash, hash);
+  auto saved = training_config_from_json(shard.training_config);
+  ASSERT_TRUE(saved.ok()) << saved.status().to_string();
+  EXPECT_EQ(saved->layout_hash, hash);
+  // Each variable's values and Adam slots are the old chunks' in order.
+  ASSERT_EQ(shard.chunks.size(), today.chunks.size());
+  size_t next_old = 0;
+  for (size_t i = 0; i < shard.chunks.size(); ++i) {
+    EXPECT_EQ(shard.chunks[i].key, today.chunks[i].key);
+    ASSERT_EQ(static_cast<int64_t>(shard.chunks[i].values.size()), today.chunks[i].count);
+    std::vector<float> values;
+    std::vector<std::vector<float>> slots(old.chunks[next_old].slots.size());
+    while (values.size() < shard.chunks[i].values.size()) {
+      const checkpoint::ShardChunk& o = old.chunks[next_old++];
+      values.insert(values.end(), o.values.begin(), o.values.end());
+      for (size_t k = 0; k < slots.size(); ++k) {
+        slots[k].insert(slots[k].end(), o.slots[k].begin(), o.slots[k].end());
+      }
+    }
+    EXPECT_TRUE(same_bits(values, shard.chunks[i].values)) << shard.chunks[i].key;
+    ASSERT_EQ(shard.chunks[i].slots.size(), slots.size());
+    for (size_t k = 0; k < slots.size(); ++k) {
+      EXPECT_TRUE(same_bits(slots[k], shard.chunks[i].slots[k])) << shard.chunks[i].key;
+    }
+  }
+  EXPECT_EQ(next_old, old.chunks.size());
+  JobTrainingConfig config = config_for(OptimizerKind::kAdam);
+  config.layout_hash = hash;
+  EXPECT_TRUE(check_restorable(shard, config, 1, "f").ok());
+
+  // find_ps_shard merges what it reads from a checkpoint directory.
+  testing_util::TempDir dir("pstrain_ps_ckpt_merge");
+  ASSERT_TRUE(checkpoint::write_shard(dir.path(), old).ok());
+  auto found = find_ps_shard(dir.path(), 0, 1);
+  ASSERT_TRUE(found.ok() && found->shard) << found.status().to_string();
+  EXPECT_EQ(found->shard->layout_hash, hash);
+  EXPECT_EQ(found->shard->chunks.size(), today.chunks.size());
+}
+
+TEST(PsCheckpoint, OnlyAShardItsOwnChunksDescribeIsMerged) {
+  auto vars = Model::describe(ModelOptions{"mlp"});
+  ASSERT_TRUE(vars.ok());
+  std::mt19937 rng(6);
+  checkpoint::ShardData shard = split_shard(*vars, rng, 4970);
+  // Today's layout already: nothing to merge.
+  checkpoint::ShardData whole = split_shard(*vars, rng, 0);
+  EXPECT_FALSE(merge_split_chunks(whole));
+  // A hash that the chunks do not give (another model): left for check_restorable to refuse.
+  checkpoint::ShardData other = shard;
+  other.layout_hash ^= 1;
+  EXPECT_FALSE(merge_split_chunks(other));
+  EXPECT_EQ(other.chunks.size(), shard.chunks.size());
+  // A gap in a variable, or several parameter servers: not merged.
+  checkpoint::ShardData gap = shard;
+  gap.chunks.erase(gap.chunks.begin() + 1);
+  EXPECT_FALSE(merge_split_chunks(gap));
+  checkpoint::ShardData two = shard;
+  two.num_ps = 2;
+  EXPECT_FALSE(merge_split_chunks(two));
 }
 
 TEST(PsCheckpoint, TheSavedTrainingConfigReadsBack) {

@@ -87,5 +87,21 @@ TEST(Placement, LargeVariableIsSplit) {
   EXPECT_GT(dense_chunks, 3);  // 3.2M elements spread over the three servers
 }
 
+TEST(Placement, OneServerKeepsEachVariableWhole) {
+  for (const std::string model : {"mlp", "cnn"}) {
+    auto vars = Model::describe(ModelOptions{model});
+    ASSERT_TRUE(vars.ok());
+    const Placement p = place_variables(*vars, 1);
+    ASSERT_EQ(p.chunks.size(), vars->size()) << model;
+    for (size_t i = 0; i < p.chunks.size(); ++i) {
+      EXPECT_EQ(p.chunks[i].key, (*vars)[i].name + "/0");
+      EXPECT_EQ(p.chunks[i].count, (*vars)[i].numel());
+    }
+    EXPECT_EQ(p.hash, placement_hash(1, p.chunks));
+    // An explicit chunk size still splits.
+    EXPECT_GT(place_variables(*vars, 1, 1024).chunks.size(), vars->size()) << model;
+  }
+}
+
 }  // namespace
 }  // namespace pstrain
