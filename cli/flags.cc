@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <type_traits>
+#include <vector>
 
 #include "runtime/base/log.h"
 
@@ -52,6 +54,30 @@ void add_training_flags(CLI::App& app, TrainFlagValues& v) {
   app.add_option("--adagrad_initial_accumulator", o.initial_accumulator,
                  "Adagrad: starting value of the accumulators, > 0")
       ->default_str(float_string(o.initial_accumulator))
+      ->group(kTrainingGroup);
+  LrSchedule& l = o.schedule;
+  app.add_option("--lr_schedule", v.lr_schedule,
+                 "Learning-rate schedule over the global step: constant, exponential "
+                 "(tf.train.exponential_decay) or piecewise (tf.train.piecewise_constant)")
+      ->capture_default_str()
+      ->group(kTrainingGroup);
+  add_int_option(app, "--lr_decay_steps", l.decay_steps,
+                 "Exponential schedule: steps per factor of --lr_decay_rate")
+      ->capture_default_str()
+      ->group(kTrainingGroup);
+  app.add_option("--lr_decay_rate", l.decay_rate,
+                 "Exponential schedule: learning_rate * rate^(step / lr_decay_steps)")
+      ->default_str(float_string(l.decay_rate))
+      ->group(kTrainingGroup);
+  add_bool_flag(app, "lr_staircase", l.staircase,
+                "Exponential schedule: decay in whole steps of --lr_decay_steps")
+      ->group(kTrainingGroup);
+  app.add_option("--lr_boundaries", v.lr_boundaries,
+                 "Piecewise schedule: global steps where the rate changes, e.g. 2000,4000")
+      ->group(kTrainingGroup);
+  app.add_option("--lr_values", v.lr_values,
+                 "Piecewise schedule: one rate more than --lr_boundaries, e.g. 0.01,0.003,0.001 "
+                 "(--learning_rate is not used)")
       ->group(kTrainingGroup);
   add_int_option(app, "--seed", c.seed, "Random seed (initialisation and data order)")
       ->capture_default_str()
@@ -147,11 +173,70 @@ Status check_memory(const TrainConfig& c, double available_bytes) {
                           " of memory");
 }
 
+namespace {
+
+// "2000,4000" -> {2000, 4000}; an error names the flag and the item.
+template <typename T>
+Result<std::vector<T>> parse_list(const std::string& text, const std::string& flag) {
+  std::vector<T> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    T value{};
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), value);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size()) {
+      return invalid_argument(flag + "=" + text + ": '" + item + "' is not a number (give " +
+                              "comma-separated numbers, e.g. " +
+                              (std::is_integral_v<T> ? "2000,4000" : "0.01,0.003,0.001") + ")");
+    }
+    out.push_back(value);
+    start = comma + 1;
+  }
+  return out;
+}
+
+Status finish_lr_schedule(const TrainFlagValues& v, LrSchedule& l) {
+  PSTRAIN_ASSIGN_OR_RETURN(l.kind, parse_lr_schedule(v.lr_schedule));
+  const bool piecewise = l.kind == LrScheduleKind::kPiecewise;
+  if (!piecewise && (!v.lr_boundaries.empty() || !v.lr_values.empty())) {
+    return invalid_argument("--lr_boundaries and --lr_values belong to --lr_schedule=piecewise");
+  }
+  if (l.kind == LrScheduleKind::kExponential && l.decay_steps <= 0) {
+    return invalid_argument("--lr_schedule=exponential needs --lr_decay_steps > 0 (e.g. 1000)");
+  }
+  if (!piecewise) return {};
+  if (v.lr_boundaries.empty() || v.lr_values.empty()) {
+    return invalid_argument(
+        "--lr_schedule=piecewise needs --lr_boundaries and --lr_values (e.g. "
+        "--lr_boundaries=2000,4000 --lr_values=0.01,0.003,0.001)");
+  }
+  PSTRAIN_ASSIGN_OR_RETURN(auto boundaries,
+                           parse_list<int64_t>(v.lr_boundaries, "--lr_boundaries"));
+  PSTRAIN_ASSIGN_OR_RETURN(auto values, parse_list<float>(v.lr_values, "--lr_values"));
+  if (boundaries.size() > static_cast<size_t>(kMaxLrBoundaries)) {
+    return invalid_argument("--lr_boundaries holds " + std::to_string(boundaries.size()) +
+                            " steps, at most " + std::to_string(kMaxLrBoundaries) + " are allowed");
+  }
+  if (values.size() != boundaries.size() + 1) {
+    return invalid_argument("--lr_values needs one rate more than --lr_boundaries has steps (" +
+                            std::to_string(boundaries.size() + 1) + "), got " +
+                            std::to_string(values.size()));
+  }
+  l.num_boundaries = static_cast<int>(boundaries.size());
+  std::copy(boundaries.begin(), boundaries.end(), l.boundaries.begin());
+  std::copy(values.begin(), values.end(), l.values.begin());
+  return {};
+}
+
+}  // namespace
+
 Result<TrainConfig> finish_training_flags(const TrainFlagValues& v) {
   TrainConfig c = v.config;
   c.model.name = v.model;
   PSTRAIN_ASSIGN_OR_RETURN(c.optimizer.kind, parse_optimizer(v.optimizer));
   c.optimizer.learning_rate = v.learning_rate;
+  PSTRAIN_RETURN_IF_ERROR(finish_lr_schedule(v, c.optimizer.schedule));
   PSTRAIN_RETURN_IF_ERROR(check_optimizer_config(c.optimizer, "--"));
   if (c.model.name != "mlp" && c.model.name != "cnn") {
     return invalid_argument("--model=" + c.model.name + " is not a model: use mlp or cnn");

@@ -23,12 +23,17 @@ struct TrainFlagValues {
   std::string model = "mlp";
   std::string optimizer = "adam";
   float learning_rate = 0.01f;
+  std::string lr_schedule = "constant";
+  std::string lr_boundaries;  // comma-separated steps
+  std::string lr_values;      // comma-separated rates
   TrainConfig config;
 };
 
 // Adds the training flags (--model, --hidden_units, --train_steps, --batch_size,
 // --learning_rate, --optimizer, --momentum, --adam_beta1, --adam_beta2, --adam_epsilon,
-// --adagrad_initial_accumulator, --seed, --data_dir, --num_gpus, --tf32, --eval_batch,
+// --adagrad_initial_accumulator, the learning-rate schedule (--lr_schedule, --lr_decay_steps,
+// --lr_decay_rate, --lr_staircase, --lr_boundaries, --lr_values), --seed, --data_dir, --num_gpus,
+// --tf32, --eval_batch,
 // --cpu_threads, and add_checkpoint_flags()'s) to `app`. The optimizer's hyper-parameters have
 // TensorFlow's names and defaults (kernels/optim.h); they go straight into config.optimizer.
 void add_training_flags(CLI::App& app, TrainFlagValues& v);

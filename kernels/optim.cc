@@ -73,7 +73,109 @@ Status check_optimizer_config(const OptimizerConfig& c, std::string_view prefix)
     return bad("adam_epsilon", "a finite number >= 0", c.epsilon);
   if (!(std::isfinite(c.initial_accumulator) && c.initial_accumulator > 0.f))
     return bad("adagrad_initial_accumulator", "a finite number > 0", c.initial_accumulator);
+  const LrSchedule& l = c.schedule;
+  switch (l.kind) {
+    case LrScheduleKind::kConstant:
+      break;
+    case LrScheduleKind::kExponential:
+      if (l.decay_steps <= 0) {
+        return invalid_argument(std::string(prefix) +
+                                "lr_decay_steps must be > 0 with an exponential schedule, got " +
+                                std::to_string(l.decay_steps));
+      }
+      if (!(std::isfinite(l.decay_rate) && l.decay_rate > 0.f))
+        return bad("lr_decay_rate", "a finite number > 0", l.decay_rate);
+      break;
+    case LrScheduleKind::kPiecewise: {
+      if (l.num_boundaries < 1 || l.num_boundaries > kMaxLrBoundaries) {
+        return invalid_argument(std::string(prefix) + "lr_boundaries must hold 1 to " +
+                                std::to_string(kMaxLrBoundaries) +
+                                " steps with a piecewise schedule, got " +
+                                std::to_string(l.num_boundaries));
+      }
+      for (int i = 0; i < l.num_boundaries; ++i) {
+        const int64_t b = l.boundaries[static_cast<size_t>(i)];
+        if (b < 0 || (i > 0 && b <= l.boundaries[static_cast<size_t>(i - 1)])) {
+          return invalid_argument(std::string(prefix) +
+                                  "lr_boundaries must be steps >= 0 in increasing order, got " +
+                                  std::to_string(b) + " at position " + std::to_string(i + 1));
+        }
+      }
+      for (int i = 0; i <= l.num_boundaries; ++i) {
+        const float v = l.values[static_cast<size_t>(i)];
+        if (!(std::isfinite(v) && v > 0.f)) return bad("lr_values", "finite numbers > 0", v);
+      }
+      break;
+    }
+  }
   return {};
+}
+
+float learning_rate_at(const OptimizerConfig& config, int64_t step) {
+  const LrSchedule& l = config.schedule;
+  switch (l.kind) {
+    case LrScheduleKind::kConstant:
+      break;
+    case LrScheduleKind::kExponential: {
+      if (l.decay_steps <= 0) break;
+      double exponent = static_cast<double>(step) / static_cast<double>(l.decay_steps);
+      if (l.staircase) exponent = std::floor(exponent);
+      return static_cast<float>(static_cast<double>(config.learning_rate) *
+                                std::pow(static_cast<double>(l.decay_rate), exponent));
+    }
+    case LrScheduleKind::kPiecewise: {
+      int i = 0;
+      while (i < l.num_boundaries && step > l.boundaries[static_cast<size_t>(i)]) ++i;
+      return l.values[static_cast<size_t>(i)];
+    }
+  }
+  return config.learning_rate;
+}
+
+const char* lr_schedule_name(LrScheduleKind kind) {
+  switch (kind) {
+    case LrScheduleKind::kExponential:
+      return "exponential";
+    case LrScheduleKind::kPiecewise:
+      return "piecewise";
+    case LrScheduleKind::kConstant:
+      break;
+  }
+  return "constant";
+}
+
+Result<LrScheduleKind> parse_lr_schedule(const std::string& name) {
+  std::string lower = name;
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (LrScheduleKind k :
+       {LrScheduleKind::kConstant, LrScheduleKind::kExponential, LrScheduleKind::kPiecewise}) {
+    if (lower == lr_schedule_name(k)) return k;
+  }
+  return invalid_argument("unknown learning-rate schedule '" + name +
+                          "': use constant, exponential or piecewise");
+}
+
+std::string describe_lr_schedule(const LrSchedule& l) {
+  std::string s;
+  switch (l.kind) {
+    case LrScheduleKind::kConstant:
+      break;
+    case LrScheduleKind::kExponential:
+      s.append(", exponential decay ").append(float_string(l.decay_rate));
+      s.append(" every ").append(std::to_string(l.decay_steps)).append(" steps");
+      if (l.staircase) s.append(" (staircase)");
+      break;
+    case LrScheduleKind::kPiecewise:
+      s.append(", piecewise lr");
+      for (int i = 0; i < l.num_boundaries; ++i) {
+        s.append(" ").append(float_string(l.values[static_cast<size_t>(i)]));
+        s.append(" to step ").append(std::to_string(l.boundaries[static_cast<size_t>(i)]));
+        s.append(",");
+      }
+      s.append(" then ").append(float_string(l.values[static_cast<size_t>(l.num_boundaries)]));
+      break;
+  }
+  return s;
 }
 
 float optimizer_slot_initial_value(const OptimizerConfig& config) {
@@ -126,19 +228,19 @@ void adagrad_update(std::span<float> param, std::span<const float> grad, std::sp
 void apply_update(const OptimizerConfig& config, std::span<float> param,
                   std::span<const float> grad, std::span<float> slot0, std::span<float> slot1,
                   int64_t t) {
+  const float lr = learning_rate_at(config, t - 1);
   switch (config.kind) {
     case OptimizerKind::kSgd:
-      sgd_update(param, grad, config.learning_rate);
+      sgd_update(param, grad, lr);
       return;
     case OptimizerKind::kMomentum:
-      momentum_update(param, grad, slot0, config.learning_rate, config.momentum);
+      momentum_update(param, grad, slot0, lr, config.momentum);
       return;
     case OptimizerKind::kAdam:
-      adam_update(param, grad, slot0, slot1, config.learning_rate, config.beta1, config.beta2,
-                  config.epsilon, t);
+      adam_update(param, grad, slot0, slot1, lr, config.beta1, config.beta2, config.epsilon, t);
       return;
     case OptimizerKind::kAdagrad:
-      adagrad_update(param, grad, slot0, config.learning_rate);
+      adagrad_update(param, grad, slot0, lr);
       return;
   }
 }

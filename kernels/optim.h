@@ -7,12 +7,16 @@
 //   Adam      m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 //             p -= lr * sqrt(1-b2^t) / (1-b1^t) * m / (sqrt(v) + eps)   (slots: m, v; t >= 1)
 //   Adagrad   a += g^2;  p -= lr * g / sqrt(a)                    (slot: a, starts at 0.1)
+// The learning rate may follow a schedule (TensorFlow 1.x's tf.train.exponential_decay and
+// piecewise_constant) of the global step before the update (t - 1): apply_update and every
+// backend's optimizer_update use learning_rate_at(config, t - 1).
 // Slots start at 0 except Adagrad's accumulator (initial_accumulator). Spans of one call have
 // equal sizes (PSTRAIN_CHECK: a programmer error). The element-wise math lives in
 // kernels/optim_math.h as PSTRAIN_HD functions that device code can share.
 // Thread-safety: pure functions; callers must not update the same span concurrently.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -23,6 +27,27 @@
 namespace pstrain {
 
 enum class OptimizerKind { kSgd, kMomentum, kAdam, kAdagrad };
+
+// How the learning rate changes with the global step (--lr_schedule).
+//   constant     learning_rate
+//   exponential  learning_rate * decay_rate ^ (step / decay_steps), the exponent an integer
+//                division when staircase (tf.train.exponential_decay)
+//   piecewise    values[0] while step <= boundaries[0], values[i] while
+//                boundaries[i-1] < step <= boundaries[i], values[n] after boundaries[n-1]
+//                (tf.train.piecewise_constant; learning_rate is not used)
+// Fixed-size arrays: an OptimizerConfig stays a plain value, copied without allocating.
+enum class LrScheduleKind { kConstant, kExponential, kPiecewise };
+inline constexpr int kMaxLrBoundaries = 16;
+struct LrSchedule {
+  LrScheduleKind kind = LrScheduleKind::kConstant;     // --lr_schedule
+  int64_t decay_steps = 0;                             // --lr_decay_steps (exponential)
+  float decay_rate = 1.0f;                             // --lr_decay_rate (exponential)
+  bool staircase = false;                              // --lr_staircase (exponential)
+  int num_boundaries = 0;                              // piecewise: 1..kMaxLrBoundaries
+  std::array<int64_t, kMaxLrBoundaries> boundaries{};  // --lr_boundaries, strictly increasing
+  std::array<float, kMaxLrBoundaries + 1> values{};    // --lr_values, num_boundaries + 1
+  bool operator==(const LrSchedule&) const = default;
+};
 
 // Defaults are TensorFlow 1.x's (tf.train.AdamOptimizer, AdagradOptimizer), except that
 // MomentumOptimizer has no default momentum: 0.9 is pstrain's. Comments give each field's
@@ -35,15 +60,28 @@ struct OptimizerConfig {
   float beta2 = 0.999f;                       // --adam_beta2
   float epsilon = 1e-8f;                      // --adam_epsilon
   float initial_accumulator = 0.1f;           // --adagrad_initial_accumulator
+  LrSchedule schedule{};                      // --lr_schedule and its flags
 };
+
+// The learning rate of the update made at global step `step` (0-based: the step before it).
+float learning_rate_at(const OptimizerConfig& config, int64_t step);
+// "constant", "exponential", "piecewise"; parse_lr_schedule accepts those (any case) and
+// errors naming them.
+const char* lr_schedule_name(LrScheduleKind kind);
+Result<LrScheduleKind> parse_lr_schedule(const std::string& name);
+// " , exponential decay 0.96 every 1000 steps (staircase)" style suffix for logs ("" for
+// constant).
+std::string describe_lr_schedule(const LrSchedule& schedule);
 
 // Checks every hyper-parameter, whatever the kind (all of them travel to the parameter
 // servers): learning rate finite and > 0; momentum finite and >= 0; Adam's beta1 and beta2 in
 // [0, 1); epsilon finite and >= 0; Adagrad's initial accumulator finite and > 0 (as TensorFlow
-// requires: 0 would make an untouched weight's update 0/0). An error names the value by its
+// requires: 0 would make an untouched weight's update 0/0); an exponential schedule's
+// decay_steps > 0 and decay_rate finite and > 0; a piecewise one's 1..16 boundaries >= 0,
+// strictly increasing, with one value more, each finite and > 0. An error names the value by its
 // flag name (learning_rate, momentum, adam_beta1, adam_beta2, adam_epsilon,
-// adagrad_initial_accumulator) after `prefix` ("--" for flags, "" for the wire), says what it
-// must be and what it got.
+// adagrad_initial_accumulator, lr_decay_steps, lr_decay_rate, lr_boundaries, lr_values) after
+// `prefix` ("--" for flags, "" for the wire), says what it must be and what it got.
 Status check_optimizer_config(const OptimizerConfig& config, std::string_view prefix);
 // The shortest decimal that reads back as `value` ("0.01", "1e-08"), for messages and logs.
 std::string float_string(float value);

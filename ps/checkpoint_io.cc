@@ -1,5 +1,6 @@
 #include "ps/checkpoint_io.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>
@@ -104,6 +105,17 @@ bool merge_split_chunks(checkpoint::ShardData& shard) {
 
 nlohmann::json training_config_json(const JobTrainingConfig& c) {
   const OptimizerConfig& o = c.optimizer;
+  const LrSchedule& l = o.schedule;
+  nlohmann::json schedule = {{"kind", lr_schedule_name(l.kind)}};
+  if (l.kind == LrScheduleKind::kExponential) {
+    schedule["decay_steps"] = l.decay_steps;
+    schedule["decay_rate"] = l.decay_rate;
+    schedule["staircase"] = l.staircase;
+  } else if (l.kind == LrScheduleKind::kPiecewise) {
+    const auto n = static_cast<size_t>(l.num_boundaries);
+    schedule["boundaries"] = std::vector<int64_t>(l.boundaries.begin(), l.boundaries.begin() + n);
+    schedule["values"] = std::vector<float>(l.values.begin(), l.values.begin() + n + 1);
+  }
   return {{"model", c.model},
           {"optimizer", optimizer_name(o.kind)},
           {"learning_rate", o.learning_rate},
@@ -117,7 +129,8 @@ nlohmann::json training_config_json(const JobTrainingConfig& c) {
           {"staleness", c.staleness},
           {"train_steps", c.train_steps},
           {"num_workers", c.num_workers},
-          {"layout_hash", hex64(c.layout_hash)}};
+          {"layout_hash", hex64(c.layout_hash)},
+          {"lr_schedule", schedule}};
 }
 
 Result<JobTrainingConfig> training_config_from_json(const nlohmann::json& j) {
@@ -138,6 +151,30 @@ Result<JobTrainingConfig> training_config_from_json(const nlohmann::json& j) {
     c.train_steps = j.at("train_steps").get<int64_t>();
     c.num_workers = j.at("num_workers").get<int>();
     hash = j.at("layout_hash").get<std::string>();
+    // Absent in checkpoints of earlier builds: a constant learning rate.
+    if (j.contains("lr_schedule")) {
+      const nlohmann::json& s = j.at("lr_schedule");
+      auto kind = parse_lr_schedule(s.at("kind").get<std::string>());
+      if (!kind.ok()) return data_loss("training_config: " + kind.status().message());
+      LrSchedule& l = c.optimizer.schedule;
+      l.kind = *kind;
+      if (l.kind == LrScheduleKind::kExponential) {
+        l.decay_steps = s.at("decay_steps").get<int64_t>();
+        l.decay_rate = s.at("decay_rate").get<float>();
+        l.staircase = s.at("staircase").get<bool>();
+      } else if (l.kind == LrScheduleKind::kPiecewise) {
+        const auto boundaries = s.at("boundaries").get<std::vector<int64_t>>();
+        const auto values = s.at("values").get<std::vector<float>>();
+        if (boundaries.empty() || boundaries.size() > static_cast<size_t>(kMaxLrBoundaries) ||
+            values.size() != boundaries.size() + 1) {
+          return data_loss("training_config: lr_schedule needs 1 to " +
+                           std::to_string(kMaxLrBoundaries) + " boundaries and one value more");
+        }
+        l.num_boundaries = static_cast<int>(boundaries.size());
+        std::copy(boundaries.begin(), boundaries.end(), l.boundaries.begin());
+        std::copy(values.begin(), values.end(), l.values.begin());
+      }
+    }
   } catch (const nlohmann::json::exception& e) {
     return data_loss(std::string("training_config: a field is missing or of the wrong type (") +
                      e.what() + ")");

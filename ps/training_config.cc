@@ -32,6 +32,27 @@ wire::TrainingConfig JobTrainingConfig::to_wire() const {
   w.set_train_steps(train_steps);
   w.set_num_workers(num_workers);
   w.set_layout_hash(layout_hash);
+  const LrSchedule& l = optimizer.schedule;
+  switch (l.kind) {
+    case LrScheduleKind::kConstant:
+      w.set_lr_schedule(wire::LR_CONSTANT);
+      break;
+    case LrScheduleKind::kExponential:
+      w.set_lr_schedule(wire::LR_EXPONENTIAL);
+      break;
+    case LrScheduleKind::kPiecewise:
+      w.set_lr_schedule(wire::LR_PIECEWISE);
+      break;
+  }
+  w.set_lr_decay_steps(l.decay_steps);
+  w.set_lr_decay_rate(l.decay_rate);
+  w.set_lr_staircase(l.staircase);
+  if (l.kind == LrScheduleKind::kPiecewise) {
+    for (int i = 0; i < l.num_boundaries; ++i) {
+      w.add_lr_boundaries(l.boundaries[static_cast<size_t>(i)]);
+    }
+    for (int i = 0; i <= l.num_boundaries; ++i) w.add_lr_values(l.values[static_cast<size_t>(i)]);
+  }
   return w;
 }
 
@@ -66,6 +87,38 @@ Result<JobTrainingConfig> JobTrainingConfig::from_wire(const wire::TrainingConfi
   c.train_steps = w.train_steps();
   c.num_workers = w.num_workers();
   c.layout_hash = w.layout_hash();
+  LrSchedule& l = c.optimizer.schedule;
+  switch (w.lr_schedule()) {
+    case wire::LR_CONSTANT:
+      l.kind = LrScheduleKind::kConstant;
+      break;
+    case wire::LR_EXPONENTIAL:
+      l.kind = LrScheduleKind::kExponential;
+      break;
+    case wire::LR_PIECEWISE:
+      l.kind = LrScheduleKind::kPiecewise;
+      break;
+    default:
+      return context(invalid_argument("lr_schedule " + std::to_string(w.lr_schedule()) +
+                                      " is unknown: run the same pstrain on every task"));
+  }
+  l.decay_steps = w.lr_decay_steps();
+  l.decay_rate = w.lr_decay_rate();
+  l.staircase = w.lr_staircase();
+  if (l.kind == LrScheduleKind::kPiecewise) {
+    if (w.lr_boundaries_size() < 1 || w.lr_boundaries_size() > kMaxLrBoundaries ||
+        w.lr_values_size() != w.lr_boundaries_size() + 1) {
+      return context(invalid_argument(
+          "a piecewise schedule needs 1 to " + std::to_string(kMaxLrBoundaries) +
+          " lr_boundaries and one lr_value more, got " + std::to_string(w.lr_boundaries_size()) +
+          " and " + std::to_string(w.lr_values_size())));
+    }
+    l.num_boundaries = w.lr_boundaries_size();
+    for (int i = 0; i < l.num_boundaries; ++i) {
+      l.boundaries[static_cast<size_t>(i)] = w.lr_boundaries(i);
+    }
+    for (int i = 0; i <= l.num_boundaries; ++i) l.values[static_cast<size_t>(i)] = w.lr_values(i);
+  }
   if (Status st = c.validate(); !st.ok()) return context(st);
   return c;
 }
@@ -118,6 +171,7 @@ std::string JobTrainingConfig::describe() const {
       s += " initial accumulator " + float_string(o.initial_accumulator);
       break;
   }
+  s += describe_lr_schedule(o.schedule);
   const std::string workers =
       std::to_string(num_workers) + (num_workers == 1 ? " worker" : " workers");
   if (sync_replicas) {

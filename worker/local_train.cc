@@ -115,7 +115,8 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
   PSTRAIN_LOG(INFO) << "training " << mo.name << " (" << count << " parameters) on "
                     << ops.description() << ": " << config.train_steps << " steps of batch "
                     << batch << ", " << optimizer_name(config.optimizer.kind) << " lr "
-                    << config.optimizer.learning_rate;
+                    << config.optimizer.learning_rate
+                    << describe_lr_schedule(config.optimizer.schedule);
 
   SummarySink summary;
   SinkList sink({&user_sink, &summary});
@@ -126,7 +127,7 @@ Result<TrainSummary> train_locally(const TrainConfig& config, const TrainTestDat
   begin.train_steps = config.train_steps;
   begin.batch_size = batch;
   begin.variables = model->variables();
-  begin.learning_rate = config.optimizer.learning_rate;
+  begin.optimizer = config.optimizer;
   begin.read_tensors = [&](std::vector<float>* p, std::vector<float>* g) {
     p->resize(static_cast<size_t>(count));
     g->resize(static_cast<size_t>(count));

@@ -50,7 +50,9 @@ void TensorBoardSink::write_scalars(const StepReport& r) {
     rate_step_ = r.global_step;
     rate_seconds_ = r.elapsed_seconds;
     Status st = job_->scalar("loss", r.global_step, r.mean_loss);
-    if (st.ok()) st = job_->scalar("learning_rate", r.global_step, begin_.learning_rate);
+    if (st.ok())
+      st = job_->scalar("learning_rate", r.global_step,
+                        learning_rate_at(begin_.optimizer, r.global_step));
     if (st.ok()) st = job_->scalar("global_step/sec", r.global_step, steps_per_second);
     if (st.ok()) {
       st = job_->scalar("examples/sec", r.global_step,

@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/optim.h"
 #include "kernels/variable.h"
 #include "runtime/base/progress.h"
 #include "runtime/job/task_env.h"
@@ -40,12 +41,13 @@ struct TrainingBegin {
   int batch_size = 0;
   int task_index = 0;  // the worker's index (0 for `pstrain train`)
   bool chief = true;   // evaluates at the end
-  // For sinks that summarise the model (TensorBoard): its variables, the learning rate, the
+  // For sinks that summarise the model (TensorBoard): its variables, the optimizer (its
+  // learning rate at a step: learning_rate_at(optimizer, global_step)), the
   // batches one global step aggregates (sync: replicas_to_aggregate; else 1), and a function
   // that copies the current parameters and the last step's gradients to the host (empty
   // function: not available). Called only between step() reports, from the loop's thread.
   std::vector<VariableSpec> variables;
-  double learning_rate = 0;
+  OptimizerConfig optimizer;
   int batches_per_global_step = 1;
   std::function<void(std::vector<float>* parameters, std::vector<float>* gradients)> read_tensors;
 };

@@ -180,7 +180,7 @@ Status WorkerRun::train() {
   begin.task_index = o_.task_index;
   begin.chief = chief_;
   begin.variables = model_->variables();
-  begin.learning_rate = o_.train.optimizer.learning_rate;
+  begin.optimizer = o_.train.optimizer;
   begin.batches_per_global_step = o_.sync_replicas ? replicas() : 1;
   begin.read_tensors = [&](std::vector<float>* p, std::vector<float>* g) {
     // The parameters this step computed on (pulled) and its gradient, both on the host.

@@ -252,10 +252,10 @@ void CudaOps::optimizer_update(const OptimizerConfig& config, float* param, cons
       step.kind = OptimizerStep::kAdagrad;
       break;
   }
-  step.lr = config.learning_rate;
+  step.lr = learning_rate_at(config, t - 1);
   step.lr_t = config.kind == OptimizerKind::kAdam
-                  ? adam_step_size(config.learning_rate, config.beta1, config.beta2, t)
-                  : config.learning_rate;
+                  ? adam_step_size(step.lr, config.beta1, config.beta2, t)
+                  : step.lr;
   step.momentum = config.momentum;
   step.beta1 = config.beta1;
   step.beta2 = config.beta2;

@@ -47,7 +47,9 @@ namespace pstrain {
 
 // 2: TrainingConfig carries every optimizer hyper-parameter (fields 10-14); a version-1 PS
 // would have ignored them and trained with its defaults, so the two do not talk.
-inline constexpr uint32_t kProtocolVersion = 2;
+// 3: TrainingConfig carries the learning-rate schedule (fields 15-20), which a version-2 PS
+// would ignore (training at a constant rate).
+inline constexpr uint32_t kProtocolVersion = 3;
 
 // Frames at least this large (with a keepalive) are sent without copying.
 inline constexpr uint64_t kZeroCopyMinBytes = 16 * 1024;

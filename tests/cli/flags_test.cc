@@ -143,6 +143,56 @@ TEST(Flags, OptimizerHyperParametersParse) {
   EXPECT_TRUE(finish_training_flags(q.flags.train).ok());
 }
 
+TEST(Flags, LearningRateSchedulesParse) {
+  Parsed p;
+  p.parse({"--lr_schedule=exponential", "--lr_decay_steps", "1000", "--lr_decay_rate=0.9",
+           "--lr_staircase"});
+  auto c = finish_training_flags(p.flags.train);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->optimizer.schedule.kind, LrScheduleKind::kExponential);
+  EXPECT_EQ(c->optimizer.schedule.decay_steps, 1000);
+  EXPECT_EQ(c->optimizer.schedule.decay_rate, 0.9f);
+  EXPECT_TRUE(c->optimizer.schedule.staircase);
+  Parsed q;
+  q.parse(
+      {"--lr_schedule=piecewise", "--lr_boundaries=2000,4000", "--lr_values", "0.01,0.003,0.001"});
+  c = finish_training_flags(q.flags.train);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  const LrSchedule& l = c->optimizer.schedule;
+  ASSERT_EQ(l.num_boundaries, 2);
+  EXPECT_EQ(l.boundaries[0], 2000);
+  EXPECT_EQ(l.boundaries[1], 4000);
+  EXPECT_EQ(l.values[0], 0.01f);
+  EXPECT_EQ(l.values[2], 0.001f);
+  // The default is TensorFlow's (and mnist_replica's): a constant rate.
+  Parsed d;
+  d.parse({});
+  c = finish_training_flags(d.flags.train);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->optimizer.schedule.kind, LrScheduleKind::kConstant);
+}
+
+TEST(Flags, BadLearningRateSchedulesSayWhatToDo) {
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--lr_schedule=cosine"}, "constant, exponential or piecewise"},
+      {{"--lr_schedule=exponential"}, "needs --lr_decay_steps > 0"},
+      {{"--lr_schedule=piecewise"}, "needs --lr_boundaries and --lr_values"},
+      {{"--lr_schedule=piecewise", "--lr_boundaries=10,x", "--lr_values=1,2,3"}, "'x' is not"},
+      {{"--lr_schedule=piecewise", "--lr_boundaries=10", "--lr_values=1,2,3"}, "one rate more"},
+      {{"--lr_schedule=piecewise", "--lr_boundaries=20,10", "--lr_values=1,2,3"},
+       "increasing order"},
+      {{"--lr_boundaries=10", "--lr_values=1,2"}, "belong to --lr_schedule=piecewise"},
+  };
+  for (const auto& [args, expect] : cases) {
+    Parsed p;
+    p.parse(args);
+    auto c = finish_training_flags(p.flags.train);
+    ASSERT_FALSE(c.ok()) << args[0] << " was accepted";
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(c.status().message().find(expect), std::string::npos) << c.status().message();
+  }
+}
+
 TEST(Flags, BadOptimizerHyperParametersNameTheFlag) {
   const std::pair<std::string, std::string> cases[] = {
       {"--momentum=-0.1", "--momentum"},

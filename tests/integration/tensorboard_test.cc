@@ -99,6 +99,24 @@ class TensorBoardTest : public ::testing::Test {
   fs::path dir_ = tmp_.path();
 };
 
+TEST_F(TensorBoardTest, TheLearningRateScalarFollowsTheSchedule) {
+  const fs::path logdir = dir_ / "logs";
+  auto st = run({{"train",
+                  {"train", "--num_gpus=0", "--cpu_threads=1", "--train_steps=200",
+                   "--summary_every=50", "--lr_schedule=piecewise", "--lr_boundaries=75,120",
+                   "--lr_values=0.01,0.004,0.001", "--log_dir=" + logdir.string()}}});
+  ASSERT_TRUE(st[0].success()) << read_all(dir_ / "train.err");
+  const json ev = read_events(logdir);
+  ASSERT_TRUE(ev.contains("scalars") && ev["scalars"].contains("learning_rate")) << ev.dump();
+  const json& lr = ev["scalars"]["learning_rate"];
+  ASSERT_EQ(steps_of(lr), (std::vector<int64_t>{1, 50, 100, 150, 200}));
+  const float want[] = {0.01f, 0.01f, 0.004f, 0.001f, 0.001f};
+  for (size_t i = 0; i < 5; ++i) EXPECT_FLOAT_EQ(lr[i][1].get<float>(), want[i]) << i;
+  // The run's description names the schedule.
+  EXPECT_NE(read_all(dir_ / "train.err").find("piecewise"), std::string::npos)
+      << read_all(dir_ / "train.err");
+}
+
 TEST_F(TensorBoardTest, TrainWritesScalarsHistogramsAndAccuracy) {
   const fs::path logdir = dir_ / "logs";
   auto st = run({{"train",

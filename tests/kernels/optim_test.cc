@@ -186,5 +186,75 @@ TEST(OptimTest, ParseErrorsNameTheAcceptedValues) {
   }
 }
 
+TEST(OptimTest, LearningRateSchedulesGiveTheHandWorkedValues) {
+  OptimizerConfig c;
+  c.learning_rate = 0.1f;
+  EXPECT_EQ(learning_rate_at(c, 0), 0.1f);
+  EXPECT_EQ(learning_rate_at(c, 123456), 0.1f);
+  // Exponential: 0.1 * 0.5^(step / 100).
+  c.schedule.kind = LrScheduleKind::kExponential;
+  c.schedule.decay_steps = 100;
+  c.schedule.decay_rate = 0.5f;
+  EXPECT_FLOAT_EQ(learning_rate_at(c, 0), 0.1f);
+  EXPECT_FLOAT_EQ(learning_rate_at(c, 50), 0.070710678f);  // 0.1 / sqrt(2)
+  EXPECT_FLOAT_EQ(learning_rate_at(c, 100), 0.05f);
+  EXPECT_FLOAT_EQ(learning_rate_at(c, 250), 0.017677670f);  // 0.1 * 0.5^2.5
+  c.schedule.staircase = true;
+  EXPECT_FLOAT_EQ(learning_rate_at(c, 50), 0.1f);
+  EXPECT_FLOAT_EQ(learning_rate_at(c, 199), 0.05f);
+  EXPECT_FLOAT_EQ(learning_rate_at(c, 250), 0.025f);
+  // Piecewise (tf.train.piecewise_constant): 1.0 up to step 100 inclusive, 0.5 up to 200, 0.1.
+  c.schedule = LrSchedule{};
+  c.schedule.kind = LrScheduleKind::kPiecewise;
+  c.schedule.num_boundaries = 2;
+  c.schedule.boundaries = {100, 200};
+  c.schedule.values = {1.0f, 0.5f, 0.1f};
+  EXPECT_EQ(learning_rate_at(c, 0), 1.0f);
+  EXPECT_EQ(learning_rate_at(c, 100), 1.0f);
+  EXPECT_EQ(learning_rate_at(c, 101), 0.5f);
+  EXPECT_EQ(learning_rate_at(c, 200), 0.5f);
+  EXPECT_EQ(learning_rate_at(c, 201), 0.1f);
+  // apply_update uses the rate of the step before the update (t - 1): SGD p -= lr * g.
+  c.kind = OptimizerKind::kSgd;
+  std::vector<float> p = {1.0f, 1.0f};
+  const std::vector<float> g = {1.0f, 2.0f};
+  apply_update(c, p, g, {}, {}, /*t=*/101);  // step 100: rate 1.0
+  EXPECT_EQ(p, (std::vector<float>{0.0f, -1.0f}));
+  apply_update(c, p, g, {}, {}, /*t=*/102);  // step 101: rate 0.5
+  EXPECT_EQ(p, (std::vector<float>{-0.5f, -2.0f}));
+}
+
+TEST(OptimTest, BadSchedulesAreRefusedNamingTheFlag) {
+  const auto message = [](const OptimizerConfig& c) {
+    const Status st = check_optimizer_config(c, "--");
+    return st.ok() ? std::string("ok") : st.message();
+  };
+  OptimizerConfig c;
+  c.schedule.kind = LrScheduleKind::kExponential;
+  EXPECT_EQ(message(c).rfind("--lr_decay_steps must be > 0", 0), 0u) << message(c);
+  c.schedule.decay_steps = 10;
+  c.schedule.decay_rate = 0.f;
+  EXPECT_EQ(message(c).rfind("--lr_decay_rate must be", 0), 0u) << message(c);
+  c.schedule.decay_rate = 0.9f;
+  EXPECT_EQ(message(c), "ok");
+  c.schedule = LrSchedule{};
+  c.schedule.kind = LrScheduleKind::kPiecewise;
+  EXPECT_EQ(message(c).rfind("--lr_boundaries must hold", 0), 0u) << message(c);
+  c.schedule.num_boundaries = 2;
+  c.schedule.boundaries = {200, 100};
+  c.schedule.values = {1.f, 0.5f, 0.1f};
+  EXPECT_EQ(message(c).rfind("--lr_boundaries must be steps >= 0 in increasing order", 0), 0u)
+      << message(c);
+  c.schedule.boundaries = {100, 200};
+  c.schedule.values = {1.f, 0.5f, -0.1f};
+  EXPECT_EQ(message(c).rfind("--lr_values must be", 0), 0u) << message(c);
+  c.schedule.values = {1.f, 0.5f, 0.1f};
+  EXPECT_EQ(message(c), "ok");
+  EXPECT_EQ(parse_lr_schedule("Exponential").value(), LrScheduleKind::kExponential);
+  auto bad = parse_lr_schedule("cosine");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("constant, exponential or piecewise"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace pstrain

@@ -275,9 +275,20 @@ TEST(PsCheckpoint, TheSavedTrainingConfigReadsBack) {
   c.replicas_to_aggregate = 2;
   c.optimizer.learning_rate = 0.0123f;
   c.optimizer.initial_accumulator = 0.25f;
+  c.optimizer.schedule.kind = LrScheduleKind::kPiecewise;
+  c.optimizer.schedule.num_boundaries = 1;
+  c.optimizer.schedule.boundaries = {30};
+  c.optimizer.schedule.values = {0.5f, 0.05f};
   auto back = training_config_from_json(training_config_json(c));
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_EQ(back->to_wire().SerializeAsString(), c.to_wire().SerializeAsString());
+  EXPECT_TRUE(back->optimizer.schedule == c.optimizer.schedule);
+  // A checkpoint of an earlier build has no schedule: a constant rate.
+  nlohmann::json older = training_config_json(c);
+  older.erase("lr_schedule");
+  auto constant = training_config_from_json(older);
+  ASSERT_TRUE(constant.ok()) << constant.status().message();
+  EXPECT_EQ(constant->optimizer.schedule.kind, LrScheduleKind::kConstant);
   nlohmann::json broken = training_config_json(c);
   broken.erase("train_steps");
   EXPECT_FALSE(training_config_from_json(broken).ok());

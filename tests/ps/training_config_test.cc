@@ -50,6 +50,48 @@ void expect_same(const JobTrainingConfig& got, const JobTrainingConfig& want) {
   EXPECT_EQ(got.train_steps, want.train_steps);
   EXPECT_EQ(got.num_workers, want.num_workers);
   EXPECT_EQ(got.layout_hash, want.layout_hash);
+  EXPECT_TRUE(got.optimizer.schedule == want.optimizer.schedule);
+}
+
+TEST(JobTrainingConfig, LearningRateSchedulesRoundTripAndBadOnesAreRefused) {
+  JobTrainingConfig c = sync_config();
+  LrSchedule& l = c.optimizer.schedule;
+  l.kind = LrScheduleKind::kExponential;
+  l.decay_steps = 700;
+  l.decay_rate = 0.75f;
+  l.staircase = true;
+  auto back = JobTrainingConfig::from_wire(c.to_wire());
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  expect_same(*back, c);
+  EXPECT_NE(c.describe().find("exponential decay 0.75 every 700 steps (staircase)"),
+            std::string::npos)
+      << c.describe();
+  l = LrSchedule{};
+  l.kind = LrScheduleKind::kPiecewise;
+  l.num_boundaries = 2;
+  l.boundaries = {100, 250};
+  l.values = {0.5f, 0.25f, 0.125f};
+  back = JobTrainingConfig::from_wire(c.to_wire());
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  expect_same(*back, c);
+  EXPECT_NE(c.describe().find("piecewise lr 0.5 to step 100, 0.25 to step 250, then 0.125"),
+            std::string::npos)
+      << c.describe();
+  // From the network: too many boundaries, a value missing, an unknown kind, decreasing steps.
+  wire::TrainingConfig w = c.to_wire();
+  for (int i = 0; i < 20; ++i) w.add_lr_boundaries(1000 + i);
+  EXPECT_FALSE(JobTrainingConfig::from_wire(w).ok());
+  w = c.to_wire();
+  w.mutable_lr_values()->RemoveLast();
+  EXPECT_FALSE(JobTrainingConfig::from_wire(w).ok());
+  w = c.to_wire();
+  w.set_lr_schedule(static_cast<wire::LrSchedule>(7));
+  EXPECT_FALSE(JobTrainingConfig::from_wire(w).ok());
+  w = c.to_wire();
+  w.set_lr_boundaries(1, 50);
+  auto refused = JobTrainingConfig::from_wire(w);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("lr_boundaries"), std::string::npos);
 }
 
 TEST(JobTrainingConfig, SyncConfigRoundTripsEveryField) {
