@@ -41,21 +41,30 @@
 #include <zmq.hpp>
 
 #include "runtime/base/status.h"
+#include "runtime/wire/half.h"
 #include "runtime/wire/proto/pstrain.pb.h"
 
 namespace pstrain {
 
 // 2: TrainingConfig carries every optimizer hyper-parameter (fields 10-14); a version-1 PS
 // would have ignored them and trained with its defaults, so the two do not talk.
+// DTYPE_FLOAT16/BFLOAT16 (--compress) did not change it: a version-2 PS without them refuses
+// such a frame as malformed with an error naming the dtype (it never misreads it), and a
+// worker with --compress=none sends exactly what it sent before.
 inline constexpr uint32_t kProtocolVersion = 2;
 
 // Frames at least this large (with a keepalive) are sent without copying.
 inline constexpr uint64_t kZeroCopyMinBytes = 16 * 1024;
 
-// Bytes per element; 0 for DTYPE_INVALID and values outside the enum.
+// Bytes per element (4 for float32 and int32, 2 for float16 and bfloat16); 0 for
+// DTYPE_INVALID and values outside the enum.
 size_t dtype_size(wire::DType dtype);
-// "float32", "int32", or "dtype(<n>)".
+// "float32", "int32", "float16", "bfloat16", or "dtype(<n>)".
 std::string dtype_name(wire::DType dtype);
+// The wire dtype of a float format: DTYPE_FLOAT32, DTYPE_FLOAT16 or DTYPE_BFLOAT16.
+wire::DType wire_dtype(FloatFormat format);
+// The float format of a wire dtype; false when `dtype` is not a floating-point one.
+bool float_format_of(wire::DType dtype, FloatFormat* format);
 
 // One outgoing raw frame; see the zero-copy rule in the header comment.
 struct OutFrame {
@@ -72,6 +81,10 @@ OutFrame f32_frame(std::string key, std::span<const float> values,
 // An int32 frame over `values`, kept alive by `keepalive` (may be null: then copied).
 OutFrame i32_frame(std::string key, std::span<const int32_t> values,
                    std::shared_ptr<const void> keepalive);
+// A float16 or bfloat16 frame (`format` kFloat16 or kBFloat16) over `words`, the values narrowed
+// by runtime/wire/half.h, kept alive by `keepalive` (may be null: then copied).
+OutFrame half_frame(std::string key, FloatFormat format, std::span<const uint16_t> words,
+                    std::shared_ptr<const void> keepalive);
 // A frame that owns its values (moved into the keepalive): always safe, never copied again.
 OutFrame owned_f32_frame(std::string key, std::vector<float> values);
 OutFrame owned_i32_frame(std::string key, std::vector<int32_t> values);
