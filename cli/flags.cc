@@ -302,6 +302,20 @@ void add_summary_every_flag(CLI::App& app, int& summary_every) {
       ->group(kOutputGroup);
 }
 
+void add_compress_flag(CLI::App& app, std::string& compress) {
+  app.add_option("--compress", compress,
+                 "How workers send gradients: none (float32), fp16 or bf16 (16 bits, rounded "
+                 "to nearest even; the parameter servers update in float32)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            auto format = parse_compression(value);
+            return format.ok() ? std::string() : format.status().message();
+          },
+          "none|fp16|bf16"))
+      ->group(kTrainingGroup);
+}
+
 void add_flagfile_option(CLI::App& app) {
   app.add_option("--flagfile",
                  "Read flags from FILE, one --name=value a line (as absl/gflags flagfiles); "

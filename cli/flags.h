@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "runtime/metrics/metrics.h"
+#include "runtime/wire/half.h"
 #include "runtime/wire/security.h"
 #include "worker/metrics_sink.h"
 #include "worker/train_config.h"
@@ -124,6 +125,11 @@ Result<std::shared_ptr<const JobKeys>> load_security(const SecurityFlags& f);
 // --summary_every N: TensorBoard scalars and histograms every N steps
 // (worker/tensorboard_sink.h); 0: only at the first and the last.
 void add_summary_every_flag(CLI::App& app, int& summary_every);
+
+// --compress none|fp16|bf16 (role processes and `pstrain launch`, which passes it to each
+// task): how a worker's gradients travel (ClientOptions::compression). A value that is not a
+// choice is a parse error naming the choices (exit 2).
+void add_compress_flag(CLI::App& app, std::string& compress);
 
 // --flagfile FILE, listed in each command's help (cli/args.h expand_flagfiles reads the files
 // before any command parses its words).

@@ -364,6 +364,18 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
   if (steps.size() != ps_.size()) {
     return invalid_argument("push needs one step per parameter server");
   }
+  // --compress: narrow the gradients once into the 16-bit buffer, which the frames then borrow
+  // (its keepalive holds it as `owner` holds the caller's buffer). After a successful push
+  // ZeroMQ has let go of it (the wait below), so the next push reuses it without allocating.
+  const FloatFormat format = options_.compression;
+  std::span<const uint16_t> words;
+  if (format != FloatFormat::kFloat32) {
+    if (half_grads_ == nullptr) half_grads_ = std::make_shared<std::vector<uint16_t>>();
+    half_grads_->resize(flat_grads.size());
+    narrow_floats(format, flat_grads, *half_grads_);
+    words = *half_grads_;
+    owner = half_grads_;
+  }
   auto tracker = std::make_shared<ReleaseTracker>();
   PushResult result;
   Status st = exchange(
@@ -371,13 +383,19 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
       [&](int ps) {
         OutMessage m = request(wire::PUSH);
         m.header.set_step(steps[static_cast<size_t>(ps)]);
-        std::shared_ptr<const void> keep = tracker->hold(flat_grads.data(), owner);
+        std::shared_ptr<const void> keep = tracker->hold(
+            format != FloatFormat::kFloat32 ? static_cast<const void*>(words.data())
+                                            : static_cast<const void*>(flat_grads.data()),
+            owner);
         for (int ci : placement_->chunks_of_ps[static_cast<size_t>(ps)]) {
           const Chunk& c = placement_->chunks[static_cast<size_t>(ci)];
-          m.frames.push_back(f32_frame(
-              c.key,
-              flat_grads.subspan(static_cast<size_t>(c.flat_offset), static_cast<size_t>(c.count)),
-              keep));
+          const size_t offset = static_cast<size_t>(c.flat_offset);
+          const size_t count = static_cast<size_t>(c.count);
+          if (format != FloatFormat::kFloat32) {
+            m.frames.push_back(half_frame(c.key, format, words.subspan(offset, count), keep));
+          } else {
+            m.frames.push_back(f32_frame(c.key, flat_grads.subspan(offset, count), keep));
+          }
         }
         return m;
       },
@@ -388,6 +406,9 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
       },
       options_.reply_timeout, false);
   if (!st.ok()) {
+    // ZeroMQ may still read the 16-bit buffer: the next push narrows into a new one (the
+    // keepalives hold this one until ZeroMQ lets go).
+    half_grads_.reset();
     // A failed exchange (a stop request, a PS that stopped answering) may leave a message in a
     // socket's queue for a PS that will never read it, borrowing the buffer for as long as the
     // socket lives: drop those messages by opening the sockets afresh, and give ZeroMQ a
@@ -402,6 +423,7 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
   }
   // The caller may reuse the buffer only once ZeroMQ let go of it.
   if (!tracker->wait(options_.reply_timeout)) {
+    half_grads_.reset();
     return internal_error("ZeroMQ did not release a gradient buffer within " +
                           std::to_string(options_.reply_timeout.count() / 1000) + " s");
   }

@@ -12,7 +12,10 @@
 //   initialised variables at step >= min_step and answers then (or says "not ready" after its
 //   long-poll interval, and the request is sent again).
 // - push() sends the gradient chunks straight from the caller's buffer (zero copy) and returns
-//   only after ZeroMQ has released the buffer, so the caller may overwrite it.
+//   only after ZeroMQ has released the buffer, so the caller may overwrite it. With
+//   ClientOptions::compression it narrows them first into a 16-bit buffer of its own, reused
+//   from push to push (allocated again only after a failed push, when ZeroMQ may still hold
+//   the old one), and sends that.
 // Thread-safety: all methods from one thread; the heartbeat thread is internal.
 #pragma once
 
@@ -59,6 +62,9 @@ struct ClientOptions {
   // another or none, or the other way round) makes hello() fail at once with
   // kInvalidArgument saying which (exit 2), instead of waiting for connect_timeout.
   std::shared_ptr<const JobKeys> keys = nullptr;
+  // --compress: gradients travel as float32 (kFloat32), or narrowed to float16 / bfloat16
+  // (runtime/wire/half.h, round to nearest even); pulled parameters are always float32.
+  FloatFormat compression = FloatFormat::kFloat32;
 };
 
 struct PushResult {
@@ -157,6 +163,8 @@ class PsClient {
   uint64_t next_request_ = 1;
   std::vector<uint64_t> incarnation_;  // each PS's Header.ps_incarnation as last seen (0: none)
   ProtocolCounters counters_;
+  // push()'s 16-bit gradients (compression only); reused once ZeroMQ released it.
+  std::shared_ptr<std::vector<uint16_t>> half_grads_;
 
   std::thread heartbeat_;
   std::atomic<bool> heartbeat_stop_{false};

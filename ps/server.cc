@@ -647,14 +647,16 @@ void ParameterServer::on_push(InMessage& msg) {
   std::vector<GradientView> views;
   for (size_t i = 0; i < msg.num_frames(); ++i) {
     const wire::FrameInfo& f = msg.frame_info(i);
-    if (f.dtype() != wire::DTYPE_FLOAT32) {
+    FloatFormat format = FloatFormat::kFloat32;  // float32, or 16 bits with --compress
+    if (!float_format_of(f.dtype(), &format)) {
       counters_.malformed.fetch_add(1);
-      reply_error(msg, "gradient frame '" + f.key() + "' is not float32");
+      reply_error(msg, "gradient frame '" + f.key() + "' holds " + dtype_name(f.dtype()) +
+                           ", not float32, float16 or bfloat16");
       return;
     }
     keys.push_back(f.key());
     counts.push_back(static_cast<int64_t>(f.count()));
-    views.push_back({msg.frame_bytes(i).data(), static_cast<int64_t>(f.count())});
+    views.push_back({msg.frame_bytes(i).data(), static_cast<int64_t>(f.count()), format});
   }
   Status layout = store_.check_layout(keys, counts);
   if (!layout.ok()) {

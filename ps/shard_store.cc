@@ -164,6 +164,11 @@ void ShardStore::apply(ChunkState& c, std::span<const float> grad) {
 }
 
 std::span<const float> ShardStore::as_floats(const GradientView& g, std::vector<float>& scratch) {
+  if (g.format != FloatFormat::kFloat32) {
+    scratch.resize(static_cast<size_t>(g.count));
+    widen_halves(g.format, g.data, scratch);
+    return scratch;
+  }
   if (reinterpret_cast<uintptr_t>(g.data) % alignof(float) == 0) {
     return {reinterpret_cast<const float*>(g.data), static_cast<size_t>(g.count)};
   }

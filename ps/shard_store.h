@@ -7,6 +7,9 @@
 //   the current step: dropped and counted as stale. A second gradient from the same worker for
 //   the same step: dropped and counted. When `replicas` fresh gradients have arrived, their
 //   mean is applied and the step advances by one.
+// - Gradients may arrive as float16 or bfloat16 (GradientView::format): they are widened to
+//   float32 first, so the non-finite check, the aggregation and the update are float32 and a
+//   16-bit gradient is applied exactly as its widened float32 values would be.
 // - Once the step reaches train_steps, further gradients are dropped (counted as late).
 // - Parameters are shared with in-flight sends through shared_ptr: an update never writes a
 //   buffer that a send still references (copy on write), so a reader never sees a torn
@@ -24,6 +27,7 @@
 
 #include "kernels/optim.h"
 #include "runtime/base/status.h"
+#include "runtime/wire/half.h"
 
 namespace pstrain {
 
@@ -38,10 +42,13 @@ struct ChunkInit {
   std::vector<float> values;
 };
 
-// One chunk's gradient as received: raw little-endian float32 bytes (alignment not assumed).
+// One chunk's gradient as received: `count` raw little-endian values of `format` (float32, or
+// float16/bfloat16 from a worker with --compress), alignment not assumed. 16-bit values are
+// widened to float32 (exactly) before anything else looks at them.
 struct GradientView {
   const std::byte* data = nullptr;
   int64_t count = 0;
+  FloatFormat format = FloatFormat::kFloat32;
 };
 
 enum class PushOutcome {

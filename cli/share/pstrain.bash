@@ -61,6 +61,7 @@ _pstrain() {
     --optimizer) mapfile -t COMPREPLY < <(compgen -W "adam sgd momentum adagrad" -- "$cur"); return ;;
     --job_name) mapfile -t COMPREPLY < <(compgen -W "ps worker" -- "$cur"); return ;;
     --log_level) mapfile -t COMPREPLY < <(compgen -W "debug info warning error" -- "$cur"); return ;;
+    --compress) mapfile -t COMPREPLY < <(compgen -W "none fp16 bf16" -- "$cur"); return ;;
     --data_dir | --checkpoint_dir | --log_dir | --output_dir | --job_dir)
       mapfile -t COMPREPLY < <(compgen -d -- "$cur")
       return

@@ -75,6 +75,9 @@ size_t dtype_size(wire::DType dtype) {
       return sizeof(float);
     case wire::DTYPE_INT32:
       return sizeof(int32_t);
+    case wire::DTYPE_FLOAT16:
+    case wire::DTYPE_BFLOAT16:
+      return sizeof(uint16_t);
     default:
       return 0;
   }
@@ -86,6 +89,10 @@ std::string dtype_name(wire::DType dtype) {
       return "float32";
     case wire::DTYPE_INT32:
       return "int32";
+    case wire::DTYPE_FLOAT16:
+      return "float16";
+    case wire::DTYPE_BFLOAT16:
+      return "bfloat16";
     default:
       return "dtype(" + std::to_string(static_cast<int>(dtype)) + ")";
   }
@@ -94,6 +101,41 @@ std::string dtype_name(wire::DType dtype) {
 OutFrame f32_frame(std::string key, std::span<const float> values,
                    std::shared_ptr<const void> keepalive) {
   return OutFrame{std::move(key), wire::DTYPE_FLOAT32, values.data(), values.size(),
+                  std::move(keepalive)};
+}
+
+wire::DType wire_dtype(FloatFormat format) {
+  switch (format) {
+    case FloatFormat::kFloat16:
+      return wire::DTYPE_FLOAT16;
+    case FloatFormat::kBFloat16:
+      return wire::DTYPE_BFLOAT16;
+    case FloatFormat::kFloat32:
+      break;
+  }
+  return wire::DTYPE_FLOAT32;
+}
+
+bool float_format_of(wire::DType dtype, FloatFormat* format) {
+  switch (dtype) {
+    case wire::DTYPE_FLOAT32:
+      *format = FloatFormat::kFloat32;
+      return true;
+    case wire::DTYPE_FLOAT16:
+      *format = FloatFormat::kFloat16;
+      return true;
+    case wire::DTYPE_BFLOAT16:
+      *format = FloatFormat::kBFloat16;
+      return true;
+    default:
+      return false;
+  }
+}
+
+OutFrame half_frame(std::string key, FloatFormat format, std::span<const uint16_t> words,
+                    std::shared_ptr<const void> keepalive) {
+  PSTRAIN_CHECK(format != FloatFormat::kFloat32, "half_frame: float32 is not a 16-bit format");
+  return OutFrame{std::move(key), wire_dtype(format), words.data(), words.size(),
                   std::move(keepalive)};
 }
 
@@ -149,10 +191,10 @@ Status send_message(zmq::socket_t& socket, OutMessage msg, const zmq::message_t*
     const OutFrame& f = msg.frames[i];
     uint64_t bytes = 0;
     if (!frame_byte_size(f.dtype, f.count, &bytes)) {
-      return invalid_argument("send_message: frame " + std::to_string(i) + " ('" + f.key +
-                              "') has dtype " + dtype_name(f.dtype) + " and count " +
-                              std::to_string(f.count) +
-                              ": the dtype must be float32 or int32 and the size must fit");
+      return invalid_argument(
+          "send_message: frame " + std::to_string(i) + " ('" + f.key + "') has dtype " +
+          dtype_name(f.dtype) + " and count " + std::to_string(f.count) +
+          ": the dtype must be float32, int32, float16 or bfloat16 and the size must fit");
     }
     if (bytes > 0 && f.data == nullptr) {
       return invalid_argument("send_message: frame " + std::to_string(i) + " ('" + f.key +

@@ -41,6 +41,7 @@
 #include <zmq.hpp>
 
 #include "runtime/base/status.h"
+#include "runtime/wire/half.h"
 #include "runtime/wire/proto/pstrain.pb.h"
 
 namespace pstrain {
@@ -49,15 +50,23 @@ namespace pstrain {
 // would have ignored them and trained with its defaults, so the two do not talk.
 // 3: TrainingConfig carries the learning-rate schedule (fields 15-20), which a version-2 PS
 // would ignore (training at a constant rate).
+// DTYPE_FLOAT16/BFLOAT16 (--compress) did not need a version of their own: a PS without them
+// refuses such a frame as malformed with an error naming the dtype (it never misreads it), and
+// a worker with --compress=none sends exactly what it sent before.
 inline constexpr uint32_t kProtocolVersion = 3;
 
 // Frames at least this large (with a keepalive) are sent without copying.
 inline constexpr uint64_t kZeroCopyMinBytes = 16 * 1024;
 
-// Bytes per element; 0 for DTYPE_INVALID and values outside the enum.
+// Bytes per element (4 for float32 and int32, 2 for float16 and bfloat16); 0 for
+// DTYPE_INVALID and values outside the enum.
 size_t dtype_size(wire::DType dtype);
-// "float32", "int32", or "dtype(<n>)".
+// "float32", "int32", "float16", "bfloat16", or "dtype(<n>)".
 std::string dtype_name(wire::DType dtype);
+// The wire dtype of a float format: DTYPE_FLOAT32, DTYPE_FLOAT16 or DTYPE_BFLOAT16.
+wire::DType wire_dtype(FloatFormat format);
+// The float format of a wire dtype; false when `dtype` is not a floating-point one.
+bool float_format_of(wire::DType dtype, FloatFormat* format);
 
 // One outgoing raw frame; see the zero-copy rule in the header comment.
 struct OutFrame {
@@ -74,6 +83,10 @@ OutFrame f32_frame(std::string key, std::span<const float> values,
 // An int32 frame over `values`, kept alive by `keepalive` (may be null: then copied).
 OutFrame i32_frame(std::string key, std::span<const int32_t> values,
                    std::shared_ptr<const void> keepalive);
+// A float16 or bfloat16 frame (`format` kFloat16 or kBFloat16) over `words`, the values narrowed
+// by runtime/wire/half.h, kept alive by `keepalive` (may be null: then copied).
+OutFrame half_frame(std::string key, FloatFormat format, std::span<const uint16_t> words,
+                    std::shared_ptr<const void> keepalive);
 // A frame that owns its values (moved into the keepalive): always safe, never copied again.
 OutFrame owned_f32_frame(std::string key, std::vector<float> values);
 OutFrame owned_i32_frame(std::string key, std::vector<int32_t> values);

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstring>
+#include <random>
 
 namespace pstrain {
 namespace {
@@ -112,6 +114,86 @@ TEST(ShardStore, UnalignedGradientBytesAreRead) {
   s.push(0, 0, views);
   EXPECT_FLOAT_EQ((*s.values(0))[1], 18.f);
   EXPECT_FLOAT_EQ((*s.values(1))[0], 27.f);
+}
+
+// Adam over two chunks of 5 and 3 values, sync with two replicas: a fresh store per run.
+ShardStore make_adam_store() {
+  ShardStore s;
+  OptimizerConfig adam{OptimizerKind::kAdam, 0.01f};
+  std::vector<ChunkInit> chunks = {{"a", {0.1f, -0.2f, 0.3f, 0.4f, -0.5f}}, {"b", {1.f, 2.f, 3.f}}};
+  EXPECT_TRUE(s.initialize(adam, {true, 2, 100}, std::move(chunks)).ok());
+  return s;
+}
+
+TEST(ShardStore, SixteenBitGradientsAreAppliedAsTheirWidenedFloat32Values) {
+  for (FloatFormat fmt : {FloatFormat::kFloat16, FloatFormat::kBFloat16}) {
+    SCOPED_TRACE(compression_name(fmt));
+    ShardStore narrow = make_adam_store();
+    ShardStore wide = make_adam_store();
+    std::mt19937 rng(11);
+    std::normal_distribution<float> dist(0.f, 0.3f);
+    for (int64_t step = 0; step < 6; ++step) {
+      for (int worker = 0; worker < 2; ++worker) {
+        const size_t sizes[2] = {5, 3};
+        // 16-bit words at an odd address (frames are not aligned), and their widened values.
+        std::vector<std::vector<std::byte>> raw(2);
+        std::vector<std::vector<float>> widened(2);
+        std::vector<GradientView> half_views, float_views;
+        for (size_t c = 0; c < 2; ++c) {
+          std::vector<float> g(sizes[c]);
+          for (float& x : g) x = dist(rng);
+          std::vector<uint16_t> words(g.size());
+          narrow_floats(fmt, g, words);
+          raw[c].resize(1 + 2 * words.size());
+          std::memcpy(raw[c].data() + 1, words.data(), 2 * words.size());
+          widened[c].resize(g.size());
+          widen_halves(fmt, raw[c].data() + 1, widened[c]);
+          // The widened values differ from the float32 ones: the test compares something.
+          EXPECT_NE(widened[c], g);
+          half_views.push_back({raw[c].data() + 1, static_cast<int64_t>(g.size()), fmt});
+        }
+        for (size_t c = 0; c < 2; ++c) {
+          float_views.push_back({reinterpret_cast<const std::byte*>(widened[c].data()),
+                                 static_cast<int64_t>(widened[c].size())});
+        }
+        const PushOutcome a = narrow.push(worker, step, half_views);
+        const PushOutcome b = wide.push(worker, step, float_views);
+        EXPECT_EQ(a, b);
+        EXPECT_EQ(a, worker == 0 ? PushOutcome::kAccumulated : PushOutcome::kApplied);
+      }
+    }
+    EXPECT_EQ(narrow.step(), 6);
+    for (size_t c = 0; c < 2; ++c) {
+      const std::vector<float>& p = *narrow.values(c);
+      const std::vector<float>& q = *wide.values(c);
+      ASSERT_EQ(p.size(), q.size());
+      for (size_t j = 0; j < p.size(); ++j) {
+        EXPECT_EQ(std::bit_cast<uint32_t>(p[j]), std::bit_cast<uint32_t>(q[j])) << c << "/" << j;
+      }
+      for (int k = 0; k < 2; ++k) EXPECT_EQ(narrow.slot(c, k), wide.slot(c, k));
+    }
+  }
+}
+
+TEST(ShardStore, SixteenBitGradientThatOverflowsIsDroppedAsNonFinite) {
+  ShardStore s = make_store(false, 1, 10);
+  // 1e5 does not fit float16: it arrives as Inf and the whole gradient is refused.
+  const float a[2] = {1.f, 1e5f}, b[1] = {1.f};
+  uint16_t wa[2], wb[1];
+  narrow_floats(FloatFormat::kFloat16, a, wa);
+  narrow_floats(FloatFormat::kFloat16, b, wb);
+  std::vector<GradientView> views = {
+      {reinterpret_cast<const std::byte*>(wa), 2, FloatFormat::kFloat16},
+      {reinterpret_cast<const std::byte*>(wb), 1, FloatFormat::kFloat16}};
+  EXPECT_EQ(s.push(0, 0, views), PushOutcome::kNonFinite);
+  EXPECT_EQ((*s.values(0))[0], 10.f);
+  // bfloat16 keeps float32's range: the same values are applied.
+  narrow_floats(FloatFormat::kBFloat16, a, wa);
+  narrow_floats(FloatFormat::kBFloat16, b, wb);
+  for (GradientView& v : views) v.format = FloatFormat::kBFloat16;
+  EXPECT_EQ(s.push(0, 0, views), PushOutcome::kApplied);
+  EXPECT_EQ((*s.values(0))[0], 9.f);
+  EXPECT_EQ((*s.values(1))[0], 29.f);
 }
 
 TEST(ShardStore, LayoutCheckNamesTheMismatch) {
