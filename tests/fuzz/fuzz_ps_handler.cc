@@ -8,10 +8,10 @@
 // the store.
 // Per input: one of 4 DEALER connections (the flags byte picks it, and may ask for a new one:
 // a connection speaks for the first worker it names) sends each message's parts as one
-// multipart message, then a STATUS request; its REPLY_OK is
-// the sync point (every earlier message was handled). The target checks, within a deadline,
-// that the server answered and still holds the chief's two chunks (28 bytes, initialised);
-// a server that stops answering, or serve() ending with an error, aborts (a finding).
+// multipart message, then a STATUS request; its REPLY_OK is the sync point (every earlier
+// message was handled). The target checks, within a deadline, that the server answered and
+// still holds the chief's two chunks (28 bytes, initialised); a server that stops answering,
+// or serve() ending with an error, aborts (a finding).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
