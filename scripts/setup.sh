@@ -17,6 +17,8 @@ packages=(
   libpng-dev
   # the job secret's key derivation (--secret_file, docs/security.md)
   libsodium-dev
+  # libFuzzer targets (scripts/fuzz.sh, tests/fuzz): clang and its sanitizer/fuzzer runtimes
+  clang libclang-rt-14-dev
   # data: Fashion-MNIST as IDX files under /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
   # schedulers the integration tests launch with (mpirun; Slurm's daemons and srun/sbatch)
