@@ -1,11 +1,13 @@
 #include "ps/server.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <sstream>
 
 #include "ps/checkpoint_io.h"
+#include "ps/client.h"
 #include "runtime/base/log.h"
 #include "runtime/wire/transport.h"
 
@@ -347,6 +349,7 @@ void ParameterServer::handle(InMessage& msg) {
       return;
     }
     WorkerState& w = workers_[static_cast<size_t>(sender)];
+    if (!claim_worker(msg, sender)) return;
     if (w.lost) {
       PSTRAIN_LOG(WARNING) << "worker " << sender << " is back after being declared lost";
       w.lost = false;
@@ -695,6 +698,69 @@ void ParameterServer::on_push(InMessage& msg) {
   out.header.set_accepted(outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated);
   reply(msg, wire::REPLY_OK, std::move(out));
   if (store_.step() != before || staleness_ > 0) answer_parked(/*expire_all_due=*/false);
+}
+
+bool ParameterServer::connection_alive(const std::string& connection) {
+  // A ROUTER_MANDATORY send to a routing id whose connection is gone fails with EHOSTUNREACH
+  // (kUnavailable). The probe is a reply to request 0, which no client ever sends (their ids
+  // start at 1), so a live worker ignores it. A full pipe (kDeadlineExceeded) is connected.
+  OutMessage probe = make_reply(wire::REPLY_NOT_READY, 0);
+  zmq::message_t rid(connection.data(), connection.size());
+  const Status st = send_message(socket_, std::move(probe), &rid, &counters_);
+  return st.code() != StatusCode::kUnavailable;
+}
+
+bool ParameterServer::claim_worker(const InMessage& msg, int sender) {
+  WorkerState& w = workers_[static_cast<size_t>(sender)];
+  std::string connection(static_cast<const char*>(msg.routing_id.data()), msg.routing_id.size());
+  // A PsClient's sockets (requests, heartbeats) share a session: their routing ids are
+  // "pstrain/<worker>/<random>/r|h" (ps/client.h). Any other routing id is a session alone.
+  std::string session = connection;
+  if (session.starts_with(kSessionPrefix)) {
+    const size_t slash = session.rfind('/');
+    if (slash > std::strlen(kSessionPrefix)) session.resize(slash);
+  }
+  auto remember = [&w](std::string c) {
+    if (std::find(w.connections.begin(), w.connections.end(), c) != w.connections.end()) return;
+    w.connections.push_back(std::move(c));
+    if (w.connections.size() > 4) w.connections.erase(w.connections.begin());
+  };
+  if (w.session.empty() || w.session == session) {
+    w.session = std::move(session);
+    remember(std::move(connection));
+    return true;
+  }
+  // Another process claims this worker's index. It takes the index over when the owner is
+  // gone: declared lost (no message for heartbeat_timeout), or every connection of its session
+  // closed (a worker killed and started again). The probe is sent at most every 100 ms per
+  // worker, so a flood of claims does not become a flood of probes.
+  const auto now = Clock::now();
+  if (!w.lost && now - w.last_probe >= std::chrono::milliseconds(100)) {
+    w.last_probe = now;
+    w.owner_alive = false;
+    for (const std::string& c : w.connections) {
+      if (connection_alive(c)) {
+        w.owner_alive = true;
+        break;
+      }
+    }
+  }
+  if (w.lost || !w.owner_alive) {
+    PSTRAIN_LOG(INFO) << "worker " << sender << " speaks on a new connection (the old one "
+                      << (w.lost ? "was lost" : "closed") << ")";
+    w.session = std::move(session);
+    w.connections.clear();
+    w.owner_alive = true;
+    remember(std::move(connection));
+    return true;
+  }
+  ++identity_refused_;
+  counters_.malformed.fetch_add(1);
+  reply_error(msg, std::string(kWorkerIndexInUse) + ": worker " + std::to_string(sender) +
+                       " is connected to parameter server " + std::to_string(options_.ps_index) +
+                       " from another live process (two tasks with the same --task_index, or "
+                       "a process outside the job)");
+  return false;
 }
 
 bool ParameterServer::may_log_rejection(bool count) {

@@ -152,6 +152,12 @@ class ParameterServer {
     int64_t non_finite = 0;  // its gradients refused for NaN or Inf
     int64_t non_finite_streak = 0;  // ... in a row
     Clock::time_point last_seen;
+    // Who speaks for it: the owning client's session (empty: none yet), the routing ids of
+    // that session's connections (the last 4), and the last probe of them.
+    std::string session;
+    std::vector<std::string> connections;
+    Clock::time_point last_probe{};
+    bool owner_alive = true;
   };
   struct ParkedPull {
     zmq::message_t routing_id;
@@ -169,6 +175,11 @@ class ParameterServer {
   // line says how many were held back.
   bool may_log_rejection(bool count = true);
   void handle(InMessage& msg);
+  // Binds worker `sender` to msg's connection when it has no live owner (see the contract);
+  // otherwise refuses msg (REPLY_ERROR, counted) and returns false.
+  bool claim_worker(const InMessage& msg, int sender);
+  // False once ZeroMQ reports `connection` (a routing id) gone: a probe send fails.
+  bool connection_alive(const std::string& connection);
   void on_init(InMessage& msg);
   void on_pull(InMessage& msg);
   void on_push(InMessage& msg);
@@ -198,6 +209,7 @@ class ParameterServer {
   std::unique_ptr<ZapHandler> zap_;
   std::unique_ptr<HandshakeMonitor> monitor_;
   uint64_t unauthenticated_ = 0;         // refused handshakes (from monitor_)
+  uint64_t identity_refused_ = 0;        // messages of a second connection for a live worker
   uint64_t unauthenticated_logged_ = 0;  // ... as of the last log line
   Clock::time_point last_auth_log_{};
   Clock::time_point rejection_window_{};
