@@ -70,6 +70,14 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
                             " is outside the cluster's " + std::to_string(num_ps) +
                             " parameter server(s)");
   }
+  {
+    // A task whose own address is not this machine would bind all interfaces and wait for
+    // workers that connect elsewhere: say so at once (exit 2).
+    std::string warning;
+    PSTRAIN_RETURN_IF_ERROR(check_own_address(o.cluster.ps[static_cast<size_t>(o.task_index)].host,
+                                              "ps " + std::to_string(o.task_index), &warning));
+    if (!warning.empty()) PSTRAIN_LOG(WARNING) << warning;
+  }
   ServerOptions so;
   so.ps_index = o.task_index;
   so.num_workers = static_cast<int>(o.cluster.workers.size());

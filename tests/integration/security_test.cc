@@ -2,7 +2,8 @@
 // workers with the same --secret_file (one by the flag, one by PSTRAIN_SECRET_FILE) train to the
 // end, while a worker with another secret and one with none exit 2 saying so and the PS logs
 // their refused connections; `pstrain launch` makes a fresh secret per job; a bad secret file
-// is exit 2 naming the fix. Every wait has a deadline (the child is killed and the test fails).
+// is exit 2 naming the fix; a task whose own address is not on this machine is exit 2 at once
+// naming it. Every wait has a deadline (the child is killed and the test fails).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -175,14 +176,41 @@ TEST_F(SecurityTest, BadSecretFileIsExit2NamingTheFix) {
 TEST_F(SecurityTest, OpenPortOnAllInterfacesWithoutASecretIsAWarning) {
   auto port = pick_free_tcp_port();
   ASSERT_TRUE(port.ok());
-  // A host name that is not loopback: the PS listens on every interface.
-  Subprocess ps = start("open-ps", {"--job_name=ps", "--task_index=0",
-                                    "--ps_hosts=pstrain-test.invalid:" + std::to_string(*port),
-                                    "--worker_hosts=127.0.0.1:1", "--startup_timeout_s=0.5"});
+  // A host that is not loopback: the PS listens on every interface.
+  Subprocess ps = start(
+      "open-ps", {"--job_name=ps", "--task_index=0", "--ps_hosts=0.0.0.0:" + std::to_string(*port),
+                  "--worker_hosts=127.0.0.1:1", "--startup_timeout_s=0.5"});
   EXPECT_EQ(finish("open-ps", ps, seconds(30)), ExitStatus::exited(1));
   EXPECT_NE(text("open-ps-stderr.txt").find("without a job secret: anyone who can reach the port"),
             std::string::npos)
       << text("open-ps-stderr.txt");
+}
+
+TEST_F(SecurityTest, OwnAddressNotOnThisMachineIsExit2AtOnceNamingIt) {
+  auto port = pick_free_tcp_port();
+  ASSERT_TRUE(port.ok());
+  const std::string p = std::to_string(*port);
+  struct Case {
+    std::string name, role, ps_hosts, worker_hosts, named;
+  };
+  const std::vector<Case> cases = {
+      {"unresolvable-ps", "ps", "no-such-host.invalid:" + p, "127.0.0.1:1",
+       "ps 0's own host 'no-such-host.invalid' does not resolve"},
+      {"foreign-ip-ps", "ps", "203.0.113.7:" + p, "127.0.0.1:1",
+       "ps 0's own address 203.0.113.7 is on none of this machine's network interfaces"},
+      {"foreign-ip-worker", "worker", "127.0.0.1:" + p, "203.0.113.7:1",
+       "worker 0's own address 203.0.113.7 is on none of this machine's network interfaces"},
+  };
+  for (const Case& c : cases) {
+    const auto start_time = std::chrono::steady_clock::now();
+    Subprocess task = start(
+        c.name, {"--job_name=" + c.role, "--task_index=0", "--ps_hosts=" + c.ps_hosts,
+                 "--worker_hosts=" + c.worker_hosts, "--num_gpus=0", "--connect_timeout_s=60"});
+    EXPECT_EQ(finish(c.name, task, seconds(30)), ExitStatus::exited(2)) << c.name;
+    EXPECT_LT(std::chrono::steady_clock::now() - start_time, seconds(10)) << c.name;
+    EXPECT_NE(text(c.name + "-stderr.txt").find(c.named), std::string::npos)
+        << text(c.name + "-stderr.txt");
+  }
 }
 
 }  // namespace
