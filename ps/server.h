@@ -78,6 +78,19 @@
 
 namespace pstrain {
 
+// Resource bounds of a PS socket (docs/security.md, "Resource bounds").
+// Messages queued for sending per connection: a peer that does not read its replies has the
+// next ones dropped (counted) instead of growing the PS.
+inline constexpr int kPsSendHwm = 16;
+// A frame's declared size before INIT (the variables' chunk sizes are known only then): a
+// peer that declares a larger frame is disconnected before the frame is allocated.
+inline constexpr int64_t kPsMaxFrameBytesBeforeInit = int64_t{256} << 20;
+// PULLs parked per worker (a worker has one outstanding; more are answered NOT_READY, oldest
+// first).
+inline constexpr int kMaxParkedPullsPerWorker = 4;
+// A connection that has not completed its ZMTP/CURVE handshake by then is closed.
+inline constexpr std::chrono::milliseconds kPsHandshakeTimeout{5000};
+
 struct ServerOptions {
   int ps_index = 0;
   int num_ps = 1;  // parameter servers in the cluster (names checkpoint shards)
@@ -192,6 +205,11 @@ class ParameterServer {
   void save_if_due();
   void fill_save_reply(OutMessage& out) const;
   void reply(const InMessage& to, wire::Kind kind, OutMessage out = {});
+  // Sends `out` to `routing_id`: a full queue drops it (counted); failures are logged
+  // (rate-limited) naming `what`.
+  void send_to(const zmq::message_t& routing_id, OutMessage out, const char* what, int worker);
+  // After INIT: new connections may send frames of at most twice the largest chunk + 1 MiB.
+  void tighten_frame_cap();
   void reply_error(const InMessage& to, const std::string& error);
   void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker);
   void answer_parked(bool expire_all_due);
@@ -210,6 +228,7 @@ class ParameterServer {
   std::unique_ptr<HandshakeMonitor> monitor_;
   uint64_t unauthenticated_ = 0;         // refused handshakes (from monitor_)
   uint64_t identity_refused_ = 0;        // messages of a second connection for a live worker
+  uint64_t replies_dropped_ = 0;         // sends refused by a full queue (kPsSendHwm)
   uint64_t unauthenticated_logged_ = 0;  // ... as of the last log line
   Clock::time_point last_auth_log_{};
   Clock::time_point rejection_window_{};

@@ -9,11 +9,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "ps/server.h"
+#include "ps/status_query.h"
+#include "ps/training_config.h"
 #include "runtime/base/files.h"
 #include "runtime/job/process.h"
 #include "runtime/wire/security.h"
@@ -211,6 +218,114 @@ TEST_F(SecurityTest, OwnAddressNotOnThisMachineIsExit2AtOnceNamingIt) {
     EXPECT_NE(text(c.name + "-stderr.txt").find(c.named), std::string::npos)
         << text(c.name + "-stderr.txt");
   }
+}
+
+// The resident bytes of process `pid` (/proc/<pid>/statm); -1 when it cannot be read.
+int64_t resident_bytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/statm");
+  int64_t size = 0, resident = -1;
+  if (!(in >> size >> resident)) return -1;
+  return resident * static_cast<int64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// A slow reader: a process without the secret (the PS has none) takes worker 0's place,
+// initialises 1 MB of variables, then sends PULLs and PUSHes without ever reading a reply.
+// Each push changes the values, so every queued reply would hold its own 1 MB copy; the PS's
+// send queue per connection (kPsSendHwm) drops the replies beyond it and counts them, and its
+// resident memory stays under the bound of docs/security.md.
+TEST_F(SecurityTest, SlowReaderKeepsThePsUnderItsMemoryBound) {
+  constexpr uint64_t kJob = 12345;
+  auto port = pick_free_tcp_port();
+  ASSERT_TRUE(port.ok());
+  Subprocess ps = start(
+      "slow-ps", {"--job_name=ps", "--task_index=0",
+                  "--ps_hosts=127.0.0.1:" + std::to_string(*port), "--worker_hosts=127.0.0.1:1",
+                  "--heartbeat_timeout_s=120", "--job_id=" + std::to_string(kJob)});
+  zmq::context_t ctx(1);
+  zmq::socket_t attacker(ctx, zmq::socket_type::dealer);
+  attacker.set(zmq::sockopt::linger, 0);
+  attacker.set(zmq::sockopt::rcvhwm, 1);
+  attacker.set(zmq::sockopt::rcvbuf, 4096);
+  attacker.set(zmq::sockopt::sndtimeo, 5000);
+  attacker.connect("tcp://127.0.0.1:" + std::to_string(*port));
+
+  constexpr int kChunks = 16, kChunkFloats = 16384;  // 16 x 64 KiB = 1 MiB
+  constexpr int64_t kShardBytes = int64_t{kChunks} * kChunkFloats * 4;
+  JobTrainingConfig config;
+  config.model = "test";
+  config.optimizer.kind = OptimizerKind::kSgd;
+  config.optimizer.learning_rate = 0.001f;
+  config.num_workers = 1;
+  config.replicas_to_aggregate = 1;
+  config.train_steps = 1000000;
+  config.layout_hash = 77;
+  std::vector<float> values(static_cast<size_t>(kChunks) * kChunkFloats, 0.5f);
+  auto request = [&](wire::Kind kind, uint64_t id, int64_t step, uint64_t job) {
+    OutMessage m;
+    m.header.set_kind(kind);
+    m.header.set_job_id(job);
+    m.header.set_sender(0);
+    m.header.set_request_id(id);
+    m.header.set_step(step);
+    *m.header.mutable_config() = config.to_wire();
+    if (kind == wire::INIT || kind == wire::PUSH) {
+      for (int c = 0; c < kChunks; ++c) {
+        m.frames.push_back(f32_frame("w/" + std::to_string(c * kChunkFloats),
+                                     std::span<const float>(values).subspan(
+                                         static_cast<size_t>(c) * kChunkFloats, kChunkFloats),
+                                     nullptr));
+      }
+    }
+    return send_message(attacker, std::move(m));
+  };
+  // HELLO until the PS answers (it may still be starting).
+  const uint64_t job = kJob;
+  bool answered = false;
+  for (int i = 0; i < 100 && !answered; ++i) {  // bounded: 100 x 200 ms
+    ASSERT_TRUE(request(wire::HELLO, 1, 0, job).ok());
+    zmq::pollitem_t item{static_cast<void*>(attacker), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(200));
+    if (!(item.revents & ZMQ_POLLIN)) continue;
+    auto reply = recv_message(attacker, std::chrono::milliseconds(1000), false, job);
+    answered = reply.ok() && reply->header.request_id() == 1;
+  }
+  ASSERT_TRUE(answered) << text("slow-ps-stderr.txt");
+  ASSERT_TRUE(request(wire::INIT, 2, 0, job).ok());
+  auto init_reply = recv_message(attacker, std::chrono::milliseconds(10000), false, job);
+  ASSERT_TRUE(init_reply.ok()) << init_reply.status().to_string();
+  ASSERT_EQ(init_reply->header.kind(), wire::REPLY_OK) << init_reply->header.error();
+  const int64_t before = resident_bytes(ps.pid());
+  ASSERT_GT(before, 0);
+
+  // Never read again: 300 pulls and 300 pushes (unbounded, they would queue 300 MB).
+  int64_t peak = before;
+  const auto deadline = std::chrono::steady_clock::now() + seconds(40);
+  for (int i = 0; i < 300 && std::chrono::steady_clock::now() < deadline; ++i) {
+    ASSERT_TRUE(request(wire::PULL, 10 + 2 * static_cast<uint64_t>(i), 0, job).ok());
+    ASSERT_TRUE(request(wire::PUSH, 11 + 2 * static_cast<uint64_t>(i), i, job).ok());
+    if (i % 10 == 0) peak = std::max(peak, resident_bytes(ps.pid()));
+  }
+  // Once STATUS (from another connection) answers, the PS has handled what came before it on
+  // the attacker's connection or is about to: read the counters and memory a few times.
+  const int64_t bound = (kPsSendHwm + 4) * kShardBytes + (int64_t{24} << 20);
+  wire::PsStats stats;
+  for (int i = 0; i < 50; ++i) {  // bounded: 50 x up to 3 s
+    auto answers =
+        query_ps_status(ctx, {HostPort{"127.0.0.1", *port}}, job, std::chrono::milliseconds(3000));
+    ASSERT_EQ(answers.size(), 1u);
+    if (answers[0].answered) stats = answers[0].stats;
+    peak = std::max(peak, resident_bytes(ps.pid()));
+    if (stats.gradients_applied() >= 290) break;
+  }
+  std::printf("slow reader: PS resident %lld -> peak %lld bytes (bound: +%lld)\n",
+              static_cast<long long>(before), static_cast<long long>(peak),
+              static_cast<long long>(bound));
+  EXPECT_GE(stats.gradients_applied(), 290);  // the pushes changed the values (copies)
+  EXPECT_LT(peak - before, bound) << "resident " << before << " -> " << peak << " bytes";
+  ps.kill();
+  EXPECT_NE(text("slow-ps-stderr.txt").find("messages wait unread on its connection"),
+            std::string::npos)
+      << text("slow-ps-stderr.txt");
 }
 
 }  // namespace
