@@ -44,6 +44,20 @@
 //   (REPLY_ERROR, counted as malformed), so heartbeats, pushes and DONE count only from
 //   connections of the worker they name. The binding table is bounded (the oldest bindings
 //   are forgotten first).
+// - A worker index belongs to one client process: the first session (PsClient's routing ids
+//   "pstrain/<worker>/<random>/r|h" share one; any other routing id is a session alone) that
+//   names it. Another connection claiming it while the owner is live (not lost, and a probe
+//   send to one of its connections does not fail with EHOSTUNREACH) is refused with a
+//   REPLY_ERROR starting with kWorkerIndexInUse (ps/client.h), counted; a worker that was lost
+//   or whose connections all closed (restarted) is taken over by the new one.
+// - INIT only from worker 0 and only once (a later one with the same layout is answered OK and
+//   changes nothing; a restored PS takes the chief's INIT once to confirm it); DONE only from
+//   the process owning the index it names.
+// - Resource bounds (docs/security.md "Resource bounds"): kPsSendHwm messages queued per
+//   connection (further replies dropped at once and counted; no send waits), at most
+//   kMaxParkedPullsPerWorker parked PULLs per worker, frames capped (ZMQ_MAXMSGSIZE) at
+//   kPsMaxFrameBytesBeforeInit and, for connections made after INIT, at twice the largest
+//   chunk + 1 MiB, handshakes closed after kPsHandshakeTimeout.
 // - Log lines about refused or malformed messages are rate-limited (20 per 10 s, then one line
 //   with the number held back); the counters count every one.
 // - serve() returns once every worker is done or lost: a success when at least one said DONE
