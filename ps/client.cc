@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <random>
 
 #include "runtime/base/log.h"
 #include "runtime/wire/transport.h"
@@ -62,6 +64,7 @@ Result<std::unique_ptr<PsClient>> PsClient::connect(zmq::context_t& ctx,
     SocketOptions so;
     so.curve = c->options_.keys.get();
     so.monitor_endpoint = monitor->endpoint();
+    so.routing_id = c->session_ + "/r";
     PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t s,
                              connect_socket(ctx, zmq::socket_type::dealer, ps[i].host, ps[i].port,
                                             c->name(static_cast<int>(i)), so));
@@ -77,7 +80,12 @@ PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placemen
       ps_(std::move(ps)),
       placement_(&placement),
       options_(options),
-      incarnation_(ps_.size(), 0) {}
+      incarnation_(ps_.size(), 0) {
+  std::random_device rd;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%08x%08x", rd(), rd());
+  session_ = std::string(kSessionPrefix) + std::to_string(options_.worker) + "/" + hex;
+}
 
 PsClient::~PsClient() { stop_heartbeats(); }
 
@@ -113,6 +121,8 @@ Status PsClient::exchange(const std::vector<int>& targets,
     std::chrono::milliseconds retry{250};
     bool finished = false;
     std::optional<Clock::time_point> silent_since;  // ps_restart_timeout: first unanswered send
+    std::string in_use;  // the PS's kWorkerIndexInUse refusal, while asking again
+    std::optional<Clock::time_point> ask_again_at;
   };
   std::vector<Pending> pending;
   // `again`: a request asked anew (backoff, a silent PS). It must not block: while a PS
@@ -185,6 +195,10 @@ Status PsClient::exchange(const std::vector<int>& targets,
             std::to_string((timeout + options_.ps_restart_timeout).count() / 1000) +
             " s (--heartbeat_timeout_s plus --ps_restart_timeout_s)");
       }
+      if (now >= p.give_up && !p.in_use.empty()) {
+        return failed_precondition(name(p.ps) + " refused " + wire::Kind_Name(p.kind) + ": " +
+                                   p.in_use);
+      }
       if (now >= p.give_up) {
         if (backoff) {
           return unavailable(
@@ -196,6 +210,11 @@ Status PsClient::exchange(const std::vector<int>& targets,
         }
         return deadline_exceeded(name(p.ps) + " did not answer within " +
                                  std::to_string(timeout.count() / 1000) + " s");
+      }
+      if (p.ask_again_at && now >= *p.ask_again_at) {
+        p.ask_again_at.reset();
+        PSTRAIN_RETURN_IF_ERROR(send(p, /*again=*/true));
+        continue;
       }
       if (backoff && now - p.sent >= p.retry) {
         PSTRAIN_LOG(DEBUG) << "no answer yet from " << name(p.ps) << "; asking again";
@@ -237,6 +256,17 @@ Status PsClient::exchange(const std::vector<int>& targets,
         continue;
       }
       if (msg->header.request_id() != p.request_id) continue;  // an answer to an older try
+      if (msg->header.kind() == wire::REPLY_ERROR &&
+          msg->header.error().starts_with(kWorkerIndexInUse)) {
+        if (p.in_use.empty()) {
+          PSTRAIN_LOG(WARNING) << name(p.ps) << " refused " << wire::Kind_Name(p.kind) << ": "
+                               << msg->header.error() << "; asking again until "
+                               << "the old connection is gone";
+        }
+        p.in_use = msg->header.error();
+        p.ask_again_at = Clock::now() + std::chrono::milliseconds(200);
+        continue;
+      }
       if (msg->header.kind() == wire::REPLY_ERROR) {
         return failed_precondition(name(p.ps) + " refused " + wire::Kind_Name(p.kind) + ": " +
                                    msg->header.error());
@@ -439,6 +469,7 @@ Status PsClient::reopen_sockets() {
     SocketOptions so;
     so.curve = options_.keys.get();
     so.monitor_endpoint = monitor->endpoint();
+    so.routing_id = session_ + "/r";  // the PS hands the routing id over to this connection
     PSTRAIN_ASSIGN_OR_RETURN(
         sockets_[i], connect_socket(*ctx_, zmq::socket_type::dealer, ps_[i].host, ps_[i].port,
                                     name(static_cast<int>(i)), so));
@@ -517,6 +548,7 @@ void PsClient::heartbeat_loop() {
   for (size_t i = 0; i < ps_.size(); ++i) {
     SocketOptions so;
     so.curve = options_.keys.get();
+    so.routing_id = session_ + "/h";
     auto s = connect_socket(*ctx_, zmq::socket_type::dealer, ps_[i].host, ps_[i].port,
                             name(static_cast<int>(i)) + " heartbeat", so);
     if (!s.ok()) {

@@ -41,6 +41,14 @@
 
 namespace pstrain {
 
+// How a parameter server's REPLY_ERROR starts when another live connection already speaks
+// for the worker index a request names (ps/server.h). The client asks again every 200 ms until
+// the request's deadline (the old connection of a restarted worker may not be closed yet on
+// the PS's side), then fails with the PS's message.
+inline constexpr char kWorkerIndexInUse[] = "worker index in use";
+// The prefix of a PsClient's routing ids (see PsClient::session_).
+inline constexpr char kSessionPrefix[] = "pstrain/";
+
 struct ClientOptions {
   int worker = 0;
   uint64_t job_id = 0;
@@ -161,6 +169,10 @@ class PsClient {
   std::vector<std::unique_ptr<HandshakeMonitor>> monitors_;  // one per PS, before sockets_
   std::vector<zmq::socket_t> sockets_;
   uint64_t next_request_ = 1;
+  // "pstrain/<worker>/<random hex>": the routing ids of this client's sockets are it plus
+  // "/r" (requests) and "/h" (heartbeats), so a PS tells this process's connections (which
+  // may speak for the worker) from another's (ps/server.h).
+  std::string session_;
   std::vector<uint64_t> incarnation_;  // each PS's Header.ps_incarnation as last seen (0: none)
   ProtocolCounters counters_;
   // push()'s 16-bit gradients (compression only); reused once ZeroMQ released it.

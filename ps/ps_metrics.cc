@@ -68,14 +68,20 @@ PsMetrics::PsMetrics(int ps_index)
             static_cast<double>(s.messages_out));
     out.push_back(family("pstrain_ps_messages_rejected_total",
                          "Messages refused: malformed (dropped), foreign (another job or "
-                         "protocol version, ignored) or unauthenticated (connections without "
-                         "the job's key, refused in the CURVE handshake).",
+                         "protocol version, ignored), unauthenticated (connections without "
+                         "the job's key, refused in the CURVE handshake) or identity (another "
+                         "process claiming a live worker's index; also counted as malformed).",
                          MetricType::Counter));
     sample(out.back(), static_cast<double>(st.bad_messages()), with(labels, "reason", "malformed"));
     sample(out.back(), static_cast<double>(st.foreign_messages()),
            with(labels, "reason", "foreign"));
     sample(out.back(), static_cast<double>(st.unauthenticated()),
            with(labels, "reason", "unauthenticated"));
+    sample(out.back(), static_cast<double>(s.identity_refused), with(labels, "reason", "identity"));
+    counter("pstrain_ps_replies_dropped_total",
+            "Replies dropped because the connection's send queue was full (a peer that does "
+            "not read its replies).",
+            static_cast<double>(s.replies_dropped));
     counter("pstrain_ps_received_bytes_total", "Header and tensor bytes received.",
             static_cast<double>(st.bytes_received()));
     counter("pstrain_ps_sent_bytes_total", "Header and tensor bytes sent.",

@@ -11,7 +11,8 @@
 //   pstrain_ps_gradients_applied_total, pstrain_ps_updates_total,
 //   pstrain_ps_gradients_dropped_total{reason=stale|duplicate|future|late|non_finite},
 //   pstrain_ps_messages_received_total, pstrain_ps_messages_sent_total,
-//   pstrain_ps_messages_rejected_total{reason=malformed|foreign|unauthenticated},
+//   pstrain_ps_messages_rejected_total{reason=malformed|foreign|unauthenticated|identity},
+//   pstrain_ps_replies_dropped_total (a slow reader's full send queue),
 //   pstrain_ps_received_bytes_total, pstrain_ps_sent_bytes_total,
 //   pstrain_ps_workers{state=not_seen|connected|done|lost}, pstrain_ps_parked_pulls and
 //   pstrain_ps_gradients_pending (queue depths), pstrain_ps_replicas_to_aggregate,
@@ -45,6 +46,8 @@ struct PsMetricsSnapshot {
   StoreCounters store;
   uint64_t messages_in = 0;
   uint64_t messages_out = 0;
+  uint64_t identity_refused = 0;  // messages of another process for a live worker's index
+  uint64_t replies_dropped = 0;   // replies to a connection whose send queue was full
 };
 
 class PsMetrics {

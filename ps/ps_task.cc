@@ -1,5 +1,7 @@
 #include "ps/ps_task.h"
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <csignal>
 #include <memory>
@@ -69,6 +71,27 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
     return invalid_argument("ps task index " + std::to_string(o.task_index) +
                             " is outside the cluster's " + std::to_string(num_ps) +
                             " parameter server(s)");
+  }
+  {
+    // A task whose own address is not this machine would bind all interfaces and wait for
+    // workers that connect elsewhere: say so at once (exit 2).
+    std::string warning;
+    PSTRAIN_RETURN_IF_ERROR(check_own_address(o.cluster.ps[static_cast<size_t>(o.task_index)].host,
+                                              "ps " + std::to_string(o.task_index), &warning));
+    if (!warning.empty()) PSTRAIN_LOG(WARNING) << warning;
+  }
+  {
+    // Every connection holds a file descriptor: with the soft limit (often 1,024) a crowd of
+    // idle connections would leave no room for the job's workers.
+    rlimit nofile{};
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+      const rlim_t before = nofile.rlim_cur;
+      nofile.rlim_cur = nofile.rlim_max;
+      if (::setrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+        PSTRAIN_LOG(INFO) << "ps " << o.task_index << ": open files limit raised from " << before
+                          << " to " << nofile.rlim_cur << " (the hard limit)";
+      }
+    }
   }
   ServerOptions so;
   so.ps_index = o.task_index;

@@ -1,11 +1,13 @@
 #include "ps/server.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <sstream>
 
 #include "ps/checkpoint_io.h"
+#include "ps/client.h"
 #include "runtime/base/log.h"
 #include "runtime/wire/transport.h"
 
@@ -27,6 +29,13 @@ Result<PsSocket> bind_ps_socket(zmq::context_t& ctx, const std::string& host, in
                                 int ps_index, const JobKeys* keys) {
   PsSocket out;
   SocketOptions so;
+  // Resource bounds (docs/security.md): a full queue drops the reply at once (no send waits),
+  // a frame's declared size is capped before its bytes are buffered, a connection that does
+  // not finish its handshake goes.
+  so.send_hwm = kPsSendHwm;
+  so.send_timeout = std::chrono::milliseconds(0);
+  so.max_message_bytes = kPsMaxFrameBytesBeforeInit;
+  so.handshake_ivl = kPsHandshakeTimeout;
   if (keys != nullptr) {
     // The ZAP handler first: a CURVE server with no handler would admit any client that knows
     // the server's public key.
@@ -162,7 +171,9 @@ void ParameterServer::publish_metrics(bool now_anyway) {
   options_.metrics->publish({.stats = stats(),
                              .store = store_.counters(),
                              .messages_in = counters_.messages_in.load(),
-                             .messages_out = counters_.messages_out.load()});
+                             .messages_out = counters_.messages_out.load(),
+                             .identity_refused = identity_refused_,
+                             .replies_dropped = replies_dropped_});
 }
 
 OutMessage ParameterServer::make_reply(wire::Kind kind, uint64_t request_id) const {
@@ -182,9 +193,43 @@ void ParameterServer::reply(const InMessage& to, wire::Kind kind, OutMessage out
   OutMessage base = make_reply(kind, to.header.request_id());
   base.header.MergeFrom(out.header);
   base.frames = std::move(out.frames);
-  Status st = send_message(socket_, std::move(base), &to.routing_id, &counters_);
-  if (!st.ok())
-    PSTRAIN_LOG(WARNING) << "reply to worker " << to.header.sender() << ": " << st.message();
+  send_to(to.routing_id, std::move(base), "reply", to.header.sender());
+}
+
+void ParameterServer::send_to(const zmq::message_t& routing_id, OutMessage out, const char* what,
+                              int worker) {
+  const Status st = send_message(socket_, std::move(out), &routing_id, &counters_);
+  if (st.ok()) return;
+  if (st.code() == StatusCode::kDeadlineExceeded) {
+    // kPsSendHwm messages wait unread on this connection: its peer does not read its replies.
+    ++replies_dropped_;
+    if (may_log_rejection()) {
+      PSTRAIN_LOG(WARNING) << "dropped a " << what << " to worker " << worker << " ("
+                           << replies_dropped_ << " in all): " << kPsSendHwm
+                           << " messages wait unread on its connection";
+    }
+    return;
+  }
+  if (may_log_rejection()) {
+    PSTRAIN_LOG(WARNING) << what << " to worker " << worker << ": " << st.message();
+  }
+}
+
+void ParameterServer::tighten_frame_cap() {
+  int64_t largest = 0;
+  for (size_t i = 0; i < store_.num_chunks(); ++i) {
+    largest = std::max<int64_t>(largest, static_cast<int64_t>(store_.values(i)->size()) *
+                                             static_cast<int64_t>(sizeof(float)));
+  }
+  const int64_t cap = 2 * largest + (int64_t{1} << 20);
+  try {
+    socket_.set(zmq::sockopt::maxmsgsize, cap);
+  } catch (const zmq::error_t& e) {
+    PSTRAIN_LOG(WARNING) << "cannot cap the frame size: " << e.what();
+    return;
+  }
+  PSTRAIN_LOG(INFO) << "new connections may send frames of at most " << cap
+                    << " bytes (twice the largest chunk, " << largest << " bytes, + 1 MiB)";
 }
 
 void ParameterServer::reply_error(const InMessage& to, const std::string& error) {
@@ -232,6 +277,7 @@ Result<ServerSummary> ParameterServer::serve() {
           restored_step_ = store_.step();
           awaiting_init_ = true;
           update_replicas();
+          tighten_frame_cap();
           PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " resumed from "
                             << found->file << " at global step " << store_.step()
                             << " (serving it now; an INIT from the chief may still change the "
@@ -347,6 +393,7 @@ void ParameterServer::handle(InMessage& msg) {
       return;
     }
     WorkerState& w = workers_[static_cast<size_t>(sender)];
+    if (!claim_worker(msg, sender)) return;
     if (w.lost) {
       PSTRAIN_LOG(WARNING) << "worker " << sender << " is back after being declared lost";
       w.lost = false;
@@ -380,8 +427,7 @@ void ParameterServer::handle(InMessage& msg) {
         // chief of a job started again sends INIT (its config then applies).
         OutMessage out = make_reply(wire::REPLY_OK, h.request_id());
         out.header.set_initialized(false);
-        Status st = send_message(socket_, std::move(out), &msg.routing_id, &counters_);
-        if (!st.ok()) PSTRAIN_LOG(WARNING) << "reply to worker " << sender << ": " << st.message();
+        send_to(msg.routing_id, std::move(out), "reply", sender);
         return;
       }
       reply(msg, wire::REPLY_OK);
@@ -508,6 +554,7 @@ void ParameterServer::on_init(InMessage& msg) {
   update_replicas();
   PSTRAIN_LOG(INFO) << "initialised by the chief: " << config_->describe() << "; "
                     << store_.num_chunks() << " chunks, " << store_.parameter_bytes() << " bytes";
+  tighten_frame_cap();
   reply(msg, wire::REPLY_OK);
   answer_parked(/*expire_all_due=*/false);
 }
@@ -560,6 +607,7 @@ void ParameterServer::adopt_init(InMessage& msg) {
   update_replicas();
   PSTRAIN_LOG(INFO) << "the chief's INIT confirmed the restored variables at global step "
                     << store_.step() << ": " << config_->describe();
+  tighten_frame_cap();
   reply(msg, wire::REPLY_OK);
   answer_parked(/*expire_all_due=*/false);
 }
@@ -573,8 +621,7 @@ void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t req
     std::span<const float> view(*values);
     out.frames.push_back(f32_frame(store_.key(i), view, std::move(values)));
   }
-  Status st = send_message(socket_, std::move(out), &routing_id, &counters_);
-  if (!st.ok()) PSTRAIN_LOG(WARNING) << "parameters to worker " << worker << ": " << st.message();
+  send_to(routing_id, std::move(out), "parameters", worker);
 }
 
 void ParameterServer::on_pull(InMessage& msg) {
@@ -586,6 +633,19 @@ void ParameterServer::on_pull(InMessage& msg) {
   if (pull_ready(h.sender(), h.min_step())) {
     answer_pull(msg.routing_id, h.request_id(), h.sender());
     return;
+  }
+  // Bounded: a worker has one PULL outstanding; beyond kMaxParkedPullsPerWorker the oldest of
+  // its parked ones is answered "not ready" (a client that still waits for it asks again).
+  int mine = 0;
+  for (const ParkedPull& q : parked_) mine += q.worker == h.sender();
+  if (mine >= kMaxParkedPullsPerWorker) {
+    for (auto it = parked_.begin(); it != parked_.end(); ++it) {
+      if (it->worker != h.sender()) continue;
+      send_to(it->routing_id, make_reply(wire::REPLY_NOT_READY, it->request_id), "not-ready reply",
+              it->worker);
+      parked_.erase(it);
+      break;
+    }
   }
   ParkedPull p;
   p.routing_id.copy(msg.routing_id);
@@ -621,13 +681,10 @@ void ParameterServer::answer_parked(bool expire_all_due) {
     } else if (chief_lost_) {
       OutMessage out = make_reply(wire::REPLY_ERROR, it->request_id);
       out.header.set_error(kChiefLost);
-      Status st = send_message(socket_, std::move(out), &it->routing_id, &counters_);
-      if (!st.ok()) PSTRAIN_LOG(DEBUG) << "error to worker " << it->worker << ": " << st.message();
+      send_to(it->routing_id, std::move(out), "error", it->worker);
     } else if (expire_all_due && now >= it->expires) {
       OutMessage out = make_reply(wire::REPLY_NOT_READY, it->request_id);
-      Status st = send_message(socket_, std::move(out), &it->routing_id, &counters_);
-      if (!st.ok())
-        PSTRAIN_LOG(DEBUG) << "not-ready to worker " << it->worker << ": " << st.message();
+      send_to(it->routing_id, std::move(out), "not-ready reply", it->worker);
     } else {
       ++it;
       continue;
@@ -697,6 +754,69 @@ void ParameterServer::on_push(InMessage& msg) {
   out.header.set_accepted(outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated);
   reply(msg, wire::REPLY_OK, std::move(out));
   if (store_.step() != before || staleness_ > 0) answer_parked(/*expire_all_due=*/false);
+}
+
+bool ParameterServer::connection_alive(const std::string& connection) {
+  // A ROUTER_MANDATORY send to a routing id whose connection is gone fails with EHOSTUNREACH
+  // (kUnavailable). The probe is a reply to request 0, which no client ever sends (their ids
+  // start at 1), so a live worker ignores it. A full pipe (kDeadlineExceeded) is connected.
+  OutMessage probe = make_reply(wire::REPLY_NOT_READY, 0);
+  zmq::message_t rid(connection.data(), connection.size());
+  const Status st = send_message(socket_, std::move(probe), &rid, &counters_);
+  return st.code() != StatusCode::kUnavailable;
+}
+
+bool ParameterServer::claim_worker(const InMessage& msg, int sender) {
+  WorkerState& w = workers_[static_cast<size_t>(sender)];
+  std::string connection(static_cast<const char*>(msg.routing_id.data()), msg.routing_id.size());
+  // A PsClient's sockets (requests, heartbeats) share a session: their routing ids are
+  // "pstrain/<worker>/<random>/r|h" (ps/client.h). Any other routing id is a session alone.
+  std::string session = connection;
+  if (session.starts_with(kSessionPrefix)) {
+    const size_t slash = session.rfind('/');
+    if (slash > std::strlen(kSessionPrefix)) session.resize(slash);
+  }
+  auto remember = [&w](std::string c) {
+    if (std::find(w.connections.begin(), w.connections.end(), c) != w.connections.end()) return;
+    w.connections.push_back(std::move(c));
+    if (w.connections.size() > 4) w.connections.erase(w.connections.begin());
+  };
+  if (w.session.empty() || w.session == session) {
+    w.session = std::move(session);
+    remember(std::move(connection));
+    return true;
+  }
+  // Another process claims this worker's index. It takes the index over when the owner is
+  // gone: declared lost (no message for heartbeat_timeout), or every connection of its session
+  // closed (a worker killed and started again). The probe is sent at most every 100 ms per
+  // worker, so a flood of claims does not become a flood of probes.
+  const auto now = Clock::now();
+  if (!w.lost && now - w.last_probe >= std::chrono::milliseconds(100)) {
+    w.last_probe = now;
+    w.owner_alive = false;
+    for (const std::string& c : w.connections) {
+      if (connection_alive(c)) {
+        w.owner_alive = true;
+        break;
+      }
+    }
+  }
+  if (w.lost || !w.owner_alive) {
+    PSTRAIN_LOG(INFO) << "worker " << sender << " speaks on a new connection (the old one "
+                      << (w.lost ? "was lost" : "closed") << ")";
+    w.session = std::move(session);
+    w.connections.clear();
+    w.owner_alive = true;
+    remember(std::move(connection));
+    return true;
+  }
+  ++identity_refused_;
+  counters_.malformed.fetch_add(1);
+  reply_error(msg, std::string(kWorkerIndexInUse) + ": worker " + std::to_string(sender) +
+                       " is connected to parameter server " + std::to_string(options_.ps_index) +
+                       " from another live process (two tasks with the same --task_index, or "
+                       "a process outside the job)");
+  return false;
 }
 
 bool ParameterServer::may_log_rejection(bool count) {

@@ -44,6 +44,20 @@
 //   (REPLY_ERROR, counted as malformed), so heartbeats, pushes and DONE count only from
 //   connections of the worker they name. The binding table is bounded (the oldest bindings
 //   are forgotten first).
+// - A worker index belongs to one client process: the first session (PsClient's routing ids
+//   "pstrain/<worker>/<random>/r|h" share one; any other routing id is a session alone) that
+//   names it. Another connection claiming it while the owner is live (not lost, and a probe
+//   send to one of its connections does not fail with EHOSTUNREACH) is refused with a
+//   REPLY_ERROR starting with kWorkerIndexInUse (ps/client.h), counted; a worker that was lost
+//   or whose connections all closed (restarted) is taken over by the new one.
+// - INIT only from worker 0 and only once (a later one with the same layout is answered OK and
+//   changes nothing; a restored PS takes the chief's INIT once to confirm it); DONE only from
+//   the process owning the index it names.
+// - Resource bounds (docs/security.md "Resource bounds"): kPsSendHwm messages queued per
+//   connection (further replies dropped at once and counted; no send waits), at most
+//   kMaxParkedPullsPerWorker parked PULLs per worker, frames capped (ZMQ_MAXMSGSIZE) at
+//   kPsMaxFrameBytesBeforeInit and, for connections made after INIT, at twice the largest
+//   chunk + 1 MiB, handshakes closed after kPsHandshakeTimeout.
 // - Log lines about refused or malformed messages are rate-limited (20 per 10 s, then one line
 //   with the number held back); the counters count every one.
 // - serve() returns once every worker is done or lost: a success when at least one said DONE
@@ -77,6 +91,19 @@
 #include "runtime/wire/security.h"
 
 namespace pstrain {
+
+// Resource bounds of a PS socket (docs/security.md, "Resource bounds").
+// Messages queued for sending per connection: a peer that does not read its replies has the
+// next ones dropped (counted) instead of growing the PS.
+inline constexpr int kPsSendHwm = 16;
+// A frame's declared size before INIT (the variables' chunk sizes are known only then): a
+// peer that declares a larger frame is disconnected before the frame is allocated.
+inline constexpr int64_t kPsMaxFrameBytesBeforeInit = int64_t{256} << 20;
+// PULLs parked per worker (a worker has one outstanding; more are answered NOT_READY, oldest
+// first).
+inline constexpr int kMaxParkedPullsPerWorker = 4;
+// A connection that has not completed its ZMTP/CURVE handshake by then is closed.
+inline constexpr std::chrono::milliseconds kPsHandshakeTimeout{5000};
 
 struct ServerOptions {
   int ps_index = 0;
@@ -152,6 +179,12 @@ class ParameterServer {
     int64_t non_finite = 0;  // its gradients refused for NaN or Inf
     int64_t non_finite_streak = 0;  // ... in a row
     Clock::time_point last_seen;
+    // Who speaks for it: the owning client's session (empty: none yet), the routing ids of
+    // that session's connections (the last 4), and the last probe of them.
+    std::string session;
+    std::vector<std::string> connections;
+    Clock::time_point last_probe{};
+    bool owner_alive = true;
   };
   struct ParkedPull {
     zmq::message_t routing_id;
@@ -169,6 +202,11 @@ class ParameterServer {
   // line says how many were held back.
   bool may_log_rejection(bool count = true);
   void handle(InMessage& msg);
+  // Binds worker `sender` to msg's connection when it has no live owner (see the contract);
+  // otherwise refuses msg (REPLY_ERROR, counted) and returns false.
+  bool claim_worker(const InMessage& msg, int sender);
+  // False once ZeroMQ reports `connection` (a routing id) gone: a probe send fails.
+  bool connection_alive(const std::string& connection);
   void on_init(InMessage& msg);
   void on_pull(InMessage& msg);
   void on_push(InMessage& msg);
@@ -181,6 +219,11 @@ class ParameterServer {
   void save_if_due();
   void fill_save_reply(OutMessage& out) const;
   void reply(const InMessage& to, wire::Kind kind, OutMessage out = {});
+  // Sends `out` to `routing_id`: a full queue drops it (counted); failures are logged
+  // (rate-limited) naming `what`.
+  void send_to(const zmq::message_t& routing_id, OutMessage out, const char* what, int worker);
+  // After INIT: new connections may send frames of at most twice the largest chunk + 1 MiB.
+  void tighten_frame_cap();
   void reply_error(const InMessage& to, const std::string& error);
   void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker);
   void answer_parked(bool expire_all_due);
@@ -198,6 +241,8 @@ class ParameterServer {
   std::unique_ptr<ZapHandler> zap_;
   std::unique_ptr<HandshakeMonitor> monitor_;
   uint64_t unauthenticated_ = 0;         // refused handshakes (from monitor_)
+  uint64_t identity_refused_ = 0;        // messages of a second connection for a live worker
+  uint64_t replies_dropped_ = 0;         // sends refused by a full queue (kPsSendHwm)
   uint64_t unauthenticated_logged_ = 0;  // ... as of the last log line
   Clock::time_point last_auth_log_{};
   Clock::time_point rejection_window_{};

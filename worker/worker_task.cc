@@ -9,6 +9,7 @@
 #include "ps/placement.h"
 #include "runtime/base/hash.h"
 #include "runtime/base/log.h"
+#include "runtime/wire/transport.h"
 #include "worker/backend.h"
 #include "worker/checkpointer.h"
 #include "worker/data.h"
@@ -340,6 +341,13 @@ WorkerTaskSummary WorkerRun::summary() const {
 
 Result<WorkerTaskSummary> run_worker_task(const WorkerTaskOptions& o, TrainingSink& sink) {
   PSTRAIN_RETURN_IF_ERROR(validate(o.train));
+  if (o.task_index >= 0 && o.task_index < static_cast<int>(o.cluster.workers.size())) {
+    std::string warning;
+    PSTRAIN_RETURN_IF_ERROR(
+        check_own_address(o.cluster.workers[static_cast<size_t>(o.task_index)].host,
+                          "worker " + std::to_string(o.task_index), &warning));
+    if (!warning.empty()) PSTRAIN_LOG(WARNING) << warning;
+  }
   WorkerRun run(o, sink);
   PSTRAIN_RETURN_IF_ERROR(run.prepare());
   PSTRAIN_RETURN_IF_ERROR(run.join());

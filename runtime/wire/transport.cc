@@ -1,6 +1,8 @@
 #include "runtime/wire/transport.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <random>
 #include <utility>
+#include <vector>
 
 namespace pstrain {
 
@@ -64,6 +67,9 @@ void apply_common_options(zmq::socket_t& s, const SocketOptions& o) {
   s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
   s.set(zmq::sockopt::sndtimeo, static_cast<int>(o.send_timeout.count()));
   s.set(zmq::sockopt::maxmsgsize, o.max_message_bytes);
+  if (o.handshake_ivl.count() > 0) {
+    s.set(zmq::sockopt::handshake_ivl, static_cast<int>(o.handshake_ivl.count()));
+  }
   if (!o.monitor_endpoint.empty()) {
     const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                        ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
@@ -110,6 +116,79 @@ bool is_loopback_host(const std::string& host) {
     return IN6_IS_ADDR_LOOPBACK(&v6);
   }
   return false;
+}
+
+namespace {
+
+// Address bytes of a sockaddr (4 for IPv4, 16 for IPv6; empty otherwise).
+std::string address_bytes(const sockaddr* sa) {
+  if (sa == nullptr) return {};
+  if (sa->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    return std::string(reinterpret_cast<const char*>(&in->sin_addr), sizeof(in->sin_addr));
+  }
+  if (sa->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    return std::string(reinterpret_cast<const char*>(&in6->sin6_addr), sizeof(in6->sin6_addr));
+  }
+  return {};
+}
+
+}  // namespace
+
+Status check_own_address(const std::string& host, const std::string& what, std::string* warning) {
+  if (warning != nullptr) warning->clear();
+  const std::string h = strip_brackets(host);
+  if (h.empty()) return invalid_argument(what + " has an empty host in the cluster spec");
+  if (is_loopback_host(h) || h == "*" || h == "0.0.0.0" || h == "::") return {};
+  in_addr v4{};
+  in6_addr v6{};
+  const bool literal =
+      ::inet_pton(AF_INET, h.c_str(), &v4) == 1 || ::inet_pton(AF_INET6, h.c_str(), &v6) == 1;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = literal ? AI_NUMERICHOST : 0;
+  addrinfo* found = nullptr;
+  const int rc = ::getaddrinfo(h.c_str(), nullptr, &hints, &found);
+  if (rc != 0) {
+    return invalid_argument(what + "'s own host '" + host + "' does not resolve (" +
+                            ::gai_strerror(rc) +
+                            "): fix this task's entry in the cluster spec (--ps_hosts / "
+                            "--worker_hosts or the scheduler's host list)");
+  }
+  std::vector<std::string> resolved;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    std::string bytes = address_bytes(a->ai_addr);
+    if (!bytes.empty()) resolved.push_back(std::move(bytes));
+  }
+  ::freeaddrinfo(found);
+  ifaddrs* ifs = nullptr;
+  if (::getifaddrs(&ifs) != 0) return {};  // cannot tell: let the bind decide
+  bool local = false;
+  for (const ifaddrs* i = ifs; i != nullptr && !local; i = i->ifa_next) {
+    const std::string bytes = address_bytes(i->ifa_addr);
+    if (bytes.empty()) continue;
+    local = std::find(resolved.begin(), resolved.end(), bytes) != resolved.end();
+  }
+  ::freeifaddrs(ifs);
+  for (const std::string& r : resolved) {
+    // 127.0.1.1 and the like (Debian's own host name) are loopback, hence local.
+    if (r.size() == 4 && static_cast<unsigned char>(r[0]) == 127) local = true;
+  }
+  if (local) return {};
+  if (literal) {
+    return invalid_argument(what + "'s own address " + host +
+                            " is on none of this machine's network interfaces: this task "
+                            "runs on another machine than the cluster spec says; fix its entry "
+                            "(--ps_hosts / --worker_hosts or the scheduler's host list)");
+  }
+  if (warning != nullptr) {
+    *warning = what + "'s own host '" + host +
+               "' resolves to no address of this machine's interfaces (fine behind a "
+               "Kubernetes Service or NAT; otherwise the cluster spec names another machine)";
+  }
+  return {};
 }
 
 std::string bind_endpoint(const std::string& host, int port) {

@@ -45,6 +45,9 @@ struct SocketOptions {
   // allocated, so no message can make a process allocate more than this (-1: no limit).
   // pstrain's frames are chunks of at most a few MB.
   int64_t max_message_bytes = int64_t{1} << 30;
+  // ZMQ_HANDSHAKE_IVL: a connection that has not completed the ZMTP (and CURVE) handshake
+  // within this is closed; 0: libzmq's default (30 s).
+  std::chrono::milliseconds handshake_ivl{0};
   std::chrono::milliseconds reconnect_ivl{100};       // connect side: first retry after this
   std::chrono::milliseconds reconnect_ivl_max{2000};  // ... backing off up to this
   // Connect side: the routing id a ROUTER peer sees (non-empty, must not start with a zero
@@ -80,6 +83,16 @@ Result<zmq::socket_t> bind_socket(zmq::context_t& ctx, zmq::socket_type type,
 Result<zmq::socket_t> connect_socket(zmq::context_t& ctx, zmq::socket_type type,
                                      const std::string& host, int port, const std::string& what,
                                      const SocketOptions& options = {});
+
+// Whether `host` (a task's own address in the cluster spec) can be this machine: loopback
+// names and addresses and the wildcards ("*", "0.0.0.0", "::") are; an IP literal must be on
+// one of this machine's interfaces (getifaddrs); a name must resolve (getaddrinfo). Errors
+// (kInvalidArgument, naming the address and what to do): an unresolvable name, an address on
+// no local interface. A name that resolves only to addresses of other machines is allowed
+// (a Kubernetes Service's virtual IP, for one, is on no interface) but `warning`, when given,
+// is set to a line saying so; otherwise it is cleared. `what` names the task ("ps 0").
+Status check_own_address(const std::string& host, const std::string& what,
+                         std::string* warning = nullptr);
 
 // The TCP port a bound socket listens on (useful after binding port 0).
 Result<int> bound_port(zmq::socket_t& socket);

@@ -280,6 +280,111 @@ TEST(PsSecurity, AConnectionSpeaksForOneWorker) {
   EXPECT_EQ(again->header.kind(), wire::REPLY_OK);
 }
 
+// One request on a raw DEALER socket; the reply within 5 s.
+Result<InMessage> ask_raw(zmq::socket_t& sock, wire::Kind kind, int sender, uint64_t id,
+                          uint64_t job_id, const JobTrainingConfig* config = nullptr) {
+  OutMessage m;
+  m.header.set_kind(kind);
+  m.header.set_job_id(job_id);
+  m.header.set_sender(sender);
+  m.header.set_request_id(id);
+  if (config != nullptr) {
+    *m.header.mutable_config() = config->to_wire();
+    std::vector<float> values = {9, 9, 9, 9, 9};
+    m.frames.push_back(f32_frame("a", std::span<const float>(values).first(3), nullptr));
+    m.frames.push_back(f32_frame("b", std::span<const float>(values).last(2), nullptr));
+  }
+  PSTRAIN_RETURN_IF_ERROR(send_message(sock, std::move(m)));
+  while (true) {  // bounded: every receive waits at most 5 s, and each skips one old reply
+    PSTRAIN_ASSIGN_OR_RETURN(InMessage reply,
+                             recv_message(sock, milliseconds(5000), false, job_id));
+    if (reply.header.request_id() == id) return reply;
+  }
+}
+
+TEST(PsSecurity, ASecondLiveConnectionForAWorkerIsRefusedAClosedOnesIndexIsTakenOver) {
+  Server s(2, nullptr, 11);
+  const Placement p = two_variables();
+  zmq::context_t ctx(1);
+  // The real worker 1: a client with its heartbeat connection (two connections, one process).
+  auto w1 = client(ctx, s.port(), 1, p, 11, nullptr);
+  ASSERT_TRUE(w1.ok());
+  ASSERT_TRUE((*w1)->hello(p.hash).ok());
+  (*w1)->start_heartbeats();
+  ASSERT_TRUE((*w1)->hello(p.hash).ok());
+  // Another process claims worker 1: refused, naming why, and counted.
+  auto other = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "other");
+  ASSERT_TRUE(other.ok());
+  const int64_t bad_before = stats_of(ctx, s.port(), 11, nullptr).bad_messages();
+  for (wire::Kind kind : {wire::HEARTBEAT, wire::DONE, wire::PULL}) {
+    auto r = ask_raw(*other, kind, 1, 1 + static_cast<uint64_t>(kind), 11);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(r->header.kind(), wire::REPLY_ERROR);
+    EXPECT_TRUE(r->header.error().starts_with(kWorkerIndexInUse)) << r->header.error();
+  }
+  EXPECT_GE(stats_of(ctx, s.port(), 11, nullptr).bad_messages(), bad_before + 3);
+  // The foreign DONE did not count: worker 1 is not done, the PS still serves.
+  EXPECT_EQ(stats_of(ctx, s.port(), 11, nullptr).workers_done(), 0);
+  EXPECT_EQ(s.result.wait_for(milliseconds(0)), std::future_status::timeout);
+  // The real worker still speaks for itself.
+  ASSERT_TRUE((*w1)->hello(p.hash).ok());
+  // Worker 1's process goes (its sockets close): a new one with the same index takes over.
+  (*w1).reset();
+  auto again = client(ctx, s.port(), 1, p, 11, nullptr);
+  ASSERT_TRUE(again.ok());
+  const auto start = Clock::now();
+  auto h = (*again)->hello(p.hash);  // asks again while the PS still sees the old connection
+  EXPECT_TRUE(h.ok()) << h.status().to_string();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
+  // ... and the raw socket is still refused, now in the new process's favour.
+  auto r = ask_raw(*other, wire::HEARTBEAT, 1, 20, 11);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->header.kind(), wire::REPLY_ERROR);
+}
+
+TEST(PsSecurity, InitOnlyFromTheChiefAndOnlyOnceTheJobGoesOn) {
+  Server s(1, nullptr, 12);
+  const Placement p = two_variables();
+  zmq::context_t ctx(1);
+  auto chief = client(ctx, s.port(), 0, p, 12, nullptr);
+  ASSERT_TRUE(chief.ok());
+  ASSERT_TRUE((*chief)->hello(p.hash).ok());
+  std::vector<float> init = {1, 2, 3, 4, 5};
+  ASSERT_TRUE((*chief)->init(sgd(false, 1), init).ok());
+  // A foreign INIT claiming to be the chief, from another connection: refused.
+  auto other = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "other");
+  ASSERT_TRUE(other.ok());
+  JobTrainingConfig evil = sgd(false, 1);
+  evil.train_steps = 1;
+  evil.optimizer.learning_rate = 100.0f;
+  auto r = ask_raw(*other, wire::INIT, 0, 1, 12, &evil);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->header.kind(), wire::REPLY_ERROR);
+  EXPECT_TRUE(r->header.error().starts_with(kWorkerIndexInUse)) << r->header.error();
+  // An INIT from a worker that is not the chief: refused.
+  Server s2(2, nullptr, 13);
+  auto w_s2 = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s2.port(), "w1");
+  ASSERT_TRUE(w_s2.ok());
+  JobTrainingConfig two = sgd(false, 2);
+  auto r2 = ask_raw(*w_s2, wire::INIT, 1, 1, 13, &two);
+  ASSERT_TRUE(r2.ok()) << r2.status().to_string();
+  EXPECT_EQ(r2->header.kind(), wire::REPLY_ERROR);
+  EXPECT_NE(r2->header.error().find("only the chief"), std::string::npos) << r2->header.error();
+  EXPECT_FALSE(stats_of(ctx, s2.port(), 13, nullptr).initialized());
+  // The chief's own second INIT (a retry) changes nothing: the first config and values stay.
+  ASSERT_TRUE((*chief)->init(evil, std::vector<float>{7, 7, 7, 7, 7}).ok());
+  const wire::PsStats st = stats_of(ctx, s.port(), 12, nullptr);
+  EXPECT_EQ(st.train_steps(), 10);
+  std::vector<float> params(5);
+  ASSERT_TRUE((*chief)->pull(params, 0).ok());
+  EXPECT_EQ(params, init);
+  // The job goes on: a push is applied.
+  auto pushed = (*chief)->push(std::vector<float>{1, 1, 1, 1, 1}, PsSteps{0}, nullptr);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
+  EXPECT_TRUE(pushed->accepted);
+  EXPECT_EQ(s.result.wait_for(milliseconds(0)), std::future_status::timeout);
+}
+
 TEST(PsSecurity, LinesAboutMalformedMessagesAreRateLimitedTheCountersCountAll) {
   Server s(1, nullptr, 9);
   zmq::context_t ctx(1);

@@ -413,7 +413,9 @@ TEST(ParameterServer, InvalidTrainingConfigIsRefusedNamingTheProblem) {
   EXPECT_NE(reply->header.error().find("adam_beta2"), std::string::npos) << reply->header.error();
   EXPECT_FALSE(reply->header.initialized());
 
-  // Still serving, still uninitialised: the chief's valid INIT goes through.
+  // Still serving, still uninitialised: the chief's valid INIT goes through (from the real
+  // chief, once the raw connection that spoke for worker 0 is closed: ps/server.h).
+  raw->close();
   auto w0 = f.client(0, p);
   ASSERT_TRUE(w0->hello(p.hash).ok());
   ASSERT_TRUE(w0->init(config, std::vector<float>(5, 0.f)).ok());
