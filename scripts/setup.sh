@@ -17,6 +17,8 @@ packages=(
   libpng-dev
   # the job secret's key derivation (--secret_file, docs/security.md)
   libsodium-dev
+  # oneDNN for the CPU convolution (optional at build time: PSTRAIN_ONEDNN)
+  libdnnl-dev
   # data: Fashion-MNIST as IDX files under /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
   # schedulers the integration tests launch with (mpirun; Slurm's daemons and srun/sbatch)
