@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/cpu/common.h"
+#include "kernels/cpu/conv2d.h"
 #include "runtime/base/check.h"
 
 namespace pstrain::cpu {
@@ -22,9 +24,9 @@ using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
-// Shapes kept (a training step has one per conv layer; evaluation at another batch size adds
-// as many again).
-constexpr size_t kMaxCachedShapes = 8;
+// Shapes kept per worker (a training step has up to two sub-batch sizes per conv layer;
+// evaluation at another batch size adds as many again).
+constexpr size_t kMaxCachedShapes = 16;
 
 // Activation formats oneDNN may choose: `any` (its blocked formats, reordered from and to
 // NHWC) unless PSTRAIN_ONEDNN_FORMAT=nhwc asks for NHWC activations (weights stay `any`).
@@ -162,17 +164,16 @@ struct ConvPrimitives {
   std::unordered_map<int, memory> fwd_args, bwd_w_args, bwd_d_args;
 };
 
-}  // namespace
+// The cached primitives of one worker (its own memory objects, stream and buffers).
+struct WorkerCache {
+  struct Entry {
+    Conv2dDims d;
+    std::unique_ptr<ConvPrimitives> prims;
+    uint64_t last_use = 0;
+  };
 
-struct OnednnConv::Impl {
-  explicit Impl(int t) : threads(std::max(1, t)) {
-    omp_set_num_threads(threads);
-    eng = dnnl::engine(dnnl::engine::kind::cpu, 0);
-    strm = dnnl::stream(eng);
-  }
-
-  // The cached primitives of d, created when missing (replacing the least recently used).
-  ConvPrimitives& shape(const Conv2dDims& d) {
+  // The primitives of d, created when missing (replacing the least recently used).
+  ConvPrimitives& get(const dnnl::engine& eng, const Conv2dDims& d) {
     ++clock;
     Entry* oldest = nullptr;
     for (Entry& e : shapes) {
@@ -193,48 +194,78 @@ struct OnednnConv::Impl {
     return *oldest->prims;
   }
 
-  struct Entry {
-    Conv2dDims d;
-    std::unique_ptr<ConvPrimitives> prims;
-    uint64_t last_use = 0;
-  };
-  int threads;
-  dnnl::engine eng;
   dnnl::stream strm;
   std::vector<Entry> shapes;
   uint64_t clock = 0;
 };
 
-OnednnConv::OnednnConv(int threads) : impl_(std::make_unique<Impl>(threads)) {}
-OnednnConv::~OnednnConv() = default;
-
-namespace {
-
-// Runs f, turning a oneDNN error (which only a bug can cause: the dims come from the model)
-// into a check failure that names it.
-template <typename F>
-void guarded(const char* what, const F& f) {
-  try {
-    f();
-  } catch (const dnnl::error& e) {
-    PSTRAIN_CHECK(false, std::string("oneDNN ") + what + ": " + e.what());
-  }
+// oneDNN's own OpenMP threads (PSTRAIN_ONEDNN_THREADS=openmp) instead of the kernels' pool.
+bool use_openmp() {
+  static const bool omp = [] {
+    const char* v = std::getenv("PSTRAIN_ONEDNN_THREADS");
+    return v != nullptr && std::strcmp(v, "openmp") == 0;
+  }();
+  return omp;
 }
 
 }  // namespace
+
+struct OnednnConv::Impl {
+  explicit Impl(int t) : threads(std::max(1, t)), openmp(use_openmp()) {
+    eng = dnnl::engine(dnnl::engine::kind::cpu, 0);
+    workers.resize(static_cast<size_t>(openmp ? 1 : threads));
+    for (WorkerCache& w : workers) w.strm = dnnl::stream(eng);
+  }
+
+  // Image groups of a call: fixed by the problem size alone (never the thread count), so
+  // every thread count gives the same bits; 1 with OpenMP threading.
+  int64_t groups(const Conv2dDims& d) const {
+    if (openmp) return 1;
+    const double flops = 2.0 * d.n * d.h * d.w * d.k * d.ksize * d.ksize * d.c;
+    return chunk_count(flops, kChunkFlops, std::min<int64_t>(d.n, kConv2dBackwardGroups));
+  }
+
+  // Runs body(group, images [i0, i1), primitives of that sub-batch, stream) for every group,
+  // on the kernels' pool (each call single-threaded) or, with OpenMP, once on this thread with
+  // oneDNN's own threads.
+  template <typename Body>
+  void for_groups(const Conv2dDims& d, const Body& body) {
+    const int64_t g_count = groups(d);
+    const int max_workers = static_cast<int>(std::min<int64_t>(threads, g_count));
+    thread_pool().run(g_count, openmp ? 1 : max_workers, [&](int64_t g, int worker) {
+      omp_set_num_threads(openmp ? threads : 1);
+      const auto [i0, i1] = split_range(d.n, g, g_count);
+      Conv2dDims sub = d;
+      sub.n = static_cast<int>(i1 - i0);
+      WorkerCache& cache = workers[static_cast<size_t>(worker)];
+      try {
+        body(g, i0, cache.get(eng, sub), cache.strm);
+      } catch (const dnnl::error& e) {
+        PSTRAIN_CHECK(false, std::string("oneDNN conv2d: ") + e.what());
+      }
+    });
+  }
+
+  int threads;
+  bool openmp;
+  dnnl::engine eng;
+  std::vector<WorkerCache> workers;
+  std::vector<float> partial_dw, partial_db;  // groups 1.. of backward; grown, never shrunk
+};
+
+OnednnConv::OnednnConv(int threads) : impl_(std::make_unique<Impl>(threads)) {}
+OnednnConv::~OnednnConv() = default;
 
 void OnednnConv::forward(const float* x, const float* w, const float* b, float* y,
                          const Conv2dDims& d) {
   if (int64_t{d.n} * d.h * d.w * d.k == 0) return;
   PSTRAIN_CHECK(d.ksize % 2 == 1, "conv2d needs an odd kernel size");
-  guarded("conv2d forward", [&] {
-    omp_set_num_threads(impl_->threads);
-    ConvPrimitives& s = impl_->shape(d);
-    dnnl::stream& st = impl_->strm;
-    s.fwd_x.bind(x);
+  const int64_t x_img = int64_t{d.h} * d.w * d.c, y_img = int64_t{d.h} * d.w * d.k;
+  impl_->for_groups(d, [&](int64_t, int64_t i0, ConvPrimitives& s, dnnl::stream& st) {
+    s.fwd_x.bind(x + i0 * x_img);
     s.fwd_w.bind(w);
     s.fwd_b.bind(b);
-    s.fwd_y.bind(y);
+    s.fwd_y.bind(y + i0 * y_img);
     s.fwd_x.to_inner(st);
     s.fwd_w.to_inner(st);
     s.fwd_b.to_inner(st);
@@ -246,22 +277,31 @@ void OnednnConv::forward(const float* x, const float* w, const float* b, float* 
 
 void OnednnConv::backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                           float* db, const Conv2dDims& d) {
+  const int64_t dw_size = int64_t{d.ksize} * d.ksize * d.c * d.k;
   if (int64_t{d.n} * d.h * d.w == 0 || d.c == 0 || d.k == 0) {
     // No pixels (or no channels): the gradients are zero.
-    std::fill_n(dw, int64_t{d.ksize} * d.ksize * d.c * d.k, 0.0f);
+    std::fill_n(dw, dw_size, 0.0f);
     std::fill_n(db, d.k, 0.0f);
     if (dx != nullptr) std::fill_n(dx, int64_t{d.n} * d.h * d.w * d.c, 0.0f);
     return;
   }
   PSTRAIN_CHECK(d.ksize % 2 == 1, "conv2d needs an odd kernel size");
-  guarded("conv2d backward", [&] {
-    omp_set_num_threads(impl_->threads);
-    ConvPrimitives& s = impl_->shape(d);
-    dnnl::stream& st = impl_->strm;
-    s.bwd_w_x.bind(x);
-    s.bwd_w_dy.bind(dy);
-    s.bwd_w_dw.bind(dw);
-    s.bwd_w_db.bind(db);
+  const int64_t x_img = int64_t{d.h} * d.w * d.c, y_img = int64_t{d.h} * d.w * d.k;
+  const int64_t g_count = impl_->groups(d);
+  // Group 0 writes dw and db; the others their own partial sums, added in group order below.
+  std::vector<float>& pdw = impl_->partial_dw;
+  std::vector<float>& pdb = impl_->partial_db;
+  if (pdw.size() < static_cast<size_t>((g_count - 1) * dw_size)) {
+    pdw.resize(static_cast<size_t>((g_count - 1) * dw_size));
+  }
+  if (pdb.size() < static_cast<size_t>((g_count - 1) * d.k)) {
+    pdb.resize(static_cast<size_t>((g_count - 1) * d.k));
+  }
+  impl_->for_groups(d, [&](int64_t g, int64_t i0, ConvPrimitives& s, dnnl::stream& st) {
+    s.bwd_w_x.bind(x + i0 * x_img);
+    s.bwd_w_dy.bind(dy + i0 * y_img);
+    s.bwd_w_dw.bind(g == 0 ? dw : pdw.data() + (g - 1) * dw_size);
+    s.bwd_w_db.bind(g == 0 ? db : pdb.data() + (g - 1) * d.k);
     s.bwd_w_x.to_inner(st);
     s.bwd_w_dy.to_inner(st);
     s.bwd_w.execute(st, s.bwd_w_args);
@@ -269,20 +309,30 @@ void OnednnConv::backward(const float* x, const float* w, const float* dy, float
     s.bwd_w_db.to_user(st);
     if (dx != nullptr) {
       if (!s.dy_shared) {
-        s.bwd_d_dy.bind(dy);
+        s.bwd_d_dy.bind(dy + i0 * y_img);
         s.bwd_d_dy.to_inner(st);
       }
       s.bwd_d_w.bind(w);
-      s.bwd_d_dx.bind(dx);
+      s.bwd_d_dx.bind(dx + i0 * x_img);
       s.bwd_d_w.to_inner(st);
       s.bwd_d.execute(st, s.bwd_d_args);
       s.bwd_d_dx.to_user(st);
     }
     st.wait();
   });
+  for (int64_t g = 1; g < g_count; ++g) {
+    const float* p = pdw.data() + (g - 1) * dw_size;
+    for (int64_t i = 0; i < dw_size; ++i) dw[i] += p[i];
+    const float* q = pdb.data() + (g - 1) * d.k;
+    for (int64_t i = 0; i < d.k; ++i) db[i] += q[i];
+  }
 }
 
-int OnednnConv::cached_shapes() const { return static_cast<int>(impl_->shapes.size()); }
+int OnednnConv::cached_shapes() const {
+  size_t most = 0;
+  for (const WorkerCache& w : impl_->workers) most = std::max(most, w.shapes.size());
+  return static_cast<int>(most);
+}
 
 std::string OnednnConv::version() {
   const dnnl_version_t* v = dnnl::version();

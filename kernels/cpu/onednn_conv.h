@@ -4,20 +4,21 @@
 // written. Built only with PSTRAIN_ONEDNN (kernels/CMakeLists.txt); this header names no
 // oneDNN type, so nothing that includes it needs oneDNN's headers.
 //
-// Method: per Conv2dDims, the three primitives are created once (oneDNN chooses its memory
-// formats, `any`; the caller's NHWC / HWIO buffers are reordered to and from them where they
-// differ) together with owned buffers for the reordered tensors and a user scratchpad, and
-// kept in a small cache (a training step's convolutions hit it after the first step: no
-// primitive, reorder or buffer is created per call in steady state). The kernels' workspace
-// (Ops::conv2d_workspace_floats) is not used. PSTRAIN_ONEDNN_FORMAT=nhwc (read once) keeps the
-// activations in NHWC (only the weights reordered), for comparing the two on a machine.
-// Threading: oneDNN's CPU runtime in Debian is OpenMP; each call sets the calling thread's
-// OpenMP team size to the `threads` the object was made with (primitives are created with
-// that count too). Results are the same bits when a call is repeated with the same inputs and
-// thread count; across thread counts the forward output and the data gradient were the same
-// bits in every shape tested, and the weight and bias gradients of some shapes differ in
-// rounding (oneDNN splits their reduction by thread): tests/kernels/onednn_conv_test.cc
-// asserts exactly this, and docs/benchmarks.md says what it means for training.
+// Method: the batch is split into image groups whose number depends only on the problem size
+// (as the Eigen kernels' chunks, kernels/cpu/common.h); the groups run on the kernels' thread
+// pool, each as one single-threaded oneDNN call on its sub-batch, and the weight and bias
+// gradients of groups 1.. are added to group 0's in group order. So results are the same
+// bits for any thread count, and no OpenMP barrier waits for a descheduled thread (on the
+// shared 2-core machine oneDNN's own OpenMP threading made the CNN step slower than Eigen's;
+// PSTRAIN_ONEDNN_THREADS=openmp, read once, brings it back for comparison: one call on the
+// whole batch with `threads` OpenMP threads, whose weight gradients then depend on the count).
+// Per worker and sub-batch dims, the three primitives are created once (oneDNN chooses its
+// memory formats, `any`; the caller's NHWC / HWIO buffers are reordered to and from them where
+// they differ) with owned buffers for the reordered tensors and a user scratchpad, and kept in
+// a small cache: a training step's convolutions create no primitive, reorder or buffer after
+// the first step. The kernels' workspace (Ops::conv2d_workspace_floats) is not used.
+// PSTRAIN_ONEDNN_FORMAT=nhwc (read once) keeps the activations in NHWC (only the weights
+// reordered), for comparing the two layouts on a machine.
 // Thread-safety: an object is used by one thread at a time (as an Ops object).
 #pragma once
 
@@ -30,7 +31,8 @@ namespace pstrain::cpu {
 
 class OnednnConv {
  public:
-  // `threads` >= 1: the OpenMP team size of every call.
+  // `threads` >= 1: the most workers (pool threads, or OpenMP threads with
+  // PSTRAIN_ONEDNN_THREADS=openmp) a call uses.
   explicit OnednnConv(int threads);
   ~OnednnConv();
   OnednnConv(const OnednnConv&) = delete;
