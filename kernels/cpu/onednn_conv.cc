@@ -336,9 +336,8 @@ int OnednnConv::cached_shapes() const {
 
 std::string OnednnConv::version() {
   const dnnl_version_t* v = dnnl::version();
-  std::string runtime = v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "non-OpenMP";
   return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-         std::to_string(v->patch) + " (" + runtime + ")";
+         std::to_string(v->patch) + (use_openmp() ? " (OpenMP threads)" : " (kernels' pool)");
 }
 
 }  // namespace pstrain::cpu

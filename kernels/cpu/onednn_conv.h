@@ -45,7 +45,8 @@ class OnednnConv {
 
   // Dims whose primitives are cached (for tests: a repeated shape creates nothing new).
   int cached_shapes() const;
-  // e.g. "oneDNN 2.6.3 (OpenMP)".
+  // e.g. "oneDNN 2.6.3 (kernels' pool)" or, with PSTRAIN_ONEDNN_THREADS=openmp,
+  // "oneDNN 2.6.3 (OpenMP threads)".
   static std::string version();
 
  private:
