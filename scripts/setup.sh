@@ -19,6 +19,8 @@ packages=(
   libsodium-dev
   # libFuzzer targets (scripts/fuzz.sh, tests/fuzz): clang and its sanitizer/fuzzer runtimes
   clang libclang-rt-14-dev
+  # oneDNN for the CPU convolution (optional at build time: PSTRAIN_ONEDNN)
+  libdnnl-dev
   # data: Fashion-MNIST as IDX files under /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
   # schedulers the integration tests launch with (mpirun; Slurm's daemons and srun/sbatch)

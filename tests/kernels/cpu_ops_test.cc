@@ -1,5 +1,6 @@
-// CpuOps (float, through the Ops interface) and the double kernel templates against naive
-// direct loops written here, on random inputs. Outputs are NaN-poisoned before every call, so
+// CpuOps (float, through the Ops interface, with the Eigen convolution: oneDNN's is checked in
+// onednn_conv_test.cc) and the double kernel templates against naive direct loops written
+// here, on random inputs. Outputs are NaN-poisoned before every call, so
 // an element an op forgets to write fails the comparison.
 #include <gtest/gtest.h>
 
@@ -17,6 +18,7 @@
 
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/conv2d.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/dense.h"
 #include "kernels/cpu/maxpool.h"
 #include "kernels/cpu/relu.h"
@@ -157,7 +159,7 @@ struct NaiveConv {
 
 class CpuOpsTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Ops> ops_ = make_cpu_ops(0);
+  std::unique_ptr<Ops> ops_ = make_cpu_ops(0, CpuConv::kEigen);
 };
 
 TEST_F(CpuOpsTest, DescribesItself) {
@@ -165,8 +167,8 @@ TEST_F(CpuOpsTest, DescribesItself) {
   const std::string desc = ops_->description();
   EXPECT_EQ(desc.rfind("cpu (Eigen ", 0), 0u) << desc;
   EXPECT_NE(desc.find("thread"), std::string::npos) << desc;
-  EXPECT_NE(make_cpu_ops(1)->description().find(", 1 thread)"), std::string::npos);
-  ops_ = make_cpu_ops(0);  // restore all threads for the other tests
+  EXPECT_NE(make_cpu_ops(1, CpuConv::kEigen)->description().find(", 1 thread)"), std::string::npos);
+  ops_ = make_cpu_ops(0, CpuConv::kEigen);  // restore all threads for the other tests
 }
 
 TEST_F(CpuOpsTest, AllocAndCopiesRoundTrip) {
@@ -349,8 +351,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvTest,
 // ops use every thread, and results must match the naive loops for any count.
 class ThreadsTest : public ::testing::TestWithParam<int> {
  protected:
-  void SetUp() override { ops_ = make_cpu_ops(GetParam()); }
-  void TearDown() override { make_cpu_ops(0); }
+  void SetUp() override { ops_ = make_cpu_ops(GetParam(), CpuConv::kEigen); }
+  void TearDown() override { make_cpu_ops(0, CpuConv::kEigen); }
   std::unique_ptr<Ops> ops_;
 };
 
@@ -366,8 +368,10 @@ TEST_P(ThreadsTest, ConvSeveralBlocks) {
 }
 
 TEST_P(ThreadsTest, DenseModelShapes) {
-  for (const auto& [n, in, out] : {DenseCase{100, 784, 100}, DenseCase{100, 1024, 10},
-                                   DenseCase{100, 1200, 130}, DenseCase{100, 100, 1000}}) {
+  // The first two are large enough for several workers (cpu::kDenseMinFlopsPerWorker).
+  for (const auto& [n, in, out] :
+       {DenseCase{512, 784, 100}, DenseCase{100, 1200, 330}, DenseCase{100, 784, 100},
+        DenseCase{100, 1024, 10}, DenseCase{100, 100, 1000}}) {
     SCOPED_TRACE(std::to_string(in) + " -> " + std::to_string(out));
     const DVec x = rounded(random_vec(n * in, 21)), w = rounded(random_vec(in * out, 22));
     const DVec b = rounded(random_vec(out, 23)), dy = rounded(random_vec(n * out, 24));
@@ -412,7 +416,7 @@ TEST_P(ThreadsTest, ReluAndColumnSumsLarge) {
 // every thread count gives bitwise the same results.
 TEST_P(ThreadsTest, ResultsDoNotDependOnThreadCount) {
   const Conv2dDims d{12, 14, 14, 8, 16, 5};
-  const int n = 100, in = 300, out = 200;
+  const int n = 400, in = 300, out = 200;  // dense large enough for 2+ workers
   const size_t xs = static_cast<size_t>(d.n) * d.h * d.w * d.c;
   const size_t ys = static_cast<size_t>(d.n) * d.h * d.w * d.k;
   const size_t ws = static_cast<size_t>(d.ksize) * d.ksize * d.c * d.k;
@@ -437,8 +441,8 @@ TEST_P(ThreadsTest, ResultsDoNotDependOnThreadCount) {
     return all;
   };
   const std::vector<float> here = run_all(*ops_);
-  const std::vector<float> one = run_all(*make_cpu_ops(1));
-  ops_ = make_cpu_ops(GetParam());
+  const std::vector<float> one = run_all(*make_cpu_ops(1, CpuConv::kEigen));
+  ops_ = make_cpu_ops(GetParam(), CpuConv::kEigen);
   ASSERT_EQ(here.size(), one.size());
   size_t differ = 0;
   for (size_t i = 0; i < here.size(); ++i) differ += std::memcmp(&here[i], &one[i], 4) != 0;
