@@ -85,6 +85,12 @@ Result<std::string> secret_path() {
   return path;
 }
 
+// The keys of the benchmark's job secret.
+Result<JobKeys> bench_keys() {
+  PSTRAIN_ASSIGN_OR_RETURN(std::string path, secret_path());
+  return load_job_keys(path);
+}
+
 // --- the child process ---------------------------------------------------------------------
 
 // Serves one PS (kind "ps") or one echo ROUTER (kind "echo") on 127.0.0.1, writes its port
@@ -203,8 +209,7 @@ void BM_PushPull(benchmark::State& state) {
 
   std::optional<JobKeys> keys;
   if (curve) {
-    auto path = secret_path();
-    auto k = path.ok() ? load_job_keys(*path) : Result<JobKeys>(path.status());
+    auto k = bench_keys();
     if (!k.ok()) {
       state.SkipWithError(k.status().to_string().c_str());
       return;
@@ -299,8 +304,7 @@ void BM_RawZmq(benchmark::State& state) {
   const bool curve = state.range(1) != 0;
   std::optional<JobKeys> keys;
   if (curve) {
-    auto path = secret_path();
-    auto k = path.ok() ? load_job_keys(*path) : Result<JobKeys>(path.status());
+    auto k = bench_keys();
     if (!k.ok()) {
       state.SkipWithError(k.status().to_string().c_str());
       return;
