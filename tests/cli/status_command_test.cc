@@ -254,11 +254,11 @@ TEST(StatusCommand, AsksARealParameterServerWhatBlocksProgress) {
   EXPECT_NE(text.out.find("worker 1: connected"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("waiting in a pull"), std::string::npos) << text.out;
 
-  // Worker 1's gradient completes step 0, which answers its parked pull. A PsClient is used
-  // from one thread at a time, and w1's is still inside pull(): push through a second
-  // connection in worker 1's name.
-  auto w1_push = worker_client(ctx, port, 1, p);
-  ASSERT_TRUE(w1_push->push(grad, *steps, nullptr).ok());
+  // A second gradient completes step 0, which answers worker 1's parked pull. w1's PsClient
+  // is still inside pull() (a client is used from one thread at a time), and another process
+  // may not speak for a live worker: the lost worker 2 comes back in a new client and pushes.
+  auto w2_back = worker_client(ctx, port, 2, p);
+  ASSERT_TRUE(w2_back->push(grad, *steps, nullptr).ok());
   ASSERT_EQ(parked.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   auto s1 = parked.get();
   ASSERT_TRUE(s1.ok()) << s1.status().to_string();
