@@ -288,9 +288,10 @@ Result<InMessage> ask_raw(zmq::socket_t& sock, wire::Kind kind, int sender, uint
   m.header.set_job_id(job_id);
   m.header.set_sender(sender);
   m.header.set_request_id(id);
+  // Outlives send_message(), which copies these small frames.
+  const std::vector<float> values = {9, 9, 9, 9, 9};
   if (config != nullptr) {
     *m.header.mutable_config() = config->to_wire();
-    std::vector<float> values = {9, 9, 9, 9, 9};
     m.frames.push_back(f32_frame("a", std::span<const float>(values).first(3), nullptr));
     m.frames.push_back(f32_frame("b", std::span<const float>(values).last(2), nullptr));
   }
