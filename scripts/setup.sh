@@ -19,8 +19,10 @@ packages=(
   libsodium-dev
   # libFuzzer targets (scripts/fuzz.sh, tests/fuzz): clang and its sanitizer/fuzzer runtimes
   clang libclang-rt-14-dev
-  # oneDNN for the CPU convolution (optional at build time: PSTRAIN_ONEDNN)
-  libdnnl-dev
+  # oneDNN for the CPU convolution (optional at build time: PSTRAIN_ONEDNN); Debian's oneDNN
+  # is built with an OpenCL GPU runtime, so its CMake config needs the OpenCL loader (only a
+  # "Recommends" of libdnnl-dev, which --no-install-recommends leaves out)
+  libdnnl-dev ocl-icd-opencl-dev
   # data: Fashion-MNIST as IDX files under /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
   # schedulers the integration tests launch with (mpirun; Slurm's daemons and srun/sbatch)
