@@ -91,6 +91,19 @@ Result<JobKeys> bench_keys() {
   return load_job_keys(path);
 }
 
+// With `curve`, loads the job's keys into `keys`; false (the benchmark skipped, saying why)
+// when they cannot be loaded.
+bool keys_or_skip(benchmark::State& state, bool curve, std::optional<JobKeys>& keys) {
+  if (!curve) return true;
+  auto k = bench_keys();
+  if (!k.ok()) {
+    state.SkipWithError(k.status().to_string().c_str());
+    return false;
+  }
+  keys = *k;
+  return true;
+}
+
 // --- the child process ---------------------------------------------------------------------
 
 // Serves one PS (kind "ps") or one echo ROUTER (kind "echo") on 127.0.0.1, writes its port
@@ -208,14 +221,7 @@ void BM_PushPull(benchmark::State& state) {
   const int64_t count = bytes / 4;
 
   std::optional<JobKeys> keys;
-  if (curve) {
-    auto k = bench_keys();
-    if (!k.ok()) {
-      state.SkipWithError(k.status().to_string().c_str());
-      return;
-    }
-    keys = *k;
-  }
+  if (!keys_or_skip(state, curve, keys)) return;
   const uint64_t job_id = keys ? keys->job_id : kPlainJob;
 
   zmq::context_t ctx(2);
@@ -303,14 +309,7 @@ void BM_RawZmq(benchmark::State& state) {
   const int64_t bytes = state.range(0) * kKB;
   const bool curve = state.range(1) != 0;
   std::optional<JobKeys> keys;
-  if (curve) {
-    auto k = bench_keys();
-    if (!k.ok()) {
-      state.SkipWithError(k.status().to_string().c_str());
-      return;
-    }
-    keys = *k;
-  }
+  if (!keys_or_skip(state, curve, keys)) return;
   auto c = start_child("echo", curve);
   if (!c.ok()) {
     state.SkipWithError(c.status().to_string().c_str());

@@ -241,6 +241,20 @@ int64_t resident_bytes(pid_t pid) {
   return resident * static_cast<int64_t>(::sysconf(_SC_PAGESIZE));
 }
 
+// The training config the attackers of the resource-bound tests send as the chief: SGD for
+// `workers` workers (replicas_to_aggregate the same), a made-up layout hash.
+JobTrainingConfig attack_config(int workers, uint64_t layout_hash) {
+  JobTrainingConfig config;
+  config.model = "test";
+  config.optimizer.kind = OptimizerKind::kSgd;
+  config.optimizer.learning_rate = 0.001f;
+  config.num_workers = workers;
+  config.replicas_to_aggregate = workers;
+  config.train_steps = 1000000;
+  config.layout_hash = layout_hash;
+  return config;
+}
+
 // A slow reader: a process without the secret (the PS has none) takes worker 0's place,
 // initialises 1 MB of variables, then sends PULLs and PUSHes without ever reading a reply.
 // Each push changes the values, so every queued reply would hold its own 1 MB copy; the PS's
@@ -264,14 +278,7 @@ TEST_F(SecurityTest, SlowReaderKeepsThePsUnderItsMemoryBound) {
 
   constexpr int kChunks = 16, kChunkFloats = 16384;  // 16 x 64 KiB = 1 MiB
   constexpr int64_t kShardBytes = int64_t{kChunks} * kChunkFloats * 4;
-  JobTrainingConfig config;
-  config.model = "test";
-  config.optimizer.kind = OptimizerKind::kSgd;
-  config.optimizer.learning_rate = 0.001f;
-  config.num_workers = 1;
-  config.replicas_to_aggregate = 1;
-  config.train_steps = 1000000;
-  config.layout_hash = 77;
+  const JobTrainingConfig config = attack_config(1, 77);
   std::vector<float> values(static_cast<size_t>(kChunks) * kChunkFloats, 0.5f);
   auto request = [&](wire::Kind kind, uint64_t id, int64_t step, uint64_t job) {
     OutMessage m;
@@ -415,14 +422,7 @@ TEST_F(SecurityTest, PartialFramesAndIdleConnectionsDoNotKeepTheWorkersOut) {
     s.connect("tcp://127.0.0.1:" + std::to_string(*port));
     return s;
   };
-  JobTrainingConfig config;
-  config.model = "test";
-  config.optimizer.kind = OptimizerKind::kSgd;
-  config.optimizer.learning_rate = 0.001f;
-  config.num_workers = 2;
-  config.replicas_to_aggregate = 2;
-  config.train_steps = 1000000;
-  config.layout_hash = 78;
+  const JobTrainingConfig config = attack_config(2, 78);
   std::vector<float> values(4 * 16384, 0.5f);  // 4 chunks of 64 KiB
   auto ask = [&](zmq::socket_t& s, int sender, wire::Kind kind, uint64_t id,
                  std::chrono::milliseconds wait) -> Result<InMessage> {
