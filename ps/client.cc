@@ -16,6 +16,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The request sockets' send timeout: a send that cannot be queued returns after this, so the
+// handshake monitor is read between tries (exchange()).
+constexpr std::chrono::milliseconds kSendSlice{50};
+
 // Counts buffers handed to ZeroMQ without copying; wait() returns once all are released.
 // Shared with the keepalives it hands out, so a release that comes after the caller gave up
 // waiting (a hung peer) still finds it alive.
@@ -65,6 +69,7 @@ Result<std::unique_ptr<PsClient>> PsClient::connect(zmq::context_t& ctx,
     so.curve = c->options_.keys.get();
     so.monitor_endpoint = monitor->endpoint();
     so.routing_id = c->session_ + "/r";
+    so.send_timeout = kSendSlice;
     PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t s,
                              connect_socket(ctx, zmq::socket_type::dealer, ps[i].host, ps[i].port,
                                             c->name(static_cast<int>(i)), so));
@@ -125,31 +130,37 @@ Status PsClient::exchange(const std::vector<int>& targets,
     std::optional<Clock::time_point> ask_again_at;
   };
   std::vector<Pending> pending;
-  // `again`: a request asked anew (backoff, a silent PS). It must not block: while a PS
-  // refuses our handshake (another or no secret) there may be no peer to queue for, and a
-  // blocking send would wait the whole send timeout before the refusal could be reported. A
-  // request that cannot be queued now is asked again later; a refusal is reported at once.
+  // A request is queued in slices of kSendSlice (the sockets' send timeout) with the
+  // handshake monitor read between them: while a PS refuses our handshake (another or no
+  // secret) there is no peer to queue for, and the refusal must be reported at once, not
+  // after the whole send timeout. `again`: a request asked anew (backoff, a silent PS); it
+  // gets one slice, and one that cannot be queued now is asked again later.
   auto send = [&](Pending& p, bool again) -> Status {
-    OutMessage m = make(p.ps);
     p.request_id = next_request_++;
-    p.kind = m.header.kind();
-    m.header.set_request_id(p.request_id);
-    p.sent = Clock::now();
     zmq::socket_t& socket = sockets_[static_cast<size_t>(p.ps)];
-    if (again) socket.set(zmq::sockopt::sndtimeo, 0);
-    Status st = send_message(socket, std::move(m), nullptr, &counters_);
-    if (again) {
-      socket.set(zmq::sockopt::sndtimeo, static_cast<int>(SocketOptions{}.send_timeout.count()));
-    }
-    if (st.ok()) return st;
     HandshakeMonitor& monitor = *monitors_[static_cast<size_t>(p.ps)];
-    monitor.poll();
-    if (auto why = monitor.refusal(options_.keys != nullptr,
-                                   options_.keys ? options_.keys->secret_file : std::string(),
-                                   name(p.ps))) {
-      return invalid_argument(*why);
+    const auto send_deadline = Clock::now() + SocketOptions{}.send_timeout;
+    Status st;
+    while (true) {
+      OutMessage m = make(p.ps);
+      p.kind = m.header.kind();
+      m.header.set_request_id(p.request_id);
+      p.sent = Clock::now();
+      st = send_message(socket, std::move(m), nullptr, &counters_);
+      if (st.ok()) return st;
+      monitor.poll();
+      if (auto why = monitor.refusal(options_.keys != nullptr,
+                                     options_.keys ? options_.keys->secret_file : std::string(),
+                                     name(p.ps))) {
+        return invalid_argument(*why);
+      }
+      if (st.code() != StatusCode::kDeadlineExceeded) break;
+      if (again) return {};
+      if (Clock::now() >= send_deadline) break;
+      if (options_.stop != nullptr && options_.stop->load() != 0) {
+        return cancelled("stopped on request while sending to " + name(p.ps));
+      }
     }
-    if (again && st.code() == StatusCode::kDeadlineExceeded) return {};
     return st.with_context("sending to " + name(p.ps));
   };
   const auto start = Clock::now();
@@ -470,6 +481,7 @@ Status PsClient::reopen_sockets() {
     so.curve = options_.keys.get();
     so.monitor_endpoint = monitor->endpoint();
     so.routing_id = session_ + "/r";  // the PS hands the routing id over to this connection
+    so.send_timeout = kSendSlice;
     PSTRAIN_ASSIGN_OR_RETURN(
         sockets_[i], connect_socket(*ctx_, zmq::socket_type::dealer, ps_[i].host, ps_[i].port,
                                     name(static_cast<int>(i)), so));

@@ -141,9 +141,23 @@ TEST(PsSecurity, ClientWithoutOrWithAnotherSecretFailsAtOnceSayingWhy) {
   Server s(2, keys, keys->job_id);
   const Placement p = two_variables();
   zmq::context_t ctx(1);
+  // The PS refuses the handshake as soon as a client connects, usually before its first
+  // request: wait for that refusal (the case CI once caught, where the request found no
+  // connection to queue on and the client waited the whole send timeout).
+  const auto wait_refused = [&](int64_t n) {
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    int64_t refused = 0;
+    while (Clock::now() < deadline) {
+      refused = stats_of(ctx, s.port(), keys->job_id, keys.get()).unauthenticated();
+      if (refused >= n) break;
+      std::this_thread::sleep_for(milliseconds(50));  // polling a counter, not synchronising
+    }
+    EXPECT_GE(refused, n);
+  };
   {
     auto c = client(ctx, s.port(), 1, p, keys->job_id, nullptr);
     ASSERT_TRUE(c.ok());
+    wait_refused(1);
     const auto start = Clock::now();
     auto h = (*c)->hello(p.hash);
     ASSERT_FALSE(h.ok());
@@ -155,11 +169,14 @@ TEST(PsSecurity, ClientWithoutOrWithAnotherSecretFailsAtOnceSayingWhy) {
   {
     auto c = client(ctx, s.port(), 1, p, keys->job_id, keys_of('w'));
     ASSERT_TRUE(c.ok());
+    wait_refused(2);
+    const auto start = Clock::now();
     auto h = (*c)->hello(p.hash);
     ASSERT_FALSE(h.ok());
     EXPECT_EQ(h.status().code(), StatusCode::kInvalidArgument) << h.status().to_string();
     EXPECT_NE(h.status().message().find("secret-w differs from the job's"), std::string::npos)
         << h.status().message();
+    EXPECT_LT(Clock::now() - start, std::chrono::seconds(12));
   }
   {
     auto c = client(ctx, s.port(), 0, p, keys->job_id, keys);
