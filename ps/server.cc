@@ -203,14 +203,14 @@ void ParameterServer::send_to(const zmq::message_t& routing_id, OutMessage out, 
   if (st.code() == StatusCode::kDeadlineExceeded) {
     // kPsSendHwm messages wait unread on this connection: its peer does not read its replies.
     ++replies_dropped_;
-    if (may_log_rejection()) {
+    if (rejection_log_.allow()) {
       PSTRAIN_LOG(WARNING) << "dropped a " << what << " to worker " << worker << " ("
                            << replies_dropped_ << " in all): " << kPsSendHwm
                            << " messages wait unread on its connection";
     }
     return;
   }
-  if (may_log_rejection()) {
+  if (rejection_log_.allow()) {
     PSTRAIN_LOG(WARNING) << what << " to worker " << worker << ": " << st.message();
   }
 }
@@ -233,7 +233,7 @@ void ParameterServer::tighten_frame_cap() {
 }
 
 void ParameterServer::reply_error(const InMessage& to, const std::string& error) {
-  if (may_log_rejection()) {
+  if (rejection_log_.allow()) {
     PSTRAIN_LOG(WARNING) << "rejecting " << describe(to.header) << ": " << error;
   }
   OutMessage out;
@@ -303,7 +303,7 @@ Result<ServerSummary> ParameterServer::serve() {
     } else {
       switch (decode_error_of(msg.status())) {
         case DecodeError::kMalformed:
-          if (may_log_rejection()) {
+          if (rejection_log_.allow()) {
             PSTRAIN_LOG(WARNING) << "dropped a malformed message: " << msg.status().message();
           }
           break;
@@ -320,7 +320,7 @@ Result<ServerSummary> ParameterServer::serve() {
     }
     answer_parked(/*expire_all_due=*/true);
     watch_handshakes();
-    (void)may_log_rejection(/*count=*/false);  // sums up the lines held back, once a window ends
+    rejection_log_.flush();  // sums up the lines held back, once a window ends
     check_workers();
     publish_metrics(/*now_anyway=*/false);
 
@@ -816,30 +816,6 @@ bool ParameterServer::claim_worker(const InMessage& msg, int sender) {
                        " is connected to parameter server " + std::to_string(options_.ps_index) +
                        " from another live process (two tasks with the same --task_index, or "
                        "a process outside the job)");
-  return false;
-}
-
-bool ParameterServer::may_log_rejection(bool count) {
-  constexpr int kLinesPerWindow = 20;
-  constexpr auto kWindow = std::chrono::seconds(10);
-  const auto now = Clock::now();
-  if (now - rejection_window_ >= kWindow) {
-    if (rejections_held_ > 0) {
-      PSTRAIN_LOG(WARNING)
-          << rejections_held_ << " more refused or malformed message(s) in the last "
-          << std::chrono::duration_cast<std::chrono::seconds>(now - rejection_window_).count()
-          << " s were not logged (the counters have them all)";
-    }
-    rejection_window_ = now;
-    rejection_lines_ = 0;
-    rejections_held_ = 0;
-  }
-  if (!count) return false;
-  if (rejection_lines_ < kLinesPerWindow) {
-    ++rejection_lines_;
-    return true;
-  }
-  ++rejections_held_;
   return false;
 }
 

@@ -86,6 +86,7 @@
 #include "ps/ps_metrics.h"
 #include "ps/shard_store.h"
 #include "ps/training_config.h"
+#include "runtime/base/log.h"
 #include "runtime/base/status.h"
 #include "runtime/wire/message.h"
 #include "runtime/wire/security.h"
@@ -197,10 +198,6 @@ class ParameterServer {
   ParameterServer(ServerOptions options, zmq::socket_t socket, int port);
   // Reads the handshake monitor; logs refused connections (at most every 10 s).
   void watch_handshakes();
-  // Rate limit of the lines about refused or malformed messages: true while fewer than 20 were
-  // logged in the current 10 s window (`count`: this is one more); once a window ends, one
-  // line says how many were held back.
-  bool may_log_rejection(bool count = true);
   void handle(InMessage& msg);
   // Binds worker `sender` to msg's connection when it has no live owner (see the contract);
   // otherwise refuses msg (REPLY_ERROR, counted) and returns false.
@@ -245,9 +242,8 @@ class ParameterServer {
   uint64_t replies_dropped_ = 0;         // sends refused by a full queue (kPsSendHwm)
   uint64_t unauthenticated_logged_ = 0;  // ... as of the last log line
   Clock::time_point last_auth_log_{};
-  Clock::time_point rejection_window_{};
-  int rejection_lines_ = 0;
-  int64_t rejections_held_ = 0;
+  // Lines about refused or malformed messages: at most 20 per 10 s; the rest are summed up.
+  LogRateLimiter rejection_log_{"refused or malformed message(s)"};
   zmq::socket_t socket_;
   int port_;
   std::atomic<bool> stop_{false};

@@ -82,4 +82,29 @@ LogLine::~LogLine() {
   std::fflush(stderr);
 }
 
+void LogRateLimiter::flush() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - window_start_ < window_) return;
+  if (held_ > 0) {
+    PSTRAIN_LOG(WARNING)
+        << held_ << " more " << what_ << " in the last "
+        << std::chrono::duration_cast<std::chrono::seconds>(now - window_start_).count()
+        << " s were not logged";
+  }
+  window_start_ = now;
+  lines_ = 0;
+  held_ = 0;
+}
+
+bool LogRateLimiter::allow() {
+  flush();
+  if (lines_ < lines_per_window_) {
+    ++lines_;
+    return true;
+  }
+  ++held_;
+  ++held_total_;
+  return false;
+}
+
 }  // namespace pstrain

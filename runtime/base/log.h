@@ -9,6 +9,8 @@
 // from any thread.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <sstream>
 #include <string>
 
@@ -40,6 +42,31 @@ class LogLine {
   const char* file_;
   int line_;
   std::ostringstream os_;
+};
+
+// Bounds the lines logged about input from outside (malformed or refused messages), so a
+// flood of it cannot flood the log: allow() is true for at most `lines` calls per `window`;
+// the calls refused are counted and summed up in one warning ("N more <what> in the last S s
+// were not logged") by the first allow() or flush() after the window ends. Call flush()
+// periodically so the sum is written even when no more input comes. Not thread-safe: one
+// owner thread.
+class LogRateLimiter {
+ public:
+  LogRateLimiter(std::string what, int lines = 20,
+                 std::chrono::steady_clock::duration window = std::chrono::seconds(10))
+      : what_(std::move(what)), lines_per_window_(lines), window_(window) {}
+  bool allow();
+  void flush();
+  int64_t held_back_total() const { return held_total_; }
+
+ private:
+  std::string what_;
+  int lines_per_window_;
+  std::chrono::steady_clock::duration window_;
+  std::chrono::steady_clock::time_point window_start_{};
+  int lines_ = 0;
+  int64_t held_ = 0;
+  int64_t held_total_ = 0;
 };
 
 // Makes `cond ? (void)0 : voidify & line << ...` well-typed (glog's trick), so the macro is a

@@ -11,6 +11,7 @@
 #include <zmq.hpp>
 
 #include "runtime/base/log.h"
+#include "runtime/wire/message.h"
 #include "runtime/wire/proto/pstrain.pb.h"
 #include "runtime/wire/transport.h"
 
@@ -101,6 +102,8 @@ struct RendezvousServer::Impl {
   std::vector<Slot> ps;
   std::vector<Slot> workers;
   bool sent_cluster = false;
+  // Lines about malformed or refused messages (anyone who can reach the port can send them).
+  LogRateLimiter bad_log{"malformed or refused rendezvous message(s)"};
 
   int arrived() const {
     int n = 0;
@@ -127,7 +130,7 @@ struct RendezvousServer::Impl {
 
   void fail(const zmq::message_t& to, const std::string& error, int* bad) {
     ++*bad;
-    PSTRAIN_LOG(WARNING) << "rendezvous: refused a registration: " << error;
+    if (bad_log.allow()) PSTRAIN_LOG(WARNING) << "rendezvous: refused a registration: " << error;
     Rendezvous r;
     r.set_version(kRendezvousVersion);
     r.set_type(Rendezvous::RENDEZVOUS_FAILED);
@@ -163,10 +166,12 @@ struct RendezvousServer::Impl {
   void handle(const zmq::message_t& from, const zmq::message_t& body, int* bad) {
     Rendezvous m;
     if (body.size() > static_cast<size_t>(kMaxMessageBytes) ||
-        !m.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+        !parse_quietly(m, body.data(), body.size())) {
       ++*bad;
-      PSTRAIN_LOG(WARNING) << "rendezvous: dropped " << body.size()
-                           << " bytes that are not a rendezvous message";
+      if (bad_log.allow()) {
+        PSTRAIN_LOG(WARNING) << "rendezvous: dropped " << body.size()
+                             << " bytes that are not a rendezvous message";
+      }
       return;
     }
     if (m.version() != kRendezvousVersion) {
@@ -343,12 +348,15 @@ Status RendezvousServer::serve() {
       if (e.num() == EINTR) continue;
       return unavailable(std::string("rendezvous: poll failed: ") + e.what());
     }
+    s.bad_log.flush();
     if ((items[0].revents & ZMQ_POLLIN) == 0) continue;
     while (recv_parts(s.sock, &parts)) {
       if (parts.size() != 2) {
         ++bad_messages_;
-        PSTRAIN_LOG(WARNING) << "rendezvous: dropped a message of " << parts.size()
-                             << " frames (expected 1 after the routing id)";
+        if (s.bad_log.allow()) {
+          PSTRAIN_LOG(WARNING) << "rendezvous: dropped a message of " << parts.size()
+                               << " frames (expected 1 after the routing id)";
+        }
         continue;
       }
       s.handle(parts[0], parts[1], &bad_messages_);
@@ -432,7 +440,7 @@ Result<RendezvousResult> rendezvous_register(const RendezvousOptions& o, JobName
     while (recv_parts(sock, &parts)) {
       Rendezvous m;
       if (parts.size() != 1 || parts[0].size() > static_cast<size_t>(kMaxMessageBytes) ||
-          !m.ParseFromArray(parts[0].data(), static_cast<int>(parts[0].size())) ||
+          !parse_quietly(m, parts[0].data(), parts[0].size()) ||
           m.version() != kRendezvousVersion) {
         if (bad++ == 0) PSTRAIN_LOG(WARNING) << where << ": dropped a malformed answer";
         continue;

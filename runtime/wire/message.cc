@@ -8,6 +8,8 @@
 #include <limits>
 #include <utility>
 
+#include <google/protobuf/stubs/logging.h>
+
 namespace pstrain {
 
 static_assert(std::endian::native == std::endian::little,
@@ -170,6 +172,15 @@ DecodeError decode_error_of(const Status& status) {
   }
 }
 
+bool parse_quietly(google::protobuf::MessageLite& message, const void* data, size_t size) {
+  if (size > static_cast<size_t>(INT_MAX)) return false;
+  // While a LogSilencer lives, protobuf drops its log lines below FATAL (process-wide: a
+  // line another thread's protobuf call would log meanwhile is dropped too; pstrain makes
+  // protobuf calls only to encode and decode its own messages).
+  const google::protobuf::LogSilencer quiet;
+  return message.ParseFromArray(data, static_cast<int>(size));
+}
+
 std::string describe(const wire::Header& header) {
   std::string kind = wire::Kind_IsValid(header.kind()) ? wire::Kind_Name(header.kind()) : "";
   if (kind.empty()) kind = "kind(" + std::to_string(static_cast<int>(header.kind())) + ")";
@@ -292,8 +303,7 @@ Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_rou
   }
   InMessage m;
   const zmq::message_t& header_part = parts[first];
-  if (header_part.size() > static_cast<size_t>(INT_MAX) ||
-      !m.header.ParseFromArray(header_part.data(), static_cast<int>(header_part.size()))) {
+  if (!parse_quietly(m.header, header_part.data(), header_part.size())) {
     return malformed("the first frame (" + std::to_string(header_part.size()) +
                      " bytes) is not a pstrain.wire.Header");
   }

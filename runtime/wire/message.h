@@ -153,6 +153,12 @@ Result<InMessage> recv_message(zmq::socket_t& socket, std::chrono::milliseconds 
                                bool has_routing_id, uint64_t expected_job_id,
                                ProtocolCounters* counters = nullptr);
 
+// Parses one protobuf message (a Header, a Rendezvous) from bytes that may come from outside
+// the job, without protobuf's own log lines: protobuf logs an error for every string field
+// with invalid UTF-8, so a stream of such bytes would fill the log past pstrain's rate
+// limits. False when the bytes are not such a message (or over 2 GB).
+bool parse_quietly(google::protobuf::MessageLite& message, const void* data, size_t size);
+
 // Short description for logs: "PUSH job=7 sender=2 request=5 step=100 frames=3".
 std::string describe(const wire::Header& header);
 

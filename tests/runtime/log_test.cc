@@ -9,6 +9,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "tests/temp_dir.h"
 
@@ -64,6 +65,32 @@ TEST(Log, BelowTheLevelNothingIsWrittenAndDebugIsInfoToGlog) {
   set_log_level(before);
   EXPECT_EQ(text.rfind("I", 0), 0u) << text;
   EXPECT_NE(text.find("] detail\n"), std::string::npos) << text;
+}
+
+TEST(LogRateLimiter, AllowsSoManyLinesPerWindowThenSumsUpTheRest) {
+  set_log_tag("");
+  LogRateLimiter limiter("bad things", 3, std::chrono::hours(1));
+  int allowed = 0;
+  for (int i = 0; i < 10; ++i) allowed += limiter.allow() ? 1 : 0;
+  EXPECT_EQ(allowed, 3);
+  EXPECT_EQ(limiter.held_back_total(), 7);
+  // Within the window nothing is summed up.
+  EXPECT_EQ(stderr_of([&] { limiter.flush(); }), "");
+
+  // A window that has ended: the first call sums up the lines held back and opens a new one.
+  LogRateLimiter quick("bad things", 2, std::chrono::milliseconds(20));
+  for (int i = 0; i < 5; ++i) (void)quick.allow();
+  EXPECT_EQ(quick.held_back_total(), 3);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(25);
+  while (std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the clock must move on
+  }
+  const std::string out = stderr_of([&] { EXPECT_TRUE(quick.allow()); });
+  EXPECT_NE(out.find("3 more bad things in the last "), std::string::npos) << out;
+  EXPECT_NE(out.find("s were not logged"), std::string::npos) << out;
+  EXPECT_EQ(out.front(), 'W') << out;
+  EXPECT_TRUE(quick.allow());
+  EXPECT_FALSE(quick.allow());
 }
 
 }  // namespace
