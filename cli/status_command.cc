@@ -321,6 +321,8 @@ int ps_status(const StatusCommandFlags& f, std::FILE* out) {
         e["foreign_messages"] = s.foreign_messages();
         e["unauthenticated"] = s.unauthenticated();
         e["non_finite_gradients"] = s.non_finite_gradients();
+        e["connections"] = s.connections();
+        e["connections_evicted"] = s.connections_evicted();
         e["num_workers"] = s.num_workers();
         e["workers_done"] = s.workers_done();
         e["workers_lost"] = s.workers_lost();

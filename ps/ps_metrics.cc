@@ -78,6 +78,12 @@ PsMetrics::PsMetrics(int ps_index)
     sample(out.back(), static_cast<double>(st.unauthenticated()),
            with(labels, "reason", "unauthenticated"));
     sample(out.back(), static_cast<double>(s.identity_refused), with(labels, "reason", "identity"));
+    gauge("pstrain_ps_connections", "Connections open to this parameter server.",
+          static_cast<double>(st.connections()));
+    counter("pstrain_ps_connections_evicted_total",
+            "Connections closed by the cap on their number (those never heard from first, "
+            "then the least recently heard; never a worker's).",
+            static_cast<double>(st.connections_evicted()));
     counter("pstrain_ps_replies_dropped_total",
             "Replies dropped because the connection's send queue was full (a peer that does "
             "not read its replies).",

@@ -13,6 +13,7 @@
 //   pstrain_ps_messages_received_total, pstrain_ps_messages_sent_total,
 //   pstrain_ps_messages_rejected_total{reason=malformed|foreign|unauthenticated|identity},
 //   pstrain_ps_replies_dropped_total (a slow reader's full send queue),
+//   pstrain_ps_connections, pstrain_ps_connections_evicted_total (the cap on connections),
 //   pstrain_ps_received_bytes_total, pstrain_ps_sent_bytes_total,
 //   pstrain_ps_workers{state=not_seen|connected|done|lost}, pstrain_ps_parked_pulls and
 //   pstrain_ps_gradients_pending (queue depths), pstrain_ps_replicas_to_aggregate,

@@ -1,5 +1,7 @@
 #include "ps/server.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -40,10 +42,12 @@ Result<PsSocket> bind_ps_socket(zmq::context_t& ctx, const std::string& host, in
     // The ZAP handler first: a CURVE server with no handler would admit any client that knows
     // the server's public key.
     PSTRAIN_ASSIGN_OR_RETURN(out.zap, ZapHandler::start(ctx, keys->client_public));
-    PSTRAIN_ASSIGN_OR_RETURN(out.monitor, HandshakeMonitor::create(ctx));
     so.curve = keys;
-    so.monitor_endpoint = out.monitor->endpoint();
   }
+  // The monitor (with or without a secret): refused handshakes and the connection table that
+  // caps the number of connections.
+  PSTRAIN_ASSIGN_OR_RETURN(out.monitor, HandshakeMonitor::create(ctx));
+  so.monitor_endpoint = out.monitor->endpoint();
   const std::string what = "ps/" + std::to_string(ps_index) + " service";
   PSTRAIN_ASSIGN_OR_RETURN(out.socket,
                            bind_socket(ctx, zmq::socket_type::router, host, port, what, so));
@@ -97,6 +101,14 @@ ParameterServer::ParameterServer(ServerOptions options, zmq::socket_t socket, in
   incarnation_ = (static_cast<uint64_t>(rd()) << 32) ^ static_cast<uint64_t>(rd()) ^
                  static_cast<uint64_t>(Clock::now().time_since_epoch().count());
   if (incarnation_ == 0) incarnation_ = 1;
+  int cap = options_.max_connections;
+  if (cap <= 0) {
+    rlimit nofile{};
+    cap = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+              ? static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 1 << 30)) - kPsReservedFds
+              : 1 << 20;
+  }
+  max_connections_ = static_cast<size_t>(std::max(cap, 2 * options_.num_workers + 8));
 }
 
 ParameterServer::~ParameterServer() {
@@ -159,6 +171,10 @@ wire::PsStats ParameterServer::stats() const {
   s.set_restored_step(restored_step_);
   s.set_unauthenticated(static_cast<int64_t>(unauthenticated_));
   s.set_non_finite_gradients(c.non_finite);
+  if (monitor_) {
+    s.set_connections(static_cast<int32_t>(monitor_->connections()));
+    s.set_connections_evicted(static_cast<int64_t>(monitor_->evicted()));
+  }
   return s;
 }
 
@@ -367,6 +383,7 @@ Result<ServerSummary> ParameterServer::serve() {
 }
 
 void ParameterServer::handle(InMessage& msg) {
+  if (monitor_) monitor_->note_message(msg.source_fd, /*worker=*/false);
   const wire::Header& h = msg.header;
   const int sender = h.sender();
   const bool from_worker = sender >= 0 && sender < options_.num_workers;
@@ -394,6 +411,7 @@ void ParameterServer::handle(InMessage& msg) {
     }
     WorkerState& w = workers_[static_cast<size_t>(sender)];
     if (!claim_worker(msg, sender)) return;
+    if (monitor_) monitor_->note_message(msg.source_fd, /*worker=*/true);
     if (w.lost) {
       PSTRAIN_LOG(WARNING) << "worker " << sender << " is back after being declared lost";
       w.lost = false;
@@ -822,6 +840,15 @@ bool ParameterServer::claim_worker(const InMessage& msg, int sender) {
 void ParameterServer::watch_handshakes() {
   if (!monitor_) return;
   monitor_->poll();
+  if (const int shut = monitor_->evict_over(max_connections_); shut > 0) {
+    if (rejection_log_.allow()) {
+      PSTRAIN_LOG(WARNING) << "closed " << shut << " connection(s) over the cap of "
+                           << max_connections_ << " (" << monitor_->evicted()
+                           << " in all; those never heard from first, then the least recently "
+                              "heard; never a worker's): many connections from outside the job?";
+    }
+  }
+  if (!options_.keys) return;  // (without CURVE a failed handshake is only garbage)
   unauthenticated_ = monitor_->failed();
   const auto now = Clock::now();
   if (unauthenticated_ == unauthenticated_logged_ ||

@@ -57,7 +57,9 @@
 //   connection (further replies dropped at once and counted; no send waits), at most
 //   kMaxParkedPullsPerWorker parked PULLs per worker, frames capped (ZMQ_MAXMSGSIZE) at
 //   kPsMaxFrameBytesBeforeInit and, for connections made after INIT, at twice the largest
-//   chunk + 1 MiB, handshakes closed after kPsHandshakeTimeout.
+//   chunk + 1 MiB, handshakes closed after kPsHandshakeTimeout, at most max_connections
+//   connections open (HandshakeMonitor::evict_over: those never heard from go first, then
+//   the least recently heard; a connection that carried a worker's accepted message never).
 // - Log lines about refused or malformed messages are rate-limited (20 per 10 s, then one line
 //   with the number held back); the counters count every one.
 // - serve() returns once every worker is done or lost: a success when at least one said DONE
@@ -121,7 +123,13 @@ struct ServerOptions {
   int keep_checkpoint_max = 5;                 // own shards kept in checkpoint_dir (0: all)
   // The job's keys (runtime/wire/security.h): CURVE + ZAP when set; nullptr: plain TCP.
   std::shared_ptr<const JobKeys> keys = nullptr;
+  // Cap on open connections (docs/security.md "Resource bounds"); over it the PS closes
+  // those never heard from first, then the least recently heard, never a worker's. 0: the
+  // open-files limit (RLIMIT_NOFILE) less kPsReservedFds. At least 2 per worker plus 8.
+  int max_connections = 0;
 };
+// File descriptors a PS keeps free of connections for its own files (checkpoints, logs).
+inline constexpr int kPsReservedFds = 128;
 
 // A PS's ROUTER socket, bound, with what guards it when the job has a secret: the context's
 // ZAP handler (started before the bind) and the handshake monitor.
@@ -237,6 +245,7 @@ class ParameterServer {
   // Declared before socket_ so they are destroyed after it.
   std::unique_ptr<ZapHandler> zap_;
   std::unique_ptr<HandshakeMonitor> monitor_;
+  size_t max_connections_ = 0;           // from options_.max_connections (see there)
   uint64_t unauthenticated_ = 0;         // refused handshakes (from monitor_)
   uint64_t identity_refused_ = 0;        // messages of a second connection for a live worker
   uint64_t replies_dropped_ = 0;         // sends refused by a full queue (kPsSendHwm)

@@ -303,6 +303,7 @@ Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_rou
   }
   InMessage m;
   const zmq::message_t& header_part = parts[first];
+  m.source_fd = zmq_msg_get(header_part.handle(), ZMQ_SRCFD);
   if (!parse_quietly(m.header, header_part.data(), header_part.size())) {
     return malformed("the first frame (" + std::to_string(header_part.size()) +
                      " bytes) is not a pstrain.wire.Header");

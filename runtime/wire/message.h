@@ -128,6 +128,9 @@ struct InMessage {
   wire::Header header;
   zmq::message_t routing_id;  // ROUTER sockets only; empty otherwise
   std::vector<zmq::message_t> frames;
+  // The descriptor of the connection it came on (ZMQ_SRCFD of the header part; -1 unknown,
+  // e.g. inproc): matches HandshakeMonitor's connection table.
+  int source_fd = -1;
 
   size_t num_frames() const { return frames.size(); }
   const wire::FrameInfo& frame_info(size_t i) const { return header.frames(static_cast<int>(i)); }

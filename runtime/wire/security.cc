@@ -1,10 +1,14 @@
 #include "runtime/wire/security.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sodium.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -34,6 +38,25 @@ struct Fd {
     if (fd >= 0) ::close(fd);
   }
 };
+
+// "address:port" of a connected socket's peer; "" when it has none or is not an IP socket.
+std::string peer_of(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
+  char text[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    if (::inet_ntop(AF_INET, &a->sin_addr, text, sizeof(text)) == nullptr) return "";
+    return std::string(text) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    if (::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof(text)) == nullptr) return "";
+    return "[" + std::string(text) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  return "";
+}
 
 std::atomic<uint64_t> g_monitor_serial{0};
 
@@ -278,6 +301,17 @@ void HandshakeMonitor::poll() {
     std::memcpy(&id, event.data(), sizeof(id));
     std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof(value));
     switch (id) {
+      case ZMQ_EVENT_ACCEPTED: {
+        Connection& c = connections_[static_cast<int>(value)];
+        c = Connection{};
+        c.peer = peer_of(static_cast<int>(value));
+        c.accepted = ++clock_;
+        break;
+      }
+      case ZMQ_EVENT_DISCONNECTED:
+      case ZMQ_EVENT_CLOSED:
+        connections_.erase(static_cast<int>(value));
+        break;
       case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         ++succeeded_;
         closed_in_handshake_ = 0;
@@ -302,6 +336,48 @@ void HandshakeMonitor::poll() {
         break;
     }
   }
+}
+
+void HandshakeMonitor::note_message(int fd, bool worker) {
+  if (fd < 0) return;
+  auto it = connections_.find(fd);
+  if (it == connections_.end()) {
+    poll();  // the first message of a new connection may overtake its ACCEPTED event
+    it = connections_.find(fd);
+    if (it == connections_.end()) return;
+  }
+  it->second.last_heard = ++clock_;
+  if (worker) it->second.worker = true;
+}
+
+int HandshakeMonitor::evict_over(size_t cap) {
+  if (connections_.size() <= cap) return 0;
+  // Candidates, the first to go first: never heard from (by acceptance), then heard from but
+  // no worker's (by the last message).
+  std::vector<std::pair<std::pair<int, uint64_t>, int>> order;
+  order.reserve(connections_.size());
+  for (const auto& [fd, c] : connections_) {
+    if (c.worker) continue;
+    order.push_back(c.last_heard == 0 ? std::make_pair(std::make_pair(0, c.accepted), fd)
+                                      : std::make_pair(std::make_pair(1, c.last_heard), fd));
+  }
+  std::sort(order.begin(), order.end());
+  int shut = 0;
+  for (const auto& [key, fd] : order) {
+    if (connections_.size() <= cap) break;
+    auto it = connections_.find(fd);
+    // The descriptor may have been closed and reused since its events were read: shut it
+    // down only while it still names the peer that was accepted.
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && peer_of(fd) == it->second.peer) {
+      if (::shutdown(fd, SHUT_RDWR) == 0) {
+        ++shut;
+        ++evicted_;
+      }
+    }
+    connections_.erase(it);
+  }
+  return shut;
 }
 
 std::optional<std::string> HandshakeMonitor::refusal(bool have_secret,

@@ -18,7 +18,16 @@
 //   guards is bound, and at most one runs per context.
 // - HandshakeMonitor reads a socket's handshake events (zmq_socket_monitor); pass endpoint()
 //   as SocketOptions::monitor_endpoint so it watches from before the bind or connect.
-//   refusal() turns a client's failed handshakes into a message that says what to fix.
+//   refusal() turns a client's failed handshakes into a message that says what to fix. On a
+//   bound socket it also keeps a table of the open connections (accepted, not yet
+//   disconnected, by file descriptor) for a cap on their number: note_message() records the
+//   connection a message came from (InMessage::source_fd); evict_over(cap) shuts down
+//   connections until at most `cap` are open, never one marked as a worker's: first those
+//   that never delivered a message (unauthenticated, or idle since they connected), oldest
+//   first, then those that did but speak for no worker, the least recently heard first. A
+//   connection is shut down (shutdown(2); ZeroMQ then closes it as if the peer had) only
+//   after checking its descriptor still names the same peer, so a descriptor closed and
+//   reused since the last event is never touched.
 // Thread-safety: the free functions are reentrant. ZapHandler's counters may be read from any
 // thread (atomics; the last refused address under a mutex). A HandshakeMonitor is used by one
 // thread at a time, like the socket it watches.
@@ -32,6 +41,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 
 #include <zmq.hpp>
 
@@ -100,6 +110,16 @@ class HandshakeMonitor {
   // Reads the events that arrived (never blocks).
   void poll();
 
+  // The connection table (bound sockets; see the contract). Call poll() first.
+  size_t connections() const { return connections_.size(); }
+  // A message arrived on connection `fd` (-1: unknown, ignored); `worker`: it was accepted as
+  // a message of one of the job's workers, so the connection is never evicted. A connection
+  // not in the table yet (its ACCEPTED event still unread) is looked up again after poll().
+  void note_message(int fd, bool worker);
+  // Shuts connections down until at most `cap` are open; returns how many it shut down.
+  int evict_over(size_t cap);
+  uint64_t evicted() const { return evicted_; }
+
   uint64_t succeeded() const { return succeeded_; }
   // Handshakes that failed, for any reason (a peer with another or no key, or garbage).
   uint64_t failed() const { return failed_; }
@@ -119,6 +139,15 @@ class HandshakeMonitor {
   uint64_t mechanism_mismatch_ = 0;
   uint64_t auth_refused_ = 0;
   int closed_in_handshake_ = 0;  // since the last success
+  struct Connection {
+    std::string peer;         // getpeername() when accepted ("" if it failed)
+    uint64_t accepted = 0;    // order of acceptance
+    uint64_t last_heard = 0;  // order of the last message (0: none yet)
+    bool worker = false;
+  };
+  std::unordered_map<int, Connection> connections_;
+  uint64_t clock_ = 0;  // orders acceptances and messages
+  uint64_t evicted_ = 0;
 };
 
 }  // namespace pstrain

@@ -72,7 +72,8 @@ void apply_common_options(zmq::socket_t& s, const SocketOptions& o) {
   }
   if (!o.monitor_endpoint.empty()) {
     const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                       ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+                       ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                       ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED;
     if (zmq_socket_monitor(s.handle(), o.monitor_endpoint.c_str(), events) != 0) {
       throw zmq::error_t();
     }

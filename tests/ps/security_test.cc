@@ -31,8 +31,10 @@ std::shared_ptr<const JobKeys> keys_of(char fill) {
 
 class Server {
  public:
-  Server(int workers, std::shared_ptr<const JobKeys> keys, uint64_t job_id) {
+  Server(int workers, std::shared_ptr<const JobKeys> keys, uint64_t job_id,
+         int max_connections = 0) {
     ServerOptions o;
+    o.max_connections = max_connections;
     o.num_workers = workers;
     o.host = "127.0.0.1";
     o.port = 0;
@@ -431,6 +433,71 @@ TEST(PsSecurity, LinesAboutMalformedMessagesAreRateLimitedTheCountersCountAll) {
   }
   EXPECT_GE(lines, 1u);
   EXPECT_LE(lines, 20u) << log.substr(0, 2000);
+}
+
+// The cap on connections: a crowd of idle connections (ZeroMQ peers that complete the
+// handshake and say nothing) is cut back to the cap, those never heard from first; a worker's
+// connection and one heard from more recently stay; a new worker still gets in.
+TEST(PsSecurity, ConnectionsOverTheCapGoNeverHeardFromFirstNeverAWorkers) {
+  constexpr int kCap = 16;
+  constexpr int kCrowd = 40;
+  Server s(2, nullptr, 12, kCap);
+  zmq::context_t ctx(1);
+  // The job's chief on a socket of its own, watched: a second handshake would mean the PS
+  // closed its connection and it came back.
+  auto watch_worker = HandshakeMonitor::create(ctx);
+  ASSERT_TRUE(watch_worker.ok());
+  SocketOptions wo;
+  wo.monitor_endpoint = (*watch_worker)->endpoint();
+  auto worker = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "w0", wo);
+  ASSERT_TRUE(worker.ok());
+  JobTrainingConfig config = sgd(true, 2);
+  config.layout_hash = two_variables().hash;
+  auto hello = ask_raw(*worker, wire::HELLO, 0, 1, 12);
+  ASSERT_TRUE(hello.ok()) << hello.status().to_string();
+  // A status reader, heard from once (not a worker).
+  auto watch_reader = HandshakeMonitor::create(ctx);
+  ASSERT_TRUE(watch_reader.ok());
+  SocketOptions ro;
+  ro.monitor_endpoint = (*watch_reader)->endpoint();
+  auto reader = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "r", ro);
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE(ask_raw(*reader, wire::STATUS, -1, 1, 12).ok());
+
+  // The crowd: idle connections, each completing ZeroMQ's handshake (so the handshake timeout
+  // does not close them) and sending nothing. They reconnect when closed, as ZeroMQ does.
+  zmq::context_t crowd_ctx(1);
+  std::vector<zmq::socket_t> crowd;
+  for (int i = 0; i < kCrowd; ++i) {
+    auto c = connect_socket(crowd_ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "idle");
+    ASSERT_TRUE(c.ok());
+    crowd.push_back(std::move(c).value());
+  }
+  // Bounded wait for the PS to close the excess (2 + 40 + the status queries > 16).
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  wire::PsStats st;
+  while (Clock::now() < deadline) {
+    st = stats_of(ctx, s.port(), 12, nullptr);
+    if (st.connections_evicted() >= kCrowd + 2 - kCap) break;
+    std::this_thread::sleep_for(milliseconds(50));  // polling a counter, not synchronising
+  }
+  EXPECT_GE(st.connections_evicted(), kCrowd + 2 - kCap);
+  EXPECT_LE(st.connections(), kCap + 1);  // + the status query's own connection, just opened
+
+  // The worker and the reader kept their connections: one handshake each.
+  ASSERT_TRUE(ask_raw(*worker, wire::HEARTBEAT, 0, 2, 12).ok());
+  ASSERT_TRUE(ask_raw(*reader, wire::STATUS, -1, 2, 12).ok());
+  (*watch_worker)->poll();
+  (*watch_reader)->poll();
+  EXPECT_EQ((*watch_worker)->succeeded(), 1u);
+  EXPECT_EQ((*watch_reader)->succeeded(), 1u);
+
+  // A new worker still gets in while the crowd keeps coming back.
+  const Placement p = two_variables();
+  auto w1 = client(ctx, s.port(), 1, p, 12, nullptr);
+  ASSERT_TRUE(w1.ok());
+  auto h1 = (*w1)->hello(p.hash);
+  EXPECT_TRUE(h1.ok()) << h1.status().to_string();
 }
 
 }  // namespace
