@@ -390,6 +390,7 @@ int run_rank_task(const RoleFlags& f, const TrainConfig& config, const ClusterFl
   ro.num_workers = rt.num_workers;
   ro.ranked = rt.rank.has_value();
   ro.deadline = seconds_flag(f.rendezvous_timeout_s);
+  ro.keys = keys;
   std::unique_ptr<RendezvousServer> server;
   if (rt.serves_rendezvous) {
     auto created = RendezvousServer::create(ro);

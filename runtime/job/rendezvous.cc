@@ -98,6 +98,7 @@ struct RendezvousServer::Impl {
   };
   RendezvousOptions o;
   zmq::context_t ctx{1};
+  std::unique_ptr<ZapHandler> zap;  // (declared before the socket: destroyed after it)
   zmq::socket_t sock;
   std::vector<Slot> ps;
   std::vector<Slot> workers;
@@ -289,6 +290,12 @@ Result<std::unique_ptr<RendezvousServer>> RendezvousServer::create(const Rendezv
   so.max_message_bytes = kMaxMessageBytes;
   so.send_timeout = std::chrono::milliseconds(1000);
   so.router_handover = true;
+  if (o.keys) {
+    // The ZAP handler first: a CURVE server without one would admit anyone who knows the
+    // server's public key.
+    PSTRAIN_ASSIGN_OR_RETURN(impl->zap, ZapHandler::start(impl->ctx, o.keys->client_public));
+    so.curve = o.keys.get();
+  }
   PSTRAIN_ASSIGN_OR_RETURN(
       impl->sock, bind_socket(impl->ctx, zmq::socket_type::router, o.address.host, o.address.port,
                               "rendezvous", so));
@@ -304,7 +311,9 @@ Status RendezvousServer::serve() {
   auto next_log = start + s.o.log_every;
   PSTRAIN_LOG(INFO) << "rendezvous: serving at " << s.o.address.to_string() << " for " << s.o.num_ps
                     << " ps and " << s.o.num_workers << " workers (deadline "
-                    << seconds_text(s.o.deadline) << ")";
+                    << seconds_text(s.o.deadline) << ")"
+                    << (s.o.keys ? "; CURVE-encrypted, only tasks holding the job's secret get in"
+                                 : "");
   std::vector<zmq::message_t> parts;
   while (true) {
     if (s.sent_cluster) {
@@ -373,6 +382,10 @@ Result<RendezvousResult> rendezvous_register(const RendezvousOptions& o, JobName
   SocketOptions so;
   so.max_message_bytes = kMaxMessageBytes;
   so.send_timeout = std::chrono::milliseconds(1000);
+  so.curve = o.keys.get();
+  PSTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<HandshakeMonitor> monitor,
+                           HandshakeMonitor::create(ctx));
+  so.monitor_endpoint = monitor->endpoint();
   PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t sock,
                            connect_socket(ctx, zmq::socket_type::dealer, o.address.host,
                                           o.address.port, "rendezvous", so));
@@ -425,6 +438,11 @@ Result<RendezvousResult> rendezvous_register(const RendezvousOptions& o, JobName
         PSTRAIN_LOG(INFO) << where << ": no answer yet (rank 0 or the DMLC scheduler serves it)";
       }
       next_log += o.log_every;
+    }
+    monitor->poll();
+    if (auto why = monitor->refusal(o.keys != nullptr, o.keys ? o.keys->secret_file : "",
+                                    "the " + where)) {
+      return invalid_argument(*why);
     }
     const auto until = std::min({deadline, next_log, next_send});
     const auto wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),

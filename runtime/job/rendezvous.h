@@ -16,6 +16,11 @@
 //   or is inconsistent (other cluster size, index out of range, a rank taken by another task,
 //   a bad host:port) is logged and counted, and the sender gets a FAILED naming the problem.
 // - The CLUSTER a task receives is checked (sizes, every host:port) before it is used.
+// - With the job's keys (a --secret_file), the rendezvous is CURVE-encrypted like the PS
+//   connections: the server admits only clients holding the job's client key (a ZAP handler
+//   in its own context), so nobody outside the job can register a task, read the cluster or
+//   make it fail. A task without the secret, or with another one, gets kInvalidArgument
+//   saying so as soon as the handshake is refused (HandshakeMonitor::refusal).
 // Thread-safety: a RendezvousServer is used by one thread (serve() may run on its own thread;
 // nothing else touches it meanwhile). rendezvous_register is reentrant.
 #pragma once
@@ -28,6 +33,7 @@
 
 #include "runtime/base/status.h"
 #include "runtime/job/cluster.h"
+#include "runtime/wire/security.h"
 
 namespace pstrain {
 
@@ -41,6 +47,8 @@ struct RendezvousOptions {
   std::chrono::milliseconds deadline{300000};  // from the start of serve()/register
   std::chrono::milliseconds log_every{10000};
   std::chrono::milliseconds resend_every{2000};  // tasks re-send REGISTER this often
+  // The job's keys (runtime/wire/security.h): CURVE with a ZAP handler when set; nullptr: plain.
+  std::shared_ptr<const JobKeys> keys = nullptr;
 };
 
 // "rank 3 (worker 2)" or "worker 2".

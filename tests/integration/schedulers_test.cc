@@ -195,6 +195,46 @@ TEST_F(SchedulersTest, DmlcSchedulerServerAndTwoWorkers) {
   expect_like_flags(std::max(a, b), "the DMLC launch");
 }
 
+// With a job secret the rendezvous is CURVE-encrypted: a task without the secret is refused at
+// once (exit 2, saying why) and takes no slot; the job's own tasks run the job.
+TEST_F(SchedulersTest, DmlcWithASecretATaskWithoutItIsRefusedTheJobRuns) {
+  auto port = pick_free_tcp_port();
+  ASSERT_TRUE(port.ok()) << port.status().to_string();
+  const std::string secret = (dir_ / "secret").string();
+  {
+    std::ofstream f(secret, std::ios::binary);
+    std::ifstream random("/dev/urandom", std::ios::binary);
+    std::string bytes(32, '\0');
+    random.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f << bytes;
+  }
+  fs::permissions(secret, fs::perms::owner_read | fs::perms::owner_write,
+                  fs::perm_options::replace);
+  auto role = [&](const std::string& r, bool with_secret) {
+    Env e = {{"DMLC_PS_ROOT_URI", "127.0.0.1"},
+             {"DMLC_PS_ROOT_PORT", std::to_string(*port)},
+             {"DMLC_NUM_SERVER", "1"},
+             {"DMLC_NUM_WORKER", "1"},
+             {"DMLC_ROLE", r}};
+    if (with_secret) e["PSTRAIN_SECRET_FILE"] = secret;
+    return e;
+  };
+  auto done = run({{"intruder", pstrain({}), role("worker", false)},
+                   {"scheduler", {testing_util::kPstrain}, role("scheduler", true)},
+                   {"server", pstrain({}), role("server", true)},
+                   {"worker", pstrain({}), role("worker", true)}});
+  EXPECT_EQ(done[0].status, ExitStatus::exited(2)) << done[0].status.to_string() << "\n"
+                                                   << done[0].err;
+  EXPECT_NE(done[0].err.find("requires the job's secret"), std::string::npos) << done[0].err;
+  EXPECT_LT(done[0].took, std::chrono::seconds(30));
+  const std::vector<Finished> job(done.begin() + 1, done.end());
+  expect_all_succeeded(job);
+  EXPECT_NE(done[1].err.find("CURVE-encrypted, only tasks holding the job's secret get in"),
+            std::string::npos)
+      << done[1].err;
+  EXPECT_NE(done[2].out.find("ps 0 done: global step 100"), std::string::npos) << done[2].out;
+}
+
 TEST_F(SchedulersTest, ARankThatNeverComesIsNamedAndEveryTaskExits1) {
   auto port = pick_free_tcp_port();
   ASSERT_TRUE(port.ok()) << port.status().to_string();

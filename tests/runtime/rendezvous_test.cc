@@ -188,6 +188,51 @@ TEST(Rendezvous, WhileTasksAreMissingTheLogNamesThem) {
   EXPECT_THAT(r.status().message(), HasSubstr("missing: rank 1 (worker 0)"));
 }
 
+std::shared_ptr<const JobKeys> keys_of(char fill) {
+  auto k = derive_job_keys(std::string(32, fill));
+  EXPECT_TRUE(k.ok());
+  auto keys = std::make_shared<JobKeys>(std::move(k).value());
+  keys->secret_file = std::string("secret-") + fill;
+  return keys;
+}
+
+// With the job's secret the rendezvous is CURVE-encrypted: the job's tasks get the cluster; a
+// task without the secret or with another one is told so at once (not at the deadline) and
+// cannot take a rank.
+TEST(Rendezvous, WithASecretOnlyTheJobsTasksGetIn) {
+  RendezvousOptions o = options(1, 1);
+  o.keys = keys_of('k');
+  auto server = RendezvousServer::create(o);
+  ASSERT_TRUE(server.ok()) << server.status().to_string();
+  auto served = std::async(std::launch::async, [&] { return (*server)->serve(); });
+
+  RendezvousOptions none = o;
+  none.keys = nullptr;
+  const auto start = std::chrono::steady_clock::now();
+  auto r = rendezvous_register(none, JobName::kPs, 0, HostPort{"127.0.0.1", 3001});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();
+  EXPECT_THAT(r.status().message(), HasSubstr("requires the job's secret"));
+  RendezvousOptions other = o;
+  other.keys = keys_of('x');
+  r = rendezvous_register(other, JobName::kPs, 0, HostPort{"127.0.0.1", 3001});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();
+  EXPECT_THAT(r.status().message(), HasSubstr("secret-x differs from the job's"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+
+  // Neither took rank 0: the job's own tasks get the cluster.
+  auto ps = register_async(o, JobName::kPs, 0, 3011);
+  auto w0 = register_async(o, JobName::kWorker, 0, 3012);
+  const ClusterSpec want{{{"127.0.0.1", 3011}}, {{"127.0.0.1", 3012}}};
+  for (auto* f : {&ps, &w0}) {
+    auto got = f->get();
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_EQ(got->cluster, want);
+  }
+  EXPECT_TRUE(served.get().ok());
+}
+
 TEST(Rendezvous, NoServerIsADeadlineNamingTheAddress) {
   const RendezvousOptions o = options(1, 1, 300ms);
   auto r = rendezvous_register(o, JobName::kWorker, 0, HostPort{"127.0.0.1", 8001});
