@@ -6,10 +6,13 @@
 
 #include "tests/temp_dir.h"
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "runtime/job/process.h"
 #include "runtime/wire/transport.h"
@@ -59,8 +62,10 @@ class DistributedTest : public ::testing::Test {
     return s;
   }
 
-  // Starts every task, waits for all with one deadline, kills leftovers.
-  std::vector<Finished> run(const std::vector<Task>& tasks) {
+  // Starts every task, runs `during` (if any) on them, waits for all with one deadline, kills
+  // leftovers.
+  std::vector<Finished> run(const std::vector<Task>& tasks,
+                            const std::function<void(std::vector<Subprocess>&)>& during = {}) {
     std::vector<Subprocess> procs;
     for (const Task& t : tasks) {
       SubprocessOptions o;
@@ -78,6 +83,7 @@ class DistributedTest : public ::testing::Test {
       if (p.ok()) procs.push_back(std::move(p).value());
     }
     const auto deadline = Subprocess::Clock::now() + kDeadline;
+    if (during && procs.size() == tasks.size()) during(procs);
     std::vector<Finished> done;
     for (size_t i = 0; i < procs.size(); ++i) {
       auto st = procs[i].wait_until(deadline);
@@ -291,6 +297,46 @@ TEST_F(DistributedTest, PsExitsNonZeroWhenAWorkerNeverComes) {
   EXPECT_EQ(done[0].status, ExitStatus::exited(1)) << done[0].err;
   EXPECT_NE(done[0].err.find("worker(s) 1"), std::string::npos) << done[0].err;
   EXPECT_TRUE(done[1].status.success()) << done[1].err;
+}
+
+// Waits up to `wait` for `text` in the file at `path`; true when it appeared.
+bool wait_for_text(const fs::path& path, const std::string& text, std::chrono::seconds wait) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (read_all(path).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polling a file, bounded
+  }
+  return false;
+}
+
+// A worker paused (SIGSTOP) longer than the heartbeat timeout is declared lost, the other
+// goes on alone; resumed (SIGCONT), it rejoins instead of exiting, and the job ends well.
+TEST_F(DistributedTest, AWorkerPausedPastTheHeartbeatTimeoutRejoinsWhenResumed) {
+  const auto addr = addresses(3);
+  const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
+                                            "--worker_hosts=" + join(addr, 1, 3), "--sync_replicas",
+                                            "--train_steps=2000", "--heartbeat_timeout_s=3"};
+  std::vector<Task> tasks;
+  tasks.push_back({"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}});
+  for (int i = 0; i < 2; ++i) {
+    tasks.push_back(
+        {"wk" + std::to_string(i),
+         with(with({"--job_name=worker", "--task_index=" + std::to_string(i)}, cluster), common_),
+         {}});
+  }
+  bool declared_lost = false;
+  auto done = run(tasks, [&](std::vector<Subprocess>& procs) {
+    // Once worker 1 trains, pause it until the PS has declared it lost.
+    if (!wait_for_text(dir_ / "ps0.err", "worker 1 connected", std::chrono::seconds(60))) return;
+    ASSERT_EQ(::kill(procs[2].pid(), SIGSTOP), 0);
+    declared_lost = wait_for_text(dir_ / "ps0.err", "worker 1 lost", std::chrono::seconds(30));
+    ASSERT_EQ(::kill(procs[2].pid(), SIGCONT), 0);
+  });
+  EXPECT_TRUE(declared_lost) << read_all(dir_ / "ps0.err");
+  expect_all_succeeded(done);
+  EXPECT_NE(done[0].err.find("worker 1 is back after being declared lost"), std::string::npos)
+      << done[0].err;
+  EXPECT_EQ(ps_figures(done[0].out).first, 2000) << done[0].out;
 }
 
 TEST_F(DistributedTest, WorkerExitsNamingAnUnreachablePs) {
