@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <thread>
 
 #include "kernels/model.h"
 #include "ps/placement.h"
@@ -47,6 +48,12 @@ namespace {
 // One worker's run, in the order run_worker_task calls its phases: prepare (data, backend,
 // model, placement), join (connect, HELLO, the chief's INIT), train (the loop), finish (the
 // chief's final pull, DONE, evaluation). Every phase reports through `sink_`.
+//
+// The chief's duties (periodic checkpoints, evaluation during and after training, the final
+// checkpoint) pass to the lowest live worker when the chief is lost: every other worker asks
+// PS 0 about the workers every kChiefWatchEvery, and the one with the lowest index among those
+// CONNECTED acts as the chief while worker 0 is LOST; it hands the duties back when worker 0
+// is CONNECTED again (restarted). INIT stays the chief's alone (the variables exist by then).
 class WorkerRun {
  public:
   WorkerRun(const WorkerTaskOptions& o, TrainingSink& user_sink)
@@ -54,7 +61,8 @@ class WorkerRun {
         sink_({&user_sink, &summary_}),
         num_workers_(static_cast<int>(o.cluster.workers.size())),
         num_ps_(static_cast<int>(o.cluster.ps.size())),
-        chief_(o.task_index == 0) {}
+        chief_(o.task_index == 0),
+        acting_chief_(chief_) {}
 
   Status prepare();
   Status join();
@@ -69,6 +77,14 @@ class WorkerRun {
   int replicas() const {
     return o_.replicas_to_aggregate > 0 ? o_.replicas_to_aggregate : num_workers_;
   }
+  // A worker other than the chief: takes the chief's duties over while the chief is lost and
+  // this is the lowest live worker, hands them back when the chief is back (see above).
+  // `now`: ask even if the last look was less than kChiefWatchEvery ago.
+  void watch_chief(bool now = false);
+  // After training, a worker other than the chief: waits until the chief is DONE, or LOST
+  // (then the lowest live worker takes its duties over), at most the reply timeout + 2 s.
+  // A chief that died in the last seconds of training is thus still replaced.
+  void wait_for_chief();
 
   const WorkerTaskOptions& o_;
   SummarySink summary_;
@@ -76,6 +92,9 @@ class WorkerRun {
   const int num_workers_;
   const int num_ps_;
   const bool chief_;
+  bool acting_chief_;  // the chief, or the worker standing in for a lost one
+  std::chrono::steady_clock::time_point next_chief_watch_{};
+  JobTrainingConfig job_config_;  // for a checkpointer made when taking the duties over
 
   TrainTestData data_;
   BackendChoice backend_;
@@ -137,19 +156,54 @@ Status WorkerRun::join() {
     PSTRAIN_RETURN_IF_ERROR(client_->init(config, model_->initial_parameters(o_.train.seed)));
     PSTRAIN_LOG(INFO) << "chief initialised the variables on " << num_ps_ << " ps";
   }
+  job_config_ = JobTrainingConfig{.model = model_options_.name,
+                                  .optimizer = o_.train.optimizer,
+                                  .sync_replicas = o_.sync_replicas,
+                                  .replicas_to_aggregate = replicas(),
+                                  .staleness = o_.sync_replicas ? 0 : o_.staleness,
+                                  .train_steps = o_.train.train_steps,
+                                  .num_workers = num_workers_,
+                                  .layout_hash = layout};
   if (chief_ && o_.train.checkpoint.enabled()) {
-    checkpointer_ = std::make_unique<ChiefCheckpointer>(
-        o_.train.checkpoint, *client_, placement_, model_->variables(),
-        JobTrainingConfig{.model = model_options_.name,
-                          .optimizer = o_.train.optimizer,
-                          .sync_replicas = o_.sync_replicas,
-                          .replicas_to_aggregate = replicas(),
-                          .staleness = o_.sync_replicas ? 0 : o_.staleness,
-                          .train_steps = o_.train.train_steps,
-                          .num_workers = num_workers_,
-                          .layout_hash = layout});
+    checkpointer_ = std::make_unique<ChiefCheckpointer>(o_.train.checkpoint, *client_, placement_,
+                                                        model_->variables(), job_config_);
   }
   return {};
+}
+
+void WorkerRun::watch_chief(bool now_anyway) {
+  constexpr auto kChiefWatchEvery = std::chrono::seconds(1);
+  if (chief_ || num_workers_ < 2) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_chief_watch_ && !now_anyway) return;
+  next_chief_watch_ = now + kChiefWatchEvery;
+  Result<wire::PsStats> st = client_->status(0);
+  if (!st.ok() || st->workers_size() != num_workers_) return;  // asked again later
+  const auto state = [&](int i) { return st->workers(i).state(); };
+  int lowest_live = -1;
+  for (int i = 0; i < num_workers_; ++i) {
+    if (state(i) == wire::PsWorker::CONNECTED) {
+      lowest_live = i;
+      break;
+    }
+  }
+  const bool chief_lost = state(0) == wire::PsWorker::LOST;
+  if (!acting_chief_ && chief_lost && lowest_live == o_.task_index) {
+    acting_chief_ = true;
+    PSTRAIN_LOG(WARNING) << "worker " << o_.task_index
+                         << " takes over the chief's duties (worker 0 was lost): "
+                         << (o_.train.checkpoint.enabled() ? "checkpoints, " : "")
+                         << "evaluation and the final summary";
+    if (o_.train.checkpoint.enabled()) {
+      checkpointer_ = std::make_unique<ChiefCheckpointer>(o_.train.checkpoint, *client_, placement_,
+                                                          model_->variables(), job_config_);
+    }
+  } else if (acting_chief_ && state(0) == wire::PsWorker::CONNECTED) {
+    acting_chief_ = false;
+    checkpointer_.reset();
+    PSTRAIN_LOG(INFO) << "worker " << o_.task_index
+                      << " hands the chief's duties back: worker 0 is back";
+  }
 }
 
 Status WorkerRun::train() {
@@ -213,6 +267,7 @@ Status WorkerRun::train() {
       PSTRAIN_LOG(INFO) << "worker " << o_.task_index << ": resuming at global step " << global_
                         << " (the parameter servers restored a checkpoint or ran before)";
     }
+    watch_chief();
     if (checkpointer_) checkpointer_->after_step(steps);
     if (global_ >= o_.train.train_steps) break;
     ops.copy_to_device(model_->parameters().raw(), params_.raw(), params_.bytes());
@@ -250,7 +305,7 @@ Status WorkerRun::train() {
                 .bytes_sent = client_->bytes_sent(),
                 .bytes_received = client_->bytes_received(),
                 .gradients_rejected = rejected_});
-    if (chief_ && o_.train.eval_every > 0 && global_ < o_.train.train_steps &&
+    if (acting_chief_ && o_.train.eval_every > 0 && global_ < o_.train.train_steps &&
         global_ / o_.train.eval_every > last_eval / o_.train.eval_every) {
       // The parameters this step computed on are still the model's: evaluate them.
       last_eval = global_;
@@ -279,10 +334,30 @@ Status WorkerRun::train() {
   return {};
 }
 
+void WorkerRun::wait_for_chief() {
+  if (chief_ || num_workers_ < 2) return;
+  const auto deadline =
+      std::chrono::steady_clock::now() + o_.client.reply_timeout + std::chrono::seconds(2);
+  while (!acting_chief_ && !stop_requested() && std::chrono::steady_clock::now() < deadline) {
+    Result<wire::PsStats> st = client_->status(0);
+    if (st.ok() && st->workers_size() == num_workers_) {
+      const auto chief = st->workers(0).state();
+      if (chief == wire::PsWorker::DONE) return;
+      if (chief == wire::PsWorker::LOST) {
+        watch_chief(/*now=*/true);
+        return;
+      }
+    }
+    // Polling another process's state, bounded by the deadline above.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
 Status WorkerRun::finish() {
   Ops& ops = *backend_.ops;
   int64_t final_step = global_;
-  if (chief_) {
+  wait_for_chief();
+  if (acting_chief_) {
     // Wait until every worker's last gradient is in, then evaluate those parameters.
     PSTRAIN_ASSIGN_OR_RETURN(PsSteps final_steps,
                              client_->pull(params_.host_f32(), o_.train.train_steps));
@@ -298,7 +373,7 @@ Status WorkerRun::finish() {
   if (!done.ok()) {
     PSTRAIN_LOG(WARNING) << "could not tell every ps this worker is done: " << done.message();
   }
-  if (chief_) {
+  if (acting_chief_) {
     // mnist_replica's validation cross-entropy first, then the test set.
     if (data_.validation.count > 0) {
       sink_.evaluation(

@@ -196,8 +196,16 @@ class WorkerBoard {
     return i < last_.size() && last_[i] ? last_[i]->state : std::string();
   }
 
-  // Worker 0's last status, if it reported.
-  const WorkerStatus* chief() const { return !last_.empty() && last_[0] ? &*last_[0] : nullptr; }
+  // Worker 0's last status, if it reported; when worker 0 has no test accuracy but another
+  // worker has (it took the chief's duties over), the lowest such worker's.
+  const WorkerStatus* chief() const {
+    const WorkerStatus* first = !last_.empty() && last_[0] ? &*last_[0] : nullptr;
+    if (first && first->test_accuracy) return first;
+    for (const auto& w : last_) {
+      if (w && w->test_accuracy) return &*w;
+    }
+    return first;
+  }
 
  private:
   std::vector<std::optional<WorkerStatus>> last_;
@@ -383,11 +391,13 @@ Ending lingering_ps_ending(std::vector<Task>& tasks, std::chrono::milliseconds t
 }
 
 // A task that failed: started again while it has restarts left (--max_restarts); a worker
-// other than the chief whose restarts are spent is left behind, and the others go on (the PS
-// tasks finish without it once they declare it lost); anything else ends the job. Each
-// decision is a line in `warnings` and in `notes` (printed). Returns the failed ending, if any.
+// whose restarts are spent is left behind while another worker still runs (the chief only
+// once it reported training), and the others go on (the PS tasks finish without it once they
+// declare it lost; when it is the chief, the lowest live worker takes its duties over:
+// worker/worker_task.cc); anything else ends the job. Each decision is a line in `warnings` and in
+// `notes` (printed). Returns the failed ending, if any.
 std::optional<Ending> handle_failures(std::vector<Task>& tasks, const LaunchOptions& o,
-                                      std::vector<std::string>& warnings,
+                                      WorkerBoard& board, std::vector<std::string>& warnings,
                                       std::vector<std::string>& notes) {
   for (Task& t : tasks) {
     if (!t.failed() || t.left_behind) continue;
@@ -412,9 +422,23 @@ std::optional<Ending> handle_failures(std::vector<Task>& tasks, const LaunchOpti
       notes.push_back("pstrain launch: " + warnings.back());
       continue;
     }
-    if (t.plan.is_worker() && t.plan.index != 0) {
+    const bool another_worker_runs = std::any_of(tasks.begin(), tasks.end(), [&](const Task& u) {
+      return &u != &t && u.plan.is_worker() && u.running();
+    });
+    // The chief only once it trained (the variables exist): one that failed while starting
+    // (bad data, no PS) leaves nobody to initialise them. (Its status file, read now, is its
+    // last word.)
+    if (t.plan.index == 0) board.read(tasks);
+    const bool may_go_on =
+        t.plan.index != 0 || board.state_of(0) == "running" || board.state_of(0) == "evaluating";
+    if (t.plan.is_worker() && another_worker_runs && may_go_on) {
       t.left_behind = true;
-      warnings.push_back(how + "; the job went on without it (see " + t.plan.stderr_path + ")");
+      warnings.push_back(how + "; the job went on without it" +
+                         (t.plan.index == 0
+                              ? " (the lowest live worker takes over the chief's duties once "
+                                "the parameter servers declare it lost)"
+                              : "") +
+                         " (see " + t.plan.stderr_path + ")");
       notes.push_back("pstrain launch: " + warnings.back());
       continue;
     }
@@ -427,13 +451,14 @@ std::optional<Ending> handle_failures(std::vector<Task>& tasks, const LaunchOpti
 // the failed ones (handle_failures) and decides whether the job is over. `ps_deadline` is set
 // once every worker is done.
 std::optional<Ending> examine(std::vector<Task>& tasks, const LaunchOptions& o,
+                              WorkerBoard& board,
                               std::optional<Clock::time_point>& ps_deadline,
                               std::vector<std::string>& warnings, std::vector<std::string>& notes) {
   if (o.cancel && o.cancel->load()) return cancelled_ending(o);
   for (Task& t : tasks) {
     if (t.running()) t.proc->poll();
   }
-  if (auto failed = handle_failures(tasks, o, warnings, notes)) return failed;
+  if (auto failed = handle_failures(tasks, o, board, warnings, notes)) return failed;
   const RunningCounts running = count_running(tasks);
   if (running.all == 0) return Ending{Outcome{LaunchState::kSucceeded, "", "", {}, {}}, false};
   if (running.workers > 0) return std::nullopt;
@@ -497,7 +522,7 @@ Outcome monitor_tasks(std::vector<Task>& tasks, WorkerBoard& board, const Launch
   std::vector<std::string> warnings;
   while (true) {
     std::vector<std::string> notes;
-    end = examine(tasks, o, ps_deadline, warnings, notes);
+    end = examine(tasks, o, board, ps_deadline, warnings, notes);
     if (!notes.empty()) {
       if (line) line->finish();
       print_lines(notes, progress);

@@ -76,7 +76,7 @@ class LaunchTest : public ::testing::Test {
   }
   std::string logs() const { return text(dir_ + "/launch-stderr.txt"); }
   void cancel_a_running_job(int signal);
-  ExitStatus kill_worker_1_during(const std::vector<std::string>& extra);
+  ExitStatus kill_worker_during(int index, const std::vector<std::string>& extra);
   // Everything the launcher printed, stdout then stderr.
   std::string output() const {
     return text(dir_ + "/launch-stdout.txt") + text(dir_ + "/launch-stderr.txt");
@@ -271,9 +271,9 @@ pid_t pid_of_task(const std::string& status_path) {
   return -1;
 }
 
-// Starts a job with `extra` flags, waits (bounded) until worker 1 has trained a few steps, and
-// kills it with SIGKILL. Returns the launcher's exit.
-ExitStatus LaunchTest::kill_worker_1_during(const std::vector<std::string>& extra) {
+// Starts a job with `extra` flags, waits (bounded) until worker `index` has trained a few
+// steps, and kills it with SIGKILL. Returns the launcher's exit.
+ExitStatus LaunchTest::kill_worker_during(int index, const std::vector<std::string>& extra) {
   std::vector<std::string> args = {"--ps",
                                    "1",
                                    "--workers",
@@ -289,7 +289,7 @@ ExitStatus LaunchTest::kill_worker_1_during(const std::vector<std::string>& extr
   auto p = start_launch(args);
   EXPECT_TRUE(p.ok()) << p.status().message();
   if (!p.ok()) return {};
-  const std::string status = job_dir_ + "/status-wk-1.json";
+  const std::string status = job_dir_ + "/status-wk-" + std::to_string(index) + ".json";
   const auto deadline = std::chrono::steady_clock::now() + seconds(120);
   pid_t victim = -1;
   while (victim < 0 && p->running() && std::chrono::steady_clock::now() < deadline) {
@@ -298,7 +298,7 @@ ExitStatus LaunchTest::kill_worker_1_during(const std::vector<std::string>& extr
     if (victim < 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     p->poll();
   }
-  EXPECT_GT(victim, 0) << "worker 1 never reported training\n" << logs();
+  EXPECT_GT(victim, 0) << "worker " << index << " never reported training\n" << logs();
   if (victim > 0) {
     EXPECT_EQ(::kill(victim, SIGKILL), 0);
   }
@@ -307,7 +307,7 @@ ExitStatus LaunchTest::kill_worker_1_during(const std::vector<std::string>& extr
 
 TEST_F(LaunchTest, ABackupWorkerKilledLeavesTheJobToSucceedWithAWarning) {
   if (!fs::exists(kFashionMnist)) GTEST_SKIP() << kFashionMnist << " is missing";
-  const ExitStatus st = kill_worker_1_during({});
+  const ExitStatus st = kill_worker_during(1, {});
   ASSERT_EQ(st, ExitStatus::exited(0)) << st.to_string() << "\n" << logs();
   const auto j = summary();
   EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump(2);
@@ -328,7 +328,7 @@ TEST_F(LaunchTest, ABackupWorkerKilledLeavesTheJobToSucceedWithAWarning) {
 
 TEST_F(LaunchTest, MaxRestartsStartsAKilledWorkerAgainAndItRejoins) {
   if (!fs::exists(kFashionMnist)) GTEST_SKIP() << kFashionMnist << " is missing";
-  const ExitStatus st = kill_worker_1_during({"--max_restarts", "1"});
+  const ExitStatus st = kill_worker_during(1, {"--max_restarts", "1"});
   ASSERT_EQ(st, ExitStatus::exited(0)) << st.to_string() << "\n" << logs();
   const auto j = summary();
   EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump(2);
@@ -346,6 +346,37 @@ TEST_F(LaunchTest, MaxRestartsStartsAKilledWorkerAgainAndItRejoins) {
   EXPECT_EQ(j["tasks"][2].value("reported_state", ""), "done") << j.dump(2);
   EXPECT_EQ(count(text(job_dir_ + "/stderr-wk-1.txt"), "worker 1 in a cluster"), 2)
       << text(job_dir_ + "/stderr-wk-1.txt");
+}
+
+// The chief killed for good: the job goes on; worker 1 takes over its duties once the PS
+// declares it lost (the final checkpoint, the evaluation), and the job succeeds with a warning.
+TEST_F(LaunchTest, AChiefKilledForGoodLeavesItsDutiesToTheLowestLiveWorker) {
+  if (!fs::exists(kFashionMnist)) GTEST_SKIP() << kFashionMnist << " is missing";
+  const std::string ckpt = job_dir_ + "/ckpt";
+  const ExitStatus st = kill_worker_during(0, {"--sync_replicas", "--checkpoint_dir", ckpt});
+  ASSERT_EQ(st, ExitStatus::exited(0)) << st.to_string() << "\n" << logs();
+  const auto j = summary();
+  EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump(2);
+  ASSERT_EQ(j["tasks"].size(), 3u) << j.dump(2);
+  EXPECT_EQ(j["tasks"][1].value("state", ""), "killed") << j.dump(2);
+  EXPECT_EQ(j["tasks"][2].value("state", ""), "succeeded") << j.dump(2);
+  ASSERT_EQ(j["warnings"].size(), 1u) << j.dump(2);
+  EXPECT_NE(j["warnings"][0].get<std::string>().find(
+                "wk-0 killed by signal 9 (SIGKILL); the job went on without it (the lowest live "
+                "worker takes over the chief's duties"),
+            std::string::npos)
+      << j.dump(2);
+  EXPECT_EQ(j.value("global_step", 0), 600) << j.dump(2);
+  ASSERT_TRUE(j["test_accuracy"].is_number()) << j.dump(2);
+  EXPECT_GT(j["test_accuracy"].get<double>(), 0.5) << j.dump(2);
+  const std::string wk1 = text(job_dir_ + "/stderr-wk-1.txt");
+  EXPECT_NE(wk1.find("worker 1 takes over the chief's duties (worker 0 was lost)"),
+            std::string::npos)
+      << wk1;
+  // The final checkpoint is the acting chief's: at the last step.
+  EXPECT_NE(text(ckpt + "/checkpoint").find("model.ckpt-600"), std::string::npos)
+      << text(ckpt + "/checkpoint") << "\n"
+      << wk1;
 }
 
 TEST_F(LaunchTest, CtrlCCancelsTheJob) { cancel_a_running_job(SIGINT); }
