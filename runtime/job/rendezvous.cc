@@ -440,8 +440,10 @@ Result<RendezvousResult> rendezvous_register(const RendezvousOptions& o, JobName
       next_log += o.log_every;
     }
     monitor->poll();
+    // (The rendezvous may be gone soon after the job's tasks arrived: one closed handshake is
+    // all a task without the secret may see of it.)
     if (auto why = monitor->refusal(o.keys != nullptr, o.keys ? o.keys->secret_file : "",
-                                    "the " + where)) {
+                                    "the " + where, /*closes_before_refusal=*/1)) {
       return invalid_argument(*why);
     }
     const auto until = std::min({deadline, next_log, next_send});

@@ -382,7 +382,8 @@ int HandshakeMonitor::evict_over(size_t cap) {
 
 std::optional<std::string> HandshakeMonitor::refusal(bool have_secret,
                                                      const std::string& secret_file,
-                                                     const std::string& peer) const {
+                                                     const std::string& peer,
+                                                     int closes_before_refusal) const {
   if (mechanism_mismatch_ > 0) {
     if (!have_secret) {
       return peer +
@@ -396,6 +397,15 @@ std::optional<std::string> HandshakeMonitor::refusal(bool have_secret,
   if (have_secret && auth_refused_ > 0) {
     return peer + " refused this task's key: the secret file " + secret_file +
            " differs from the job's (every task needs the same file, byte for byte)";
+  }
+  // A CURVE server may close a plain client's connection before the client has read the
+  // greeting that names the mechanism (the client then sees only closed handshakes).
+  if (!have_secret && succeeded_ == 0 && closed_in_handshake_ >= closes_before_refusal) {
+    return peer + " closed every handshake (" + std::to_string(closed_in_handshake_) +
+           " tries): it most likely requires the job's secret (its connections are "
+           "CURVE-encrypted) and this task has none: give it the job's secret file with "
+           "--secret_file FILE or PSTRAIN_SECRET_FILE=FILE (or the address is not a pstrain "
+           "task's)";
   }
   // A wrong secret gives another server key: the PS cannot open our handshake and closes the
   // connection. (A PS without a secret may close it too before its greeting says so.)

@@ -124,9 +124,12 @@ class HandshakeMonitor {
   // Handshakes that failed, for any reason (a peer with another or no key, or garbage).
   uint64_t failed() const { return failed_; }
   // A client's view: nullopt while nothing says the peer refused us; otherwise why, with what
-  // to do. `have_secret`: this side uses CURVE; `peer` names the server in the message.
+  // to do. `have_secret`: this side uses CURVE; `peer` names the server in the message. A
+  // CURVE server may close a plain client's connection before the client reads the mechanism
+  // in its greeting: without a secret, `closes_before_refusal` handshakes closed (and none
+  // completed) count as a refusal too (1 for a short-lived server such as the rendezvous).
   std::optional<std::string> refusal(bool have_secret, const std::string& secret_file,
-                                     const std::string& peer) const;
+                                     const std::string& peer, int closes_before_refusal = 3) const;
 
  private:
   explicit HandshakeMonitor(zmq::socket_t pair, std::string endpoint)

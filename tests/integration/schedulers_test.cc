@@ -67,32 +67,37 @@ class SchedulersTest : public ::testing::Test {
     }
   }
 
+  // Starts one task, its output in dir_/<name>.out and .err.
+  Result<Subprocess> start(const Task& t) {
+    SubprocessOptions o;
+    o.argv = t.argv;
+    o.env = t.env;
+    // Keep this test's environment from leaking into the tasks' cluster resolution.
+    testing_util::clear_cluster_variables(o.env);
+    o.stdout_path = (dir_ / (t.name + ".out")).string();
+    o.stderr_path = (dir_ / (t.name + ".err")).string();
+    o.stdin_from_dev_null = true;
+    o.kill_on_parent_death = true;
+    return Subprocess::spawn(o);
+  }
+
   // Starts every task, waits for all with one deadline, kills leftovers.
   std::vector<Finished> run(const std::vector<Task>& tasks,
                             std::chrono::seconds deadline_in = kDeadline) {
     std::vector<Subprocess> procs;
-    const auto start = Subprocess::Clock::now();
+    const auto start_time = Subprocess::Clock::now();
     for (const Task& t : tasks) {
-      SubprocessOptions o;
-      o.argv = t.argv;
-      o.env = t.env;
-      // Keep this test's environment from leaking into the tasks' cluster resolution.
-      testing_util::clear_cluster_variables(o.env);
-      o.stdout_path = (dir_ / (t.name + ".out")).string();
-      o.stderr_path = (dir_ / (t.name + ".err")).string();
-      o.stdin_from_dev_null = true;
-      o.kill_on_parent_death = true;
-      auto p = Subprocess::spawn(o);
+      auto p = start(t);
       EXPECT_TRUE(p.ok()) << p.status().to_string();
       if (p.ok()) procs.push_back(std::move(p).value());
     }
-    const auto deadline = start + deadline_in;
+    const auto deadline = start_time + deadline_in;
     std::vector<Finished> done;
     for (size_t i = 0; i < procs.size(); ++i) {
       auto st = procs[i].wait_until(deadline);
       Finished f{tasks[i].name, st.ok() ? *st : procs[i].kill(), "", "", {}};
       if (!st.ok()) ADD_FAILURE() << tasks[i].name << " did not finish in time: killed";
-      f.took = Subprocess::Clock::now() - start;
+      f.took = Subprocess::Clock::now() - start_time;
       f.out = read_all(dir_ / (tasks[i].name + ".out"));
       f.err = read_all(dir_ / (tasks[i].name + ".err"));
       done.push_back(std::move(f));
@@ -219,20 +224,29 @@ TEST_F(SchedulersTest, DmlcWithASecretATaskWithoutItIsRefusedTheJobRuns) {
     if (with_secret) e["PSTRAIN_SECRET_FILE"] = secret;
     return e;
   };
-  auto done = run({{"intruder", pstrain({}), role("worker", false)},
-                   {"scheduler", {testing_util::kPstrain}, role("scheduler", true)},
-                   {"server", pstrain({}), role("server", true)},
-                   {"worker", pstrain({}), role("worker", true)}});
-  EXPECT_EQ(done[0].status, ExitStatus::exited(2)) << done[0].status.to_string() << "\n"
-                                                   << done[0].err;
-  EXPECT_NE(done[0].err.find("requires the job's secret"), std::string::npos) << done[0].err;
-  EXPECT_LT(done[0].took, std::chrono::seconds(30));
-  const std::vector<Finished> job(done.begin() + 1, done.end());
+  // The scheduler first, with the intruder alone: the job cannot complete without its own
+  // tasks, so the rendezvous is up while the intruder tries.
+  auto scheduler = start({"scheduler", {testing_util::kPstrain}, role("scheduler", true)});
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status().to_string();
+  auto intruder = run({{"intruder", pstrain({}), role("worker", false)}}, std::chrono::seconds(60));
+  ASSERT_EQ(intruder.size(), 1u);
+  EXPECT_EQ(intruder[0].status, ExitStatus::exited(2)) << intruder[0].status.to_string() << "\n"
+                                                       << intruder[0].err;
+  EXPECT_NE(intruder[0].err.find("requires the job's secret"), std::string::npos)
+      << intruder[0].err;
+  EXPECT_LT(intruder[0].took, std::chrono::seconds(30));
+  // It took no slot: the job's own tasks run the job.
+  auto job = run({{"server", pstrain({}), role("server", true)},
+                  {"worker", pstrain({}), role("worker", true)}});
   expect_all_succeeded(job);
-  EXPECT_NE(done[1].err.find("CURVE-encrypted, only tasks holding the job's secret get in"),
+  EXPECT_NE(job[0].out.find("ps 0 done: global step 100"), std::string::npos) << job[0].out;
+  auto st = scheduler->wait_until(Subprocess::Clock::now() + std::chrono::seconds(30));
+  ASSERT_TRUE(st.ok()) << st.status().to_string();
+  EXPECT_EQ(*st, ExitStatus::exited(0));
+  const std::string scheduler_err = read_all(dir_ / "scheduler.err");
+  EXPECT_NE(scheduler_err.find("CURVE-encrypted, only tasks holding the job's secret get in"),
             std::string::npos)
-      << done[1].err;
-  EXPECT_NE(done[2].out.find("ps 0 done: global step 100"), std::string::npos) << done[2].out;
+      << scheduler_err;
 }
 
 TEST_F(SchedulersTest, ARankThatNeverComesIsNamedAndEveryTaskExits1) {
