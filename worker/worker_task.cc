@@ -144,18 +144,6 @@ Status WorkerRun::join() {
                     << "; waiting for the parameter servers";
   PSTRAIN_ASSIGN_OR_RETURN(bool initialized, client_->hello(layout));
   client_->start_heartbeats();
-  if (chief_ && !initialized) {
-    const JobTrainingConfig config{.model = model_options_.name,
-                                   .optimizer = o_.train.optimizer,
-                                   .sync_replicas = o_.sync_replicas,
-                                   .replicas_to_aggregate = replicas(),
-                                   .staleness = o_.sync_replicas ? 0 : o_.staleness,
-                                   .train_steps = o_.train.train_steps,
-                                   .num_workers = num_workers_,
-                                   .layout_hash = layout};
-    PSTRAIN_RETURN_IF_ERROR(client_->init(config, model_->initial_parameters(o_.train.seed)));
-    PSTRAIN_LOG(INFO) << "chief initialised the variables on " << num_ps_ << " ps";
-  }
   job_config_ = JobTrainingConfig{.model = model_options_.name,
                                   .optimizer = o_.train.optimizer,
                                   .sync_replicas = o_.sync_replicas,
@@ -164,6 +152,10 @@ Status WorkerRun::join() {
                                   .train_steps = o_.train.train_steps,
                                   .num_workers = num_workers_,
                                   .layout_hash = layout};
+  if (chief_ && !initialized) {
+    PSTRAIN_RETURN_IF_ERROR(client_->init(job_config_, model_->initial_parameters(o_.train.seed)));
+    PSTRAIN_LOG(INFO) << "chief initialised the variables on " << num_ps_ << " ps";
+  }
   if (chief_ && o_.train.checkpoint.enabled()) {
     checkpointer_ = std::make_unique<ChiefCheckpointer>(o_.train.checkpoint, *client_, placement_,
                                                         model_->variables(), job_config_);

@@ -12,6 +12,7 @@
 
 #include "runtime/base/log.h"
 #include "runtime/wire/message.h"
+#include "runtime/wire/security.h"
 #include "runtime/wire/proto/pstrain.pb.h"
 #include "runtime/wire/transport.h"
 

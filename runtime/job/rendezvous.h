@@ -33,9 +33,10 @@
 
 #include "runtime/base/status.h"
 #include "runtime/job/cluster.h"
-#include "runtime/wire/security.h"
 
 namespace pstrain {
+
+struct JobKeys;  // runtime/wire/security.h
 
 struct RendezvousOptions {
   HostPort address;  // where the server listens and tasks connect

@@ -68,17 +68,9 @@ class DistributedTest : public ::testing::Test {
                             const std::function<void(std::vector<Subprocess>&)>& during = {}) {
     std::vector<Subprocess> procs;
     for (const Task& t : tasks) {
-      SubprocessOptions o;
-      o.argv = {std::string(PSTRAIN_BINARY_DIR) + "/cli/pstrain"};
-      o.argv.insert(o.argv.end(), t.args.begin(), t.args.end());
-      o.env = t.env;
-      // Keep this test's environment from leaking into the tasks' cluster resolution.
-      testing_util::clear_cluster_variables(o.env);
-      o.stdout_path = (dir_ / (t.name + ".out")).string();
-      o.stderr_path = (dir_ / (t.name + ".err")).string();
-      o.stdin_from_dev_null = true;
-      o.kill_on_parent_death = true;
-      auto p = Subprocess::spawn(o);
+      std::vector<std::string> argv = {testing_util::kPstrain};
+      argv.insert(argv.end(), t.args.begin(), t.args.end());
+      auto p = Subprocess::spawn(testing_util::task_options(dir_, t.name, argv, t.env));
       EXPECT_TRUE(p.ok()) << p.status().to_string();
       if (p.ok()) procs.push_back(std::move(p).value());
     }

@@ -69,16 +69,7 @@ class SchedulersTest : public ::testing::Test {
 
   // Starts one task, its output in dir_/<name>.out and .err.
   Result<Subprocess> start(const Task& t) {
-    SubprocessOptions o;
-    o.argv = t.argv;
-    o.env = t.env;
-    // Keep this test's environment from leaking into the tasks' cluster resolution.
-    testing_util::clear_cluster_variables(o.env);
-    o.stdout_path = (dir_ / (t.name + ".out")).string();
-    o.stderr_path = (dir_ / (t.name + ".err")).string();
-    o.stdin_from_dev_null = true;
-    o.kill_on_parent_death = true;
-    return Subprocess::spawn(o);
+    return Subprocess::spawn(testing_util::task_options(dir_, t.name, t.argv, t.env));
   }
 
   // Starts every task, waits for all with one deadline, kills leftovers.

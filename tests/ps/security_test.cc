@@ -14,6 +14,7 @@
 #include "ps/status_query.h"
 #include "runtime/wire/security.h"
 #include "runtime/wire/transport.h"
+#include "tests/job_keys.h"
 
 namespace pstrain {
 namespace {
@@ -21,13 +22,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-std::shared_ptr<const JobKeys> keys_of(char fill) {
-  auto k = derive_job_keys(std::string(32, fill));
-  EXPECT_TRUE(k.ok());
-  auto keys = std::make_shared<JobKeys>(std::move(k).value());
-  keys->secret_file = std::string("secret-") + fill;
-  return keys;
-}
+using testing_util::keys_of;
 
 class Server {
  public:

@@ -10,7 +10,9 @@
 #include <zmq.hpp>
 
 #include "runtime/wire/proto/pstrain.pb.h"
+#include "runtime/wire/security.h"
 #include "runtime/wire/transport.h"
+#include "tests/job_keys.h"
 
 namespace pstrain {
 namespace {
@@ -188,13 +190,7 @@ TEST(Rendezvous, WhileTasksAreMissingTheLogNamesThem) {
   EXPECT_THAT(r.status().message(), HasSubstr("missing: rank 1 (worker 0)"));
 }
 
-std::shared_ptr<const JobKeys> keys_of(char fill) {
-  auto k = derive_job_keys(std::string(32, fill));
-  EXPECT_TRUE(k.ok());
-  auto keys = std::make_shared<JobKeys>(std::move(k).value());
-  keys->secret_file = std::string("secret-") + fill;
-  return keys;
-}
+using testing_util::keys_of;
 
 // With the job's secret the rendezvous is CURVE-encrypted: the job's tasks get the cluster; a
 // task without the secret or with another one is told so at once (not at the deadline) and
