@@ -438,26 +438,27 @@ TEST(PsSecurity, ConnectionsOverTheCapGoNeverHeardFromFirstNeverAWorkers) {
   constexpr int kCrowd = 40;
   Server s(2, nullptr, 12, kCap);
   zmq::context_t ctx(1);
-  // The job's chief on a socket of its own, watched: a second handshake would mean the PS
-  // closed its connection and it came back.
-  auto watch_worker = HandshakeMonitor::create(ctx);
-  ASSERT_TRUE(watch_worker.ok());
-  SocketOptions wo;
-  wo.monitor_endpoint = (*watch_worker)->endpoint();
-  auto worker = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "w0", wo);
-  ASSERT_TRUE(worker.ok());
-  JobTrainingConfig config = sgd(true, 2);
-  config.layout_hash = two_variables().hash;
-  auto hello = ask_raw(*worker, wire::HELLO, 0, 1, 12);
+  // A DEALER to the PS whose handshakes are counted: a second one would mean the PS closed
+  // its connection and it came back.
+  struct Watched {
+    std::unique_ptr<HandshakeMonitor> monitor;
+    zmq::socket_t socket;
+  };
+  const auto watched = [&](const char* name) -> Watched {
+    auto monitor = HandshakeMonitor::create(ctx);
+    EXPECT_TRUE(monitor.ok());
+    SocketOptions o;
+    o.monitor_endpoint = (*monitor)->endpoint();
+    auto socket = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), name, o);
+    EXPECT_TRUE(socket.ok());
+    return {std::move(monitor).value(), std::move(socket).value()};
+  };
+  // The job's chief, and a status reader heard from once (not a worker).
+  Watched worker = watched("w0");
+  auto hello = ask_raw(worker.socket, wire::HELLO, 0, 1, 12);
   ASSERT_TRUE(hello.ok()) << hello.status().to_string();
-  // A status reader, heard from once (not a worker).
-  auto watch_reader = HandshakeMonitor::create(ctx);
-  ASSERT_TRUE(watch_reader.ok());
-  SocketOptions ro;
-  ro.monitor_endpoint = (*watch_reader)->endpoint();
-  auto reader = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", s.port(), "r", ro);
-  ASSERT_TRUE(reader.ok());
-  ASSERT_TRUE(ask_raw(*reader, wire::STATUS, -1, 1, 12).ok());
+  Watched reader = watched("r");
+  ASSERT_TRUE(ask_raw(reader.socket, wire::STATUS, -1, 1, 12).ok());
 
   // The crowd: idle connections, each completing ZeroMQ's handshake (so the handshake timeout
   // does not close them) and sending nothing. They reconnect when closed, as ZeroMQ does.
@@ -480,12 +481,12 @@ TEST(PsSecurity, ConnectionsOverTheCapGoNeverHeardFromFirstNeverAWorkers) {
   EXPECT_LE(st.connections(), kCap + 1);  // + the status query's own connection, just opened
 
   // The worker and the reader kept their connections: one handshake each.
-  ASSERT_TRUE(ask_raw(*worker, wire::HEARTBEAT, 0, 2, 12).ok());
-  ASSERT_TRUE(ask_raw(*reader, wire::STATUS, -1, 2, 12).ok());
-  (*watch_worker)->poll();
-  (*watch_reader)->poll();
-  EXPECT_EQ((*watch_worker)->succeeded(), 1u);
-  EXPECT_EQ((*watch_reader)->succeeded(), 1u);
+  ASSERT_TRUE(ask_raw(worker.socket, wire::HEARTBEAT, 0, 2, 12).ok());
+  ASSERT_TRUE(ask_raw(reader.socket, wire::STATUS, -1, 2, 12).ok());
+  worker.monitor->poll();
+  reader.monitor->poll();
+  EXPECT_EQ(worker.monitor->succeeded(), 1u);
+  EXPECT_EQ(reader.monitor->succeeded(), 1u);
 
   // A new worker still gets in while the crowd keeps coming back.
   const Placement p = two_variables();
