@@ -38,7 +38,7 @@ for r in range(1, rounds + 1):
         m = re.match(r"BM_Step/(\w+)/batch:(\d+)/gpu:0", b["name"])
         if not m or b.get("run_type", "iteration") != "iteration":
             continue
-        ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+        ms = b["step_ms"]  # one iteration is 10 steps; this counter is the time of one
         runs.setdefault((m[1], int(m[2])), {}).setdefault("pstrain", []).append(ms)
     for line in open(f"{out}/tf-{r}.jsonl"):
         t = json.loads(line)
