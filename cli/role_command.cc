@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "ps/ps_task.h"
+#include "runtime/base/allocator.h"
 #include "runtime/base/files.h"
 #include "runtime/base/log.h"
 #include "runtime/job/cluster.h"
@@ -369,6 +370,11 @@ int run_resolved_task(const RoleFlags& f, const TrainConfig& config, const Resol
       PSTRAIN_LOG(ERROR) << st.message();
       return kExitUsage;
     }
+  }
+  // Both roles receive tensors in buffers ZeroMQ allocates per message: keep their pages.
+  if (!keep_large_buffers_mapped()) {
+    PSTRAIN_LOG(WARNING) << "glibc refused the allocator settings for large messages "
+                            "(runtime/base/allocator.h): transfers of large tensors run slower";
   }
   if (task.job == JobName::kPs) return run_ps(f, task, *job_id, std::move(listener), keys);
   return run_worker(f, config, task, *job_id, device_slot, keys);
