@@ -1,14 +1,16 @@
 // Push + pull through a real parameter server, laid out as in a job: the PS in its own process
-// (this binary started again with --serve), one worker (PsClient) here, over tcp://127.0.0.1.
+// (this binary started again with --serve), one worker (PsClient) here, over tcp://127.0.0.1 or the
+// PS's Unix socket.
 //
-//   BM_PushPull/KB:N/chunks:C/curve:S/process:P
+//   BM_PushPull/KB:N/chunks:C/curve:S/process:P/ipc:I
 //       one iteration = push N KB of gradients (zero copy) + pull N KB of parameters back;
 //       bytes/s counts both directions (2 N KB). N: 318 (the MLP), 1000, 4000, 40000.
 //       C: 0 = the placement's default chunking (what a job uses), else at most C chunks.
 //       S: 1 = CURVE with a job secret (as `pstrain launch` runs), 0 = plain TCP.
 //       P: 1 = the PS in its own process (the job's layout), 0 = a thread of this process
 //       (the second series: no process boundary, the client and PS share caches).
-//   BM_RawZmq/KB:N/curve:S
+//       I: 0 = loopback TCP, 1 = the PS's local endpoint (a Unix socket, --transport=ipc).
+//   BM_RawZmq/KB:N/curve:S/ipc:I
 //       the yardstick: a DEALER sends N KB in one zero-copy frame to a ROUTER echo in its own
 //       process that sends it back, through pstrain's message layer; no PS work.
 //   BM_Memcpy/MB:N   memcpy of N MB in the same binary, the memory-bandwidth yardstick.
@@ -155,6 +157,7 @@ int serve_child(const std::string& kind, const std::string& port_file, const std
   if (!router.ok()) return 1;
   auto port = bound_port(*router);
   if (!port.ok()) return 1;
+  if (!bind_local_endpoint(*router, "127.0.0.1", *port, "echo").ok()) return 1;
   if (Status st = write_file_atomically(port_file, std::to_string(*port)); !st.ok()) return 1;
   try {
     for (;;) {
@@ -221,6 +224,7 @@ void BM_PushPull(benchmark::State& state) {
   const int64_t max_chunks = state.range(1);
   const bool curve = state.range(2) != 0;
   const bool own_process = state.range(3) != 0;
+  const Transport transport = state.range(4) != 0 ? Transport::kIpc : Transport::kTcp;
   const int64_t count = bytes / 4;
 
   std::optional<JobKeys> keys;
@@ -265,6 +269,7 @@ void BM_PushPull(benchmark::State& state) {
   ClientOptions co;
   co.worker = 0;
   co.job_id = job_id;
+  co.transport = transport;
   if (keys) co.keys = std::make_shared<const JobKeys>(*keys);
   auto client = PsClient::connect(ctx, {HostPort{"127.0.0.1", port}}, placement, co);
   std::vector<float> params(static_cast<size_t>(count));
@@ -302,9 +307,10 @@ void BM_PushPull(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_PushPull)
-    ->ArgNames({"KB", "chunks", "curve", "process"})
-    ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}, {0, 1}, {1}})
-    ->ArgsProduct({{318, 4000, 40000}, {0}, {0}, {0}})
+    ->ArgNames({"KB", "chunks", "curve", "process", "ipc"})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}, {0, 1}, {1}, {0}})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0, 1}, {1}, {1}})
+    ->ArgsProduct({{318, 4000, 40000}, {0}, {0}, {0}, {0}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
@@ -323,6 +329,7 @@ void BM_RawZmq(benchmark::State& state) {
   zmq::context_t ctx(2);
   SocketOptions options;
   if (keys) options.curve = &*keys;
+  options.transport = state.range(2) != 0 ? Transport::kIpc : Transport::kTcp;
   auto dealer = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", child.port,
                                "bench client", options);
   if (!dealer.ok()) {
@@ -354,8 +361,8 @@ void BM_RawZmq(benchmark::State& state) {
   (void)dealer->send(zmq::message_t(), zmq::send_flags::none);  // the stop message
 }
 BENCHMARK(BM_RawZmq)
-    ->ArgNames({"KB", "curve"})
-    ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}})
+    ->ArgNames({"KB", "curve", "ipc"})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

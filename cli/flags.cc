@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/base/log.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 
@@ -313,6 +314,21 @@ void add_compress_flag(CLI::App& app, std::string& compress) {
             return format.ok() ? std::string() : format.status().message();
           },
           "none|fp16|bf16"))
+      ->group(kTrainingGroup);
+}
+
+void add_transport_flag(CLI::App& app, std::string& transport) {
+  app.add_option("--transport", transport,
+                 "How workers reach the parameter servers: auto (a Unix socket to a server on "
+                 "this machine, TCP to the others), tcp or ipc (a Unix socket; the server must "
+                 "run on this machine)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            auto t = parse_transport(value);
+            return t.ok() ? std::string() : t.status().message();
+          },
+          "auto|tcp|ipc"))
       ->group(kTrainingGroup);
 }
 

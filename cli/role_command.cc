@@ -88,6 +88,7 @@ Status check_role_flags(const RoleFlags& f) {
     }
   }
   if (auto format = parse_compression(f.compress); !format.ok()) return format.status();
+  if (auto t = parse_transport(f.transport); !t.ok()) return t.status();
   if (!(f.ps_restart_timeout_s >= 0 && f.ps_restart_timeout_s <= kMax)) {
     return invalid_argument("--ps_restart_timeout_s=" + std::to_string(f.ps_restart_timeout_s) +
                             " is out of range: give seconds between 0 (off) and 604800");
@@ -157,6 +158,7 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   o.client.reply_timeout = seconds_flag(f.heartbeat_timeout_s);
   // check_role_flags has refused a --compress that is not a choice.
   if (auto format = parse_compression(f.compress); format.ok()) o.client.compression = *format;
+  if (auto t = parse_transport(f.transport); t.ok()) o.client.transport = *t;
   const char* status_path = std::getenv(task_env::kStatusFile);
   WorkerLinesSink lines(stdout, f.log_every);
   StatusFileSink status(status_path ? status_path : "", task.task_index, config.train_steps);
@@ -284,6 +286,7 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
       ->group(kOwnGroup);
   add_security_flags(app, f.security);
   add_compress_flag(app, f.compress);
+  add_transport_flag(app, f.transport);
   for (CLI::Option* opt : app.get_options()) {
     opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }

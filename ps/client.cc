@@ -62,6 +62,15 @@ Result<std::unique_ptr<PsClient>> PsClient::connect(zmq::context_t& ctx,
                             " parameter servers, the cluster has " + std::to_string(ps.size()));
   }
   std::unique_ptr<PsClient> c(new PsClient(ctx, ps, placement, options));
+  for (const HostPort& p : ps) {
+    const bool local = options.transport == Transport::kIpc ||
+                       (options.transport == Transport::kAuto && is_this_machine(p.host));
+    c->transports_.push_back(local ? Transport::kIpc : Transport::kTcp);
+    if (local) {
+      PSTRAIN_LOG(INFO) << "ps at " << p.to_string() << " is on this machine: connecting over "
+                        << local_endpoint(p.host, p.port) << " (--transport=tcp for TCP)";
+    }
+  }
   for (size_t i = 0; i < ps.size(); ++i) {
     PSTRAIN_ASSIGN_OR_RETURN(std::unique_ptr<HandshakeMonitor> monitor,
                              HandshakeMonitor::create(ctx));
@@ -70,6 +79,7 @@ Result<std::unique_ptr<PsClient>> PsClient::connect(zmq::context_t& ctx,
     so.monitor_endpoint = monitor->endpoint();
     so.routing_id = c->session_ + "/r";
     so.send_timeout = kSendSlice;
+    so.transport = c->transports_[i];
     PSTRAIN_ASSIGN_OR_RETURN(zmq::socket_t s,
                              connect_socket(ctx, zmq::socket_type::dealer, ps[i].host, ps[i].port,
                                             c->name(static_cast<int>(i)), so));
@@ -482,6 +492,7 @@ Status PsClient::reopen_sockets() {
     so.monitor_endpoint = monitor->endpoint();
     so.routing_id = session_ + "/r";  // the PS hands the routing id over to this connection
     so.send_timeout = kSendSlice;
+    so.transport = transports_[i];
     PSTRAIN_ASSIGN_OR_RETURN(
         sockets_[i], connect_socket(*ctx_, zmq::socket_type::dealer, ps_[i].host, ps_[i].port,
                                     name(static_cast<int>(i)), so));
@@ -561,6 +572,7 @@ void PsClient::heartbeat_loop() {
     SocketOptions so;
     so.curve = options_.keys.get();
     so.routing_id = session_ + "/h";
+    so.transport = transports_[i];
     auto s = connect_socket(*ctx_, zmq::socket_type::dealer, ps_[i].host, ps_[i].port,
                             name(static_cast<int>(i)) + " heartbeat", so);
     if (!s.ok()) {

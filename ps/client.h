@@ -16,6 +16,9 @@
 //   ClientOptions::compression it narrows them first into a 16-bit buffer of its own, reused
 //   from push to push (allocated again only after a failed push, when ZeroMQ may still hold
 //   the old one), and sends that.
+// - ClientOptions::transport picks each PS's path once, at connect(): a Unix socket to the
+//   PS's local endpoint when it runs on this machine (kAuto) or always (kIpc), TCP otherwise
+//   (runtime/wire/transport.h); transport_of() says which. Both sockets of a PS use it.
 // Thread-safety: all methods from one thread; the heartbeat thread is internal.
 #pragma once
 
@@ -38,6 +41,7 @@
 #include "runtime/job/cluster.h"
 #include "runtime/wire/message.h"
 #include "runtime/wire/security.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 
@@ -73,6 +77,8 @@ struct ClientOptions {
   // --compress: gradients travel as float32 (kFloat32), or narrowed to float16 / bfloat16
   // (runtime/wire/half.h, round to nearest even); pulled parameters are always float32.
   FloatFormat compression = FloatFormat::kFloat32;
+  // --transport: how to reach each PS (kAuto: a Unix socket when the PS is on this machine).
+  Transport transport = Transport::kAuto;
 };
 
 struct PushResult {
@@ -141,6 +147,9 @@ class PsClient {
   // Non-empty once the heartbeat thread found a PS silent for longer than reply_timeout.
   std::string heartbeat_failure() const;
 
+  // How this client reaches PS `ps` (kTcp or kIpc).
+  Transport transport_of(int ps) const { return transports_[static_cast<size_t>(ps)]; }
+
   uint64_t bytes_sent() const { return counters_.bytes_out.load(); }
   uint64_t bytes_received() const { return counters_.bytes_in.load(); }
 
@@ -168,6 +177,7 @@ class PsClient {
   ClientOptions options_;
   std::vector<std::unique_ptr<HandshakeMonitor>> monitors_;  // one per PS, before sockets_
   std::vector<zmq::socket_t> sockets_;
+  std::vector<Transport> transports_;  // per PS: kTcp or kIpc, fixed at connect()
   uint64_t next_request_ = 1;
   // "pstrain/<worker>/<random hex>": the routing ids of this client's sockets are it plus
   // "/r" (requests) and "/h" (heartbeats), so a PS tells this process's connections (which

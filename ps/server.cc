@@ -75,7 +75,16 @@ Result<std::unique_ptr<ParameterServer>> ParameterServer::create(PsSocket bound,
       new ParameterServer(std::move(options), std::move(bound.socket), bound.port));
   s->zap_ = std::move(bound.zap);
   s->monitor_ = std::move(bound.monitor);
+  PSTRAIN_RETURN_IF_ERROR(s->bind_local());
   return s;
+}
+
+Status ParameterServer::bind_local() {
+  if (options_.host.empty()) return {};
+  PSTRAIN_RETURN_IF_ERROR(bind_local_endpoint(
+      socket_, options_.host, port_, "ps/" + std::to_string(options_.ps_index) + " service"));
+  local_endpoint_ = local_endpoint(options_.host, port_);
+  return {};
 }
 
 Result<std::unique_ptr<ParameterServer>> ParameterServer::create(zmq::socket_t bound, int port,
@@ -86,8 +95,10 @@ Result<std::unique_ptr<ParameterServer>> ParameterServer::create(zmq::socket_t b
         "a parameter server with a secret needs its socket from "
         "bind_ps_socket (CURVE and ZAP)");
   }
-  return std::unique_ptr<ParameterServer>(
+  std::unique_ptr<ParameterServer> s(
       new ParameterServer(std::move(options), std::move(bound), port));
+  PSTRAIN_RETURN_IF_ERROR(s->bind_local());
+  return s;
 }
 
 ParameterServer::ParameterServer(ServerOptions options, zmq::socket_t socket, int port)
@@ -303,6 +314,9 @@ Result<ServerSummary> ParameterServer::serve() {
     }
   }
   PSTRAIN_LOG(INFO) << "parameter server " << options_.ps_index << " listening on port " << port_
+                    << (local_endpoint_.empty()
+                            ? ""
+                            : " (and " + local_endpoint_ + " for workers on this machine)")
                     << " for " << options_.num_workers << " worker(s)"
                     << (options_.keys ? "; connections are CURVE-encrypted and only clients "
                                         "holding the job's secret get in"
@@ -417,7 +431,11 @@ void ParameterServer::handle(InMessage& msg) {
       w.lost = false;
       update_replicas();
     }
-    if (!w.seen) PSTRAIN_LOG(INFO) << "worker " << sender << " connected";
+    if (!w.seen) {
+      const std::string over = connection_transport(msg.source_fd);
+      PSTRAIN_LOG(INFO) << "worker " << sender << " connected"
+                        << (over.empty() ? "" : " over " + over);
+    }
     w.seen = true;
     w.last_seen = Clock::now();
   }

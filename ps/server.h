@@ -32,6 +32,10 @@
 //   shard at a step >= S was already written: its record is sent again), else once an update
 //   brings the step to S (the reply then says "scheduled": ask again). Without a
 //   checkpoint_dir, SAVE gets an error.
+// - Listens on host:port over TCP and, for workers on the same machine, on
+//   local_endpoint(host, port) (a Unix socket in the abstract namespace: no file to leave
+//   behind; runtime/wire/transport.h); both carry the same protocol, keys and bounds. A
+//   local name in use makes create() fail naming it.
 // - Security (docs/security.md): with ServerOptions::keys the socket is a CURVE server and a
 //   ZAP handler thread (runtime/wire/security.h) admits only clients holding the job's client
 //   key; every refused handshake is counted (PsStats.unauthenticated, Prometheus
@@ -179,6 +183,9 @@ class ParameterServer {
   const std::optional<JobTrainingConfig>& training_config() const { return config_; }
 
  private:
+  // Binds the socket also to local_endpoint(host, port) (runtime/wire/transport.h) for
+  // workers on this machine; a name in use is an error.
+  Status bind_local();
   using Clock = std::chrono::steady_clock;
   struct WorkerState {
     bool seen = false;
@@ -255,6 +262,7 @@ class ParameterServer {
   LogRateLimiter rejection_log_{"refused or malformed message(s)"};
   zmq::socket_t socket_;
   int port_;
+  std::string local_endpoint_;  // "" until bind_local() bound one
   std::atomic<bool> stop_{false};
   ShardStore store_;
   std::optional<JobTrainingConfig> config_;  // set by a successful INIT, with store_

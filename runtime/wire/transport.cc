@@ -10,11 +10,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <utility>
 #include <vector>
+
+#include "runtime/base/hash.h"
 
 namespace pstrain {
 
@@ -206,6 +209,78 @@ std::string connect_endpoint(const std::string& host, int port) {
   return "tcp://" + host_port(host, port);
 }
 
+Result<Transport> parse_transport(std::string_view value) {
+  if (value == "auto") return Transport::kAuto;
+  if (value == "tcp") return Transport::kTcp;
+  if (value == "ipc") return Transport::kIpc;
+  return invalid_argument("--transport=" + std::string(value) +
+                          " is not a choice: give auto (a Unix socket to a parameter server on "
+                          "this machine, TCP to others), tcp or ipc");
+}
+
+const char* transport_name(Transport t) {
+  switch (t) {
+    case Transport::kAuto:
+      return "auto";
+    case Transport::kTcp:
+      return "tcp";
+    case Transport::kIpc:
+      return "ipc";
+  }
+  return "?";
+}
+
+std::string local_endpoint(const std::string& host, int port) {
+  std::string h = lower(strip_brackets(host));
+  if (h == "localhost") h = "127.0.0.1";
+  // A socket name holds 107 bytes; "@pstrain/" and ":65535" take 15 of them.
+  if (h.size() > 64) {
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx",
+                  static_cast<unsigned long long>(Fnv1a().add(h).value()));
+    h = std::string("h-") + hex;
+  }
+  return "ipc://@pstrain/" + h + ":" + std::to_string(port);
+}
+
+bool is_this_machine(const std::string& host) {
+  const std::string h = strip_brackets(host);
+  if (h.empty()) return false;
+  if (is_loopback_host(h)) return true;
+  // check_own_address() accepts a name that resolves elsewhere (with a warning), so it cannot
+  // be asked; the same resolution, and only an address on an interface here counts.
+  std::string warning;
+  return check_own_address(h, "the parameter server", &warning).ok() && warning.empty() &&
+         h != "*" && h != "0.0.0.0" && h != "::";
+}
+
+std::string connection_transport(int fd) {
+  if (fd < 0) return "";
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "";
+  if (addr.ss_family == AF_UNIX) return "ipc";
+  if (addr.ss_family == AF_INET || addr.ss_family == AF_INET6) return "tcp";
+  return "";
+}
+
+Status bind_local_endpoint(zmq::socket_t& socket, const std::string& host, int port,
+                           const std::string& what) {
+  const std::string endpoint = local_endpoint(host, port);
+  try {
+    socket.bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EADDRINUSE) {
+      return unavailable("the local endpoint " + endpoint + " of " + what +
+                         " is already in use: another process on this machine holds that "
+                         "name (`ss -xlp | grep pstrain` shows which); stop it or choose "
+                         "another port");
+    }
+    return unavailable("cannot listen on " + endpoint + " (" + what + "): " + e.what());
+  }
+  return {};
+}
+
 Result<zmq::socket_t> bind_socket(zmq::context_t& ctx, zmq::socket_type type,
                                   const std::string& host, int port, const std::string& what,
                                   const SocketOptions& options) {
@@ -270,7 +345,8 @@ Result<zmq::socket_t> connect_socket(zmq::context_t& ctx, zmq::socket_type type,
     return invalid_argument("routing id for " + what +
                             " must not start with a zero byte (ZeroMQ reserves those)");
   }
-  const std::string endpoint = connect_endpoint(host, port);
+  const std::string endpoint = options.transport == Transport::kIpc ? local_endpoint(host, port)
+                                                                    : connect_endpoint(host, port);
   try {
     zmq::socket_t s(ctx, type);
     apply_common_options(s, options);

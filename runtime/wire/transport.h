@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <zmq.hpp>
@@ -37,7 +38,30 @@ std::string bind_endpoint(const std::string& host, int port);
 // Where a client connects: "tcp://host:P", IPv6 literals in brackets.
 std::string connect_endpoint(const std::string& host, int port);
 
+// How a worker reaches a parameter server (--transport). kTcp: over TCP to host:port. kIpc:
+// over the PS's local endpoint (a Unix socket; the PS must be on this machine, in this
+// network namespace). kAuto: kIpc when the PS's host is this machine (is_this_machine()),
+// kTcp otherwise.
+enum class Transport { kAuto, kTcp, kIpc };
+// "auto", "tcp", "ipc"; anything else is kInvalidArgument naming the choices.
+Result<Transport> parse_transport(std::string_view value);
+const char* transport_name(Transport t);
+
+// Where a PS that listens on host:port also listens for tasks on its own machine: a Unix
+// socket in Linux's abstract namespace, "ipc://@pstrain/<host>:<port>" (the host lower-cased,
+// without brackets, "localhost" as 127.0.0.1; a host too long for a socket name is replaced
+// by its FNV-1a hash). Such a socket has no file: nothing is left behind when the process
+// ends, however it ends. Like a TCP port, the name belongs to the network namespace.
+std::string local_endpoint(const std::string& host, int port);
+// Whether a PS at `host` runs on this machine: a loopback name or address, or one that
+// resolves to an address on one of this machine's interfaces (getifaddrs). A name that does
+// not resolve is not.
+bool is_this_machine(const std::string& host);
+
 struct SocketOptions {
+  // Connect side: kIpc connects to local_endpoint(host, port) instead of tcp://host:port
+  // (kAuto is resolved by the caller; connect_socket treats it as kTcp). Bind side: unused.
+  Transport transport = Transport::kTcp;
   int send_hwm = 0;  // messages; 0 = no limit
   int recv_hwm = 0;
   std::chrono::milliseconds send_timeout{60000};  // ZMQ_SNDTIMEO; -1 = block
@@ -75,6 +99,16 @@ struct SocketOptions {
 Result<zmq::socket_t> bind_socket(zmq::context_t& ctx, zmq::socket_type type,
                                   const std::string& host, int port, const std::string& what,
                                   const SocketOptions& options = {});
+
+// "ipc" for a Unix socket, "tcp" for a TCP one, "" when `fd` (a connection's ZMQ_SRCFD; may be
+// closed by now) is neither.
+std::string connection_transport(int fd);
+
+// Binds `socket` (bound already to host:port by bind_socket) also to local_endpoint(host,
+// port). A name in use (another process in this network namespace holds it) is kUnavailable
+// naming it and what to do.
+Status bind_local_endpoint(zmq::socket_t& socket, const std::string& host, int port,
+                           const std::string& what);
 
 // Creates a socket of `type` (normally DEALER) connected to connect_endpoint(host, port).
 // ZeroMQ connects in the background and reconnects after failures, so a server that is not up

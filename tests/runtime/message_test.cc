@@ -1,5 +1,5 @@
 // Tests for runtime/message.h (encode/decode, zero copy, rejection of bad bytes) and
-// runtime/transport.h (endpoints, socket helpers, free ports).
+// runtime/transport.h (endpoints, socket helpers, the local endpoint, free ports).
 #include "runtime/wire/message.h"
 
 #include <gmock/gmock.h>
@@ -603,6 +603,69 @@ TEST(TransportTest, BadAddressesAreInvalidArguments) {
                 .status()
                 .code(),
             StatusCode::kInvalidArgument);
+}
+
+TEST(TransportTest, TransportChoicesAndLocalEndpoints) {
+  EXPECT_EQ(*parse_transport("auto"), Transport::kAuto);
+  EXPECT_EQ(*parse_transport("tcp"), Transport::kTcp);
+  EXPECT_EQ(*parse_transport("ipc"), Transport::kIpc);
+  auto bad = parse_transport("shm");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("--transport=shm is not a choice"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("tcp or ipc"));
+  EXPECT_STREQ(transport_name(Transport::kIpc), "ipc");
+
+  EXPECT_EQ(local_endpoint("127.0.0.1", 2222), "ipc://@pstrain/127.0.0.1:2222");
+  EXPECT_EQ(local_endpoint("LocalHost", 2222), "ipc://@pstrain/127.0.0.1:2222");
+  EXPECT_EQ(local_endpoint("[::1]", 2222), "ipc://@pstrain/::1:2222");
+  EXPECT_EQ(local_endpoint("Node-7.Example", 80), "ipc://@pstrain/node-7.example:80");
+  // A host too long for a socket name: a fixed-size hash, different per host.
+  const std::string a = local_endpoint(std::string(200, 'a'), 2222);
+  const std::string b = local_endpoint(std::string(199, 'a') + "b", 2222);
+  EXPECT_LE(a.size(), std::string("ipc://").size() + 107);
+  EXPECT_NE(a, b);
+  EXPECT_THAT(a, HasSubstr(":2222"));
+
+  EXPECT_TRUE(is_this_machine("127.0.0.1"));
+  EXPECT_TRUE(is_this_machine("localhost"));
+  EXPECT_TRUE(is_this_machine("[::1]"));
+  EXPECT_FALSE(is_this_machine("192.0.2.1"));  // TEST-NET-1: on no interface here
+  EXPECT_FALSE(is_this_machine("no-such-host.invalid"));
+  EXPECT_FALSE(is_this_machine(""));
+}
+
+TEST(TransportTest, AConnectionOverTheLocalEndpointCarriesMessagesAndSaysIpc) {
+  zmq::context_t ctx;
+  auto router = bind_socket(ctx, zmq::socket_type::router, "127.0.0.1", 0, "ps/0 service");
+  ASSERT_TRUE(router.ok()) << router.status().to_string();
+  auto port = bound_port(*router);
+  ASSERT_TRUE(port.ok());
+  ASSERT_TRUE(bind_local_endpoint(*router, "127.0.0.1", *port, "ps/0 service").ok());
+  for (Transport t : {Transport::kIpc, Transport::kTcp}) {
+    SCOPED_TRACE(transport_name(t));
+    SocketOptions so;
+    so.transport = t;
+    so.routing_id = std::string("client-") + transport_name(t);
+    auto dealer = connect_socket(ctx, zmq::socket_type::dealer, "localhost", *port, "w", so);
+    ASSERT_TRUE(dealer.ok()) << dealer.status().to_string();
+    OutMessage m;
+    m.header.set_kind(wire::HEARTBEAT);
+    m.header.set_job_id(kJob);
+    m.header.set_sender(0);
+    ASSERT_TRUE(send_message(*dealer, std::move(m)).ok());
+    auto in = recv_message(*router, kWait, true, kJob);
+    ASSERT_TRUE(in.ok()) << in.status().to_string();
+    EXPECT_EQ(in->header.kind(), wire::HEARTBEAT);
+    EXPECT_EQ(connection_transport(in->source_fd), transport_name(t));
+  }
+  // A second server on the same host and port cannot take the local name either.
+  zmq::socket_t other(ctx, zmq::socket_type::router);
+  Status taken = bind_local_endpoint(other, "127.0.0.1", *port, "ps/1 service");
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.code(), StatusCode::kUnavailable);
+  EXPECT_THAT(taken.message(), HasSubstr("ipc://@pstrain/127.0.0.1:" + std::to_string(*port)));
+  EXPECT_THAT(taken.message(), HasSubstr("already in use"));
 }
 
 TEST(TransportTest, PickFreeTcpPortsGivesDistinctBindablePorts) {

@@ -1,0 +1,167 @@
+// --transport: the main job's shape (1 PS + 2 workers, sync, the MLP, CPU) as real processes on
+// 127.0.0.1, once with both workers on TCP and once with worker 0 on the PS's Unix socket
+// (ipc) and worker 1 on TCP: the PS says which connection came over which, and the two runs
+// end at the same step with exactly the same test accuracy (the bytes on either path are the
+// same). And a PS killed with SIGKILL leaves no socket name behind: one started again on the
+// same port listens on both at once. Every process is waited for with a deadline.
+#include <gtest/gtest.h>
+
+#include "tests/temp_dir.h"
+
+#include <chrono>
+#include <filesystem>
+#include <regex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/job/process.h"
+#include "runtime/wire/transport.h"
+#include "tests/integration/paths.h"
+
+namespace pstrain {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_util::read_all;
+constexpr auto kDeadline = std::chrono::seconds(200);
+constexpr int kSteps = 300;
+
+struct JobRun {
+  bool ok = false;
+  double accuracy = -1;
+  long ps_step = -1;
+  std::string ps_log;
+  std::string chief_log;
+};
+
+// Whether the abstract Unix socket `name` ("@pstrain/...") is listed in /proc/net/unix.
+bool abstract_socket_listed(const std::string& name) {
+  return read_all("/proc/net/unix").find(" " + name + "\n") != std::string::npos;
+}
+
+// Polls /proc/net/unix (kernel state, not a synchronisation) until `name` is `listed` or the
+// deadline passes; whether it got there.
+bool wait_listed(const std::string& name, bool listed, std::chrono::seconds within) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (abstract_socket_listed(name) == listed) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return abstract_socket_listed(name) == listed;
+}
+
+class TransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::is_directory(testing_util::kFashionMnist)) {
+      GTEST_SKIP() << testing_util::kFashionMnist << " is missing: install dataset-fashion-mnist";
+    }
+  }
+
+  JobRun run_job(const std::string& tag, const std::string& t0, const std::string& t1) {
+    JobRun run;
+    auto ports = pick_free_tcp_ports(3);
+    EXPECT_TRUE(ports.ok()) << ports.status().to_string();
+    if (!ports.ok()) return run;
+    auto addr = [&](size_t i) { return "127.0.0.1:" + std::to_string((*ports)[i]); };
+    const std::vector<std::string> common = {"--ps_hosts=" + addr(0),
+                                             "--worker_hosts=" + addr(1) + "," + addr(2),
+                                             "--sync_replicas",
+                                             "--model=mlp",
+                                             "--train_steps=" + std::to_string(kSteps),
+                                             "--num_gpus=0",
+                                             "--cpu_threads=1",
+                                             "--log_every=100"};
+    const std::vector<std::string> names = {tag + "-ps0", tag + "-wk0", tag + "-wk1"};
+    std::vector<Subprocess> procs;
+    for (size_t i = 0; i < 3; ++i) {
+      std::vector<std::string> argv = {testing_util::kPstrain,
+                                       i == 0 ? "--job_name=ps" : "--job_name=worker",
+                                       "--task_index=" + std::to_string(i == 0 ? 0 : i - 1)};
+      argv.insert(argv.end(), common.begin(), common.end());
+      if (i == 1) argv.push_back("--transport=" + t0);
+      if (i == 2) argv.push_back("--transport=" + t1);
+      if (i == 1) argv.push_back("--summary_json=" + (dir_ / (names[i] + ".json")).string());
+      auto p = Subprocess::spawn(testing_util::task_options(dir_, names[i], argv));
+      EXPECT_TRUE(p.ok()) << p.status().to_string();
+      if (!p.ok()) return run;
+      procs.push_back(std::move(p).value());
+    }
+    const auto deadline = Subprocess::Clock::now() + kDeadline;
+    run.ok = true;
+    for (size_t i = 0; i < procs.size(); ++i) {
+      auto st = procs[i].wait_until(deadline);
+      const ExitStatus status = st.ok() ? *st : procs[i].kill();
+      if (!status.success()) {
+        run.ok = false;
+        ADD_FAILURE() << names[i] << " " << status.to_string() << "\n--- stderr\n"
+                      << read_all(dir_ / (names[i] + ".err"));
+      }
+    }
+    run.ps_log = read_all(dir_ / (names[0] + ".err"));
+    run.chief_log = read_all(dir_ / (names[1] + ".err"));
+    std::smatch m;
+    const std::string ps_out = read_all(dir_ / (names[0] + ".out"));
+    if (std::regex_search(ps_out, m, std::regex(R"(global step (\d+),)"))) {
+      run.ps_step = std::stol(m[1]);
+    }
+    const auto j = nlohmann::json::parse(read_all(dir_ / (names[1] + ".json")), nullptr, false);
+    if (!j.is_discarded() && j.contains("test_accuracy")) {
+      run.accuracy = j.at("test_accuracy").get<double>();
+    }
+    return run;
+  }
+
+  testing_util::TempDir tmp_{"pstrain_transport", /*keep_on_failure=*/true};
+  fs::path dir_ = tmp_.path();
+};
+
+TEST_F(TransportTest, AWorkerOnTheUnixSocketAndOneOnTcpTrainExactlyAsTwoOnTcp) {
+  const JobRun tcp = run_job("tcp", "tcp", "tcp");
+  ASSERT_TRUE(tcp.ok);
+  EXPECT_EQ(tcp.ps_step, kSteps);
+  EXPECT_NE(tcp.ps_log.find("worker 0 connected over tcp"), std::string::npos) << tcp.ps_log;
+  EXPECT_NE(tcp.ps_log.find("worker 1 connected over tcp"), std::string::npos) << tcp.ps_log;
+  ASSERT_GT(tcp.accuracy, 0.7);  // the chief evaluated: the job learned
+
+  const JobRun mixed = run_job("mixed", "ipc", "tcp");
+  ASSERT_TRUE(mixed.ok);
+  EXPECT_EQ(mixed.ps_step, kSteps);
+  EXPECT_NE(mixed.ps_log.find("worker 0 connected over ipc"), std::string::npos) << mixed.ps_log;
+  EXPECT_NE(mixed.ps_log.find("worker 1 connected over tcp"), std::string::npos) << mixed.ps_log;
+  EXPECT_NE(mixed.chief_log.find("connecting over ipc://@pstrain/127.0.0.1:"), std::string::npos)
+      << mixed.chief_log;
+  // Two workers' gradients are averaged in either order to the same bits: the runs agree.
+  EXPECT_EQ(mixed.accuracy, tcp.accuracy);
+}
+
+TEST_F(TransportTest, APsKilledWithSigkillLeavesNoSocketNameAndRestartsOnTheSamePort) {
+  auto ports = pick_free_tcp_ports(2);
+  ASSERT_TRUE(ports.ok()) << ports.status().to_string();
+  const std::string ps = "127.0.0.1:" + std::to_string((*ports)[0]);
+  const std::string name = "@pstrain/" + ps;
+  ASSERT_FALSE(abstract_socket_listed(name));
+  const std::vector<std::string> argv = {testing_util::kPstrain,
+                                         "--job_name=ps",
+                                         "--task_index=0",
+                                         "--ps_hosts=" + ps,
+                                         "--worker_hosts=127.0.0.1:" + std::to_string((*ports)[1]),
+                                         "--num_gpus=0"};
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    auto p =
+        Subprocess::spawn(testing_util::task_options(dir_, "ps-" + std::to_string(round), argv));
+    ASSERT_TRUE(p.ok()) << p.status().to_string();
+    EXPECT_TRUE(wait_listed(name, true, std::chrono::seconds(30)))
+        << name << " never listened\n"
+        << read_all(dir_ / ("ps-" + std::to_string(round) + ".err"));
+    const ExitStatus killed = p->kill();
+    EXPECT_FALSE(killed.success()) << killed.to_string();
+    EXPECT_TRUE(wait_listed(name, false, std::chrono::seconds(10)))
+        << name << " is still listed after the PS was killed";
+  }
+}
+
+}  // namespace
+}  // namespace pstrain
