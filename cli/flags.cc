@@ -319,9 +319,9 @@ void add_compress_flag(CLI::App& app, std::string& compress) {
 
 void add_transport_flag(CLI::App& app, std::string& transport) {
   app.add_option("--transport", transport,
-                 "How workers reach the parameter servers: auto (a Unix socket to a server on "
-                 "this machine, TCP to the others), tcp or ipc (a Unix socket; the server must "
-                 "run on this machine)")
+                 "How workers reach the parameter servers: tcp, ipc (a Unix socket; the "
+                 "server must run on this machine) or auto (ipc to a server on this machine, "
+                 "tcp to the others)")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](std::string& value) -> std::string {

@@ -78,7 +78,9 @@ struct ClientOptions {
   // (runtime/wire/half.h, round to nearest even); pulled parameters are always float32.
   FloatFormat compression = FloatFormat::kFloat32;
   // --transport: how to reach each PS (kAuto: a Unix socket when the PS is on this machine).
-  Transport transport = Transport::kAuto;
+  // TCP by default: on the 2-core build machine the Unix socket was not faster through a PS
+  // (docs/benchmarks.md).
+  Transport transport = Transport::kTcp;
 };
 
 struct PushResult {
