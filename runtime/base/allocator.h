@@ -10,8 +10,10 @@
 //   same size reuses the pages of the last one.
 // - The cost: up to kKeptFreeBytes per arena stay resident after the largest transfers end.
 // - Returns false (and changes nothing it could not set) when glibc refuses a setting; the
-//   process works either way, only slower.
-// Thread-safety: call once, at start-up, before the process starts its threads.
+//   process works either way, only slower. In an ASan or TSan build it changes nothing and
+//   returns true: the sanitizer's allocator replaces glibc's.
+// Thread-safety: glibc's mallopt takes the allocator's lock, so any thread may call it; call it
+// once, early (`pstrain ps` and `pstrain worker` do before they open a socket).
 #pragma once
 
 #include <cstddef>
