@@ -60,29 +60,14 @@ class CompressTest : public ::testing::Test {
                                              "--log_every=100",
                                              "--compress=" + compress};
     std::vector<std::string> names = {compress + "-ps0", compress + "-wk0", compress + "-wk1"};
-    std::vector<Subprocess> procs;
+    std::vector<std::vector<std::string>> argvs;
     for (size_t i = 0; i < 3; ++i) {
-      std::vector<std::string> argv = {testing_util::kPstrain,
-                                       i == 0 ? "--job_name=ps" : "--job_name=worker",
-                                       "--task_index=" + std::to_string(i == 0 ? 0 : i - 1)};
+      std::vector<std::string> argv = testing_util::one_ps_task_argv(i);
       argv.insert(argv.end(), common.begin(), common.end());
       if (i > 0) argv.push_back("--summary_json=" + (dir_ / (names[i] + ".json")).string());
-      auto p = Subprocess::spawn(testing_util::task_options(dir_, names[i], argv));
-      EXPECT_TRUE(p.ok()) << p.status().to_string();
-      if (!p.ok()) return fig;
-      procs.push_back(std::move(p).value());
+      argvs.push_back(std::move(argv));
     }
-    const auto deadline = Subprocess::Clock::now() + kDeadline;
-    fig.ok = true;
-    for (size_t i = 0; i < procs.size(); ++i) {
-      auto st = procs[i].wait_until(deadline);
-      const ExitStatus status = st.ok() ? *st : procs[i].kill();
-      if (!status.success()) {
-        fig.ok = false;
-        ADD_FAILURE() << names[i] << " " << status.to_string() << "\n--- stderr\n"
-                      << read_all(dir_ / (names[i] + ".err"));
-      }
-    }
+    fig.ok = testing_util::run_tasks_to_success(dir_, names, argvs, kDeadline);
     if (!fig.ok) return fig;
     std::smatch m;
     const std::string ps_out = read_all(dir_ / (names[0] + ".out"));

@@ -1,9 +1,13 @@
 // What the integration tests that run the real binary share: the pstrain executable of this
 // build tree, the Debian data set's directory (tests skip when it is not installed), the
 // variables a test clears so that its own environment does not leak into the tasks' cluster
-// resolution, the test venv's Python, and reading a task's output file.
+// resolution, the test venv's Python, reading a task's output file, and starting a job's tasks
+// and waiting for them.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -79,12 +83,47 @@ inline std::string test_python() {
   return std::string(env != nullptr && *env != '\0' ? env : PSTRAIN_TEST_VENV) + "/bin/python";
 }
 
+// The first words of task i of a job with one PS: `pstrain --job_name=ps --task_index=0` for
+// i = 0, `pstrain --job_name=worker --task_index=<i-1>` after.
+inline std::vector<std::string> one_ps_task_argv(size_t i) {
+  return {kPstrain, i == 0 ? "--job_name=ps" : "--job_name=worker",
+          "--task_index=" + std::to_string(i == 0 ? 0 : i - 1)};
+}
+
 // The whole file ("" when it cannot be read).
 inline std::string read_all(const std::filesystem::path& p) {
   std::ifstream in(p);
   std::ostringstream os;
   os << in.rdbuf();
   return os.str();
+}
+
+// Starts one process per argv (named names[i]: task_options) and waits for all of them until
+// `within` has passed, killing any that overstays. True when every one exited 0; each that did
+// not is a test failure that names it and holds its stderr.
+inline bool run_tasks_to_success(const std::filesystem::path& dir,
+                                 const std::vector<std::string>& names,
+                                 const std::vector<std::vector<std::string>>& argvs,
+                                 std::chrono::seconds within) {
+  std::vector<Subprocess> procs;
+  for (size_t i = 0; i < argvs.size(); ++i) {
+    auto p = Subprocess::spawn(task_options(dir, names.at(i), argvs[i]));
+    EXPECT_TRUE(p.ok()) << names.at(i) << ": " << p.status().to_string();
+    if (!p.ok()) return false;
+    procs.push_back(std::move(p).value());
+  }
+  const auto deadline = Subprocess::Clock::now() + within;
+  bool ok = true;
+  for (size_t i = 0; i < procs.size(); ++i) {
+    auto st = procs[i].wait_until(deadline);
+    const ExitStatus status = st.ok() ? *st : procs[i].kill();
+    if (!status.success()) {
+      ok = false;
+      ADD_FAILURE() << names[i] << " " << status.to_string() << "\n--- stderr\n"
+                    << read_all(dir / (names[i] + ".err"));
+    }
+  }
+  return ok;
 }
 
 }  // namespace pstrain::testing_util

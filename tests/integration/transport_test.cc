@@ -74,31 +74,16 @@ class TransportTest : public ::testing::Test {
                                              "--cpu_threads=1",
                                              "--log_every=100"};
     const std::vector<std::string> names = {tag + "-ps0", tag + "-wk0", tag + "-wk1"};
-    std::vector<Subprocess> procs;
+    std::vector<std::vector<std::string>> argvs;
     for (size_t i = 0; i < 3; ++i) {
-      std::vector<std::string> argv = {testing_util::kPstrain,
-                                       i == 0 ? "--job_name=ps" : "--job_name=worker",
-                                       "--task_index=" + std::to_string(i == 0 ? 0 : i - 1)};
+      std::vector<std::string> argv = testing_util::one_ps_task_argv(i);
       argv.insert(argv.end(), common.begin(), common.end());
       if (i == 1) argv.push_back("--transport=" + t0);
       if (i == 2) argv.push_back("--transport=" + t1);
       if (i == 1) argv.push_back("--summary_json=" + (dir_ / (names[i] + ".json")).string());
-      auto p = Subprocess::spawn(testing_util::task_options(dir_, names[i], argv));
-      EXPECT_TRUE(p.ok()) << p.status().to_string();
-      if (!p.ok()) return run;
-      procs.push_back(std::move(p).value());
+      argvs.push_back(std::move(argv));
     }
-    const auto deadline = Subprocess::Clock::now() + kDeadline;
-    run.ok = true;
-    for (size_t i = 0; i < procs.size(); ++i) {
-      auto st = procs[i].wait_until(deadline);
-      const ExitStatus status = st.ok() ? *st : procs[i].kill();
-      if (!status.success()) {
-        run.ok = false;
-        ADD_FAILURE() << names[i] << " " << status.to_string() << "\n--- stderr\n"
-                      << read_all(dir_ / (names[i] + ".err"));
-      }
-    }
+    run.ok = testing_util::run_tasks_to_success(dir_, names, argvs, kDeadline);
     run.ps_log = read_all(dir_ / (names[0] + ".err"));
     run.chief_log = read_all(dir_ / (names[1] + ".err"));
     std::smatch m;
@@ -142,12 +127,10 @@ TEST_F(TransportTest, APsKilledWithSigkillLeavesNoSocketNameAndRestartsOnTheSame
   const std::string ps = "127.0.0.1:" + std::to_string((*ports)[0]);
   const std::string name = "@pstrain/" + ps;
   ASSERT_FALSE(abstract_socket_listed(name));
-  const std::vector<std::string> argv = {testing_util::kPstrain,
-                                         "--job_name=ps",
-                                         "--task_index=0",
-                                         "--ps_hosts=" + ps,
-                                         "--worker_hosts=127.0.0.1:" + std::to_string((*ports)[1]),
-                                         "--num_gpus=0"};
+  std::vector<std::string> argv = testing_util::one_ps_task_argv(0);
+  argv.insert(argv.end(),
+              {"--ps_hosts=" + ps, "--worker_hosts=127.0.0.1:" + std::to_string((*ports)[1]),
+               "--num_gpus=0"});
   for (int round = 0; round < 2; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     auto p =
