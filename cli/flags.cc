@@ -320,15 +320,16 @@ void add_compress_flag(CLI::App& app, std::string& compress) {
 void add_transport_flag(CLI::App& app, std::string& transport) {
   app.add_option("--transport", transport,
                  "How workers reach the parameter servers: tcp, ipc (a Unix socket; the "
-                 "server must run on this machine) or auto (ipc to a server on this machine, "
-                 "tcp to the others)")
+                 "server must run on this machine), shm (the Unix socket for headers, shared "
+                 "memory for tensors) or auto (shm to a server on this machine, tcp to the "
+                 "others)")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](std::string& value) -> std::string {
             auto t = parse_transport(value);
             return t.ok() ? std::string() : t.status().message();
           },
-          "auto|tcp|ipc"))
+          "auto|tcp|ipc|shm"))
       ->group(kTrainingGroup);
 }
 

@@ -130,7 +130,7 @@ void add_summary_every_flag(CLI::App& app, int& summary_every);
 // task): how a worker's gradients travel (ClientOptions::compression). A value that is not a
 // choice is a parse error naming the choices (exit 2).
 void add_compress_flag(CLI::App& app, std::string& compress);
-// --transport auto|tcp|ipc (role processes and `pstrain launch`): how a worker reaches each
+// --transport auto|tcp|ipc|shm (role processes and `pstrain launch`): how a worker reaches each
 // parameter server (ClientOptions::transport, runtime/wire/transport.h); a value that is not a
 // choice is refused by CLI11 with the choices.
 void add_transport_flag(CLI::App& app, std::string& transport);

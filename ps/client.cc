@@ -62,13 +62,47 @@ Result<std::unique_ptr<PsClient>> PsClient::connect(zmq::context_t& ctx,
                             " parameter servers, the cluster has " + std::to_string(ps.size()));
   }
   std::unique_ptr<PsClient> c(new PsClient(ctx, ps, placement, options));
-  for (const HostPort& p : ps) {
-    const bool local = options.transport == Transport::kIpc ||
-                       (options.transport == Transport::kAuto && is_this_machine(p.host));
-    c->transports_.push_back(local ? Transport::kIpc : Transport::kTcp);
-    if (local) {
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const HostPort& p = ps[i];
+    Transport t = options.transport;
+    if (t == Transport::kAuto) t = is_this_machine(p.host) ? Transport::kShm : Transport::kTcp;
+    std::shared_ptr<ShmSegment> segment;
+    uint64_t region = 0;
+    if (t == Transport::kShm) {
+      // Each region holds the PS's chunks as float32, each at a 64-byte boundary.
+      for (int ci : placement.chunks_of_ps[i]) {
+        region += (static_cast<uint64_t>(placement.chunks[static_cast<size_t>(ci)].count) *
+                       sizeof(float) +
+                   63) &
+                  ~uint64_t{63};
+      }
+      region = (region + 4095) & ~uint64_t{4095};
+      auto created = ShmSegment::create(2 * region);
+      if (!created.ok() && options.transport == Transport::kShm) {
+        return created.status().with_context("--transport=shm for " + p.to_string());
+      }
+      if (!created.ok()) {
+        PSTRAIN_LOG(WARNING) << "no shared memory for the PS at " << p.to_string() << " ("
+                             << created.status().message() << "): using its Unix socket";
+        t = Transport::kIpc;
+      } else {
+        segment = *created;
+      }
+    }
+    c->transports_.push_back(t);
+    c->shm_region_.push_back(region);
+    c->shm_resolvers_.emplace_back();
+    if (segment != nullptr) {
+      c->shm_resolvers_.back() = [segment](const InMessage&) -> Result<ShmView> {
+        return ShmView{.bytes = segment->bytes(), .keep = segment};
+      };
+    }
+    c->shm_.push_back(std::move(segment));
+    if (t == Transport::kIpc || t == Transport::kShm) {
       PSTRAIN_LOG(INFO) << "ps at " << p.to_string() << " is on this machine: connecting over "
-                        << local_endpoint(p.host, p.port) << " (--transport=tcp for TCP)";
+                        << local_endpoint(p.host, p.port)
+                        << (t == Transport::kShm ? ", tensors through shared memory" : "")
+                        << " (--transport=tcp for TCP)";
     }
   }
   for (size_t i = 0; i < ps.size(); ++i) {
@@ -113,6 +147,19 @@ std::vector<int> PsClient::all_ps() const {
 std::string PsClient::name(int ps) const {
   return "parameter server ps/" + std::to_string(ps) + " at " +
          ps_[static_cast<size_t>(ps)].to_string();
+}
+
+void PsClient::name_segment(OutMessage& m, int ps, bool reply) const {
+  const ShmSegment* seg = shm_[static_cast<size_t>(ps)].get();
+  if (seg == nullptr) return;
+  wire::ShmSegment* id = m.header.mutable_shm();
+  id->set_pid(seg->pid());
+  id->set_fd(seg->fd());
+  id->set_token(seg->token());
+  if (reply) {
+    id->set_reply_offset(kShmHeaderBytes + shm_region_[static_cast<size_t>(ps)]);
+    id->set_reply_size(shm_region_[static_cast<size_t>(ps)]);
+  }
 }
 
 OutMessage PsClient::request(wire::Kind kind) const {
@@ -267,8 +314,9 @@ Status PsClient::exchange(const std::vector<int>& targets,
     for (size_t k = 0; k < items.size(); ++k) {
       if (!(items[k].revents & ZMQ_POLLIN)) continue;
       Pending& p = pending[index[k]];
+      const ShmResolver& shm = shm_resolvers_[static_cast<size_t>(p.ps)];
       auto msg = recv_message(sockets_[static_cast<size_t>(p.ps)], std::chrono::milliseconds(0),
-                              false, options_.job_id, &counters_);
+                              false, options_.job_id, &counters_, shm ? &shm : nullptr);
       if (!msg.ok()) {
         if (msg.status().code() == StatusCode::kDeadlineExceeded) continue;
         if (msg.status().code() == StatusCode::kCancelled) return msg.status();
@@ -307,15 +355,31 @@ Result<bool> PsClient::hello(uint64_t layout_hash) {
   bool initialized = true;
   Status st = exchange(
       all_ps(),
-      [&](int) {
+      [&](int ps) {
         OutMessage m = request(wire::HELLO);
         m.header.mutable_config()->set_layout_hash(layout_hash);
+        name_segment(m, ps, /*reply=*/false);
         return m;
       },
       [&](int ps, InMessage& reply) -> Result<bool> {
         if (reply.header.kind() != wire::REPLY_OK) {
           return data_loss(name(ps) + " answered HELLO with " +
                            wire::Kind_Name(reply.header.kind()));
+        }
+        const size_t i = static_cast<size_t>(ps);
+        if (shm_[i] != nullptr && !reply.header.shm_attached()) {
+          const std::string why = reply.header.shm_error().empty()
+                                      ? "it does not support shared memory (an older pstrain?)"
+                                      : reply.header.shm_error();
+          if (options_.transport == Transport::kShm) {
+            return invalid_argument("--transport=shm: " + name(ps) +
+                                    " cannot map this worker's shared memory: " + why);
+          }
+          PSTRAIN_LOG(WARNING) << name(ps) << " cannot map this worker's shared memory (" << why
+                               << "): sending tensors over its Unix socket";
+          shm_[i].reset();
+          shm_resolvers_[i] = nullptr;
+          transports_[i] = Transport::kIpc;
         }
         initialized = initialized && reply.header.initialized();
         incarnation_[static_cast<size_t>(ps)] = reply.header.ps_incarnation();
@@ -368,6 +432,7 @@ Result<PsSteps> PsClient::pull(std::span<float> flat, const PsSteps& min_steps) 
       [&](int ps) {
         OutMessage m = request(wire::PULL);
         m.header.set_min_step(mins[static_cast<size_t>(ps)]);
+        name_segment(m, ps, /*reply=*/true);
         return m;
       },
       [&](int ps, InMessage& reply) -> Result<bool> {
@@ -434,6 +499,12 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
       [&](int ps) {
         OutMessage m = request(wire::PUSH);
         m.header.set_step(steps[static_cast<size_t>(ps)]);
+        if (const ShmSegment* seg = shm_[static_cast<size_t>(ps)].get(); seg != nullptr) {
+          name_segment(m, ps, /*reply=*/false);
+          m.shm = {.base = seg->bytes().data(),
+                   .offset = kShmHeaderBytes,
+                   .size = shm_region_[static_cast<size_t>(ps)]};
+        }
         std::shared_ptr<const void> keep = tracker->hold(
             format != FloatFormat::kFloat32 ? static_cast<const void*>(words.data())
                                             : static_cast<const void*>(flat_grads.data()),

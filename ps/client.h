@@ -17,8 +17,14 @@
 //   from push to push (allocated again only after a failed push, when ZeroMQ may still hold
 //   the old one), and sends that.
 // - ClientOptions::transport picks each PS's path once, at connect(): a Unix socket to the
-//   PS's local endpoint when it runs on this machine (kAuto) or always (kIpc), TCP otherwise
+//   PS's local endpoint (kIpc), that socket for the headers and a shared-memory segment for
+//   the tensors (kShm; kAuto when the PS runs on this machine), TCP otherwise
 //   (runtime/wire/transport.h); transport_of() says which. Both sockets of a PS use it.
+//   kShm: one segment per PS (runtime/wire/shm.h) with a request region that push() copies
+//   the gradients into and a reply region that the PS writes pulled parameters into, each as
+//   large as the PS's chunks. A PS that cannot map it (hello() says so) is reached over the
+//   Unix socket alone (kIpc), with a warning naming why. Only one request per PS is out at a
+//   time, so the regions are never written while the other side reads them.
 // Thread-safety: all methods from one thread; the heartbeat thread is internal.
 #pragma once
 
@@ -41,6 +47,7 @@
 #include "runtime/job/cluster.h"
 #include "runtime/wire/message.h"
 #include "runtime/wire/security.h"
+#include "runtime/wire/shm.h"
 #include "runtime/wire/transport.h"
 
 namespace pstrain {
@@ -149,7 +156,7 @@ class PsClient {
   // Non-empty once the heartbeat thread found a PS silent for longer than reply_timeout.
   std::string heartbeat_failure() const;
 
-  // How this client reaches PS `ps` (kTcp or kIpc).
+  // How this client reaches PS `ps` (kTcp, kIpc or kShm).
   Transport transport_of(int ps) const { return transports_[static_cast<size_t>(ps)]; }
 
   uint64_t bytes_sent() const { return counters_.bytes_out.load(); }
@@ -179,7 +186,14 @@ class PsClient {
   ClientOptions options_;
   std::vector<std::unique_ptr<HandshakeMonitor>> monitors_;  // one per PS, before sockets_
   std::vector<zmq::socket_t> sockets_;
-  std::vector<Transport> transports_;  // per PS: kTcp or kIpc, fixed at connect()
+  std::vector<Transport> transports_;  // per PS: kTcp, kIpc or kShm (kShm -> kIpc in hello())
+  // kShm: per PS, the segment (null otherwise), the size of each of its two regions, and the
+  // resolver for the PS's replies (frames in this segment).
+  std::vector<std::shared_ptr<ShmSegment>> shm_;
+  std::vector<uint64_t> shm_region_;
+  std::vector<ShmResolver> shm_resolvers_;
+  // Names PS `ps`'s segment in `m` (when it has one), with the reply region when `reply`.
+  void name_segment(OutMessage& m, int ps, bool reply) const;
   uint64_t next_request_ = 1;
   // "pstrain/<worker>/<random hex>": the routing ids of this client's sockets are it plus
   // "/r" (requests) and "/h" (heartbeats), so a PS tells this process's connections (which

@@ -1,8 +1,10 @@
 #include "ps/server.h"
 
+#include <signal.h>
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -112,6 +114,10 @@ ParameterServer::ParameterServer(ServerOptions options, zmq::socket_t socket, in
   incarnation_ = (static_cast<uint64_t>(rd()) << 32) ^ static_cast<uint64_t>(rd()) ^
                  static_cast<uint64_t>(Clock::now().time_since_epoch().count());
   if (incarnation_ == 0) incarnation_ = 1;
+  shm_resolver_ = [this](const InMessage& m) -> Result<ShmView> {
+    PSTRAIN_ASSIGN_OR_RETURN(std::shared_ptr<ShmSegment> seg, shm_segment_of(m));
+    return ShmView{.bytes = seg->bytes(), .keep = seg};
+  };
   int cap = options_.max_connections;
   if (cap <= 0) {
     rlimit nofile{};
@@ -326,7 +332,7 @@ Result<ServerSummary> ParameterServer::serve() {
     if (!fatal_.ok()) return fatal_;
     // Wake at least every 100 ms to expire parked pulls and watch heartbeats.
     auto msg = recv_message(socket_, std::chrono::milliseconds(100), /*has_routing_id=*/true,
-                            options_.job_id, &counters_);
+                            options_.job_id, &counters_, &shm_resolver_);
     if (msg.ok()) {
       handle(*msg);
       if (options_.metrics) options_.metrics->on_step(store_.step());
@@ -458,15 +464,22 @@ void ParameterServer::handle(InMessage& msg) {
                              "every task has the same --model, --hidden_units and cluster)");
         return;
       }
-      if (awaiting_init_) {
-        // Restored from a checkpoint, not yet confirmed by an INIT: "not initialised", so the
-        // chief of a job started again sends INIT (its config then applies).
-        OutMessage out = make_reply(wire::REPLY_OK, h.request_id());
-        out.header.set_initialized(false);
-        send_to(msg.routing_id, std::move(out), "reply", sender);
-        return;
+      // --transport=shm: map the worker's segment now, and say whether that worked (if not,
+      // the worker sends its tensors inline).
+      OutMessage out = make_reply(wire::REPLY_OK, h.request_id());
+      if (h.has_shm()) {
+        auto seg = shm_segment_of(msg);
+        out.header.set_shm_attached(seg.ok());
+        if (!seg.ok()) {
+          out.header.set_shm_error(seg.status().message());
+          PSTRAIN_LOG(WARNING) << "worker " << sender
+                               << " asked for shared memory: " << seg.status().message();
+        }
       }
-      reply(msg, wire::REPLY_OK);
+      // Restored from a checkpoint, not yet confirmed by an INIT: "not initialised", so the
+      // chief of a job started again sends INIT (its config then applies).
+      if (awaiting_init_) out.header.set_initialized(false);
+      send_to(msg.routing_id, std::move(out), "reply", sender);
       return;
     }
     case wire::INIT:
@@ -648,9 +661,58 @@ void ParameterServer::adopt_init(InMessage& msg) {
   answer_parked(/*expire_all_due=*/false);
 }
 
-void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t request_id,
-                                  int worker) {
+Result<std::shared_ptr<ShmSegment>> ParameterServer::shm_segment_of(const InMessage& msg) {
+  const wire::ShmSegment& id = msg.header.shm();
+  if (id.token() == 0) return invalid_argument("the request names no shared-memory segment");
+  const int peer = peer_pid(msg.source_fd);
+  if (peer < 0 || static_cast<uint32_t>(peer) != id.pid()) {
+    return invalid_argument(
+        "shared memory of process " + std::to_string(id.pid()) + " named on " +
+        (peer < 0 ? std::string("a connection that is not a Unix socket")
+                  : "the connection of process " + std::to_string(peer)) +
+        ": a PS maps only its peer's own segment (--transport=shm needs the worker and the PS "
+        "on one machine)");
+  }
+  for (const auto& seg : shm_segments_) {
+    if (seg->pid() == id.pid() && seg->fd() == id.fd() && seg->token() == id.token()) return seg;
+  }
+  PSTRAIN_ASSIGN_OR_RETURN(std::shared_ptr<ShmSegment> seg,
+                           ShmSegment::attach(id.pid(), id.fd(), id.token()));
+  // Bounded: the segments of processes that are gone go first, then the oldest.
+  std::erase_if(shm_segments_, [](const std::shared_ptr<ShmSegment>& s) {
+    return kill(static_cast<pid_t>(s->pid()), 0) != 0 && errno == ESRCH;
+  });
+  const size_t cap = 8 + 4 * static_cast<size_t>(options_.num_workers);
+  while (shm_segments_.size() >= cap) shm_segments_.pop_front();
+  shm_segments_.push_back(seg);
+  PSTRAIN_LOG(INFO) << "worker " << msg.header.sender() << " sends its tensors through shared "
+                    << "memory (a " << seg->bytes().size() / 1024 << " KB segment of process "
+                    << id.pid() << ")";
+  return seg;
+}
+
+ParameterServer::ShmReply ParameterServer::shm_reply_of(const InMessage& msg) {
+  const wire::ShmSegment& id = msg.header.shm();
+  if (id.token() == 0 || id.reply_size() == 0) return {};
+  auto seg = shm_segment_of(msg);
+  if (!seg.ok()) {
+    if (rejection_log_.allow()) {
+      PSTRAIN_LOG(WARNING) << "answering worker " << msg.header.sender()
+                           << " inline: " << seg.status().message();
+    }
+    return {};
+  }
+  const uint64_t size = (*seg)->bytes().size();
+  if (id.reply_offset() > size || id.reply_size() > size - id.reply_offset()) return {};
+  return {.segment = *seg, .offset = id.reply_offset(), .size = id.reply_size()};
+}
+
+void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker,
+                                  const ShmReply& shm) {
   OutMessage out = make_reply(wire::REPLY_PARAMS, request_id);
+  if (shm.segment != nullptr) {
+    out.shm = {.base = shm.segment->bytes().data(), .offset = shm.offset, .size = shm.size};
+  }
   out.frames.reserve(store_.num_chunks());
   for (size_t i = 0; i < store_.num_chunks(); ++i) {
     std::shared_ptr<const std::vector<float>> values = store_.values(i);
@@ -667,7 +729,7 @@ void ParameterServer::on_pull(InMessage& msg) {
     return;
   }
   if (pull_ready(h.sender(), h.min_step())) {
-    answer_pull(msg.routing_id, h.request_id(), h.sender());
+    answer_pull(msg.routing_id, h.request_id(), h.sender(), shm_reply_of(msg));
     return;
   }
   // Bounded: a worker has one PULL outstanding; beyond kMaxParkedPullsPerWorker the oldest of
@@ -689,6 +751,7 @@ void ParameterServer::on_pull(InMessage& msg) {
   p.worker = h.sender();
   p.min_step = h.min_step();
   p.expires = Clock::now() + options_.long_poll;
+  p.shm = shm_reply_of(msg);
   parked_.push_back(std::move(p));
 }
 
@@ -713,7 +776,7 @@ void ParameterServer::answer_parked(bool expire_all_due) {
   for (auto it = parked_.begin(); it != parked_.end();) {
     const bool ready = pull_ready(it->worker, it->min_step);
     if (ready) {
-      answer_pull(it->routing_id, it->request_id, it->worker);
+      answer_pull(it->routing_id, it->request_id, it->worker, it->shm);
     } else if (chief_lost_) {
       OutMessage out = make_reply(wire::REPLY_ERROR, it->request_id);
       out.header.set_error(kChiefLost);

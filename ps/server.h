@@ -96,6 +96,7 @@
 #include "runtime/base/status.h"
 #include "runtime/wire/message.h"
 #include "runtime/wire/security.h"
+#include "runtime/wire/shm.h"
 
 namespace pstrain {
 
@@ -202,12 +203,19 @@ class ParameterServer {
     Clock::time_point last_probe{};
     bool owner_alive = true;
   };
+  // Where a reply's frames go in a worker's shared-memory segment (segment null: inline).
+  struct ShmReply {
+    std::shared_ptr<ShmSegment> segment;
+    uint64_t offset = 0;
+    uint64_t size = 0;
+  };
   struct ParkedPull {
     zmq::message_t routing_id;
     uint64_t request_id = 0;
     int worker = 0;
     int64_t min_step = 0;
     Clock::time_point expires;
+    ShmReply shm;
   };
 
   ParameterServer(ServerOptions options, zmq::socket_t socket, int port);
@@ -237,7 +245,14 @@ class ParameterServer {
   // After INIT: new connections may send frames of at most twice the largest chunk + 1 MiB.
   void tighten_frame_cap();
   void reply_error(const InMessage& to, const std::string& error);
-  void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker);
+  void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker,
+                   const ShmReply& shm);
+  // --transport=shm: the segment msg's header names, mapped once per segment (kept for the
+  // newest few; those of processes that are gone are dropped); only for a peer on a Unix
+  // socket whose credentials give the segment's pid. Errors name why.
+  Result<std::shared_ptr<ShmSegment>> shm_segment_of(const InMessage& msg);
+  // The reply region a PULL names, when its segment maps and the region lies inside it.
+  ShmReply shm_reply_of(const InMessage& msg);
   void answer_parked(bool expire_all_due);
   // True when a PULL of `worker` asking for `min_step` can be answered now.
   bool pull_ready(int worker, int64_t min_step) const;
@@ -275,6 +290,10 @@ class ParameterServer {
   std::deque<std::string> connection_order_;
   std::vector<ParkedPull> parked_;
   ProtocolCounters counters_;
+  // Workers' shared-memory segments this PS has mapped (newest last), and the resolver that
+  // recv_message() uses for frames in them.
+  std::deque<std::shared_ptr<ShmSegment>> shm_segments_;
+  ShmResolver shm_resolver_;
   Clock::time_point started_;
   // Checkpoints.
   std::optional<checkpoint::ShardData> restore_from_;  // found at start; used by INIT

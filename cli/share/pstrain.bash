@@ -62,7 +62,7 @@ _pstrain() {
     --job_name) mapfile -t COMPREPLY < <(compgen -W "ps worker" -- "$cur"); return ;;
     --log_level) mapfile -t COMPREPLY < <(compgen -W "debug info warning error" -- "$cur"); return ;;
     --compress) mapfile -t COMPREPLY < <(compgen -W "none fp16 bf16" -- "$cur"); return ;;
-    --transport) mapfile -t COMPREPLY < <(compgen -W "auto tcp ipc" -- "$cur"); return ;;
+    --transport) mapfile -t COMPREPLY < <(compgen -W "auto tcp ipc shm" -- "$cur"); return ;;
     --data_dir | --checkpoint_dir | --log_dir | --output_dir | --job_dir)
       mapfile -t COMPREPLY < <(compgen -d -- "$cur")
       return

@@ -1,6 +1,7 @@
 #include "runtime/wire/message.h"
 #include "runtime/base/check.h"
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <climits>
@@ -61,11 +62,12 @@ Status copy_frame(const InMessage& m, size_t i, wire::DType want, std::span<T> d
                             " elements, expected " + std::to_string(dst.size()) +
                             ": the peers disagree about the variable layout");
   }
-  if (m.frames[i].size() != dst.size_bytes()) {
-    return data_loss(where + " holds " + std::to_string(m.frames[i].size()) + " bytes, expected " +
+  const std::span<const std::byte> bytes = m.frame_bytes(i);
+  if (bytes.size() != dst.size_bytes()) {
+    return data_loss(where + " holds " + std::to_string(bytes.size()) + " bytes, expected " +
                      std::to_string(dst.size_bytes()));
   }
-  if (!dst.empty()) std::memcpy(dst.data(), m.frames[i].data(), dst.size_bytes());
+  if (!dst.empty()) std::memcpy(dst.data(), bytes.data(), dst.size_bytes());
   return {};
 }
 
@@ -217,6 +219,25 @@ Status send_message(zmq::socket_t& socket, OutMessage msg, const zmq::message_t*
     info->set_dtype(f.dtype);
     info->set_count(f.count);
   }
+  // Shared memory: frames go to the target region (64-byte aligned) while they fit; their
+  // parts stay empty. A frame that does not fit, and every one after it, travels inline.
+  std::vector<bool> in_shm(msg.frames.size(), false);
+  uint64_t shm_bytes = 0;
+  if (msg.shm.base != nullptr) {
+    uint64_t at = msg.shm.offset;
+    const uint64_t end = msg.shm.offset + msg.shm.size;
+    for (size_t i = 0; i < msg.frames.size(); ++i) {
+      at = (at + 63) & ~uint64_t{63};
+      if (sizes[i] == 0 || at > end || sizes[i] > end - at) break;
+      std::memcpy(msg.shm.base + at, msg.frames[i].data, static_cast<size_t>(sizes[i]));
+      wire::FrameInfo* info = header.mutable_frames(static_cast<int>(i));
+      info->set_in_shm(true);
+      info->set_shm_offset(at);
+      in_shm[i] = true;
+      shm_bytes += sizes[i];
+      at += sizes[i];
+    }
+  }
   std::string header_bytes;
   if (!header.SerializeToString(&header_bytes)) {
     return invalid_argument("send_message: the " + describe(header) +
@@ -224,7 +245,7 @@ Status send_message(zmq::socket_t& socket, OutMessage msg, const zmq::message_t*
   }
 
   const std::string what = "send_message(" + describe(header) + ")";
-  uint64_t total_bytes = header_bytes.size();
+  uint64_t total_bytes = header_bytes.size() + shm_bytes;
   try {
     std::vector<zmq::message_t> parts;
     parts.reserve(msg.frames.size() + 2);
@@ -233,10 +254,12 @@ Status send_message(zmq::socket_t& socket, OutMessage msg, const zmq::message_t*
     for (size_t i = 0; i < msg.frames.size(); ++i) {
       OutFrame& f = msg.frames[i];
       const size_t bytes = static_cast<size_t>(sizes[i]);
-      total_bytes += bytes;
-      if (bytes == 0) {
+      if (bytes == 0 || in_shm[i]) {
         parts.emplace_back();
-      } else if (f.keepalive != nullptr && bytes >= kZeroCopyMinBytes) {
+        continue;
+      }
+      total_bytes += bytes;
+      if (f.keepalive != nullptr && bytes >= kZeroCopyMinBytes) {
         // ZeroMQ owns this heap copy of the keepalive until release_keepalive runs.
         auto* hint = new std::shared_ptr<const void>(std::move(f.keepalive));
         try {
@@ -274,6 +297,7 @@ Status send_message(zmq::socket_t& socket, OutMessage msg, const zmq::message_t*
 
 std::span<const std::byte> InMessage::frame_bytes(size_t i) const {
   PSTRAIN_CHECK(i < frames.size(), "InMessage::frame_bytes: frame index out of range");
+  if (i < shm_frames.size() && frame_info(i).in_shm()) return shm_frames[i];
   const zmq::message_t& f = frames[i];
   return {static_cast<const std::byte*>(f.data()), f.size()};
 }
@@ -287,7 +311,8 @@ Status InMessage::copy_frame_i32(size_t i, std::span<int32_t> dst) const {
 }
 
 Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_routing_id,
-                                 uint64_t expected_job_id, ProtocolCounters* counters) {
+                                 uint64_t expected_job_id, ProtocolCounters* counters,
+                                 const ShmResolver* shm) {
   auto malformed = [counters](const std::string& why) {
     if (counters != nullptr) counters->malformed.fetch_add(1, std::memory_order_relaxed);
     return data_loss("malformed message: " + why);
@@ -341,6 +366,13 @@ Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_rou
                        " overflows the byte size");
     }
     const size_t got = parts[first + 1 + i].size();
+    if (info.in_shm()) {
+      if (got != 0) {
+        return malformed(where + " is in shared memory but its frame holds " + std::to_string(got) +
+                         " bytes");
+      }
+      continue;  // checked against the segment below
+    }
     if (bytes != got) {
       return malformed(where + ": " + std::to_string(info.count()) + " x " +
                        dtype_name(info.dtype()) + " needs " + std::to_string(bytes) +
@@ -351,13 +383,44 @@ Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_rou
   if (has_routing_id) m.routing_id = std::move(parts[0]);
   m.frames.reserve(raw_frames);
   for (size_t i = 0; i < raw_frames; ++i) m.frames.push_back(std::move(parts[first + 1 + i]));
+  const bool any_in_shm = std::any_of(h.frames().begin(), h.frames().end(),
+                                      [](const wire::FrameInfo& f) { return f.in_shm(); });
+  if (any_in_shm) {
+    if (shm == nullptr || !*shm) {
+      return malformed("frames in shared memory on a connection without a segment (" + describe(h) +
+                       ")");
+    }
+    Result<ShmView> view = (*shm)(m);
+    if (!view.ok()) return malformed(view.status().message() + " (" + describe(h) + ")");
+    const std::span<const std::byte> segment = view->bytes;
+    m.shm_frames.resize(raw_frames);
+    uint64_t shm_bytes = 0;
+    for (size_t i = 0; i < raw_frames; ++i) {
+      const wire::FrameInfo& info = h.frames(static_cast<int>(i));
+      if (!info.in_shm()) continue;
+      uint64_t bytes = 0;
+      (void)frame_byte_size(info.dtype(), info.count(), &bytes);  // checked above
+      if (info.shm_offset() > segment.size() || bytes > segment.size() - info.shm_offset()) {
+        return malformed("frame " + std::to_string(i) + " ('" + info.key() + "') of " +
+                         describe(h) + " lies outside the shared-memory segment (" +
+                         std::to_string(bytes) + " bytes at offset " +
+                         std::to_string(info.shm_offset()) + ", the segment holds " +
+                         std::to_string(segment.size()) + ")");
+      }
+      m.shm_frames[i] =
+          segment.subspan(static_cast<size_t>(info.shm_offset()), static_cast<size_t>(bytes));
+      shm_bytes += bytes;
+    }
+    m.shm_keep = std::move(view->keep);
+    if (counters != nullptr) counters->bytes_in.fetch_add(shm_bytes, std::memory_order_relaxed);
+  }
   if (counters != nullptr) counters->messages_in.fetch_add(1, std::memory_order_relaxed);
   return m;
 }
 
 Result<InMessage> recv_message(zmq::socket_t& socket, std::chrono::milliseconds timeout,
                                bool has_routing_id, uint64_t expected_job_id,
-                               ProtocolCounters* counters) {
+                               ProtocolCounters* counters, const ShmResolver* shm) {
   using Clock = std::chrono::steady_clock;
   if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
   const Clock::time_point deadline = Clock::now() + timeout;
@@ -393,7 +456,7 @@ Result<InMessage> recv_message(zmq::socket_t& socket, std::chrono::milliseconds 
             for (size_t i = has_routing_id ? 1 : 0; i < parts.size(); ++i) bytes += parts[i].size();
             counters->bytes_in.fetch_add(bytes, std::memory_order_relaxed);
           }
-          return decode_message(std::move(parts), has_routing_id, expected_job_id, counters);
+          return decode_message(std::move(parts), has_routing_id, expected_job_id, counters, shm);
         }
       }
       if (Clock::now() >= deadline) {

@@ -25,6 +25,14 @@
 // quick, must not block, and must not use ZeroMQ. Smaller frames, and frames without a
 // keepalive, are copied during send_message().
 //
+// Shared memory (--transport=shm, runtime/wire/shm.h): an OutMessage with a ShmTarget copies
+// its frames into that region of a segment (while they fit; the rest travel inline) and sends
+// empty frames whose FrameInfo says in_shm and the offset. The receiver passes a ShmResolver
+// that names the segment such a message refers to; decode_message() checks that every in-shm
+// frame lies inside it (offsets and sizes come from the header, as for inline frames) and
+// frame_bytes() then reads it there. A message with in-shm frames and no resolver, or one the
+// resolver refuses, is malformed. The byte counters count in-shm bytes as sent and received.
+//
 // Thread-safety: the functions are reentrant; a zmq::socket_t must be used by one thread at a
 // time (ZeroMQ's rule). ProtocolCounters may be shared by any number of threads.
 #pragma once
@@ -33,6 +41,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -91,10 +100,20 @@ OutFrame half_frame(std::string key, FloatFormat format, std::span<const uint16_
 OutFrame owned_f32_frame(std::string key, std::vector<float> values);
 OutFrame owned_i32_frame(std::string key, std::vector<int32_t> values);
 
+// Where send_message() puts frame bytes in shared memory: [offset, offset + size) of the
+// mapping that starts at `base` (FrameInfo.shm_offset counts from `base`). base == nullptr:
+// every frame travels inline.
+struct ShmTarget {
+  std::byte* base = nullptr;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+};
+
 struct OutMessage {
   // The caller sets kind, job_id and the kind's fields; send_message() sets version and frames.
   wire::Header header;
   std::vector<OutFrame> frames;
+  ShmTarget shm;
 };
 
 // Counters that send/recv/decode update when given a pointer. Thread-safe.
@@ -134,7 +153,13 @@ struct InMessage {
 
   size_t num_frames() const { return frames.size(); }
   const wire::FrameInfo& frame_info(size_t i) const { return header.frames(static_cast<int>(i)); }
-  // The raw bytes of frame i. i < num_frames() (programmer error otherwise).
+  // Frames that lie in shared memory (FrameInfo.in_shm): their bytes there, one entry per
+  // frame (empty for inline ones), and what keeps the mapping alive while this message lives.
+  std::vector<std::span<const std::byte>> shm_frames;
+  std::shared_ptr<const void> shm_keep;
+
+  // The raw bytes of frame i, inline or in shared memory. i < num_frames() (programmer error
+  // otherwise).
   std::span<const std::byte> frame_bytes(size_t i) const;
   // Copies frame i into dst. Errors (kInvalidArgument) when i is out of range, the frame is
   // not of that dtype, or its element count differs from dst.size().
@@ -142,19 +167,31 @@ struct InMessage {
   Status copy_frame_i32(size_t i, std::span<int32_t> dst) const;
 };
 
+// The shared-memory segment a message with in-shm frames refers to: its mapping (offsets
+// count from its start) and what keeps it mapped. Called with the decoded header and
+// source_fd; an error makes the message malformed, with the error's text.
+struct ShmView {
+  std::span<const std::byte> bytes;
+  std::shared_ptr<const void> keep;
+};
+using ShmResolver = std::function<Result<ShmView>(const InMessage&)>;
+
 // Validates and decodes the parts of one multipart message (see the header comment for the
 // checks and error codes). has_routing_id: the first part is a ROUTER routing id.
 // expected_job_id == 0 accepts any job. Updates malformed/foreign/messages_in when counters is
-// given (bytes_in is counted by recv_message).
+// given (bytes_in is counted by recv_message, and here for in-shm frames). `shm` resolves
+// in-shm frames (nullptr: such a message is malformed).
 Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_routing_id,
-                                 uint64_t expected_job_id, ProtocolCounters* counters = nullptr);
+                                 uint64_t expected_job_id, ProtocolCounters* counters = nullptr,
+                                 const ShmResolver* shm = nullptr);
 
 // Waits up to `timeout` for one multipart message on `socket`, receives all its parts and
 // decodes it. kDeadlineExceeded when nothing arrived in time; decode errors as above (the bad
 // message has been consumed: call again for the next one).
 Result<InMessage> recv_message(zmq::socket_t& socket, std::chrono::milliseconds timeout,
                                bool has_routing_id, uint64_t expected_job_id,
-                               ProtocolCounters* counters = nullptr);
+                               ProtocolCounters* counters = nullptr,
+                               const ShmResolver* shm = nullptr);
 
 // Parses one protobuf message (a Header, a Rendezvous) from bytes that may come from outside
 // the job, without protobuf's own log lines: protobuf logs an error for every string field

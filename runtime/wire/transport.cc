@@ -213,9 +213,10 @@ Result<Transport> parse_transport(std::string_view value) {
   if (value == "auto") return Transport::kAuto;
   if (value == "tcp") return Transport::kTcp;
   if (value == "ipc") return Transport::kIpc;
+  if (value == "shm") return Transport::kShm;
   return invalid_argument("--transport=" + std::string(value) +
-                          " is not a choice: give auto (a Unix socket to a parameter server on "
-                          "this machine, TCP to others), tcp or ipc");
+                          " is not a choice: give auto (shared memory to a parameter server on "
+                          "this machine, TCP to others), tcp, ipc or shm");
 }
 
 const char* transport_name(Transport t) {
@@ -226,6 +227,8 @@ const char* transport_name(Transport t) {
       return "tcp";
     case Transport::kIpc:
       return "ipc";
+    case Transport::kShm:
+      return "shm";
   }
   return "?";
 }
@@ -345,8 +348,8 @@ Result<zmq::socket_t> connect_socket(zmq::context_t& ctx, zmq::socket_type type,
     return invalid_argument("routing id for " + what +
                             " must not start with a zero byte (ZeroMQ reserves those)");
   }
-  const std::string endpoint = options.transport == Transport::kIpc ? local_endpoint(host, port)
-                                                                    : connect_endpoint(host, port);
+  const bool local = options.transport == Transport::kIpc || options.transport == Transport::kShm;
+  const std::string endpoint = local ? local_endpoint(host, port) : connect_endpoint(host, port);
   try {
     zmq::socket_t s(ctx, type);
     apply_common_options(s, options);

@@ -40,10 +40,11 @@ std::string connect_endpoint(const std::string& host, int port);
 
 // How a worker reaches a parameter server (--transport). kTcp: over TCP to host:port. kIpc:
 // over the PS's local endpoint (a Unix socket; the PS must be on this machine, in this
-// network namespace). kAuto: kIpc when the PS's host is this machine (is_this_machine()),
-// kTcp otherwise.
-enum class Transport { kAuto, kTcp, kIpc };
-// "auto", "tcp", "ipc"; anything else is kInvalidArgument naming the choices.
+// network namespace). kShm: the messages' headers over that Unix socket, the tensors through
+// a shared-memory segment (runtime/wire/shm.h). kAuto: kShm when the PS's host is this
+// machine (is_this_machine()), kTcp otherwise.
+enum class Transport { kAuto, kTcp, kIpc, kShm };
+// "auto", "tcp", "ipc", "shm"; anything else is kInvalidArgument naming the choices.
 Result<Transport> parse_transport(std::string_view value);
 const char* transport_name(Transport t);
 
@@ -59,7 +60,7 @@ std::string local_endpoint(const std::string& host, int port);
 bool is_this_machine(const std::string& host);
 
 struct SocketOptions {
-  // Connect side: kIpc connects to local_endpoint(host, port) instead of tcp://host:port
+  // Connect side: kIpc and kShm connect to local_endpoint(host, port) instead of tcp://host:port
   // (kAuto is resolved by the caller; connect_socket treats it as kTcp). Bind side: unused.
   Transport transport = Transport::kTcp;
   int send_hwm = 0;  // messages; 0 = no limit

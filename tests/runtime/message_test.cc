@@ -609,12 +609,14 @@ TEST(TransportTest, TransportChoicesAndLocalEndpoints) {
   EXPECT_EQ(*parse_transport("auto"), Transport::kAuto);
   EXPECT_EQ(*parse_transport("tcp"), Transport::kTcp);
   EXPECT_EQ(*parse_transport("ipc"), Transport::kIpc);
-  auto bad = parse_transport("shm");
+  EXPECT_EQ(*parse_transport("shm"), Transport::kShm);
+  auto bad = parse_transport("rdma");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(bad.status().message(), HasSubstr("--transport=shm is not a choice"));
-  EXPECT_THAT(bad.status().message(), HasSubstr("tcp or ipc"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("--transport=rdma is not a choice"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("tcp, ipc or shm"));
   EXPECT_STREQ(transport_name(Transport::kIpc), "ipc");
+  EXPECT_STREQ(transport_name(Transport::kShm), "shm");
 
   EXPECT_EQ(local_endpoint("127.0.0.1", 2222), "ipc://@pstrain/127.0.0.1:2222");
   EXPECT_EQ(local_endpoint("LocalHost", 2222), "ipc://@pstrain/127.0.0.1:2222");
