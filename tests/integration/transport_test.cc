@@ -2,8 +2,10 @@
 // 127.0.0.1, once with both workers on TCP and once with worker 0 on the PS's Unix socket
 // (ipc) and worker 1 on TCP: the PS says which connection came over which, and the two runs
 // end at the same step with exactly the same test accuracy (the bytes on either path are the
-// same). And a PS killed with SIGKILL leaves no socket name behind: one started again on the
-// same port listens on both at once. Every process is waited for with a deadline.
+// same); the same with worker 0 on shared memory (shm), and with both on it. A PS killed with
+// SIGKILL leaves no socket name behind: one started again on the same port listens on both at
+// once. A job on shared memory killed with SIGKILL leaves nothing in /dev/shm (its segments
+// are memfds, which it did map while it ran). Every process is waited for with a deadline.
 #include <gtest/gtest.h>
 
 #include "tests/temp_dir.h"
@@ -11,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -119,6 +122,75 @@ TEST_F(TransportTest, AWorkerOnTheUnixSocketAndOneOnTcpTrainExactlyAsTwoOnTcp) {
       << mixed.chief_log;
   // Two workers' gradients are averaged in either order to the same bits: the runs agree.
   EXPECT_EQ(mixed.accuracy, tcp.accuracy);
+
+  const JobRun shm_tcp = run_job("shm-tcp", "shm", "tcp");
+  ASSERT_TRUE(shm_tcp.ok);
+  EXPECT_EQ(shm_tcp.ps_step, kSteps);
+  EXPECT_NE(shm_tcp.ps_log.find("worker 0 connected over ipc"), std::string::npos);
+  EXPECT_NE(shm_tcp.ps_log.find("worker 0 sends its tensors through shared memory"),
+            std::string::npos)
+      << shm_tcp.ps_log;
+  EXPECT_NE(shm_tcp.ps_log.find("worker 1 connected over tcp"), std::string::npos);
+  EXPECT_EQ(shm_tcp.ps_log.find("worker 1 sends its tensors through shared memory"),
+            std::string::npos);
+  EXPECT_NE(shm_tcp.chief_log.find("tensors through shared memory"), std::string::npos)
+      << shm_tcp.chief_log;
+  EXPECT_EQ(shm_tcp.accuracy, tcp.accuracy);
+
+  const JobRun shm = run_job("shm", "shm", "shm");
+  ASSERT_TRUE(shm.ok);
+  EXPECT_EQ(shm.ps_step, kSteps);
+  EXPECT_NE(shm.ps_log.find("worker 1 sends its tensors through shared memory"), std::string::npos)
+      << shm.ps_log;
+  EXPECT_EQ(shm.accuracy, tcp.accuracy);
+}
+
+// The names in /dev/shm (empty when there is no such directory).
+std::set<std::string> dev_shm_names() {
+  std::set<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/dev/shm", ec)) {
+    names.insert(e.path().filename().string());
+  }
+  return names;
+}
+
+TEST_F(TransportTest, AJobOnSharedMemoryKilledWithSigkillLeavesNothingInDevShm) {
+  auto ports = pick_free_tcp_ports(2);
+  ASSERT_TRUE(ports.ok()) << ports.status().to_string();
+  const std::string ps = "127.0.0.1:" + std::to_string((*ports)[0]);
+  const std::string wk = "127.0.0.1:" + std::to_string((*ports)[1]);
+  const std::set<std::string> before = dev_shm_names();
+  std::vector<Subprocess> procs;
+  const std::vector<std::string> names = {"kill-ps0", "kill-wk0"};
+  for (size_t i = 0; i < 2; ++i) {
+    std::vector<std::string> argv = testing_util::one_ps_task_argv(i == 0 ? 0 : 1);
+    argv.insert(argv.end(), {"--ps_hosts=" + ps, "--worker_hosts=" + wk, "--num_gpus=0",
+                             "--cpu_threads=1", "--train_steps=1000000", "--transport=shm"});
+    auto p = Subprocess::spawn(testing_util::task_options(dir_, names[i], argv));
+    ASSERT_TRUE(p.ok()) << p.status().to_string();
+    procs.push_back(std::move(p).value());
+  }
+  // Wait (polling the PS's log, with a deadline) until the PS has mapped the worker's segment.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool mapped = false;
+  while (!mapped && std::chrono::steady_clock::now() < deadline) {
+    mapped = read_all(dir_ / "kill-ps0.err").find("sends its tensors through shared memory") !=
+             std::string::npos;
+    if (!mapped) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(mapped) << read_all(dir_ / "kill-ps0.err") << read_all(dir_ / "kill-wk0.err");
+  // Both processes map it, as a memfd: it has no name in /dev/shm.
+  for (Subprocess& p : procs) {
+    const std::string maps = read_all("/proc/" + std::to_string(p.pid()) + "/maps");
+    EXPECT_NE(maps.find("/memfd:pstrain-shm"), std::string::npos) << "pid " << p.pid();
+  }
+  EXPECT_EQ(dev_shm_names(), before);
+  for (Subprocess& p : procs) {
+    const ExitStatus killed = p.kill();
+    EXPECT_FALSE(killed.success()) << killed.to_string();
+  }
+  EXPECT_EQ(dev_shm_names(), before);
 }
 
 TEST_F(TransportTest, APsKilledWithSigkillLeavesNoSocketNameAndRestartsOnTheSamePort) {
