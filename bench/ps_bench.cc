@@ -1,15 +1,16 @@
 // Push + pull through a real parameter server, laid out as in a job: the PS in its own process
 // (this binary started again with --serve), one worker (PsClient) here, over tcp://127.0.0.1 or the
-// PS's Unix socket.
+// PS's Unix socket, or with the tensors through shared memory.
 //
-//   BM_PushPull/KB:N/chunks:C/curve:S/process:P/ipc:I
+//   BM_PushPull/KB:N/chunks:C/curve:S/process:P/via:V
 //       one iteration = push N KB of gradients (zero copy) + pull N KB of parameters back;
 //       bytes/s counts both directions (2 N KB). N: 318 (the MLP), 1000, 4000, 40000.
 //       C: 0 = the placement's default chunking (what a job uses), else at most C chunks.
 //       S: 1 = CURVE with a job secret (as `pstrain launch` runs), 0 = plain TCP.
 //       P: 1 = the PS in its own process (the job's layout), 0 = a thread of this process
 //       (the second series: no process boundary, the client and PS share caches).
-//       I: 0 = loopback TCP, 1 = the PS's local endpoint (a Unix socket, --transport=ipc).
+//       V: 0 = loopback TCP, 1 = the PS's local endpoint (a Unix socket, --transport=ipc),
+//       2 = that socket for headers and a shared-memory segment for tensors (--transport=shm).
 //   BM_RawZmq/KB:N/curve:S/ipc:I
 //       the yardstick: a DEALER sends N KB in one zero-copy frame to a ROUTER echo in its own
 //       process that sends it back, through pstrain's message layer; no PS work.
@@ -224,7 +225,9 @@ void BM_PushPull(benchmark::State& state) {
   const int64_t max_chunks = state.range(1);
   const bool curve = state.range(2) != 0;
   const bool own_process = state.range(3) != 0;
-  const Transport transport = state.range(4) != 0 ? Transport::kIpc : Transport::kTcp;
+  const Transport transport = state.range(4) == 2   ? Transport::kShm
+                              : state.range(4) == 1 ? Transport::kIpc
+                                                    : Transport::kTcp;
   const int64_t count = bytes / 4;
 
   std::optional<JobKeys> keys;
@@ -307,9 +310,9 @@ void BM_PushPull(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_PushPull)
-    ->ArgNames({"KB", "chunks", "curve", "process", "ipc"})
+    ->ArgNames({"KB", "chunks", "curve", "process", "via"})
     ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}, {0, 1}, {1}, {0}})
-    ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0, 1}, {1}, {1}})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0, 1}, {1}, {1, 2}})
     ->ArgsProduct({{318, 4000, 40000}, {0}, {0}, {0}, {0}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);

@@ -84,10 +84,10 @@ struct ClientOptions {
   // --compress: gradients travel as float32 (kFloat32), or narrowed to float16 / bfloat16
   // (runtime/wire/half.h, round to nearest even); pulled parameters are always float32.
   FloatFormat compression = FloatFormat::kFloat32;
-  // --transport: how to reach each PS (kAuto: a Unix socket when the PS is on this machine).
-  // TCP by default: on the 2-core build machine the Unix socket was not faster through a PS
-  // (docs/benchmarks.md).
-  Transport transport = Transport::kTcp;
+  // --transport: how to reach each PS (kAuto: shared memory when the PS is on this machine,
+  // TCP otherwise; on the 2-core build machine shared memory moved 1.4 to 2.5 times the bytes
+  // of TCP through a PS: docs/benchmarks.md).
+  Transport transport = Transport::kAuto;
 };
 
 struct PushResult {
