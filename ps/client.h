@@ -85,7 +85,7 @@ struct ClientOptions {
   // (runtime/wire/half.h, round to nearest even); pulled parameters are always float32.
   FloatFormat compression = FloatFormat::kFloat32;
   // --transport: how to reach each PS (kAuto: shared memory when the PS is on this machine,
-  // TCP otherwise; on the 2-core build machine shared memory moved 1.4 to 2.5 times the bytes
+  // TCP otherwise; on the 2-core build machine shared memory moved 1.5 to 2.4 times the bytes
   // of TCP through a PS: docs/benchmarks.md).
   Transport transport = Transport::kAuto;
 };

@@ -127,16 +127,20 @@ TEST(ShmMessageTest, FramesThroughASegmentArriveBitExactAndAreCounted) {
   std::iota(a.begin(), a.end(), -0.5f);
   a[7] = -0.0f;
   std::vector<int32_t> b = {1, -2, 3};
+  // A 16-bit frame (--compress=bf16) travels the same way.
+  std::vector<uint16_t> words(a.size());
+  narrow_floats(FloatFormat::kBFloat16, a, words);
   Pair pair("shm-exact");
   OutMessage m = push_with(a, b);
+  m.frames.push_back(half_frame("c", FloatFormat::kBFloat16, words, nullptr));
   m.shm = {.base = (*seg)->bytes().data(), .offset = kShmHeaderBytes, .size = 1 << 20};
   ProtocolCounters out, in;
   ASSERT_TRUE(send_message(pair.dealer, std::move(m), nullptr, &out).ok());
   const ShmResolver resolve = resolver_of(*seg);
   auto r = recv_message(pair.router, kWait, true, kJob, &in, &resolve);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
-  ASSERT_EQ(r->num_frames(), 2u);
-  for (size_t i = 0; i < 2; ++i) {
+  ASSERT_EQ(r->num_frames(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
     EXPECT_TRUE(r->frame_info(i).in_shm()) << i;
     EXPECT_EQ(r->frames[i].size(), 0u) << "the ZeroMQ part of frame " << i << " is empty";
     EXPECT_GE(r->frame_info(i).shm_offset(), kShmHeaderBytes);
@@ -148,6 +152,9 @@ TEST(ShmMessageTest, FramesThroughASegmentArriveBitExactAndAreCounted) {
   std::vector<int32_t> got_b(b.size());
   ASSERT_TRUE(r->copy_frame_i32(1, got_b).ok());
   EXPECT_EQ(got_b, b);
+  EXPECT_EQ(r->frame_info(2).dtype(), wire::DTYPE_BFLOAT16);
+  ASSERT_EQ(r->frame_bytes(2).size(), words.size() * sizeof(uint16_t));
+  EXPECT_EQ(std::memcmp(r->frame_bytes(2).data(), words.data(), words.size() * 2), 0);
   // The frames' bytes count as sent and received, as they would inline.
   EXPECT_EQ(out.bytes_out.load(), in.bytes_in.load());
   EXPECT_GT(in.bytes_in.load(), a.size() * sizeof(float) + b.size() * sizeof(int32_t));
