@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "runtime/wire/transport.h"
+#include "tests/runtime/inproc_pair.h"
 
 namespace pstrain {
 namespace {
@@ -61,19 +62,7 @@ struct TcpPair {
 };
 
 // Same over inproc:// (messages are in the peer's queue as soon as send returns).
-struct InprocPair {
-  zmq::context_t ctx;
-  zmq::socket_t router{ctx, zmq::socket_type::router};
-  zmq::socket_t dealer{ctx, zmq::socket_type::dealer};
-
-  explicit InprocPair(const std::string& name) {
-    router.set(zmq::sockopt::linger, 0);
-    dealer.set(zmq::sockopt::linger, 0);
-    dealer.set(zmq::sockopt::routing_id, "inproc-dealer");
-    router.bind("inproc://" + name);
-    dealer.connect("inproc://" + name);
-  }
-};
+using testing_util::InprocPair;
 
 OutMessage push_message(uint64_t job = kJob) {
   OutMessage m;

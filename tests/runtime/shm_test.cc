@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "runtime/wire/message.h"
+#include "tests/runtime/inproc_pair.h"
 #include "tests/temp_dir.h"
 
 namespace pstrain {
@@ -91,18 +92,7 @@ TEST(ShmSegmentTest, PeerPidReadsAUnixSocketsCredentials) {
   for (int fd : {sv[0], sv[1], pipe_fds[0], pipe_fds[1]}) close(fd);
 }
 
-// A DEALER/ROUTER pair over inproc:// (messages are queued as soon as send returns).
-struct Pair {
-  zmq::context_t ctx;
-  zmq::socket_t router{ctx, zmq::socket_type::router};
-  zmq::socket_t dealer{ctx, zmq::socket_type::dealer};
-  explicit Pair(const std::string& name) {
-    router.set(zmq::sockopt::linger, 0);
-    dealer.set(zmq::sockopt::linger, 0);
-    router.bind("inproc://" + name);
-    dealer.connect("inproc://" + name);
-  }
-};
+using Pair = testing_util::InprocPair;
 
 ShmResolver resolver_of(const std::shared_ptr<ShmSegment>& seg) {
   return [seg](const InMessage&) -> Result<ShmView> {
