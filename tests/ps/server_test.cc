@@ -425,6 +425,94 @@ TEST(ParameterServer, InvalidTrainingConfigIsRefusedNamingTheProblem) {
   EXPECT_EQ(f.server->training_config()->optimizer.beta2, config.optimizer.beta2);
 }
 
+// --transport=shm: a PS maps a segment only for a peer on a Unix socket whose credentials give
+// the segment's pid, only with the right token, and says why not in its HELLO reply; a PUSH
+// whose frames point outside the mapped segment is counted as malformed and changes nothing.
+TEST(ParameterServer, SharedMemoryOnlyForThePeersOwnSegment) {
+  ServerFixture f({.num_workers = 2});
+  const Placement p = two_variables();
+  auto seg = ShmSegment::create(4096);
+  ASSERT_TRUE(seg.ok()) << seg.status().to_string();
+  auto hello = [&](zmq::socket_t& s, int sender, uint32_t pid, uint64_t token) {
+    OutMessage m;
+    m.header.set_kind(wire::HELLO);
+    m.header.set_job_id(kJob);
+    m.header.set_sender(sender);
+    m.header.set_request_id(static_cast<uint64_t>(token));
+    m.header.mutable_config()->set_layout_hash(p.hash);
+    m.header.mutable_shm()->set_pid(pid);
+    m.header.mutable_shm()->set_fd((*seg)->fd());
+    m.header.mutable_shm()->set_token(token);
+    EXPECT_TRUE(send_message(s, std::move(m)).ok());
+    auto reply = recv_message(s, milliseconds(10000), false, kJob);
+    EXPECT_TRUE(reply.ok()) << reply.status().to_string();
+    return reply.ok() ? reply->header : wire::Header();
+  };
+  const uint32_t me = (*seg)->pid();
+  const uint64_t token = (*seg)->token();
+
+  // Over TCP: no credentials to check, so no mapping.
+  auto tcp = connect_socket(f.ctx, zmq::socket_type::dealer, "127.0.0.1", f.server->port(), "tcp");
+  ASSERT_TRUE(tcp.ok());
+  wire::Header h = hello(*tcp, 1, me, token);
+  EXPECT_EQ(h.kind(), wire::REPLY_OK);
+  EXPECT_FALSE(h.shm_attached());
+  EXPECT_NE(h.shm_error().find("not a Unix socket"), std::string::npos) << h.shm_error();
+
+  SocketOptions so;
+  so.transport = Transport::kShm;
+  auto ipc =
+      connect_socket(f.ctx, zmq::socket_type::dealer, "127.0.0.1", f.server->port(), "ipc", so);
+  ASSERT_TRUE(ipc.ok());
+  // Another process's segment (pid 1): refused, whatever the token.
+  h = hello(*ipc, 0, 1, token);
+  EXPECT_FALSE(h.shm_attached());
+  EXPECT_NE(h.shm_error().find("maps only its peer's own segment"), std::string::npos)
+      << h.shm_error();
+  // This process's, with another token: refused.
+  h = hello(*ipc, 0, me, token ^ 0x5a5a);
+  EXPECT_FALSE(h.shm_attached());
+  EXPECT_NE(h.shm_error().find("token"), std::string::npos) << h.shm_error();
+  // This process's, with its token: mapped.
+  h = hello(*ipc, 0, me, token);
+  EXPECT_TRUE(h.shm_attached()) << h.shm_error();
+
+  // A PUSH whose frame lies past the segment's end: malformed, counted, no reply. The STATUS
+  // sent after it on the same connection is answered after it was handled.
+  auto status = [&](uint64_t id) -> int64_t {
+    OutMessage m;
+    m.header.set_kind(wire::STATUS);
+    m.header.set_job_id(kJob);
+    m.header.set_sender(-1);
+    m.header.set_request_id(id);
+    EXPECT_TRUE(send_message(*ipc, std::move(m)).ok());
+    auto reply = recv_message(*ipc, milliseconds(10000), false, kJob);
+    EXPECT_TRUE(reply.ok()) << reply.status().to_string();
+    if (!reply.ok()) return -1;
+    EXPECT_EQ(reply->header.request_id(), id);
+    return reply->header.stats().bad_messages();
+  };
+  const int64_t before = status(100);
+  wire::Header push;
+  push.set_version(kProtocolVersion);
+  push.set_kind(wire::PUSH);
+  push.set_job_id(kJob);
+  push.set_sender(0);
+  push.mutable_shm()->set_pid(me);
+  push.mutable_shm()->set_fd((*seg)->fd());
+  push.mutable_shm()->set_token(token);
+  wire::FrameInfo* fi = push.add_frames();
+  fi->set_key(p.chunks[0].key);
+  fi->set_dtype(wire::DTYPE_FLOAT32);
+  fi->set_count(static_cast<uint64_t>(p.chunks[0].count));
+  fi->set_in_shm(true);
+  fi->set_shm_offset((*seg)->bytes().size() - 4);
+  const std::string bytes = push.SerializeAsString();
+  ASSERT_TRUE(ipc->send(zmq::buffer(bytes), zmq::send_flags::sndmore));
+  ASSERT_TRUE(ipc->send(zmq::message_t(), zmq::send_flags::none));
+  EXPECT_EQ(status(101), before + 1);
+}
+
 TEST(PsClient, InitChecksTheConfigBeforeSending) {
   ServerFixture f({.num_workers = 1});
   const Placement p = two_variables();
