@@ -17,6 +17,7 @@
 
 #include "kernels/cpu/common.h"
 #include "kernels/ops.h"
+#include "kernels/optim.h"
 
 namespace pstrain {
 
@@ -286,6 +287,33 @@ BENCHMARK(BM_MaxpoolBackward)
 BENCHMARK(BM_SoftmaxXent)->Arg(10)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Gemm)->Arg(1024)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemmEigenThreaded)->Arg(1024)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// --- optimizer update (kernels/optim.h apply_update, what a PS runs per gradient and a local
+// `pstrain train` per step): arg 0 = the kind (0 SGD, 1 momentum, 2 Adam, 3 Adagrad), arg 1 =
+// elements (79,510: the MLP's parameters). One thread, as on a PS. bytes_per_second counts
+// the parameters, gradient and slots read and written.
+void BM_OptimizerUpdate(benchmark::State& state) {
+  const auto kind = static_cast<OptimizerKind>(state.range(0));
+  const auto n = static_cast<size_t>(state.range(1));
+  OptimizerConfig config;
+  config.kind = kind;
+  config.learning_rate = 1e-3f;
+  std::vector<float> p(n, 0.5f), g(n), s0(n, optimizer_slot_initial_value(config)), s1(n, 0.f);
+  for (size_t i = 0; i < n; ++i) g[i] = static_cast<float>(i % 97) * 1e-3f - 0.04f;
+  int64_t t = 1;
+  for (auto _ : state) {
+    apply_update(config, p, g, s0, s1, t++);
+    benchmark::DoNotOptimize(p.data());
+    benchmark::ClobberMemory();
+  }
+  const int slots = kind == OptimizerKind::kAdam ? 2 : kind == OptimizerKind::kSgd ? 0 : 1;
+  set_counters(state, static_cast<double>(n),
+               static_cast<double>(n * sizeof(float) * (3 + 2 * static_cast<size_t>(slots))));
+}
+BENCHMARK(BM_OptimizerUpdate)
+    ->ArgNames({"kind", "n"})
+    ->ArgsProduct({{0, 1, 2, 3}, {79510}})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace pstrain
 
