@@ -417,6 +417,42 @@ Status PsClient::init(const JobTrainingConfig& config, std::span<const float> fl
   return st;
 }
 
+Result<bool> PsClient::take_params(int ps, const InMessage& reply, std::span<float> flat,
+                                   PsSteps& mins, PsSteps& steps) {
+  uint64_t& known = incarnation_[static_cast<size_t>(ps)];
+  const uint64_t now_running = reply.header.ps_incarnation();
+  if (known != 0 && now_running != 0 && now_running != known) {
+    // Another process answers: the PS was restarted, from its checkpoint (or from
+    // nothing). Continue from the step it is at now: what this worker sent the old one
+    // after that step is lost.
+    int64_t& min = mins[static_cast<size_t>(ps)];
+    PSTRAIN_LOG(WARNING) << name(ps) << " was restarted; it is at global step "
+                         << reply.header.step() << " (this worker asked for " << min << ")";
+    min = std::min(min, reply.header.step());
+  }
+  if (now_running != 0) known = now_running;
+  if (reply.header.kind() == wire::REPLY_NOT_READY) return false;  // ask again
+  if (reply.header.kind() != wire::REPLY_PARAMS) {
+    return data_loss(name(ps) + " answered PULL with " + wire::Kind_Name(reply.header.kind()));
+  }
+  const auto& mine = placement_->chunks_of_ps[static_cast<size_t>(ps)];
+  if (reply.num_frames() != mine.size()) {
+    return data_loss(name(ps) + " sent " + std::to_string(reply.num_frames()) +
+                     " chunks, expected " + std::to_string(mine.size()));
+  }
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const Chunk& c = placement_->chunks[static_cast<size_t>(mine[i])];
+    if (reply.frame_info(i).key() != c.key) {
+      return data_loss(name(ps) + " sent chunk '" + reply.frame_info(i).key() + "' where '" +
+                       c.key + "' was expected");
+    }
+    PSTRAIN_RETURN_IF_ERROR(reply.copy_frame_f32(
+        i, flat.subspan(static_cast<size_t>(c.flat_offset), static_cast<size_t>(c.count))));
+  }
+  steps[static_cast<size_t>(ps)] = reply.header.step();
+  return true;
+}
+
 Result<PsSteps> PsClient::pull(std::span<float> flat, int64_t min_step) {
   return pull(flat, PsSteps(ps_.size(), min_step));
 }
@@ -436,39 +472,7 @@ Result<PsSteps> PsClient::pull(std::span<float> flat, const PsSteps& min_steps) 
         return m;
       },
       [&](int ps, InMessage& reply) -> Result<bool> {
-        uint64_t& known = incarnation_[static_cast<size_t>(ps)];
-        const uint64_t now_running = reply.header.ps_incarnation();
-        if (known != 0 && now_running != 0 && now_running != known) {
-          // Another process answers: the PS was restarted, from its checkpoint (or from
-          // nothing). Continue from the step it is at now: what this worker sent the old one
-          // after that step is lost.
-          int64_t& min = mins[static_cast<size_t>(ps)];
-          PSTRAIN_LOG(WARNING) << name(ps) << " was restarted; it is at global step "
-                               << reply.header.step() << " (this worker asked for " << min << ")";
-          min = std::min(min, reply.header.step());
-        }
-        if (now_running != 0) known = now_running;
-        if (reply.header.kind() == wire::REPLY_NOT_READY) return false;  // ask again
-        if (reply.header.kind() != wire::REPLY_PARAMS) {
-          return data_loss(name(ps) + " answered PULL with " +
-                           wire::Kind_Name(reply.header.kind()));
-        }
-        const auto& mine = placement_->chunks_of_ps[static_cast<size_t>(ps)];
-        if (reply.num_frames() != mine.size()) {
-          return data_loss(name(ps) + " sent " + std::to_string(reply.num_frames()) +
-                           " chunks, expected " + std::to_string(mine.size()));
-        }
-        for (size_t i = 0; i < mine.size(); ++i) {
-          const Chunk& c = placement_->chunks[static_cast<size_t>(mine[i])];
-          if (reply.frame_info(i).key() != c.key) {
-            return data_loss(name(ps) + " sent chunk '" + reply.frame_info(i).key() + "' where '" +
-                             c.key + "' was expected");
-          }
-          PSTRAIN_RETURN_IF_ERROR(reply.copy_frame_f32(
-              i, flat.subspan(static_cast<size_t>(c.flat_offset), static_cast<size_t>(c.count))));
-        }
-        steps[static_cast<size_t>(ps)] = reply.header.step();
-        return true;
+        return take_params(ps, reply, flat, mins, steps);
       },
       options_.reply_timeout, false);
   if (!st.ok()) return st;
@@ -477,6 +481,25 @@ Result<PsSteps> PsClient::pull(std::span<float> flat, const PsSteps& min_steps) 
 
 Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSteps& steps,
                                   std::shared_ptr<const void> owner) {
+  return push_impl(flat_grads, steps, std::move(owner), nullptr);
+}
+
+Result<PushResult> PsClient::push_pull(std::span<const float> flat_grads, const PsSteps& steps,
+                                       std::shared_ptr<const void> owner, std::span<float> flat,
+                                       const PsSteps& min_steps, std::optional<PsSteps>* pulled) {
+  pulled->reset();
+  if (min_steps.size() != ps_.size()) {
+    return invalid_argument("push_pull needs one minimum step per parameter server");
+  }
+  PullAlong along{.flat = flat, .mins = min_steps, .steps = PsSteps(ps_.size(), 0)};
+  PSTRAIN_ASSIGN_OR_RETURN(PushResult result,
+                           push_impl(flat_grads, steps, std::move(owner), &along));
+  if (along.complete) *pulled = std::move(along.steps);
+  return result;
+}
+
+Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const PsSteps& steps,
+                                       std::shared_ptr<const void> owner, PullAlong* along) {
   if (steps.size() != ps_.size()) {
     return invalid_argument("push needs one step per parameter server");
   }
@@ -499,8 +522,12 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
       [&](int ps) {
         OutMessage m = request(wire::PUSH);
         m.header.set_step(steps[static_cast<size_t>(ps)]);
+        if (along != nullptr) {
+          m.header.set_then_pull(true);
+          m.header.set_min_step(along->mins[static_cast<size_t>(ps)]);
+        }
         if (const ShmSegment* seg = shm_[static_cast<size_t>(ps)].get(); seg != nullptr) {
-          name_segment(m, ps, /*reply=*/false);
+          name_segment(m, ps, /*reply=*/along != nullptr);
           m.shm = {.base = seg->bytes().data(),
                    .offset = kShmHeaderBytes,
                    .size = shm_region_[static_cast<size_t>(ps)]};
@@ -524,6 +551,17 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
       [&](int ps, InMessage& reply) -> Result<bool> {
         if (ps == 0) result.global_step = reply.header.step();
         result.accepted = result.accepted && reply.header.accepted();
+        if (along != nullptr) {
+          // REPLY_OK: a PS that does not pull along; REPLY_NOT_READY: the gradient is taken,
+          // the parameters are not there yet. Either way pull() asks for them.
+          if (reply.header.kind() != wire::REPLY_PARAMS) {
+            along->complete = false;
+            return true;
+          }
+          PSTRAIN_ASSIGN_OR_RETURN(bool got,
+                                   take_params(ps, reply, along->flat, along->mins, along->steps));
+          along->complete = along->complete && got;
+        }
         return true;
       },
       options_.reply_timeout, false);

@@ -137,6 +137,14 @@ class PsClient {
   // may still hold it for a while, so the caller must not write into it again.
   Result<PushResult> push(std::span<const float> flat_grads, const PsSteps& steps,
                           std::shared_ptr<const void> owner);
+  // push(), and the next pull() in the same round trip: each PS answers once it took the
+  // gradient and reached min_steps[ps] (Header.then_pull), with its parameters, which go into
+  // `flat` (not the gradient's buffer). `*pulled` gets the steps served, as pull() returns
+  // them, or nullopt when a PS answered without its parameters (one of an older pstrain, or
+  // not ready within its long poll): then call pull() as usual. The push's result either way.
+  Result<PushResult> push_pull(std::span<const float> flat_grads, const PsSteps& steps,
+                               std::shared_ptr<const void> owner, std::span<float> flat,
+                               const PsSteps& min_steps, std::optional<PsSteps>* pulled);
   // Tells every PS this worker has finished.
   Status done();
   // Asks every PS in `targets` to write its checkpoint shard once its step reaches
@@ -176,6 +184,19 @@ class PsClient {
                   const std::function<Result<bool>(int, InMessage&)>& on_reply,
                   std::chrono::milliseconds timeout, bool backoff);
   void heartbeat_loop();
+  // The pull half of push_pull() (nullptr: a plain push).
+  struct PullAlong {
+    std::span<float> flat;
+    PsSteps mins;
+    PsSteps steps;
+    bool complete = true;  // every PS sent its parameters
+  };
+  Result<PushResult> push_impl(std::span<const float> flat_grads, const PsSteps& steps,
+                               std::shared_ptr<const void> owner, PullAlong* along);
+  // A REPLY_PARAMS or REPLY_NOT_READY from PS `ps` to a pull: follows a restarted PS (mins),
+  // copies the parameters into `flat` and records the step served. False: not ready.
+  Result<bool> take_params(int ps, const InMessage& reply, std::span<float> flat, PsSteps& mins,
+                           PsSteps& steps);
   // Closes every request socket (linger 0: messages still queued for a PS are dropped, which
   // lets ZeroMQ release the buffers they borrow) and connects a fresh one in its place.
   Status reopen_sockets();

@@ -707,9 +707,17 @@ ParameterServer::ShmReply ParameterServer::shm_reply_of(const InMessage& msg) {
   return {.segment = *seg, .offset = id.reply_offset(), .size = id.reply_size()};
 }
 
+void ParameterServer::answer_not_ready(const zmq::message_t& routing_id, uint64_t request_id,
+                                       int worker, std::optional<bool> pushed) {
+  OutMessage out = make_reply(wire::REPLY_NOT_READY, request_id);
+  if (pushed) out.header.set_accepted(*pushed);
+  send_to(routing_id, std::move(out), "not-ready reply", worker);
+}
+
 void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker,
-                                  const ShmReply& shm) {
+                                  const ShmReply& shm, std::optional<bool> pushed) {
   OutMessage out = make_reply(wire::REPLY_PARAMS, request_id);
+  if (pushed) out.header.set_accepted(*pushed);
   if (shm.segment != nullptr) {
     out.shm = {.base = shm.segment->bytes().data(), .offset = shm.offset, .size = shm.size};
   }
@@ -722,14 +730,14 @@ void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t req
   send_to(routing_id, std::move(out), "parameters", worker);
 }
 
-void ParameterServer::on_pull(InMessage& msg) {
+void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed) {
   const wire::Header& h = msg.header;
   if (chief_lost_) {
     reply_error(msg, kChiefLost);
     return;
   }
   if (pull_ready(h.sender(), h.min_step())) {
-    answer_pull(msg.routing_id, h.request_id(), h.sender(), shm_reply_of(msg));
+    answer_pull(msg.routing_id, h.request_id(), h.sender(), shm_reply_of(msg), pushed);
     return;
   }
   // Bounded: a worker has one PULL outstanding; beyond kMaxParkedPullsPerWorker the oldest of
@@ -739,8 +747,7 @@ void ParameterServer::on_pull(InMessage& msg) {
   if (mine >= kMaxParkedPullsPerWorker) {
     for (auto it = parked_.begin(); it != parked_.end(); ++it) {
       if (it->worker != h.sender()) continue;
-      send_to(it->routing_id, make_reply(wire::REPLY_NOT_READY, it->request_id), "not-ready reply",
-              it->worker);
+      answer_not_ready(it->routing_id, it->request_id, it->worker, it->pushed);
       parked_.erase(it);
       break;
     }
@@ -752,6 +759,7 @@ void ParameterServer::on_pull(InMessage& msg) {
   p.min_step = h.min_step();
   p.expires = Clock::now() + options_.long_poll;
   p.shm = shm_reply_of(msg);
+  p.pushed = pushed;
   parked_.push_back(std::move(p));
 }
 
@@ -776,14 +784,13 @@ void ParameterServer::answer_parked(bool expire_all_due) {
   for (auto it = parked_.begin(); it != parked_.end();) {
     const bool ready = pull_ready(it->worker, it->min_step);
     if (ready) {
-      answer_pull(it->routing_id, it->request_id, it->worker, it->shm);
+      answer_pull(it->routing_id, it->request_id, it->worker, it->shm, it->pushed);
     } else if (chief_lost_) {
       OutMessage out = make_reply(wire::REPLY_ERROR, it->request_id);
       out.header.set_error(kChiefLost);
       send_to(it->routing_id, std::move(out), "error", it->worker);
     } else if (expire_all_due && now >= it->expires) {
-      OutMessage out = make_reply(wire::REPLY_NOT_READY, it->request_id);
-      send_to(it->routing_id, std::move(out), "not-ready reply", it->worker);
+      answer_not_ready(it->routing_id, it->request_id, it->worker, it->pushed);
     } else {
       ++it;
       continue;
@@ -849,10 +856,17 @@ void ParameterServer::on_push(InMessage& msg) {
     save_if_due();
     restore_from_.reset();  // the restored copy is not needed once training moved on
   }
-  OutMessage out;
-  out.header.set_accepted(outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated);
-  reply(msg, wire::REPLY_OK, std::move(out));
+  const bool accepted = outcome == PushOutcome::kApplied || outcome == PushOutcome::kAccumulated;
+  // The parked pulls first (this PUSH may have completed their step), then this one's own
+  // pull half, answered at once when its step is there, or parked.
   if (store_.step() != before || staleness_ > 0) answer_parked(/*expire_all_due=*/false);
+  if (h.then_pull()) {
+    on_pull(msg, accepted);
+    return;
+  }
+  OutMessage out;
+  out.header.set_accepted(accepted);
+  reply(msg, wire::REPLY_OK, std::move(out));
 }
 
 bool ParameterServer::connection_alive(const std::string& connection) {

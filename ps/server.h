@@ -216,6 +216,7 @@ class ParameterServer {
     int64_t min_step = 0;
     Clock::time_point expires;
     ShmReply shm;
+    std::optional<bool> pushed;  // the pull half of a PUSH: whether its gradient was accepted
   };
 
   ParameterServer(ServerOptions options, zmq::socket_t socket, int port);
@@ -228,7 +229,9 @@ class ParameterServer {
   // False once ZeroMQ reports `connection` (a routing id) gone: a probe send fails.
   bool connection_alive(const std::string& connection);
   void on_init(InMessage& msg);
-  void on_pull(InMessage& msg);
+  // A PULL, or the pull half of a PUSH with then_pull (`pushed`: whether its gradient was
+  // accepted, which the reply carries).
+  void on_pull(InMessage& msg, std::optional<bool> pushed = std::nullopt);
   void on_push(InMessage& msg);
   void on_save(InMessage& msg);
   // INIT to a PS that restored a checkpoint at start: checks it matches, takes its config.
@@ -246,7 +249,10 @@ class ParameterServer {
   void tighten_frame_cap();
   void reply_error(const InMessage& to, const std::string& error);
   void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker,
-                   const ShmReply& shm);
+                   const ShmReply& shm, std::optional<bool> pushed);
+  // REPLY_NOT_READY (with `accepted` for the pull half of a PUSH).
+  void answer_not_ready(const zmq::message_t& routing_id, uint64_t request_id, int worker,
+                        std::optional<bool> pushed);
   // --transport=shm: the segment msg's header names, mapped once per segment (kept for the
   // newest few; those of processes that are gone are dropped); only for a peer on a Unix
   // socket whose credentials give the segment's pid. Errors name why.

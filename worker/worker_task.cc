@@ -217,6 +217,7 @@ Status WorkerRun::train() {
 
   RecentMean recent;
   PsSteps min_steps(static_cast<size_t>(num_ps_), 0);
+  std::optional<PsSteps> prefetched;  // the steps served with the last push's parameters
   int64_t local_steps = 0;
   TrainingBegin begin;
   begin.model = model_options_.name;
@@ -230,9 +231,12 @@ Status WorkerRun::train() {
   begin.optimizer = o_.train.optimizer;
   begin.batches_per_global_step = o_.sync_replicas ? replicas() : 1;
   begin.read_tensors = [&](std::vector<float>* p, std::vector<float>* g) {
-    // The parameters this step computed on (pulled) and its gradient, both on the host.
-    const std::span<const float> pulled = params_.host_f32(), gradient = grads.host_f32();
-    p->assign(pulled.begin(), pulled.end());
+    // The parameters this step computed on (the model's: params_ may hold the next step's
+    // already, pulled along with the push) and its gradient (on the host).
+    p->resize(static_cast<size_t>(count));
+    ops.copy_to_host(p->data(), model_->parameters().raw(), p->size() * sizeof(float));
+    ops.synchronize();
+    const std::span<const float> gradient = grads.host_f32();
     g->assign(gradient.begin(), gradient.end());
   };
   sink_.begin(begin);
@@ -244,7 +248,10 @@ Status WorkerRun::train() {
       stopped = true;
       break;
     }
-    Result<PsSteps> pulled = client_->pull(params_.host_f32(), min_steps);
+    // The parameters came with the last push's answer (push_pull), or are pulled now.
+    Result<PsSteps> pulled = prefetched ? Result<PsSteps>(*std::move(prefetched))
+                                        : client_->pull(params_.host_f32(), min_steps);
+    prefetched.reset();
     if (!pulled.ok() && stop_requested()) {
       stopped = true;
       break;
@@ -273,7 +280,13 @@ Status WorkerRun::train() {
                                  " at global step " + std::to_string(global_) +
                                  "; lower --learning_rate");
     }
-    Result<PushResult> push_result = client_->push(grads.host_f32(), steps, grads.memory());
+    // Sync: next, each PS's step after the one it served (their steps may differ by one).
+    if (o_.sync_replicas) {
+      for (size_t i = 0; i < steps.size(); ++i) min_steps[i] = steps[i] + 1;
+    }
+    // The push, and the next step's pull in the same round trip.
+    Result<PushResult> push_result = client_->push_pull(grads.host_f32(), steps, grads.memory(),
+                                                        params_.host_f32(), min_steps, &prefetched);
     if (!push_result.ok() && stop_requested()) {
       stopped = true;
       break;
@@ -282,10 +295,6 @@ Status WorkerRun::train() {
     ++local_steps;
     if (!pushed.accepted) ++rejected_;
     global_ = pushed.global_step;
-    if (o_.sync_replicas) {
-      // Next, each PS's step after the one it served (their steps may differ by one).
-      for (size_t i = 0; i < steps.size(); ++i) min_steps[i] = steps[i] + 1;
-    }
     recent.add(loss);
     const double secs = seconds_since(start);
     sink_.step({.local_step = local_steps,

@@ -119,6 +119,62 @@ TEST(ParameterServer, SyncStepWithABackupWorkerThenEveryoneDone) {
   EXPECT_EQ(summary->final_step, 1);
 }
 
+// push_pull: a push and the next pull in one round trip. In sync mode the first worker's
+// answer waits for the step the second one completes, and both get that step's parameters,
+// as a plain pull then gives them; a stale backup gradient is refused and still pulls along.
+TEST(PsClient, PushPullAnswersWithTheParametersOfTheStepItWaitsFor) {
+  ServerFixture f({.num_workers = 3});
+  const Placement p = two_variables();
+  auto w0 = f.client(0, p), w1 = f.client(1, p), w2 = f.client(2, p);
+  for (auto* w : {w0.get(), w1.get(), w2.get()}) ASSERT_TRUE(w->hello(p.hash).ok());
+  const std::vector<float> init = {1, 2, 3, 4, 5};
+  ASSERT_TRUE(w0->init(sgd_config(true, 2, 3, 10, p.hash), init).ok());
+  std::vector<float> params(5);
+  auto s0 = w0->pull(params, 0);
+  ASSERT_TRUE(s0.ok()) << s0.status().to_string();
+
+  const std::vector<float> g0 = {1, 1, 1, 1, 1}, g1 = {3, 3, 3, 3, 3}, g2 = {9, 9, 9, 9, 9};
+  std::vector<float> p0(5, -7.f), p1(5, -7.f), p2(5, -7.f);
+  std::optional<PsSteps> pulled0, pulled1, pulled2;
+  // Worker 0's answer comes only once worker 1's gradient completed step 1.
+  auto first = std::async(std::launch::async, [&] {
+    return w0->push_pull(g0, *s0, nullptr, p0, PsSteps{1}, &pulled0);
+  });
+  EXPECT_EQ(first.wait_for(milliseconds(200)), std::future_status::timeout);
+  auto r1 = w1->push_pull(g1, *s0, nullptr, p1, PsSteps{1}, &pulled1);
+  ASSERT_TRUE(r1.ok()) << r1.status().to_string();
+  ASSERT_EQ(first.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto r0 = first.get();
+  ASSERT_TRUE(r0.ok()) << r0.status().to_string();
+  for (auto* r : {&*r0, &*r1}) {
+    EXPECT_TRUE(r->accepted);
+    EXPECT_EQ(r->global_step, 1);
+  }
+  ASSERT_TRUE(pulled0.has_value());
+  ASSERT_TRUE(pulled1.has_value());
+  EXPECT_EQ(*pulled0, PsSteps{1});
+  EXPECT_EQ(*pulled1, PsSteps{1});
+  const std::vector<float> step1 = {-1, 0, 1, 2, 3};  // minus mean(1, 3)
+  EXPECT_EQ(p0, step1);
+  EXPECT_EQ(p1, step1);
+  // The backup's gradient for step 0 is stale: refused, and the parameters still come along.
+  auto r2 = w2->push_pull(g2, *s0, nullptr, p2, PsSteps{1}, &pulled2);
+  ASSERT_TRUE(r2.ok()) << r2.status().to_string();
+  EXPECT_FALSE(r2->accepted);
+  ASSERT_TRUE(pulled2.has_value());
+  EXPECT_EQ(p2, step1);
+  // A plain pull agrees, bit for bit.
+  std::vector<float> again(5);
+  auto s1 = w2->pull(again, 1);
+  ASSERT_TRUE(s1.ok());
+  EXPECT_EQ(again, step1);
+
+  for (auto* w : {w0.get(), w1.get(), w2.get()}) ASSERT_TRUE(w->done().ok());
+  auto summary = f.finish();
+  ASSERT_TRUE(summary.ok()) << summary.status().to_string();
+  EXPECT_EQ(summary->final_step, 1);
+}
+
 TEST(ParameterServer, PullBeforeInitIsAnsweredWhenTheChiefInitialises) {
   ServerFixture f({.num_workers = 2, .long_poll = milliseconds(200)});
   const Placement p = two_variables();
