@@ -51,20 +51,22 @@ Status copy_frame(const InMessage& m, size_t i, wire::DType want, std::span<T> d
                             " frames");
   }
   const wire::FrameInfo& info = m.frame_info(i);
-  const std::string where = "frame " + std::to_string(i) + " ('" + info.key() + "') of a " +
-                            describe(m.header) + " message";
+  const auto where = [&] {
+    return "frame " + std::to_string(i) + " ('" + info.key() + "') of a " + describe(m.header) +
+           " message";
+  };
   if (info.dtype() != want) {
-    return invalid_argument(where + " holds " + dtype_name(info.dtype()) + ", expected " +
+    return invalid_argument(where() + " holds " + dtype_name(info.dtype()) + ", expected " +
                             dtype_name(want));
   }
   if (info.count() != dst.size()) {
-    return invalid_argument(where + " holds " + std::to_string(info.count()) +
+    return invalid_argument(where() + " holds " + std::to_string(info.count()) +
                             " elements, expected " + std::to_string(dst.size()) +
                             ": the peers disagree about the variable layout");
   }
   const std::span<const std::byte> bytes = m.frame_bytes(i);
   if (bytes.size() != dst.size_bytes()) {
-    return data_loss(where + " holds " + std::to_string(bytes.size()) + " bytes, expected " +
+    return data_loss(where() + " holds " + std::to_string(bytes.size()) + " bytes, expected " +
                      std::to_string(dst.size_bytes()));
   }
   if (!dst.empty()) std::memcpy(dst.data(), bytes.data(), dst.size_bytes());
@@ -195,11 +197,16 @@ std::string describe(const wire::Header& header) {
 
 Status send_message(zmq::socket_t& socket, OutMessage msg, const zmq::message_t* routing_id,
                     ProtocolCounters* counters) {
+  SendBuffers copying;  // borrow == false: everything is copied or kept alive by keepalives
+  return send_message(socket, msg, copying, routing_id, counters);
+}
+
+Status send_message(zmq::socket_t& socket, OutMessage& msg, SendBuffers& buffers,
+                    const zmq::message_t* routing_id, ProtocolCounters* counters) {
   wire::Header& header = msg.header;
   header.set_version(kProtocolVersion);
+  // Cleared elements stay allocated: add_frames() reuses them, and set_key() their strings.
   header.clear_frames();
-  std::vector<uint64_t> sizes;
-  sizes.reserve(msg.frames.size());
   for (size_t i = 0; i < msg.frames.size(); ++i) {
     const OutFrame& f = msg.frames[i];
     uint64_t bytes = 0;
@@ -213,53 +220,80 @@ Status send_message(zmq::socket_t& socket, OutMessage msg, const zmq::message_t*
       return invalid_argument("send_message: frame " + std::to_string(i) + " ('" + f.key +
                               "') has " + std::to_string(f.count) + " elements but no data");
     }
-    sizes.push_back(bytes);
     wire::FrameInfo* info = header.add_frames();
     info->set_key(f.key);
     info->set_dtype(f.dtype);
     info->set_count(f.count);
   }
+  const auto frame_bytes = [&](size_t i) {
+    uint64_t bytes = 0;
+    (void)frame_byte_size(msg.frames[i].dtype, msg.frames[i].count, &bytes);  // checked above
+    return bytes;
+  };
   // Shared memory: frames go to the target region (64-byte aligned) while they fit; their
   // parts stay empty. A frame that does not fit, and every one after it, travels inline.
-  std::vector<bool> in_shm(msg.frames.size(), false);
   uint64_t shm_bytes = 0;
   if (msg.shm.base != nullptr) {
     uint64_t at = msg.shm.offset;
     const uint64_t end = msg.shm.offset + msg.shm.size;
     for (size_t i = 0; i < msg.frames.size(); ++i) {
+      const uint64_t bytes = frame_bytes(i);
       at = (at + 63) & ~uint64_t{63};
-      if (sizes[i] == 0 || at > end || sizes[i] > end - at) break;
-      std::memcpy(msg.shm.base + at, msg.frames[i].data, static_cast<size_t>(sizes[i]));
+      if (bytes == 0 || at > end || bytes > end - at) break;
+      std::memcpy(msg.shm.base + at, msg.frames[i].data, static_cast<size_t>(bytes));
       wire::FrameInfo* info = header.mutable_frames(static_cast<int>(i));
       info->set_in_shm(true);
       info->set_shm_offset(at);
-      in_shm[i] = true;
-      shm_bytes += sizes[i];
-      at += sizes[i];
+      shm_bytes += bytes;
+      at += bytes;
     }
   }
-  std::string header_bytes;
-  if (!header.SerializeToString(&header_bytes)) {
+  const size_t header_size = header.ByteSizeLong();
+  // A borrowing send serializes into buffers.header_bytes, which ZeroMQ then reads in place;
+  // otherwise into a string of its own that ZeroMQ copies.
+  std::string copied_header;
+  void* header_data = nullptr;
+  if (header_size <= static_cast<size_t>(INT_MAX)) {
+    if (buffers.borrow) {
+      buffers.header_bytes.resize(header_size);
+      header_data = buffers.header_bytes.data();
+    } else {
+      copied_header.resize(header_size);
+      header_data = copied_header.data();
+    }
+  }
+  if (header_data == nullptr && header_size > 0) {
     return invalid_argument("send_message: the " + describe(header) +
-                            " header cannot be serialized (larger than 2 GB?)");
+                            " header cannot be serialized (larger than 2 GB)");
+  }
+  if (!header.SerializeToArray(header_data, static_cast<int>(header_size))) {
+    return invalid_argument("send_message: the " + describe(header) +
+                            " header cannot be serialized");
   }
 
-  const std::string what = "send_message(" + describe(header) + ")";
-  uint64_t total_bytes = header_bytes.size() + shm_bytes;
+  const auto what = [&header] { return "send_message(" + describe(header) + ")"; };
+  uint64_t total_bytes = header_size + shm_bytes;
+  std::vector<zmq::message_t>& parts = buffers.parts;
+  parts.clear();
   try {
-    std::vector<zmq::message_t> parts;
-    parts.reserve(msg.frames.size() + 2);
     if (routing_id != nullptr) parts.emplace_back(routing_id->data(), routing_id->size());
-    parts.emplace_back(header_bytes.data(), header_bytes.size());
+    if (buffers.borrow) {
+      // A constant message (no free function): ZeroMQ neither copies nor allocates.
+      parts.emplace_back(header_data, header_size, nullptr, nullptr);
+    } else {
+      parts.emplace_back(header_data, header_size);
+    }
     for (size_t i = 0; i < msg.frames.size(); ++i) {
       OutFrame& f = msg.frames[i];
-      const size_t bytes = static_cast<size_t>(sizes[i]);
-      if (bytes == 0 || in_shm[i]) {
+      const size_t bytes = static_cast<size_t>(frame_bytes(i));
+      if (bytes == 0 || header.frames(static_cast<int>(i)).in_shm()) {
         parts.emplace_back();
         continue;
       }
       total_bytes += bytes;
-      if (f.keepalive != nullptr && bytes >= kZeroCopyMinBytes) {
+      if (f.borrowed && buffers.borrow) {
+        parts.emplace_back(const_cast<void*>(f.data), bytes, nullptr, nullptr);
+      } else if (f.keepalive != nullptr && bytes >= kZeroCopyMinBytes) {
         // ZeroMQ owns this heap copy of the keepalive until release_keepalive runs.
         auto* hint = new std::shared_ptr<const void>(std::move(f.keepalive));
         try {
@@ -279,14 +313,18 @@ Status send_message(zmq::socket_t& socket, OutMessage msg, const zmq::message_t*
       if (!socket.send(parts[i], flags)) {
         // EAGAIN: ZMQ_SNDTIMEO ran out (ZeroMQ delivers multipart messages atomically, so this
         // happens on the first part, before anything was queued).
-        return deadline_exceeded(what + ": the send timed out (part " + std::to_string(i) +
+        parts.clear();
+        return deadline_exceeded(what() + ": the send timed out (part " + std::to_string(i) +
                                  "): the peer is not reading or not connected");
       }
     }
+    parts.clear();
   } catch (const zmq::error_t& e) {
-    return zmq_error_status(e, what);
+    parts.clear();
+    return zmq_error_status(e, what());
   } catch (const std::bad_alloc&) {
-    return internal_error(what + ": out of memory");
+    parts.clear();
+    return internal_error(what() + ": out of memory");
   }
   if (counters != nullptr) {
     counters->bytes_out.fetch_add(total_bytes, std::memory_order_relaxed);
@@ -310,9 +348,12 @@ Status InMessage::copy_frame_i32(size_t i, std::span<int32_t> dst) const {
   return copy_frame(*this, i, wire::DTYPE_INT32, dst);
 }
 
-Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_routing_id,
-                                 uint64_t expected_job_id, ProtocolCounters* counters,
-                                 const ShmResolver* shm) {
+namespace {
+
+// Validates and decodes the message whose parts are m.frames (as received), in place: the
+// routing id and header parts leave m.frames, which then holds the raw frames.
+Status decode_in_place(InMessage& m, bool has_routing_id, uint64_t expected_job_id,
+                       ProtocolCounters* counters, const ShmResolver* shm) {
   auto malformed = [counters](const std::string& why) {
     if (counters != nullptr) counters->malformed.fetch_add(1, std::memory_order_relaxed);
     return data_loss("malformed message: " + why);
@@ -322,11 +363,13 @@ Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_rou
     return failed_precondition("foreign message: " + why);
   };
 
+  std::vector<zmq::message_t>& parts = m.frames;
+  m.shm_frames.clear();
+  m.shm_keep.reset();
   const size_t first = has_routing_id ? 1 : 0;
   if (parts.size() < first + 1) {
     return malformed(parts.empty() ? "empty (no parts)" : "a routing id but no header frame");
   }
-  InMessage m;
   const zmq::message_t& header_part = parts[first];
   m.source_fd = zmq_msg_get(header_part.handle(), ZMQ_SRCFD);
   if (!parse_quietly(m.header, header_part.data(), header_part.size())) {
@@ -353,38 +396,44 @@ Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_rou
     return malformed("the header describes " + std::to_string(h.frames_size()) + " frames but " +
                      std::to_string(raw_frames) + " arrived (" + describe(h) + ")");
   }
+  const auto where = [&h](size_t i) {
+    return "frame " + std::to_string(i) + " ('" + h.frames(static_cast<int>(i)).key() + "') of " +
+           describe(h);
+  };
+  bool any_in_shm = false;
   for (size_t i = 0; i < raw_frames; ++i) {
     const wire::FrameInfo& info = h.frames(static_cast<int>(i));
-    const std::string where =
-        "frame " + std::to_string(i) + " ('" + info.key() + "') of " + describe(h);
     if (dtype_size(info.dtype()) == 0) {
-      return malformed(where + " has invalid " + dtype_name(info.dtype()));
+      return malformed(where(i) + " has invalid " + dtype_name(info.dtype()));
     }
     uint64_t bytes = 0;
     if (!frame_byte_size(info.dtype(), info.count(), &bytes)) {
-      return malformed(where + ": element count " + std::to_string(info.count()) +
+      return malformed(where(i) + ": element count " + std::to_string(info.count()) +
                        " overflows the byte size");
     }
     const size_t got = parts[first + 1 + i].size();
     if (info.in_shm()) {
       if (got != 0) {
-        return malformed(where + " is in shared memory but its frame holds " + std::to_string(got) +
-                         " bytes");
+        return malformed(where(i) + " is in shared memory but its frame holds " +
+                         std::to_string(got) + " bytes");
       }
+      any_in_shm = true;
       continue;  // checked against the segment below
     }
     if (bytes != got) {
-      return malformed(where + ": " + std::to_string(info.count()) + " x " +
+      return malformed(where(i) + ": " + std::to_string(info.count()) + " x " +
                        dtype_name(info.dtype()) + " needs " + std::to_string(bytes) +
                        " bytes, the frame holds " + std::to_string(got));
     }
   }
 
-  if (has_routing_id) m.routing_id = std::move(parts[0]);
-  m.frames.reserve(raw_frames);
-  for (size_t i = 0; i < raw_frames; ++i) m.frames.push_back(std::move(parts[first + 1 + i]));
-  const bool any_in_shm = std::any_of(h.frames().begin(), h.frames().end(),
-                                      [](const wire::FrameInfo& f) { return f.in_shm(); });
+  if (has_routing_id) {
+    m.routing_id = std::move(parts[0]);
+  } else {
+    m.routing_id.rebuild();
+  }
+  // The raw frames move to the front (moves of zmq_msg_t: no allocation).
+  parts.erase(parts.begin(), parts.begin() + static_cast<std::ptrdiff_t>(first + 1));
   if (any_in_shm) {
     if (shm == nullptr || !*shm) {
       return malformed("frames in shared memory on a connection without a segment (" + describe(h) +
@@ -401,8 +450,7 @@ Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_rou
       uint64_t bytes = 0;
       (void)frame_byte_size(info.dtype(), info.count(), &bytes);  // checked above
       if (info.shm_offset() > segment.size() || bytes > segment.size() - info.shm_offset()) {
-        return malformed("frame " + std::to_string(i) + " ('" + info.key() + "') of " +
-                         describe(h) + " lies outside the shared-memory segment (" +
+        return malformed(where(i) + " lies outside the shared-memory segment (" +
                          std::to_string(bytes) + " bytes at offset " +
                          std::to_string(info.shm_offset()) + ", the segment holds " +
                          std::to_string(segment.size()) + ")");
@@ -415,15 +463,36 @@ Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_rou
     if (counters != nullptr) counters->bytes_in.fetch_add(shm_bytes, std::memory_order_relaxed);
   }
   if (counters != nullptr) counters->messages_in.fetch_add(1, std::memory_order_relaxed);
+  return {};
+}
+
+}  // namespace
+
+Result<InMessage> decode_message(std::vector<zmq::message_t> parts, bool has_routing_id,
+                                 uint64_t expected_job_id, ProtocolCounters* counters,
+                                 const ShmResolver* shm) {
+  InMessage m;
+  m.frames = std::move(parts);
+  PSTRAIN_RETURN_IF_ERROR(decode_in_place(m, has_routing_id, expected_job_id, counters, shm));
   return m;
 }
 
 Result<InMessage> recv_message(zmq::socket_t& socket, std::chrono::milliseconds timeout,
                                bool has_routing_id, uint64_t expected_job_id,
                                ProtocolCounters* counters, const ShmResolver* shm) {
+  InMessage m;
+  PSTRAIN_RETURN_IF_ERROR(
+      recv_message_into(socket, timeout, has_routing_id, expected_job_id, m, counters, shm));
+  return m;
+}
+
+Status recv_message_into(zmq::socket_t& socket, std::chrono::milliseconds timeout,
+                         bool has_routing_id, uint64_t expected_job_id, InMessage& into,
+                         ProtocolCounters* counters, const ShmResolver* shm) {
   using Clock = std::chrono::steady_clock;
   if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
   const Clock::time_point deadline = Clock::now() + timeout;
+  std::vector<zmq::message_t>& parts = into.frames;
   try {
     while (true) {
       zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
@@ -437,27 +506,27 @@ Result<InMessage> recv_message(zmq::socket_t& socket, std::chrono::milliseconds 
         if (e.num() != EINTR) throw;
       }
       if (ready > 0 && (item.revents & ZMQ_POLLIN) != 0) {
-        std::vector<zmq::message_t> parts;
-        zmq::message_t part;
-        if (socket.recv(part, zmq::recv_flags::dontwait)) {
-          bool more = part.more();
-          parts.push_back(std::move(part));
+        parts.clear();  // capacity kept: the parts of like messages land in the same vector
+        parts.emplace_back();
+        if (socket.recv(parts.back(), zmq::recv_flags::dontwait)) {
+          bool more = parts.back().more();
           while (more) {
             // The rest of a multipart message is already here (ZeroMQ delivers atomically).
-            zmq::message_t next;
-            if (!socket.recv(next, zmq::recv_flags::none)) {
+            parts.emplace_back();
+            if (!socket.recv(parts.back(), zmq::recv_flags::none)) {
+              parts.clear();
               return unavailable("recv_message: a multipart message ended early");
             }
-            more = next.more();
-            parts.push_back(std::move(next));
+            more = parts.back().more();
           }
           if (counters != nullptr) {
             uint64_t bytes = 0;
             for (size_t i = has_routing_id ? 1 : 0; i < parts.size(); ++i) bytes += parts[i].size();
             counters->bytes_in.fetch_add(bytes, std::memory_order_relaxed);
           }
-          return decode_message(std::move(parts), has_routing_id, expected_job_id, counters, shm);
+          return decode_in_place(into, has_routing_id, expected_job_id, counters, shm);
         }
+        parts.clear();
       }
       if (Clock::now() >= deadline) {
         return deadline_exceeded("recv_message: no message within " +
@@ -465,8 +534,10 @@ Result<InMessage> recv_message(zmq::socket_t& socket, std::chrono::milliseconds 
       }
     }
   } catch (const zmq::error_t& e) {
+    parts.clear();
     return zmq_error_status(e, "recv_message");
   } catch (const std::bad_alloc&) {
+    parts.clear();
     return internal_error("recv_message: out of memory");
   }
 }

@@ -25,6 +25,17 @@
 // quick, must not block, and must not use ZeroMQ. Smaller frames, and frames without a
 // keepalive, are copied during send_message().
 //
+// Without allocating (a request/reply conversation's steady state, e.g. PsClient's PUSH): the
+// send_message() that takes SendBuffers, with SendBuffers::borrow set, hands ZeroMQ its
+// header bytes (kept in the SendBuffers) and every OutFrame marked `borrowed` without copying
+// and without a keepalive (ZeroMQ's constant messages), and recv_message_into() receives into
+// an InMessage whose buffers (parts, parsed header, frame table) are reused. Borrowing is the
+// caller's promise that nothing sent with these SendBuffers is still unread: the peer has
+// answered the last message sent with them (it read all of it, and ZeroMQ's one pipe per peer
+// delivers in order, so every earlier one too); it must not be used over inproc:// (the peer
+// would read the caller's memory itself). A borrowing send leaves the header bytes and the
+// borrowed frames in ZeroMQ's hands until then. Without `borrow`, the same call copies them.
+//
 // Shared memory (--transport=shm, runtime/wire/shm.h): an OutMessage with a ShmTarget copies
 // its frames into that region of a segment (while they fit; the rest travel inline) and sends
 // empty frames whose FrameInfo says in_shm and the offset. The receiver passes a ShmResolver
@@ -84,6 +95,9 @@ struct OutFrame {
   const void* data = nullptr;             // count * dtype_size(dtype) bytes
   uint64_t count = 0;                     // elements
   std::shared_ptr<const void> keepalive;  // holds `data` alive; null: the bytes are copied
+  // Sent without copying and without a keepalive by a borrowing send (SendBuffers::borrow, see
+  // the header comment); copied otherwise.
+  bool borrowed = false;
 };
 
 // A float32 frame over `values`, kept alive by `keepalive` (may be null: then copied).
@@ -116,6 +130,16 @@ struct OutMessage {
   ShmTarget shm;
 };
 
+// What a borrowing send_message() reuses: the serialized header that ZeroMQ reads in place
+// (a vector, not a string: its bytes stay where they are when it is moved), and the parts.
+// One per connection, used by one thread.
+struct SendBuffers {
+  // The caller's promise for the next send (see the header comment); false: copy everything.
+  bool borrow = false;
+  std::vector<std::byte> header_bytes;
+  std::vector<zmq::message_t> parts;
+};
+
 // Counters that send/recv/decode update when given a pointer. Thread-safe.
 struct ProtocolCounters {
   std::atomic<uint64_t> malformed{0};     // dropped: could not be decoded
@@ -137,6 +161,13 @@ DecodeError decode_error_of(const Status& status);
 // Errors: kInvalidArgument for a bad OutFrame (nothing is sent), kDeadlineExceeded when the
 // send timed out, kCancelled on ETERM, kUnavailable otherwise. Never throws.
 Status send_message(zmq::socket_t& socket, OutMessage msg,
+                    const zmq::message_t* routing_id = nullptr,
+                    ProtocolCounters* counters = nullptr);
+// The same, leaving `msg` to be sent again (its header and frame table are rewritten in place,
+// so a message built once and sent every step allocates nothing), with `buffers` reused and,
+// when buffers.borrow is set, the header and `borrowed` frames handed over without copying.
+// Frames with a keepalive are moved out of `msg` as above.
+Status send_message(zmq::socket_t& socket, OutMessage& msg, SendBuffers& buffers,
                     const zmq::message_t* routing_id = nullptr,
                     ProtocolCounters* counters = nullptr);
 
@@ -192,6 +223,13 @@ Result<InMessage> recv_message(zmq::socket_t& socket, std::chrono::milliseconds 
                                bool has_routing_id, uint64_t expected_job_id,
                                ProtocolCounters* counters = nullptr,
                                const ShmResolver* shm = nullptr);
+
+// recv_message() into `into`, whose vectors and parsed header are reused (their capacity
+// kept), so that a steady stream of like messages allocates nothing on this thread. On an
+// error `into` holds no valid message.
+Status recv_message_into(zmq::socket_t& socket, std::chrono::milliseconds timeout,
+                         bool has_routing_id, uint64_t expected_job_id, InMessage& into,
+                         ProtocolCounters* counters = nullptr, const ShmResolver* shm = nullptr);
 
 // Parses one protobuf message (a Header, a Rendezvous) from bytes that may come from outside
 // the job, without protobuf's own log lines: protobuf logs an error for every string field
