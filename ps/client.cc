@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <type_traits>
 
 #include "runtime/base/log.h"
 #include "runtime/wire/transport.h"
@@ -20,35 +21,19 @@ using Clock = std::chrono::steady_clock;
 // handshake monitor is read between tries (exchange()).
 constexpr std::chrono::milliseconds kSendSlice{50};
 
-// Counts buffers handed to ZeroMQ without copying; wait() returns once all are released.
-// Shared with the keepalives it hands out, so a release that comes after the caller gave up
-// waiting (a hung peer) still finds it alive.
-class ReleaseTracker : public std::enable_shared_from_this<ReleaseTracker> {
- public:
-  // A keepalive for `data` that also keeps `owner` (the buffer's owner) alive until ZeroMQ
-  // releases it.
-  std::shared_ptr<const void> hold(const void* data, std::shared_ptr<const void> owner) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++in_flight_;
-    }
-    return std::shared_ptr<const void>(
-        data, [self = shared_from_this(), owner = std::move(owner)](const void*) {
-          std::lock_guard<std::mutex> lock(self->mu_);
-          --self->in_flight_;
-          self->cv_.notify_all();
-        });
-  }
-  bool wait(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, timeout, [this] { return in_flight_ == 0; });
-  }
+// Keeps what a ZeroMQ I/O thread may still read (the header bytes and buffers of a request
+// that was never answered, borrowed without copying: runtime/wire/message.h) for as long as
+// the process lives: a failed request's socket is closed, but ZeroMQ may finish writing the
+// message it had started. Only failures add to it (a few bytes of header, and a reference to
+// a gradient buffer the caller owns anyway).
+void keep_until_exit(std::shared_ptr<const void> p) {
+  static std::mutex mu;
+  static auto* kept = new std::vector<std::shared_ptr<const void>>();  // reachable: no leak
+  std::lock_guard<std::mutex> lock(mu);
+  kept->push_back(std::move(p));
+}
 
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int in_flight_ = 0;  // guarded by mu_
-};
+const std::string kNoSecretFile;
 
 }  // namespace
 
@@ -129,24 +114,44 @@ PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placemen
       ps_(std::move(ps)),
       placement_(&placement),
       options_(options),
-      incarnation_(ps_.size(), 0) {
+      incarnation_(ps_.size(), 0),
+      send_buffers_(ps_.size()),
+      answered_(ps_.size(), 1),
+      push_out_(ps_.size()) {
+  for (size_t i = 0; i < ps_.size(); ++i) {
+    all_ps_.push_back(static_cast<int>(i));
+    names_.push_back("parameter server ps/" + std::to_string(i) + " at " + ps_[i].to_string());
+  }
   std::random_device rd;
   char hex[17];
   std::snprintf(hex, sizeof hex, "%08x%08x", rd(), rd());
   session_ = std::string(kSessionPrefix) + std::to_string(options_.worker) + "/" + hex;
 }
 
-PsClient::~PsClient() { stop_heartbeats(); }
-
-std::vector<int> PsClient::all_ps() const {
-  std::vector<int> all(ps_.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
-  return all;
+PsClient::~PsClient() {
+  stop_heartbeats();
+  retire_unanswered(nullptr);
 }
 
-std::string PsClient::name(int ps) const {
-  return "parameter server ps/" + std::to_string(ps) + " at " +
-         ps_[static_cast<size_t>(ps)].to_string();
+const std::string& PsClient::name(int ps) const { return names_[static_cast<size_t>(ps)]; }
+
+const std::string& PsClient::secret_file() const {
+  return options_.keys ? options_.keys->secret_file : kNoSecretFile;
+}
+
+bool PsClient::retire_unanswered(std::shared_ptr<const void> owner) {
+  bool any = false;
+  for (size_t i = 0; i < ps_.size(); ++i) {
+    if (answered_[i]) continue;
+    any = true;
+    // The vector's bytes stay where they are when it moves: the retired copy owns them.
+    keep_until_exit(
+        std::make_shared<std::vector<std::byte>>(std::move(send_buffers_[i].header_bytes)));
+    send_buffers_[i].header_bytes = {};
+    answered_[i] = 1;  // nothing borrowed is in flight from the fresh buffer
+  }
+  if (any && owner != nullptr) keep_until_exit(std::move(owner));
+  return any;
 }
 
 void PsClient::name_segment(OutMessage& m, int ps, bool reply) const {
@@ -156,10 +161,8 @@ void PsClient::name_segment(OutMessage& m, int ps, bool reply) const {
   id->set_pid(seg->pid());
   id->set_fd(seg->fd());
   id->set_token(seg->token());
-  if (reply) {
-    id->set_reply_offset(kShmHeaderBytes + shm_region_[static_cast<size_t>(ps)]);
-    id->set_reply_size(shm_region_[static_cast<size_t>(ps)]);
-  }
+  id->set_reply_offset(reply ? kShmHeaderBytes + shm_region_[static_cast<size_t>(ps)] : 0);
+  id->set_reply_size(reply ? shm_region_[static_cast<size_t>(ps)] : 0);
 }
 
 OutMessage PsClient::request(wire::Kind kind) const {
@@ -170,23 +173,23 @@ OutMessage PsClient::request(wire::Kind kind) const {
   return m;
 }
 
-Status PsClient::exchange(const std::vector<int>& targets,
-                          const std::function<OutMessage(int)>& make,
-                          const std::function<Result<bool>(int, InMessage&)>& on_reply,
+template <class Make, class OnReply>
+Status PsClient::exchange(const std::vector<int>& targets, Make&& make, OnReply&& on_reply,
                           std::chrono::milliseconds timeout, bool backoff) {
-  struct Pending {
-    int ps;
-    uint64_t request_id = 0;
-    wire::Kind kind = wire::KIND_INVALID;
-    Clock::time_point sent;
-    Clock::time_point give_up;
-    std::chrono::milliseconds retry{250};
-    bool finished = false;
-    std::optional<Clock::time_point> silent_since;  // ps_restart_timeout: first unanswered send
-    std::string in_use;  // the PS's kWorkerIndexInUse refusal, while asking again
-    std::optional<Clock::time_point> ask_again_at;
-  };
-  std::vector<Pending> pending;
+  Status st = exchange_impl(targets, make, on_reply, timeout, backoff);
+  // A request left unanswered may still be read by ZeroMQ: its borrowed header bytes must
+  // never be written or freed again.
+  left_unanswered_ = !st.ok() && retire_unanswered(nullptr);
+  return st;
+}
+
+template <class Make, class OnReply>
+Status PsClient::exchange_impl(const std::vector<int>& targets, Make& make, OnReply& on_reply,
+                               std::chrono::milliseconds timeout, bool backoff) {
+  // Member vectors, cleared: their capacity stays, so a steady stream of requests allocates
+  // nothing here.
+  std::vector<Pending>& pending = pending_;
+  pending.clear();
   // A request is queued in slices of kSendSlice (the sockets' send timeout) with the
   // handshake monitor read between them: while a PS refuses our handshake (another or no
   // secret) there is no peer to queue for, and the refusal must be reported at once, not
@@ -199,16 +202,27 @@ Status PsClient::exchange(const std::vector<int>& targets,
     const auto send_deadline = Clock::now() + SocketOptions{}.send_timeout;
     Status st;
     while (true) {
-      OutMessage m = make(p.ps);
-      p.kind = m.header.kind();
-      m.header.set_request_id(p.request_id);
+      // make() returns a message of the caller's to send in place (the hot paths) or a fresh
+      // one (kept in cold_out_ while it is sent).
+      OutMessage* m = nullptr;
+      if constexpr (std::is_lvalue_reference_v<std::invoke_result_t<Make&, int>>) {
+        m = &make(p.ps);
+      } else {
+        cold_out_ = make(p.ps);
+        m = &cold_out_;
+      }
+      p.kind = m->header.kind();
+      m->header.set_request_id(p.request_id);
       p.sent = Clock::now();
-      st = send_message(socket, std::move(m), nullptr, &counters_);
+      const size_t i = static_cast<size_t>(p.ps);
+      // Borrow (no copy, no allocation) only when the PS answered everything sent before:
+      // then ZeroMQ has finished with the bytes of the last borrowing send.
+      send_buffers_[i].borrow = answered_[i] != 0;
+      answered_[i] = 0;
+      st = send_message(socket, *m, send_buffers_[i], nullptr, &counters_);
       if (st.ok()) return st;
       monitor.poll();
-      if (auto why = monitor.refusal(options_.keys != nullptr,
-                                     options_.keys ? options_.keys->secret_file : std::string(),
-                                     name(p.ps))) {
+      if (auto why = monitor.refusal(options_.keys != nullptr, secret_file(), name(p.ps))) {
         return invalid_argument(*why);
       }
       if (st.code() != StatusCode::kDeadlineExceeded) break;
@@ -228,10 +242,11 @@ Status PsClient::exchange(const std::vector<int>& targets,
     PSTRAIN_RETURN_IF_ERROR(send(p, /*again=*/false));
     pending.push_back(p);
   }
-  std::vector<zmq::pollitem_t> items;
+  std::vector<zmq::pollitem_t>& items = poll_items_;
+  std::vector<size_t>& index = poll_index_;
   while (true) {
     items.clear();
-    std::vector<size_t> index;
+    index.clear();
     for (size_t i = 0; i < pending.size(); ++i) {
       if (pending[i].finished) continue;
       items.push_back(
@@ -294,9 +309,7 @@ Status PsClient::exchange(const std::vector<int>& targets,
       if (p.finished) continue;
       HandshakeMonitor& m = *monitors_[static_cast<size_t>(p.ps)];
       m.poll();
-      if (auto why =
-              m.refusal(options_.keys != nullptr,
-                        options_.keys ? options_.keys->secret_file : std::string(), name(p.ps))) {
+      if (auto why = m.refusal(options_.keys != nullptr, secret_file(), name(p.ps))) {
         return invalid_argument(*why);
       }
     }
@@ -315,32 +328,35 @@ Status PsClient::exchange(const std::vector<int>& targets,
       if (!(items[k].revents & ZMQ_POLLIN)) continue;
       Pending& p = pending[index[k]];
       const ShmResolver& shm = shm_resolvers_[static_cast<size_t>(p.ps)];
-      auto msg = recv_message(sockets_[static_cast<size_t>(p.ps)], std::chrono::milliseconds(0),
-                              false, options_.job_id, &counters_, shm ? &shm : nullptr);
-      if (!msg.ok()) {
-        if (msg.status().code() == StatusCode::kDeadlineExceeded) continue;
-        if (msg.status().code() == StatusCode::kCancelled) return msg.status();
-        PSTRAIN_LOG(WARNING) << "dropped a bad reply from " << name(p.ps) << ": "
-                             << msg.status().message();
+      InMessage& msg = reply_;
+      Status got =
+          recv_message_into(sockets_[static_cast<size_t>(p.ps)], std::chrono::milliseconds(0),
+                            false, options_.job_id, msg, &counters_, shm ? &shm : nullptr);
+      if (!got.ok()) {
+        if (got.code() == StatusCode::kDeadlineExceeded) continue;
+        if (got.code() == StatusCode::kCancelled) return got;
+        PSTRAIN_LOG(WARNING) << "dropped a bad reply from " << name(p.ps) << ": " << got.message();
         continue;
       }
-      if (msg->header.request_id() != p.request_id) continue;  // an answer to an older try
-      if (msg->header.kind() == wire::REPLY_ERROR &&
-          msg->header.error().starts_with(kWorkerIndexInUse)) {
+      if (msg.header.request_id() != p.request_id) continue;  // an answer to an older try
+      // The PS read the whole request, and every one sent before it on this socket.
+      answered_[static_cast<size_t>(p.ps)] = 1;
+      if (msg.header.kind() == wire::REPLY_ERROR &&
+          msg.header.error().starts_with(kWorkerIndexInUse)) {
         if (p.in_use.empty()) {
           PSTRAIN_LOG(WARNING) << name(p.ps) << " refused " << wire::Kind_Name(p.kind) << ": "
-                               << msg->header.error() << "; asking again until "
+                               << msg.header.error() << "; asking again until "
                                << "the old connection is gone";
         }
-        p.in_use = msg->header.error();
+        p.in_use = msg.header.error();
         p.ask_again_at = Clock::now() + std::chrono::milliseconds(200);
         continue;
       }
-      if (msg->header.kind() == wire::REPLY_ERROR) {
+      if (msg.header.kind() == wire::REPLY_ERROR) {
         return failed_precondition(name(p.ps) + " refused " + wire::Kind_Name(p.kind) + ": " +
-                                   msg->header.error());
+                                   msg.header.error());
       }
-      PSTRAIN_ASSIGN_OR_RETURN(bool finished, on_reply(p.ps, *msg));
+      PSTRAIN_ASSIGN_OR_RETURN(bool finished, on_reply(p.ps, msg));
       if (finished) {
         p.finished = true;
       } else {
@@ -486,15 +502,16 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
 
 Result<PushResult> PsClient::push_pull(std::span<const float> flat_grads, const PsSteps& steps,
                                        std::shared_ptr<const void> owner, std::span<float> flat,
-                                       const PsSteps& min_steps, std::optional<PsSteps>* pulled) {
-  pulled->reset();
+                                       const PsSteps& min_steps, PsSteps& pulled) {
   if (min_steps.size() != ps_.size()) {
     return invalid_argument("push_pull needs one minimum step per parameter server");
   }
-  PullAlong along{.flat = flat, .mins = min_steps, .steps = PsSteps(ps_.size(), 0)};
+  along_mins_.assign(min_steps.begin(), min_steps.end());  // same size each step: no allocation
+  pulled.assign(ps_.size(), 0);
+  PullAlong along{.flat = flat, .mins = along_mins_, .steps = pulled};
   PSTRAIN_ASSIGN_OR_RETURN(PushResult result,
                            push_impl(flat_grads, steps, std::move(owner), &along));
-  if (along.complete) *pulled = std::move(along.steps);
+  result.pulled = along.complete;
   return result;
 }
 
@@ -503,9 +520,14 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
   if (steps.size() != ps_.size()) {
     return invalid_argument("push needs one step per parameter server");
   }
-  // --compress: narrow the gradients once into the 16-bit buffer, which the frames then borrow
-  // (its keepalive holds it as `owner` holds the caller's buffer). After a successful push
-  // ZeroMQ has let go of it (the wait below), so the next push reuses it without allocating.
+  if (!placement_->chunks.empty() &&
+      flat_grads.size() < static_cast<size_t>(placement_->total_elements)) {
+    return invalid_argument("push: " + std::to_string(flat_grads.size()) +
+                            " gradient values for a model of " +
+                            std::to_string(placement_->total_elements));
+  }
+  // --compress: narrow the gradients once into the 16-bit buffer, which the frames then borrow.
+  // Once every PS answered, ZeroMQ has finished with it, so the next push reuses it.
   const FloatFormat format = options_.compression;
   std::span<const uint16_t> words;
   if (format != FloatFormat::kFloat32) {
@@ -513,38 +535,44 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
     half_grads_->resize(flat_grads.size());
     narrow_floats(format, flat_grads, *half_grads_);
     words = *half_grads_;
-    owner = half_grads_;
   }
-  auto tracker = std::make_shared<ReleaseTracker>();
   PushResult result;
   Status st = exchange(
       all_ps(),
-      [&](int ps) {
-        OutMessage m = request(wire::PUSH);
-        m.header.set_step(steps[static_cast<size_t>(ps)]);
-        if (along != nullptr) {
-          m.header.set_then_pull(true);
-          m.header.set_min_step(along->mins[static_cast<size_t>(ps)]);
-        }
+      [&](int ps) -> OutMessage& {
+        // PS `ps`'s PUSH, rewritten in place: the same fields every time, the frame table's
+        // keys and sizes unchanged after the first push, only steps and pointers new.
+        OutMessage& m = push_out_[static_cast<size_t>(ps)];
+        wire::Header& h = m.header;
+        h.set_kind(wire::PUSH);
+        h.set_job_id(options_.job_id);
+        h.set_sender(options_.worker);
+        h.set_step(steps[static_cast<size_t>(ps)]);
+        h.set_then_pull(along != nullptr);
+        h.set_min_step(along != nullptr ? along->mins[static_cast<size_t>(ps)] : 0);
+        m.shm = {};
         if (const ShmSegment* seg = shm_[static_cast<size_t>(ps)].get(); seg != nullptr) {
           name_segment(m, ps, /*reply=*/along != nullptr);
           m.shm = {.base = seg->bytes().data(),
                    .offset = kShmHeaderBytes,
                    .size = shm_region_[static_cast<size_t>(ps)]};
         }
-        std::shared_ptr<const void> keep = tracker->hold(
-            format != FloatFormat::kFloat32 ? static_cast<const void*>(words.data())
-                                            : static_cast<const void*>(flat_grads.data()),
-            owner);
-        for (int ci : placement_->chunks_of_ps[static_cast<size_t>(ps)]) {
-          const Chunk& c = placement_->chunks[static_cast<size_t>(ci)];
+        const auto& mine = placement_->chunks_of_ps[static_cast<size_t>(ps)];
+        m.frames.resize(mine.size());
+        for (size_t k = 0; k < mine.size(); ++k) {
+          const Chunk& c = placement_->chunks[static_cast<size_t>(mine[k])];
           const size_t offset = static_cast<size_t>(c.flat_offset);
           const size_t count = static_cast<size_t>(c.count);
-          if (format != FloatFormat::kFloat32) {
-            m.frames.push_back(half_frame(c.key, format, words.subspan(offset, count), keep));
-          } else {
-            m.frames.push_back(f32_frame(c.key, flat_grads.subspan(offset, count), keep));
-          }
+          OutFrame& f = m.frames[k];
+          if (f.key != c.key) f.key = c.key;
+          f.dtype = wire_dtype(format);
+          f.data = format != FloatFormat::kFloat32
+                       ? static_cast<const void*>(words.data() + offset)
+                       : static_cast<const void*>(flat_grads.data() + offset);
+          f.count = count;
+          f.keepalive = nullptr;
+          // Read by ZeroMQ in place until the PS answers (runtime/wire/message.h).
+          f.borrowed = true;
         }
         return m;
       },
@@ -566,26 +594,20 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
       },
       options_.reply_timeout, false);
   if (!st.ok()) {
-    // ZeroMQ may still read the 16-bit buffer: the next push narrows into a new one (the
-    // keepalives hold this one until ZeroMQ lets go).
-    half_grads_.reset();
     // A failed exchange (a stop request, a PS that stopped answering) may leave a message in a
-    // socket's queue for a PS that will never read it, borrowing the buffer for as long as the
-    // socket lives: drop those messages by opening the sockets afresh, and give ZeroMQ a
-    // moment to let go. The keepalive holds `owner` (the buffer) for as long as ZeroMQ may
-    // still read it, so returning without waiting longer frees nothing early; the caller,
-    // whose push failed, must not write into the buffer again (client.h).
-    if (!tracker->wait(std::chrono::milliseconds(0))) {
+    // socket's queue for a PS that will never read it, borrowing the gradients (or the 16-bit
+    // copy) for as long as the socket lives: those buffers are kept alive (the caller, whose
+    // push failed, must not write into its buffer again: client.h), and the sockets opened
+    // afresh, which drops such messages.
+    if (left_unanswered_) {
+      if (half_grads_ != nullptr) {
+        keep_until_exit(std::move(half_grads_));
+        half_grads_ = nullptr;
+      }
+      keep_until_exit(std::move(owner));
       if (Status reopened = reopen_sockets(); !reopened.ok()) return reopened;
-      (void)tracker->wait(std::chrono::milliseconds(100));
     }
     return st;
-  }
-  // The caller may reuse the buffer only once ZeroMQ let go of it.
-  if (!tracker->wait(options_.reply_timeout)) {
-    half_grads_.reset();
-    return internal_error("ZeroMQ did not release a gradient buffer within " +
-                          std::to_string(options_.reply_timeout.count() / 1000) + " s");
   }
   return result;
 }

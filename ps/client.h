@@ -11,11 +11,16 @@
 // - pull() waits for events, not sleeps: a server parks the request until it holds
 //   initialised variables at step >= min_step and answers then (or says "not ready" after its
 //   long-poll interval, and the request is sent again).
-// - push() sends the gradient chunks straight from the caller's buffer (zero copy) and returns
-//   only after ZeroMQ has released the buffer, so the caller may overwrite it. With
+// - push() sends the gradient chunks straight from the caller's buffer (zero copy, no
+//   allocation: runtime/wire/message.h's borrowing send) and returns once every PS answered,
+//   which means ZeroMQ has finished reading the buffer, so the caller may overwrite it. With
 //   ClientOptions::compression it narrows them first into a 16-bit buffer of its own, reused
-//   from push to push (allocated again only after a failed push, when ZeroMQ may still hold
-//   the old one), and sends that.
+//   from push to push, and sends that. After a failed push ZeroMQ may still read either
+//   buffer: both are kept alive until the process exits (`owner` holds the caller's), and
+//   the sockets are opened afresh.
+// - The steady state (push_pull() after push_pull(), the same shapes) allocates nothing on
+//   the calling thread: messages are rewritten in place and replies received into reused
+//   buffers (tests/ps/steady_state_test.cc counts every malloc).
 // - ClientOptions::transport picks each PS's path once, at connect(): a Unix socket to the
 //   PS's local endpoint (kIpc), that socket for the headers and a shared-memory segment for
 //   the tensors (kShm; kAuto when the PS runs on this machine), TCP otherwise
@@ -93,6 +98,7 @@ struct ClientOptions {
 struct PushResult {
   int64_t global_step = 0;  // PS 0's step after the push
   bool accepted = true;     // false when any PS dropped the gradient (stale, late)
+  bool pulled = false;      // push_pull(): every PS answered with its parameters
 };
 
 // A checkpoint shard a PS wrote (SAVE's reply).
@@ -131,20 +137,21 @@ class PsClient {
   Result<PsSteps> pull(std::span<float> flat, const PsSteps& min_steps);
   // Sends each PS its chunks of `flat_grads`, tagged with the step that PS served the
   // parameters at (`steps` from the pull they were computed from). `owner` owns the buffer:
-  // ZeroMQ keeps it alive until it has sent the bytes, even if this call gives up first (it
-  // may be null when the buffer outlives this client for certain). A successful push returns
-  // once ZeroMQ let go of the buffer; after a failed one (a stop request, a PS gone) ZeroMQ
-  // may still hold it for a while, so the caller must not write into it again.
+  // after a failed push (a stop request, a PS gone) it is kept alive for as long as ZeroMQ
+  // may read the bytes (until the process exits), and the caller must not write into it again
+  // (it may be null when the buffer outlives this client for certain). A successful push
+  // returns once every PS answered: ZeroMQ has finished with the buffer.
   Result<PushResult> push(std::span<const float> flat_grads, const PsSteps& steps,
                           std::shared_ptr<const void> owner);
   // push(), and the next pull() in the same round trip: each PS answers once it took the
   // gradient and reached min_steps[ps] (Header.then_pull), with its parameters, which go into
-  // `flat` (not the gradient's buffer). `*pulled` gets the steps served, as pull() returns
-  // them, or nullopt when a PS answered without its parameters (one of an older pstrain, or
-  // not ready within its long poll): then call pull() as usual. The push's result either way.
+  // `flat` (not the gradient's buffer). When every PS did, the result's `pulled` is true and
+  // `pulled_steps` holds the steps served, as pull() returns them; otherwise (a PS of an older
+  // pstrain, or one not ready within its long poll) call pull() as usual. The same vectors
+  // every step: nothing is allocated (tests/ps/steady_state_test.cc).
   Result<PushResult> push_pull(std::span<const float> flat_grads, const PsSteps& steps,
                                std::shared_ptr<const void> owner, std::span<float> flat,
-                               const PsSteps& min_steps, std::optional<PsSteps>* pulled);
+                               const PsSteps& min_steps, PsSteps& pulled_steps);
   // Tells every PS this worker has finished.
   Status done();
   // Asks every PS in `targets` to write its checkpoint shard once its step reaches
@@ -173,22 +180,33 @@ class PsClient {
  private:
   PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placement& placement,
            ClientOptions options);
-  std::string name(int ps) const;
-  std::vector<int> all_ps() const;
+  const std::string& name(int ps) const;
+  const std::vector<int>& all_ps() const { return all_ps_; }
+  const std::string& secret_file() const;  // the keys' --secret_file, or ""
   OutMessage request(wire::Kind kind) const;
-  // Sends make(ps) to every PS in `targets` and waits for each one's reply; on_reply returns
-  // true when that PS is finished, false to send make(ps) again (e.g. after NOT_READY).
-  // `resend_after` > 0 also re-sends to a PS whose reply has not come within that time
-  // (hello's backoff), until `deadline`.
-  Status exchange(const std::vector<int>& targets, const std::function<OutMessage(int)>& make,
-                  const std::function<Result<bool>(int, InMessage&)>& on_reply,
+  // Sends make(ps) to every PS in `targets` and waits for each one's reply; on_reply(ps,
+  // InMessage&) returns true when that PS is finished, false to send make(ps) again (e.g.
+  // after NOT_READY). make returns an OutMessage (sent from cold_out_) or an OutMessage& that
+  // the caller keeps and rewrites in place (PUSH: nothing allocated). With `backoff`, a PS
+  // whose reply has not come is asked again with growing intervals until `timeout` (hello).
+  // A failure retires what unanswered requests borrow (retire_unanswered) and sets
+  // left_unanswered_.
+  template <class Make, class OnReply>
+  Status exchange(const std::vector<int>& targets, Make&& make, OnReply&& on_reply,
                   std::chrono::milliseconds timeout, bool backoff);
+  template <class Make, class OnReply>
+  Status exchange_impl(const std::vector<int>& targets, Make& make, OnReply& on_reply,
+                       std::chrono::milliseconds timeout, bool backoff);
+  // Every PS whose last request is unanswered: its header bytes (borrowed by ZeroMQ) are kept
+  // until the process exits and replaced by a fresh buffer, and so is `owner` (when any). True
+  // when there was one.
+  bool retire_unanswered(std::shared_ptr<const void> owner);
   void heartbeat_loop();
   // The pull half of push_pull() (nullptr: a plain push).
   struct PullAlong {
     std::span<float> flat;
-    PsSteps mins;
-    PsSteps steps;
+    PsSteps& mins;
+    PsSteps& steps;
     bool complete = true;  // every PS sent its parameters
   };
   Result<PushResult> push_impl(std::span<const float> flat_grads, const PsSteps& steps,
@@ -222,8 +240,39 @@ class PsClient {
   std::string session_;
   std::vector<uint64_t> incarnation_;  // each PS's Header.ps_incarnation as last seen (0: none)
   ProtocolCounters counters_;
-  // push()'s 16-bit gradients (compression only); reused once ZeroMQ released it.
+  // push()'s 16-bit gradients (compression only); reused once every PS answered.
   std::shared_ptr<std::vector<uint16_t>> half_grads_;
+
+  // What exchange() reuses, so that the steady state's requests allocate nothing on this
+  // thread (tests/ps/steady_state_test.cc counts): its bookkeeping, per PS the SendBuffers
+  // and whether the last request sent on its socket was answered (then ZeroMQ has finished
+  // with every borrowed byte, and the next send may borrow again), the PUSH messages
+  // rewritten in place, the message of the other requests, the received reply.
+  struct Pending {
+    int ps = 0;
+    uint64_t request_id = 0;
+    wire::Kind kind = wire::KIND_INVALID;
+    std::chrono::steady_clock::time_point sent;
+    std::chrono::steady_clock::time_point give_up;
+    std::chrono::milliseconds retry{250};
+    bool finished = false;
+    // ps_restart_timeout: the first unanswered send.
+    std::optional<std::chrono::steady_clock::time_point> silent_since;
+    std::string in_use;  // the PS's kWorkerIndexInUse refusal, while asking again
+    std::optional<std::chrono::steady_clock::time_point> ask_again_at;
+  };
+  std::vector<int> all_ps_;
+  std::vector<std::string> names_;
+  std::vector<Pending> pending_;
+  std::vector<zmq::pollitem_t> poll_items_;
+  std::vector<size_t> poll_index_;
+  std::vector<SendBuffers> send_buffers_;
+  std::vector<char> answered_;
+  bool left_unanswered_ = false;
+  std::vector<OutMessage> push_out_;
+  OutMessage cold_out_;
+  InMessage reply_;
+  PsSteps along_mins_;
 
   std::thread heartbeat_;
   std::atomic<bool> heartbeat_stop_{false};

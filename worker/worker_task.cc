@@ -216,8 +216,11 @@ Status WorkerRun::train() {
   const std::span<int32_t> label_span(labels.i32(), static_cast<size_t>(batch));
 
   RecentMean recent;
+  // The same vectors every step (the steady state allocates nothing: client.h).
   PsSteps min_steps(static_cast<size_t>(num_ps_), 0);
-  std::optional<PsSteps> prefetched;  // the steps served with the last push's parameters
+  PsSteps steps(static_cast<size_t>(num_ps_), 0);
+  PsSteps next_steps(static_cast<size_t>(num_ps_), 0);
+  bool prefetched = false;  // params_ holds the next step's parameters, served at next_steps
   int64_t local_steps = 0;
   TrainingBegin begin;
   begin.model = model_options_.name;
@@ -249,14 +252,18 @@ Status WorkerRun::train() {
       break;
     }
     // The parameters came with the last push's answer (push_pull), or are pulled now.
-    Result<PsSteps> pulled = prefetched ? Result<PsSteps>(*std::move(prefetched))
-                                        : client_->pull(params_.host_f32(), min_steps);
-    prefetched.reset();
-    if (!pulled.ok() && stop_requested()) {
-      stopped = true;
-      break;
+    if (prefetched) {
+      std::swap(steps, next_steps);
+      prefetched = false;
+    } else {
+      Result<PsSteps> pulled = client_->pull(params_.host_f32(), min_steps);
+      if (!pulled.ok() && stop_requested()) {
+        stopped = true;
+        break;
+      }
+      PSTRAIN_RETURN_IF_ERROR(pulled.status());
+      steps = *std::move(pulled);
     }
-    PSTRAIN_ASSIGN_OR_RETURN(PsSteps steps, std::move(pulled));
     // Training is over once every PS reached the last step. The PS tasks' steps may differ
     // by one (each completes a step on its own gradients), and one still a step behind needs
     // this worker's gradient: stopping as soon as PS 0 is done could leave it short of fresh
@@ -286,12 +293,13 @@ Status WorkerRun::train() {
     }
     // The push, and the next step's pull in the same round trip.
     Result<PushResult> push_result = client_->push_pull(grads.host_f32(), steps, grads.memory(),
-                                                        params_.host_f32(), min_steps, &prefetched);
+                                                        params_.host_f32(), min_steps, next_steps);
     if (!push_result.ok() && stop_requested()) {
       stopped = true;
       break;
     }
     PSTRAIN_ASSIGN_OR_RETURN(PushResult pushed, std::move(push_result));
+    prefetched = pushed.pulled;
     ++local_steps;
     if (!pushed.accepted) ++rejected_;
     global_ = pushed.global_step;

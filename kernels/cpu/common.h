@@ -88,18 +88,27 @@ void parallel_ranges(int64_t total, int64_t grain, const Body& body) {
 
 // out[j] = sum_r a[r * cols + j] for a row-major [rows, cols] matrix. Rows are summed in
 // blocks of 128 (a partial sum per block, so float rounding grows with rows / 128 + 128
-// rather than rows), chunks of rows in parallel, and the chunk sums in order.
+// rather than rows), chunks of rows in parallel, and the chunk sums in order. The scratch
+// vectors are per thread and only grow: a training step's calls allocate nothing.
 template <typename T>
 void column_sums(const T* a, int64_t rows, int64_t cols, T* out) {
   if (cols <= 0) return;
   const int64_t grain = std::max<int64_t>(128, kChunkElements / cols / 128 * 128);
   const int64_t chunks = std::max<int64_t>(1, (rows + grain - 1) / grain);
-  std::vector<T> partials(static_cast<size_t>((chunks - 1) * cols));
+  thread_local std::vector<T> partials_storage;
+  if (partials_storage.size() < static_cast<size_t>((chunks - 1) * cols)) {
+    partials_storage.resize(static_cast<size_t>((chunks - 1) * cols));
+  }
+  T* const partials = partials_storage.data();
   thread_pool().run(chunks, workers_for(chunks), [&](int64_t c, int /*worker*/) {
     const int64_t begin = c * grain, end = std::min(rows, begin + grain);
-    RowVecMap<T> total(c == 0 ? out : partials.data() + (c - 1) * cols, cols);
+    RowVecMap<T> total(c == 0 ? out : partials + (c - 1) * cols, cols);
     total.setZero();
-    Eigen::Matrix<T, 1, Eigen::Dynamic> block(cols);
+    thread_local std::vector<T> block_storage;
+    if (block_storage.size() < static_cast<size_t>(cols)) {
+      block_storage.resize(static_cast<size_t>(cols));
+    }
+    RowVecMap<T> block(block_storage.data(), cols);
     for (int64_t r0 = begin; r0 < end; r0 += 128) {
       const int64_t r1 = std::min(end, r0 + 128);
       block = ConstRowVecMap<T>(a + r0 * cols, cols);
@@ -109,7 +118,7 @@ void column_sums(const T* a, int64_t rows, int64_t cols, T* out) {
   });
   RowVecMap<T> total(out, cols);
   for (int64_t c = 1; c < chunks; ++c) {
-    total += ConstRowVecMap<T>(partials.data() + (c - 1) * cols, cols);
+    total += ConstRowVecMap<T>(partials + (c - 1) * cols, cols);
   }
 }
 

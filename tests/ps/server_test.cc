@@ -135,13 +135,12 @@ TEST(PsClient, PushPullAnswersWithTheParametersOfTheStepItWaitsFor) {
 
   const std::vector<float> g0 = {1, 1, 1, 1, 1}, g1 = {3, 3, 3, 3, 3}, g2 = {9, 9, 9, 9, 9};
   std::vector<float> p0(5, -7.f), p1(5, -7.f), p2(5, -7.f);
-  std::optional<PsSteps> pulled0, pulled1, pulled2;
+  PsSteps pulled0, pulled1, pulled2;
   // Worker 0's answer comes only once worker 1's gradient completed step 1.
-  auto first = std::async(std::launch::async, [&] {
-    return w0->push_pull(g0, *s0, nullptr, p0, PsSteps{1}, &pulled0);
-  });
+  auto first = std::async(std::launch::async,
+                          [&] { return w0->push_pull(g0, *s0, nullptr, p0, PsSteps{1}, pulled0); });
   EXPECT_EQ(first.wait_for(milliseconds(200)), std::future_status::timeout);
-  auto r1 = w1->push_pull(g1, *s0, nullptr, p1, PsSteps{1}, &pulled1);
+  auto r1 = w1->push_pull(g1, *s0, nullptr, p1, PsSteps{1}, pulled1);
   ASSERT_TRUE(r1.ok()) << r1.status().to_string();
   ASSERT_EQ(first.wait_for(std::chrono::seconds(10)), std::future_status::ready);
   auto r0 = first.get();
@@ -150,18 +149,18 @@ TEST(PsClient, PushPullAnswersWithTheParametersOfTheStepItWaitsFor) {
     EXPECT_TRUE(r->accepted);
     EXPECT_EQ(r->global_step, 1);
   }
-  ASSERT_TRUE(pulled0.has_value());
-  ASSERT_TRUE(pulled1.has_value());
-  EXPECT_EQ(*pulled0, PsSteps{1});
-  EXPECT_EQ(*pulled1, PsSteps{1});
+  ASSERT_TRUE(r0->pulled);
+  ASSERT_TRUE(r1->pulled);
+  EXPECT_EQ(pulled0, PsSteps{1});
+  EXPECT_EQ(pulled1, PsSteps{1});
   const std::vector<float> step1 = {-1, 0, 1, 2, 3};  // minus mean(1, 3)
   EXPECT_EQ(p0, step1);
   EXPECT_EQ(p1, step1);
   // The backup's gradient for step 0 is stale: refused, and the parameters still come along.
-  auto r2 = w2->push_pull(g2, *s0, nullptr, p2, PsSteps{1}, &pulled2);
+  auto r2 = w2->push_pull(g2, *s0, nullptr, p2, PsSteps{1}, pulled2);
   ASSERT_TRUE(r2.ok()) << r2.status().to_string();
   EXPECT_FALSE(r2->accepted);
-  ASSERT_TRUE(pulled2.has_value());
+  ASSERT_TRUE(r2->pulled);
   EXPECT_EQ(p2, step1);
   // A plain pull agrees, bit for bit.
   std::vector<float> again(5);

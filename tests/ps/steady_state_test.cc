@@ -1,0 +1,266 @@
+// A worker's steady-state step allocates nothing on its thread: the MLP's forward and backward
+// pass on the CPU backend, then PsClient::push_pull() of the gradient and the next step's
+// parameters through a real parameter server (its own thread here, over 127.0.0.1 or its
+// Unix socket), for every transport and with 16-bit compression.
+//
+// How it counts: this binary replaces malloc and its relatives (glibc supports replacing them:
+// every call lands here and goes on to glibc's own __libc_* functions), and counts the calls
+// made by the thread under test while counting is on; operator new reaches them through
+// libstdc++. The PS's thread and ZeroMQ's I/O threads are not counted (they are other
+// processes' work in a job). A failure prints where each counted allocation came from.
+// Sanitizer builds replace malloc themselves: there the tests skip, saying so.
+#include <execinfo.h>
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/model.h"
+#include "ps/client.h"
+#include "ps/placement.h"
+#include "ps/server.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PSTRAIN_COUNTING_MALLOC 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define PSTRAIN_COUNTING_MALLOC 0
+#endif
+#endif
+#ifndef PSTRAIN_COUNTING_MALLOC
+#define PSTRAIN_COUNTING_MALLOC 1
+#endif
+
+namespace {
+
+// Thread-local in the executable: static TLS, which reading never allocates.
+thread_local bool t_counting = false;
+thread_local bool t_tracing = false;  // inside backtrace(): not counted again
+std::atomic<int> g_counted{0};
+constexpr int kTraced = 8;
+constexpr int kDepth = 16;
+std::array<std::array<void*, kDepth>, kTraced> g_traces;
+std::array<int, kTraced> g_depths{};
+
+void note_allocation() {
+  if (!t_counting || t_tracing) return;
+  const int n = g_counted.fetch_add(1, std::memory_order_relaxed);
+  if (n < kTraced) {
+    t_tracing = true;
+    g_depths[static_cast<size_t>(n)] = backtrace(g_traces[static_cast<size_t>(n)].data(), kDepth);
+    t_tracing = false;
+  }
+}
+
+}  // namespace
+
+#if PSTRAIN_COUNTING_MALLOC
+extern "C" {
+void* __libc_malloc(size_t size);
+void* __libc_calloc(size_t count, size_t size);
+void* __libc_realloc(void* p, size_t size);
+void* __libc_memalign(size_t alignment, size_t size);
+void __libc_free(void* p);
+
+void* malloc(size_t size) {
+  note_allocation();
+  return __libc_malloc(size);
+}
+void* calloc(size_t count, size_t size) {
+  note_allocation();
+  return __libc_calloc(count, size);
+}
+void* realloc(void* p, size_t size) {
+  note_allocation();
+  return __libc_realloc(p, size);
+}
+void free(void* p) { __libc_free(p); }
+void* memalign(size_t alignment, size_t size) {
+  note_allocation();
+  return __libc_memalign(alignment, size);
+}
+void* aligned_alloc(size_t alignment, size_t size) {
+  note_allocation();
+  return __libc_memalign(alignment, size);
+}
+int posix_memalign(void** out, size_t alignment, size_t size) {
+  note_allocation();
+  void* p = __libc_memalign(alignment, size);
+  if (p == nullptr) return ENOMEM;
+  *out = p;
+  return 0;
+}
+void* valloc(size_t size) {
+  note_allocation();
+  return __libc_memalign(4096, size);
+}
+void* pvalloc(size_t size) {
+  note_allocation();
+  return __libc_memalign(4096, (size + 4095) & ~size_t{4095});
+}
+}
+#endif
+
+namespace pstrain {
+namespace {
+
+using std::chrono::milliseconds;
+constexpr uint64_t kJob = 31;
+
+// The counted allocations' call stacks (symbolised after counting stopped).
+std::string where_allocated() {
+  std::string out;
+  const int n = std::min(g_counted.load(), kTraced);
+  for (int i = 0; i < n; ++i) {
+    out += "allocation " + std::to_string(i + 1) + ":\n";
+    char** names = backtrace_symbols(g_traces[static_cast<size_t>(i)].data(),
+                                     g_depths[static_cast<size_t>(i)]);
+    for (int d = 0; names != nullptr && d < g_depths[static_cast<size_t>(i)]; ++d) {
+      out += std::string("    ") + names[d] + "\n";
+    }
+    std::free(names);
+  }
+  return out;
+}
+
+struct Case {
+  Transport transport;
+  FloatFormat compression;
+  const char* name;
+};
+
+class SteadyState : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
+  if (!PSTRAIN_COUNTING_MALLOC) {
+    GTEST_SKIP() << "a sanitizer replaces malloc in this build: the counting allocator is off";
+  }
+  const Case c = GetParam();
+  zmq::context_t ctx(1);
+  ServerOptions so;
+  so.host = "127.0.0.1";
+  so.port = 0;
+  so.job_id = kJob;
+  so.num_workers = 1;
+  auto server = ParameterServer::create(ctx, so);
+  ASSERT_TRUE(server.ok()) << server.status().to_string();
+  auto served = std::async(std::launch::async, [&] { return (*server)->serve(); });
+
+  std::unique_ptr<Ops> ops = make_cpu_ops(1, CpuConv::kDefault);
+  auto model = Model::create(ModelOptions{}, *ops);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  Model& m = **model;
+  // Several chunks, so that the frame tables are not trivial.
+  const Placement placement =
+      place_variables(m.variables(), 1, default_max_chunk_elements(m.num_parameters(), 1) / 4);
+  ClientOptions co;
+  co.job_id = kJob;
+  co.transport = c.transport;
+  co.compression = c.compression;
+  co.reply_timeout = milliseconds(20000);
+  auto client = PsClient::connect(ctx, {HostPort{"127.0.0.1", (*server)->port()}}, placement, co);
+  ASSERT_TRUE(client.ok()) << client.status().to_string();
+  PsClient& ps = **client;
+  ASSERT_TRUE(ps.hello(placement.hash).ok());
+  ASSERT_EQ(ps.transport_of(0), c.transport);
+  JobTrainingConfig config;
+  config.model = "mlp";
+  config.optimizer.kind = OptimizerKind::kSgd;
+  config.optimizer.learning_rate = 0.05f;
+  config.sync_replicas = true;
+  config.replicas_to_aggregate = 1;
+  config.num_workers = 1;
+  config.train_steps = 10000;
+  config.layout_hash = placement.hash;
+  ASSERT_TRUE(ps.init(config, m.initial_parameters(7)).ok());
+
+  const int64_t count = m.num_parameters();
+  Tensor params = ops->alloc_host({count});
+  Tensor grads = ops->alloc_host({count});
+  constexpr int kBatch = 64;
+  std::vector<float> images(static_cast<size_t>(kBatch) * 784);
+  std::vector<int32_t> labels(kBatch);
+  for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>(i % 251) / 251.f;
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int32_t>(i % 10);
+  PsSteps min_steps{0}, steps{0}, next_steps{0};
+  auto first = ps.pull(params.host_f32(), min_steps);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  steps = *first;
+
+  // One step of WorkerRun::train() (worker/worker_task.cc) without its reporting.
+  float first_loss = 0, last_loss = 0;
+  auto step = [&]() -> Status {
+    ops->copy_to_device(m.parameters().raw(), params.raw(), params.bytes());
+    m.upload_batch(images, labels, kBatch);
+    m.forward_backward(kBatch);
+    ops->copy_to_host(grads.raw(), m.gradients().raw(), grads.bytes());
+    last_loss = m.read_loss();
+    min_steps[0] = steps[0] + 1;
+    Result<PushResult> pushed = ps.push_pull(grads.host_f32(), steps, grads.memory(),
+                                             params.host_f32(), min_steps, next_steps);
+    if (!pushed.ok()) return pushed.status();
+    if (!pushed->pulled || !pushed->accepted || next_steps[0] != steps[0] + 1) {
+      return internal_error("the step did not advance the PS by one");
+    }
+    std::swap(steps, next_steps);
+    return {};
+  };
+  // The warm-up: the first steps size every reused buffer, and ZeroMQ's pipe to the PS
+  // allocates its first two chunks of 256 messages (a PUSH is 1 + 7 parts here), which it then
+  // recycles.
+  constexpr int kWarmUp = 100, kCounted = 100;
+  for (int i = 0; i < kWarmUp; ++i) {
+    Status st = step();
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    if (i == 0) first_loss = last_loss;
+  }
+  g_counted.store(0);
+  Status failed;
+  t_counting = true;
+  for (int i = 0; i < kCounted && failed.ok(); ++i) failed = step();
+  t_counting = false;
+  ASSERT_TRUE(failed.ok()) << failed.to_string();
+  EXPECT_EQ(g_counted.load(), 0) << kCounted << " steps over " << c.name
+                                 << " allocated; the first ones:\n"
+                                 << where_allocated();
+  // The counted steps trained: the PS moved on by one step each, and the loss fell.
+  EXPECT_EQ(steps[0], kWarmUp + kCounted);
+  EXPECT_LT(last_loss, first_loss);
+  // ...and the counting itself works: a step that allocates is seen.
+  g_counted.store(0);
+  t_counting = true;
+  auto probe = std::make_unique<std::vector<float>>(3);
+  t_counting = false;
+  EXPECT_GE(g_counted.load(), 2);
+
+  ASSERT_TRUE(ps.done().ok());
+  ASSERT_EQ(served.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  auto summary = served.get();
+  ASSERT_TRUE(summary.ok()) << summary.status().to_string();
+  EXPECT_EQ(summary->final_step, kWarmUp + kCounted);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, SteadyState,
+                         ::testing::Values(Case{Transport::kTcp, FloatFormat::kFloat32, "tcp"},
+                                           Case{Transport::kIpc, FloatFormat::kFloat32, "ipc"},
+                                           Case{Transport::kShm, FloatFormat::kFloat32, "shm"},
+                                           Case{Transport::kTcp, FloatFormat::kFloat16,
+                                                "tcp+fp16"}),
+                         [](const ::testing::TestParamInfo<Case>& param) {
+                           std::string n = param.param.name;
+                           for (char& ch : n) {
+                             if (ch == '+') ch = '_';
+                           }
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace pstrain
