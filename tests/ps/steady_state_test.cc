@@ -1,7 +1,8 @@
 // A worker's steady-state step allocates nothing on its thread: the MLP's forward and backward
 // pass on the CPU backend, then PsClient::push_pull() of the gradient and the next step's
 // parameters through a real parameter server (its own thread here, over 127.0.0.1 or its
-// Unix socket), for every transport and with 16-bit compression.
+// Unix socket), for every transport and with 16-bit compression; and the worker task's own
+// loop (run_worker_task), counted from one step's report to a later one's.
 //
 // How it counts: this binary replaces malloc and its relatives (glibc supports replacing them:
 // every call lands here and goes on to glibc's own __libc_* functions), and counts the calls
@@ -15,6 +16,7 @@
 
 #include <array>
 #include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <future>
 #include <memory>
@@ -26,6 +28,9 @@
 #include "ps/client.h"
 #include "ps/placement.h"
 #include "ps/server.h"
+#include "tests/temp_dir.h"
+#include "tests/tiny_mnist.h"
+#include "worker/worker_task.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define PSTRAIN_COUNTING_MALLOC 0
@@ -50,7 +55,7 @@ constexpr int kDepth = 16;
 std::array<std::array<void*, kDepth>, kTraced> g_traces;
 std::array<int, kTraced> g_depths{};
 
-void note_allocation() {
+[[maybe_unused]] void note_allocation() {
   if (!t_counting || t_tracing) return;
   const int n = g_counted.fetch_add(1, std::memory_order_relaxed);
   if (n < kTraced) {
@@ -185,7 +190,7 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   const int64_t count = m.num_parameters();
   Tensor params = ops->alloc_host({count});
   Tensor grads = ops->alloc_host({count});
-  constexpr int kBatch = 64;
+  constexpr int kBatch = 100;  // the job's default --batch_size
   std::vector<float> images(static_cast<size_t>(kBatch) * 784);
   std::vector<int32_t> labels(kBatch);
   for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>(i % 251) / 251.f;
@@ -246,6 +251,74 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   auto summary = served.get();
   ASSERT_TRUE(summary.ok()) << summary.status().to_string();
   EXPECT_EQ(summary->final_step, kWarmUp + kCounted);
+}
+
+// Counts from the report of step `from` to that of step `to`, then stops the worker.
+struct CountingSink : TrainingSink {
+  std::atomic<int>* stop = nullptr;
+  int64_t from = 0, to = 0, steps = 0;
+  int counted = -1;
+  void begin(const TrainingBegin&) override {}
+  void step(const StepReport&) override {
+    ++steps;
+    if (steps == from) {
+      g_counted.store(0);
+      t_counting = true;
+    } else if (steps == to) {
+      t_counting = false;
+      counted = g_counted.load();
+      stop->store(SIGTERM);
+    }
+  }
+  void training_end(const TrainingEnd&) override {}
+  void finish() override {}
+};
+
+TEST(SteadyStateWorkerTask, TheTrainingLoopAllocatesNothing) {
+  if (!PSTRAIN_COUNTING_MALLOC) {
+    GTEST_SKIP() << "a sanitizer replaces malloc in this build: the counting allocator is off";
+  }
+  testing_util::TempDir dir("pstrain_steady_state");
+  zmq::context_t ctx(1);
+  ServerOptions so;
+  so.host = "127.0.0.1";
+  so.port = 0;
+  so.num_workers = 1;
+  so.job_id = kJob;
+  auto server = ParameterServer::create(ctx, so);
+  ASSERT_TRUE(server.ok()) << server.status().to_string();
+  auto served = std::async(std::launch::async, [&] { return (*server)->serve(); });
+
+  std::atomic<int> stop{0};
+  WorkerTaskOptions o;
+  // An epoch of 120 steps of the job's default batch: the counted steps lie inside the second
+  // one (an epoch's reshuffle seeds its generator with a std::seed_seq, which allocates).
+  o.train.data_dir = testing_util::tiny_mnist_dir(dir.path(), 12000);
+  o.train.validation_size = 0;
+  o.train.train_steps = 1000000;
+  o.train.batch_size = 100;
+  o.train.num_gpus = 0;
+  o.train.cpu_threads = 1;
+  o.sync_replicas = true;
+  o.cluster.ps = {HostPort{"127.0.0.1", (*server)->port()}};
+  o.cluster.workers = {HostPort{"127.0.0.1", 1}};
+  o.job_id = so.job_id;
+  o.client.connect_timeout = milliseconds(20000);
+  o.client.reply_timeout = milliseconds(30000);
+  o.client.transport = Transport::kShm;  // what a job with its PS on the same machine uses
+  o.stop = &stop;
+  CountingSink sink;
+  sink.stop = &stop;
+  sink.from = 125;  // ZeroMQ's pipe recycles its chunks by then (see above)
+  sink.to = 235;
+  auto result = run_worker_task(o, sink);
+  (*server)->request_stop();  // the worker never said DONE
+  ASSERT_EQ(served.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  ASSERT_EQ(result.status().code(), StatusCode::kCancelled) << result.status().to_string();
+  ASSERT_EQ(sink.steps, sink.to);
+  EXPECT_EQ(sink.counted, 0) << "steps " << sink.from << " to " << sink.to
+                             << " of run_worker_task allocated; the first ones:\n"
+                             << where_allocated();
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, SteadyState,

@@ -11,6 +11,7 @@
 #include "runtime/base/files.h"
 #include "runtime/job/task_env.h"
 #include "tests/temp_dir.h"
+#include "worker/recent_mean.h"
 
 namespace pstrain {
 namespace {
@@ -44,6 +45,25 @@ TrainingBegin begin_report(int task_index, bool chief, int64_t train_steps) {
   b.chief = chief;
   b.train_steps = train_steps;
   return b;
+}
+
+TEST(RecentMean, IsTheMeanOfTheLastWindowValues) {
+  RecentMean m(3);
+  EXPECT_EQ(m.mean(), 0.0);
+  m.add(1);
+  EXPECT_EQ(m.mean(), 1.0);
+  m.add(2);
+  EXPECT_EQ(m.mean(), 1.5);
+  m.add(6);
+  EXPECT_EQ(m.mean(), 3.0);
+  m.add(10);  // 1 leaves the window
+  EXPECT_EQ(m.mean(), 6.0);
+  for (double v : {20.0, 30.0, 40.0, 50.0}) m.add(v);  // the ring wraps more than once
+  EXPECT_EQ(m.mean(), 40.0);
+  RecentMean one(1);
+  one.add(4);
+  one.add(9);
+  EXPECT_EQ(one.mean(), 9.0);
 }
 
 TEST(WorkerLinesSink, PrintsMnistReplicasLinesEveryLogEverySteps) {

@@ -10,32 +10,13 @@
 #include <vector>
 
 #include "ps/server.h"
-#include "runtime/base/files.h"
 #include "tests/temp_dir.h"
+#include "tests/tiny_mnist.h"
 
 namespace pstrain {
 namespace {
 
 using std::chrono::milliseconds;
-
-// Raw IDX files: `train` training and 2 test examples of 28x28.
-std::string tiny_data_dir(const std::string& dir, int train) {
-  const auto idx = [&](const std::string& name, std::vector<int> dims) {
-    std::string bytes = {0, 0, 0x08, static_cast<char>(dims.size())};
-    size_t payload = 1;
-    for (int n : dims) {
-      for (int shift : {24, 16, 8, 0}) bytes += static_cast<char>((n >> shift) & 0xff);
-      payload *= static_cast<size_t>(n);
-    }
-    bytes.append(payload, '\1');
-    EXPECT_TRUE(write_file_atomically(dir + "/" + name, bytes).ok()) << name;
-  };
-  idx("train-images-idx3-ubyte", {train, 28, 28});
-  idx("train-labels-idx1-ubyte", {train});
-  idx("t10k-images-idx3-ubyte", {2, 28, 28});
-  idx("t10k-labels-idx1-ubyte", {2});
-  return dir;
-}
 
 // Records what the loop reported; sets *stop to SIGTERM after `stop_after` steps (0: never).
 struct Recorder : TrainingSink {
@@ -70,7 +51,7 @@ Result<WorkerTaskSummary> run_until_stopped(std::atomic<int>& stop, int64_t stop
   auto served = std::async(std::launch::async, [&] { return (*server)->serve(); });
 
   WorkerTaskOptions o;
-  o.train.data_dir = tiny_data_dir(dir.path(), 4);
+  o.train.data_dir = testing_util::tiny_mnist_dir(dir.path(), 4);
   o.train.validation_size = 0;  // 4 training examples: none held out
   o.train.train_steps = 1000000;
   o.train.batch_size = 2;
