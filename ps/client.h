@@ -163,6 +163,9 @@ class PsClient {
   // Per-PS state and counters (STATUS).
   Result<wire::PsStats> status(int ps);
 
+  // After hello(): the heartbeat thread reaches each PS over the transport hello() settled on
+  // (a PS that cannot map shared memory is reached over its Unix socket), which it reads
+  // without a lock.
   void start_heartbeats();
   void stop_heartbeats();
   // Replaces ClientOptions::stop (nullptr: calls wait for their deadlines again, e.g. for a

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 #include "tests/temp_dir.h"
+#include "tests/tiny_mnist.h"
 
 #include <chrono>
 #include <csignal>
@@ -85,21 +86,7 @@ class LaunchTest : public ::testing::Test {
   std::string tiny_data_dir(int train) const {
     const std::string d = dir_ + "/tiny-data";
     fs::create_directories(d);
-    const auto idx = [&](const std::string& name, std::vector<int> dims) {
-      std::string bytes = {0, 0, 0x08, static_cast<char>(dims.size())};
-      size_t payload = 1;
-      for (int n : dims) {
-        for (int shift : {24, 16, 8, 0}) bytes += static_cast<char>((n >> shift) & 0xff);
-        payload *= static_cast<size_t>(n);
-      }
-      bytes.append(payload, '\1');  // pixels 1, labels 1
-      EXPECT_TRUE(write_file_atomically(d + "/" + name, bytes).ok()) << name;
-    };
-    idx("train-images-idx3-ubyte", {train, 28, 28});
-    idx("train-labels-idx1-ubyte", {train});
-    idx("t10k-images-idx3-ubyte", {2, 28, 28});
-    idx("t10k-labels-idx1-ubyte", {2});
-    return d;
+    return testing_util::tiny_mnist_dir(d, train);
   }
   static int count(const std::string& haystack, const std::string& needle) {
     int n = 0;
