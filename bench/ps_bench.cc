@@ -11,6 +11,8 @@
 //       (the second series: no process boundary, the client and PS share caches).
 //       V: 0 = loopback TCP, 1 = the PS's local endpoint (a Unix socket, --transport=ipc),
 //       2 = that socket for headers and a shared-memory segment for tensors (--transport=shm).
+//   BM_PushPullMerged/...      the same arguments; one iteration = push_pull(): the push and
+//       the next pull in one round trip (Header.then_pull), as a worker's steps run.
 //   BM_RawZmq/KB:N/curve:S/ipc:I
 //       the yardstick: a DEALER sends N KB in one zero-copy frame to a ROUTER echo in its own
 //       process that sends it back, through pstrain's message layer; no PS work.
@@ -220,7 +222,9 @@ struct ChildStopper {
   }
 };
 
-void BM_PushPull(benchmark::State& state) {
+// One iteration: push, then pull (two round trips), or push_pull (`merged`: the push and the
+// next pull in one round trip, as a worker's steps run).
+void push_pull_iterations(benchmark::State& state, bool merged) {
   const int64_t bytes = state.range(0) * kKB;
   const int64_t max_chunks = state.range(1);
   const bool curve = state.range(2) != 0;
@@ -288,8 +292,23 @@ void BM_PushPull(benchmark::State& state) {
   if (st.ok()) st = (*client)->hello(0).status();
   if (st.ok()) st = (*client)->init(config, params);
   if (st.ok()) {
-    PsSteps steps(1, 0);
+    PsSteps steps(1, 0), next(1, 0);
+    const PsSteps any_step(1, 0);  // async: no minimum step
     for (auto _ : state) {
+      if (merged) {
+        auto pushed = (*client)->push_pull(grads, steps, nullptr, params, any_step, next);
+        if (pushed.ok() && !pushed->pulled) {
+          auto pulled = (*client)->pull(params, any_step);
+          if (!pulled.ok()) pushed = pulled.status();
+          if (pulled.ok()) next = *pulled;
+        }
+        if (!pushed.ok()) {
+          state.SkipWithError("push_pull failed");
+          break;
+        }
+        std::swap(steps, next);
+        continue;
+      }
       auto pushed = (*client)->push(grads, steps, nullptr);
       auto pulled = (*client)->pull(params, 0);
       if (!pushed.ok() || !pulled.ok()) {
@@ -309,11 +328,21 @@ void BM_PushPull(benchmark::State& state) {
     serving.join();
   }
 }
+void BM_PushPull(benchmark::State& state) { push_pull_iterations(state, false); }
+void BM_PushPullMerged(benchmark::State& state) { push_pull_iterations(state, true); }
+
 BENCHMARK(BM_PushPull)
     ->ArgNames({"KB", "chunks", "curve", "process", "via"})
     ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}, {0, 1}, {1}, {0}})
     ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0, 1}, {1}, {1, 2}})
     ->ArgsProduct({{318, 4000, 40000}, {0}, {0}, {0}, {0}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// What a job's workers run: the PS in its own process, the default chunking, no CURVE.
+BENCHMARK(BM_PushPullMerged)
+    ->ArgNames({"KB", "chunks", "curve", "process", "via"})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0}, {1}, {0, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
