@@ -356,7 +356,13 @@ Status PsClient::exchange_impl(const std::vector<int>& targets, Make& make, OnRe
         return failed_precondition(name(p.ps) + " refused " + wire::Kind_Name(p.kind) + ": " +
                                    msg.header.error());
       }
-      PSTRAIN_ASSIGN_OR_RETURN(bool finished, on_reply(p.ps, msg));
+      Result<bool> handled = on_reply(p.ps, msg);
+      // The reply's buffers go back now, not at the next receive: ZeroMQ's next large
+      // receive buffer can then reuse them (runtime/base/allocator.h).
+      msg.frames.clear();
+      msg.shm_frames.clear();
+      msg.shm_keep.reset();
+      PSTRAIN_ASSIGN_OR_RETURN(bool finished, std::move(handled));
       if (finished) {
         p.finished = true;
       } else {
@@ -604,7 +610,7 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
         keep_until_exit(std::move(half_grads_));
         half_grads_ = nullptr;
       }
-      keep_until_exit(std::move(owner));
+      if (owner != nullptr) keep_until_exit(std::move(owner));
       if (Status reopened = reopen_sockets(); !reopened.ok()) return reopened;
     }
     return st;
