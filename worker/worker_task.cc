@@ -202,7 +202,11 @@ Status WorkerRun::train() {
   Ops& ops = *backend_.ops;
   const int64_t count = model_->num_parameters();
   params_ = ops.alloc_host({count});
-  Tensor grads = ops.alloc_host({count});
+  // The gradients pushed: the model's own buffer where it is host memory (the CPU backend:
+  // no copy), a pinned host copy of it otherwise.
+  Tensor grads =
+      model_->gradients().device() == Device::kCpu ? model_->gradients() : ops.alloc_host({count});
+  const bool grads_are_the_models = grads.raw() == model_->gradients().raw();
   const int batch = o_.train.batch_size;
   Tensor images = ops.alloc_host({batch, data_.train.pixels()});
   Tensor labels = ops.alloc_host({batch}, DType::kInt32);
@@ -280,7 +284,9 @@ Status WorkerRun::train() {
     source.next(batch, images.host_f32(), label_span);
     model_->upload_batch(images.host_f32(), label_span, batch);
     model_->forward_backward(batch);
-    ops.copy_to_host(grads.raw(), model_->gradients().raw(), grads.bytes());
+    if (!grads_are_the_models) {
+      ops.copy_to_host(grads.raw(), model_->gradients().raw(), grads.bytes());
+    }
     const float loss = model_->read_loss();  // synchronizes: grads are on the host now
     if (!std::isfinite(loss)) {
       return failed_precondition("training diverged: loss is " + std::to_string(loss) +
