@@ -305,9 +305,13 @@ bool wait_for_text(const fs::path& path, const std::string& text, std::chrono::s
 // goes on alone; resumed (SIGCONT), it rejoins instead of exiting, and the job ends well.
 TEST_F(DistributedTest, AWorkerPausedPastTheHeartbeatTimeoutRejoinsWhenResumed) {
   const auto addr = addresses(3);
-  const std::vector<std::string> cluster = {"--ps_hosts=" + addr[0],
-                                            "--worker_hosts=" + join(addr, 1, 3), "--sync_replicas",
-                                            "--train_steps=2000", "--heartbeat_timeout_s=3"};
+  // 2000 steps, so that training outlasts the pause; a hidden layer of 16 units, so that they
+  // stay well inside kDeadline under ThreadSanitizer on a slow machine (at 100 units they took
+  // about 170 s there). The test is about the pause, not the model.
+  const std::vector<std::string> cluster = {
+      "--ps_hosts=" + addr[0],   "--worker_hosts=" + join(addr, 1, 3),
+      "--sync_replicas",         "--train_steps=2000",
+      "--heartbeat_timeout_s=3", "--hidden_units=16"};
   std::vector<Task> tasks;
   tasks.push_back({"ps0", with(with({"--job_name=ps", "--task_index=0"}, cluster), common_), {}});
   for (int i = 0; i < 2; ++i) {
