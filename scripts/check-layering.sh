@@ -57,7 +57,8 @@ fi
 build=${PSTRAIN_LAYERING_BUILD_DIR:-$root/build-layering}
 rm -rf "$build/graph"
 mkdir -p "$build/graph"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPSTRAIN_CUDA=OFF \
+# Build type None: no optimisation flags (this stage checks what links, not how fast it runs).
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=None -DPSTRAIN_CUDA=OFF \
   -DPSTRAIN_BUILD_TESTS=OFF -DPSTRAIN_BUILD_BENCH=OFF \
   -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON \
   --no-warn-unused-cli --graphviz="$build/graph/deps.dot" >/dev/null
