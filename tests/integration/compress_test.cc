@@ -1,7 +1,7 @@
-// --compress (16-bit gradients): the main job's shape (1 PS + 2 workers, sync, the MLP, CPU)
-// as real processes on 127.0.0.1, once with float32 gradients and once with each 16-bit
-// format: the same steps complete, the accuracy stays close to float32's, and the workers send
-// about half the bytes per push (their --summary_json counters, which count what the PS
+// --compress (16-bit gradients): the main job's shape (1 PS + 2 workers, sync, an MLP of 32
+// hidden units, CPU) as real processes on 127.0.0.1, once with float32 gradients and once with each
+// 16-bit format: the same steps complete, the accuracy stays close to float32's, and the workers
+// send about half the bytes per push (their --summary_json counters, which count what the PS
 // receives from them). Every process is waited for with a deadline and killed if it overstays.
 #include <gtest/gtest.h>
 
@@ -50,15 +50,13 @@ class CompressTest : public ::testing::Test {
     EXPECT_TRUE(ports.ok()) << ports.status().to_string();
     if (!ports.ok()) return fig;
     auto addr = [&](size_t i) { return "127.0.0.1:" + std::to_string((*ports)[i]); };
-    const std::vector<std::string> common = {"--ps_hosts=" + addr(0),
-                                             "--worker_hosts=" + addr(1) + "," + addr(2),
-                                             "--sync_replicas",
-                                             "--model=mlp",
-                                             "--train_steps=" + std::to_string(kSteps),
-                                             "--num_gpus=0",
-                                             "--cpu_threads=1",
-                                             "--log_every=100",
-                                             "--compress=" + compress};
+    // 32 hidden units: three jobs; under ThreadSanitizer the 100-unit layer took 123 s.
+    const std::vector<std::string> common = {
+        "--ps_hosts=" + addr(0), "--worker_hosts=" + addr(1) + "," + addr(2),
+        "--sync_replicas",       "--model=mlp",
+        "--hidden_units=32",     "--train_steps=" + std::to_string(kSteps),
+        "--num_gpus=0",          "--cpu_threads=1",
+        "--log_every=100",       "--compress=" + compress};
     std::vector<std::string> names = {compress + "-ps0", compress + "-wk0", compress + "-wk1"};
     std::vector<std::vector<std::string>> argvs;
     for (size_t i = 0; i < 3; ++i) {
@@ -121,7 +119,8 @@ TEST_F(CompressTest, SixteenBitGradientsHalveThePushBytesAndKeepTheAccuracy) {
     // Accuracy: the goal is within 0.5 points of float32 on the main job (2000 steps,
     // docs/benchmarks.md). After only 300 steps the model is still moving fast and rounding
     // one gradient shifts the whole trajectory, so the job is compared within 1.5 points
-    // (measured: 0.3 for bf16, 0.7 for fp16; the float32 run itself is deterministic).
+    // (measured: 0.2 to 0.3 in the Release build, 0.6 to 0.7 in the sanitizer build, whose
+    // float32 arithmetic differs; the float32 run itself is deterministic).
     EXPECT_LT(std::fabs(half.accuracy - fp32.accuracy), 0.015)
         << half.accuracy << " vs float32 " << fp32.accuracy;
   }
