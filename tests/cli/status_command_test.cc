@@ -19,6 +19,7 @@
 #include "ps/status_query.h"
 #include "runtime/job/task_env.h"
 #include "runtime/wire/transport.h"
+#include "tests/sgd_config.h"
 #include "tests/temp_dir.h"
 
 namespace pstrain {
@@ -196,15 +197,7 @@ TEST(StatusCommand, AsksARealParameterServerWhatBlocksProgress) {
   for (auto* w : {w0.get(), w1.get(), w2.get()}) ASSERT_TRUE(w->hello(p.hash).ok());
   w0->start_heartbeats();
   w1->start_heartbeats();
-  JobTrainingConfig c;
-  c.model = "test";
-  c.optimizer.kind = OptimizerKind::kSgd;
-  c.optimizer.learning_rate = 1.0f;
-  c.sync_replicas = true;
-  c.replicas_to_aggregate = 2;
-  c.num_workers = 3;
-  c.train_steps = 10;
-  c.layout_hash = p.hash;
+  const JobTrainingConfig c = testing_util::sgd_config(true, 2, 3, 10, p.hash);
   std::vector<float> init = {1, 2, 3, 4, 5};
   ASSERT_TRUE(w0->init(c, init).ok());
   std::vector<float> params(5), params1(5);

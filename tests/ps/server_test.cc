@@ -12,69 +12,20 @@
 
 #include "ps/client.h"
 #include "runtime/wire/transport.h"
+#include "tests/ps/server_fixture.h"
+#include "tests/sgd_config.h"
 
 namespace pstrain {
 namespace {
 
 using std::chrono::milliseconds;
-constexpr uint64_t kJob = 77;
-
-// A PS serving on its own thread; serve()'s result is collected by finish() (bounded wait).
-class ServerFixture {
- public:
-  explicit ServerFixture(ServerOptions o) {
-    o.host = "127.0.0.1";
-    o.port = 0;
-    o.job_id = kJob;
-    auto s = ParameterServer::create(ctx, o);
-    EXPECT_TRUE(s.ok()) << s.status().to_string();
-    server = std::move(s).value();
-    result = std::async(std::launch::async, [this] { return server->serve(); });
-  }
-  ~ServerFixture() {
-    if (server) server->request_stop();
-    if (result.valid()) result.wait();
-  }
-  Result<ServerSummary> finish() {
-    if (result.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
-      server->request_stop();
-      ADD_FAILURE() << "the parameter server did not exit by itself";
-    }
-    return result.get();
-  }
-  std::unique_ptr<PsClient> client(int worker, const Placement& p,
-                                   milliseconds reply_timeout = milliseconds(10000)) {
-    ClientOptions co;
-    co.worker = worker;
-    co.job_id = kJob;
-    co.connect_timeout = milliseconds(10000);
-    co.reply_timeout = reply_timeout;
-    auto c = PsClient::connect(ctx, {HostPort{"127.0.0.1", server->port()}}, p, co);
-    EXPECT_TRUE(c.ok()) << c.status().to_string();
-    return std::move(c).value();
-  }
-
-  zmq::context_t ctx{1};
-  std::unique_ptr<ParameterServer> server;
-  std::future<Result<ServerSummary>> result;
-};
+using testing_util::ServerFixture;
+using testing_util::sgd_config;
+constexpr uint64_t kJob = ServerFixture::kJob;
 
 Placement two_variables() {
   std::vector<VariableSpec> vars = {{"a", {3}, 0, {}}, {"b", {2}, 3, {}}};
   return place_variables(vars, 1);
-}
-
-JobTrainingConfig sgd_config(bool sync, int replicas, int workers, int64_t steps, uint64_t layout) {
-  JobTrainingConfig c;
-  c.model = "test";
-  c.optimizer.kind = OptimizerKind::kSgd;
-  c.optimizer.learning_rate = 1.0f;
-  c.sync_replicas = sync;
-  c.replicas_to_aggregate = replicas;
-  c.num_workers = workers;
-  c.train_steps = steps;
-  c.layout_hash = layout;
-  return c;
 }
 
 TEST(ParameterServer, SyncStepWithABackupWorkerThenEveryoneDone) {

@@ -18,7 +18,6 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
-#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +27,8 @@
 #include "ps/client.h"
 #include "ps/placement.h"
 #include "ps/server.h"
+#include "tests/ps/server_fixture.h"
+#include "tests/sgd_config.h"
 #include "tests/temp_dir.h"
 #include "tests/tiny_mnist.h"
 #include "worker/worker_task.h"
@@ -149,15 +150,8 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
     GTEST_SKIP() << "a sanitizer replaces malloc in this build: the counting allocator is off";
   }
   const Case c = GetParam();
-  zmq::context_t ctx(1);
-  ServerOptions so;
-  so.host = "127.0.0.1";
-  so.port = 0;
-  so.job_id = kJob;
-  so.num_workers = 1;
-  auto server = ParameterServer::create(ctx, so);
-  ASSERT_TRUE(server.ok()) << server.status().to_string();
-  auto served = std::async(std::launch::async, [&] { return (*server)->serve(); });
+  testing_util::ServerFixture f({.num_workers = 1}, kJob);
+  ASSERT_TRUE(f.ok());
 
   std::unique_ptr<Ops> ops = make_cpu_ops(1, CpuConv::kDefault);
   auto model = Model::create(ModelOptions{}, *ops);
@@ -171,20 +165,13 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   co.transport = c.transport;
   co.compression = c.compression;
   co.reply_timeout = milliseconds(20000);
-  auto client = PsClient::connect(ctx, {HostPort{"127.0.0.1", (*server)->port()}}, placement, co);
+  auto client = PsClient::connect(f.ctx, {HostPort{"127.0.0.1", f.port()}}, placement, co);
   ASSERT_TRUE(client.ok()) << client.status().to_string();
   PsClient& ps = **client;
   ASSERT_TRUE(ps.hello(placement.hash).ok());
   ASSERT_EQ(ps.transport_of(0), c.transport);
-  JobTrainingConfig config;
-  config.model = "mlp";
-  config.optimizer.kind = OptimizerKind::kSgd;
-  config.optimizer.learning_rate = 0.05f;
-  config.sync_replicas = true;
-  config.replicas_to_aggregate = 1;
-  config.num_workers = 1;
-  config.train_steps = 10000;
-  config.layout_hash = placement.hash;
+  const JobTrainingConfig config =
+      testing_util::sgd_config(true, 1, 1, 10000, placement.hash, 0.05f, "mlp");
   ASSERT_TRUE(ps.init(config, m.initial_parameters(7)).ok());
 
   const int64_t count = m.num_parameters();
@@ -247,8 +234,7 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   EXPECT_GE(g_counted.load(), 2);
 
   ASSERT_TRUE(ps.done().ok());
-  ASSERT_EQ(served.wait_for(std::chrono::seconds(20)), std::future_status::ready);
-  auto summary = served.get();
+  auto summary = f.finish();
   ASSERT_TRUE(summary.ok()) << summary.status().to_string();
   EXPECT_EQ(summary->final_step, kWarmUp + kCounted);
 }
@@ -279,15 +265,8 @@ TEST(SteadyStateWorkerTask, TheTrainingLoopAllocatesNothing) {
     GTEST_SKIP() << "a sanitizer replaces malloc in this build: the counting allocator is off";
   }
   testing_util::TempDir dir("pstrain_steady_state");
-  zmq::context_t ctx(1);
-  ServerOptions so;
-  so.host = "127.0.0.1";
-  so.port = 0;
-  so.num_workers = 1;
-  so.job_id = kJob;
-  auto server = ParameterServer::create(ctx, so);
-  ASSERT_TRUE(server.ok()) << server.status().to_string();
-  auto served = std::async(std::launch::async, [&] { return (*server)->serve(); });
+  testing_util::ServerFixture f({.num_workers = 1}, kJob);
+  ASSERT_TRUE(f.ok());
 
   std::atomic<int> stop{0};
   WorkerTaskOptions o;
@@ -300,9 +279,9 @@ TEST(SteadyStateWorkerTask, TheTrainingLoopAllocatesNothing) {
   o.train.num_gpus = 0;
   o.train.cpu_threads = 1;
   o.sync_replicas = true;
-  o.cluster.ps = {HostPort{"127.0.0.1", (*server)->port()}};
+  o.cluster.ps = {HostPort{"127.0.0.1", f.port()}};
   o.cluster.workers = {HostPort{"127.0.0.1", 1}};
-  o.job_id = so.job_id;
+  o.job_id = kJob;
   o.client.connect_timeout = milliseconds(20000);
   o.client.reply_timeout = milliseconds(30000);
   o.client.transport = Transport::kShm;  // what a job with its PS on the same machine uses
@@ -312,8 +291,7 @@ TEST(SteadyStateWorkerTask, TheTrainingLoopAllocatesNothing) {
   sink.from = 125;  // ZeroMQ's pipe recycles its chunks by then (see above)
   sink.to = 235;
   auto result = run_worker_task(o, sink);
-  (*server)->request_stop();  // the worker never said DONE
-  ASSERT_EQ(served.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  ASSERT_TRUE(f.stop());  // the worker never said DONE
   ASSERT_EQ(result.status().code(), StatusCode::kCancelled) << result.status().to_string();
   ASSERT_EQ(sink.steps, sink.to);
   EXPECT_EQ(sink.counted, 0) << "steps " << sink.from << " to " << sink.to

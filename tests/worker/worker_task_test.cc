@@ -5,11 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
-#include <future>
 #include <string>
 #include <vector>
 
-#include "ps/server.h"
+#include "tests/ps/server_fixture.h"
 #include "tests/temp_dir.h"
 #include "tests/tiny_mnist.h"
 
@@ -37,18 +36,10 @@ struct Recorder : TrainingSink {
 Result<WorkerTaskSummary> run_until_stopped(std::atomic<int>& stop, int64_t stop_after,
                                             Recorder& sink) {
   testing_util::TempDir dir("pstrain_worker_task");
-  zmq::context_t ctx(1);
-  ServerOptions so;
-  so.host = "127.0.0.1";
-  so.port = 0;
-  so.num_workers = 1;
-  so.job_id = 77;
-  so.heartbeat_timeout = milliseconds(30000);
-  so.startup_timeout = milliseconds(60000);
-  auto server = ParameterServer::create(ctx, so);
-  EXPECT_TRUE(server.ok()) << server.status().to_string();
-  if (!server.ok()) return server.status();
-  auto served = std::async(std::launch::async, [&] { return (*server)->serve(); });
+  testing_util::ServerFixture f({.num_workers = 1,
+                                 .heartbeat_timeout = milliseconds(30000),
+                                 .startup_timeout = milliseconds(60000)});
+  if (!f.ok()) return internal_error("the parameter server did not start");
 
   WorkerTaskOptions o;
   o.train.data_dir = testing_util::tiny_mnist_dir(dir.path(), 4);
@@ -57,17 +48,16 @@ Result<WorkerTaskSummary> run_until_stopped(std::atomic<int>& stop, int64_t stop
   o.train.batch_size = 2;
   o.train.num_gpus = 0;
   o.train.cpu_threads = 1;
-  o.cluster.ps = {HostPort{"127.0.0.1", (*server)->port()}};
+  o.cluster.ps = {HostPort{"127.0.0.1", f.port()}};
   o.cluster.workers = {HostPort{"127.0.0.1", 1}};
-  o.job_id = so.job_id;
+  o.job_id = testing_util::ServerFixture::kJob;
   o.client.connect_timeout = milliseconds(20000);
   o.client.reply_timeout = milliseconds(30000);
   o.stop = &stop;
   sink.stop = &stop;
   sink.stop_after = stop_after;
   auto result = run_worker_task(o, sink);
-  (*server)->request_stop();  // the worker never said DONE
-  EXPECT_EQ(served.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_TRUE(f.stop());  // the worker never said DONE
   return result;
 }
 
