@@ -303,17 +303,28 @@ void add_summary_every_flag(CLI::App& app, int& summary_every) {
       ->group(kOutputGroup);
 }
 
+namespace {
+
+// A CLI11 check by one of the parse_* functions (Result<T> parse(std::string_view)): its error
+// message is CLI11's; `choices` is what --help shows.
+template <typename Parse>
+CLI::Validator parsed_by(Parse parse, std::string choices) {
+  return CLI::Validator(
+      [parse](std::string& value) -> std::string {
+        auto parsed = parse(value);
+        return parsed.ok() ? std::string() : parsed.status().message();
+      },
+      std::move(choices));
+}
+
+}  // namespace
+
 void add_compress_flag(CLI::App& app, std::string& compress) {
   app.add_option("--compress", compress,
                  "How workers send gradients: none (float32), fp16 or bf16 (16 bits, rounded "
                  "to nearest even; the parameter servers update in float32)")
       ->capture_default_str()
-      ->check(CLI::Validator(
-          [](std::string& value) -> std::string {
-            auto format = parse_compression(value);
-            return format.ok() ? std::string() : format.status().message();
-          },
-          "none|fp16|bf16"))
+      ->check(parsed_by(parse_compression, "none|fp16|bf16"))
       ->group(kTrainingGroup);
 }
 
@@ -324,12 +335,7 @@ void add_transport_flag(CLI::App& app, std::string& transport) {
                  "memory for tensors) or auto (shm to a server on this machine, tcp to the "
                  "others)")
       ->capture_default_str()
-      ->check(CLI::Validator(
-          [](std::string& value) -> std::string {
-            auto t = parse_transport(value);
-            return t.ok() ? std::string() : t.status().message();
-          },
-          "auto|tcp|ipc|shm"))
+      ->check(parsed_by(parse_transport, "auto|tcp|ipc|shm"))
       ->group(kTrainingGroup);
 }
 
