@@ -2,6 +2,7 @@
 #include "runtime/base/check.h"
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -180,6 +181,23 @@ std::string describe_lr_schedule(const LrSchedule& l) {
 
 float optimizer_slot_initial_value(const OptimizerConfig& config) {
   return config.kind == OptimizerKind::kAdagrad ? config.initial_accumulator : 0.0f;
+}
+
+bool all_finite(std::span<const float> x) {
+  // A float is NaN or infinite exactly when its exponent bits are all ones, so the largest
+  // exponent field of a block says whether the block holds one.
+  constexpr uint32_t kExponent = 0x7f800000u;
+  constexpr size_t kBlock = 4096;  // 16 KB: stops soon after a bad value, cheap per block
+  const float* v = x.data();
+  for (size_t begin = 0; begin < x.size(); begin += kBlock) {
+    const size_t end = std::min(x.size(), begin + kBlock);
+    uint32_t largest = 0;
+    for (size_t i = begin; i < end; ++i) {
+      largest = std::max(largest, std::bit_cast<uint32_t>(v[i]) & kExponent);
+    }
+    if (largest == kExponent) return false;
+  }
+  return true;
 }
 
 void sgd_update(std::span<float> param, std::span<const float> grad, float lr) {

@@ -103,6 +103,11 @@ void adam_update(std::span<float> param, std::span<const float> grad, std::span<
 void adagrad_update(std::span<float> param, std::span<const float> grad, std::span<float> accum,
                     float lr);
 
+// True when no value of `x` is NaN or infinite: the check a parameter server makes of a
+// gradient before applying any of it. Reads every value in blocks without branching inside a
+// block (vectorised: a plain early-exit loop stays scalar and cost as much as the update).
+bool all_finite(std::span<const float> x);
+
 // Applies `config`'s update. slots[0..optimizer_slot_count) are the slot spans; t as for Adam.
 void apply_update(const OptimizerConfig& config, std::span<float> param,
                   std::span<const float> grad, std::span<float> slot0, std::span<float> slot1,

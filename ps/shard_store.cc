@@ -184,12 +184,7 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
   }
   bool finite = true;
   for (size_t i = 0; i < chunks_.size() && finite; ++i) {
-    for (float g : as_floats(grads[i], scratch_)) {
-      if (!std::isfinite(g)) {
-        finite = false;
-        break;
-      }
-    }
+    finite = all_finite(as_floats(grads[i], scratch_));
   }
   if (!finite) {
     ++counters_.non_finite;

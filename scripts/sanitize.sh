@@ -4,13 +4,15 @@
 # Build folder: build-san-<name>/. The CUDA backend is left out (nvcc does not take these
 # sanitizers, and no GPU test runs on a CPU machine anyway). Debug information is line tables
 # only (-g1): the sanitizers' reports name every frame's function, file and line, and the build
-# takes about a quarter less time than with -g.
+# takes about a quarter less time than with -g. The benchmarks are not built: no test runs them,
+# and the README's build (scripts/run-tests.sh) compiles them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 san=${1:?usage: scripts/sanitize.sh address,undefined|thread}
 build="$root/build-san-${san//,/-}"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPSTRAIN_CUDA=OFF \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DPSTRAIN_SANITIZE="$san"
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DPSTRAIN_SANITIZE="$san" \
+  -DPSTRAIN_BUILD_BENCH=OFF
 cmake --build "$build" -j "$(nproc)"
 bash "$root/scripts/test-venv.sh"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}

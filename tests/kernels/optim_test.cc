@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "kernels/optim_math.h"
@@ -19,6 +20,28 @@ void expect_values(const std::vector<float>& got, const std::vector<double>& wan
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_NEAR(got[i], want[i], 1e-6 * std::max(1.0, std::abs(want[i])))
         << what << "[" << i << "]";
+  }
+}
+
+TEST(OptimTest, AllFiniteFindsEveryNanAndInfinityWhereverItIs) {
+  using Limits = std::numeric_limits<float>;
+  EXPECT_TRUE(all_finite({}));
+  // The extremes of the finite floats are finite: largest, smallest normal, denormal, -0.
+  std::vector<float> v = {Limits::max(),        -Limits::max(), Limits::min(),
+                          Limits::denorm_min(), -0.0f,          1.0f};
+  EXPECT_TRUE(all_finite(v));
+  // Blocks of 4096 values: a bad value first, last, on a block boundary and in a short tail.
+  v.assign(3 * 4096 + 17, 0.5f);
+  ASSERT_TRUE(all_finite(v));
+  for (const float bad : {Limits::quiet_NaN(), -Limits::quiet_NaN(), Limits::signaling_NaN(),
+                          Limits::infinity(), -Limits::infinity()}) {
+    for (const size_t at : {size_t{0}, size_t{4095}, size_t{4096}, size_t{8191}, v.size() - 1}) {
+      v[at] = bad;
+      EXPECT_FALSE(all_finite(v)) << bad << " at " << at;
+      // Only a span that covers it sees it.
+      EXPECT_TRUE(all_finite(std::span<const float>(v).first(at))) << bad << " at " << at;
+      v[at] = 0.5f;
+    }
   }
 }
 
