@@ -12,7 +12,8 @@ san=${1:?usage: scripts/sanitize.sh address,undefined|thread}
 build="$root/build-san-${san//,/-}"
 # AddressSanitizer's build is optimised at -O1, the level its authors recommend: it compiles in
 # half the time of -O2 (the command-line library's files took about 60 s each at -O2), and its
-# tests ran no slower (all of them: 286 s against 336 s at -O2, on this project's 2-core machine). ThreadSanitizer's stays at -O2: its tests are the slowest stage of CI.
+# tests ran no slower (286 s on the 2-core build machine; 336 s at -O2 in the run before, whose
+# parity tests took 45 s more). ThreadSanitizer's stays at -O2: its tests are the slowest stage of CI.
 opt=-O2
 case "$san" in *address*) opt=-O1 ;; esac
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPSTRAIN_CUDA=OFF \
