@@ -274,8 +274,11 @@ Status WorkerRun::train() {
     // gradients in sync mode, with every worker gone.
     global_ = *std::min_element(steps.begin(), steps.end());
     if (local_steps == 0 && global_ > 0) {
-      PSTRAIN_LOG(INFO) << "worker " << o_.task_index << ": resuming at global step " << global_
-                        << " (the parameter servers restored a checkpoint or ran before)";
+      // Not only after a restore: in an asynchronous job the workers that start later find
+      // the others' steps.
+      PSTRAIN_LOG(INFO) << "worker " << o_.task_index << ": joins at global step " << global_
+                        << " (the parameter servers restored a checkpoint, or other workers "
+                           "trained before this one)";
     }
     watch_chief();
     if (checkpointer_) checkpointer_->after_step(steps);

@@ -179,7 +179,7 @@ TEST_F(CheckpointJobTest, KilledJobResumesFromTheLatestCheckpoint) {
       << ps_out;
   EXPECT_EQ(std::stol(m[1]), step + 40);
   EXPECT_EQ(std::stol(m[2]), 80) << "sync, 2 workers: 2 gradients per step, 40 steps";
-  EXPECT_NE(read_all(dir_ / "run2_wk0.err").find("resuming at global step " + std::to_string(step)),
+  EXPECT_NE(read_all(dir_ / "run2_wk0.err").find("joins at global step " + std::to_string(step)),
             std::string::npos);
   const std::optional<checkpoint::CheckpointIndex> final_ckpt = latest();
   ASSERT_TRUE(final_ckpt.has_value());
