@@ -10,7 +10,10 @@
 //       P: 1 = the PS in its own process (the job's layout), 0 = a thread of this process
 //       (the second series: no process boundary, the client and PS share caches).
 //       V: 0 = loopback TCP, 1 = the PS's local endpoint (a Unix socket, --transport=ipc),
-//       2 = that socket for headers and a shared-memory segment for tensors (--transport=shm).
+//       2 = that socket for headers and a shared-memory segment for tensors (--transport=shm),
+//       3 = shared memory with the worker's gradients and parameters living in the segment
+//       (PsClient::flat_in_shm(), as a CPU worker of a one-PS job holds them): no copy on
+//       the worker's side.
 //   BM_PushPullMerged/...      the same arguments; one iteration = push_pull(): the push and
 //       the next pull in one round trip (Header.then_pull), as a worker's steps run.
 //   BM_RawZmq/KB:N/curve:S/ipc:I
@@ -28,6 +31,7 @@
 
 #include "bench/memcpy_bench.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +42,7 @@
 #include <memory>
 #include <numeric>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -229,7 +234,8 @@ void push_pull_iterations(benchmark::State& state, bool merged) {
   const int64_t max_chunks = state.range(1);
   const bool curve = state.range(2) != 0;
   const bool own_process = state.range(3) != 0;
-  const Transport transport = state.range(4) == 2   ? Transport::kShm
+  const bool in_segment = state.range(4) == 3;
+  const Transport transport = state.range(4) >= 2   ? Transport::kShm
                               : state.range(4) == 1 ? Transport::kIpc
                                                     : Transport::kTcp;
   const int64_t count = bytes / 4;
@@ -291,14 +297,26 @@ void push_pull_iterations(benchmark::State& state, bool merged) {
   Status st = client.status();
   if (st.ok()) st = (*client)->hello(0).status();
   if (st.ok()) st = (*client)->init(config, params);
+  // The worker's buffers: its own vectors, or the segment's regions (backward would write the
+  // gradients there; here they are written once).
+  std::span<float> grad_span(grads), param_span(params);
+  PsClient::FlatInShm shm;
+  if (st.ok() && in_segment) {
+    shm = (*client)->flat_in_shm();
+    if (shm.gradients.empty())
+      st = failed_precondition("the PS is not reached through shared memory");
+    std::fill(shm.gradients.begin(), shm.gradients.end(), 1e-6f);
+    grad_span = shm.gradients;
+    param_span = shm.parameters;
+  }
   if (st.ok()) {
     PsSteps steps(1, 0), next(1, 0);
     const PsSteps any_step(1, 0);  // async: no minimum step
     for (auto _ : state) {
       if (merged) {
-        auto pushed = (*client)->push_pull(grads, steps, nullptr, params, any_step, next);
+        auto pushed = (*client)->push_pull(grad_span, steps, shm.owner, param_span, any_step, next);
         if (pushed.ok() && !pushed->pulled) {
-          auto pulled = (*client)->pull(params, any_step);
+          auto pulled = (*client)->pull(param_span, any_step);
           if (!pulled.ok()) pushed = pulled.status();
           if (pulled.ok()) next = *pulled;
         }
@@ -309,8 +327,8 @@ void push_pull_iterations(benchmark::State& state, bool merged) {
         std::swap(steps, next);
         continue;
       }
-      auto pushed = (*client)->push(grads, steps, nullptr);
-      auto pulled = (*client)->pull(params, 0);
+      auto pushed = (*client)->push(grad_span, steps, shm.owner);
+      auto pulled = (*client)->pull(param_span, 0);
       if (!pushed.ok() || !pulled.ok()) {
         state.SkipWithError("push or pull failed");
         break;
@@ -334,7 +352,7 @@ void BM_PushPullMerged(benchmark::State& state) { push_pull_iterations(state, tr
 BENCHMARK(BM_PushPull)
     ->ArgNames({"KB", "chunks", "curve", "process", "via"})
     ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}, {0, 1}, {1}, {0}})
-    ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0, 1}, {1}, {1, 2}})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0, 1}, {1}, {1, 2, 3}})
     ->ArgsProduct({{318, 4000, 40000}, {0}, {0}, {0}, {0}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
@@ -342,7 +360,7 @@ BENCHMARK(BM_PushPull)
 // What a job's workers run: the PS in its own process, the default chunking, no CURVE.
 BENCHMARK(BM_PushPullMerged)
     ->ArgNames({"KB", "chunks", "curve", "process", "via"})
-    ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0}, {1}, {0, 2}})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0}, {1}, {0, 2, 3}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -94,17 +94,33 @@ Result<std::unique_ptr<Model>> Model::create(const ModelOptions& options, Ops& o
   m->loss_ = ops.alloc({1});
   m->loss_host_ = ops.alloc_host({1});
   m->input_features_ = m->layers_.front()->in_size();
-  // Bind each layer's variables to their slices of the flat buffers.
+  m->bind_layers();
+  return m;
+}
+
+void Model::bind_layers() {
   size_t next = 0;
-  for (auto& layer : m->layers_) {
+  for (auto& layer : layers_) {
     std::vector<float*> p, g;
     for (size_t i = 0; i < layer->variable_specs().size(); ++i, ++next) {
-      p.push_back(m->params_.f32() + m->variables_[next].offset);
-      g.push_back(m->grads_.f32() + m->variables_[next].offset);
+      p.push_back(params_.f32() + variables_[next].offset);
+      g.push_back(grads_.f32() + variables_[next].offset);
     }
     layer->bind(p, g);
   }
-  return m;
+}
+
+Status Model::use_gradient_buffer(Tensor grads) {
+  if (grads.empty() || grads.device() != grads_.device() || grads.dtype() != DType::kFloat32 ||
+      grads.numel() != num_parameters_) {
+    return invalid_argument("a gradient buffer of " + std::to_string(grads.numel()) +
+                            " values on " + std::string(device_name(grads.device())) +
+                            " for a model of " + std::to_string(num_parameters_) +
+                            " float32 parameters on " + std::string(device_name(grads_.device())));
+  }
+  grads_ = std::move(grads);
+  bind_layers();
+  return {};
 }
 
 Model::Model(ModelOptions options, Ops& ops) : options_(std::move(options)), ops_(&ops) {}

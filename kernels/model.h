@@ -57,6 +57,11 @@ class Model {
   // Flat buffers of the backend's memory.
   Tensor& parameters() { return params_; }
   Tensor& gradients() { return grads_; }
+  // From now on backward writes the gradients into `grads` (the backend's memory, float32,
+  // num_parameters() elements; e.g. the shared memory a parameter-server client sends from)
+  // instead of the model's own buffer, which is freed; gradients() returns it. Errors
+  // (kInvalidArgument) name a device, dtype or size that does not fit.
+  Status use_gradient_buffer(Tensor grads);
 
   // Runs forward and backward on a batch already uploaded by upload_batch(); gradients are
   // left in gradients(). Returns nothing: the mean loss is in the device float loss_slot()
@@ -85,6 +90,7 @@ class Model {
   struct Buffers;  // activations, their gradients and layer scratch for one batch size
   Model(ModelOptions options, Ops& ops);
   Buffers& buffers_for(int n);
+  void bind_layers();  // each layer's variables to their slices of params_ and grads_
   void forward(Buffers& b, int n);
 
   ModelOptions options_;

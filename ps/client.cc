@@ -154,6 +154,27 @@ bool PsClient::retire_unanswered(std::shared_ptr<const void> owner) {
   return any;
 }
 
+PsClient::FlatInShm PsClient::flat_in_shm() const {
+  if (ps_.size() != 1 || shm_[0] == nullptr || options_.compression != FloatFormat::kFloat32) {
+    return {};
+  }
+  // PS 0's chunks must tile the flat layout in order, as a one-PS placement lays them out.
+  int64_t next = 0;
+  for (int ci : placement_->chunks_of_ps[0]) {
+    const Chunk& c = placement_->chunks[static_cast<size_t>(ci)];
+    if (c.flat_offset != next) return {};
+    next += c.count;
+  }
+  const auto count = static_cast<size_t>(next);
+  if (next != placement_->total_elements || count * sizeof(float) > shm_region_[0]) return {};
+  const std::shared_ptr<ShmSegment>& seg = shm_[0];
+  auto* request = reinterpret_cast<float*>(seg->bytes().data() + kShmHeaderBytes);
+  auto* reply = reinterpret_cast<float*>(seg->bytes().data() + kShmHeaderBytes + shm_region_[0]);
+  return {.gradients = {request, count},
+          .parameters = {reply, count},
+          .owner = std::shared_ptr<void>(seg, seg.get())};
+}
+
 void PsClient::name_segment(OutMessage& m, int ps, bool reply) const {
   const ShmSegment* seg = shm_[static_cast<size_t>(ps)].get();
   if (seg == nullptr) return;

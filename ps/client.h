@@ -29,7 +29,9 @@
 //   the gradients into and a reply region that the PS writes pulled parameters into, each as
 //   large as the PS's chunks. A PS that cannot map it (hello() says so) is reached over the
 //   Unix socket alone (kIpc), with a warning naming why. Only one request per PS is out at a
-//   time, so the regions are never written while the other side reads them.
+//   time, so the regions are never written while the other side reads them. With one PS the
+//   regions can be the worker's own buffers (flat_in_shm()): the gradients are then pushed
+//   and the parameters pulled without a copy on the worker's side.
 // Thread-safety: all methods from one thread; the heartbeat thread is internal.
 #pragma once
 
@@ -176,6 +178,20 @@ class PsClient {
 
   // How this client reaches PS `ps` (kTcp, kIpc or kShm).
   Transport transport_of(int ps) const { return transports_[static_cast<size_t>(ps)]; }
+
+  // After hello(): the model's whole flat layout in the shared-memory segment, where push()
+  // and pull() move it without a copy, when one PS holds every variable and is reached
+  // through shared memory without --compress (empty spans otherwise). `gradients` is the
+  // request region: push() and push_pull() given it send it in place. `parameters` is the
+  // reply region, where the PS writes what pull() and push_pull() given it return. The caller
+  // writes gradients and reads parameters only between requests (the PS reads and writes
+  // them while one is out); `owner` keeps the mapping alive (pass it as push()'s owner).
+  struct FlatInShm {
+    std::span<float> gradients;
+    std::span<float> parameters;
+    std::shared_ptr<void> owner;
+  };
+  FlatInShm flat_in_shm() const;
 
   uint64_t bytes_sent() const { return counters_.bytes_out.load(); }
   uint64_t bytes_received() const { return counters_.bytes_in.load(); }

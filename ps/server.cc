@@ -719,7 +719,12 @@ void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t req
   OutMessage out = make_reply(wire::REPLY_PARAMS, request_id);
   if (pushed) out.header.set_accepted(*pushed);
   if (shm.segment != nullptr) {
-    out.shm = {.base = shm.segment->bytes().data(), .offset = shm.offset, .size = shm.size};
+    // Back to back: a worker whose parameters live in the reply region (ps/client.h) then
+    // finds this PS's chunks where its flat layout has them, and copies nothing.
+    out.shm = {.base = shm.segment->bytes().data(),
+               .offset = shm.offset,
+               .size = shm.size,
+               .packed = true};
   }
   out.frames.reserve(store_.num_chunks());
   for (size_t i = 0; i < store_.num_chunks(); ++i) {

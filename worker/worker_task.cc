@@ -202,6 +202,20 @@ Status WorkerRun::train() {
   Ops& ops = *backend_.ops;
   const int64_t count = model_->num_parameters();
   params_ = ops.alloc_host({count});
+  // One PS through shared memory (the main job on one machine) and the CPU backend: backward
+  // writes the gradients into the segment's request region and the PS writes the parameters
+  // into its reply region, so the client copies neither (ps/client.h, flat_in_shm()).
+  if (const PsClient::FlatInShm shm = client_->flat_in_shm();
+      !shm.gradients.empty() && model_->gradients().device() == Device::kCpu) {
+    const auto view = [&](std::span<float> s) {
+      return Tensor(Device::kCpu, DType::kFloat32, {count},
+                    std::shared_ptr<void>(shm.owner, s.data()));
+    };
+    PSTRAIN_RETURN_IF_ERROR(model_->use_gradient_buffer(view(shm.gradients)));
+    params_ = view(shm.parameters);
+    PSTRAIN_LOG(INFO) << "worker " << o_.task_index
+                      << ": gradients and parameters live in the shared memory of the PS (no copy)";
+  }
   // The gradients pushed: the model's own buffer where it is host memory (the CPU backend:
   // no copy), a pinned host copy of it otherwise.
   Tensor grads =

@@ -6,7 +6,9 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include <google/protobuf/stubs/logging.h>
@@ -69,7 +71,12 @@ Status copy_frame(const InMessage& m, size_t i, wire::DType want, std::span<T> d
     return data_loss(where() + " holds " + std::to_string(bytes.size()) + " bytes, expected " +
                      std::to_string(dst.size_bytes()));
   }
-  if (!dst.empty()) std::memcpy(dst.data(), bytes.data(), dst.size_bytes());
+  // A frame in shared memory may already be where the caller reads it (nothing to do), or,
+  // from a peer that named odd offsets, overlap it: memmove, never memcpy.
+  const void* src = bytes.data();
+  if (!dst.empty() && src != static_cast<const void*>(dst.data())) {
+    std::memmove(dst.data(), src, dst.size_bytes());
+  }
   return {};
 }
 
@@ -230,17 +237,38 @@ Status send_message(zmq::socket_t& socket, OutMessage& msg, SendBuffers& buffers
     (void)frame_byte_size(msg.frames[i].dtype, msg.frames[i].count, &bytes);  // checked above
     return bytes;
   };
-  // Shared memory: frames go to the target region (64-byte aligned) while they fit; their
-  // parts stay empty. A frame that does not fit, and every one after it, travels inline.
+  // Shared memory: frames go to the target region (64-byte aligned, or 4 when packed) while
+  // they fit; their parts stay empty. A frame that does not fit, and every one after it,
+  // travels inline. When every frame already lies inside the region, each is named in place.
   uint64_t shm_bytes = 0;
   if (msg.shm.base != nullptr) {
-    uint64_t at = msg.shm.offset;
     const uint64_t end = msg.shm.offset + msg.shm.size;
+    const auto offset_in_region = [&](size_t i) -> std::optional<uint64_t> {
+      const auto* data = static_cast<const std::byte*>(msg.frames[i].data);
+      const std::byte* first = msg.shm.base + msg.shm.offset;
+      const uint64_t bytes = frame_bytes(i);
+      if (bytes == 0 || std::less<>()(data, first) || !std::less<>()(data, msg.shm.base + end)) {
+        return std::nullopt;
+      }
+      const auto at = static_cast<uint64_t>(data - msg.shm.base);
+      if (bytes > end - at) return std::nullopt;
+      return at;
+    };
+    bool all_in_place = !msg.frames.empty();
+    for (size_t i = 0; i < msg.frames.size() && all_in_place; ++i) {
+      all_in_place = offset_in_region(i).has_value();
+    }
+    const uint64_t align = msg.shm.packed ? 4 : 64;
+    uint64_t at = msg.shm.offset;
     for (size_t i = 0; i < msg.frames.size(); ++i) {
       const uint64_t bytes = frame_bytes(i);
-      at = (at + 63) & ~uint64_t{63};
-      if (bytes == 0 || at > end || bytes > end - at) break;
-      std::memcpy(msg.shm.base + at, msg.frames[i].data, static_cast<size_t>(bytes));
+      if (all_in_place) {
+        at = *offset_in_region(i);
+      } else {
+        at = (at + align - 1) & ~(align - 1);
+        if (bytes == 0 || at > end || bytes > end - at) break;
+        std::memcpy(msg.shm.base + at, msg.frames[i].data, static_cast<size_t>(bytes));
+      }
       wire::FrameInfo* info = header.mutable_frames(static_cast<int>(i));
       info->set_in_shm(true);
       info->set_shm_offset(at);

@@ -43,6 +43,10 @@
 // frame lies inside it (offsets and sizes come from the header, as for inline frames) and
 // frame_bytes() then reads it there. A message with in-shm frames and no resolver, or one the
 // resolver refuses, is malformed. The byte counters count in-shm bytes as sent and received.
+// When every frame of such a message already lies inside the target region (a worker whose
+// gradients live in the segment: ps/client.h), each is named where it lies and nothing is
+// copied; ShmTarget::packed puts copied frames back to back instead of at 64-byte
+// boundaries. copy_frame_*() copies nothing for a frame that already lies at its destination.
 //
 // Thread-safety: the functions are reentrant; a zmq::socket_t must be used by one thread at a
 // time (ZeroMQ's rule). ProtocolCounters may be shared by any number of threads.
@@ -121,6 +125,9 @@ struct ShmTarget {
   std::byte* base = nullptr;
   uint64_t offset = 0;
   uint64_t size = 0;
+  // Frames back to back (each at a 4-byte boundary) instead of each at a 64-byte one: a PS
+  // answers so, and chunks adjacent in a model's flat layout are then adjacent in the reply.
+  bool packed = false;
 };
 
 struct OutMessage {
@@ -192,8 +199,9 @@ struct InMessage {
   // The raw bytes of frame i, inline or in shared memory. i < num_frames() (programmer error
   // otherwise).
   std::span<const std::byte> frame_bytes(size_t i) const;
-  // Copies frame i into dst. Errors (kInvalidArgument) when i is out of range, the frame is
-  // not of that dtype, or its element count differs from dst.size().
+  // Copies frame i into dst (nothing when the frame's bytes are dst's: a shared-memory reply
+  // written where the caller reads it). Errors (kInvalidArgument) when i is out of range, the
+  // frame is not of that dtype, or its element count differs from dst.size().
   Status copy_frame_f32(size_t i, std::span<float> dst) const;
   Status copy_frame_i32(size_t i, std::span<int32_t> dst) const;
 };

@@ -142,6 +142,9 @@ TEST_F(TransportTest, AWorkerOnTheUnixSocketAndOneOnTcpTrainExactlyAsTwoOnTcp) {
   EXPECT_EQ(shm.ps_step, kSteps);
   EXPECT_NE(shm.ps_log.find("worker 1 sends its tensors through shared memory"), std::string::npos)
       << shm.ps_log;
+  // One PS: backward writes into the segment and the PS answers into it (ps/client.h).
+  EXPECT_NE(shm.chief_log.find("parameters live in the shared memory of the PS"), std::string::npos)
+      << shm.chief_log;
   EXPECT_EQ(shm.accuracy, tcp.accuracy);
 }
 

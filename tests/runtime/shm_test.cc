@@ -1,6 +1,7 @@
 // Tests for runtime/wire/shm.h (segments: create, attach, refusals, peer credentials) and the
 // shared-memory frames of runtime/wire/message.h (bit-exact through a segment, inline when a
-// region is full, malformed when a message points outside its segment or has none).
+// region is full, named in place when already in the region, back to back when packed,
+// malformed when a message points outside its segment or has none).
 #include "runtime/wire/shm.h"
 
 #include <gmock/gmock.h>
@@ -10,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -191,6 +193,71 @@ std::vector<zmq::message_t> shm_parts(uint64_t count, uint64_t offset, size_t pa
   parts.emplace_back(bytes.data(), bytes.size());
   parts.emplace_back(std::string(part_bytes, 'x'));
   return parts;
+}
+
+TEST(ShmMessageTest, FramesAlreadyInTheRegionAreNamedWhereTheyLieAndNotCopied) {
+  auto seg = ShmSegment::create(1 << 16);
+  ASSERT_TRUE(seg.ok()) << seg.status().to_string();
+  std::byte* base = (*seg)->bytes().data();
+  // Two frames back to back at an offset that is no multiple of 64, as a model's flat layout
+  // puts its variables; the 64-byte boundary where a copy would go holds a sentinel.
+  constexpr uint64_t kAt = kShmHeaderBytes + 12;
+  auto* a = reinterpret_cast<float*>(base + kAt);
+  std::iota(a, a + 5, 1.f);
+  auto* b = reinterpret_cast<int32_t*>(base + kAt + 5 * sizeof(float));
+  std::iota(b, b + 3, -1);
+  const std::vector<std::byte> before((*seg)->bytes().begin(), (*seg)->bytes().end());
+  Pair pair("shm-in-place");
+  OutMessage m = push_with(std::span<const float>(a, 5), std::span<const int32_t>(b, 3));
+  m.shm = {.base = base, .offset = kShmHeaderBytes, .size = 4096};
+  ASSERT_TRUE(send_message(pair.dealer, std::move(m)).ok());
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), (*seg)->bytes().begin()))
+      << "sending wrote into the segment";
+  const ShmResolver resolve = resolver_of(*seg);
+  auto r = recv_message(pair.router, kWait, true, kJob, nullptr, &resolve);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_EQ(r->num_frames(), 2u);
+  EXPECT_TRUE(r->frame_info(0).in_shm());
+  EXPECT_EQ(r->frame_info(0).shm_offset(), kAt);
+  EXPECT_EQ(r->frame_info(1).shm_offset(), kAt + 5 * sizeof(float));
+  // Copied to where it already is: nothing to do, the values stay.
+  ASSERT_TRUE(r->copy_frame_f32(0, std::span<float>(a, 5)).ok());
+  EXPECT_EQ(std::vector<float>(a, a + 5), (std::vector<float>{1, 2, 3, 4, 5}));
+  // Copied onto an overlapping place (a peer may name any offsets): moved, not garbled.
+  ASSERT_TRUE(r->copy_frame_f32(0, std::span<float>(a + 1, 5)).ok());
+  EXPECT_EQ(std::vector<float>(a + 1, a + 6), (std::vector<float>{1, 2, 3, 4, 5}));
+
+  // A frame outside the region among them: every frame is copied into it, as before.
+  std::vector<int32_t> outside = {7, 8, 9};
+  OutMessage mixed = push_with(std::span<const float>(a, 5), outside);
+  mixed.shm = {.base = base, .offset = kShmHeaderBytes + 4096, .size = 4096};
+  ASSERT_TRUE(send_message(pair.dealer, std::move(mixed)).ok());
+  auto r2 = recv_message(pair.router, kWait, true, kJob, nullptr, &resolve);
+  ASSERT_TRUE(r2.ok()) << r2.status().to_string();
+  EXPECT_EQ(r2->frame_info(0).shm_offset(), kShmHeaderBytes + 4096);
+  EXPECT_EQ(r2->frame_info(1).shm_offset() % 64, 0u);
+  std::vector<int32_t> got(3);
+  ASSERT_TRUE(r2->copy_frame_i32(1, got).ok());
+  EXPECT_EQ(got, outside);
+}
+
+TEST(ShmMessageTest, PackedFramesLieBackToBack) {
+  auto seg = ShmSegment::create(1 << 16);
+  ASSERT_TRUE(seg.ok()) << seg.status().to_string();
+  const std::vector<float> a = {1.5f, -2.f, 3.f};  // 12 bytes
+  const std::vector<int32_t> b = {4, 5, 6, 7, 8};
+  Pair pair("shm-packed");
+  OutMessage m = push_with(a, b);
+  m.shm = {.base = (*seg)->bytes().data(), .offset = kShmHeaderBytes, .size = 4096, .packed = true};
+  ASSERT_TRUE(send_message(pair.dealer, std::move(m)).ok());
+  const ShmResolver resolve = resolver_of(*seg);
+  auto r = recv_message(pair.router, kWait, true, kJob, nullptr, &resolve);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->frame_info(0).shm_offset(), kShmHeaderBytes);
+  EXPECT_EQ(r->frame_info(1).shm_offset(), kShmHeaderBytes + 12);
+  std::vector<int32_t> got(b.size());
+  ASSERT_TRUE(r->copy_frame_i32(1, got).ok());
+  EXPECT_EQ(got, b);
 }
 
 TEST(ShmMessageTest, MessagesPointingOutsideTheirSegmentOrWithoutOneAreMalformed) {
