@@ -213,7 +213,10 @@ TEST_F(DistributedTest, BatchAiCommandLineWithItsVariables) {
   auto done = run({task("ps", 0), task("worker", 0), task("worker", 1)});
   expect_all_succeeded(done);
   EXPECT_EQ(ps_figures(done[0].out).first, 40);
-  EXPECT_GT(accuracy(done[1].out), 0.5);
+  // Learned (chance is 0.1): 40 asynchronous steps end between about 0.54 and 0.67 here, and
+  // at 0.50 once under ThreadSanitizer, where the workers interleave differently; the other
+  // 40-step jobs below use the same bound.
+  EXPECT_GT(accuracy(done[1].out), 0.3);
   EXPECT_TRUE(fs::is_directory(out / "model"));
   EXPECT_TRUE(fs::is_directory(out / "tb"));
 }
