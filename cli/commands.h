@@ -54,7 +54,8 @@ struct RoleFlags {
   double ps_restart_timeout_s = 600;         // workers keep asking a silent PS this long (0: off)
   SecurityFlags security = SecurityFlags();  // --secret_file (docs/security.md)
   std::string compress = "none";             // --compress: how workers send gradients
-  std::string transport = "auto";           // --transport: how workers reach the servers
+  std::string transport = "auto";            // --transport: how workers reach the servers
+  bool overlap = true;  // --overlap: workers send each layer's gradients during backward
 };
 void add_role_flags(CLI::App& app, RoleFlags& f);
 // Checks the role flags that need no cluster (timeouts 0.1 s to a week, --staleness,

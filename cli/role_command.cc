@@ -159,6 +159,7 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   // check_role_flags has refused a --compress that is not a choice.
   if (auto format = parse_compression(f.compress); format.ok()) o.client.compression = *format;
   if (auto t = parse_transport(f.transport); t.ok()) o.client.transport = *t;
+  o.overlap = f.overlap;
   const char* status_path = std::getenv(task_env::kStatusFile);
   WorkerLinesSink lines(stdout, f.log_every);
   StatusFileSink status(status_path ? status_path : "", task.task_index, config.train_steps);
@@ -287,6 +288,12 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
   add_security_flags(app, f.security);
   add_compress_flag(app, f.compress);
   add_transport_flag(app, f.transport);
+  add_bool_flag(app, "overlap", f.overlap,
+                "Workers send each layer's gradients to servers reached over TCP or a Unix "
+                "socket as soon as backward has produced them, while it computes the layers "
+                "before (CPU backend, without --compress); --nooverlap: all at the end")
+      ->capture_default_str()
+      ->group(kTrainingGroup);
   for (CLI::Option* opt : app.get_options()) {
     opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }

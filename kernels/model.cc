@@ -100,7 +100,9 @@ Result<std::unique_ptr<Model>> Model::create(const ModelOptions& options, Ops& o
 
 void Model::bind_layers() {
   size_t next = 0;
+  layer_offset_.clear();
   for (auto& layer : layers_) {
+    layer_offset_.push_back(layer->variable_specs().empty() ? -1 : variables_[next].offset);
     std::vector<float*> p, g;
     for (size_t i = 0; i < layer->variable_specs().size(); ++i, ++next) {
       p.push_back(params_.f32() + variables_[next].offset);
@@ -177,7 +179,7 @@ void Model::forward(Buffers& b, int n) {
   }
 }
 
-void Model::forward_backward(int n) {
+void Model::forward_backward(int n, GradientsReady* ready) {
   Buffers& b = buffers_for(n);
   forward(b, n);
   const size_t last = layers_.size();
@@ -188,6 +190,10 @@ void Model::forward_backward(int n) {
     layers_[i]->backward(*ops_, b.acts[i].f32(), b.acts[i + 1].f32(), b.dacts[i + 1].f32(), dx, n,
                          b.scratch[i].empty() ? nullptr : b.scratch[i].f32(),
                          b.iscratch[i].empty() ? nullptr : b.iscratch[i].i32());
+    if (ready != nullptr && layer_offset_[i] > 0) {
+      ops_->synchronize();
+      ready->ready(layer_offset_[i]);
+    }
   }
 }
 

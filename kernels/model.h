@@ -63,10 +63,23 @@ class Model {
   // (kInvalidArgument) name a device, dtype or size that does not fit.
   Status use_gradient_buffer(Tensor grads);
 
+  // Told by forward_backward() as backward goes, layer by layer from the last: the gradients
+  // at flat offsets >= from are final for this call (backward writes no element there again),
+  // and synchronized (readable in the gradients' memory). Not told for the first layer's
+  // (offset 0): those are final when forward_backward() returns. Overlap: a worker sends each
+  // layer's gradients while backward computes the next (ps/client.h push_part()).
+  class GradientsReady {
+   public:
+    virtual void ready(int64_t from) = 0;
+
+   protected:
+    ~GradientsReady() = default;
+  };
   // Runs forward and backward on a batch already uploaded by upload_batch(); gradients are
-  // left in gradients(). Returns nothing: the mean loss is in the device float loss_slot()
-  // (read it with read_loss(), which synchronizes).
-  void forward_backward(int n);
+  // left in gradients(), and `ready` (when given) is told of each layer's as above. Returns
+  // nothing: the mean loss is in the device float loss_slot() (read it with read_loss(), which
+  // synchronizes).
+  void forward_backward(int n, GradientsReady* ready = nullptr);
   // Copies a host batch into the model's input buffers for batch size n (stream-ordered).
   void upload_batch(std::span<const float> images, std::span<const int32_t> labels, int n);
   float read_loss();
@@ -96,6 +109,7 @@ class Model {
   ModelOptions options_;
   Ops* ops_;
   std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<int64_t> layer_offset_;  // per layer: its first variable's offset, -1: none
   std::vector<VariableSpec> variables_;
   int64_t num_parameters_ = 0;
   Tensor params_;

@@ -117,7 +117,13 @@ PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placemen
       incarnation_(ps_.size(), 0),
       send_buffers_(ps_.size()),
       answered_(ps_.size(), 1),
-      push_out_(ps_.size()) {
+      push_out_(ps_.size()),
+      part_sent_(ps_.size()),
+      parts_sent_(ps_.size(), 0),
+      parts_given_up_(ps_.size(), 0),
+      part_out_(ps_.size()),
+      part_buffers_(ps_.size()),
+      first_send_(ps_.size(), 1) {
   for (size_t i = 0; i < ps_.size(); ++i) {
     all_ps_.push_back(static_cast<int>(i));
     names_.push_back("parameter server ps/" + std::to_string(i) + " at " + ps_[i].to_string());
@@ -131,6 +137,89 @@ PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placemen
 PsClient::~PsClient() {
   stop_heartbeats();
   retire_unanswered(nullptr);
+  retire_parts();
+}
+
+void PsClient::retire_parts() {
+  bool any = false;
+  for (size_t i = 0; i < ps_.size(); ++i) {
+    for (uint32_t k = 0; k < parts_sent_[i]; ++k) {
+      SendBuffers& b = part_buffers_[i][k];
+      keep_until_exit(std::make_shared<std::vector<std::byte>>(std::move(b.header_bytes)));
+      b.header_bytes = {};
+      any = true;
+    }
+    parts_sent_[i] = 0;
+    parts_given_up_[i] = 0;
+    std::fill(part_sent_[i].begin(), part_sent_[i].end(), 0);
+  }
+  if (any && parts_owner_ != nullptr) keep_until_exit(std::move(parts_owner_));
+  parts_owner_ = nullptr;
+}
+
+void PsClient::push_part(std::span<const float> flat_grads, const PsSteps& steps,
+                         int64_t ready_from, std::shared_ptr<const void> owner) {
+  if (options_.compression != FloatFormat::kFloat32 || steps.size() != ps_.size() ||
+      flat_grads.size() < static_cast<size_t>(placement_->total_elements)) {
+    return;
+  }
+  for (size_t i = 0; i < ps_.size(); ++i) {
+    if (shm_[i] != nullptr) continue;  // nothing travels: the push names the segment
+    const auto& mine = placement_->chunks_of_ps[i];
+    std::vector<char>& sent = part_sent_[i];
+    if (sent.size() != mine.size()) sent.assign(mine.size(), 0);
+    if (part_out_[i].size() < mine.size()) {
+      part_out_[i].resize(mine.size());
+      part_buffers_[i].resize(mine.size());
+    }
+    if (parts_given_up_[i] != 0 || parts_sent_[i] >= mine.size()) continue;
+    OutMessage& m = part_out_[i][parts_sent_[i]];
+    size_t n = 0;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const Chunk& c = placement_->chunks[static_cast<size_t>(mine[k])];
+      if (sent[k] != 0 || c.flat_offset < ready_from) continue;
+      if (m.frames.size() <= n) m.frames.resize(n + 1);
+      OutFrame& f = m.frames[n++];
+      if (f.key != c.key) f.key = c.key;
+      f.dtype = wire::DTYPE_FLOAT32;
+      f.data = flat_grads.data() + c.flat_offset;
+      f.count = static_cast<size_t>(c.count);
+      f.keepalive = nullptr;
+      f.borrowed = true;  // read by ZeroMQ until the PS answers the push's last part
+    }
+    if (n == 0) continue;
+    m.frames.resize(n);  // (shrinking: no allocation)
+    wire::Header& h = m.header;
+    h.set_kind(wire::PUSH);
+    h.set_job_id(options_.job_id);
+    h.set_sender(options_.worker);
+    h.set_step(steps[i]);
+    h.set_more_parts(true);
+    // The request id the push's last part to this PS will carry (exchange() numbers the
+    // servers' requests in order): a PS's error about a part then fails the push.
+    h.set_request_id(next_request_ + i);
+    m.shm = {};
+    SendBuffers& b = part_buffers_[i][parts_sent_[i]];
+    // Borrow only when the PS answered everything sent before (then ZeroMQ is done with what
+    // this buffer lent last time); one part's buffer is never reused within a push.
+    b.borrow = answered_[i] != 0;
+    const Status st = send_message(sockets_[i], m, b, nullptr, &counters_);
+    if (!st.ok()) {
+      // Not queued (a full pipe, a PS not connected): the push sends every chunk to this PS
+      // (its parts_before 0 makes the PS drop the parts it got).
+      PSTRAIN_LOG(DEBUG) << "a push part for " << name(static_cast<int>(i))
+                         << " was not sent: " << st.message();
+      parts_given_up_[i] = 1;
+      continue;
+    }
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const Chunk& c = placement_->chunks[static_cast<size_t>(mine[k])];
+      if (c.flat_offset >= ready_from) sent[k] = 1;
+    }
+    ++parts_sent_[i];
+    ++push_parts_total_;
+    if (parts_owner_ == nullptr) parts_owner_ = owner;
+  }
 }
 
 const std::string& PsClient::name(int ps) const { return names_[static_cast<size_t>(ps)]; }
@@ -373,6 +462,13 @@ Status PsClient::exchange_impl(const std::vector<int>& targets, Make& make, OnRe
         p.ask_again_at = Clock::now() + std::chrono::milliseconds(200);
         continue;
       }
+      if (msg.header.kind() == wire::REPLY_ERROR &&
+          msg.header.error().starts_with(kPushPartsMissing)) {
+        // The PS lost the push's earlier parts (restarted between them): the whole push now.
+        PSTRAIN_LOG(WARNING) << name(p.ps) << ": " << msg.header.error();
+        PSTRAIN_RETURN_IF_ERROR(send(p, /*again=*/false));
+        continue;
+      }
       if (msg.header.kind() == wire::REPLY_ERROR) {
         return failed_precondition(name(p.ps) + " refused " + wire::Kind_Name(p.kind) + ": " +
                                    msg.header.error());
@@ -564,6 +660,7 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
     words = *half_grads_;
   }
   PushResult result;
+  std::fill(first_send_.begin(), first_send_.end(), 1);
   Status st = exchange(
       all_ps(),
       [&](int ps) -> OutMessage& {
@@ -577,6 +674,13 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
         h.set_step(steps[static_cast<size_t>(ps)]);
         h.set_then_pull(along != nullptr);
         h.set_min_step(along != nullptr ? along->mins[static_cast<size_t>(ps)] : 0);
+        // After push_part(): the push's first send carries the chunks not sent yet; a later
+        // one (the PS lost the parts) every chunk.
+        const size_t i = static_cast<size_t>(ps);
+        const bool rest = first_send_[i] != 0 && parts_sent_[i] > 0 && parts_given_up_[i] == 0;
+        first_send_[i] = 0;
+        h.set_more_parts(false);
+        h.set_parts_before(rest ? parts_sent_[i] : 0);
         m.shm = {};
         if (const ShmSegment* seg = shm_[static_cast<size_t>(ps)].get(); seg != nullptr) {
           name_segment(m, ps, /*reply=*/along != nullptr);
@@ -586,11 +690,13 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
         }
         const auto& mine = placement_->chunks_of_ps[static_cast<size_t>(ps)];
         m.frames.resize(mine.size());
+        size_t n = 0;
         for (size_t k = 0; k < mine.size(); ++k) {
+          if (rest && part_sent_[i][k] != 0) continue;
           const Chunk& c = placement_->chunks[static_cast<size_t>(mine[k])];
           const size_t offset = static_cast<size_t>(c.flat_offset);
           const size_t count = static_cast<size_t>(c.count);
-          OutFrame& f = m.frames[k];
+          OutFrame& f = m.frames[n++];
           if (f.key != c.key) f.key = c.key;
           f.dtype = wire_dtype(format);
           f.data = format != FloatFormat::kFloat32
@@ -601,6 +707,7 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
           // Read by ZeroMQ in place until the PS answers (runtime/wire/message.h).
           f.borrowed = true;
         }
+        m.frames.resize(n);
         return m;
       },
       [&](int ps, InMessage& reply) -> Result<bool> {
@@ -621,6 +728,7 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
       },
       options_.reply_timeout, false);
   if (!st.ok()) {
+    retire_parts();
     // A failed exchange (a stop request, a PS that stopped answering) may leave a message in a
     // socket's queue for a PS that will never read it, borrowing the gradients (or the 16-bit
     // copy) for as long as the socket lives: those buffers are kept alive (the caller, whose
@@ -636,6 +744,13 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
     }
     return st;
   }
+  // Every PS answered: ZeroMQ has finished with what the parts borrowed.
+  for (size_t i = 0; i < ps_.size(); ++i) {
+    parts_sent_[i] = 0;
+    parts_given_up_[i] = 0;
+    std::fill(part_sent_[i].begin(), part_sent_[i].end(), 0);
+  }
+  parts_owner_ = nullptr;
   return result;
 }
 

@@ -64,6 +64,10 @@ namespace pstrain {
 // the request's deadline (the old connection of a restarted worker may not be closed yet on
 // the PS's side), then fails with the PS's message.
 inline constexpr char kWorkerIndexInUse[] = "worker index in use";
+// How a parameter server's REPLY_ERROR starts when the last part of a PUSH in parts
+// (Header.more_parts) comes and it does not hold the earlier ones (it was restarted between
+// them): the client sends the whole PUSH again at once.
+inline constexpr char kPushPartsMissing[] = "push parts missing";
 // The prefix of a PsClient's routing ids (see PsClient::session_).
 inline constexpr char kSessionPrefix[] = "pstrain/";
 
@@ -154,6 +158,19 @@ class PsClient {
   Result<PushResult> push_pull(std::span<const float> flat_grads, const PsSteps& steps,
                                std::shared_ptr<const void> owner, std::span<float> flat,
                                const PsSteps& min_steps, PsSteps& pulled_steps);
+  // Overlap: a worker pushes each layer's gradients as soon as backward has produced them.
+  // Sends each PS reached over TCP or its Unix socket (not shared memory, where nothing
+  // travels) those of its chunks that lie wholly in flat_grads[ready_from, end) and were not
+  // sent yet, as a part of the PUSH that the next push() or push_pull() completes (called
+  // with the same flat_grads, steps and owner); that call sends only the chunks left and
+  // waits for the answer as usual. The part borrows the buffer (ZeroMQ's I/O thread sends it
+  // while the caller computes): the caller must not write the chunks sent until that call
+  // returns. Never fails: a part that cannot be queued at once is given up, and the push
+  // then sends every chunk. Without --compress only (with it, nothing is sent here).
+  void push_part(std::span<const float> flat_grads, const PsSteps& steps, int64_t ready_from,
+                 std::shared_ptr<const void> owner);
+  // Parts sent by push_part() since the last push, over all servers (for logs and tests).
+  uint64_t push_parts_sent() const { return push_parts_total_; }
   // Tells every PS this worker has finished.
   Status done();
   // Asks every PS in `targets` to write its checkpoint shard once its step reaches
@@ -289,6 +306,22 @@ class PsClient {
   std::vector<char> answered_;
   bool left_unanswered_ = false;
   std::vector<OutMessage> push_out_;
+  // push_part(): per PS, which of its chunks (by position in chunks_of_ps) went out in parts
+  // of the push being sent and how many parts; the parts' messages and send buffers (one per
+  // part, reused push after push: the PS answered the last push, so ZeroMQ has finished with
+  // what they borrowed); what owns the gradients they borrow; whether the push's next send
+  // to a PS is its first (the others, after a PS lost the parts, send every chunk).
+  std::vector<std::vector<char>> part_sent_;
+  std::vector<uint32_t> parts_sent_;
+  std::vector<char> parts_given_up_;  // a part could not be sent: the push goes whole
+  std::vector<std::vector<OutMessage>> part_out_;
+  std::vector<std::vector<SendBuffers>> part_buffers_;
+  std::shared_ptr<const void> parts_owner_;
+  std::vector<char> first_send_;
+  uint64_t push_parts_total_ = 0;
+  // The parts of the push being sent are not answered yet: keeps what they borrow until the
+  // process exits (a failed push, or none after them) and forgets them.
+  void retire_parts();
   OutMessage cold_out_;
   InMessage reply_;
   PsSteps along_mins_;

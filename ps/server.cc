@@ -489,7 +489,11 @@ void ParameterServer::handle(InMessage& msg) {
       on_pull(msg);
       return;
     case wire::PUSH:
-      on_push(msg);
+      if (h.more_parts()) {
+        on_push_part(msg);
+      } else {
+        on_push(msg);
+      }
       return;
     case wire::HEARTBEAT:
       reply(msg, wire::REPLY_OK);
@@ -498,6 +502,7 @@ void ParameterServer::handle(InMessage& msg) {
       WorkerState& w = workers_[static_cast<size_t>(sender)];
       if (!w.done) PSTRAIN_LOG(INFO) << "worker " << sender << " is done";
       w.done = true;
+      w.partial = {};
       reply(msg, wire::REPLY_OK);
       update_replicas();
       return;
@@ -804,37 +809,112 @@ void ParameterServer::answer_parked(bool expire_all_due) {
   }
 }
 
+void ParameterServer::on_push_part(InMessage& msg) {
+  const wire::Header& h = msg.header;
+  WorkerState::PartialPush& partial = workers_[static_cast<size_t>(h.sender())].partial;
+  std::string connection(static_cast<const char*>(msg.routing_id.data()), msg.routing_id.size());
+  if (partial.connection != connection || partial.step != h.step()) {
+    // A new PUSH: the parts of an earlier one that never completed (its worker gave it up)
+    // go.
+    partial = {};
+    partial.connection = std::move(connection);
+    partial.step = h.step();
+  }
+  partial.frames += msg.num_frames();
+  if (msg.num_frames() == 0 || partial.frames > store_.num_chunks()) {
+    counters_.malformed.fetch_add(1);
+    const size_t frames = partial.frames;
+    partial = {};
+    reply_error(msg, !store_.initialized() ? "PUSH before the chief initialised the variables"
+                                           : "a PUSH in parts carries " + std::to_string(frames) +
+                                                 " chunks by now; this parameter server holds " +
+                                                 std::to_string(store_.num_chunks()));
+    return;
+  }
+  partial.parts.push_back(std::move(msg));
+}
+
 void ParameterServer::on_push(InMessage& msg) {
   const wire::Header& h = msg.header;
+  WorkerState::PartialPush& partial = workers_[static_cast<size_t>(h.sender())].partial;
   if (!store_.initialized()) {
+    partial = {};
     reply_error(msg, "PUSH before the chief initialised the variables");
     return;
+  }
+  // The PUSH's frames: those of its earlier parts (in the order they came), then its own.
+  std::vector<std::pair<const InMessage*, size_t>> frames;
+  if (h.parts_before() > 0) {
+    const std::string_view connection(static_cast<const char*>(msg.routing_id.data()),
+                                      msg.routing_id.size());
+    if (partial.parts.size() != h.parts_before() || partial.step != h.step() ||
+        partial.connection != connection) {
+      const size_t held =
+          partial.step == h.step() && partial.connection == connection ? partial.parts.size() : 0;
+      partial = {};
+      reply_error(msg, std::string(kPushPartsMissing) + ": the PUSH of step " +
+                           std::to_string(h.step()) + " came in " +
+                           std::to_string(h.parts_before() + 1) +
+                           " parts and this parameter "
+                           "server holds " +
+                           std::to_string(held) +
+                           " of the earlier ones (was it restarted?); send it whole");
+      return;
+    }
+    for (const InMessage& part : partial.parts) {
+      for (size_t i = 0; i < part.num_frames(); ++i) frames.emplace_back(&part, i);
+    }
+  } else {
+    partial = {};
+  }
+  for (size_t i = 0; i < msg.num_frames(); ++i) frames.emplace_back(&msg, i);
+  if (h.parts_before() > 0 && frames.size() == store_.num_chunks()) {
+    // Parts come in the order backward finished them: put the chunks in this PS's order
+    // (check_layout below then finds any chunk missing or sent twice).
+    if (chunk_slot_.size() != store_.num_chunks()) {
+      chunk_slot_.clear();
+      for (size_t i = 0; i < store_.num_chunks(); ++i) chunk_slot_.emplace(store_.key(i), i);
+    }
+    std::vector<std::pair<const InMessage*, size_t>> ordered(frames.size(), {nullptr, 0});
+    for (const auto& [m, i] : frames) {
+      auto slot = chunk_slot_.find(m->frame_info(i).key());
+      if (slot == chunk_slot_.end() || ordered[slot->second].first != nullptr) break;
+      ordered[slot->second] = {m, i};
+    }
+    // (Unplaced: a key unknown or twice; the frames stay as they came and fail the check.)
+    if (std::none_of(ordered.begin(), ordered.end(),
+                     [](const auto& f) { return f.first == nullptr; })) {
+      frames = std::move(ordered);
+    }
   }
   std::vector<std::string> keys;
   std::vector<int64_t> counts;
   std::vector<GradientView> views;
-  for (size_t i = 0; i < msg.num_frames(); ++i) {
-    const wire::FrameInfo& f = msg.frame_info(i);
+  for (const auto& [m, i] : frames) {
+    const wire::FrameInfo& f = m->frame_info(i);
     FloatFormat format = FloatFormat::kFloat32;  // float32, or 16 bits with --compress
     if (!float_format_of(f.dtype(), &format)) {
       counters_.malformed.fetch_add(1);
+      partial = {};
       reply_error(msg, "gradient frame '" + f.key() + "' holds " + dtype_name(f.dtype()) +
                            ", not float32, float16 or bfloat16");
       return;
     }
     keys.push_back(f.key());
     counts.push_back(static_cast<int64_t>(f.count()));
-    views.push_back({msg.frame_bytes(i).data(), static_cast<int64_t>(f.count()), format});
+    views.push_back({m->frame_bytes(i).data(), static_cast<int64_t>(f.count()), format});
   }
   Status layout = store_.check_layout(keys, counts);
   if (!layout.ok()) {
     counters_.malformed.fetch_add(1);
+    partial = {};
     reply_error(msg,
                 "gradients do not match this parameter server's variables: " + layout.message());
     return;
   }
   const int64_t before = store_.step();
   const PushOutcome outcome = store_.push(h.sender(), h.step(), views);
+  partial = {};  // (the views above point into its parts)
   WorkerState& pusher = workers_[static_cast<size_t>(h.sender())];
   ++pusher.pushes;
   if (outcome == PushOutcome::kNonFinite) {
@@ -975,6 +1055,7 @@ void ParameterServer::check_workers() {
       PSTRAIN_LOG(WARNING) << "worker " << i << " lost: no message for "
                            << options_.heartbeat_timeout.count() / 1000.0 << " s";
       w.lost = true;
+      w.partial = {};
       changed = true;
     } else if (!w.seen && now - started_ > options_.startup_timeout) {
       PSTRAIN_LOG(WARNING) << "worker " << i << " never connected within "

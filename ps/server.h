@@ -202,6 +202,14 @@ class ParameterServer {
     std::vector<std::string> connections;
     Clock::time_point last_probe{};
     bool owner_alive = true;
+    // The parts received so far of its PUSH in parts (Header.more_parts), on `connection`
+    // for that step; `frames` counts their chunks.
+    struct PartialPush {
+      std::string connection;
+      int64_t step = 0;
+      std::vector<InMessage> parts;
+      size_t frames = 0;
+    } partial;
   };
   // Where a reply's frames go in a worker's shared-memory segment (segment null: inline).
   struct ShmReply {
@@ -233,6 +241,9 @@ class ParameterServer {
   // accepted, which the reply carries).
   void on_pull(InMessage& msg, std::optional<bool> pushed = std::nullopt);
   void on_push(InMessage& msg);
+  // A PUSH with more_parts: kept (bounded: no more chunks than this PS holds) until the last
+  // part comes.
+  void on_push_part(InMessage& msg);
   void on_save(InMessage& msg);
   // INIT to a PS that restored a checkpoint at start: checks it matches, takes its config.
   void adopt_init(InMessage& msg);
@@ -293,6 +304,8 @@ class ParameterServer {
   std::vector<WorkerState> workers_;
   // Connection (routing id) -> the worker index it speaks for; insertion order for eviction.
   std::unordered_map<std::string, int> connection_owner_;
+  // Chunk key -> index in store_, for PUSHes in parts (built at the first one).
+  std::unordered_map<std::string, size_t> chunk_slot_;
   std::deque<std::string> connection_order_;
   std::vector<ParkedPull> parked_;
   ProtocolCounters counters_;

@@ -221,6 +221,28 @@ Status WorkerRun::train() {
   Tensor grads =
       model_->gradients().device() == Device::kCpu ? model_->gradients() : ops.alloc_host({count});
   const bool grads_are_the_models = grads.raw() == model_->gradients().raw();
+  // --overlap: backward tells which layers' gradients are final, and they go to the servers
+  // that they travel to (TCP, the Unix socket) while backward computes the layers before.
+  struct PushParts final : Model::GradientsReady {
+    PsClient* client = nullptr;
+    std::span<const float> grads;
+    const PsSteps* steps = nullptr;
+    std::shared_ptr<const void> owner;
+    void ready(int64_t from) override { client->push_part(grads, *steps, from, owner); }
+  };
+  PushParts parts;
+  bool overlap =
+      o_.overlap && grads_are_the_models && o_.client.compression == FloatFormat::kFloat32;
+  if (overlap) {
+    bool any_travels = false;
+    for (int i = 0; i < num_ps_; ++i) any_travels |= client_->transport_of(i) != Transport::kShm;
+    overlap = any_travels;
+  }
+  if (overlap) {
+    PSTRAIN_LOG(INFO) << "worker " << o_.task_index
+                      << ": sends each layer's gradients as soon as backward has produced them "
+                         "(--overlap)";
+  }
   const int batch = o_.train.batch_size;
   Tensor images = ops.alloc_host({batch, data_.train.pixels()});
   Tensor labels = ops.alloc_host({batch}, DType::kInt32);
@@ -238,6 +260,12 @@ Status WorkerRun::train() {
   PsSteps min_steps(static_cast<size_t>(num_ps_), 0);
   PsSteps steps(static_cast<size_t>(num_ps_), 0);
   PsSteps next_steps(static_cast<size_t>(num_ps_), 0);
+  if (overlap) {
+    parts.client = client_.get();
+    parts.grads = grads.host_f32();
+    parts.steps = &steps;
+    parts.owner = grads.memory();
+  }
   bool prefetched = false;  // params_ holds the next step's parameters, served at next_steps
   int64_t local_steps = 0;
   TrainingBegin begin;
@@ -300,7 +328,7 @@ Status WorkerRun::train() {
     ops.copy_to_device(model_->parameters().raw(), params_.raw(), params_.bytes());
     source.next(batch, images.host_f32(), label_span);
     model_->upload_batch(images.host_f32(), label_span, batch);
-    model_->forward_backward(batch);
+    model_->forward_backward(batch, overlap ? &parts : nullptr);
     if (!grads_are_the_models) {
       ops.copy_to_host(grads.raw(), model_->gradients().raw(), grads.bytes());
     }

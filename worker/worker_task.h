@@ -38,6 +38,9 @@ struct WorkerTaskOptions {
   int device_slot = -1;
   uint64_t job_id = 0;
   ClientOptions client;  // worker and job_id are filled in from the fields above
+  // --overlap: push each layer's gradients during backward (PsClient::push_part) where they
+  // travel (TCP, the Unix socket), on the CPU backend, without compression.
+  bool overlap = true;
   // Turning non-zero (a signal handler stores the signal's number) stops training between two
   // steps: run_worker_task then returns kCancelled, after training_end() but without
   // finish(), so the caller records the final state ("cancelled").

@@ -1,6 +1,7 @@
 // --transport: the main job's shape (1 PS + 2 workers, sync, an MLP of 32 hidden units, CPU) as
-// real processes on 127.0.0.1, once with both workers on TCP and once with worker 0 on the PS's
-// Unix socket (ipc) and worker 1 on TCP: the PS says which connection came over which, and the two
+// real processes on 127.0.0.1, once with both workers on TCP (sending each layer's gradients
+// during backward: --overlap) and once with worker 0 on the PS's Unix socket (ipc, with
+// --nooverlap) and worker 1 on TCP: the PS says which connection came over which, and the two
 // runs end at the same step with exactly the same test accuracy (the bytes on either path are the
 // same); the same with worker 0 on shared memory (shm), and with both on it. A PS killed with
 // SIGKILL leaves no socket name behind: one started again on the same port listens on both at
@@ -62,7 +63,8 @@ class TransportTest : public ::testing::Test {
     }
   }
 
-  JobRun run_job(const std::string& tag, const std::string& t0, const std::string& t1) {
+  JobRun run_job(const std::string& tag, const std::string& t0, const std::string& t1,
+                 const std::string& chief_flag = "") {
     JobRun run;
     auto ports = pick_free_tcp_ports(3);
     EXPECT_TRUE(ports.ok()) << ports.status().to_string();
@@ -82,6 +84,7 @@ class TransportTest : public ::testing::Test {
       std::vector<std::string> argv = testing_util::one_ps_task_argv(i);
       argv.insert(argv.end(), common.begin(), common.end());
       if (i == 1) argv.push_back("--transport=" + t0);
+      if (i == 1 && !chief_flag.empty()) argv.push_back(chief_flag);
       if (i == 2) argv.push_back("--transport=" + t1);
       if (i == 1) argv.push_back("--summary_json=" + (dir_ / (names[i] + ".json")).string());
       argvs.push_back(std::move(argv));
@@ -112,14 +115,20 @@ TEST_F(TransportTest, AWorkerOnTheUnixSocketAndOneOnTcpTrainExactlyAsTwoOnTcp) {
   EXPECT_NE(tcp.ps_log.find("worker 0 connected over tcp"), std::string::npos) << tcp.ps_log;
   EXPECT_NE(tcp.ps_log.find("worker 1 connected over tcp"), std::string::npos) << tcp.ps_log;
   ASSERT_GT(tcp.accuracy, 0.7);  // the chief evaluated: the job learned
+  // --overlap (the default): over TCP each layer's gradients go out during backward.
+  EXPECT_NE(tcp.chief_log.find("as soon as backward has produced them (--overlap)"),
+            std::string::npos)
+      << tcp.chief_log;
 
-  const JobRun mixed = run_job("mixed", "ipc", "tcp");
+  // The chief without overlap: its whole gradient goes after backward, as the same bytes.
+  const JobRun mixed = run_job("mixed", "ipc", "tcp", "--nooverlap");
   ASSERT_TRUE(mixed.ok);
   EXPECT_EQ(mixed.ps_step, kSteps);
   EXPECT_NE(mixed.ps_log.find("worker 0 connected over ipc"), std::string::npos) << mixed.ps_log;
   EXPECT_NE(mixed.ps_log.find("worker 1 connected over tcp"), std::string::npos) << mixed.ps_log;
   EXPECT_NE(mixed.chief_log.find("connecting over ipc://@pstrain/127.0.0.1:"), std::string::npos)
       << mixed.chief_log;
+  EXPECT_EQ(mixed.chief_log.find("--overlap"), std::string::npos) << mixed.chief_log;
   // Two workers' gradients are averaged in either order to the same bits: the runs agree.
   EXPECT_EQ(mixed.accuracy, tcp.accuracy);
 

@@ -178,6 +178,66 @@ TEST(Model, SgdOnOneBatchLowersTheLoss) {
   EXPECT_EQ(m.evaluate(images, labels, 3).correct, n);
 }
 
+// Model::GradientsReady, what --overlap sends by: each report comes after the layers behind
+// it are done, from the last layer to the second, and what it calls final does not change
+// before forward_backward() returns (a second step's gradients differ, so a report made too
+// early would show the first step's values).
+TEST(Model, BackwardReportsEachLayersGradientsOnceTheyAreFinal) {
+  struct Recorder final : Model::GradientsReady {
+    Model* model = nullptr;
+    std::vector<int64_t> froms;
+    std::vector<std::vector<float>> values;
+    void ready(int64_t from) override {
+      froms.push_back(from);
+      const float* g = model->gradients().f32();
+      std::vector<float>& v = values.emplace_back();
+      v.assign(g + from, g + model->num_parameters());
+    }
+  };
+  for (const char* name : {"mlp", "cnn"}) {
+    SCOPED_TRACE(name);
+    auto ops = make_cpu_ops(1);
+    ModelOptions o{name, 16};
+    o.image_rows = 8;
+    o.image_cols = 8;
+    auto created = Model::create(o, *ops);
+    ASSERT_TRUE(created.ok()) << created.status().to_string();
+    Model& m = **created;
+    const int n = 4;
+    std::mt19937 gen(3);
+    std::uniform_real_distribution<float> u(0.f, 1.f);
+    std::vector<float> images(static_cast<size_t>(n * 64));
+    std::vector<int32_t> labels = {0, 1, 2, 3};
+    std::vector<float> p = m.initial_parameters(1);
+    ops->copy_to_device(m.parameters().raw(), p.data(), p.size() * 4);
+    for (int step = 0; step < 2; ++step) {
+      for (float& v : images) v = u(gen);
+      m.upload_batch(images, labels, n);
+      Recorder r;
+      r.model = &m;
+      m.forward_backward(n, &r);
+      ops->synchronize();
+      // One report per layer with variables but the first: the MLP's softmax layer; the
+      // CNN's logits, dense and second convolution, each at its first variable.
+      std::vector<int64_t> layer_starts;
+      for (const VariableSpec& v : m.variables()) {
+        if (v.offset > 0 && (v.name.ends_with("kernel") || v.name.ends_with("_w"))) {
+          layer_starts.push_back(v.offset);
+        }
+      }
+      std::reverse(layer_starts.begin(), layer_starts.end());
+      EXPECT_EQ(r.froms, layer_starts);
+      const float* g = m.gradients().f32();
+      for (size_t k = 0; k < r.froms.size(); ++k) {
+        const auto from = static_cast<size_t>(r.froms[k]);
+        for (size_t j = 0; j < r.values[k].size(); ++j) {
+          ASSERT_EQ(r.values[k][j], g[from + j]) << "report " << k << " element " << from + j;
+        }
+      }
+    }
+  }
+}
+
 TEST(Model, EvaluateGivesTheMeanCrossEntropyOverBatchesOfAnySize) {
   auto ops = make_cpu_ops(1);
   ModelOptions o{"mlp", 16};

@@ -141,6 +141,16 @@ struct Case {
   Transport transport;
   FloatFormat compression;
   const char* name;
+  bool overlap = false;  // push each layer's gradients during backward (push_part)
+};
+
+// --overlap: backward hands each layer's gradients to push_part() as worker_task.cc does.
+struct PushParts final : Model::GradientsReady {
+  PsClient* client = nullptr;
+  std::span<const float> grads;
+  const PsSteps* steps = nullptr;
+  std::shared_ptr<const void> owner;
+  void ready(int64_t from) override { client->push_part(grads, *steps, from, owner); }
 };
 
 class SteadyState : public ::testing::TestWithParam<Case> {};
@@ -187,13 +197,22 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   ASSERT_TRUE(first.ok()) << first.status().to_string();
   steps = *first;
 
+  // With overlap the model's own gradient buffer is pushed (host memory on the CPU backend).
+  PushParts parts;
+  if (c.overlap) grads = m.gradients();
+  parts.client = &ps;
+  parts.grads = grads.host_f32();
+  parts.steps = &steps;
+  parts.owner = grads.memory();
+  const uint64_t parts_before = ps.push_parts_sent();
+
   // One step of WorkerRun::train() (worker/worker_task.cc) without its reporting.
   float first_loss = 0, last_loss = 0;
   auto step = [&]() -> Status {
     ops->copy_to_device(m.parameters().raw(), params.raw(), params.bytes());
     m.upload_batch(images, labels, kBatch);
-    m.forward_backward(kBatch);
-    ops->copy_to_host(grads.raw(), m.gradients().raw(), grads.bytes());
+    m.forward_backward(kBatch, c.overlap ? &parts : nullptr);
+    if (!c.overlap) ops->copy_to_host(grads.raw(), m.gradients().raw(), grads.bytes());
     last_loss = m.read_loss();
     min_steps[0] = steps[0] + 1;
     Result<PushResult> pushed = ps.push_pull(grads.host_f32(), steps, grads.memory(),
@@ -226,6 +245,12 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   // The counted steps trained: the PS moved on by one step each, and the loss fell.
   EXPECT_EQ(steps[0], kWarmUp + kCounted);
   EXPECT_LT(last_loss, first_loss);
+  // With overlap, every step sent its last layer's gradients ahead (the MLP: one part).
+  if (c.overlap) {
+    EXPECT_EQ(ps.push_parts_sent() - parts_before, static_cast<uint64_t>(kWarmUp + kCounted));
+  } else {
+    EXPECT_EQ(ps.push_parts_sent(), 0u);
+  }
   // ...and the counting itself works: a step that allocates is seen.
   g_counted.store(0);
   t_counting = true;
@@ -260,7 +285,11 @@ struct CountingSink : TrainingSink {
   void finish() override {}
 };
 
-TEST(SteadyStateWorkerTask, TheTrainingLoopAllocatesNothing) {
+class SteadyStateWorkerTask : public ::testing::TestWithParam<Transport> {};
+
+// Over shared memory (what a job with its PS on the same machine uses) and TCP (with --overlap,
+// the default: each layer's gradients go out during backward).
+TEST_P(SteadyStateWorkerTask, TheTrainingLoopAllocatesNothing) {
   if (!PSTRAIN_COUNTING_MALLOC) {
     GTEST_SKIP() << "a sanitizer replaces malloc in this build: the counting allocator is off";
   }
@@ -284,7 +313,7 @@ TEST(SteadyStateWorkerTask, TheTrainingLoopAllocatesNothing) {
   o.job_id = kJob;
   o.client.connect_timeout = milliseconds(20000);
   o.client.reply_timeout = milliseconds(30000);
-  o.client.transport = Transport::kShm;  // what a job with its PS on the same machine uses
+  o.client.transport = GetParam();
   o.stop = &stop;
   CountingSink sink;
   sink.stop = &stop;
@@ -299,12 +328,19 @@ TEST(SteadyStateWorkerTask, TheTrainingLoopAllocatesNothing) {
                              << where_allocated();
 }
 
+INSTANTIATE_TEST_SUITE_P(Transports, SteadyStateWorkerTask,
+                         ::testing::Values(Transport::kShm, Transport::kTcp),
+                         [](const ::testing::TestParamInfo<Transport>& param) {
+                           return std::string(transport_name(param.param));
+                         });
+
 INSTANTIATE_TEST_SUITE_P(Transports, SteadyState,
                          ::testing::Values(Case{Transport::kTcp, FloatFormat::kFloat32, "tcp"},
                                            Case{Transport::kIpc, FloatFormat::kFloat32, "ipc"},
                                            Case{Transport::kShm, FloatFormat::kFloat32, "shm"},
-                                           Case{Transport::kTcp, FloatFormat::kFloat16,
-                                                "tcp+fp16"}),
+                                           Case{Transport::kTcp, FloatFormat::kFloat16, "tcp+fp16"},
+                                           Case{Transport::kTcp, FloatFormat::kFloat32,
+                                                "tcp+overlap", true}),
                          [](const ::testing::TestParamInfo<Case>& param) {
                            std::string n = param.param.name;
                            for (char& ch : n) {

@@ -1,0 +1,312 @@
+// A PUSH in parts (PsClient::push_part, Header.more_parts): what a worker with --overlap sends
+// while backward runs. Against real parameter servers over TCP the parts, sent in backward's
+// order (the last layer's chunks first), are applied exactly as one whole push; a PS refuses
+// a last part whose earlier parts it does not hold and a part with more chunks than it holds;
+// and the client sends the whole push again when a PS says it lost the parts.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <future>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ps/client.h"
+#include "ps/server.h"
+#include "runtime/wire/transport.h"
+#include "tests/ps/server_fixture.h"
+#include "tests/sgd_config.h"
+
+namespace pstrain {
+namespace {
+
+using std::chrono::milliseconds;
+using testing_util::ServerFixture;
+constexpr uint64_t kJob = ServerFixture::kJob;
+
+// Four variables as a model lays them out (one layer each), split into chunks of at most 2048
+// elements: several chunks per variable, and over two servers chunks of one variable on both.
+std::vector<VariableSpec> four_variables() {
+  return {{"a", {3000}, 0, {}},
+          {"b", {5000}, 3000, {}},
+          {"c", {700}, 8000, {}},
+          {"d", {2500}, 8700, {}}};
+}
+constexpr size_t kCount = 11200;
+// What backward reports, layer by layer from the last (Model::GradientsReady): the first
+// offset of each variable but the first.
+const std::vector<int64_t> kReady = {8700, 8000, 3000};
+
+std::unique_ptr<PsClient> tcp_client(zmq::context_t& ctx, const std::vector<HostPort>& ps,
+                                     const Placement& p, int worker) {
+  ClientOptions co;
+  co.worker = worker;
+  co.job_id = kJob;
+  co.connect_timeout = milliseconds(10000);
+  co.reply_timeout = milliseconds(10000);
+  co.transport = Transport::kTcp;  // (kAuto would choose shared memory: nothing to send early)
+  auto c = PsClient::connect(ctx, ps, p, co);
+  EXPECT_TRUE(c.ok()) << c.status().to_string();
+  return c.ok() ? std::move(c).value() : nullptr;
+}
+
+// The parts push_part() sends for kReady: per PS, one for each report that finds chunks of it
+// not sent yet.
+uint64_t expected_parts(const Placement& p) {
+  uint64_t parts = 0;
+  for (const auto& mine : p.chunks_of_ps) {
+    std::vector<bool> sent(mine.size(), false);
+    for (int64_t from : kReady) {
+      bool any = false;
+      for (size_t k = 0; k < mine.size(); ++k) {
+        if (!sent[k] && p.chunks[static_cast<size_t>(mine[k])].flat_offset >= from) {
+          sent[k] = true;
+          any = true;
+        }
+      }
+      parts += any ? 1 : 0;
+    }
+  }
+  return parts;
+}
+
+TEST(PushParts, PartsSentInBackwardsOrderAreAppliedExactlyAsOneWholePush) {
+  // Two servers, two asynchronous workers: worker 0 pushes in parts, worker 1 whole, in turn.
+  ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
+  ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
+  ASSERT_TRUE(ps0.ok() && ps1.ok());
+  const std::vector<HostPort> servers = {{"127.0.0.1", ps0.port()}, {"127.0.0.1", ps1.port()}};
+  const Placement p = place_variables(four_variables(), 2, /*max_chunk_elements=*/2048);
+  ASSERT_GT(p.chunks_of_ps[0].size(), 2u);
+  ASSERT_GT(p.chunks_of_ps[1].size(), 2u);
+  zmq::context_t ctx(1);
+  auto w0 = tcp_client(ctx, servers, p, 0);
+  auto w1 = tcp_client(ctx, servers, p, 1);
+  ASSERT_TRUE(w0 && w1);
+  ASSERT_TRUE(w0->hello(p.hash).ok());
+  ASSERT_TRUE(w1->hello(p.hash).ok());
+  constexpr int kSteps = 6;
+  std::vector<float> expected(kCount);
+  for (size_t j = 0; j < kCount; ++j) expected[j] = static_cast<float>(j % 97) / 97.f;
+  ASSERT_TRUE(w0->init(testing_util::sgd_config(false, 1, 2, kSteps, p.hash, 1.0f), expected).ok());
+
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.f, 0.1f);
+  std::vector<float> params(kCount), grads(kCount);
+  const uint64_t per_push = expected_parts(p);
+  EXPECT_GE(per_push, 4u);  // both servers get parts
+  for (int step = 0; step < kSteps; ++step) {
+    PsClient& w = step % 2 == 0 ? *w0 : *w1;
+    auto served = w.pull(params, PsSteps{0, 0});
+    ASSERT_TRUE(served.ok()) << served.status().to_string();
+    for (size_t j = 0; j < kCount; ++j) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(params[j]), std::bit_cast<uint32_t>(expected[j]))
+          << "step " << step << " element " << j;
+    }
+    for (float& g : grads) g = dist(rng);
+    const uint64_t bytes_before = w.bytes_sent();
+    if (step % 2 == 0) {
+      const uint64_t before = w0->push_parts_sent();
+      for (int64_t from : kReady) w0->push_part(grads, *served, from, nullptr);
+      EXPECT_EQ(w0->push_parts_sent() - before, per_push);
+    }
+    auto pushed = w.push(grads, *served, nullptr);
+    ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
+    EXPECT_TRUE(pushed->accepted);
+    // Each gradient value went once (a server that lost the parts would get them again).
+    const uint64_t sent = w.bytes_sent() - bytes_before;
+    EXPECT_GE(sent, kCount * sizeof(float));
+    EXPECT_LT(sent, kCount * sizeof(float) + 2048) << "step " << step;
+    for (size_t j = 0; j < kCount; ++j) expected[j] -= 1.0f * grads[j];
+  }
+  EXPECT_EQ(w1->push_parts_sent(), 0u);
+  auto last = w1->pull(params, PsSteps{0, 0});
+  ASSERT_TRUE(last.ok()) << last.status().to_string();
+  for (size_t j = 0; j < kCount; ++j) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(params[j]), std::bit_cast<uint32_t>(expected[j])) << j;
+  }
+  for (int ps = 0; ps < 2; ++ps) {
+    auto stats = w0->status(ps);
+    ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+    EXPECT_EQ(stats->gradients_applied(), kSteps) << "ps " << ps;
+    EXPECT_EQ(stats->bad_messages(), 0) << "ps " << ps;
+  }
+  ASSERT_TRUE(w0->done().ok());
+  ASSERT_TRUE(w1->done().ok());
+  EXPECT_TRUE(ps0.finish().ok());
+  EXPECT_TRUE(ps1.finish().ok());
+}
+
+// A PUSH from a raw connection speaking for worker 1.
+OutMessage raw_push(const Placement& p, const std::vector<size_t>& chunks, bool more_parts,
+                    uint32_t parts_before, const std::vector<float>& grads) {
+  OutMessage m;
+  m.header.set_kind(wire::PUSH);
+  m.header.set_job_id(kJob);
+  m.header.set_sender(1);
+  m.header.set_request_id(42);
+  m.header.set_step(0);
+  m.header.set_more_parts(more_parts);
+  m.header.set_parts_before(parts_before);
+  for (size_t k : chunks) {
+    const Chunk& c = p.chunks[k];
+    m.frames.push_back(
+        f32_frame(c.key,
+                  std::span<const float>(grads).subspan(static_cast<size_t>(c.flat_offset),
+                                                        static_cast<size_t>(c.count)),
+                  nullptr));
+  }
+  return m;
+}
+
+TEST(PushParts, AServerRefusesALastPartWithoutItsPartsAndAPartWithTooManyChunks) {
+  ServerFixture f({.num_workers = 2});
+  ASSERT_TRUE(f.ok());
+  const Placement p = place_variables(four_variables(), 1, /*max_chunk_elements=*/2048);
+  const size_t n = p.chunks.size();
+  auto chief = tcp_client(f.ctx, {{"127.0.0.1", f.port()}}, p, 0);
+  ASSERT_TRUE(chief);
+  ASSERT_TRUE(chief->hello(p.hash).ok());
+  std::vector<float> values(kCount, 1.0f);
+  ASSERT_TRUE(chief->init(testing_util::sgd_config(false, 1, 2, 10, p.hash, 1.0f), values).ok());
+
+  auto raw = connect_socket(f.ctx, zmq::socket_type::dealer, "127.0.0.1", f.port(), "raw");
+  ASSERT_TRUE(raw.ok());
+  const std::vector<float> grads(kCount, 0.5f);
+  // The last part of a push of 3 parts, none of which came (a PS restarted between them).
+  ASSERT_TRUE(send_message(*raw, raw_push(p, {0}, false, 2, grads)).ok());
+  auto missing = recv_message(*raw, milliseconds(10000), false, kJob);
+  ASSERT_TRUE(missing.ok()) << missing.status().to_string();
+  EXPECT_EQ(missing->header.kind(), wire::REPLY_ERROR);
+  EXPECT_TRUE(missing->header.error().starts_with(kPushPartsMissing)) << missing->header.error();
+  // Parts that carry more chunks than the PS holds (the second repeats every chunk).
+  std::vector<size_t> all(n);
+  for (size_t k = 0; k < n; ++k) all[k] = k;
+  ASSERT_TRUE(send_message(*raw, raw_push(p, {0, 1}, true, 0, grads)).ok());
+  ASSERT_TRUE(send_message(*raw, raw_push(p, all, true, 0, grads)).ok());
+  auto too_many = recv_message(*raw, milliseconds(10000), false, kJob);
+  ASSERT_TRUE(too_many.ok()) << too_many.status().to_string();
+  EXPECT_EQ(too_many->header.kind(), wire::REPLY_ERROR);
+  EXPECT_NE(too_many->header.error().find("parts carries " + std::to_string(n + 2) + " chunks"),
+            std::string::npos)
+      << too_many->header.error();
+  // A chunk sent twice, once in a part and once in the last one, with one missing: refused
+  // naming the layout, and nothing applied.
+  std::vector<size_t> rest(all.begin() + 1, all.end());
+  rest.back() = 1;
+  ASSERT_TRUE(send_message(*raw, raw_push(p, {1}, true, 0, grads)).ok());
+  ASSERT_TRUE(send_message(*raw, raw_push(p, rest, false, 1, grads)).ok());
+  auto twice = recv_message(*raw, milliseconds(10000), false, kJob);
+  ASSERT_TRUE(twice.ok()) << twice.status().to_string();
+  EXPECT_EQ(twice->header.kind(), wire::REPLY_ERROR);
+  EXPECT_NE(twice->header.error().find("do not match"), std::string::npos) << twice->header.error();
+  // The whole gradient in two parts, the last chunk first: applied once.
+  ASSERT_TRUE(send_message(*raw, raw_push(p, {n - 1}, true, 0, grads)).ok());
+  std::vector<size_t> first(all.begin(), all.end() - 1);
+  ASSERT_TRUE(send_message(*raw, raw_push(p, first, false, 1, grads)).ok());
+  auto applied = recv_message(*raw, milliseconds(10000), false, kJob);
+  ASSERT_TRUE(applied.ok()) << applied.status().to_string();
+  EXPECT_EQ(applied->header.kind(), wire::REPLY_OK) << applied->header.error();
+  EXPECT_TRUE(applied->header.accepted());
+
+  auto stats = chief->status(0);
+  ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+  EXPECT_EQ(stats->gradients_applied(), 1);
+  EXPECT_EQ(stats->bad_messages(), 2);  // too many chunks, a chunk twice
+  std::vector<float> params(kCount);
+  auto served = chief->pull(params, 1);
+  ASSERT_TRUE(served.ok()) << served.status().to_string();
+  for (size_t j = 0; j < kCount; ++j) ASSERT_EQ(params[j], 0.5f) << j;  // 1 - 1 * 0.5
+  EXPECT_TRUE(f.stop());
+}
+
+// A parameter server played by the test on a ROUTER socket: it answers HELLO, takes the
+// parts, answers the last one "push parts missing", and checks that the push comes again
+// whole.
+TEST(PushParts, TheClientSendsThePushWholeWhenTheServerLostItsParts) {
+  zmq::context_t ctx(1);
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  const Placement p = place_variables(four_variables(), 1, /*max_chunk_elements=*/2048);
+  const size_t n = p.chunks.size();
+
+  struct Seen {
+    int parts = 0;
+    size_t part_frames = 0;
+    uint32_t parts_before = 0;
+    size_t last_frames = 0;
+    size_t whole_frames = 0;
+    uint32_t whole_parts_before = 99;
+    std::vector<float> whole;
+  };
+  auto fake = std::async(std::launch::async, [&]() -> Seen {
+    Seen seen;
+    auto answer = [&](const InMessage& to, wire::Kind kind, const std::string& error) {
+      OutMessage out;
+      out.header.set_kind(kind);
+      out.header.set_job_id(kJob);
+      out.header.set_request_id(to.header.request_id());
+      out.header.set_initialized(true);
+      out.header.set_accepted(true);
+      out.header.set_error(error);
+      EXPECT_TRUE(send_message(router, std::move(out), &to.routing_id).ok());
+    };
+    for (int i = 0; i < 20; ++i) {
+      auto m = recv_message(router, milliseconds(10000), true, kJob);
+      if (!m.ok()) {
+        ADD_FAILURE() << m.status().to_string();
+        return seen;
+      }
+      const wire::Header& h = m->header;
+      if (h.kind() == wire::HELLO) {
+        answer(*m, wire::REPLY_OK, "");
+      } else if (h.kind() == wire::PUSH && h.more_parts()) {
+        ++seen.parts;
+        seen.part_frames += m->num_frames();
+      } else if (h.kind() == wire::PUSH && h.parts_before() > 0) {
+        seen.parts_before = h.parts_before();
+        seen.last_frames = m->num_frames();
+        answer(*m, wire::REPLY_ERROR, std::string(kPushPartsMissing) + ": test");
+      } else if (h.kind() == wire::PUSH) {
+        seen.whole_frames = m->num_frames();
+        seen.whole_parts_before = h.parts_before();
+        seen.whole.assign(kCount, 0.f);
+        for (size_t k = 0; k < m->num_frames(); ++k) {
+          const Chunk& c = p.chunks[k];
+          EXPECT_TRUE(m->copy_frame_f32(k, std::span<float>(seen.whole)
+                                               .subspan(static_cast<size_t>(c.flat_offset),
+                                                        static_cast<size_t>(c.count)))
+                          .ok());
+        }
+        answer(*m, wire::REPLY_OK, "");
+        return seen;
+      }
+    }
+    ADD_FAILURE() << "no whole push came";
+    return seen;
+  });
+
+  auto client = tcp_client(ctx, {{"127.0.0.1", port}}, p, 0);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->hello(p.hash).ok());
+  std::vector<float> grads(kCount);
+  for (size_t j = 0; j < kCount; ++j) grads[j] = static_cast<float>(j);
+  for (int64_t from : kReady) client->push_part(grads, PsSteps{0}, from, nullptr);
+  auto pushed = client->push(grads, PsSteps{0}, nullptr);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
+  ASSERT_EQ(fake.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  const Seen seen = fake.get();
+  EXPECT_EQ(seen.parts, 3);
+  EXPECT_EQ(seen.parts_before, 3u);
+  EXPECT_EQ(seen.part_frames + seen.last_frames, n);
+  EXPECT_GT(seen.last_frames, 0u);  // variable a's chunks
+  EXPECT_EQ(seen.whole_frames, n);
+  EXPECT_EQ(seen.whole_parts_before, 0u);
+  EXPECT_EQ(seen.whole, grads);
+}
+
+}  // namespace
+}  // namespace pstrain
