@@ -9,7 +9,7 @@
 # layer is its first, produced last.
 #   bash bench/overlap.sh [rounds (3)] [steps (200)] [pstrain binary (build/cli/pstrain)]
 #        [model (cnn)] [extra launch flags ...]
-# Output: a table on stdout and bench/results/overlap_cpu.json (PSTRAIN_OVERLAP_JSON
+# Output: a table on stdout and bench/results/overlap_<model>_cpu.json (PSTRAIN_OVERLAP_JSON
 # overrides). Every run is bounded (timeout 900 s).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +20,7 @@ model=${4:-cnn}
 shift $(($# < 4 ? $# : 4))
 extra=("$@")
 batch=100
-out_json=${PSTRAIN_OVERLAP_JSON:-$root/bench/results/overlap_cpu.json}
+out_json=${PSTRAIN_OVERLAP_JSON:-$root/bench/results/overlap_${model}_cpu.json}
 [ -x "$bin" ] || { echo "overlap: $bin is not built (scripts/build.sh)" >&2; exit 2; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/pstrain_overlap.XXXXXX")
 trap 'rm -rf "$work"' EXIT

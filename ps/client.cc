@@ -173,6 +173,14 @@ void PsClient::push_part(std::span<const float> flat_grads, const PsSteps& steps
       part_buffers_[i].resize(mine.size());
     }
     if (parts_given_up_[i] != 0 || parts_sent_[i] >= mine.size()) continue;
+    uint64_t ready_bytes = 0;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const Chunk& c = placement_->chunks[static_cast<size_t>(mine[k])];
+      if (sent[k] == 0 && c.flat_offset >= ready_from) {
+        ready_bytes += static_cast<uint64_t>(c.count) * sizeof(float);
+      }
+    }
+    if (ready_bytes == 0 || ready_bytes < options_.min_push_part_bytes) continue;
     OutMessage& m = part_out_[i][parts_sent_[i]];
     size_t n = 0;
     for (size_t k = 0; k < mine.size(); ++k) {
@@ -187,7 +195,6 @@ void PsClient::push_part(std::span<const float> flat_grads, const PsSteps& steps
       f.keepalive = nullptr;
       f.borrowed = true;  // read by ZeroMQ until the PS answers the push's last part
     }
-    if (n == 0) continue;
     m.frames.resize(n);  // (shrinking: no allocation)
     wire::Header& h = m.header;
     h.set_kind(wire::PUSH);

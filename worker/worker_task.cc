@@ -239,8 +239,9 @@ Status WorkerRun::train() {
     overlap = any_travels;
   }
   if (overlap) {
-    PSTRAIN_LOG(INFO) << "worker " << o_.task_index
-                      << ": sends each layer's gradients as soon as backward has produced them "
+    PSTRAIN_LOG(INFO) << "worker " << o_.task_index << ": sends each layer's gradients ("
+                      << o_.client.min_push_part_bytes / 1024
+                      << " KiB or more at a time) while backward computes the layers before "
                          "(--overlap)";
   }
   const int batch = o_.train.batch_size;

@@ -38,39 +38,42 @@ constexpr size_t kCount = 11200;
 const std::vector<int64_t> kReady = {8700, 8000, 3000};
 
 std::unique_ptr<PsClient> tcp_client(zmq::context_t& ctx, const std::vector<HostPort>& ps,
-                                     const Placement& p, int worker) {
+                                     const Placement& p, int worker, uint64_t min_part_bytes = 0) {
   ClientOptions co;
   co.worker = worker;
   co.job_id = kJob;
   co.connect_timeout = milliseconds(10000);
   co.reply_timeout = milliseconds(10000);
   co.transport = Transport::kTcp;  // (kAuto would choose shared memory: nothing to send early)
+  co.min_push_part_bytes = min_part_bytes;
   auto c = PsClient::connect(ctx, ps, p, co);
   EXPECT_TRUE(c.ok()) << c.status().to_string();
   return c.ok() ? std::move(c).value() : nullptr;
 }
 
 // The parts push_part() sends for kReady: per PS, one for each report that finds chunks of it
-// not sent yet.
-uint64_t expected_parts(const Placement& p) {
+// not sent yet holding at least min_bytes.
+uint64_t expected_parts(const Placement& p, uint64_t min_bytes) {
   uint64_t parts = 0;
   for (const auto& mine : p.chunks_of_ps) {
     std::vector<bool> sent(mine.size(), false);
     for (int64_t from : kReady) {
-      bool any = false;
+      uint64_t bytes = 0;
       for (size_t k = 0; k < mine.size(); ++k) {
-        if (!sent[k] && p.chunks[static_cast<size_t>(mine[k])].flat_offset >= from) {
-          sent[k] = true;
-          any = true;
-        }
+        const Chunk& c = p.chunks[static_cast<size_t>(mine[k])];
+        if (!sent[k] && c.flat_offset >= from) bytes += static_cast<uint64_t>(c.count) * 4;
       }
-      parts += any ? 1 : 0;
+      if (bytes == 0 || bytes < min_bytes) continue;
+      for (size_t k = 0; k < mine.size(); ++k) {
+        if (p.chunks[static_cast<size_t>(mine[k])].flat_offset >= from) sent[k] = true;
+      }
+      ++parts;
     }
   }
   return parts;
 }
 
-TEST(PushParts, PartsSentInBackwardsOrderAreAppliedExactlyAsOneWholePush) {
+void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts) {
   // Two servers, two asynchronous workers: worker 0 pushes in parts, worker 1 whole, in turn.
   ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
   ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
@@ -80,7 +83,7 @@ TEST(PushParts, PartsSentInBackwardsOrderAreAppliedExactlyAsOneWholePush) {
   ASSERT_GT(p.chunks_of_ps[0].size(), 2u);
   ASSERT_GT(p.chunks_of_ps[1].size(), 2u);
   zmq::context_t ctx(1);
-  auto w0 = tcp_client(ctx, servers, p, 0);
+  auto w0 = tcp_client(ctx, servers, p, 0, min_part_bytes);
   auto w1 = tcp_client(ctx, servers, p, 1);
   ASSERT_TRUE(w0 && w1);
   ASSERT_TRUE(w0->hello(p.hash).ok());
@@ -93,8 +96,8 @@ TEST(PushParts, PartsSentInBackwardsOrderAreAppliedExactlyAsOneWholePush) {
   std::mt19937 rng(11);
   std::normal_distribution<float> dist(0.f, 0.1f);
   std::vector<float> params(kCount), grads(kCount);
-  const uint64_t per_push = expected_parts(p);
-  EXPECT_GE(per_push, 4u);  // both servers get parts
+  const uint64_t per_push = expected_parts(p, min_part_bytes);
+  EXPECT_GE(per_push, at_least_parts);
   for (int step = 0; step < kSteps; ++step) {
     PsClient& w = step % 2 == 0 ? *w0 : *w1;
     auto served = w.pull(params, PsSteps{0, 0});
@@ -135,6 +138,18 @@ TEST(PushParts, PartsSentInBackwardsOrderAreAppliedExactlyAsOneWholePush) {
   ASSERT_TRUE(w1->done().ok());
   EXPECT_TRUE(ps0.finish().ok());
   EXPECT_TRUE(ps1.finish().ok());
+}
+
+TEST(PushParts, PartsSentInBackwardsOrderAreAppliedExactlyAsOneWholePush) {
+  parts_equal_a_whole_push(0, 4);  // both servers get parts
+}
+
+TEST(PushParts, ChunksReadyBelowTheMinimumWaitForTheNextPart) {
+  // With 12 KiB at least, the later variables' few KB wait and go with the next report's:
+  // fewer parts, the same update.
+  const Placement p = place_variables(four_variables(), 2, /*max_chunk_elements=*/2048);
+  ASSERT_LT(expected_parts(p, 12 * 1024), expected_parts(p, 0));
+  parts_equal_a_whole_push(12 * 1024, 1);
 }
 
 // A PUSH from a raw connection speaking for worker 1.
