@@ -49,23 +49,6 @@ for r in $(seq 1 "$rounds"); do
   echo "overlap: round $r: --overlap ${on[-1]} examples/s, --nooverlap ${off[-1]} examples/s" >&2
 done
 
-python3 - "$out_json" "$steps" "$batch" "$model" "${extra[*]:-}" "${on[*]}" "${off[*]}" <<'PY'
-import datetime, json, os, statistics, sys
-out, steps, batch, model, extra = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-on = [float(x) for x in sys.argv[6].split()]
-off = [float(x) for x in sys.argv[7].split()]
-res = {"benchmark": "overlap", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-       "model": model, "train_steps": steps, "batch_size": batch, "transport": "tcp",
-       "extra_launch_flags": extra,
-       "overlap_examples_per_second": on, "nooverlap_examples_per_second": off,
-       "overlap_median": statistics.median(on), "nooverlap_median": statistics.median(off)}
-res["ratio"] = res["overlap_median"] / res["nooverlap_median"]
-print(f"{'model':6} {'--overlap':>10} {'--nooverlap':>12} {'ratio':>6}  (examples/s, medians of {len(on)} interleaved runs)")
-print(f"{model:6} {res['overlap_median']:10.0f} {res['nooverlap_median']:12.0f} {res['ratio']:6.3f}")
-tmp = out + ".tmp"
-with open(tmp, "w") as f:
-    json.dump(res, f, indent=2)
-    f.write("\n")
-os.replace(tmp, out)
-print("results:", out)
-PY
+python3 "$root/bench/overlap_summary.py" "$out_json" overlap "$model, loopback" "${on[*]}" "${off[*]}" \
+  model="$model" train_steps="$steps" batch_size="$batch" transport=tcp \
+  extra_launch_flags="${extra[*]:-}"
