@@ -291,7 +291,7 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
   add_bool_flag(app, "overlap", f.overlap,
                 "Workers send each layer's gradients to servers reached over TCP or a Unix "
                 "socket as soon as backward has produced them, while it computes the layers "
-                "before (CPU backend, without --compress); --nooverlap: all at the end")
+                "before (CPU backend); --nooverlap: all at the end")
       ->capture_default_str()
       ->group(kTrainingGroup);
   for (CLI::Option* opt : app.get_options()) {

@@ -155,14 +155,28 @@ void PsClient::retire_parts() {
   }
   if (any && parts_owner_ != nullptr) keep_until_exit(std::move(parts_owner_));
   parts_owner_ = nullptr;
+  if (any && half_grads_ != nullptr) {
+    keep_until_exit(std::move(half_grads_));
+    half_grads_ = nullptr;
+  }
+}
+
+std::span<uint16_t> PsClient::half_buffer(size_t count) {
+  if (half_grads_ == nullptr) half_grads_ = std::make_shared<std::vector<uint16_t>>();
+  // (The same size push after push: no reallocation while parts borrow it.)
+  if (half_grads_->size() != count) half_grads_->resize(count);
+  return *half_grads_;
 }
 
 void PsClient::push_part(std::span<const float> flat_grads, const PsSteps& steps,
                          int64_t ready_from, std::shared_ptr<const void> owner) {
-  if (options_.compression != FloatFormat::kFloat32 || steps.size() != ps_.size() ||
+  if (steps.size() != ps_.size() ||
       flat_grads.size() < static_cast<size_t>(placement_->total_elements)) {
     return;
   }
+  const FloatFormat format = options_.compression;
+  std::span<uint16_t> words;
+  if (format != FloatFormat::kFloat32) words = half_buffer(flat_grads.size());
   for (size_t i = 0; i < ps_.size(); ++i) {
     if (shm_[i] != nullptr) continue;  // nothing travels: the push names the segment
     const auto& mine = placement_->chunks_of_ps[i];
@@ -189,9 +203,16 @@ void PsClient::push_part(std::span<const float> flat_grads, const PsSteps& steps
       if (m.frames.size() <= n) m.frames.resize(n + 1);
       OutFrame& f = m.frames[n++];
       if (f.key != c.key) f.key = c.key;
-      f.dtype = wire::DTYPE_FLOAT32;
-      f.data = flat_grads.data() + c.flat_offset;
-      f.count = static_cast<size_t>(c.count);
+      const auto offset = static_cast<size_t>(c.flat_offset);
+      const auto count = static_cast<size_t>(c.count);
+      f.dtype = wire_dtype(format);
+      if (format != FloatFormat::kFloat32) {
+        narrow_floats(format, flat_grads.subspan(offset, count), words.subspan(offset, count));
+        f.data = words.data() + offset;
+      } else {
+        f.data = flat_grads.data() + offset;
+      }
+      f.count = count;
       f.keepalive = nullptr;
       f.borrowed = true;  // read by ZeroMQ until the PS answers the push's last part
     }
@@ -656,16 +677,12 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
                             " gradient values for a model of " +
                             std::to_string(placement_->total_elements));
   }
-  // --compress: narrow the gradients once into the 16-bit buffer, which the frames then borrow.
-  // Once every PS answered, ZeroMQ has finished with it, so the next push reuses it.
+  // --compress: the gradients are narrowed into the 16-bit buffer, which the frames then borrow,
+  // chunk by chunk as their first send takes them (push_part() narrowed those it sent). Once
+  // every PS answered, ZeroMQ has finished with it, so the next push reuses it.
   const FloatFormat format = options_.compression;
-  std::span<const uint16_t> words;
-  if (format != FloatFormat::kFloat32) {
-    if (half_grads_ == nullptr) half_grads_ = std::make_shared<std::vector<uint16_t>>();
-    half_grads_->resize(flat_grads.size());
-    narrow_floats(format, flat_grads, *half_grads_);
-    words = *half_grads_;
-  }
+  std::span<uint16_t> words;
+  if (format != FloatFormat::kFloat32) words = half_buffer(flat_grads.size());
   PushResult result;
   std::fill(first_send_.begin(), first_send_.end(), 1);
   Status st = exchange(
@@ -684,8 +701,10 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
         // After push_part(): the push's first send carries the chunks not sent yet; a later
         // one (the PS lost the parts) every chunk.
         const size_t i = static_cast<size_t>(ps);
-        const bool rest = first_send_[i] != 0 && parts_sent_[i] > 0 && parts_given_up_[i] == 0;
+        const bool first = first_send_[i] != 0;
+        const bool rest = first && parts_sent_[i] > 0 && parts_given_up_[i] == 0;
         first_send_[i] = 0;
+        if (part_sent_[i].size() != mine_count(i)) part_sent_[i].assign(mine_count(i), 0);
         h.set_more_parts(false);
         h.set_parts_before(rest ? parts_sent_[i] : 0);
         m.shm = {};
@@ -705,6 +724,9 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
           const size_t count = static_cast<size_t>(c.count);
           OutFrame& f = m.frames[n++];
           if (f.key != c.key) f.key = c.key;
+          if (format != FloatFormat::kFloat32 && first && part_sent_[i][k] == 0) {
+            narrow_floats(format, flat_grads.subspan(offset, count), words.subspan(offset, count));
+          }
           f.dtype = wire_dtype(format);
           f.data = format != FloatFormat::kFloat32
                        ? static_cast<const void*>(words.data() + offset)

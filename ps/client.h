@@ -172,7 +172,8 @@ class PsClient {
   // waits for the answer as usual. The part borrows the buffer (ZeroMQ's I/O thread sends it
   // while the caller computes): the caller must not write the chunks sent until that call
   // returns. Never fails: a part that cannot be queued at once is given up, and the push
-  // then sends every chunk. Without --compress only (with it, nothing is sent here).
+  // then sends every chunk. With ClientOptions::compression the part's chunks are narrowed
+  // into the 16-bit buffer first (and not again by the push).
   void push_part(std::span<const float> flat_grads, const PsSteps& steps, int64_t ready_from,
                  std::shared_ptr<const void> owner);
   // Parts sent by push_part() since the last push, over all servers (for logs and tests).
@@ -328,6 +329,9 @@ class PsClient {
   // The parts of the push being sent are not answered yet: keeps what they borrow until the
   // process exits (a failed push, or none after them) and forgets them.
   void retire_parts();
+  // The 16-bit gradient buffer (--compress), `count` values.
+  std::span<uint16_t> half_buffer(size_t count);
+  size_t mine_count(size_t ps) const { return placement_->chunks_of_ps[ps].size(); }
   OutMessage cold_out_;
   InMessage reply_;
   PsSteps along_mins_;

@@ -231,8 +231,7 @@ Status WorkerRun::train() {
     void ready(int64_t from) override { client->push_part(grads, *steps, from, owner); }
   };
   PushParts parts;
-  bool overlap =
-      o_.overlap && grads_are_the_models && o_.client.compression == FloatFormat::kFloat32;
+  bool overlap = o_.overlap && grads_are_the_models;
   if (overlap) {
     bool any_travels = false;
     for (int i = 0; i < num_ps_; ++i) any_travels |= client_->transport_of(i) != Transport::kShm;

@@ -1,8 +1,9 @@
 // A PUSH in parts (PsClient::push_part, Header.more_parts): what a worker with --overlap sends
 // while backward runs. Against real parameter servers over TCP the parts, sent in backward's
-// order (the last layer's chunks first), are applied exactly as one whole push; a PS refuses
-// a last part whose earlier parts it does not hold and a part with more chunks than it holds;
-// and the client sends the whole push again when a PS says it lost the parts.
+// order (the last layer's chunks first), are applied exactly as one whole push (in float32 and
+// in 16 bits); a PS refuses a last part whose earlier parts it does not hold and a part with
+// more chunks than it holds; and the client sends the whole push again when a PS says it lost
+// the parts.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -13,6 +14,7 @@
 
 #include "ps/client.h"
 #include "ps/server.h"
+#include "runtime/wire/half.h"
 #include "runtime/wire/transport.h"
 #include "tests/ps/server_fixture.h"
 #include "tests/sgd_config.h"
@@ -38,7 +40,8 @@ constexpr size_t kCount = 11200;
 const std::vector<int64_t> kReady = {8700, 8000, 3000};
 
 std::unique_ptr<PsClient> tcp_client(zmq::context_t& ctx, const std::vector<HostPort>& ps,
-                                     const Placement& p, int worker, uint64_t min_part_bytes = 0) {
+                                     const Placement& p, int worker, uint64_t min_part_bytes = 0,
+                                     FloatFormat format = FloatFormat::kFloat32) {
   ClientOptions co;
   co.worker = worker;
   co.job_id = kJob;
@@ -46,6 +49,7 @@ std::unique_ptr<PsClient> tcp_client(zmq::context_t& ctx, const std::vector<Host
   co.reply_timeout = milliseconds(10000);
   co.transport = Transport::kTcp;  // (kAuto would choose shared memory: nothing to send early)
   co.min_push_part_bytes = min_part_bytes;
+  co.compression = format;
   auto c = PsClient::connect(ctx, ps, p, co);
   EXPECT_TRUE(c.ok()) << c.status().to_string();
   return c.ok() ? std::move(c).value() : nullptr;
@@ -73,7 +77,9 @@ uint64_t expected_parts(const Placement& p, uint64_t min_bytes) {
   return parts;
 }
 
-void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts) {
+void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts,
+                              FloatFormat format = FloatFormat::kFloat32) {
+  SCOPED_TRACE(compression_name(format));
   // Two servers, two asynchronous workers: worker 0 pushes in parts, worker 1 whole, in turn.
   ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
   ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
@@ -83,8 +89,8 @@ void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts) 
   ASSERT_GT(p.chunks_of_ps[0].size(), 2u);
   ASSERT_GT(p.chunks_of_ps[1].size(), 2u);
   zmq::context_t ctx(1);
-  auto w0 = tcp_client(ctx, servers, p, 0, min_part_bytes);
-  auto w1 = tcp_client(ctx, servers, p, 1);
+  auto w0 = tcp_client(ctx, servers, p, 0, min_part_bytes, format);
+  auto w1 = tcp_client(ctx, servers, p, 1, 0, format);
   ASSERT_TRUE(w0 && w1);
   ASSERT_TRUE(w0->hello(p.hash).ok());
   ASSERT_TRUE(w1->hello(p.hash).ok());
@@ -117,10 +123,18 @@ void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts) 
     ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
     EXPECT_TRUE(pushed->accepted);
     // Each gradient value went once (a server that lost the parts would get them again).
+    const size_t value_bytes = format == FloatFormat::kFloat32 ? 4 : 2;
     const uint64_t sent = w.bytes_sent() - bytes_before;
-    EXPECT_GE(sent, kCount * sizeof(float));
-    EXPECT_LT(sent, kCount * sizeof(float) + 2048) << "step " << step;
-    for (size_t j = 0; j < kCount; ++j) expected[j] -= 1.0f * grads[j];
+    EXPECT_GE(sent, kCount * value_bytes);
+    EXPECT_LT(sent, kCount * value_bytes + 2048) << "step " << step;
+    // SGD with learning rate 1 on what travelled (16 bits: the widened narrow values).
+    std::vector<float> applied = grads;
+    if (format != FloatFormat::kFloat32) {
+      std::vector<uint16_t> words(kCount);
+      narrow_floats(format, grads, words);
+      widen_halves(format, reinterpret_cast<const std::byte*>(words.data()), applied);
+    }
+    for (size_t j = 0; j < kCount; ++j) expected[j] -= 1.0f * applied[j];
   }
   EXPECT_EQ(w1->push_parts_sent(), 0u);
   auto last = w1->pull(params, PsSteps{0, 0});
@@ -142,6 +156,11 @@ void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts) 
 
 TEST(PushParts, PartsSentInBackwardsOrderAreAppliedExactlyAsOneWholePush) {
   parts_equal_a_whole_push(0, 4);  // both servers get parts
+}
+
+TEST(PushParts, SixteenBitPartsAreAppliedExactlyAsOneWholeSixteenBitPush) {
+  parts_equal_a_whole_push(0, 4, FloatFormat::kBFloat16);
+  parts_equal_a_whole_push(0, 4, FloatFormat::kFloat16);
 }
 
 TEST(PushParts, ChunksReadyBelowTheMinimumWaitForTheNextPart) {

@@ -335,20 +335,21 @@ INSTANTIATE_TEST_SUITE_P(Transports, SteadyStateWorkerTask,
                            return std::string(transport_name(param.param));
                          });
 
-INSTANTIATE_TEST_SUITE_P(Transports, SteadyState,
-                         ::testing::Values(Case{Transport::kTcp, FloatFormat::kFloat32, "tcp"},
-                                           Case{Transport::kIpc, FloatFormat::kFloat32, "ipc"},
-                                           Case{Transport::kShm, FloatFormat::kFloat32, "shm"},
-                                           Case{Transport::kTcp, FloatFormat::kFloat16, "tcp+fp16"},
-                                           Case{Transport::kTcp, FloatFormat::kFloat32,
-                                                "tcp+overlap", true}),
-                         [](const ::testing::TestParamInfo<Case>& param) {
-                           std::string n = param.param.name;
-                           for (char& ch : n) {
-                             if (ch == '+') ch = '_';
-                           }
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Transports, SteadyState,
+    ::testing::Values(Case{Transport::kTcp, FloatFormat::kFloat32, "tcp"},
+                      Case{Transport::kIpc, FloatFormat::kFloat32, "ipc"},
+                      Case{Transport::kShm, FloatFormat::kFloat32, "shm"},
+                      Case{Transport::kTcp, FloatFormat::kFloat16, "tcp+fp16"},
+                      Case{Transport::kTcp, FloatFormat::kFloat32, "tcp+overlap", true},
+                      Case{Transport::kTcp, FloatFormat::kBFloat16, "tcp+bf16+overlap", true}),
+    [](const ::testing::TestParamInfo<Case>& param) {
+      std::string n = param.param.name;
+      for (char& ch : n) {
+        if (ch == '+') ch = '_';
+      }
+      return n;
+    });
 
 }  // namespace
 }  // namespace pstrain
