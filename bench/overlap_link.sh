@@ -7,7 +7,8 @@
 # printed and written as JSON. Needs root (ip netns, tc); the namespace and the link are
 # removed on exit. Nothing leaves the machine (10.213.0.0/24 lives on the veth pair alone).
 #   bash bench/overlap_link.sh [rate (1gbit)] [rounds (3)] [steps (30)]
-#        [pstrain binary (build/cli/pstrain)] [model (cnn)]
+#        [pstrain binary (build/cli/pstrain)] [model (cnn)] [extra worker flags, e.g.
+#        --compress=bf16 ...]
 # Output: a table on stdout and bench/results/overlap_link_<rate>_<model>_cpu.json
 # (PSTRAIN_OVERLAP_JSON overrides). Every run is bounded (timeout 900 s).
 set -euo pipefail
@@ -17,6 +18,8 @@ rounds=${2:-3}
 steps=${3:-30}
 bin=${4:-$root/build/cli/pstrain}
 model=${5:-cnn}
+shift $(($# < 5 ? $# : 5))
+extra=("$@")
 out_json=${PSTRAIN_OVERLAP_JSON:-$root/bench/results/overlap_link_${rate}_${model}_cpu.json}
 [ -x "$bin" ] || { echo "overlap_link: $bin is not built (scripts/build.sh)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "overlap_link: needs root (ip netns, tc)" >&2; exit 2; }
@@ -63,7 +66,8 @@ for r in $(seq 1 "$rounds"); do
     ps_pid=$!
     if ! timeout 900 "$bin" --job_name=worker --task_index=0 "${common[@]}" --model "$model" \
         --train_steps "$steps" --batch_size 100 --num_gpus 0 --cpu_threads 1 \
-        --transport=tcp --"$mode" --summary_json "$d/summary.json" >"$d/wk.out" 2>"$d/wk.err"; then
+        --transport=tcp --"$mode" --summary_json "$d/summary.json" "${extra[@]}" \
+        >"$d/wk.out" 2>"$d/wk.err"; then
       echo "overlap_link: the worker failed:" >&2; tail -20 "$d/wk.err" >&2
       kill "$ps_pid" 2>/dev/null || true
       exit 1
@@ -77,4 +81,5 @@ for r in $(seq 1 "$rounds"); do
 done
 
 python3 "$root/bench/overlap_summary.py" "$out_json" overlap_link "$model, $rate" "${on[*]}" \
-  "${off[*]}" model="$model" train_steps="$steps" batch_size=100 link_rate="$rate" transport=tcp
+  "${off[*]}" model="$model" train_steps="$steps" batch_size=100 link_rate="$rate" transport=tcp \
+  extra_worker_flags="${extra[*]:-}"
