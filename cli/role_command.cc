@@ -289,9 +289,10 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
   add_compress_flag(app, f.compress);
   add_transport_flag(app, f.transport);
   add_bool_flag(app, "overlap", f.overlap,
-                "Workers send each layer's gradients to servers reached over TCP or a Unix "
-                "socket as soon as backward has produced them, while it computes the layers "
-                "before (CPU backend); --nooverlap: all at the end")
+                "On by default: workers send each layer's gradients (64 KiB or more at a time) "
+                "to servers reached over TCP or a Unix socket as soon as backward has produced "
+                "them, while it computes the layers before (CPU backend); --nooverlap: all "
+                "after backward")
       ->capture_default_str()
       ->group(kTrainingGroup);
   for (CLI::Option* opt : app.get_options()) {
