@@ -15,6 +15,7 @@
 #include "worker/checkpointer.h"
 #include "worker/data.h"
 #include "worker/evaluate.h"
+#include "worker/overlap_push.h"
 #include "worker/recent_mean.h"
 
 namespace pstrain {
@@ -223,14 +224,7 @@ Status WorkerRun::train() {
   const bool grads_are_the_models = grads.raw() == model_->gradients().raw();
   // --overlap: backward tells which layers' gradients are final, and they go to the servers
   // that they travel to (TCP, the Unix socket) while backward computes the layers before.
-  struct PushParts final : Model::GradientsReady {
-    PsClient* client = nullptr;
-    std::span<const float> grads;
-    const PsSteps* steps = nullptr;
-    std::shared_ptr<const void> owner;
-    void ready(int64_t from) override { client->push_part(grads, *steps, from, owner); }
-  };
-  PushParts parts;
+  OverlapPush parts;
   bool overlap = o_.overlap && grads_are_the_models;
   if (overlap) {
     bool any_travels = false;

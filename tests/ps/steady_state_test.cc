@@ -31,6 +31,7 @@
 #include "tests/sgd_config.h"
 #include "tests/temp_dir.h"
 #include "tests/tiny_mnist.h"
+#include "worker/overlap_push.h"
 #include "worker/worker_task.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -144,15 +145,6 @@ struct Case {
   bool overlap = false;  // push each layer's gradients during backward (push_part)
 };
 
-// --overlap: backward hands each layer's gradients to push_part() as worker_task.cc does.
-struct PushParts final : Model::GradientsReady {
-  PsClient* client = nullptr;
-  std::span<const float> grads;
-  const PsSteps* steps = nullptr;
-  std::shared_ptr<const void> owner;
-  void ready(int64_t from) override { client->push_part(grads, *steps, from, owner); }
-};
-
 class SteadyState : public ::testing::TestWithParam<Case> {};
 
 TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
@@ -199,7 +191,7 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   steps = *first;
 
   // With overlap the model's own gradient buffer is pushed (host memory on the CPU backend).
-  PushParts parts;
+  OverlapPush parts;  // --overlap: what worker_task.cc hands backward
   if (c.overlap) grads = m.gradients();
   parts.client = &ps;
   parts.grads = grads.host_f32();
