@@ -7,6 +7,11 @@
 #include <charconv>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "kernels/optim_math.h"
 
@@ -261,6 +266,52 @@ void apply_update(const OptimizerConfig& config, std::span<float> param,
       adagrad_update(param, grad, slot0, lr);
       return;
   }
+}
+
+namespace {
+
+// memcpy with non-temporal stores where the CPU has them (x86-64's SSE2 always does).
+void copy_streaming(std::byte* out, const std::byte* in, size_t bytes) {
+#if defined(__SSE2__)
+  const size_t head = std::min(bytes, (16 - (reinterpret_cast<uintptr_t>(out) & 15)) & size_t{15});
+  std::memcpy(out, in, head);
+  size_t i = head;
+  for (; i + 16 <= bytes; i += 16) {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i)));
+  }
+  std::memcpy(out + i, in + i, bytes - i);
+#else
+  std::memcpy(out, in, bytes);
+#endif
+}
+
+}  // namespace
+
+void apply_update_and_copy(const OptimizerConfig& config, std::span<float> param,
+                           std::span<const float> grad, std::span<float> slot0,
+                           std::span<float> slot1, int64_t t, std::byte* out) {
+  PSTRAIN_CHECK(param.size() == grad.size());
+  constexpr size_t kBlock = 8192;  // 32 KB of parameters: with the gradient, within L1 + L2
+  const size_t n = param.size();
+  const bool streaming = n * sizeof(float) >= kStreamingCopyMinBytes;
+  const auto part = [](std::span<float> s, size_t at, size_t len) {
+    return s.empty() ? s : s.subspan(at, len);
+  };
+  for (size_t at = 0; at < n; at += kBlock) {
+    const size_t len = std::min(kBlock, n - at);
+    apply_update(config, param.subspan(at, len), grad.subspan(at, len), part(slot0, at, len),
+                 part(slot1, at, len), t);
+    const auto* values = reinterpret_cast<const std::byte*>(param.data() + at);
+    if (streaming) {
+      copy_streaming(out + at * sizeof(float), values, len * sizeof(float));
+    } else {
+      std::memcpy(out + at * sizeof(float), values, len * sizeof(float));
+    }
+  }
+#if defined(__SSE2__)
+  if (streaming) _mm_sfence();  // the stores are visible before whatever the caller does next
+#endif
 }
 
 }  // namespace pstrain

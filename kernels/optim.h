@@ -17,6 +17,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -112,5 +113,17 @@ bool all_finite(std::span<const float> x);
 void apply_update(const OptimizerConfig& config, std::span<float> param,
                   std::span<const float> grad, std::span<float> slot0, std::span<float> slot1,
                   int64_t t);
+
+// apply_update(), and every updated value also written to `out` (param.size() float32 values,
+// any alignment, not overlapping the spans): block by block while the block is in cache, so
+// writing the result costs no second read of the parameters from memory (what a parameter
+// server does to answer a pull with the values it just updated). At least
+// kStreamingCopyMinBytes are written with non-temporal stores, which neither read `out`'s lines
+// first nor push the parameters out of the cache; fewer with plain stores (a reader on this
+// machine then finds them in cache). `out` holds every value, in order, when it returns.
+inline constexpr size_t kStreamingCopyMinBytes = size_t{8} << 20;
+void apply_update_and_copy(const OptimizerConfig& config, std::span<float> param,
+                           std::span<const float> grad, std::span<float> slot0,
+                           std::span<float> slot1, int64_t t, std::byte* out);
 
 }  // namespace pstrain

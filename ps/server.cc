@@ -732,6 +732,17 @@ void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t req
                .packed = true};
   }
   out.frames.reserve(store_.num_chunks());
+  if (shm.written) {
+    // Named where the update wrote them; send_message() finds every frame in place.
+    auto* at = reinterpret_cast<const float*>(shm.segment->bytes().data() + shm.offset);
+    for (size_t i = 0; i < store_.num_chunks(); ++i) {
+      const auto count = static_cast<size_t>(store_.count(i));
+      out.frames.push_back(f32_frame(store_.key(i), {at, count}, shm.segment));
+      at += count;
+    }
+    send_to(routing_id, std::move(out), "parameters", worker);
+    return;
+  }
   for (size_t i = 0; i < store_.num_chunks(); ++i) {
     std::shared_ptr<const std::vector<float>> values = store_.values(i);
     std::span<const float> view(*values);
@@ -740,16 +751,18 @@ void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t req
   send_to(routing_id, std::move(out), "parameters", worker);
 }
 
-void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed) {
+void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed, const ShmReply* shm) {
   const wire::Header& h = msg.header;
   if (chief_lost_) {
     reply_error(msg, kChiefLost);
     return;
   }
+  ShmReply target = shm != nullptr ? *shm : shm_reply_of(msg);
   if (pull_ready(h.sender(), h.min_step())) {
-    answer_pull(msg.routing_id, h.request_id(), h.sender(), shm_reply_of(msg), pushed);
+    answer_pull(msg.routing_id, h.request_id(), h.sender(), target, pushed);
     return;
   }
+  target.written = false;  // parked: the values may change before it is answered
   // Bounded: a worker has one PULL outstanding; beyond kMaxParkedPullsPerWorker the oldest of
   // its parked ones is answered "not ready" (a client that still waits for it asks again).
   int mine = 0;
@@ -768,7 +781,7 @@ void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed) {
   p.worker = h.sender();
   p.min_step = h.min_step();
   p.expires = Clock::now() + options_.long_poll;
-  p.shm = shm_reply_of(msg);
+  p.shm = std::move(target);
   p.pushed = pushed;
   parked_.push_back(std::move(p));
 }
@@ -912,8 +925,28 @@ void ParameterServer::on_push(InMessage& msg) {
                 "gradients do not match this parameter server's variables: " + layout.message());
     return;
   }
+  // A PUSH answered with the parameters in the worker's segment: the update writes them into
+  // the reply region as it makes them (unless the region overlaps the gradients it reads).
+  ShmReply reply_shm;
+  ShardStore::WriteThrough through;
+  if (h.then_pull() && !chief_lost_) {
+    reply_shm = shm_reply_of(msg);
+    if (reply_shm.segment != nullptr) {
+      std::byte* first = reply_shm.segment->bytes().data() + reply_shm.offset;
+      std::byte* last = first + reply_shm.size;
+      const bool overlaps = std::any_of(views.begin(), views.end(), [&](const GradientView& g) {
+        const auto* data = static_cast<const std::byte*>(g.data);
+        const size_t bytes = static_cast<size_t>(g.count) * float_format_size(g.format);
+        return std::less<>()(data, last) && std::less<>()(first, data + bytes);
+      });
+      const bool aligned = reinterpret_cast<uintptr_t>(first) % alignof(float) == 0;
+      if (aligned && !overlaps) through.bytes = {first, last};
+    }
+  }
   const int64_t before = store_.step();
-  const PushOutcome outcome = store_.push(h.sender(), h.step(), views);
+  const PushOutcome outcome =
+      store_.push(h.sender(), h.step(), views, through.bytes.empty() ? nullptr : &through);
+  reply_shm.written = through.written;
   partial = {};  // (the views above point into its parts)
   WorkerState& pusher = workers_[static_cast<size_t>(h.sender())];
   ++pusher.pushes;
@@ -946,7 +979,7 @@ void ParameterServer::on_push(InMessage& msg) {
   // pull half, answered at once when its step is there, or parked.
   if (store_.step() != before || staleness_ > 0) answer_parked(/*expire_all_due=*/false);
   if (h.then_pull()) {
-    on_pull(msg, accepted);
+    on_pull(msg, accepted, &reply_shm);
     return;
   }
   OutMessage out;

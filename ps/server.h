@@ -216,6 +216,9 @@ class ParameterServer {
     std::shared_ptr<ShmSegment> segment;
     uint64_t offset = 0;
     uint64_t size = 0;
+    // The region already holds the store's current values, packed: the update that produced
+    // them wrote them there (ShardStore::WriteThrough), so the reply names them in place.
+    bool written = false;
   };
   struct ParkedPull {
     zmq::message_t routing_id;
@@ -239,7 +242,9 @@ class ParameterServer {
   void on_init(InMessage& msg);
   // A PULL, or the pull half of a PUSH with then_pull (`pushed`: whether its gradient was
   // accepted, which the reply carries).
-  void on_pull(InMessage& msg, std::optional<bool> pushed = std::nullopt);
+  // `shm`: the reply's region when the caller looked it up already (a PUSH's pull half).
+  void on_pull(InMessage& msg, std::optional<bool> pushed = std::nullopt,
+               const ShmReply* shm = nullptr);
   void on_push(InMessage& msg);
   // A PUSH with more_parts: kept (bounded: no more chunks than this PS holds) until the last
   // part comes.

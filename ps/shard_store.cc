@@ -57,6 +57,13 @@ Status ShardStore::initialize(const OptimizerConfig& optimizer,
     if (aggregation.sync) s.accum.assign(n, 0.f);
     chunks_.push_back(std::move(s));
   }
+  chunk_offsets_.clear();
+  uint64_t offset = 0;
+  for (const ChunkState& c : chunks_) {
+    chunk_offsets_.push_back(offset);
+    offset += c.params->data.size() * sizeof(float);
+  }
+  through_bytes_ = offset;
   step_ = 0;
   initialized_ = true;
   return {};
@@ -158,9 +165,18 @@ std::vector<float>& ShardStore::writable(ChunkState& c) {
   return c.params->data;
 }
 
-void ShardStore::apply(ChunkState& c, std::span<const float> grad) {
+void ShardStore::apply(ChunkState& c, std::span<const float> grad, std::byte* out) {
   std::vector<float>& p = writable(c);
-  apply_update(optimizer_, p, grad, c.slot0, c.slot1, step_ + 1);
+  if (out != nullptr) {
+    apply_update_and_copy(optimizer_, p, grad, c.slot0, c.slot1, step_ + 1, out);
+  } else {
+    apply_update(optimizer_, p, grad, c.slot0, c.slot1, step_ + 1);
+  }
+}
+
+std::byte* ShardStore::through_at(WriteThrough* through, size_t i) const {
+  if (through == nullptr || through->bytes.size() < through_bytes_) return nullptr;
+  return through->bytes.data() + chunk_offsets_[i];
 }
 
 std::span<const float> ShardStore::as_floats(const GradientView& g, std::vector<float>& scratch) {
@@ -177,7 +193,8 @@ std::span<const float> ShardStore::as_floats(const GradientView& g, std::vector<
   return scratch;
 }
 
-PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientView> grads) {
+PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientView> grads,
+                             WriteThrough* through) {
   if (step_ >= aggregation_.train_steps) {
     ++counters_.late;
     return PushOutcome::kLate;
@@ -193,12 +210,17 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
     if (aggregation_.sync && step == step_ && contributors_.count(worker) == 0 &&
         abstained_.count(worker) == 0) {
       abstained_.insert(worker);
-      if (static_cast<int>(contributors_.size() + abstained_.size()) >= replicas_) apply_pending();
+      if (static_cast<int>(contributors_.size() + abstained_.size()) >= replicas_) {
+        apply_pending(through);
+      }
     }
     return PushOutcome::kNonFinite;
   }
   if (!aggregation_.sync) {
-    for (size_t i = 0; i < chunks_.size(); ++i) apply(chunks_[i], as_floats(grads[i], scratch_));
+    for (size_t i = 0; i < chunks_.size(); ++i) {
+      apply(chunks_[i], as_floats(grads[i], scratch_), through_at(through, i));
+    }
+    if (through_at(through, 0) != nullptr) through->written = true;
     ++step_;
     ++counters_.gradients_applied;
     ++counters_.updates;
@@ -225,7 +247,7 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
   if (static_cast<int>(contributors_.size() + abstained_.size()) < replicas_) {
     return PushOutcome::kAccumulated;
   }
-  apply_pending();
+  apply_pending(through);
   return PushOutcome::kApplied;
 }
 
@@ -235,18 +257,20 @@ bool ShardStore::complete_pending() {
       step_ >= aggregation_.train_steps) {
     return false;
   }
-  apply_pending();
+  apply_pending(nullptr);
   return true;
 }
 
-void ShardStore::apply_pending() {
+void ShardStore::apply_pending(WriteThrough* through) {
   if (!contributors_.empty()) {
     const float scale = 1.0f / static_cast<float>(contributors_.size());
-    for (ChunkState& c : chunks_) {
+    for (size_t i = 0; i < chunks_.size(); ++i) {
+      ChunkState& c = chunks_[i];
       for (float& v : c.accum) v *= scale;
-      apply(c, c.accum);
+      apply(c, c.accum, through_at(through, i));
       std::fill(c.accum.begin(), c.accum.end(), 0.f);
     }
+    if (through_at(through, 0) != nullptr) through->written = true;
     counters_.gradients_applied += static_cast<int64_t>(contributors_.size());
     ++counters_.updates;
   }

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -94,7 +95,20 @@ class ShardStore {
   // `grads` has one entry per chunk, in chunk order, with matching counts (the caller checks
   // keys and counts with check_layout first). A gradient holding NaN or Inf anywhere is
   // dropped whole (kNonFinite, counted) before anything of it is applied or accumulated.
-  PushOutcome push(int worker, int64_t step, std::span<const GradientView> grads);
+  //
+  // `through` (optional): where the values an update of this push produces are also written,
+  // block by block while in cache (kernels/optim.h apply_update_and_copy): every chunk's
+  // float32 values back to back in chunk order, the layout of a PS's packed shared-memory
+  // reply (runtime/wire/message.h), which then needs no copy of its own. push() sets
+  // `through->written` when this push updated the parameters (async, or the gradient that
+  // completed a sync step) and `through->bytes` holds them all (parameter_bytes()); the bytes
+  // must not overlap the gradients. Otherwise it leaves them unwritten.
+  struct WriteThrough {
+    std::span<std::byte> bytes;
+    bool written = false;
+  };
+  PushOutcome push(int worker, int64_t step, std::span<const GradientView> grads,
+                   WriteThrough* through = nullptr);
   // Checks that (keys, counts) match the chunks held; the error names the first mismatch.
   Status check_layout(std::span<const std::string> keys, std::span<const int64_t> counts) const;
 
@@ -138,8 +152,12 @@ class ShardStore {
     std::vector<float> accum;  // sync: sum of this step's fresh gradients
   };
   std::vector<float>& writable(ChunkState& c);
-  void apply(ChunkState& c, std::span<const float> grad);
-  void apply_pending();
+  // `out`: null, or where the updated values are also written (WriteThrough).
+  void apply(ChunkState& c, std::span<const float> grad, std::byte* out);
+  void apply_pending(WriteThrough* through);
+  // The place of chunk i's values in a WriteThrough's bytes; null when there is none or the
+  // bytes cannot hold every chunk.
+  std::byte* through_at(WriteThrough* through, size_t i) const;
   static std::span<const float> as_floats(const GradientView& g, std::vector<float>& scratch);
 
   bool initialized_ = false;
@@ -151,6 +169,8 @@ class ShardStore {
   std::set<int> contributors_;  // sync: workers whose gradient for step_ is accumulated
   std::set<int> abstained_;     // sync: workers whose gradient for step_ was non-finite
   std::vector<float> scratch_;
+  std::vector<uint64_t> chunk_offsets_;  // byte offset of each chunk in a WriteThrough
+  uint64_t through_bytes_ = 0;           // ... and the bytes of all of them
   StoreCounters counters_;
 };
 

@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernels/optim_math.h"
@@ -169,6 +172,46 @@ TEST(OptimTest, ApplyUpdateDispatchesWithConfig) {
   s0 = {0.1f, 0.1f};
   apply_update(config, p, g, s0, {}, 1);
   expect_values(p, {1 - 0.05 / std::sqrt(0.35), -1 + 0.2 / std::sqrt(4.1)}, "apply adagrad");
+}
+
+// apply_update_and_copy() leaves parameters and slots exactly as apply_update() does, for
+// every optimizer, and writes every updated value to `out` at any alignment: below the
+// streaming threshold (plain stores) and above it (non-temporal stores), over several blocks.
+TEST(OptimTest, ApplyUpdateAndCopyWritesWhatApplyUpdateLeaves) {
+  const size_t small = 20'011;  // a few blocks and a ragged end
+  const size_t large = kStreamingCopyMinBytes / sizeof(float) + 13;
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kMomentum, OptimizerKind::kAdam,
+                             OptimizerKind::kAdagrad}) {
+    OptimizerConfig config;
+    config.kind = kind;
+    config.learning_rate = 0.05f;
+    for (size_t n : {size_t{1}, small, large}) {
+      std::vector<float> g(n), p(n);
+      for (size_t i = 0; i < n; ++i) {
+        g[i] = std::sin(static_cast<float>(i) * 0.37f);
+        p[i] = std::cos(static_cast<float>(i) * 0.11f);
+      }
+      const int slots = optimizer_slot_count(kind);
+      const float init = optimizer_slot_initial_value(config);
+      std::vector<float> a0(slots > 0 ? n : 0, init), a1(slots > 1 ? n : 0, init);
+      std::vector<float> want = p, w0 = a0, w1 = a1;
+      apply_update(config, want, g, w0, w1, 3);
+      for (size_t misalign : {size_t{0}, size_t{3}}) {
+        std::vector<float> got = p, s0 = a0, s1 = a1;
+        std::vector<std::byte> out(n * sizeof(float) + 16, std::byte{0x7f});
+        apply_update_and_copy(config, got, g, s0, s1, 3, out.data() + misalign);
+        std::vector<float> copied(n);
+        std::memcpy(copied.data(), out.data() + misalign, n * sizeof(float));
+        const std::string what = std::string(optimizer_name(kind)) + ", " + std::to_string(n) +
+                                 " values, out misaligned by " + std::to_string(misalign);
+        EXPECT_EQ(got, want) << what;
+        EXPECT_EQ(copied, want) << what;
+        EXPECT_EQ(s0, w0) << what;
+        EXPECT_EQ(s1, w1) << what;
+        EXPECT_EQ(out[misalign + n * sizeof(float)], std::byte{0x7f}) << what << ": wrote past";
+      }
+    }
+  }
 }
 
 TEST(OptimTest, NamesSlotsAndParsing) {

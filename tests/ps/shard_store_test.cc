@@ -4,7 +4,10 @@
 
 #include <bit>
 #include <cstring>
+#include <limits>
 #include <random>
+#include <span>
+#include <vector>
 
 namespace pstrain {
 namespace {
@@ -101,6 +104,58 @@ TEST(ShardStore, UpdateNeverWritesAValueBufferStillReferenced) {
   push(s, 0, 0, {{1, 1}, {1}});
   EXPECT_FLOAT_EQ((*in_flight)[0], 10.f);  // the snapshot being "sent" is unchanged
   EXPECT_FLOAT_EQ((*s.values(0))[0], 9.f);
+}
+
+// A WriteThrough receives the values an update leaves, every chunk back to back, exactly when
+// the push updated the parameters: async always, sync only for the gradient that completes
+// the step; never for a refused gradient or bytes too small for every chunk.
+TEST(ShardStore, WriteThroughHoldsTheUpdatedValuesWhenThePushUpdated) {
+  const auto held = [](const ShardStore& s) {
+    std::vector<float> all = *s.values(0);
+    all.push_back((*s.values(1))[0]);
+    return all;
+  };
+  std::vector<float> out(3, -1.f);
+  const auto through_over = [&](std::vector<float>& v) {
+    ShardStore::WriteThrough t;
+    t.bytes = std::as_writable_bytes(std::span<float>(v));
+    return t;
+  };
+
+  ShardStore async = make_store(false, 1, 10);
+  ShardStore::WriteThrough t = through_over(out);
+  Grad g{{1, 2}, {3}};
+  auto views = g.views();
+  EXPECT_EQ(async.push(0, 0, views, &t), PushOutcome::kApplied);
+  EXPECT_TRUE(t.written);
+  EXPECT_EQ(out, held(async));
+  EXPECT_EQ(out, (std::vector<float>{9.f, 18.f, 27.f}));
+
+  std::vector<float> short_out(2, -1.f);  // cannot hold chunk "b": nothing is written
+  ShardStore::WriteThrough too_small = through_over(short_out);
+  EXPECT_EQ(async.push(0, 1, views, &too_small), PushOutcome::kApplied);
+  EXPECT_FALSE(too_small.written);
+  EXPECT_EQ(short_out, (std::vector<float>{-1.f, -1.f}));
+
+  Grad nan{{1, std::numeric_limits<float>::quiet_NaN()}, {1}};
+  auto nan_views = nan.views();
+  std::fill(out.begin(), out.end(), -1.f);
+  t = through_over(out);
+  EXPECT_EQ(async.push(0, 2, nan_views, &t), PushOutcome::kNonFinite);
+  EXPECT_FALSE(t.written);
+  EXPECT_EQ(out, (std::vector<float>{-1.f, -1.f, -1.f}));
+
+  ShardStore sync = make_store(true, 2, 10);
+  t = through_over(out);
+  EXPECT_EQ(sync.push(0, 0, views, &t), PushOutcome::kAccumulated);
+  EXPECT_FALSE(t.written);
+  Grad g1{{3, 4}, {5}};
+  auto views1 = g1.views();
+  t = through_over(out);
+  EXPECT_EQ(sync.push(1, 0, views1, &t), PushOutcome::kApplied);
+  EXPECT_TRUE(t.written);
+  EXPECT_EQ(out, held(sync));
+  EXPECT_EQ(out, (std::vector<float>{8.f, 17.f, 26.f}));  // p -= mean(g)
 }
 
 TEST(ShardStore, UnalignedGradientBytesAreRead) {
