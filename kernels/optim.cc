@@ -2,17 +2,21 @@
 #include "runtime/base/check.h"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
+#include "kernels/cpu/thread_pool.h"
 #include "kernels/optim_math.h"
 
 namespace pstrain {
@@ -286,32 +290,89 @@ void copy_streaming(std::byte* out, const std::byte* in, size_t bytes) {
 #endif
 }
 
-}  // namespace
+// The update threads (apply_update_parallel, all_finite_parallel).
+cpu::ThreadPool& update_pool() {
+  static cpu::ThreadPool pool;
+  static std::once_flag started;
+  std::call_once(started, [] {
+    pool.resize(static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u)));
+  });
+  return pool;
+}
 
-void apply_update_and_copy(const OptimizerConfig& config, std::span<float> param,
-                           std::span<const float> grad, std::span<float> slot0,
-                           std::span<float> slot1, int64_t t, std::byte* out) {
-  PSTRAIN_CHECK(param.size() == grad.size());
+// Pieces of a span of n values for the update threads: 1 when n is small.
+constexpr size_t kUpdatePieceValues = size_t{1} << 18;  // 1 MB of float32
+int64_t update_pieces(size_t n) {
+  return n < kParallelUpdateMinValues
+             ? 1
+             : static_cast<int64_t>((n + kUpdatePieceValues - 1) / kUpdatePieceValues);
+}
+
+// apply_update() over [at, at + len), each block's values then written to out + at.
+void update_and_copy(const OptimizerConfig& config, std::span<float> param,
+                     std::span<const float> grad, std::span<float> slot0, std::span<float> slot1,
+                     int64_t t, std::byte* out, bool streaming, size_t at, size_t len) {
   constexpr size_t kBlock = 8192;  // 32 KB of parameters: with the gradient, within L1 + L2
-  const size_t n = param.size();
-  const bool streaming = n * sizeof(float) >= kStreamingCopyMinBytes;
-  const auto part = [](std::span<float> s, size_t at, size_t len) {
-    return s.empty() ? s : s.subspan(at, len);
+  const auto part = [](std::span<float> s, size_t b, size_t l) {
+    return s.empty() ? s : s.subspan(b, l);
   };
-  for (size_t at = 0; at < n; at += kBlock) {
-    const size_t len = std::min(kBlock, n - at);
-    apply_update(config, param.subspan(at, len), grad.subspan(at, len), part(slot0, at, len),
-                 part(slot1, at, len), t);
-    const auto* values = reinterpret_cast<const std::byte*>(param.data() + at);
+  const size_t end = at + len;
+  for (size_t b = at; b < end; b += kBlock) {
+    const size_t l = std::min(kBlock, end - b);
+    apply_update(config, param.subspan(b, l), grad.subspan(b, l), part(slot0, b, l),
+                 part(slot1, b, l), t);
+    const auto* values = reinterpret_cast<const std::byte*>(param.data() + b);
     if (streaming) {
-      copy_streaming(out + at * sizeof(float), values, len * sizeof(float));
+      copy_streaming(out + b * sizeof(float), values, l * sizeof(float));
     } else {
-      std::memcpy(out + at * sizeof(float), values, len * sizeof(float));
+      std::memcpy(out + b * sizeof(float), values, l * sizeof(float));
     }
   }
 #if defined(__SSE2__)
-  if (streaming) _mm_sfence();  // the stores are visible before whatever the caller does next
+  if (streaming) _mm_sfence();  // this thread's stores are visible before it reports done
 #endif
+}
+
+}  // namespace
+
+void apply_update_parallel(const OptimizerConfig& config, std::span<float> param,
+                           std::span<const float> grad, std::span<float> slot0,
+                           std::span<float> slot1, int64_t t, std::byte* out, bool streaming) {
+  PSTRAIN_CHECK(param.size() == grad.size());
+  const size_t n = param.size();
+  const int64_t pieces = update_pieces(n);
+  const auto piece = [&](int64_t i, int /*worker*/) {
+    const size_t at = static_cast<size_t>(i) * kUpdatePieceValues;
+    const size_t len = pieces == 1 ? n : std::min(kUpdatePieceValues, n - at);
+    if (out != nullptr) {
+      update_and_copy(config, param, grad, slot0, slot1, t, out, streaming, at, len);
+      return;
+    }
+    const auto part = [&](std::span<float> s) { return s.empty() ? s : s.subspan(at, len); };
+    apply_update(config, param.subspan(at, len), grad.subspan(at, len), part(slot0), part(slot1),
+                 t);
+  };
+  if (pieces == 1) {
+    piece(0, 0);
+    return;
+  }
+  cpu::ThreadPool& pool = update_pool();
+  pool.run(pieces, pool.size(), piece);
+}
+
+bool all_finite_parallel(std::span<const float> x) {
+  const int64_t pieces = update_pieces(x.size());
+  if (pieces == 1) return all_finite(x);
+  std::atomic<bool> finite{true};
+  cpu::ThreadPool& pool = update_pool();
+  pool.run(pieces, pool.size(), [&](int64_t i, int /*worker*/) {
+    const size_t at = static_cast<size_t>(i) * kUpdatePieceValues;
+    if (!finite.load(std::memory_order_relaxed)) return;  // one is enough
+    if (!all_finite(x.subspan(at, std::min(kUpdatePieceValues, x.size() - at)))) {
+      finite.store(false, std::memory_order_relaxed);
+    }
+  });
+  return finite.load(std::memory_order_relaxed);
 }
 
 }  // namespace pstrain

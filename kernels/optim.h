@@ -114,16 +114,27 @@ void apply_update(const OptimizerConfig& config, std::span<float> param,
                   std::span<const float> grad, std::span<float> slot0, std::span<float> slot1,
                   int64_t t);
 
-// apply_update(), and every updated value also written to `out` (param.size() float32 values,
-// any alignment, not overlapping the spans): block by block while the block is in cache, so
+// apply_update() for a parameter server's chunks, which may be large: from
+// kParallelUpdateMinValues values on, split in pieces across this process's update threads
+// (min(hardware threads, 4), started by the first such call: kernels/cpu/thread_pool.h, whose
+// caller works too and never waits for a thread that is not running; a memory-bound update
+// runs about twice as fast on two cores as on one), in order below it. The updates are
+// elementwise, so the result is exactly apply_update()'s however the span is split.
+// `out` (may be null): every updated value is also written there (param.size() float32 values,
+// any alignment, not overlapping the spans), block by block while the block is in cache, so
 // writing the result costs no second read of the parameters from memory (what a parameter
-// server does to answer a pull with the values it just updated). At least
-// kStreamingCopyMinBytes are written with non-temporal stores, which neither read `out`'s lines
-// first nor push the parameters out of the cache; fewer with plain stores (a reader on this
-// machine then finds them in cache). `out` holds every value, in order, when it returns.
+// server does to answer a pull with the values it just updated); `out` holds every value, in
+// order, when it returns. `streaming`: written with non-temporal stores, which neither read
+// `out`'s lines first nor push the parameters out of the cache (for large results: a reader on
+// this machine would find small ones in cache otherwise); callers choose it from
+// kStreamingCopyMinBytes.
+inline constexpr size_t kParallelUpdateMinValues = size_t{1} << 19;  // 2 MB of float32
 inline constexpr size_t kStreamingCopyMinBytes = size_t{8} << 20;
-void apply_update_and_copy(const OptimizerConfig& config, std::span<float> param,
+void apply_update_parallel(const OptimizerConfig& config, std::span<float> param,
                            std::span<const float> grad, std::span<float> slot0,
-                           std::span<float> slot1, int64_t t, std::byte* out);
+                           std::span<float> slot1, int64_t t, std::byte* out = nullptr,
+                           bool streaming = false);
+// all_finite(), split across the update threads the same way from kParallelUpdateMinValues on.
+bool all_finite_parallel(std::span<const float> x);
 
 }  // namespace pstrain

@@ -167,11 +167,8 @@ std::vector<float>& ShardStore::writable(ChunkState& c) {
 
 void ShardStore::apply(ChunkState& c, std::span<const float> grad, std::byte* out) {
   std::vector<float>& p = writable(c);
-  if (out != nullptr) {
-    apply_update_and_copy(optimizer_, p, grad, c.slot0, c.slot1, step_ + 1, out);
-  } else {
-    apply_update(optimizer_, p, grad, c.slot0, c.slot1, step_ + 1);
-  }
+  apply_update_parallel(optimizer_, p, grad, c.slot0, c.slot1, step_ + 1, out,
+                        through_bytes_ >= kStreamingCopyMinBytes);
 }
 
 std::byte* ShardStore::through_at(WriteThrough* through, size_t i) const {
@@ -201,7 +198,7 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
   }
   bool finite = true;
   for (size_t i = 0; i < chunks_.size() && finite; ++i) {
-    finite = all_finite(as_floats(grads[i], scratch_));
+    finite = all_finite_parallel(as_floats(grads[i], scratch_));
   }
   if (!finite) {
     ++counters_.non_finite;

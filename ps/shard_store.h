@@ -97,7 +97,7 @@ class ShardStore {
   // dropped whole (kNonFinite, counted) before anything of it is applied or accumulated.
   //
   // `through` (optional): where the values an update of this push produces are also written,
-  // block by block while in cache (kernels/optim.h apply_update_and_copy): every chunk's
+  // block by block while in cache (kernels/optim.h apply_update_parallel): every chunk's
   // float32 values back to back in chunk order, the layout of a PS's packed shared-memory
   // reply (runtime/wire/message.h), which then needs no copy of its own. push() sets
   // `through->written` when this push updated the parameters (async, or the gradient that

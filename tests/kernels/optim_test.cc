@@ -174,12 +174,13 @@ TEST(OptimTest, ApplyUpdateDispatchesWithConfig) {
   expect_values(p, {1 - 0.05 / std::sqrt(0.35), -1 + 0.2 / std::sqrt(4.1)}, "apply adagrad");
 }
 
-// apply_update_and_copy() leaves parameters and slots exactly as apply_update() does, for
-// every optimizer, and writes every updated value to `out` at any alignment: below the
-// streaming threshold (plain stores) and above it (non-temporal stores), over several blocks.
-TEST(OptimTest, ApplyUpdateAndCopyWritesWhatApplyUpdateLeaves) {
-  const size_t small = 20'011;  // a few blocks and a ragged end
-  const size_t large = kStreamingCopyMinBytes / sizeof(float) + 13;
+// apply_update_parallel() leaves parameters and slots exactly as apply_update() does, for
+// every optimizer, in one piece and split across the update threads (a ragged last piece),
+// and with `out` writes every updated value there at any alignment, with plain or
+// non-temporal stores.
+TEST(OptimTest, ApplyUpdateParallelIsApplyUpdateAndCopiesTheResult) {
+  const size_t small = 20'011;  // a few blocks and a ragged end, one piece
+  const size_t large = 2 * kParallelUpdateMinValues + 13;
   for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kMomentum, OptimizerKind::kAdam,
                              OptimizerKind::kAdagrad}) {
     OptimizerConfig config;
@@ -196,22 +197,52 @@ TEST(OptimTest, ApplyUpdateAndCopyWritesWhatApplyUpdateLeaves) {
       std::vector<float> a0(slots > 0 ? n : 0, init), a1(slots > 1 ? n : 0, init);
       std::vector<float> want = p, w0 = a0, w1 = a1;
       apply_update(config, want, g, w0, w1, 3);
-      for (size_t misalign : {size_t{0}, size_t{3}}) {
+      const std::string what =
+          std::string(optimizer_name(kind)) + ", " + std::to_string(n) + " values";
+      {
         std::vector<float> got = p, s0 = a0, s1 = a1;
-        std::vector<std::byte> out(n * sizeof(float) + 16, std::byte{0x7f});
-        apply_update_and_copy(config, got, g, s0, s1, 3, out.data() + misalign);
-        std::vector<float> copied(n);
-        std::memcpy(copied.data(), out.data() + misalign, n * sizeof(float));
-        const std::string what = std::string(optimizer_name(kind)) + ", " + std::to_string(n) +
-                                 " values, out misaligned by " + std::to_string(misalign);
-        EXPECT_EQ(got, want) << what;
-        EXPECT_EQ(copied, want) << what;
-        EXPECT_EQ(s0, w0) << what;
-        EXPECT_EQ(s1, w1) << what;
-        EXPECT_EQ(out[misalign + n * sizeof(float)], std::byte{0x7f}) << what << ": wrote past";
+        apply_update_parallel(config, got, g, s0, s1, 3);
+        EXPECT_EQ(got, want) << what << ", no copy";
+        EXPECT_EQ(s0, w0) << what << ", no copy";
+        EXPECT_EQ(s1, w1) << what << ", no copy";
+      }
+      for (bool streaming : {false, true}) {
+        for (size_t misalign : {size_t{0}, size_t{3}}) {
+          std::vector<float> got = p, s0 = a0, s1 = a1;
+          std::vector<std::byte> out(n * sizeof(float) + 16, std::byte{0x7f});
+          apply_update_parallel(config, got, g, s0, s1, 3, out.data() + misalign, streaming);
+          std::vector<float> copied(n);
+          std::memcpy(copied.data(), out.data() + misalign, n * sizeof(float));
+          const std::string how = what + ", out misaligned by " + std::to_string(misalign) +
+                                  (streaming ? ", non-temporal" : ", plain stores");
+          EXPECT_EQ(got, want) << how;
+          EXPECT_EQ(copied, want) << how;
+          EXPECT_EQ(s0, w0) << how;
+          EXPECT_EQ(s1, w1) << how;
+          EXPECT_EQ(out[misalign + n * sizeof(float)], std::byte{0x7f}) << how << ": wrote past";
+          EXPECT_EQ(misalign == 0 ? std::byte{0x7f} : out[0], std::byte{0x7f}) << how;
+        }
       }
     }
   }
+}
+
+// all_finite_parallel() finds a NaN or infinity in any piece of a span split across the
+// update threads (first, middle, last value) and says true when there is none.
+TEST(OptimTest, AllFiniteParallelFindsABadValueInAnyPiece) {
+  const size_t n = 3 * kParallelUpdateMinValues + 5;
+  std::vector<float> x(n, 1.5f);
+  EXPECT_TRUE(all_finite_parallel(x));
+  for (size_t at : {size_t{0}, n / 2, n - 1}) {
+    for (float bad :
+         {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+      std::vector<float> y = x;
+      y[at] = bad;
+      EXPECT_FALSE(all_finite_parallel(y)) << bad << " at " << at << " of " << n;
+    }
+  }
+  std::vector<float> small = {1.f, std::numeric_limits<float>::infinity()};
+  EXPECT_FALSE(all_finite_parallel(small));
 }
 
 TEST(OptimTest, NamesSlotsAndParsing) {
