@@ -308,10 +308,22 @@ int64_t update_pieces(size_t n) {
              : static_cast<int64_t>((n + kUpdatePieceValues - 1) / kUpdatePieceValues);
 }
 
-// apply_update() over [at, at + len), each block's values then written to out + at.
-void update_and_copy(const OptimizerConfig& config, std::span<float> param,
-                     std::span<const float> grad, std::span<float> slot0, std::span<float> slot1,
-                     int64_t t, std::byte* out, bool streaming, size_t at, size_t len) {
+// One update for the update threads: apply_update() with `grad`, or with `sum` (mutable)
+// scaled by `scale` first and cleared after; the result also written to `out` when set.
+struct PieceUpdate {
+  const OptimizerConfig& config;
+  std::span<float> param;
+  std::span<const float> grad;
+  std::span<float> sum;  // non-empty: the gradient is sum * scale (apply_mean_update_parallel)
+  float scale = 1.f;
+  std::span<float> slot0, slot1;
+  int64_t t = 0;
+  std::byte* out = nullptr;
+  bool streaming = false;
+};
+
+// `u` over [at, at + len), block by block while the block is in cache.
+void update_piece(const PieceUpdate& u, size_t at, size_t len) {
   constexpr size_t kBlock = 8192;  // 32 KB of parameters: with the gradient, within L1 + L2
   const auto part = [](std::span<float> s, size_t b, size_t l) {
     return s.empty() ? s : s.subspan(b, l);
@@ -319,18 +331,44 @@ void update_and_copy(const OptimizerConfig& config, std::span<float> param,
   const size_t end = at + len;
   for (size_t b = at; b < end; b += kBlock) {
     const size_t l = std::min(kBlock, end - b);
-    apply_update(config, param.subspan(b, l), grad.subspan(b, l), part(slot0, b, l),
-                 part(slot1, b, l), t);
-    const auto* values = reinterpret_cast<const std::byte*>(param.data() + b);
-    if (streaming) {
-      copy_streaming(out + b * sizeof(float), values, l * sizeof(float));
+    std::span<const float> grad;
+    if (u.sum.empty()) {
+      grad = u.grad.subspan(b, l);
     } else {
-      std::memcpy(out + b * sizeof(float), values, l * sizeof(float));
+      const std::span<float> sum = u.sum.subspan(b, l);
+      for (float& v : sum) v *= u.scale;
+      grad = sum;
+    }
+    apply_update(u.config, u.param.subspan(b, l), grad, part(u.slot0, b, l), part(u.slot1, b, l),
+                 u.t);
+    if (!u.sum.empty()) std::fill_n(u.sum.data() + b, l, 0.f);
+    if (u.out == nullptr) continue;
+    const auto* values = reinterpret_cast<const std::byte*>(u.param.data() + b);
+    if (u.streaming) {
+      copy_streaming(u.out + b * sizeof(float), values, l * sizeof(float));
+    } else {
+      std::memcpy(u.out + b * sizeof(float), values, l * sizeof(float));
     }
   }
 #if defined(__SSE2__)
-  if (streaming) _mm_sfence();  // this thread's stores are visible before it reports done
+  if (u.out != nullptr && u.streaming) _mm_sfence();  // visible before this thread reports done
 #endif
+}
+
+// Runs body(at, len) over [0, n): in one call below kParallelUpdateMinValues, else in pieces
+// on the update threads.
+template <typename Body>
+void for_each_piece(size_t n, const Body& body) {
+  const int64_t pieces = update_pieces(n);
+  if (pieces == 1) {
+    body(size_t{0}, n);
+    return;
+  }
+  cpu::ThreadPool& pool = update_pool();
+  pool.run(pieces, pool.size(), [&](int64_t i, int /*worker*/) {
+    const size_t at = static_cast<size_t>(i) * kUpdatePieceValues;
+    body(at, std::min(kUpdatePieceValues, n - at));
+  });
 }
 
 }  // namespace
@@ -339,38 +377,50 @@ void apply_update_parallel(const OptimizerConfig& config, std::span<float> param
                            std::span<const float> grad, std::span<float> slot0,
                            std::span<float> slot1, int64_t t, std::byte* out, bool streaming) {
   PSTRAIN_CHECK(param.size() == grad.size());
-  const size_t n = param.size();
-  const int64_t pieces = update_pieces(n);
-  const auto piece = [&](int64_t i, int /*worker*/) {
-    const size_t at = static_cast<size_t>(i) * kUpdatePieceValues;
-    const size_t len = pieces == 1 ? n : std::min(kUpdatePieceValues, n - at);
-    if (out != nullptr) {
-      update_and_copy(config, param, grad, slot0, slot1, t, out, streaming, at, len);
-      return;
-    }
-    const auto part = [&](std::span<float> s) { return s.empty() ? s : s.subspan(at, len); };
-    apply_update(config, param.subspan(at, len), grad.subspan(at, len), part(slot0), part(slot1),
-                 t);
-  };
-  if (pieces == 1) {
-    piece(0, 0);
-    return;
-  }
-  cpu::ThreadPool& pool = update_pool();
-  pool.run(pieces, pool.size(), piece);
+  const PieceUpdate u{.config = config,
+                      .param = param,
+                      .grad = grad,
+                      .sum = {},
+                      .scale = 1.f,
+                      .slot0 = slot0,
+                      .slot1 = slot1,
+                      .t = t,
+                      .out = out,
+                      .streaming = streaming};
+  for_each_piece(param.size(), [&](size_t at, size_t len) { update_piece(u, at, len); });
+}
+
+void apply_mean_update_parallel(const OptimizerConfig& config, std::span<float> param,
+                                std::span<float> sum, float scale, std::span<float> slot0,
+                                std::span<float> slot1, int64_t t, std::byte* out, bool streaming) {
+  PSTRAIN_CHECK(param.size() == sum.size());
+  const PieceUpdate u{.config = config,
+                      .param = param,
+                      .grad = {},
+                      .sum = sum,
+                      .scale = scale,
+                      .slot0 = slot0,
+                      .slot1 = slot1,
+                      .t = t,
+                      .out = out,
+                      .streaming = streaming};
+  for_each_piece(param.size(), [&](size_t at, size_t len) { update_piece(u, at, len); });
+}
+
+void accumulate_parallel(std::span<float> sum, std::span<const float> x) {
+  PSTRAIN_CHECK(sum.size() == x.size());
+  for_each_piece(sum.size(), [&](size_t at, size_t len) {
+    float* s = sum.data() + at;
+    const float* v = x.data() + at;
+    for (size_t i = 0; i < len; ++i) s[i] += v[i];
+  });
 }
 
 bool all_finite_parallel(std::span<const float> x) {
-  const int64_t pieces = update_pieces(x.size());
-  if (pieces == 1) return all_finite(x);
   std::atomic<bool> finite{true};
-  cpu::ThreadPool& pool = update_pool();
-  pool.run(pieces, pool.size(), [&](int64_t i, int /*worker*/) {
-    const size_t at = static_cast<size_t>(i) * kUpdatePieceValues;
+  for_each_piece(x.size(), [&](size_t at, size_t len) {
     if (!finite.load(std::memory_order_relaxed)) return;  // one is enough
-    if (!all_finite(x.subspan(at, std::min(kUpdatePieceValues, x.size() - at)))) {
-      finite.store(false, std::memory_order_relaxed);
-    }
+    if (!all_finite(x.subspan(at, len))) finite.store(false, std::memory_order_relaxed);
   });
   return finite.load(std::memory_order_relaxed);
 }

@@ -134,6 +134,16 @@ void apply_update_parallel(const OptimizerConfig& config, std::span<float> param
                            std::span<const float> grad, std::span<float> slot0,
                            std::span<float> slot1, int64_t t, std::byte* out = nullptr,
                            bool streaming = false);
+// A sync step's mean gradient applied: `sum` (the step's gradients added up) is scaled by
+// `scale` (1 / their number), applied as by apply_update_parallel (`out` and `streaming` as
+// there) and left all zeros for the next step, block by block in one pass. Exactly scaling
+// all of `sum`, apply_update() with it, then clearing it.
+void apply_mean_update_parallel(const OptimizerConfig& config, std::span<float> param,
+                                std::span<float> sum, float scale, std::span<float> slot0,
+                                std::span<float> slot1, int64_t t, std::byte* out = nullptr,
+                                bool streaming = false);
+// sum += x, split across the update threads the same way from kParallelUpdateMinValues on.
+void accumulate_parallel(std::span<float> sum, std::span<const float> x);
 // all_finite(), split across the update threads the same way from kParallelUpdateMinValues on.
 bool all_finite_parallel(std::span<const float> x);
 

@@ -236,9 +236,7 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
     return PushOutcome::kDuplicate;
   }
   for (size_t i = 0; i < chunks_.size(); ++i) {
-    const std::span<const float> g = as_floats(grads[i], scratch_);
-    std::vector<float>& acc = chunks_[i].accum;
-    for (size_t j = 0; j < acc.size(); ++j) acc[j] += g[j];
+    accumulate_parallel(chunks_[i].accum, as_floats(grads[i], scratch_));
   }
   contributors_.insert(worker);
   if (static_cast<int>(contributors_.size() + abstained_.size()) < replicas_) {
@@ -263,9 +261,9 @@ void ShardStore::apply_pending(WriteThrough* through) {
     const float scale = 1.0f / static_cast<float>(contributors_.size());
     for (size_t i = 0; i < chunks_.size(); ++i) {
       ChunkState& c = chunks_[i];
-      for (float& v : c.accum) v *= scale;
-      apply(c, c.accum, through_at(through, i));
-      std::fill(c.accum.begin(), c.accum.end(), 0.f);
+      apply_mean_update_parallel(optimizer_, writable(c), c.accum, scale, c.slot0, c.slot1,
+                                 step_ + 1, through_at(through, i),
+                                 through_bytes_ >= kStreamingCopyMinBytes);
     }
     if (through_at(through, 0) != nullptr) through->written = true;
     counters_.gradients_applied += static_cast<int64_t>(contributors_.size());

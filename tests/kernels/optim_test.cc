@@ -177,7 +177,7 @@ TEST(OptimTest, ApplyUpdateDispatchesWithConfig) {
 // apply_update_parallel() leaves parameters and slots exactly as apply_update() does, for
 // every optimizer, in one piece and split across the update threads (a ragged last piece),
 // and with `out` writes every updated value there at any alignment, with plain or
-// non-temporal stores.
+// non-temporal stores; apply_mean_update_parallel() and accumulate_parallel() likewise.
 TEST(OptimTest, ApplyUpdateParallelIsApplyUpdateAndCopiesTheResult) {
   const size_t small = 20'011;  // a few blocks and a ragged end, one piece
   const size_t large = 2 * kParallelUpdateMinValues + 13;
@@ -205,6 +205,28 @@ TEST(OptimTest, ApplyUpdateParallelIsApplyUpdateAndCopiesTheResult) {
         EXPECT_EQ(got, want) << what << ", no copy";
         EXPECT_EQ(s0, w0) << what << ", no copy";
         EXPECT_EQ(s1, w1) << what << ", no copy";
+      }
+      {
+        // The sync step's form: the sum of gradients, scaled, applied, then cleared; the sum
+        // built with accumulate_parallel from zeros.
+        std::vector<float> sum(n, 0.f), twice(n);
+        for (size_t i = 0; i < n; ++i) twice[i] = 2.f * g[i] + 0.25f;
+        accumulate_parallel(sum, twice);
+        accumulate_parallel(sum, g);
+        std::vector<float> mean(n);
+        for (size_t i = 0; i < n; ++i) mean[i] = ((0.f + twice[i]) + g[i]) * (1.f / 3.f);
+        std::vector<float> want_mean = p, m0 = a0, m1 = a1;
+        apply_update(config, want_mean, mean, m0, m1, 3);
+        std::vector<float> got = p, s0 = a0, s1 = a1;
+        std::vector<std::byte> out(n * sizeof(float));
+        apply_mean_update_parallel(config, got, sum, 1.f / 3.f, s0, s1, 3, out.data(), n > small);
+        std::vector<float> copied(n);
+        std::memcpy(copied.data(), out.data(), out.size());
+        EXPECT_EQ(got, want_mean) << what << ", mean of a sum";
+        EXPECT_EQ(copied, want_mean) << what << ", mean of a sum";
+        EXPECT_EQ(s0, m0) << what << ", mean of a sum";
+        EXPECT_EQ(s1, m1) << what << ", mean of a sum";
+        EXPECT_EQ(sum, std::vector<float>(n, 0.f)) << what << ": the sum is cleared";
       }
       for (bool streaming : {false, true}) {
         for (size_t misalign : {size_t{0}, size_t{3}}) {
