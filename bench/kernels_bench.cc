@@ -8,8 +8,10 @@
 // thread pool). --threads=N sets the pool size (default: all cores).
 #include <benchmark/benchmark.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string_view>
@@ -314,6 +316,38 @@ BENCHMARK(BM_OptimizerUpdate)
     ->ArgNames({"kind", "n"})
     ->ArgsProduct({{0, 1, 2, 3}, {79510}})
     ->Unit(benchmark::kMicrosecond);
+
+// --- a PS's SGD update of one chunk with its reply written as it goes (kernels/optim.h
+// apply_update_parallel with `out`): arg 0 = MB of parameters, arg 1 = 0 for one thread
+// (apply_update, then a memcpy of the result: what a PS did before), 1 for
+// apply_update_parallel (pieces on the update threads, non-temporal stores from 8 MB).
+// bytes_per_second counts the parameters and gradient read, the parameters and reply written.
+void BM_PsUpdateAndReply(benchmark::State& state) {
+  const auto n = static_cast<size_t>(state.range(0)) * (size_t{1} << 20) / sizeof(float);
+  const bool parallel = state.range(1) != 0;
+  OptimizerConfig config;
+  config.kind = OptimizerKind::kSgd;
+  config.learning_rate = 1e-3f;
+  std::vector<float> p(n, 0.5f), g(n), reply(n);
+  for (size_t i = 0; i < n; ++i) g[i] = static_cast<float>(i % 97) * 1e-3f - 0.04f;
+  for (auto _ : state) {
+    if (parallel) {
+      apply_update_parallel(config, p, g, {}, {}, 1, reinterpret_cast<std::byte*>(reply.data()),
+                            n * sizeof(float) >= kStreamingCopyMinBytes);
+    } else {
+      apply_update(config, p, g, {}, {}, 1);
+      std::memcpy(reply.data(), p.data(), n * sizeof(float));
+    }
+    benchmark::DoNotOptimize(reply.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, static_cast<double>(n), static_cast<double>(n * sizeof(float) * 4));
+}
+BENCHMARK(BM_PsUpdateAndReply)
+    ->ArgNames({"MB", "parallel"})
+    ->ArgsProduct({{4, 40}, {0, 1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace pstrain
 
