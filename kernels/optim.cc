@@ -371,40 +371,25 @@ void for_each_piece(size_t n, const Body& body) {
   });
 }
 
+// `u` over all of its span, in pieces on the update threads when large.
+void run_update(const PieceUpdate& u) {
+  for_each_piece(u.param.size(), [&](size_t at, size_t len) { update_piece(u, at, len); });
+}
+
 }  // namespace
 
 void apply_update_parallel(const OptimizerConfig& config, std::span<float> param,
                            std::span<const float> grad, std::span<float> slot0,
                            std::span<float> slot1, int64_t t, std::byte* out, bool streaming) {
   PSTRAIN_CHECK(param.size() == grad.size());
-  const PieceUpdate u{.config = config,
-                      .param = param,
-                      .grad = grad,
-                      .sum = {},
-                      .scale = 1.f,
-                      .slot0 = slot0,
-                      .slot1 = slot1,
-                      .t = t,
-                      .out = out,
-                      .streaming = streaming};
-  for_each_piece(param.size(), [&](size_t at, size_t len) { update_piece(u, at, len); });
+  run_update({config, param, grad, {}, 1.f, slot0, slot1, t, out, streaming});
 }
 
 void apply_mean_update_parallel(const OptimizerConfig& config, std::span<float> param,
                                 std::span<float> sum, float scale, std::span<float> slot0,
                                 std::span<float> slot1, int64_t t, std::byte* out, bool streaming) {
   PSTRAIN_CHECK(param.size() == sum.size());
-  const PieceUpdate u{.config = config,
-                      .param = param,
-                      .grad = {},
-                      .sum = sum,
-                      .scale = scale,
-                      .slot0 = slot0,
-                      .slot1 = slot1,
-                      .t = t,
-                      .out = out,
-                      .streaming = streaming};
-  for_each_piece(param.size(), [&](size_t at, size_t len) { update_piece(u, at, len); });
+  run_update({config, param, {}, sum, scale, slot0, slot1, t, out, streaming});
 }
 
 void accumulate_parallel(std::span<float> sum, std::span<const float> x) {
