@@ -16,9 +16,11 @@
 //       the worker's side.
 //   BM_PushPullMerged/...      the same arguments; one iteration = push_pull(): the push and
 //       the next pull in one round trip (Header.then_pull), as a worker's steps run.
-//   BM_RawZmq/KB:N/curve:S/ipc:I
+//   BM_RawZmq/KB:N/curve:S/ipc:I/conns:K
 //       the yardstick: a DEALER sends N KB in one zero-copy frame to a ROUTER echo in its own
-//       process that sends it back, through pstrain's message layer; no PS work.
+//       process that sends it back, through pstrain's message layer; no PS work. K > 1 (TCP,
+//       no CURVE): K DEALERs each send and get back N/K KB at once, both processes with two
+//       ZeroMQ I/O threads, as a client striping its tensors over several connections would.
 //   BM_Memcpy/MB:N   memcpy of N MB in the same binary, the memory-bandwidth yardstick.
 //
 // The PS applies plain SGD to every gradient (async mode), so each iteration includes the
@@ -367,6 +369,7 @@ BENCHMARK(BM_PushPullMerged)
 void BM_RawZmq(benchmark::State& state) {
   const int64_t bytes = state.range(0) * kKB;
   const bool curve = state.range(1) != 0;
+  const auto conns = static_cast<size_t>(state.range(3));
   std::optional<JobKeys> keys;
   if (!keys_or_skip(state, curve, keys)) return;
   auto c = start_child("echo", curve);
@@ -380,39 +383,64 @@ void BM_RawZmq(benchmark::State& state) {
   SocketOptions options;
   if (keys) options.curve = &*keys;
   options.transport = state.range(2) != 0 ? Transport::kIpc : Transport::kTcp;
-  auto dealer = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", child.port,
-                               "bench client", options);
-  if (!dealer.ok()) {
-    state.SkipWithError(dealer.status().to_string().c_str());
-    return;
+  std::vector<zmq::socket_t> dealers;
+  for (size_t i = 0; i < conns; ++i) {
+    auto dealer = connect_socket(ctx, zmq::socket_type::dealer, "127.0.0.1", child.port,
+                                 "bench client", options);
+    if (!dealer.ok()) {
+      state.SkipWithError(dealer.status().to_string().c_str());
+      return;
+    }
+    dealers.push_back(std::move(dealer).value());
   }
   const uint64_t job = keys ? keys->job_id : kPlainJob;
   auto buffer = std::make_shared<std::vector<float>>(static_cast<size_t>(bytes) / sizeof(float));
   std::iota(buffer->begin(), buffer->end(), 0.0f);
+  // Connection i carries the i-th of `conns` equal slices (the last one takes the rest).
+  const size_t slice = buffer->size() / conns;
+  const auto slice_of = [&](size_t i) {
+    const size_t first = i * slice;
+    return std::span<const float>(*buffer).subspan(first,
+                                                   i + 1 == conns ? buffer->size() - first : slice);
+  };
   for (auto _ : state) {
-    OutMessage msg;
-    msg.header.set_kind(wire::PUSH);
-    msg.header.set_job_id(job);
-    msg.frames.push_back(f32_frame("x", *buffer, buffer));
-    Status sent = send_message(*dealer, std::move(msg));
-    if (!sent.ok()) {
-      state.SkipWithError(sent.to_string().c_str());
-      break;
+    bool ok = true;
+    for (size_t i = 0; i < conns && ok; ++i) {
+      OutMessage msg;
+      msg.header.set_kind(wire::PUSH);
+      msg.header.set_job_id(job);
+      msg.frames.push_back(f32_frame("x", slice_of(i), buffer));
+      Status sent = send_message(dealers[i], std::move(msg));
+      if (!sent.ok()) {
+        state.SkipWithError(sent.to_string().c_str());
+        ok = false;
+      }
     }
-    auto reply = recv_message(*dealer, std::chrono::seconds(30), false, job);
-    if (!reply.ok() || reply->num_frames() != 1 ||
-        reply->frame_bytes(0).size() != static_cast<size_t>(bytes)) {
-      state.SkipWithError(("bad echo: " + reply.status().to_string()).c_str());
-      break;
+    for (size_t i = 0; i < conns && ok; ++i) {
+      auto reply = recv_message(dealers[i], std::chrono::seconds(30), false, job);
+      if (!reply.ok() || reply->num_frames() != 1 ||
+          reply->frame_bytes(0).size() != slice_of(i).size_bytes()) {
+        state.SkipWithError(("bad echo: " + reply.status().to_string()).c_str());
+        ok = false;
+        break;
+      }
+      benchmark::DoNotOptimize(reply->frame_bytes(0).data());
     }
-    benchmark::DoNotOptimize(reply->frame_bytes(0).data());
+    if (!ok) break;
   }
   state.SetBytesProcessed(state.iterations() * 2 * bytes);
-  (void)dealer->send(zmq::message_t(), zmq::send_flags::none);  // the stop message
+  (void)dealers[0].send(zmq::message_t(), zmq::send_flags::none);  // the stop message
 }
 BENCHMARK(BM_RawZmq)
-    ->ArgNames({"KB", "curve", "ipc"})
-    ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}, {0, 1}})
+    ->ArgNames({"KB", "curve", "ipc", "conns"})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}, {0, 1}, {1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+// Several connections (issue 12's last candidate for TCP): the bytes split over 2 or 4 DEALERs,
+// each served by one of the two I/O threads of either process.
+BENCHMARK(BM_RawZmq)
+    ->ArgNames({"KB", "curve", "ipc", "conns"})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0}, {2, 4}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
