@@ -401,6 +401,20 @@ void accumulate_parallel(std::span<float> sum, std::span<const float> x) {
   });
 }
 
+void copy_parallel(std::byte* dst, const std::byte* src, size_t bytes) {
+  constexpr size_t kPieceBytes = kUpdatePieceValues * sizeof(float);
+  if (bytes < kParallelUpdateMinValues * sizeof(float)) {
+    if (bytes > 0) std::memcpy(dst, src, bytes);
+    return;
+  }
+  cpu::ThreadPool& pool = update_pool();
+  const auto pieces = static_cast<int64_t>((bytes + kPieceBytes - 1) / kPieceBytes);
+  pool.run(pieces, pool.size(), [&](int64_t i, int /*worker*/) {
+    const size_t at = static_cast<size_t>(i) * kPieceBytes;
+    std::memcpy(dst + at, src + at, std::min(kPieceBytes, bytes - at));
+  });
+}
+
 bool all_finite_parallel(std::span<const float> x) {
   std::atomic<bool> finite{true};
   for_each_piece(x.size(), [&](size_t at, size_t len) {

@@ -9,6 +9,7 @@
 #include <random>
 #include <type_traits>
 
+#include "kernels/optim.h"
 #include "runtime/base/log.h"
 #include "runtime/wire/transport.h"
 
@@ -614,7 +615,8 @@ Result<bool> PsClient::take_params(int ps, const InMessage& reply, std::span<flo
                        c.key + "' was expected");
     }
     PSTRAIN_RETURN_IF_ERROR(reply.copy_frame_f32(
-        i, flat.subspan(static_cast<size_t>(c.flat_offset), static_cast<size_t>(c.count))));
+        i, flat.subspan(static_cast<size_t>(c.flat_offset), static_cast<size_t>(c.count)),
+        copy_parallel));
   }
   steps[static_cast<size_t>(ps)] = reply.header.step();
   return true;
@@ -712,7 +714,8 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
           name_segment(m, ps, /*reply=*/along != nullptr);
           m.shm = {.base = seg->bytes().data(),
                    .offset = kShmHeaderBytes,
-                   .size = shm_region_[static_cast<size_t>(ps)]};
+                   .size = shm_region_[static_cast<size_t>(ps)],
+                   .copy = copy_parallel};
         }
         const auto& mine = placement_->chunks_of_ps[static_cast<size_t>(ps)];
         m.frames.resize(mine.size());

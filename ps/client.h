@@ -32,6 +32,9 @@
 //   time, so the regions are never written while the other side reads them. With one PS the
 //   regions can be the worker's own buffers (flat_in_shm()): the gradients are then pushed
 //   and the parameters pulled without a copy on the worker's side.
+// - The worker's large copies (a frame of 2 MB or more: gradients into a request region,
+//   pulled parameters out of a reply over any transport) run in 1 MB pieces on
+//   kernels/optim.h's update threads (copy_parallel), at most min(hardware threads, 4).
 // Thread-safety: all methods from one thread; the heartbeat thread is internal.
 #pragma once
 

@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "kernels/optim.h"
 #include "ps/checkpoint_io.h"
 #include "ps/client.h"
 #include "runtime/base/log.h"
@@ -729,7 +730,8 @@ void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t req
     out.shm = {.base = shm.segment->bytes().data(),
                .offset = shm.offset,
                .size = shm.size,
-               .packed = true};
+               .packed = true,
+               .copy = copy_parallel};
   }
   out.frames.reserve(store_.num_chunks());
   if (shm.written) {

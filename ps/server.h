@@ -3,7 +3,8 @@
 // Contract
 // - Serves HELLO, INIT, PULL, PUSH, HEARTBEAT, DONE and STATUS (runtime/wire/proto/pstrain.proto)
 //   from any number of workers on one thread: no thread per request or per worker (the
-//   update of a large chunk runs in pieces on kernels/optim.h's update threads). A PULL
+//   update of a large chunk, and the copy of a large reply into a worker's shared memory,
+//   run in pieces on kernels/optim.h's update threads). A PULL
 //   that must wait (variables not initialised yet, or sync training's next step not reached)
 //   is parked and answered when the event happens, or with REPLY_NOT_READY after
 //   `long_poll` so the worker can re-ask; nothing waits on a fixed sleep.

@@ -46,7 +46,8 @@ bool frame_byte_size(wire::DType dtype, uint64_t count, uint64_t* bytes) {
 }
 
 template <typename T>
-Status copy_frame(const InMessage& m, size_t i, wire::DType want, std::span<T> dst) {
+Status copy_frame(const InMessage& m, size_t i, wire::DType want, std::span<T> dst,
+                  BulkCopy copy = nullptr) {
   if (i >= m.frames.size() || i >= static_cast<size_t>(m.header.frames_size())) {
     return invalid_argument("frame index " + std::to_string(i) + " is out of range: the " +
                             describe(m.header) + " message has " + std::to_string(m.frames.size()) +
@@ -73,9 +74,16 @@ Status copy_frame(const InMessage& m, size_t i, wire::DType want, std::span<T> d
   }
   // A frame in shared memory may already be where the caller reads it (nothing to do), or,
   // from a peer that named odd offsets, overlap it: memmove, never memcpy.
-  const void* src = bytes.data();
-  if (!dst.empty() && src != static_cast<const void*>(dst.data())) {
-    std::memmove(dst.data(), src, dst.size_bytes());
+  const std::byte* src = bytes.data();
+  auto* to = reinterpret_cast<std::byte*>(dst.data());
+  if (!dst.empty() && src != to) {
+    const bool apart =
+        !std::less<>()(src, to + dst.size_bytes()) || !std::less<>()(to, src + dst.size_bytes());
+    if (copy != nullptr && apart) {
+      copy(to, src, dst.size_bytes());
+    } else {
+      std::memmove(to, src, dst.size_bytes());
+    }
   }
   return {};
 }
@@ -267,7 +275,14 @@ Status send_message(zmq::socket_t& socket, OutMessage& msg, SendBuffers& buffers
       } else {
         at = (at + align - 1) & ~(align - 1);
         if (bytes == 0 || at > end || bytes > end - at) break;
-        std::memcpy(msg.shm.base + at, msg.frames[i].data, static_cast<size_t>(bytes));
+        const auto* from = static_cast<const std::byte*>(msg.frames[i].data);
+        std::byte* to = msg.shm.base + at;
+        if (msg.shm.copy != nullptr &&
+            (!std::less<>()(from, to + bytes) || !std::less<>()(to, from + bytes))) {
+          msg.shm.copy(to, from, static_cast<size_t>(bytes));
+        } else {
+          std::memcpy(to, from, static_cast<size_t>(bytes));
+        }
       }
       wire::FrameInfo* info = header.mutable_frames(static_cast<int>(i));
       info->set_in_shm(true);
@@ -368,8 +383,8 @@ std::span<const std::byte> InMessage::frame_bytes(size_t i) const {
   return {static_cast<const std::byte*>(f.data()), f.size()};
 }
 
-Status InMessage::copy_frame_f32(size_t i, std::span<float> dst) const {
-  return copy_frame(*this, i, wire::DTYPE_FLOAT32, dst);
+Status InMessage::copy_frame_f32(size_t i, std::span<float> dst, BulkCopy copy) const {
+  return copy_frame(*this, i, wire::DTYPE_FLOAT32, dst, copy);
 }
 
 Status InMessage::copy_frame_i32(size_t i, std::span<int32_t> dst) const {

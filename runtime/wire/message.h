@@ -118,6 +118,11 @@ OutFrame half_frame(std::string key, FloatFormat format, std::span<const uint16_
 OutFrame owned_f32_frame(std::string key, std::vector<float> values);
 OutFrame owned_i32_frame(std::string key, std::vector<int32_t> values);
 
+// How a caller's large copies are made (send_message() into shared memory, copy_frame_f32()):
+// memcpy(dst, src, bytes) for spans that do not overlap, perhaps on several threads (a worker
+// passes kernels/optim.h's copy_parallel; this layer has no threads). nullptr: memcpy.
+using BulkCopy = void (*)(std::byte* dst, const std::byte* src, size_t bytes);
+
 // Where send_message() puts frame bytes in shared memory: [offset, offset + size) of the
 // mapping that starts at `base` (FrameInfo.shm_offset counts from `base`). base == nullptr:
 // every frame travels inline.
@@ -128,6 +133,8 @@ struct ShmTarget {
   // Frames back to back (each at a 4-byte boundary) instead of each at a 64-byte one: a PS
   // answers so, and chunks adjacent in a model's flat layout are then adjacent in the reply.
   bool packed = false;
+  // Copies the frames that are not in the region already (nullptr: memcpy).
+  BulkCopy copy = nullptr;
 };
 
 struct OutMessage {
@@ -201,8 +208,9 @@ struct InMessage {
   std::span<const std::byte> frame_bytes(size_t i) const;
   // Copies frame i into dst (nothing when the frame's bytes are dst's: a shared-memory reply
   // written where the caller reads it). Errors (kInvalidArgument) when i is out of range, the
-  // frame is not of that dtype, or its element count differs from dst.size().
-  Status copy_frame_f32(size_t i, std::span<float> dst) const;
+  // frame is not of that dtype, or its element count differs from dst.size(). `copy` makes
+  // the copy when the bytes do not overlap dst (memmove otherwise; nullptr: memcpy).
+  Status copy_frame_f32(size_t i, std::span<float> dst, BulkCopy copy = nullptr) const;
   Status copy_frame_i32(size_t i, std::span<int32_t> dst) const;
 };
 

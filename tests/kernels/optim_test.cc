@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -265,6 +266,26 @@ TEST(OptimTest, AllFiniteParallelFindsABadValueInAnyPiece) {
   }
   std::vector<float> small = {1.f, std::numeric_limits<float>::infinity()};
   EXPECT_FALSE(all_finite_parallel(small));
+}
+
+TEST(OptimTest, CopyParallelCopiesEveryByteAndNothingPastTheEnd) {
+  const size_t threshold = kParallelUpdateMinValues * sizeof(float);
+  // Below the threshold (one memcpy), at it, and several 1 MB pieces with a ragged end, to a
+  // destination at an odd offset.
+  for (size_t bytes : {size_t{0}, size_t{13}, threshold - 1, threshold, 3 * threshold + 7}) {
+    std::vector<std::byte> src(bytes);
+    for (size_t i = 0; i < bytes; ++i) src[i] = static_cast<std::byte>((i * 131 + 7) % 251);
+    constexpr size_t kGuard = 64;
+    std::vector<std::byte> dst(bytes + 2 * kGuard + 1, std::byte{0xEE});
+    copy_parallel(dst.data() + kGuard + 1, src.data(), bytes);
+    EXPECT_TRUE(std::equal(src.begin(), src.end(), dst.begin() + kGuard + 1)) << bytes;
+    EXPECT_TRUE(std::all_of(dst.begin(), dst.begin() + kGuard + 1,
+                            [](std::byte b) { return b == std::byte{0xEE}; }))
+        << "written before the start, " << bytes << " bytes";
+    EXPECT_TRUE(std::all_of(dst.end() - kGuard, dst.end(),
+                            [](std::byte b) { return b == std::byte{0xEE}; }))
+        << "written past the end, " << bytes << " bytes";
+  }
 }
 
 TEST(OptimTest, NamesSlotsAndParsing) {

@@ -241,6 +241,42 @@ TEST(ShmMessageTest, FramesAlreadyInTheRegionAreNamedWhereTheyLieAndNotCopied) {
   EXPECT_EQ(got, outside);
 }
 
+// A BulkCopy that counts its calls and copies as memcpy does.
+int bulk_copies = 0;
+void counting_copy(std::byte* dst, const std::byte* src, size_t bytes) {
+  ++bulk_copies;
+  std::memcpy(dst, src, bytes);
+}
+
+TEST(ShmMessageTest, TheCallersBulkCopyMakesTheCopiesThatDoNotOverlap) {
+  auto seg = ShmSegment::create(1 << 16);
+  ASSERT_TRUE(seg.ok()) << seg.status().to_string();
+  std::byte* base = (*seg)->bytes().data();
+  const std::vector<float> a = {1.5f, -2.f, 3.f, 4.f, 5.f};
+  const std::vector<int32_t> b = {4, 5, 6};
+  Pair pair("shm-bulk-copy");
+  // Into the region: one call per frame copied.
+  bulk_copies = 0;
+  OutMessage m = push_with(a, b);
+  m.shm = {.base = base, .offset = kShmHeaderBytes, .size = 4096, .copy = counting_copy};
+  ASSERT_TRUE(send_message(pair.dealer, std::move(m)).ok());
+  EXPECT_EQ(bulk_copies, 2);
+  const ShmResolver resolve = resolver_of(*seg);
+  auto r = recv_message(pair.router, kWait, true, kJob, nullptr, &resolve);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  // Out of it into the caller's buffer: the caller's copy.
+  bulk_copies = 0;
+  std::vector<float> got(a.size());
+  ASSERT_TRUE(r->copy_frame_f32(0, got, counting_copy).ok());
+  EXPECT_EQ(got, a);
+  EXPECT_EQ(bulk_copies, 1);
+  // Onto bytes that overlap the frame's: moved, never given to the caller's copy.
+  auto* in_region = reinterpret_cast<float*>(base + r->frame_info(0).shm_offset());
+  ASSERT_TRUE(r->copy_frame_f32(0, std::span<float>(in_region + 1, a.size()), counting_copy).ok());
+  EXPECT_EQ(std::vector<float>(in_region + 1, in_region + 1 + a.size()), a);
+  EXPECT_EQ(bulk_copies, 1);
+}
+
 TEST(ShmMessageTest, PackedFramesLieBackToBack) {
   auto seg = ShmSegment::create(1 << 16);
   ASSERT_TRUE(seg.ok()) << seg.status().to_string();
