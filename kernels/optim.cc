@@ -415,6 +415,16 @@ void copy_parallel(std::byte* dst, const std::byte* src, size_t bytes) {
   });
 }
 
+void run_update_tasks(size_t n, const std::function<void(size_t)>& task) {
+  if (n <= 1) {
+    if (n == 1) task(0);
+    return;
+  }
+  cpu::ThreadPool& pool = update_pool();
+  pool.run(static_cast<int64_t>(n), pool.size(),
+           [&](int64_t i, int /*worker*/) { task(static_cast<size_t>(i)); });
+}
+
 bool all_finite_parallel(std::span<const float> x) {
   std::atomic<bool> finite{true};
   for_each_piece(x.size(), [&](size_t at, size_t len) {

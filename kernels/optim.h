@@ -19,6 +19,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -146,6 +147,11 @@ void apply_mean_update_parallel(const OptimizerConfig& config, std::span<float> 
 void accumulate_parallel(std::span<float> sum, std::span<const float> x);
 // all_finite(), split across the update threads the same way from kParallelUpdateMinValues on.
 bool all_finite_parallel(std::span<const float> x);
+// Runs task(i) for every i in [0, n) on the update threads (the caller works too; returns
+// when all are done): independent updates each too small to be split, such as the ranges of
+// a chunk that came over several connections. A task must not give the *_parallel functions
+// above kParallelUpdateMinValues values or more (the threads are busy with the tasks).
+void run_update_tasks(size_t n, const std::function<void(size_t)>& task);
 // memcpy(dst, src, bytes) for a worker's large copies (pulled parameters out of a reply,
 // gradients into a shared-memory segment): from kParallelUpdateMinValues float32 values'
 // worth of bytes (2 MB) on, in 1 MB pieces on the update threads (a memory-bound copy runs

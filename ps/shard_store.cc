@@ -124,18 +124,37 @@ Status ShardStore::reconfigure(const OptimizerConfig& optimizer,
 
 Status ShardStore::check_layout(std::span<const std::string> keys,
                                 std::span<const int64_t> counts) const {
-  if (keys.size() != chunks_.size() || counts.size() != chunks_.size()) {
+  return check_layout(keys, {}, counts);
+}
+
+Status ShardStore::check_layout(std::span<const std::string> keys, std::span<const int64_t> offsets,
+                                std::span<const int64_t> counts) const {
+  const auto mismatch = [&] {
     return invalid_argument("message has " + std::to_string(keys.size()) +
                             " chunks, this parameter server holds " +
                             std::to_string(chunks_.size()));
+  };
+  if (counts.size() != keys.size() || (!offsets.empty() && offsets.size() != keys.size())) {
+    return mismatch();
   }
+  size_t v = 0;
   for (size_t i = 0; i < chunks_.size(); ++i) {
-    if (keys[i] != chunks_[i].key || counts[i] != count(i)) {
-      return invalid_argument("chunk " + std::to_string(i) + " is '" + keys[i] + "' with " +
-                              std::to_string(counts[i]) + " elements, expected '" + chunks_[i].key +
-                              "' with " + std::to_string(count(i)));
+    const int64_t n = count(i);
+    for (int64_t at = 0; at < n; at += counts[v++]) {
+      if (v == keys.size()) return mismatch();
+      const int64_t from = offsets.empty() ? 0 : offsets[v];
+      // A whole chunk, or a range that starts where the last one ended.
+      if (keys[v] != chunks_[i].key || from != at || counts[v] <= 0 ||
+          (from == 0 && counts[v] != n && offsets.empty()) || counts[v] > n - at) {
+        const std::string range = from == 0 ? "" : " from element " + std::to_string(from);
+        return invalid_argument("chunk " + std::to_string(i) + " is '" + keys[v] + "' with " +
+                                std::to_string(counts[v]) + " elements" + range + ", expected '" +
+                                chunks_[i].key + "' with " + std::to_string(n - at) + " elements" +
+                                (at == 0 ? "" : " from element " + std::to_string(at)));
+      }
     }
   }
+  if (v != keys.size()) return mismatch();
   return {};
 }
 
@@ -165,10 +184,36 @@ std::vector<float>& ShardStore::writable(ChunkState& c) {
   return c.params->data;
 }
 
-void ShardStore::apply(ChunkState& c, std::span<const float> grad, std::byte* out) {
-  std::vector<float>& p = writable(c);
-  apply_update_parallel(optimizer_, p, grad, c.slot0, c.slot1, step_ + 1, out,
-                        through_bytes_ >= kStreamingCopyMinBytes);
+void ShardStore::map_views(std::span<const GradientView> grads) {
+  view_chunk_.resize(grads.size());
+  size_t c = 0;
+  int64_t at = 0;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (at >= count(c)) {
+      ++c;
+      at = 0;
+    }
+    PSTRAIN_CHECK(c < chunks_.size());
+    view_chunk_[i] = c;
+    at += grads[i].count;
+  }
+  if (view_floats_.size() < grads.size()) {
+    view_floats_.resize(grads.size());
+    view_scratch_.resize(grads.size());
+  }
+}
+
+template <typename Body>
+void ShardStore::for_each_view(std::span<const GradientView> grads, const Body& body) {
+  const bool ranges = grads.size() > chunks_.size();
+  const bool small = std::all_of(grads.begin(), grads.end(), [](const GradientView& g) {
+    return static_cast<size_t>(g.count) < kParallelUpdateMinValues;
+  });
+  if (ranges && small) {
+    run_update_tasks(grads.size(), [&](size_t i) { body(i); });
+    return;
+  }
+  for (size_t i = 0; i < grads.size(); ++i) body(i);
 }
 
 std::byte* ShardStore::through_at(WriteThrough* through, size_t i) const {
@@ -196,11 +241,16 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
     ++counters_.late;
     return PushOutcome::kLate;
   }
-  bool finite = true;
-  for (size_t i = 0; i < chunks_.size() && finite; ++i) {
-    finite = all_finite_parallel(as_floats(grads[i], scratch_));
-  }
-  if (!finite) {
+  // Each entry as float32 (16-bit values widened once, here, for the check and the update).
+  map_views(grads);
+  std::atomic<bool> finite{true};
+  for_each_view(grads, [&](size_t i) {
+    view_floats_[i] = as_floats(grads[i], view_scratch_[i]);
+    if (finite.load(std::memory_order_relaxed) && !all_finite_parallel(view_floats_[i])) {
+      finite.store(false, std::memory_order_relaxed);
+    }
+  });
+  if (!finite.load()) {
     ++counters_.non_finite;
     // Sync: the worker abstains from this step, so the step goes on with the others instead
     // of waiting for a gradient that will not come.
@@ -213,10 +263,22 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
     }
     return PushOutcome::kNonFinite;
   }
+  const auto range = [&](std::vector<float>& v, size_t i) {
+    return v.empty() ? std::span<float>()
+                     : std::span<float>(v).subspan(static_cast<size_t>(grads[i].offset),
+                                                   static_cast<size_t>(grads[i].count));
+  };
   if (!aggregation_.sync) {
-    for (size_t i = 0; i < chunks_.size(); ++i) {
-      apply(chunks_[i], as_floats(grads[i], scratch_), through_at(through, i));
-    }
+    // (Copies on write here, once per chunk, before any range of it is updated.)
+    for (ChunkState& c : chunks_) writable(c);
+    const bool streaming = through_bytes_ >= kStreamingCopyMinBytes;
+    for_each_view(grads, [&](size_t i) {
+      ChunkState& c = chunks_[view_chunk_[i]];
+      std::byte* out = through_at(through, view_chunk_[i]);
+      if (out != nullptr) out += static_cast<size_t>(grads[i].offset) * sizeof(float);
+      apply_update_parallel(optimizer_, range(c.params->data, i), view_floats_[i],
+                            range(c.slot0, i), range(c.slot1, i), step_ + 1, out, streaming);
+    });
     if (through_at(through, 0) != nullptr) through->written = true;
     ++step_;
     ++counters_.gradients_applied;
@@ -235,9 +297,9 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
     ++counters_.duplicate;
     return PushOutcome::kDuplicate;
   }
-  for (size_t i = 0; i < chunks_.size(); ++i) {
-    accumulate_parallel(chunks_[i].accum, as_floats(grads[i], scratch_));
-  }
+  for_each_view(grads, [&](size_t i) {
+    accumulate_parallel(range(chunks_[view_chunk_[i]].accum, i), view_floats_[i]);
+  });
   contributors_.insert(worker);
   if (static_cast<int>(contributors_.size() + abstained_.size()) < replicas_) {
     return PushOutcome::kAccumulated;

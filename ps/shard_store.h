@@ -43,13 +43,16 @@ struct ChunkInit {
   std::vector<float> values;
 };
 
-// One chunk's gradient as received: `count` raw little-endian values of `format` (float32, or
-// float16/bfloat16 from a worker with --compress), alignment not assumed. 16-bit values are
-// widened to float32 (exactly) before anything else looks at them.
+// One chunk's gradient as received, or a range of it: `count` raw little-endian values of
+// `format` (float32, or float16/bfloat16 from a worker with --compress), alignment not assumed,
+// for the chunk's values [offset, offset + count) (a large push striped over several
+// connections comes in ranges). 16-bit values are widened to float32 (exactly) before
+// anything else looks at them.
 struct GradientView {
   const std::byte* data = nullptr;
   int64_t count = 0;
   FloatFormat format = FloatFormat::kFloat32;
+  int64_t offset = 0;
 };
 
 enum class PushOutcome {
@@ -92,9 +95,11 @@ class ShardStore {
   // gradients held for the current step: a restarted job's chief may change them.
   Status reconfigure(const OptimizerConfig& optimizer, const AggregationConfig& aggregation);
 
-  // `grads` has one entry per chunk, in chunk order, with matching counts (the caller checks
-  // keys and counts with check_layout first). A gradient holding NaN or Inf anywhere is
-  // dropped whole (kNonFinite, counted) before anything of it is applied or accumulated.
+  // `grads` covers every chunk in chunk order: one entry per chunk, or a chunk in several
+  // ranges back to back (offsets ascending from 0), as check_layout() accepts them (the caller
+  // checks first). Ranges of one chunk are updated in parallel on the update threads, to the
+  // same values as the whole chunk. A gradient holding NaN or Inf anywhere is dropped whole
+  // (kNonFinite, counted) before anything of it is applied or accumulated.
   //
   // `through` (optional): where the values an update of this push produces are also written,
   // block by block while in cache (kernels/optim.h apply_update_parallel): every chunk's
@@ -109,8 +114,14 @@ class ShardStore {
   };
   PushOutcome push(int worker, int64_t step, std::span<const GradientView> grads,
                    WriteThrough* through = nullptr);
-  // Checks that (keys, counts) match the chunks held; the error names the first mismatch.
+  // Checks that (keys, counts) match the chunks held, one entry per chunk; the error names the
+  // first mismatch.
   Status check_layout(std::span<const std::string> keys, std::span<const int64_t> counts) const;
+  // The same for entries that are ranges [offsets[i], offsets[i] + counts[i]) of the chunk
+  // keys[i] names: they must tile every chunk, in chunk order, each chunk's ranges ascending
+  // and back to back (a chunk whole is one range from 0).
+  Status check_layout(std::span<const std::string> keys, std::span<const int64_t> offsets,
+                      std::span<const int64_t> counts) const;
 
   int64_t step() const { return step_; }
   bool finished() const { return initialized_ && step_ >= aggregation_.train_steps; }
@@ -152,8 +163,13 @@ class ShardStore {
     std::vector<float> accum;  // sync: sum of this step's fresh gradients
   };
   std::vector<float>& writable(ChunkState& c);
-  // `out`: null, or where the updated values are also written (WriteThrough).
-  void apply(ChunkState& c, std::span<const float> grad, std::byte* out);
+  // The chunk of each entry of a push's `grads` (view_chunk_), which tile the chunks in order.
+  void map_views(std::span<const GradientView> grads);
+  // Runs body(i) for every entry of `grads`: in order, or as tasks on the update threads when
+  // a chunk came in several ranges, none of them large enough to be split (each is then
+  // done on one thread; a large one is split by the update itself).
+  template <typename Body>
+  void for_each_view(std::span<const GradientView> grads, const Body& body);
   void apply_pending(WriteThrough* through);
   // The place of chunk i's values in a WriteThrough's bytes; null when there is none or the
   // bytes cannot hold every chunk.
@@ -166,11 +182,13 @@ class ShardStore {
   int replicas_ = 1;
   int64_t step_ = 0;
   std::vector<ChunkState> chunks_;
-  std::set<int> contributors_;  // sync: workers whose gradient for step_ is accumulated
-  std::set<int> abstained_;     // sync: workers whose gradient for step_ was non-finite
-  std::vector<float> scratch_;
-  std::vector<uint64_t> chunk_offsets_;  // byte offset of each chunk in a WriteThrough
-  uint64_t through_bytes_ = 0;           // ... and the bytes of all of them
+  std::set<int> contributors_;      // sync: workers whose gradient for step_ is accumulated
+  std::set<int> abstained_;         // sync: workers whose gradient for step_ was non-finite
+  std::vector<size_t> view_chunk_;  // push(): the chunk of each entry
+  std::vector<std::span<const float>> view_floats_;  // ... its values as float32
+  std::vector<std::vector<float>> view_scratch_;     // ... where those were widened or aligned
+  std::vector<uint64_t> chunk_offsets_;              // byte offset of each chunk in a WriteThrough
+  uint64_t through_bytes_ = 0;                       // ... and the bytes of all of them
   StoreCounters counters_;
 };
 

@@ -264,6 +264,101 @@ TEST(ShardStore, LayoutCheckNamesTheMismatch) {
   EXPECT_FALSE(s.check_layout(keys, counts).ok());
 }
 
+TEST(ShardStore, LayoutCheckTakesRangesThatTileEachChunk) {
+  ShardStore s = make_store(false, 1, 10);  // "a": 2 elements, "b": 1
+  const std::vector<std::string> keys = {"a", "a", "b"};
+  EXPECT_TRUE(
+      s.check_layout(keys, std::vector<int64_t>{0, 1, 0}, std::vector<int64_t>{1, 1, 1}).ok());
+  // A gap, an overlap, ranges out of order, a range past the end: each named.
+  Status gap = s.check_layout(std::vector<std::string>{"a", "b"}, std::vector<int64_t>{0, 0},
+                              std::vector<int64_t>{1, 1});
+  ASSERT_FALSE(gap.ok());
+  EXPECT_NE(gap.message().find("expected 'a' with 1 elements from element 1"), std::string::npos)
+      << gap.message();
+  EXPECT_FALSE(
+      s.check_layout(keys, std::vector<int64_t>{0, 0, 0}, std::vector<int64_t>{1, 1, 1}).ok());
+  EXPECT_FALSE(
+      s.check_layout(keys, std::vector<int64_t>{1, 0, 0}, std::vector<int64_t>{1, 1, 1}).ok());
+  EXPECT_FALSE(s.check_layout(std::vector<std::string>{"a", "a", "b"},
+                              std::vector<int64_t>{0, 1, 0}, std::vector<int64_t>{1, 2, 1})
+                   .ok());
+  // A range left over after the last chunk.
+  EXPECT_FALSE(s.check_layout(std::vector<std::string>{"a", "a", "b", "b"},
+                              std::vector<int64_t>{0, 1, 0, 1}, std::vector<int64_t>{1, 1, 1, 1})
+                   .ok());
+}
+
+// A store of one large chunk and a small one, updated by Adam, sync or async.
+ShardStore make_ranged_store(bool sync, size_t large) {
+  ShardStore s;
+  OptimizerConfig adam{OptimizerKind::kAdam, 0.01f};
+  std::vector<float> values(large);
+  for (size_t i = 0; i < large; ++i) values[i] = 0.001f * static_cast<float>(i % 977);
+  std::vector<ChunkInit> chunks = {{"w", std::move(values)}, {"b", {1.f, 2.f, 3.f}}};
+  EXPECT_TRUE(s.initialize(adam, {sync, 2, 100}, std::move(chunks)).ok());
+  return s;
+}
+
+TEST(ShardStore, AChunkInRangesIsUpdatedExactlyAsWhole) {
+  // Ranges small enough to run as tasks on the update threads, and ranges large enough to be
+  // split by the update itself (sequentially, one after another).
+  for (const size_t large : {size_t{10007}, kParallelUpdateMinValues * 4 + 13}) {
+    for (const bool sync : {false, true}) {
+      SCOPED_TRACE(std::to_string(large) + (sync ? " sync" : " async"));
+      ShardStore whole = make_ranged_store(sync, large);
+      ShardStore ranged = make_ranged_store(sync, large);
+      std::mt19937 rng(5);
+      std::normal_distribution<float> dist(0.f, 0.3f);
+      for (int64_t step = 0; step < 3; ++step) {
+        for (int worker = 0; worker < 2; ++worker) {
+          std::vector<float> w(large), b(3);
+          for (float& x : w) x = dist(rng);
+          for (float& x : b) x = dist(rng);
+          const auto* wb = reinterpret_cast<const std::byte*>(w.data());
+          const auto* bb = reinterpret_cast<const std::byte*>(b.data());
+          const std::vector<GradientView> one = {{wb, static_cast<int64_t>(large)}, {bb, 3}};
+          // "w" in four uneven ranges, the last ragged.
+          const int64_t q = static_cast<int64_t>(large) / 4 + 3;
+          const int64_t n = static_cast<int64_t>(large);
+          std::vector<GradientView> four;
+          for (int64_t at = 0; at < n; at += q) {
+            four.push_back({wb + at * 4, std::min(q, n - at), FloatFormat::kFloat32, at});
+          }
+          four.push_back({bb, 3});
+          ASSERT_EQ(four.size(), 5u);
+          const int64_t s = sync ? step : whole.step();
+          EXPECT_EQ(whole.push(worker, s, one), ranged.push(worker, s, four));
+        }
+      }
+      ASSERT_EQ(whole.step(), ranged.step());
+      EXPECT_EQ(whole.step(), sync ? 3 : 6);
+      for (size_t c = 0; c < 2; ++c) {
+        const std::vector<float>& p = *whole.values(c);
+        const std::vector<float>& r = *ranged.values(c);
+        ASSERT_EQ(p.size(), r.size());
+        EXPECT_EQ(0, std::memcmp(p.data(), r.data(), p.size() * sizeof(float))) << c;
+        for (int k = 0; k < 2; ++k) EXPECT_EQ(whole.slot(c, k), ranged.slot(c, k)) << c;
+      }
+      // Not a pass by accident: the values moved.
+      EXPECT_NE((*whole.values(0))[1], 0.001f);
+    }
+  }
+}
+
+TEST(ShardStore, ANonFiniteValueInTheLastRangeDropsEveryRange) {
+  ShardStore s = make_ranged_store(false, 4096);
+  std::vector<float> w(4096, 0.5f), b(3, 0.5f);
+  w[4000] = std::numeric_limits<float>::quiet_NaN();
+  const auto* wb = reinterpret_cast<const std::byte*>(w.data());
+  const std::vector<GradientView> views = {{wb, 2048},
+                                           {wb + 2048 * 4, 2048, FloatFormat::kFloat32, 2048},
+                                           {reinterpret_cast<const std::byte*>(b.data()), 3}};
+  const std::vector<float> before = *s.values(0);
+  EXPECT_EQ(s.push(0, 0, views), PushOutcome::kNonFinite);
+  EXPECT_EQ(*s.values(0), before);  // nothing of the first range applied either
+  EXPECT_EQ(s.step(), 0);
+}
+
 TEST(ShardStore, InitializeRejectsRepeatsAndTwice) {
   ShardStore s;
   OptimizerConfig adam;
