@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <numeric>
 #include <random>
 #include <sstream>
 
@@ -18,6 +19,21 @@
 
 namespace pstrain {
 namespace {
+
+// A PsClient's sockets (requests, heartbeats, stripes) share a session: their routing ids are
+// "pstrain/<worker>/<random>/<socket>" (ps/client.h). Any other routing id is a session alone.
+std::string session_of(const zmq::message_t& routing_id) {
+  std::string session(static_cast<const char*>(routing_id.data()), routing_id.size());
+  if (session.starts_with(kSessionPrefix)) {
+    const size_t slash = session.rfind('/');
+    if (slash > std::strlen(kSessionPrefix)) session.resize(slash);
+  }
+  return session;
+}
+
+bool same_routing_id(const zmq::message_t& a, const zmq::message_t& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 constexpr const char* kChiefLost =
     "the chief (worker 0) was lost before it initialised the variables; restart the job";
@@ -827,26 +843,32 @@ void ParameterServer::answer_parked(bool expire_all_due) {
 void ParameterServer::on_push_part(InMessage& msg) {
   const wire::Header& h = msg.header;
   WorkerState::PartialPush& partial = workers_[static_cast<size_t>(h.sender())].partial;
-  std::string connection(static_cast<const char*>(msg.routing_id.data()), msg.routing_id.size());
-  if (partial.connection != connection || partial.step != h.step()) {
+  std::string session = session_of(msg.routing_id);
+  if (partial.session != session || partial.step != h.step()) {
     // A new PUSH: the parts of an earlier one that never completed (its worker gave it up)
     // go.
     partial = {};
-    partial.connection = std::move(connection);
+    partial.session = std::move(session);
     partial.step = h.step();
   }
   partial.frames += msg.num_frames();
-  if (msg.num_frames() == 0 || partial.frames > store_.num_chunks()) {
+  if (msg.num_frames() == 0 || partial.frames > store_.num_chunks() + kMaxPushStripes) {
     counters_.malformed.fetch_add(1);
     const size_t frames = partial.frames;
     partial = {};
     reply_error(msg, !store_.initialized() ? "PUSH before the chief initialised the variables"
                                            : "a PUSH in parts carries " + std::to_string(frames) +
-                                                 " chunks by now; this parameter server holds " +
-                                                 std::to_string(store_.num_chunks()));
+                                                 " frames by now; this parameter server holds " +
+                                                 std::to_string(store_.num_chunks()) + " chunks");
     return;
   }
   partial.parts.push_back(std::move(msg));
+  // The last part came first (over another connection) and waited for this one.
+  if (partial.last && partial.parts.size() == partial.last->header.parts_before()) {
+    InMessage last = std::move(*partial.last);
+    partial.last.reset();
+    on_push(last);
+  }
 }
 
 void ParameterServer::on_push(InMessage& msg) {
@@ -860,12 +882,20 @@ void ParameterServer::on_push(InMessage& msg) {
   // The PUSH's frames: those of its earlier parts (in the order they came), then its own.
   std::vector<std::pair<const InMessage*, size_t>> frames;
   if (h.parts_before() > 0) {
-    const std::string_view connection(static_cast<const char*>(msg.routing_id.data()),
-                                      msg.routing_id.size());
-    if (partial.parts.size() != h.parts_before() || partial.step != h.step() ||
-        partial.connection != connection) {
-      const size_t held =
-          partial.step == h.step() && partial.connection == connection ? partial.parts.size() : 0;
+    std::string session = session_of(msg.routing_id);
+    const bool same = partial.step == h.step() && partial.session == session;
+    const size_t held = same ? partial.parts.size() : 0;
+    // Parts sent on this part's connection came before it: those not held are lost (the PS
+    // was restarted in between). Those sent over the worker's other connections may still be
+    // on their way: this part waits for them.
+    const size_t held_here = same ? static_cast<size_t>(std::count_if(
+                                        partial.parts.begin(), partial.parts.end(),
+                                        [&](const InMessage& p) {
+                                          return same_routing_id(p.routing_id, msg.routing_id);
+                                        }))
+                                  : 0;
+    const uint32_t elsewhere = std::min(h.parts_elsewhere(), h.parts_before());
+    if (held_here < h.parts_before() - elsewhere || held > h.parts_before()) {
       partial = {};
       reply_error(msg, std::string(kPushPartsMissing) + ": the PUSH of step " +
                            std::to_string(h.step()) + " came in " +
@@ -876,6 +906,15 @@ void ParameterServer::on_push(InMessage& msg) {
                            " of the earlier ones (was it restarted?); send it whole");
       return;
     }
+    if (held < h.parts_before()) {
+      if (!same) {
+        partial = {};
+        partial.session = std::move(session);
+        partial.step = h.step();
+      }
+      partial.last = std::move(msg);
+      return;
+    }
     for (const InMessage& part : partial.parts) {
       for (size_t i = 0; i < part.num_frames(); ++i) frames.emplace_back(&part, i);
     }
@@ -883,26 +922,36 @@ void ParameterServer::on_push(InMessage& msg) {
     partial = {};
   }
   for (size_t i = 0; i < msg.num_frames(); ++i) frames.emplace_back(&msg, i);
-  if (h.parts_before() > 0 && frames.size() == store_.num_chunks()) {
-    // Parts come in the order backward finished them: put the chunks in this PS's order
-    // (check_layout below then finds any chunk missing or sent twice).
+  if (h.parts_before() > 0) {
+    // Parts come in the order backward finished them, or over several connections: put the
+    // frames in this PS's order, chunk by chunk, a chunk's ranges by offset (check_layout
+    // below then finds any chunk or range missing or sent twice).
     if (chunk_slot_.size() != store_.num_chunks()) {
       chunk_slot_.clear();
       for (size_t i = 0; i < store_.num_chunks(); ++i) chunk_slot_.emplace(store_.key(i), i);
     }
-    std::vector<std::pair<const InMessage*, size_t>> ordered(frames.size(), {nullptr, 0});
-    for (const auto& [m, i] : frames) {
-      auto slot = chunk_slot_.find(m->frame_info(i).key());
-      if (slot == chunk_slot_.end() || ordered[slot->second].first != nullptr) break;
-      ordered[slot->second] = {m, i};
+    std::vector<std::pair<size_t, uint64_t>> place(frames.size());
+    bool known = true;
+    for (size_t j = 0; j < frames.size() && known; ++j) {
+      const wire::FrameInfo& f = frames[j].first->frame_info(frames[j].second);
+      auto slot = chunk_slot_.find(f.key());
+      known = slot != chunk_slot_.end();
+      if (known) place[j] = {slot->second, f.offset()};
     }
-    // (Unplaced: a key unknown or twice; the frames stay as they came and fail the check.)
-    if (std::none_of(ordered.begin(), ordered.end(),
-                     [](const auto& f) { return f.first == nullptr; })) {
+    // (A key unknown: the frames stay as they came and fail the check.)
+    if (known) {
+      std::vector<size_t> order(frames.size());
+      std::iota(order.begin(), order.end(), size_t{0});
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return place[a] < place[b]; });
+      std::vector<std::pair<const InMessage*, size_t>> ordered;
+      ordered.reserve(frames.size());
+      for (size_t j : order) ordered.push_back(frames[j]);
       frames = std::move(ordered);
     }
   }
   std::vector<std::string> keys;
+  std::vector<int64_t> offsets;
   std::vector<int64_t> counts;
   std::vector<GradientView> views;
   for (const auto& [m, i] : frames) {
@@ -916,10 +965,12 @@ void ParameterServer::on_push(InMessage& msg) {
       return;
     }
     keys.push_back(f.key());
+    offsets.push_back(static_cast<int64_t>(f.offset()));
     counts.push_back(static_cast<int64_t>(f.count()));
-    views.push_back({m->frame_bytes(i).data(), static_cast<int64_t>(f.count()), format});
+    views.push_back(
+        {m->frame_bytes(i).data(), static_cast<int64_t>(f.count()), format, offsets.back()});
   }
-  Status layout = store_.check_layout(keys, counts);
+  Status layout = store_.check_layout(keys, offsets, counts);
   if (!layout.ok()) {
     counters_.malformed.fetch_add(1);
     partial = {};
@@ -1002,17 +1053,11 @@ bool ParameterServer::connection_alive(const std::string& connection) {
 bool ParameterServer::claim_worker(const InMessage& msg, int sender) {
   WorkerState& w = workers_[static_cast<size_t>(sender)];
   std::string connection(static_cast<const char*>(msg.routing_id.data()), msg.routing_id.size());
-  // A PsClient's sockets (requests, heartbeats) share a session: their routing ids are
-  // "pstrain/<worker>/<random>/r|h" (ps/client.h). Any other routing id is a session alone.
-  std::string session = connection;
-  if (session.starts_with(kSessionPrefix)) {
-    const size_t slash = session.rfind('/');
-    if (slash > std::strlen(kSessionPrefix)) session.resize(slash);
-  }
+  std::string session = session_of(msg.routing_id);
   auto remember = [&w](std::string c) {
     if (std::find(w.connections.begin(), w.connections.end(), c) != w.connections.end()) return;
     w.connections.push_back(std::move(c));
-    if (w.connections.size() > 4) w.connections.erase(w.connections.begin());
+    if (w.connections.size() > 8) w.connections.erase(w.connections.begin());
   };
   if (w.session.empty() || w.session == session) {
     w.session = std::move(session);

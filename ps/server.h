@@ -109,6 +109,10 @@ inline constexpr int kPsSendHwm = 16;
 // A frame's declared size before INIT (the variables' chunk sizes are known only then): a
 // peer that declares a larger frame is disconnected before the frame is allocated.
 inline constexpr int64_t kPsMaxFrameBytesBeforeInit = int64_t{256} << 20;
+// A PUSH may be striped over at most this many connections of a worker (docs/protocol.md): a
+// PUSH in parts may carry this many frames more than the PS holds chunks (each stripe's
+// boundary cuts at most one chunk in two).
+inline constexpr uint32_t kMaxPushStripes = 16;
 // PULLs parked per worker (a worker has one outstanding; more are answered NOT_READY, oldest
 // first).
 inline constexpr int kMaxParkedPullsPerWorker = 4;
@@ -199,18 +203,22 @@ class ParameterServer {
     int64_t non_finite_streak = 0;  // ... in a row
     Clock::time_point last_seen;
     // Who speaks for it: the owning client's session (empty: none yet), the routing ids of
-    // that session's connections (the last 4), and the last probe of them.
+    // that session's connections (the last 8: requests, heartbeats, the stripes of a large
+    // PUSH), and the last probe of them.
     std::string session;
     std::vector<std::string> connections;
     Clock::time_point last_probe{};
     bool owner_alive = true;
-    // The parts received so far of its PUSH in parts (Header.more_parts), on `connection`
-    // for that step; `frames` counts their chunks.
+    // The parts received so far of its PUSH in parts (Header.more_parts), on the connections
+    // of `session` for that step; `frames` counts their frames (chunks, or ranges of one).
+    // `last`: the part that completes the PUSH, held while parts it announces as sent over the
+    // session's other connections (Header.parts_elsewhere) are still on their way.
     struct PartialPush {
-      std::string connection;
+      std::string session;
       int64_t step = 0;
       std::vector<InMessage> parts;
       size_t frames = 0;
+      std::optional<InMessage> last;
     } partial;
   };
   // Where a reply's frames go in a worker's shared-memory segment (segment null: inline).

@@ -239,6 +239,7 @@ Status send_message(zmq::socket_t& socket, OutMessage& msg, SendBuffers& buffers
     info->set_key(f.key);
     info->set_dtype(f.dtype);
     info->set_count(f.count);
+    if (f.offset != 0) info->set_offset(f.offset);
   }
   const auto frame_bytes = [&](size_t i) {
     uint64_t bytes = 0;

@@ -102,6 +102,7 @@ struct OutFrame {
   // Sent without copying and without a keepalive by a borrowing send (SendBuffers::borrow, see
   // the header comment); copied otherwise.
   bool borrowed = false;
+  uint64_t offset = 0;  // the first element's place in the chunk `key` names (a range of it)
 };
 
 // A float32 frame over `values`, kept alive by `keepalive` (may be null: then copied).

@@ -213,15 +213,20 @@ TEST(PushParts, AServerRefusesALastPartWithoutItsPartsAndAPartWithTooManyChunks)
   ASSERT_TRUE(missing.ok()) << missing.status().to_string();
   EXPECT_EQ(missing->header.kind(), wire::REPLY_ERROR);
   EXPECT_TRUE(missing->header.error().starts_with(kPushPartsMissing)) << missing->header.error();
-  // Parts that carry more chunks than the PS holds (the second repeats every chunk).
+  // Parts that carry more frames than the PS holds chunks plus one per stripe (the later ones
+  // repeat every chunk): refused at the part that goes over.
   std::vector<size_t> all(n);
   for (size_t k = 0; k < n; ++k) all[k] = k;
   ASSERT_TRUE(send_message(*raw, raw_push(p, {0, 1}, true, 0, grads)).ok());
-  ASSERT_TRUE(send_message(*raw, raw_push(p, all, true, 0, grads)).ok());
+  size_t sent = 2;
+  while (sent <= n + kMaxPushStripes) {
+    ASSERT_TRUE(send_message(*raw, raw_push(p, all, true, 0, grads)).ok());
+    sent += n;
+  }
   auto too_many = recv_message(*raw, milliseconds(10000), false, kJob);
   ASSERT_TRUE(too_many.ok()) << too_many.status().to_string();
   EXPECT_EQ(too_many->header.kind(), wire::REPLY_ERROR);
-  EXPECT_NE(too_many->header.error().find("parts carries " + std::to_string(n + 2) + " chunks"),
+  EXPECT_NE(too_many->header.error().find("parts carries " + std::to_string(sent) + " frames"),
             std::string::npos)
       << too_many->header.error();
   // A chunk sent twice, once in a part and once in the last one, with one missing: refused
@@ -251,6 +256,100 @@ TEST(PushParts, AServerRefusesALastPartWithoutItsPartsAndAPartWithTooManyChunks)
   auto served = chief->pull(params, 1);
   ASSERT_TRUE(served.ok()) << served.status().to_string();
   for (size_t j = 0; j < kCount; ++j) ASSERT_EQ(params[j], 0.5f) << j;  // 1 - 1 * 0.5
+  EXPECT_TRUE(f.stop());
+}
+
+// A range of a PUSH: [from, from + n) of the flat gradient, cut at the chunks' boundaries
+// into frames that each hold a chunk's range (OutFrame::offset).
+OutMessage raw_stripe(const Placement& p, int64_t from, int64_t n, bool more_parts,
+                      uint32_t parts_before, uint32_t parts_elsewhere,
+                      const std::vector<float>& grads) {
+  OutMessage m;
+  m.header.set_kind(wire::PUSH);
+  m.header.set_job_id(kJob);
+  m.header.set_sender(1);
+  m.header.set_request_id(43);
+  m.header.set_step(0);
+  m.header.set_more_parts(more_parts);
+  m.header.set_parts_before(parts_before);
+  m.header.set_parts_elsewhere(parts_elsewhere);
+  for (const Chunk& c : p.chunks) {
+    const int64_t first = std::max(from, c.flat_offset);
+    const int64_t last = std::min(from + n, c.flat_offset + c.count);
+    if (first >= last) continue;
+    OutFrame f = f32_frame(c.key,
+                           std::span<const float>(grads).subspan(static_cast<size_t>(first),
+                                                                 static_cast<size_t>(last - first)),
+                           nullptr);
+    f.offset = static_cast<uint64_t>(first - c.flat_offset);
+    m.frames.push_back(std::move(f));
+  }
+  return m;
+}
+
+TEST(PushParts, StripesOverTwoConnectionsAreAppliedAsOneWholePushWhicheverComesFirst) {
+  ServerFixture f({.num_workers = 2});
+  ASSERT_TRUE(f.ok());
+  // One chunk per variable (one PS): the stripes cut "b" in two.
+  const Placement p = place_variables(four_variables(), 1);
+  ASSERT_EQ(p.chunks.size(), 4u);
+  auto chief = tcp_client(f.ctx, {{"127.0.0.1", f.port()}}, p, 0);
+  ASSERT_TRUE(chief);
+  ASSERT_TRUE(chief->hello(p.hash).ok());
+  std::vector<float> values(kCount, 1.0f);
+  ASSERT_TRUE(chief->init(testing_util::sgd_config(false, 1, 2, 10, p.hash, 1.0f), values).ok());
+
+  // Worker 1's two connections, as a PsClient names them (one session).
+  std::vector<zmq::socket_t> lanes;
+  for (const char* id : {"pstrain/1/00c0ffee/r", "pstrain/1/00c0ffee/r1"}) {
+    SocketOptions so;
+    so.routing_id = id;
+    auto s = connect_socket(f.ctx, zmq::socket_type::dealer, "127.0.0.1", f.port(), id, so);
+    ASSERT_TRUE(s.ok()) << s.status().to_string();
+    lanes.push_back(std::move(s).value());
+  }
+  std::vector<float> grads(kCount);
+  for (size_t j = 0; j < kCount; ++j) grads[j] = 0.001f * static_cast<float>(j % 101) - 0.05f;
+  const int64_t half = 5600;  // inside "b" (3000 .. 8000)
+
+  // A last part announcing one part on this connection that never came: refused at once.
+  ASSERT_TRUE(send_message(lanes[0], raw_stripe(p, 0, half, false, 2, 1, grads)).ok());
+  auto missing = recv_message(lanes[0], milliseconds(10000), false, kJob);
+  ASSERT_TRUE(missing.ok()) << missing.status().to_string();
+  EXPECT_EQ(missing->header.kind(), wire::REPLY_ERROR);
+  EXPECT_TRUE(missing->header.error().starts_with(kPushPartsMissing)) << missing->header.error();
+
+  // The last part first; a heartbeat behind it on the same connection is answered first:
+  // the PS holds the part, waiting for the one sent elsewhere.
+  ASSERT_TRUE(send_message(lanes[0], raw_stripe(p, 0, half, false, 1, 1, grads)).ok());
+  OutMessage beat;
+  beat.header.set_kind(wire::HEARTBEAT);
+  beat.header.set_job_id(kJob);
+  beat.header.set_sender(1);
+  beat.header.set_request_id(44);
+  ASSERT_TRUE(send_message(lanes[0], std::move(beat)).ok());
+  auto first = recv_message(lanes[0], milliseconds(10000), false, kJob);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  EXPECT_EQ(first->header.request_id(), 44u);
+  EXPECT_EQ(first->header.kind(), wire::REPLY_OK);
+  // The other stripe, over the other connection: the push completes and is answered where its
+  // last part came.
+  ASSERT_TRUE(
+      send_message(lanes[1], raw_stripe(p, half, int64_t{kCount} - half, true, 0, 0, grads)).ok());
+  auto applied = recv_message(lanes[0], milliseconds(10000), false, kJob);
+  ASSERT_TRUE(applied.ok()) << applied.status().to_string();
+  EXPECT_EQ(applied->header.request_id(), 43u);
+  EXPECT_EQ(applied->header.kind(), wire::REPLY_OK) << applied->header.error();
+  EXPECT_TRUE(applied->header.accepted());
+
+  std::vector<float> params(kCount);
+  auto served = chief->pull(params, 1);
+  ASSERT_TRUE(served.ok()) << served.status().to_string();
+  for (size_t j = 0; j < kCount; ++j) ASSERT_EQ(params[j], 1.0f - grads[j]) << j;
+  auto stats = chief->status(0);
+  ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+  EXPECT_EQ(stats->gradients_applied(), 1);
+  EXPECT_EQ(stats->bad_messages(), 0);
   EXPECT_TRUE(f.stop());
 }
 
