@@ -16,6 +16,10 @@
 //       the worker's side.
 //   BM_PushPullMerged/...      the same arguments; one iteration = push_pull(): the push and
 //       the next pull in one round trip (Header.then_pull), as a worker's steps run.
+//   BM_PushPullStripes/KB:N/stripes:S   BM_PushPullMerged over loopback TCP (PS in its own
+//       process, default chunking) with the push striped over at most S connections
+//       (ClientOptions::push_stripes; 1: one connection). Counter `conns`: connections a push
+//       went over, on average.
 //   BM_RawZmq/KB:N/curve:S/ipc:I/conns:K
 //       the yardstick: a DEALER sends N KB in one zero-copy frame to a ROUTER echo in its own
 //       process that sends it back, through pstrain's message layer; no PS work. K > 1 (TCP,
@@ -231,15 +235,24 @@ struct ChildStopper {
 
 // One iteration: push, then pull (two round trips), or push_pull (`merged`: the push and the
 // next pull in one round trip, as a worker's steps run).
-void push_pull_iterations(benchmark::State& state, bool merged) {
-  const int64_t bytes = state.range(0) * kKB;
-  const int64_t max_chunks = state.range(1);
-  const bool curve = state.range(2) != 0;
-  const bool own_process = state.range(3) != 0;
-  const bool in_segment = state.range(4) == 3;
-  const Transport transport = state.range(4) >= 2   ? Transport::kShm
-                              : state.range(4) == 1 ? Transport::kIpc
-                                                    : Transport::kTcp;
+// `stripes`: ClientOptions::push_stripes (the default unless BM_PushPullStripes).
+struct PushPullArgs {
+  int64_t kb = 0;
+  int64_t max_chunks = 0;
+  bool curve = false;
+  bool own_process = true;
+  int64_t via = 0;
+  int stripes = ClientOptions{}.push_stripes;
+};
+void push_pull_iterations(benchmark::State& state, bool merged, const PushPullArgs& a) {
+  const int64_t bytes = a.kb * kKB;
+  const int64_t max_chunks = a.max_chunks;
+  const bool curve = a.curve;
+  const bool own_process = a.own_process;
+  const bool in_segment = a.via == 3;
+  const Transport transport = a.via >= 2   ? Transport::kShm
+                              : a.via == 1 ? Transport::kIpc
+                                           : Transport::kTcp;
   const int64_t count = bytes / 4;
 
   std::optional<JobKeys> keys;
@@ -285,6 +298,7 @@ void push_pull_iterations(benchmark::State& state, bool merged) {
   co.worker = 0;
   co.job_id = job_id;
   co.transport = transport;
+  co.push_stripes = a.stripes;
   if (keys) co.keys = std::make_shared<const JobKeys>(*keys);
   auto client = PsClient::connect(ctx, {HostPort{"127.0.0.1", port}}, placement, co);
   std::vector<float> params(static_cast<size_t>(count));
@@ -342,14 +356,32 @@ void push_pull_iterations(benchmark::State& state, bool merged) {
   }
   state.SetBytesProcessed(state.iterations() * 2 * bytes);
   state.counters["chunks"] = static_cast<double>(placement.chunks.size());
+  if (client.ok() && state.iterations() > 0) {
+    // Connections a push went over (striping: docs/benchmarks.md), per push.
+    state.counters["conns"] = 1.0 + static_cast<double>((*client)->push_stripes_sent()) /
+                                        static_cast<double>(state.iterations());
+  }
   if (client.ok()) (void)(*client)->done();
   if (server) {
     if (!client.ok() || !st.ok()) server->request_stop();
     serving.join();
   }
 }
-void BM_PushPull(benchmark::State& state) { push_pull_iterations(state, false); }
-void BM_PushPullMerged(benchmark::State& state) { push_pull_iterations(state, true); }
+PushPullArgs args_of(const benchmark::State& state) {
+  return {.kb = state.range(0),
+          .max_chunks = state.range(1),
+          .curve = state.range(2) != 0,
+          .own_process = state.range(3) != 0,
+          .via = state.range(4)};
+}
+void BM_PushPull(benchmark::State& state) { push_pull_iterations(state, false, args_of(state)); }
+void BM_PushPullMerged(benchmark::State& state) {
+  push_pull_iterations(state, true, args_of(state));
+}
+void BM_PushPullStripes(benchmark::State& state) {
+  push_pull_iterations(state, true,
+                       {.kb = state.range(0), .stripes = static_cast<int>(state.range(1))});
+}
 
 BENCHMARK(BM_PushPull)
     ->ArgNames({"KB", "chunks", "curve", "process", "via"})
@@ -363,6 +395,14 @@ BENCHMARK(BM_PushPull)
 BENCHMARK(BM_PushPullMerged)
     ->ArgNames({"KB", "chunks", "curve", "process", "via"})
     ->ArgsProduct({{318, 1000, 4000, 40000}, {0}, {0}, {1}, {0, 2, 3}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Striping over loopback TCP: BM_PushPullMerged's TCP series with the push over 1 (none),
+// 2 or 4 connections (ClientOptions::push_stripes; the default is 4).
+BENCHMARK(BM_PushPullStripes)
+    ->ArgNames({"KB", "stripes"})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {1, 2, 4}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -124,7 +124,11 @@ PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placemen
       parts_given_up_(ps_.size(), 0),
       part_out_(ps_.size()),
       part_buffers_(ps_.size()),
-      first_send_(ps_.size(), 1) {
+      first_send_(ps_.size(), 1),
+      lanes_(ps_.size()),
+      stripe_out_(ps_.size()),
+      stripe_buffers_(ps_.size()),
+      stripes_sent_(ps_.size(), 0) {
   for (size_t i = 0; i < ps_.size(); ++i) {
     all_ps_.push_back(static_cast<int>(i));
     names_.push_back("parameter server ps/" + std::to_string(i) + " at " + ps_[i].to_string());
@@ -139,6 +143,154 @@ PsClient::~PsClient() {
   stop_heartbeats();
   retire_unanswered(nullptr);
   retire_parts();
+  retire_stripes(nullptr);
+}
+
+void PsClient::retire_stripes(std::shared_ptr<const void> owner) {
+  bool any = false;
+  for (size_t i = 0; i < ps_.size(); ++i) {
+    if (stripes_sent_[i] == 0) continue;
+    for (uint32_t k = 0; k < stripes_sent_[i]; ++k) {
+      SendBuffers& b = stripe_buffers_[i][k];
+      keep_until_exit(std::make_shared<std::vector<std::byte>>(std::move(b.header_bytes)));
+      b.header_bytes = {};
+    }
+    stripes_sent_[i] = 0;
+    any = true;
+    {
+      for (zmq::socket_t& lane : lanes_[i]) {
+        lane.set(zmq::sockopt::linger, 0);
+        lane.close();
+      }
+      lanes_[i].clear();
+    }
+  }
+  stripes_resent_ = false;
+  if (!any) return;
+  if (owner != nullptr) keep_until_exit(std::move(owner));
+  if (half_grads_ != nullptr) {
+    keep_until_exit(std::move(half_grads_));
+    half_grads_ = nullptr;
+  }
+}
+
+uint32_t PsClient::send_stripes(size_t ps, OutMessage& m, size_t value_bytes, uint64_t request_id) {
+  stripes_sent_[ps] = 0;
+  uint64_t total = 0;  // elements in m
+  for (const OutFrame& f : m.frames) total += f.count;
+  const uint64_t min_bytes = std::max<uint64_t>(options_.min_stripe_bytes, 1);
+  const uint64_t k = std::min<uint64_t>({static_cast<uint64_t>(std::max(options_.push_stripes, 1)),
+                                         kMaxPushStripes, total * value_bytes / min_bytes});
+  if (k < 2) return 0;
+  std::vector<zmq::socket_t>& lanes = lanes_[ps];
+  if (lanes.size() + 1 < k) {
+    for (zmq::socket_t& lane : lanes) lane.close();
+    lanes.clear();
+    for (uint64_t l = 1; l < k; ++l) {
+      SocketOptions so;
+      so.curve = options_.keys.get();
+      so.routing_id = session_ + "/r" + std::to_string(l);
+      so.send_timeout = std::chrono::milliseconds(0);
+      so.transport = Transport::kTcp;
+      auto lane = connect_socket(*ctx_, zmq::socket_type::dealer, ps_[ps].host, ps_[ps].port,
+                                 name(static_cast<int>(ps)), so);
+      if (!lane.ok()) {
+        PSTRAIN_LOG(WARNING) << "no further connection to " << name(static_cast<int>(ps))
+                             << " for striping: " << lane.status().message();
+        lanes.clear();
+        return 0;
+      }
+      lanes.push_back(std::move(lane).value());
+    }
+    stripe_out_[ps].resize(lanes.size());
+    stripe_buffers_[ps].resize(lanes.size());
+  }
+  // Replies a PS sends on these connections (an error about a stripe, a liveness probe) are
+  // not waited for: the push's own reply says how it went.
+  for (zmq::socket_t& lane : lanes) {
+    zmq::message_t junk;
+    while (lane.recv(junk, zmq::recv_flags::dontwait)) {
+    }
+  }
+  // Stripe l holds m's elements [bound(l), bound(l + 1)), counted over its frames in order.
+  const auto bound = [&](uint64_t l) { return total * l / k; };
+  uint32_t sent = 0;
+  for (uint64_t l = 1; l < k; ++l) {
+    OutMessage& s = stripe_out_[ps][l - 1];
+    size_t n = 0;
+    uint64_t at = 0;
+    for (const OutFrame& f : m.frames) {
+      const uint64_t first = std::max(at, bound(l));
+      const uint64_t last = std::min(at + f.count, bound(l + 1));
+      if (first < last) {
+        if (s.frames.size() <= n) s.frames.resize(n + 1);
+        OutFrame& o = s.frames[n++];
+        if (o.key != f.key) o.key = f.key;
+        o.dtype = f.dtype;
+        o.data = static_cast<const std::byte*>(f.data) + (first - at) * value_bytes;
+        o.count = last - first;
+        o.offset = f.offset + (first - at);
+        o.keepalive = nullptr;
+        o.borrowed = true;  // read by ZeroMQ until the PS answers the push's last part
+      }
+      at += f.count;
+    }
+    s.frames.resize(n);  // (shrinking: no allocation)
+    wire::Header& h = s.header;
+    h.set_kind(wire::PUSH);
+    h.set_job_id(options_.job_id);
+    h.set_sender(options_.worker);
+    h.set_step(m.header.step());
+    h.set_more_parts(true);
+    h.set_request_id(request_id);
+    s.shm = {};
+    SendBuffers& b = stripe_buffers_[ps][l - 1];
+    // Borrow only when the PS answered everything sent before (as push_part()).
+    b.borrow = answered_[ps] != 0;
+    const Status st = send_message(lanes[l - 1], s, b, nullptr, &counters_);
+    if (!st.ok()) {
+      // Not queued at once (a connection still being made, a full pipe): this stripe and
+      // the ones after it go in the last part.
+      PSTRAIN_LOG(DEBUG) << "a stripe for " << name(static_cast<int>(ps))
+                         << " goes with the last part: " << st.message();
+      break;
+    }
+    ++sent;
+  }
+  if (sent == 0) return 0;
+  stripes_sent_[ps] = sent;
+  push_stripes_total_ += sent;
+  // m keeps its elements outside [bound(1), bound(1 + sent)).
+  const uint64_t cut_from = bound(1);
+  const uint64_t cut_to = bound(1 + sent);
+  std::vector<OutFrame> kept;  // (only when a stripe was not sent: the last part has two
+                               // ranges then)
+  size_t n = 0;
+  uint64_t at = 0;
+  for (size_t j = 0; j < m.frames.size(); ++j) {
+    OutFrame& f = m.frames[j];
+    const uint64_t end = at + f.count;
+    if (end <= cut_from) {
+      if (n != j) m.frames[n] = f;
+      ++n;
+    } else if (at < cut_from) {
+      if (n != j) m.frames[n] = f;
+      m.frames[n].count = cut_from - at;
+      ++n;
+    }
+    if (end > cut_to) {
+      const uint64_t first = std::max(at, cut_to);
+      OutFrame tail = f;
+      tail.data = static_cast<const std::byte*>(f.data) + (first - at) * value_bytes;
+      tail.count = end - first;
+      tail.offset = f.offset + (first - at);
+      kept.push_back(std::move(tail));
+    }
+    at = end;
+  }
+  m.frames.resize(n);
+  for (OutFrame& f : kept) m.frames.push_back(std::move(f));
+  return sent;
 }
 
 void PsClient::retire_parts() {
@@ -709,6 +861,8 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
         if (part_sent_[i].size() != mine_count(i)) part_sent_[i].assign(mine_count(i), 0);
         h.set_more_parts(false);
         h.set_parts_before(rest ? parts_sent_[i] : 0);
+        h.set_parts_elsewhere(0);
+        if (!first && stripes_sent_[i] > 0) stripes_resent_ = true;
         m.shm = {};
         if (const ShmSegment* seg = shm_[static_cast<size_t>(ps)].get(); seg != nullptr) {
           name_segment(m, ps, /*reply=*/along != nullptr);
@@ -735,11 +889,18 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
                        ? static_cast<const void*>(words.data() + offset)
                        : static_cast<const void*>(flat_grads.data() + offset);
           f.count = count;
+          f.offset = 0;
           f.keepalive = nullptr;
           // Read by ZeroMQ in place until the PS answers (runtime/wire/message.h).
           f.borrowed = true;
         }
         m.frames.resize(n);
+        if (first && transports_[i] == Transport::kTcp && options_.push_stripes > 1 && n > 0) {
+          // (exchange() numbered this request just before asking for it.)
+          const uint32_t striped = send_stripes(i, m, float_format_size(format), next_request_ - 1);
+          h.set_parts_before(h.parts_before() + striped);
+          h.set_parts_elsewhere(striped);
+        }
         return m;
       },
       [&](int ps, InMessage& reply) -> Result<bool> {
@@ -759,6 +920,7 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
         return true;
       },
       options_.reply_timeout, false);
+  if (!st.ok() || stripes_resent_) retire_stripes(owner);
   if (!st.ok()) {
     retire_parts();
     // A failed exchange (a stop request, a PS that stopped answering) may leave a message in a
@@ -776,8 +938,9 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
     }
     return st;
   }
-  // Every PS answered: ZeroMQ has finished with what the parts borrowed.
+  // Every PS answered: ZeroMQ has finished with what the parts and stripes borrowed.
   for (size_t i = 0; i < ps_.size(); ++i) {
+    stripes_sent_[i] = 0;
     parts_sent_[i] = 0;
     parts_given_up_[i] = 0;
     std::fill(part_sent_[i].begin(), part_sent_[i].end(), 0);

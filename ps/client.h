@@ -35,6 +35,15 @@
 // - The worker's large copies (a frame of 2 MB or more: gradients into a request region,
 //   pulled parameters out of a reply over any transport) run in 1 MB pieces on
 //   kernels/optim.h's update threads (copy_parallel), at most min(hardware threads, 4).
+// - Striping (ClientOptions::push_stripes): a large PUSH over TCP is cut into byte ranges of
+//   its chunks; all but the first go as parts (Header.more_parts) over further connections to
+//   the PS, opened at the first such push ("<session>/r1", "/r2", ...: the same session, so
+//   the PS takes them as this worker's), and the first as the last part over the request
+//   socket, naming how many went elsewhere (Header.parts_elsewhere); the reply comes there.
+//   A stripe that cannot be queued at once goes in the last part instead. When the push is
+//   sent again (no answer, the PS lost parts) it goes whole over the request socket, and the
+//   stripes' connections are closed (what they borrow is kept until the process exits, as for
+//   a failed push) and opened afresh at the next large push.
 // Thread-safety: all methods from one thread; the heartbeat thread is internal.
 #pragma once
 
@@ -71,6 +80,10 @@ inline constexpr char kWorkerIndexInUse[] = "worker index in use";
 // (Header.more_parts) comes and it does not hold the earlier ones (it was restarted between
 // them): the client sends the whole PUSH again at once.
 inline constexpr char kPushPartsMissing[] = "push parts missing";
+// A PUSH may be striped over at most this many connections of a worker (ClientOptions::
+// push_stripes): a PS takes a PUSH in parts that carries up to this many frames more than it
+// holds chunks (each stripe's boundary cuts at most one chunk in two).
+inline constexpr uint32_t kMaxPushStripes = 16;
 // The prefix of a PsClient's routing ids (see PsClient::session_).
 inline constexpr char kSessionPrefix[] = "pstrain/";
 
@@ -107,6 +120,14 @@ struct ClientOptions {
   // both sides, which a few KB sent early do not pay back (the MLP's last layer, 4 KB, lost
   // about 1 % of the job's speed when sent alone).
   uint64_t min_push_part_bytes = 64 * 1024;
+  // Striping: a PUSH to a PS reached over TCP whose chunks still to send hold at least
+  // 2 * min_stripe_bytes goes over up to push_stripes connections to that PS, in stripes of
+  // at least min_stripe_bytes (byte ranges of its chunks, cut anywhere; ps/server.h gathers
+  // them). One loopback TCP connection keeps about one core busy with the kernel's copies;
+  // on the 2-core build machine four moved a 4 MB push+pull 1.4x as fast
+  // (docs/benchmarks.md). 1: one connection. At most kMaxPushStripes.
+  int push_stripes = 4;
+  uint64_t min_stripe_bytes = 512 * 1024;
 };
 
 struct PushResult {
@@ -181,6 +202,8 @@ class PsClient {
                  std::shared_ptr<const void> owner);
   // Parts sent by push_part() since the last push, over all servers (for logs and tests).
   uint64_t push_parts_sent() const { return push_parts_total_; }
+  // Stripes sent over the further connections (striping), over all pushes and servers.
+  uint64_t push_stripes_sent() const { return push_stripes_total_; }
   // Tells every PS this worker has finished.
   Status done();
   // Asks every PS in `targets` to write its checkpoint shard once its step reaches
@@ -332,6 +355,23 @@ class PsClient {
   // The parts of the push being sent are not answered yet: keeps what they borrow until the
   // process exits (a failed push, or none after them) and forgets them.
   void retire_parts();
+  // Striping: per PS, the further connections (push_stripes - 1 once opened), each one's
+  // stripe message and send buffers (reused push after push), how many stripes the push being
+  // sent put on them, and whether it was sent again since (then they are retired after it).
+  std::vector<std::vector<zmq::socket_t>> lanes_;
+  std::vector<std::vector<OutMessage>> stripe_out_;
+  std::vector<std::vector<SendBuffers>> stripe_buffers_;
+  std::vector<uint32_t> stripes_sent_;
+  bool stripes_resent_ = false;
+  uint64_t push_stripes_total_ = 0;
+  // Cuts the frames of `m` (PS `ps`'s push, `value_bytes` per element) into stripes when
+  // large enough, sends all but the first over the further connections and leaves in `m`
+  // what they do not carry. Returns the number sent. `request_id` as `m`'s.
+  uint32_t send_stripes(size_t ps, OutMessage& m, size_t value_bytes, uint64_t request_id);
+  // The stripes of the push being sent are in doubt (it failed, or went again whole): what
+  // they borrow (header bytes, `owner`) is kept until the process exits and the further
+  // connections are closed (opened afresh at the next large push).
+  void retire_stripes(std::shared_ptr<const void> owner);
   // The 16-bit gradient buffer (--compress), `count` values.
   std::span<uint16_t> half_buffer(size_t count);
   size_t mine_count(size_t ps) const { return placement_->chunks_of_ps[ps].size(); }

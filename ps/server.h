@@ -109,10 +109,6 @@ inline constexpr int kPsSendHwm = 16;
 // A frame's declared size before INIT (the variables' chunk sizes are known only then): a
 // peer that declares a larger frame is disconnected before the frame is allocated.
 inline constexpr int64_t kPsMaxFrameBytesBeforeInit = int64_t{256} << 20;
-// A PUSH may be striped over at most this many connections of a worker (docs/protocol.md): a
-// PUSH in parts may carry this many frames more than the PS holds chunks (each stripe's
-// boundary cuts at most one chunk in two).
-inline constexpr uint32_t kMaxPushStripes = 16;
 // PULLs parked per worker (a worker has one outstanding; more are answered NOT_READY, oldest
 // first).
 inline constexpr int kMaxParkedPullsPerWorker = 4;

@@ -3,11 +3,14 @@
 // order (the last layer's chunks first), are applied exactly as one whole push (in float32 and
 // in 16 bits); a PS refuses a last part whose earlier parts it does not hold and a part with
 // more chunks than it holds; and the client sends the whole push again when a PS says it lost
-// the parts.
+// the parts. A push striped over several connections (ClientOptions::push_stripes) is applied
+// as the whole push too, whichever of its parts comes first.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <future>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -41,8 +44,10 @@ const std::vector<int64_t> kReady = {8700, 8000, 3000};
 
 std::unique_ptr<PsClient> tcp_client(zmq::context_t& ctx, const std::vector<HostPort>& ps,
                                      const Placement& p, int worker, uint64_t min_part_bytes = 0,
-                                     FloatFormat format = FloatFormat::kFloat32) {
+                                     FloatFormat format = FloatFormat::kFloat32, int stripes = 1) {
   ClientOptions co;
+  co.push_stripes = stripes;
+  co.min_stripe_bytes = 1024;  // (the test's pushes are a few KB per server)
   co.worker = worker;
   co.job_id = kJob;
   co.connect_timeout = milliseconds(10000);
@@ -78,8 +83,8 @@ uint64_t expected_parts(const Placement& p, uint64_t min_bytes) {
 }
 
 void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts,
-                              FloatFormat format = FloatFormat::kFloat32) {
-  SCOPED_TRACE(compression_name(format));
+                              FloatFormat format = FloatFormat::kFloat32, int stripes = 1) {
+  SCOPED_TRACE(std::string(compression_name(format)) + ", " + std::to_string(stripes) + " stripes");
   // Two servers, two asynchronous workers: worker 0 pushes in parts, worker 1 whole, in turn.
   ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
   ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
@@ -89,7 +94,7 @@ void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts,
   ASSERT_GT(p.chunks_of_ps[0].size(), 2u);
   ASSERT_GT(p.chunks_of_ps[1].size(), 2u);
   zmq::context_t ctx(1);
-  auto w0 = tcp_client(ctx, servers, p, 0, min_part_bytes, format);
+  auto w0 = tcp_client(ctx, servers, p, 0, min_part_bytes, format, stripes);
   auto w1 = tcp_client(ctx, servers, p, 1, 0, format);
   ASSERT_TRUE(w0 && w1);
   ASSERT_TRUE(w0->hello(p.hash).ok());
@@ -126,7 +131,8 @@ void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts,
     const size_t value_bytes = format == FloatFormat::kFloat32 ? 4 : 2;
     const uint64_t sent = w.bytes_sent() - bytes_before;
     EXPECT_GE(sent, kCount * value_bytes);
-    EXPECT_LT(sent, kCount * value_bytes + 2048) << "step " << step;
+    EXPECT_LT(sent, kCount * value_bytes + (step % 2 == 0 ? 2048 * stripes : 2048))
+        << "step " << step;
     // SGD with learning rate 1 on what travelled (16 bits: the widened narrow values).
     std::vector<float> applied = grads;
     if (format != FloatFormat::kFloat32) {
@@ -137,6 +143,11 @@ void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts,
     for (size_t j = 0; j < kCount; ++j) expected[j] -= 1.0f * applied[j];
   }
   EXPECT_EQ(w1->push_parts_sent(), 0u);
+  EXPECT_EQ(w1->push_stripes_sent(), 0u);
+  // Striped: every push of w0 to each server went over more than one connection.
+  if (stripes > 1) {
+    EXPECT_GE(w0->push_stripes_sent(), static_cast<uint64_t>(kSteps));
+  }
   auto last = w1->pull(params, PsSteps{0, 0});
   ASSERT_TRUE(last.ok()) << last.status().to_string();
   for (size_t j = 0; j < kCount; ++j) {
@@ -161,6 +172,13 @@ TEST(PushParts, PartsSentInBackwardsOrderAreAppliedExactlyAsOneWholePush) {
 TEST(PushParts, SixteenBitPartsAreAppliedExactlyAsOneWholeSixteenBitPush) {
   parts_equal_a_whole_push(0, 4, FloatFormat::kBFloat16);
   parts_equal_a_whole_push(0, 4, FloatFormat::kFloat16);
+}
+
+TEST(PushParts, StripedPushesAreAppliedExactlyAsWholeOnes) {
+  // Striped alone (no part is big enough to go early), and after parts.
+  parts_equal_a_whole_push(uint64_t{1} << 30, 0, FloatFormat::kFloat32, 4);
+  parts_equal_a_whole_push(0, 4, FloatFormat::kFloat32, 4);
+  parts_equal_a_whole_push(0, 4, FloatFormat::kBFloat16, 3);
 }
 
 TEST(PushParts, ChunksReadyBelowTheMinimumWaitForTheNextPart) {
@@ -439,6 +457,140 @@ TEST(PushParts, TheClientSendsThePushWholeWhenTheServerLostItsParts) {
   EXPECT_EQ(seen.whole_frames, n);
   EXPECT_EQ(seen.whole_parts_before, 0u);
   EXPECT_EQ(seen.whole, grads);
+}
+
+// The same with a striped push: the PS answers its last part "push parts missing"; the push
+// comes again whole over the request socket, and the next push is striped again over fresh
+// connections of the same session.
+TEST(PushParts, AStripedPushGoesWholeWhenTheServerLostItsStripesAndTheNextIsStripedAgain) {
+  zmq::context_t ctx(1);
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.set(zmq::sockopt::router_handover, 1);  // as a PS's socket (runtime/wire/transport.h)
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  const Placement p = place_variables(four_variables(), 1);
+  const size_t n = p.chunks.size();
+
+  struct Seen {
+    std::vector<std::string> stripe_ids;  // routing ids the stripes came from
+    std::string last_id;
+    std::vector<uint32_t> parts_before, parts_elsewhere;  // of each last part
+    size_t whole_frames = 0;
+    uint32_t whole_parts_before = 99;
+    std::vector<float> whole;
+    std::vector<float> striped;  // the second push, put together from its stripes
+  };
+  auto fake = std::async(std::launch::async, [&]() -> Seen {
+    Seen seen;
+    seen.striped.assign(kCount, 0.f);
+    auto answer = [&](const InMessage& to, wire::Kind kind, const std::string& error) {
+      OutMessage out;
+      out.header.set_kind(kind);
+      out.header.set_job_id(kJob);
+      out.header.set_request_id(to.header.request_id());
+      out.header.set_initialized(true);
+      out.header.set_accepted(true);
+      out.header.set_error(error);
+      EXPECT_TRUE(send_message(router, std::move(out), &to.routing_id).ok());
+    };
+    const auto gather = [&](const InMessage& m) {
+      for (size_t k = 0; k < m.num_frames(); ++k) {
+        const wire::FrameInfo& f = m.frame_info(k);
+        const auto c = std::find_if(p.chunks.begin(), p.chunks.end(),
+                                    [&](const Chunk& ch) { return ch.key == f.key(); });
+        ASSERT_NE(c, p.chunks.end()) << f.key();
+        EXPECT_TRUE(m.copy_frame_f32(k, std::span<float>(seen.striped)
+                                            .subspan(static_cast<size_t>(c->flat_offset) +
+                                                         static_cast<size_t>(f.offset()),
+                                                     static_cast<size_t>(f.count())))
+                        .ok());
+      }
+    };
+    bool whole_seen = false;
+    size_t second_stripes = 0;
+    std::optional<InMessage> second_last;  // answered once its stripes are in, as a PS does
+    for (int i = 0; i < 40; ++i) {
+      if (second_last && second_stripes == 3) {
+        answer(*second_last, wire::REPLY_OK, "");
+        return seen;
+      }
+      auto m = recv_message(router, milliseconds(10000), true, kJob);
+      if (!m.ok()) {
+        ADD_FAILURE() << m.status().to_string();
+        return seen;
+      }
+      const wire::Header& h = m->header;
+      const std::string id(static_cast<const char*>(m->routing_id.data()), m->routing_id.size());
+      if (h.kind() == wire::HELLO) {
+        answer(*m, wire::REPLY_OK, "");
+      } else if (h.kind() == wire::PUSH && h.more_parts()) {
+        // (The first push's stripes may come late, or not at all: the client closed their
+        // connections once it sent that push again whole.)
+        if (h.step() == 1) {
+          seen.stripe_ids.push_back(id);
+          gather(*m);
+          ++second_stripes;
+        }
+      } else if (h.kind() == wire::PUSH && h.parts_before() > 0) {
+        seen.last_id = id;
+        seen.parts_before.push_back(h.parts_before());
+        seen.parts_elsewhere.push_back(h.parts_elsewhere());
+        if (!whole_seen) {
+          answer(*m, wire::REPLY_ERROR, std::string(kPushPartsMissing) + ": test");
+          continue;
+        }
+        gather(*m);
+        second_last = std::move(m).value();
+      } else if (h.kind() == wire::PUSH) {
+        whole_seen = true;
+        seen.whole_frames = m->num_frames();
+        seen.whole_parts_before = h.parts_before();
+        seen.whole.assign(kCount, 0.f);
+        for (size_t k = 0; k < m->num_frames(); ++k) {
+          const Chunk& c = p.chunks[k];
+          EXPECT_EQ(m->frame_info(k).offset(), 0u);
+          EXPECT_TRUE(m->copy_frame_f32(k, std::span<float>(seen.whole)
+                                               .subspan(static_cast<size_t>(c.flat_offset),
+                                                        static_cast<size_t>(c.count)))
+                          .ok());
+        }
+        answer(*m, wire::REPLY_OK, "");
+      }
+    }
+    ADD_FAILURE() << "no second striped push came";
+    return seen;
+  });
+
+  auto client = tcp_client(ctx, {{"127.0.0.1", port}}, p, 0, 0, FloatFormat::kFloat32, 4);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->hello(p.hash).ok());
+  std::vector<float> grads(kCount);
+  for (size_t j = 0; j < kCount; ++j) grads[j] = static_cast<float>(j);
+  auto pushed = client->push(grads, PsSteps{0}, nullptr);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
+  for (float& g : grads) g = -g;
+  pushed = client->push(grads, PsSteps{1}, nullptr);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
+  ASSERT_EQ(fake.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  const Seen seen = fake.get();
+  EXPECT_EQ(client->push_stripes_sent(), 6u);
+  ASSERT_EQ(seen.stripe_ids.size(), 3u);
+  const std::string session = seen.last_id.substr(0, seen.last_id.rfind('/'));
+  EXPECT_EQ(seen.last_id, session + "/r");
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(seen.stripe_ids[k].substr(0, seen.stripe_ids[k].rfind('/')), session);
+    EXPECT_NE(seen.stripe_ids[k], seen.last_id);
+  }
+  EXPECT_EQ(seen.parts_before, (std::vector<uint32_t>{3, 3}));
+  EXPECT_EQ(seen.parts_elsewhere, (std::vector<uint32_t>{3, 3}));
+  EXPECT_EQ(seen.whole_frames, n);
+  EXPECT_EQ(seen.whole_parts_before, 0u);
+  std::vector<float> first(kCount);
+  for (size_t j = 0; j < kCount; ++j) first[j] = static_cast<float>(j);
+  EXPECT_EQ(seen.whole, first);
+  EXPECT_EQ(seen.striped, grads);
 }
 
 }  // namespace

@@ -143,6 +143,7 @@ struct Case {
   FloatFormat compression;
   const char* name;
   bool overlap = false;  // push each layer's gradients during backward (push_part)
+  bool stripes = false;  // the push striped over 4 connections (ClientOptions::push_stripes)
 };
 
 class SteadyState : public ::testing::TestWithParam<Case> {};
@@ -168,6 +169,9 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   co.compression = c.compression;
   co.reply_timeout = milliseconds(20000);
   co.min_push_part_bytes = 0;  // the MLP's last layer (4 KB) goes out alone, as a part
+  // Striped: the MLP's 318 KB in 4 stripes; otherwise one connection.
+  co.push_stripes = c.stripes ? 4 : 1;
+  co.min_stripe_bytes = 64 * 1024;
   auto client = PsClient::connect(f.ctx, {HostPort{"127.0.0.1", f.port()}}, placement, co);
   ASSERT_TRUE(client.ok()) << client.status().to_string();
   PsClient& ps = **client;
@@ -219,8 +223,10 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   };
   // The warm-up: the first steps size every reused buffer, and ZeroMQ's pipe to the PS
   // allocates its first two chunks of 256 messages (a PUSH is 1 + 7 parts here), which it then
-  // recycles.
-  constexpr int kWarmUp = 100, kCounted = 100;
+  // recycles; a stripe's connection carries 2 or 3 parts a step, so its pipe gets there only
+  // after about 130 steps (striped cases: 300).
+  const int kWarmUp = c.stripes ? 300 : 100;
+  constexpr int kCounted = 100;
   for (int i = 0; i < kWarmUp; ++i) {
     Status st = step();
     ASSERT_TRUE(st.ok()) << st.to_string();
@@ -244,6 +250,8 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   } else {
     EXPECT_EQ(ps.push_parts_sent(), 0u);
   }
+  // Striped, every step's push went over 4 connections.
+  EXPECT_EQ(ps.push_stripes_sent(), c.stripes ? uint64_t{3} * (kWarmUp + kCounted) : 0u);
   // ...and the counting itself works: a step that allocates is seen.
   g_counted.store(0);
   t_counting = true;
@@ -334,7 +342,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{Transport::kShm, FloatFormat::kFloat32, "shm"},
                       Case{Transport::kTcp, FloatFormat::kFloat16, "tcp+fp16"},
                       Case{Transport::kTcp, FloatFormat::kFloat32, "tcp+overlap", true},
-                      Case{Transport::kTcp, FloatFormat::kBFloat16, "tcp+bf16+overlap", true}),
+                      Case{Transport::kTcp, FloatFormat::kBFloat16, "tcp+bf16+overlap", true},
+                      Case{Transport::kTcp, FloatFormat::kFloat32, "tcp+stripes", false, true},
+                      Case{Transport::kTcp, FloatFormat::kFloat32, "tcp+overlap+stripes", true,
+                           true}),
     [](const ::testing::TestParamInfo<Case>& param) {
       std::string n = param.param.name;
       for (char& ch : n) {
