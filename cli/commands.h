@@ -55,7 +55,8 @@ struct RoleFlags {
   SecurityFlags security = SecurityFlags();  // --secret_file (docs/security.md)
   std::string compress = "none";             // --compress: how workers send gradients
   std::string transport = "auto";            // --transport: how workers reach the servers
-  bool overlap = true;  // --overlap: workers send each layer's gradients during backward
+  bool overlap = true;   // --overlap: workers send each layer's gradients during backward
+  int push_stripes = 4;  // --push_stripes: connections a large push over TCP goes over
 };
 void add_role_flags(CLI::App& app, RoleFlags& f);
 // Checks the role flags that need no cluster (timeouts 0.1 s to a week, --staleness,

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "ps/client.h"
 #include "ps/ps_task.h"
 #include "runtime/base/allocator.h"
 #include "runtime/base/files.h"
@@ -87,6 +88,11 @@ Status check_role_flags(const RoleFlags& f) {
                               " is out of range: give seconds between 0.1 and 604800");
     }
   }
+  if (f.push_stripes < 1 || f.push_stripes > static_cast<int>(kMaxPushStripes)) {
+    return invalid_argument("--push_stripes must be between 1 (one connection) and " +
+                            std::to_string(kMaxPushStripes) + ", got " +
+                            std::to_string(f.push_stripes));
+  }
   if (auto format = parse_compression(f.compress); !format.ok()) return format.status();
   if (auto t = parse_transport(f.transport); !t.ok()) return t.status();
   if (!(f.ps_restart_timeout_s >= 0 && f.ps_restart_timeout_s <= kMax)) {
@@ -160,6 +166,7 @@ int run_worker(const RoleFlags& f, const TrainConfig& config, const ResolvedTask
   if (auto format = parse_compression(f.compress); format.ok()) o.client.compression = *format;
   if (auto t = parse_transport(f.transport); t.ok()) o.client.transport = *t;
   o.overlap = f.overlap;
+  o.client.push_stripes = f.push_stripes;
   const char* status_path = std::getenv(task_env::kStatusFile);
   WorkerLinesSink lines(stdout, f.log_every);
   StatusFileSink status(status_path ? status_path : "", task.task_index, config.train_steps);
@@ -295,6 +302,12 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
                 "after backward")
       ->capture_default_str()
       ->group(kTrainingGroup);
+  app.add_option("--push_stripes", f.push_stripes,
+                 "Workers send a push of 1 MiB or more to a PS reached over TCP over up to "
+                 "this many connections to it, in stripes of 512 KiB or more (1 to 16; 1: one "
+                 "connection)")
+      ->capture_default_str()
+      ->group(kOwnGroup);
   for (CLI::Option* opt : app.get_options()) {
     opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }

@@ -237,6 +237,8 @@ TEST(Cli, ExitCodes) {
   EXPECT_EQ(cli({"--job_name=worker", "--task_index=0", "--sync_replicas", "--staleness=2"}),
             kExitUsage);
   EXPECT_EQ(cli({"--job_name=worker", "--task_index=0", "--staleness=-1"}), kExitUsage);
+  EXPECT_EQ(cli({"--job_name=worker", "--task_index=0", "--push_stripes=0"}), kExitUsage);
+  EXPECT_EQ(cli({"--job_name=worker", "--task_index=0", "--push_stripes=17"}), kExitUsage);
   EXPECT_EQ(cli({"--job_name=worker", "--task_index=0", "--adam_beta1=2"}), kExitUsage);
   EXPECT_EQ(cli({"train", "--momentum=-1"}), kExitUsage);
   // A flag before the command word would be ignored by the command: refused instead.
