@@ -56,6 +56,13 @@
 //   send to one of its connections does not fail with EHOSTUNREACH) is refused with a
 //   REPLY_ERROR starting with kWorkerIndexInUse (ps/client.h), counted; a worker that was lost
 //   or whose connections all closed (restarted) is taken over by the new one.
+// - A PUSH in parts (Header.more_parts; --overlap and striping, docs/protocol.md) is gathered
+//   per worker from the connections of its session, in any order: a last part that announces
+//   parts sent over other connections (Header.parts_elsewhere) is held until they are in
+//   (one per worker; a newer PUSH replaces it), a part missing from its own connection is an
+//   error at once ("push parts missing"). Frames may be ranges of a chunk (FrameInfo.offset):
+//   they are put in chunk and offset order and must tile every chunk exactly once; the PUSH is
+//   then applied as one, to the same bits as unsplit.
 // - INIT only from worker 0 and only once (a later one with the same layout is answered OK and
 //   changes nothing; a restored PS takes the chief's INIT once to confirm it); DONE only from
 //   the process owning the index it names.
