@@ -371,16 +371,41 @@ TEST(PushParts, StripesOverTwoConnectionsAreAppliedAsOneWholePushWhicheverComesF
   EXPECT_TRUE(f.stop());
 }
 
+// The socket of a parameter server played by the test: a ROUTER on 127.0.0.1 that hands a
+// routing id over to a new connection, as a PS's does (runtime/wire/transport.h).
+zmq::socket_t fake_ps_socket(zmq::context_t& ctx) {
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.set(zmq::sockopt::router_handover, 1);
+  router.bind("tcp://127.0.0.1:*");
+  return router;
+}
+
+int port_of(zmq::socket_t& socket) {
+  const std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
+  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+}
+
+// The fake PS's reply to `to`.
+void fake_answer(zmq::socket_t& router, const InMessage& to, wire::Kind kind,
+                 const std::string& error) {
+  OutMessage out;
+  out.header.set_kind(kind);
+  out.header.set_job_id(kJob);
+  out.header.set_request_id(to.header.request_id());
+  out.header.set_initialized(true);
+  out.header.set_accepted(true);
+  out.header.set_error(error);
+  EXPECT_TRUE(send_message(router, std::move(out), &to.routing_id).ok());
+}
+
 // A parameter server played by the test on a ROUTER socket: it answers HELLO, takes the
 // parts, answers the last one "push parts missing", and checks that the push comes again
 // whole.
 TEST(PushParts, TheClientSendsThePushWholeWhenTheServerLostItsParts) {
   zmq::context_t ctx(1);
-  zmq::socket_t router(ctx, zmq::socket_type::router);
-  router.set(zmq::sockopt::linger, 0);
-  router.bind("tcp://127.0.0.1:*");
-  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
-  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  zmq::socket_t router = fake_ps_socket(ctx);
+  const int port = port_of(router);
   const Placement p = place_variables(four_variables(), 1, /*max_chunk_elements=*/2048);
   const size_t n = p.chunks.size();
 
@@ -396,14 +421,7 @@ TEST(PushParts, TheClientSendsThePushWholeWhenTheServerLostItsParts) {
   auto fake = std::async(std::launch::async, [&]() -> Seen {
     Seen seen;
     auto answer = [&](const InMessage& to, wire::Kind kind, const std::string& error) {
-      OutMessage out;
-      out.header.set_kind(kind);
-      out.header.set_job_id(kJob);
-      out.header.set_request_id(to.header.request_id());
-      out.header.set_initialized(true);
-      out.header.set_accepted(true);
-      out.header.set_error(error);
-      EXPECT_TRUE(send_message(router, std::move(out), &to.routing_id).ok());
+      fake_answer(router, to, kind, error);
     };
     for (int i = 0; i < 20; ++i) {
       auto m = recv_message(router, milliseconds(10000), true, kJob);
@@ -464,12 +482,8 @@ TEST(PushParts, TheClientSendsThePushWholeWhenTheServerLostItsParts) {
 // connections of the same session.
 TEST(PushParts, AStripedPushGoesWholeWhenTheServerLostItsStripesAndTheNextIsStripedAgain) {
   zmq::context_t ctx(1);
-  zmq::socket_t router(ctx, zmq::socket_type::router);
-  router.set(zmq::sockopt::linger, 0);
-  router.set(zmq::sockopt::router_handover, 1);  // as a PS's socket (runtime/wire/transport.h)
-  router.bind("tcp://127.0.0.1:*");
-  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
-  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  zmq::socket_t router = fake_ps_socket(ctx);
+  const int port = port_of(router);
   const Placement p = place_variables(four_variables(), 1);
   const size_t n = p.chunks.size();
 
@@ -486,14 +500,7 @@ TEST(PushParts, AStripedPushGoesWholeWhenTheServerLostItsStripesAndTheNextIsStri
     Seen seen;
     seen.striped.assign(kCount, 0.f);
     auto answer = [&](const InMessage& to, wire::Kind kind, const std::string& error) {
-      OutMessage out;
-      out.header.set_kind(kind);
-      out.header.set_job_id(kJob);
-      out.header.set_request_id(to.header.request_id());
-      out.header.set_initialized(true);
-      out.header.set_accepted(true);
-      out.header.set_error(error);
-      EXPECT_TRUE(send_message(router, std::move(out), &to.routing_id).ok());
+      fake_answer(router, to, kind, error);
     };
     const auto gather = [&](const InMessage& m) {
       for (size_t k = 0; k < m.num_frames(); ++k) {
