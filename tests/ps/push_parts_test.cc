@@ -189,17 +189,25 @@ TEST(PushParts, ChunksReadyBelowTheMinimumWaitForTheNextPart) {
   parts_equal_a_whole_push(12 * 1024, 1);
 }
 
-// A PUSH from a raw connection speaking for worker 1.
-OutMessage raw_push(const Placement& p, const std::vector<size_t>& chunks, bool more_parts,
-                    uint32_t parts_before, const std::vector<float>& grads) {
+// The header of a PUSH (part) of step 0 from a raw connection speaking for worker 1.
+OutMessage raw_push_header(uint64_t request_id, bool more_parts, uint32_t parts_before,
+                           uint32_t parts_elsewhere = 0) {
   OutMessage m;
   m.header.set_kind(wire::PUSH);
   m.header.set_job_id(kJob);
   m.header.set_sender(1);
-  m.header.set_request_id(42);
+  m.header.set_request_id(request_id);
   m.header.set_step(0);
   m.header.set_more_parts(more_parts);
   m.header.set_parts_before(parts_before);
+  m.header.set_parts_elsewhere(parts_elsewhere);
+  return m;
+}
+
+// A PUSH from a raw connection speaking for worker 1.
+OutMessage raw_push(const Placement& p, const std::vector<size_t>& chunks, bool more_parts,
+                    uint32_t parts_before, const std::vector<float>& grads) {
+  OutMessage m = raw_push_header(42, more_parts, parts_before);
   for (size_t k : chunks) {
     const Chunk& c = p.chunks[k];
     m.frames.push_back(
@@ -282,15 +290,7 @@ TEST(PushParts, AServerRefusesALastPartWithoutItsPartsAndAPartWithTooManyChunks)
 OutMessage raw_stripe(const Placement& p, int64_t from, int64_t n, bool more_parts,
                       uint32_t parts_before, uint32_t parts_elsewhere,
                       const std::vector<float>& grads) {
-  OutMessage m;
-  m.header.set_kind(wire::PUSH);
-  m.header.set_job_id(kJob);
-  m.header.set_sender(1);
-  m.header.set_request_id(43);
-  m.header.set_step(0);
-  m.header.set_more_parts(more_parts);
-  m.header.set_parts_before(parts_before);
-  m.header.set_parts_elsewhere(parts_elsewhere);
+  OutMessage m = raw_push_header(43, more_parts, parts_before, parts_elsewhere);
   for (const Chunk& c : p.chunks) {
     const int64_t first = std::max(from, c.flat_offset);
     const int64_t last = std::min(from + n, c.flat_offset + c.count);
