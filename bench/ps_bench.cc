@@ -20,6 +20,9 @@
 //       process, default chunking) with the push striped over at most S connections
 //       (ClientOptions::push_stripes; 1: one connection). Counter `conns`: connections a push
 //       went over, on average.
+//   BM_PushPullReplyParts/KB:N/parts:R   the same with the default striping and the reply
+//       whole (R = 0: ClientOptions::reply_part_bytes = 0) or in parts (R = 1: the default).
+//       Counter `reply_parts`: messages a reply came in, on average.
 //   BM_RawZmq/KB:N/curve:S/ipc:I/conns:K
 //       the yardstick: a DEALER sends N KB in one zero-copy frame to a ROUTER echo in its own
 //       process that sends it back, through pstrain's message layer; no PS work. K > 1 (TCP,
@@ -235,7 +238,8 @@ struct ChildStopper {
 
 // One iteration: push, then pull (two round trips), or push_pull (`merged`: the push and the
 // next pull in one round trip, as a worker's steps run).
-// `stripes`: ClientOptions::push_stripes (the default unless BM_PushPullStripes).
+// `stripes`, `reply_part_bytes`: ClientOptions' (the defaults unless BM_PushPullStripes or
+// BM_PushPullReplyParts).
 struct PushPullArgs {
   int64_t kb = 0;
   int64_t max_chunks = 0;
@@ -243,6 +247,7 @@ struct PushPullArgs {
   bool own_process = true;
   int64_t via = 0;
   int stripes = ClientOptions{}.push_stripes;
+  uint64_t reply_part_bytes = ClientOptions{}.reply_part_bytes;
 };
 void push_pull_iterations(benchmark::State& state, bool merged, const PushPullArgs& a) {
   const int64_t bytes = a.kb * kKB;
@@ -299,6 +304,7 @@ void push_pull_iterations(benchmark::State& state, bool merged, const PushPullAr
   co.job_id = job_id;
   co.transport = transport;
   co.push_stripes = a.stripes;
+  co.reply_part_bytes = a.reply_part_bytes;
   if (keys) co.keys = std::make_shared<const JobKeys>(*keys);
   auto client = PsClient::connect(ctx, {HostPort{"127.0.0.1", port}}, placement, co);
   std::vector<float> params(static_cast<size_t>(count));
@@ -360,6 +366,8 @@ void push_pull_iterations(benchmark::State& state, bool merged, const PushPullAr
     // Connections a push went over (striping: docs/benchmarks.md), per push.
     state.counters["conns"] = 1.0 + static_cast<double>((*client)->push_stripes_sent()) /
                                         static_cast<double>(state.iterations());
+    state.counters["reply_parts"] = 1.0 + static_cast<double>((*client)->reply_parts_received()) /
+                                              static_cast<double>(state.iterations());
   }
   if (client.ok()) (void)(*client)->done();
   if (server) {
@@ -382,6 +390,11 @@ void BM_PushPullStripes(benchmark::State& state) {
   push_pull_iterations(state, true,
                        {.kb = state.range(0), .stripes = static_cast<int>(state.range(1))});
 }
+void BM_PushPullReplyParts(benchmark::State& state) {
+  PushPullArgs a{.kb = state.range(0)};
+  if (state.range(1) == 0) a.reply_part_bytes = 0;
+  push_pull_iterations(state, true, a);
+}
 
 BENCHMARK(BM_PushPull)
     ->ArgNames({"KB", "chunks", "curve", "process", "via"})
@@ -403,6 +416,14 @@ BENCHMARK(BM_PushPullMerged)
 BENCHMARK(BM_PushPullStripes)
     ->ArgNames({"KB", "stripes"})
     ->ArgsProduct({{318, 1000, 4000, 40000}, {1, 2, 4}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Replies in parts over loopback TCP: BM_PushPullMerged's TCP series with the default
+// striping, the reply whole (parts:0) or in parts (parts:1, ClientOptions::reply_part_bytes).
+BENCHMARK(BM_PushPullReplyParts)
+    ->ArgNames({"KB", "parts"})
+    ->ArgsProduct({{318, 1000, 4000, 40000}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -116,6 +116,7 @@ PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placemen
       placement_(&placement),
       options_(options),
       incarnation_(ps_.size(), 0),
+      reply_cursor_(ps_.size()),
       send_buffers_(ps_.size()),
       answered_(ps_.size(), 1),
       push_out_(ps_.size()),
@@ -655,6 +656,11 @@ Status PsClient::exchange_impl(const std::vector<int>& targets, Make& make, OnRe
                                    msg.header.error());
       }
       Result<bool> handled = on_reply(p.ps, msg);
+      if (msg.header.more_parts() && handled.ok()) {
+        // A part of a reply in parts (take_params()): the rest follows on the same socket.
+        msg.frames.clear();
+        continue;
+      }
       // The reply's buffers go back now, not at the next receive: ZeroMQ's next large
       // receive buffer can then reuse them (runtime/base/allocator.h).
       msg.frames.clear();
@@ -756,20 +762,60 @@ Result<bool> PsClient::take_params(int ps, const InMessage& reply, std::span<flo
     return data_loss(name(ps) + " answered PULL with " + wire::Kind_Name(reply.header.kind()));
   }
   const auto& mine = placement_->chunks_of_ps[static_cast<size_t>(ps)];
-  if (reply.num_frames() != mine.size()) {
+  const bool more = reply.header.more_parts();
+  ReplyCursor& at = reply_cursor_[static_cast<size_t>(ps)];
+  if (at.request_id != reply.header.request_id()) at = {.request_id = reply.header.request_id()};
+  if (!more && reply.header.parts_before() == 0 && at.parts == 0 &&
+      reply.num_frames() != mine.size()) {
     return data_loss(name(ps) + " sent " + std::to_string(reply.num_frames()) +
                      " chunks, expected " + std::to_string(mine.size()));
   }
-  for (size_t i = 0; i < mine.size(); ++i) {
-    const Chunk& c = placement_->chunks[static_cast<size_t>(mine[i])];
-    if (reply.frame_info(i).key() != c.key) {
-      return data_loss(name(ps) + " sent chunk '" + reply.frame_info(i).key() + "' where '" +
-                       c.key + "' was expected");
+  if (!more && reply.header.parts_before() != at.parts) {
+    // A part did not come (a PS drops a reply its full send queue cannot take): ask again.
+    PSTRAIN_LOG(DEBUG) << name(ps) << " sent the last of " << reply.header.parts_before() + 1
+                       << " parts of its parameters after " << at.parts << "; asking again";
+    at = {};
+    return false;
+  }
+  for (size_t i = 0; i < reply.num_frames(); ++i) {
+    if (at.chunk >= mine.size()) {
+      return data_loss(name(ps) + " sent more parameters than its " + std::to_string(mine.size()) +
+                       " chunks hold");
+    }
+    const Chunk& c = placement_->chunks[static_cast<size_t>(mine[at.chunk])];
+    const wire::FrameInfo& f = reply.frame_info(i);
+    if (f.key() != c.key) {
+      return data_loss(name(ps) + " sent chunk '" + f.key() + "' where '" + c.key +
+                       "' was expected");
+    }
+    const auto chunk_count = static_cast<uint64_t>(c.count);
+    if (f.offset() != at.offset || f.count() > chunk_count - at.offset) {
+      return data_loss(name(ps) + " sent elements [" + std::to_string(f.offset()) + ", " +
+                       std::to_string(f.offset() + f.count()) + ") of chunk '" + c.key +
+                       "' where [" + std::to_string(at.offset) + ", " +
+                       std::to_string(chunk_count) + ") or a start of it was expected");
     }
     PSTRAIN_RETURN_IF_ERROR(reply.copy_frame_f32(
-        i, flat.subspan(static_cast<size_t>(c.flat_offset), static_cast<size_t>(c.count)),
+        i,
+        flat.subspan(static_cast<size_t>(c.flat_offset) + static_cast<size_t>(at.offset),
+                     static_cast<size_t>(f.count())),
         copy_parallel));
+    at.offset += f.count();
+    if (at.offset == chunk_count) {
+      ++at.chunk;
+      at.offset = 0;
+    }
   }
+  if (more) {
+    ++at.parts;
+    ++reply_parts_total_;
+    return false;
+  }
+  if (at.chunk != mine.size()) {
+    return data_loss(name(ps) + " sent parameters that end in chunk " + std::to_string(at.chunk) +
+                     " of its " + std::to_string(mine.size()));
+  }
+  at = {};
   steps[static_cast<size_t>(ps)] = reply.header.step();
   return true;
 }
@@ -789,6 +835,7 @@ Result<PsSteps> PsClient::pull(std::span<float> flat, const PsSteps& min_steps) 
       [&](int ps) {
         OutMessage m = request(wire::PULL);
         m.header.set_min_step(mins[static_cast<size_t>(ps)]);
+        m.header.set_reply_part_bytes(options_.reply_part_bytes);
         name_segment(m, ps, /*reply=*/true);
         return m;
       },
@@ -852,6 +899,7 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
         h.set_step(steps[static_cast<size_t>(ps)]);
         h.set_then_pull(along != nullptr);
         h.set_min_step(along != nullptr ? along->mins[static_cast<size_t>(ps)] : 0);
+        h.set_reply_part_bytes(along != nullptr ? options_.reply_part_bytes : 0);
         // After push_part(): the push's first send carries the chunks not sent yet; a later
         // one (the PS lost the parts) every chunk.
         const size_t i = static_cast<size_t>(ps);
@@ -904,6 +952,11 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
         return m;
       },
       [&](int ps, InMessage& reply) -> Result<bool> {
+        if (reply.header.more_parts()) {
+          // A part of the parameters (exchange() waits on for the rest).
+          if (along == nullptr || reply.header.kind() != wire::REPLY_PARAMS) return false;
+          return take_params(ps, reply, along->flat, along->mins, along->steps);
+        }
         if (ps == 0) result.global_step = reply.header.step();
         result.accepted = result.accepted && reply.header.accepted();
         if (along != nullptr) {

@@ -44,6 +44,10 @@
 //   sent again (no answer, the PS lost parts) it goes whole over the request socket, and the
 //   stripes' connections are closed (what they borrow is kept until the process exits, as for
 //   a failed push) and opened afresh at the next large push.
+// - Replies in parts (ClientOptions::reply_part_bytes): a PULL, and a PUSH with the pull
+//   along, ask for the parameters in parts; each part is copied into the caller's parameters
+//   as it comes, the frames checked to continue each other exactly (reply_cursor_); a last
+//   part after fewer parts than it announces is not used and the PULL asked again.
 // Thread-safety: all methods from one thread; the heartbeat thread is internal.
 #pragma once
 
@@ -128,6 +132,11 @@ struct ClientOptions {
   // (docs/benchmarks.md). 1: one connection. At most kMaxPushStripes.
   int push_stripes = 4;
   uint64_t min_stripe_bytes = 512 * 1024;
+  // A PULL (and the pull half of a PUSH) asks for the parameters in parts of about this many
+  // bytes (wire::Header.reply_part_bytes; a PS sends at most kMaxReplyParts): each part is
+  // copied into the caller's parameters while the next one is on its way. 0: whole replies.
+  // Replies written into shared memory are never cut.
+  uint64_t reply_part_bytes = 1024 * 1024;
 };
 
 struct PushResult {
@@ -204,6 +213,9 @@ class PsClient {
   uint64_t push_parts_sent() const { return push_parts_total_; }
   // Stripes sent over the further connections (striping), over all pushes and servers.
   uint64_t push_stripes_sent() const { return push_stripes_total_; }
+  // Parts of replies in parts taken so far (ClientOptions::reply_part_bytes), the last parts
+  // not counted: 0 while every reply came whole.
+  uint64_t reply_parts_received() const { return reply_parts_total_; }
   // Tells every PS this worker has finished.
   Status done();
   // Asks every PS in `targets` to write its checkpoint shard once its step reaches
@@ -281,7 +293,9 @@ class PsClient {
   Result<PushResult> push_impl(std::span<const float> flat_grads, const PsSteps& steps,
                                std::shared_ptr<const void> owner, PullAlong* along);
   // A REPLY_PARAMS or REPLY_NOT_READY from PS `ps` to a pull: follows a restarted PS (mins),
-  // copies the parameters into `flat` and records the step served. False: not ready.
+  // copies the parameters into `flat` and records the step served. False: not ready, a part
+  // of a reply in parts (more follow), or a last part whose earlier parts did not all come
+  // (ask again). The parts' frames must continue each other exactly (reply_cursor_).
   Result<bool> take_params(int ps, const InMessage& reply, std::span<float> flat, PsSteps& mins,
                            PsSteps& steps);
   // Closes every request socket (linger 0: messages still queued for a PS are dropped, which
@@ -308,6 +322,16 @@ class PsClient {
   // may speak for the worker) from another's (ps/server.h).
   std::string session_;
   std::vector<uint64_t> incarnation_;  // each PS's Header.ps_incarnation as last seen (0: none)
+  // Per PS, where the parts of the REPLY_PARAMS to request `request_id` have reached so far:
+  // chunk `chunk` (of that PS's chunks) from element `offset` on, after `parts` parts.
+  struct ReplyCursor {
+    uint64_t request_id = 0;
+    size_t chunk = 0;
+    uint64_t offset = 0;
+    uint32_t parts = 0;
+  };
+  std::vector<ReplyCursor> reply_cursor_;
+  uint64_t reply_parts_total_ = 0;
   ProtocolCounters counters_;
   // push()'s 16-bit gradients (compression only); reused once every PS answered.
   std::shared_ptr<std::vector<uint16_t>> half_grads_;

@@ -737,7 +737,8 @@ void ParameterServer::answer_not_ready(const zmq::message_t& routing_id, uint64_
 }
 
 void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker,
-                                  const ShmReply& shm, std::optional<bool> pushed) {
+                                  const ShmReply& shm, std::optional<bool> pushed,
+                                  uint64_t part_bytes) {
   OutMessage out = make_reply(wire::REPLY_PARAMS, request_id);
   if (pushed) out.header.set_accepted(*pushed);
   if (shm.segment != nullptr) {
@@ -761,12 +762,42 @@ void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t req
     send_to(routing_id, std::move(out), "parameters", worker);
     return;
   }
-  for (size_t i = 0; i < store_.num_chunks(); ++i) {
-    std::shared_ptr<const std::vector<float>> values = store_.values(i);
-    std::span<const float> view(*values);
-    out.frames.push_back(f32_frame(store_.key(i), view, std::move(values)));
+  uint64_t total = 0;
+  for (size_t i = 0; i < store_.num_chunks(); ++i) total += static_cast<uint64_t>(store_.count(i));
+  const uint64_t part_values = std::max<uint64_t>(part_bytes / sizeof(float), 1);
+  const uint64_t parts =
+      shm.segment != nullptr || part_bytes == 0
+          ? 1
+          : std::clamp<uint64_t>((total + part_values - 1) / part_values, 1, kMaxReplyParts);
+  // Part k holds the values [k * total / parts, (k + 1) * total / parts) of the chunks laid
+  // end to end: ranges of chunks, in order, each value once.
+  size_t chunk = 0;
+  uint64_t offset = 0;  // in chunk `chunk`
+  for (uint64_t k = 0; k < parts; ++k) {
+    const bool last = k + 1 == parts;
+    OutMessage part = last ? std::move(out) : make_reply(wire::REPLY_PARAMS, request_id);
+    if (pushed) part.header.set_accepted(*pushed);
+    part.header.set_more_parts(!last);
+    if (last) part.header.set_parts_before(static_cast<uint32_t>(parts - 1));
+    uint64_t left = (k + 1) * total / parts - k * total / parts;
+    while (chunk < store_.num_chunks() && (left > 0 || last)) {
+      std::shared_ptr<const std::vector<float>> values = store_.values(chunk);
+      const uint64_t count =
+          std::min<uint64_t>(values->size() - offset, last ? values->size() : left);
+      std::span<const float> view = std::span<const float>(*values).subspan(
+          static_cast<size_t>(offset), static_cast<size_t>(count));
+      OutFrame f = f32_frame(store_.key(chunk), view, std::move(values));
+      f.offset = offset;
+      part.frames.push_back(std::move(f));
+      left -= std::min(left, count);
+      offset += count;
+      if (offset == static_cast<uint64_t>(store_.count(chunk))) {
+        ++chunk;
+        offset = 0;
+      }
+    }
+    send_to(routing_id, std::move(part), "parameters", worker);
   }
-  send_to(routing_id, std::move(out), "parameters", worker);
 }
 
 void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed, const ShmReply* shm) {
@@ -777,7 +808,7 @@ void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed, const 
   }
   ShmReply target = shm != nullptr ? *shm : shm_reply_of(msg);
   if (pull_ready(h.sender(), h.min_step())) {
-    answer_pull(msg.routing_id, h.request_id(), h.sender(), target, pushed);
+    answer_pull(msg.routing_id, h.request_id(), h.sender(), target, pushed, h.reply_part_bytes());
     return;
   }
   target.written = false;  // parked: the values may change before it is answered
@@ -801,6 +832,7 @@ void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed, const 
   p.expires = Clock::now() + options_.long_poll;
   p.shm = std::move(target);
   p.pushed = pushed;
+  p.part_bytes = h.reply_part_bytes();
   parked_.push_back(std::move(p));
 }
 
@@ -825,7 +857,7 @@ void ParameterServer::answer_parked(bool expire_all_due) {
   for (auto it = parked_.begin(); it != parked_.end();) {
     const bool ready = pull_ready(it->worker, it->min_step);
     if (ready) {
-      answer_pull(it->routing_id, it->request_id, it->worker, it->shm, it->pushed);
+      answer_pull(it->routing_id, it->request_id, it->worker, it->shm, it->pushed, it->part_bytes);
     } else if (chief_lost_) {
       OutMessage out = make_reply(wire::REPLY_ERROR, it->request_id);
       out.header.set_error(kChiefLost);

@@ -63,6 +63,9 @@
 //   error at once ("push parts missing"). Frames may be ranges of a chunk (FrameInfo.offset):
 //   they are put in chunk and offset order and must tile every chunk exactly once; the PUSH is
 //   then applied as one, to the same bits as unsplit.
+// - A PULL (or the pull half of a PUSH) with Header.reply_part_bytes is answered in up to
+//   kMaxReplyParts REPLY_PARAMS messages (ranges of the chunks in order, the last one with
+//   parts_before), unless the reply goes into the worker's shared memory.
 // - INIT only from worker 0 and only once (a later one with the same layout is answered OK and
 //   changes nothing; a restored PS takes the chief's INIT once to confirm it); DONE only from
 //   the process owning the index it names.
@@ -113,6 +116,9 @@ namespace pstrain {
 // Messages queued for sending per connection: a peer that does not read its replies has the
 // next ones dropped (counted) instead of growing the PS.
 inline constexpr int kPsSendHwm = 16;
+// A REPLY_PARAMS goes in at most this many parts (wire::Header.reply_part_bytes), well under
+// kPsSendHwm.
+inline constexpr uint64_t kMaxReplyParts = 8;
 // A frame's declared size before INIT (the variables' chunk sizes are known only then): a
 // peer that declares a larger frame is disconnected before the frame is allocated.
 inline constexpr int64_t kPsMaxFrameBytesBeforeInit = int64_t{256} << 20;
@@ -241,6 +247,7 @@ class ParameterServer {
     Clock::time_point expires;
     ShmReply shm;
     std::optional<bool> pushed;  // the pull half of a PUSH: whether its gradient was accepted
+    uint64_t part_bytes = 0;     // the request's reply_part_bytes
   };
 
   ParameterServer(ServerOptions options, zmq::socket_t socket, int port);
@@ -277,8 +284,10 @@ class ParameterServer {
   // After INIT: new connections may send frames of at most twice the largest chunk + 1 MiB.
   void tighten_frame_cap();
   void reply_error(const InMessage& to, const std::string& error);
+  // REPLY_PARAMS, whole or (part_bytes > 0, not in shared memory) in parts of about part_bytes,
+  // at most kMaxReplyParts.
   void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker,
-                   const ShmReply& shm, std::optional<bool> pushed);
+                   const ShmReply& shm, std::optional<bool> pushed, uint64_t part_bytes);
   // REPLY_NOT_READY (with `accepted` for the pull half of a PUSH).
   void answer_not_ready(const zmq::message_t& routing_id, uint64_t request_id, int worker,
                         std::optional<bool> pushed);

@@ -4,7 +4,10 @@
 // in 16 bits); a PS refuses a last part whose earlier parts it does not hold and a part with
 // more chunks than it holds; and the client sends the whole push again when a PS says it lost
 // the parts. A push striped over several connections (ClientOptions::push_stripes) is applied
-// as the whole push too, whichever of its parts comes first.
+// as the whole push too, whichever of its parts comes first. A reply in parts
+// (ClientOptions::reply_part_bytes) fills the parameters with the same bits as a whole one,
+// answered at once or parked; the client asks again when a part is missing and refuses parts
+// that do not tile its chunks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -44,8 +47,10 @@ const std::vector<int64_t> kReady = {8700, 8000, 3000};
 
 std::unique_ptr<PsClient> tcp_client(zmq::context_t& ctx, const std::vector<HostPort>& ps,
                                      const Placement& p, int worker, uint64_t min_part_bytes = 0,
-                                     FloatFormat format = FloatFormat::kFloat32, int stripes = 1) {
+                                     FloatFormat format = FloatFormat::kFloat32, int stripes = 1,
+                                     uint64_t reply_part_bytes = 0) {
   ClientOptions co;
+  co.reply_part_bytes = reply_part_bytes;
   co.push_stripes = stripes;
   co.min_stripe_bytes = 1024;  // (the test's pushes are a few KB per server)
   co.worker = worker;
@@ -598,6 +603,210 @@ TEST(PushParts, AStripedPushGoesWholeWhenTheServerLostItsStripesAndTheNextIsStri
   for (size_t j = 0; j < kCount; ++j) first[j] = static_cast<float>(j);
   EXPECT_EQ(seen.whole, first);
   EXPECT_EQ(seen.striped, grads);
+}
+
+}  // namespace
+}  // namespace pstrain
+
+namespace pstrain {
+namespace {
+
+void expect_same_bits(const std::vector<float>& got, const std::vector<float>& want,
+                      const std::string& what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t j = 0; j < got.size(); ++j) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(got[j]), std::bit_cast<uint32_t>(want[j]))
+        << what << ", element " << j;
+  }
+}
+
+// Two servers, two asynchronous workers: worker 0 takes its parameters in parts of 4 KiB,
+// worker 1 whole. Each round worker 0's PULL for the next step is parked, worker 1's push
+// (with the pull along) completes it, then worker 0 pushes with the pull along: every copy of
+// the parameters, in parts or whole, parked or answered at once, holds the expected SGD.
+TEST(ReplyParts, ParametersInPartsAreTheSameBitsAsWholeOnesAnsweredAtOnceOrParked) {
+  ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
+  ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
+  ASSERT_TRUE(ps0.ok() && ps1.ok());
+  const std::vector<HostPort> servers = {{"127.0.0.1", ps0.port()}, {"127.0.0.1", ps1.port()}};
+  const Placement p = place_variables(four_variables(), 2, /*max_chunk_elements=*/2048);
+  constexpr uint64_t kPartBytes = 4096;
+  zmq::context_t ctx(1);
+  auto w0 = tcp_client(ctx, servers, p, 0, 0, FloatFormat::kFloat32, 1, kPartBytes);
+  auto w1 = tcp_client(ctx, servers, p, 1);
+  ASSERT_TRUE(w0 && w1);
+  ASSERT_TRUE(w0->hello(p.hash).ok());
+  ASSERT_TRUE(w1->hello(p.hash).ok());
+  constexpr int kRounds = 3;
+  std::vector<float> expected(kCount);
+  for (size_t j = 0; j < kCount; ++j) expected[j] = static_cast<float>(j % 89) / 89.f;
+  ASSERT_TRUE(
+      w0->init(testing_util::sgd_config(false, 1, 2, 2 * kRounds, p.hash, 1.0f), expected).ok());
+  // The parts each of worker 0's replies comes in, the last one not counted: per server, its
+  // values in parts of kPartBytes, at most kMaxReplyParts.
+  uint64_t parts_per_reply = 0;
+  for (const auto& mine : p.chunks_of_ps) {
+    uint64_t bytes = 0;
+    for (int64_t c : mine)
+      bytes += static_cast<uint64_t>(p.chunks[static_cast<size_t>(c)].count) * 4;
+    parts_per_reply += std::min((bytes + kPartBytes - 1) / kPartBytes, kMaxReplyParts) - 1;
+  }
+  ASSERT_GE(parts_per_reply, 8u);
+
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.f, 0.1f);
+  std::vector<float> params0(kCount), params1(kCount), grads(kCount);
+  auto served = w0->pull(params0, PsSteps{0, 0});
+  ASSERT_TRUE(served.ok()) << served.status().to_string();
+  expect_same_bits(params0, expected, "the first pull, in parts");
+  for (int round = 0; round < kRounds; ++round) {
+    const int64_t next = 2 * round + 1;
+    auto parked = std::async(std::launch::async, [&] {
+      return w0->pull(params0, PsSteps{next, next});
+    });
+    // Both servers hold worker 0's PULL before worker 1 pushes.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (int ps = 0; ps < 2; ++ps) {
+      while (true) {
+        auto stats = w1->status(ps);
+        ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+        if (stats->workers(0).parked_pulls() == 1) break;
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "ps " << ps << " parked nothing";
+      }
+    }
+    PsSteps pulled;
+    for (float& g : grads) g = dist(rng);
+    auto pushed1 =
+        w1->push_pull(grads, PsSteps{next - 1, next - 1}, nullptr, params1, PsSteps{0, 0}, pulled);
+    ASSERT_TRUE(pushed1.ok()) << pushed1.status().to_string();
+    EXPECT_TRUE(pushed1->pulled);
+    for (size_t j = 0; j < kCount; ++j) expected[j] -= grads[j];
+    expect_same_bits(params1, expected, "worker 1's pull along, whole");
+    ASSERT_EQ(parked.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    auto got = parked.get();
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_EQ((*got)[0], next);
+    expect_same_bits(params0, expected, "worker 0's parked pull, in parts");
+
+    for (float& g : grads) g = dist(rng);
+    auto pushed0 = w0->push_pull(grads, *got, nullptr, params0, PsSteps{0, 0}, pulled);
+    ASSERT_TRUE(pushed0.ok()) << pushed0.status().to_string();
+    EXPECT_TRUE(pushed0->pulled);
+    for (size_t j = 0; j < kCount; ++j) expected[j] -= grads[j];
+    expect_same_bits(params0, expected, "worker 0's pull along, in parts");
+  }
+  // 1 + 2 * kRounds replies to worker 0, each in parts; worker 1's all whole.
+  EXPECT_EQ(w0->reply_parts_received(), (1 + 2 * kRounds) * parts_per_reply);
+  EXPECT_EQ(w1->reply_parts_received(), 0u);
+  for (int ps = 0; ps < 2; ++ps) {
+    auto stats = w0->status(ps);
+    ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+    EXPECT_EQ(stats->gradients_applied(), 2 * kRounds) << "ps " << ps;
+    EXPECT_EQ(stats->bad_messages(), 0) << "ps " << ps;
+  }
+  ASSERT_TRUE(w0->done().ok());
+  ASSERT_TRUE(w1->done().ok());
+  EXPECT_TRUE(ps0.finish().ok());
+  EXPECT_TRUE(ps1.finish().ok());
+}
+
+// A REPLY_PARAMS (part) from the fake PS: the values `from` of chunk `chunk`'s elements
+// [offset, offset + count) for each range.
+struct Range {
+  size_t chunk;
+  uint64_t offset;
+  uint64_t count;
+};
+void fake_params(zmq::socket_t& router, const InMessage& to, const Placement& p,
+                 const std::vector<float>& from, const std::vector<Range>& ranges, bool more,
+                 uint32_t parts_before) {
+  OutMessage out;
+  out.header.set_kind(wire::REPLY_PARAMS);
+  out.header.set_job_id(kJob);
+  out.header.set_request_id(to.header.request_id());
+  out.header.set_initialized(true);
+  out.header.set_more_parts(more);
+  out.header.set_parts_before(parts_before);
+  for (const Range& r : ranges) {
+    const Chunk& c = p.chunks[r.chunk];
+    OutFrame f = f32_frame(c.key,
+                           std::span<const float>(from).subspan(
+                               static_cast<size_t>(c.flat_offset + static_cast<int64_t>(r.offset)),
+                               static_cast<size_t>(r.count)),
+                           nullptr);
+    f.offset = r.offset;
+    out.frames.push_back(std::move(f));
+  }
+  EXPECT_TRUE(send_message(router, std::move(out), &to.routing_id).ok());
+}
+
+// The fake PS answers the first PULL with one part and a last part that says two came before
+// it: the client asks again, and takes the whole answer to that. It answers the next PULL with
+// parts that leave a gap in the first chunk: the pull fails naming the elements.
+TEST(ReplyParts, TheClientAsksAgainWhenAPartIsMissingAndRefusesPartsThatDoNotTile) {
+  zmq::context_t ctx(1);
+  zmq::socket_t router = fake_ps_socket(ctx);
+  const Placement p = place_variables(four_variables(), 1, /*max_chunk_elements=*/2048);
+  const size_t n = p.chunks.size();
+  ASSERT_EQ(p.chunks[0].count, 2048);
+  std::vector<float> values(kCount);
+  for (size_t j = 0; j < kCount; ++j) values[j] = static_cast<float>(j) * 0.5f;
+  std::vector<Range> rest;  // every chunk after the first, whole
+  for (size_t c = 1; c < n; ++c) rest.push_back({c, 0, static_cast<uint64_t>(p.chunks[c].count)});
+  std::vector<Range> whole = rest;
+  whole.insert(whole.begin(), {0, 0, 2048});
+
+  auto fake = std::async(std::launch::async, [&]() -> int {
+    int pulls = 0;
+    for (int i = 0; i < 10; ++i) {
+      auto m = recv_message(router, milliseconds(10000), true, kJob);
+      if (!m.ok()) {
+        ADD_FAILURE() << m.status().to_string();
+        return pulls;
+      }
+      if (m->header.kind() == wire::HELLO) {
+        fake_answer(router, *m, wire::REPLY_OK, "");
+        continue;
+      }
+      if (m->header.kind() != wire::PULL) continue;
+      EXPECT_EQ(m->header.reply_part_bytes(), 4096u);
+      ++pulls;
+      if (pulls == 1) {
+        fake_params(router, *m, p, values, {{0, 0, 1000}}, true, 0);
+        std::vector<Range> last = rest;
+        last.insert(last.begin(), {0, 1000, 1048});
+        fake_params(router, *m, p, values, last, false, 2);
+      } else if (pulls == 2) {
+        fake_params(router, *m, p, values, whole, false, 0);
+      } else {
+        fake_params(router, *m, p, values, {{0, 0, 1000}}, true, 0);
+        std::vector<Range> last = rest;
+        last.insert(last.begin(), {0, 1500, 548});
+        fake_params(router, *m, p, values, last, false, 1);
+        return pulls;
+      }
+    }
+    return pulls;
+  });
+
+  auto client =
+      tcp_client(ctx, {{"127.0.0.1", port_of(router)}}, p, 0, 0, FloatFormat::kFloat32, 1, 4096);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->hello(p.hash).ok());
+  std::vector<float> params(kCount, -1.f);
+  auto first = client->pull(params, 0);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  EXPECT_EQ(params, values);
+  EXPECT_EQ(client->reply_parts_received(), 1u);
+  auto second = client->pull(params, 0);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(second.status().message().find("elements [1500, 2048) of chunk '" + p.chunks[0].key +
+                                           "' where [1000, 2048)"),
+            std::string::npos)
+      << second.status().to_string();
+  ASSERT_EQ(fake.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  EXPECT_EQ(fake.get(), 3);
 }
 
 }  // namespace
