@@ -762,40 +762,54 @@ void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t req
     send_to(routing_id, std::move(out), "parameters", worker);
     return;
   }
-  uint64_t total = 0;
-  for (size_t i = 0; i < store_.num_chunks(); ++i) total += static_cast<uint64_t>(store_.count(i));
+  PartsReply r = plan_parts(shm.segment != nullptr ? 0 : part_bytes);
+  send_parts(routing_id, request_id, worker, pushed, r, r.total, &out);
+}
+
+ParameterServer::PartsReply ParameterServer::plan_parts(uint64_t part_bytes) const {
+  PartsReply r;
+  for (size_t i = 0; i < store_.num_chunks(); ++i)
+    r.total += static_cast<uint64_t>(store_.count(i));
   const uint64_t part_values = std::max<uint64_t>(part_bytes / sizeof(float), 1);
-  const uint64_t parts =
-      shm.segment != nullptr || part_bytes == 0
-          ? 1
-          : std::clamp<uint64_t>((total + part_values - 1) / part_values, 1, kMaxReplyParts);
+  r.parts = part_bytes == 0 ? 1
+                            : std::clamp<uint64_t>((r.total + part_values - 1) / part_values, 1,
+                                                   kMaxReplyParts);
+  return r;
+}
+
+void ParameterServer::send_parts(const zmq::message_t& routing_id, uint64_t request_id, int worker,
+                                 std::optional<bool> pushed, PartsReply& r, uint64_t through,
+                                 OutMessage* last) {
   // Part k holds the values [k * total / parts, (k + 1) * total / parts) of the chunks laid
   // end to end: ranges of chunks, in order, each value once.
-  size_t chunk = 0;
-  uint64_t offset = 0;  // in chunk `chunk`
-  for (uint64_t k = 0; k < parts; ++k) {
-    const bool last = k + 1 == parts;
-    OutMessage part = last ? std::move(out) : make_reply(wire::REPLY_PARAMS, request_id);
+  while (r.sent < r.parts) {
+    const uint64_t k = r.sent;
+    const bool is_last = k + 1 == r.parts;
+    const uint64_t end = (k + 1) * r.total / r.parts;
+    if (end > through || (is_last && through < r.total)) return;
+    OutMessage part =
+        is_last && last != nullptr ? std::move(*last) : make_reply(wire::REPLY_PARAMS, request_id);
     if (pushed) part.header.set_accepted(*pushed);
-    part.header.set_more_parts(!last);
-    if (last) part.header.set_parts_before(static_cast<uint32_t>(parts - 1));
-    uint64_t left = (k + 1) * total / parts - k * total / parts;
-    while (chunk < store_.num_chunks() && (left > 0 || last)) {
-      std::shared_ptr<const std::vector<float>> values = store_.values(chunk);
+    part.header.set_more_parts(!is_last);
+    if (is_last) part.header.set_parts_before(static_cast<uint32_t>(r.parts - 1));
+    uint64_t left = end - k * r.total / r.parts;
+    while (r.chunk < store_.num_chunks() && (left > 0 || is_last)) {
+      std::shared_ptr<const std::vector<float>> values = store_.values(r.chunk);
       const uint64_t count =
-          std::min<uint64_t>(values->size() - offset, last ? values->size() : left);
+          std::min<uint64_t>(values->size() - r.offset, is_last ? values->size() : left);
       std::span<const float> view = std::span<const float>(*values).subspan(
-          static_cast<size_t>(offset), static_cast<size_t>(count));
-      OutFrame f = f32_frame(store_.key(chunk), view, std::move(values));
-      f.offset = offset;
+          static_cast<size_t>(r.offset), static_cast<size_t>(count));
+      OutFrame f = f32_frame(store_.key(r.chunk), view, std::move(values));
+      f.offset = r.offset;
       part.frames.push_back(std::move(f));
       left -= std::min(left, count);
-      offset += count;
-      if (offset == static_cast<uint64_t>(store_.count(chunk))) {
-        ++chunk;
-        offset = 0;
+      r.offset += count;
+      if (r.offset == static_cast<uint64_t>(store_.count(r.chunk))) {
+        ++r.chunk;
+        r.offset = 0;
       }
     }
+    ++r.sent;
     send_to(routing_id, std::move(part), "parameters", worker);
   }
 }
@@ -1028,9 +1042,27 @@ void ParameterServer::on_push(InMessage& msg) {
       if (aligned && !overlaps) through.bytes = {first, last};
     }
   }
+  // Asynchronous, its pull half answered at once and over the wire in parts: each part goes as
+  // soon as the update has made its values, while the update goes on with the next.
+  std::optional<PartsReply> early;
+  ShardStore::UpdateProgress progress;
+  if (h.then_pull() && !chief_lost_ && reply_shm.segment == nullptr && config_ &&
+      !config_->sync_replicas && staleness_ == 0 && h.reply_part_bytes() > 0 &&
+      store_.step() + 1 >= h.min_step()) {
+    early = plan_parts(h.reply_part_bytes());
+    if (early->parts > 1) {
+      progress.step_values = (early->total + early->parts - 1) / early->parts;
+      progress.done = [&](uint64_t final_values) {
+        // (Never the last part here: it carries the step, which moves once the update ends.)
+        send_parts(msg.routing_id, h.request_id(), h.sender(), true, *early,
+                   std::min(final_values, early->total - 1), nullptr);
+      };
+    }
+  }
   const int64_t before = store_.step();
   const PushOutcome outcome =
-      store_.push(h.sender(), h.step(), views, through.bytes.empty() ? nullptr : &through);
+      store_.push(h.sender(), h.step(), views, through.bytes.empty() ? nullptr : &through,
+                  progress.done ? &progress : nullptr);
   reply_shm.written = through.written;
   partial = {};  // (the views above point into its parts)
   WorkerState& pusher = workers_[static_cast<size_t>(h.sender())];
@@ -1063,6 +1095,11 @@ void ParameterServer::on_push(InMessage& msg) {
   // The parked pulls first (this PUSH may have completed their step), then this one's own
   // pull half, answered at once when its step is there, or parked.
   if (store_.step() != before || staleness_ > 0) answer_parked(/*expire_all_due=*/false);
+  if (h.then_pull() && early && early->sent > 0) {
+    // (The update made every value: the parts left, the last one with this step.)
+    send_parts(msg.routing_id, h.request_id(), h.sender(), accepted, *early, early->total, nullptr);
+    return;
+  }
   if (h.then_pull()) {
     on_pull(msg, accepted, &reply_shm);
     return;

@@ -288,6 +288,22 @@ class ParameterServer {
   // at most kMaxReplyParts.
   void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker,
                    const ShmReply& shm, std::optional<bool> pushed, uint64_t part_bytes);
+  // A REPLY_PARAMS in parts: `parts` messages over `total` values, `sent` of them sent, the
+  // next one starting at element `offset` of chunk `chunk`.
+  struct PartsReply {
+    uint64_t total = 0;
+    uint64_t parts = 1;
+    uint64_t sent = 0;
+    size_t chunk = 0;
+    uint64_t offset = 0;
+  };
+  // The parts for reply_part_bytes `part_bytes` (0: one).
+  PartsReply plan_parts(uint64_t part_bytes) const;
+  // Sends the parts of `r` not sent yet whose values lie within the first `through` (final
+  // ones); the last part only once through covers every value, as `*last` when given (a
+  // REPLY_PARAMS made for it) or a fresh reply.
+  void send_parts(const zmq::message_t& routing_id, uint64_t request_id, int worker,
+                  std::optional<bool> pushed, PartsReply& r, uint64_t through, OutMessage* last);
   // REPLY_NOT_READY (with `accepted` for the pull half of a PUSH).
   void answer_not_ready(const zmq::message_t& routing_id, uint64_t request_id, int worker,
                         std::optional<bool> pushed);

@@ -236,7 +236,7 @@ std::span<const float> ShardStore::as_floats(const GradientView& g, std::vector<
 }
 
 PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientView> grads,
-                             WriteThrough* through) {
+                             WriteThrough* through, const UpdateProgress* progress) {
   if (step_ >= aggregation_.train_steps) {
     ++counters_.late;
     return PushOutcome::kLate;
@@ -272,13 +272,43 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
     // (Copies on write here, once per chunk, before any range of it is updated.)
     for (ChunkState& c : chunks_) writable(c);
     const bool streaming = through_bytes_ >= kStreamingCopyMinBytes;
-    for_each_view(grads, [&](size_t i) {
-      ChunkState& c = chunks_[view_chunk_[i]];
-      std::byte* out = through_at(through, view_chunk_[i]);
-      if (out != nullptr) out += static_cast<size_t>(grads[i].offset) * sizeof(float);
-      apply_update_parallel(optimizer_, range(c.params->data, i), view_floats_[i],
-                            range(c.slot0, i), range(c.slot1, i), step_ + 1, out, streaming);
-    });
+    if (progress != nullptr && progress->step_values > 0 && progress->done &&
+        through_at(through, 0) == nullptr) {
+      // In order, in steps, telling the caller after each (the same elementwise update).
+      const uint64_t step_values = progress->step_values;
+      uint64_t before = 0;  // values of the chunks before this entry's
+      size_t chunk = 0;
+      for (size_t i = 0; i < grads.size(); ++i) {
+        for (; chunk < view_chunk_[i]; ++chunk) before += static_cast<uint64_t>(count(chunk));
+        ChunkState& c = chunks_[view_chunk_[i]];
+        const auto offset = static_cast<uint64_t>(grads[i].offset);
+        const auto n = static_cast<uint64_t>(grads[i].count);
+        for (uint64_t from = 0; from < n;) {
+          // Steps end where the caller's do: at multiples of step_values of all the values.
+          const uint64_t at = before + offset + from;
+          const uint64_t to = std::min(n, from + (step_values - at % step_values));
+          const auto sub = [&](std::vector<float>& v) {
+            return v.empty() ? std::span<float>()
+                             : std::span<float>(v).subspan(static_cast<size_t>(offset + from),
+                                                           static_cast<size_t>(to - from));
+          };
+          apply_update_parallel(
+              optimizer_, sub(c.params->data),
+              view_floats_[i].subspan(static_cast<size_t>(from), static_cast<size_t>(to - from)),
+              sub(c.slot0), sub(c.slot1), step_ + 1, nullptr, streaming);
+          from = to;
+          progress->done(before + offset + from);
+        }
+      }
+    } else {
+      for_each_view(grads, [&](size_t i) {
+        ChunkState& c = chunks_[view_chunk_[i]];
+        std::byte* out = through_at(through, view_chunk_[i]);
+        if (out != nullptr) out += static_cast<size_t>(grads[i].offset) * sizeof(float);
+        apply_update_parallel(optimizer_, range(c.params->data, i), view_floats_[i],
+                              range(c.slot0, i), range(c.slot1, i), step_ + 1, out, streaming);
+      });
+    }
     if (through_at(through, 0) != nullptr) through->written = true;
     ++step_;
     ++counters_.gradients_applied;

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <span>
@@ -112,8 +113,18 @@ class ShardStore {
     std::span<std::byte> bytes;
     bool written = false;
   };
+  // `progress` (optional, asynchronous training only): the update goes through the values in
+  // order, every chunk's laid end to end, in steps of at most `step_values`, and after each
+  // step calls `done(n)`: the first n values are final (the values() of their chunks hold
+  // them; later ranges of those vectors are still being written). Only once the whole
+  // gradient passed the NaN/Inf check; never for a dropped one. The last call has n = every
+  // value. Same values as without it. Not with `through` (then nothing is called).
+  struct UpdateProgress {
+    uint64_t step_values = 0;
+    std::function<void(uint64_t)> done;
+  };
   PushOutcome push(int worker, int64_t step, std::span<const GradientView> grads,
-                   WriteThrough* through = nullptr);
+                   WriteThrough* through = nullptr, const UpdateProgress* progress = nullptr);
   // Checks that (keys, counts) match the chunks held, one entry per chunk; the error names the
   // first mismatch.
   Status check_layout(std::span<const std::string> keys, std::span<const int64_t> counts) const;

@@ -680,6 +680,7 @@ TEST(ReplyParts, ParametersInPartsAreTheSameBitsAsWholeOnesAnsweredAtOnceOrParke
         w1->push_pull(grads, PsSteps{next - 1, next - 1}, nullptr, params1, PsSteps{0, 0}, pulled);
     ASSERT_TRUE(pushed1.ok()) << pushed1.status().to_string();
     EXPECT_TRUE(pushed1->pulled);
+    EXPECT_EQ(pulled, (PsSteps{next, next}));
     for (size_t j = 0; j < kCount; ++j) expected[j] -= grads[j];
     expect_same_bits(params1, expected, "worker 1's pull along, whole");
     ASSERT_EQ(parked.wait_for(std::chrono::seconds(10)), std::future_status::ready);
@@ -692,6 +693,8 @@ TEST(ReplyParts, ParametersInPartsAreTheSameBitsAsWholeOnesAnsweredAtOnceOrParke
     auto pushed0 = w0->push_pull(grads, *got, nullptr, params0, PsSteps{0, 0}, pulled);
     ASSERT_TRUE(pushed0.ok()) << pushed0.status().to_string();
     EXPECT_TRUE(pushed0->pulled);
+    // (The parts went while the update ran; the last one carries the step after it.)
+    EXPECT_EQ(pulled, (PsSteps{next + 1, next + 1}));
     for (size_t j = 0; j < kCount; ++j) expected[j] -= grads[j];
     expect_same_bits(params0, expected, "worker 0's pull along, in parts");
   }

@@ -359,6 +359,64 @@ TEST(ShardStore, ANonFiniteValueInTheLastRangeDropsEveryRange) {
   EXPECT_EQ(s.step(), 0);
 }
 
+// UpdateProgress (a PS sending its reply in parts while the update runs): the same bits and
+// slots as without it, whole chunks or ranges; done() called at every step boundary of all the
+// values in order, values final when it says so, the last call with every value; never for a
+// dropped gradient.
+TEST(ShardStore, AnUpdateInStepsTellsWhatIsFinalAndMakesTheSameValues) {
+  const size_t large = 10007;
+  const uint64_t total = large + 3;
+  constexpr uint64_t kStep = 1500;
+  ShardStore plain = make_ranged_store(false, large);
+  ShardStore stepped = make_ranged_store(false, large);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> dist(0.f, 0.3f);
+  for (int round = 0; round < 3; ++round) {
+    std::vector<float> w(large), b(3);
+    for (float& x : w) x = dist(rng);
+    for (float& x : b) x = dist(rng);
+    const auto* wb = reinterpret_cast<const std::byte*>(w.data());
+    const auto* bb = reinterpret_cast<const std::byte*>(b.data());
+    std::vector<GradientView> views = {{wb, static_cast<int64_t>(large)}, {bb, 3}};
+    if (round == 1) {  // "w" in two ranges
+      views = {{wb, 4000}, {wb + 4000 * 4, 6007, FloatFormat::kFloat32, 4000}, {bb, 3}};
+    }
+    std::vector<uint64_t> calls;
+    ShardStore::UpdateProgress progress{
+        .step_values = kStep, .done = [&](uint64_t n) {
+          calls.push_back(n);
+          // What is said final is: the plain store's update.
+          const std::vector<float>& got = *stepped.values(0);
+          const std::vector<float>& want = *plain.values(0);
+          const size_t upto = std::min<size_t>(n, large);
+          EXPECT_EQ(0, std::memcmp(got.data(), want.data(), upto * sizeof(float)))
+              << "final through " << n;
+        }};
+    ASSERT_EQ(plain.push(0, plain.step(), views), PushOutcome::kApplied);
+    ASSERT_EQ(stepped.push(0, stepped.step(), views, nullptr, &progress), PushOutcome::kApplied);
+    ASSERT_FALSE(calls.empty());
+    EXPECT_EQ(calls.back(), total);
+    for (size_t k = 0; k + 1 < calls.size(); ++k) {
+      EXPECT_LT(calls[k], calls[k + 1]);
+      // Steps end at multiples of kStep, or where a chunk or a range ends.
+      EXPECT_TRUE(calls[k] % kStep == 0 || calls[k] == 4000 || calls[k] == large) << calls[k];
+    }
+    EXPECT_GE(calls.size(), (total + kStep - 1) / kStep);
+  }
+  for (size_t c = 0; c < 2; ++c) {
+    EXPECT_EQ(*plain.values(c), *stepped.values(c)) << c;
+    for (int k = 0; k < 2; ++k) EXPECT_EQ(plain.slot(c, k), stepped.slot(c, k)) << c;
+  }
+  std::vector<float> w(large, 0.1f), b(3, std::numeric_limits<float>::infinity());
+  const std::vector<GradientView> bad = {
+      {reinterpret_cast<const std::byte*>(w.data()), static_cast<int64_t>(large)},
+      {reinterpret_cast<const std::byte*>(b.data()), 3}};
+  int calls = 0;
+  ShardStore::UpdateProgress progress{.step_values = kStep, .done = [&](uint64_t) { ++calls; }};
+  EXPECT_EQ(stepped.push(0, stepped.step(), bad, nullptr, &progress), PushOutcome::kNonFinite);
+  EXPECT_EQ(calls, 0);
+}
+
 TEST(ShardStore, InitializeRejectsRepeatsAndTwice) {
   ShardStore s;
   OptimizerConfig adam;
