@@ -65,7 +65,9 @@
 //   then applied as one, to the same bits as unsplit.
 // - A PULL (or the pull half of a PUSH) with Header.reply_part_bytes is answered in up to
 //   kMaxReplyParts REPLY_PARAMS messages (ranges of the chunks in order, the last one with
-//   parts_before), unless the reply goes into the worker's shared memory.
+//   parts_before), unless the reply goes into the worker's shared memory. An asynchronous
+//   PUSH's pull half answered at once sends each part as soon as the update has made it
+//   (ShardStore::UpdateProgress), the last one once the update and its step are done.
 // - INIT only from worker 0 and only once (a later one with the same layout is answered OK and
 //   changes nothing; a restored PS takes the chief's INIT once to confirm it); DONE only from
 //   the process owning the index it names.
