@@ -299,6 +299,22 @@ ShardStore make_ranged_store(bool sync, size_t large) {
   return s;
 }
 
+// A random gradient for make_ranged_store()'s chunks ("w" of `large` values, "b" of 3), and
+// its bytes as push() reads them.
+struct RangedGradient {
+  std::vector<float> w, b;
+  RangedGradient(size_t large, std::mt19937& rng) : w(large), b(3) {
+    std::normal_distribution<float> dist(0.f, 0.3f);
+    for (float& x : w) x = dist(rng);
+    for (float& x : b) x = dist(rng);
+  }
+  const std::byte* wb() const { return reinterpret_cast<const std::byte*>(w.data()); }
+  const std::byte* bb() const { return reinterpret_cast<const std::byte*>(b.data()); }
+  std::vector<GradientView> whole() const {
+    return {{wb(), static_cast<int64_t>(w.size())}, {bb(), 3}};
+  }
+};
+
 TEST(ShardStore, AChunkInRangesIsUpdatedExactlyAsWhole) {
   // Ranges small enough to run as tasks on the update threads, and ranges large enough to be
   // split by the update itself (sequentially, one after another).
@@ -308,15 +324,11 @@ TEST(ShardStore, AChunkInRangesIsUpdatedExactlyAsWhole) {
       ShardStore whole = make_ranged_store(sync, large);
       ShardStore ranged = make_ranged_store(sync, large);
       std::mt19937 rng(5);
-      std::normal_distribution<float> dist(0.f, 0.3f);
       for (int64_t step = 0; step < 3; ++step) {
         for (int worker = 0; worker < 2; ++worker) {
-          std::vector<float> w(large), b(3);
-          for (float& x : w) x = dist(rng);
-          for (float& x : b) x = dist(rng);
-          const auto* wb = reinterpret_cast<const std::byte*>(w.data());
-          const auto* bb = reinterpret_cast<const std::byte*>(b.data());
-          const std::vector<GradientView> one = {{wb, static_cast<int64_t>(large)}, {bb, 3}};
+          const RangedGradient g(large, rng);
+          const std::byte* wb = g.wb();
+          const std::vector<GradientView> one = g.whole();
           // "w" in four uneven ranges, the last ragged.
           const int64_t q = static_cast<int64_t>(large) / 4 + 3;
           const int64_t n = static_cast<int64_t>(large);
@@ -324,7 +336,7 @@ TEST(ShardStore, AChunkInRangesIsUpdatedExactlyAsWhole) {
           for (int64_t at = 0; at < n; at += q) {
             four.push_back({wb + at * 4, std::min(q, n - at), FloatFormat::kFloat32, at});
           }
-          four.push_back({bb, 3});
+          four.push_back({g.bb(), 3});
           ASSERT_EQ(four.size(), 5u);
           const int64_t s = sync ? step : whole.step();
           EXPECT_EQ(whole.push(worker, s, one), ranged.push(worker, s, four));
@@ -370,16 +382,11 @@ TEST(ShardStore, AnUpdateInStepsTellsWhatIsFinalAndMakesTheSameValues) {
   ShardStore plain = make_ranged_store(false, large);
   ShardStore stepped = make_ranged_store(false, large);
   std::mt19937 rng(9);
-  std::normal_distribution<float> dist(0.f, 0.3f);
   for (int round = 0; round < 3; ++round) {
-    std::vector<float> w(large), b(3);
-    for (float& x : w) x = dist(rng);
-    for (float& x : b) x = dist(rng);
-    const auto* wb = reinterpret_cast<const std::byte*>(w.data());
-    const auto* bb = reinterpret_cast<const std::byte*>(b.data());
-    std::vector<GradientView> views = {{wb, static_cast<int64_t>(large)}, {bb, 3}};
+    const RangedGradient g(large, rng);
+    std::vector<GradientView> views = g.whole();
     if (round == 1) {  // "w" in two ranges
-      views = {{wb, 4000}, {wb + 4000 * 4, 6007, FloatFormat::kFloat32, 4000}, {bb, 3}};
+      views = {{g.wb(), 4000}, {g.wb() + 4000 * 4, 6007, FloatFormat::kFloat32, 4000}, {g.bb(), 3}};
     }
     std::vector<uint64_t> calls;
     ShardStore::UpdateProgress progress{
