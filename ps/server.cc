@@ -35,6 +35,25 @@ bool same_routing_id(const zmq::message_t& a, const zmq::message_t& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// Whether every frame of a PUSH part holds float32 values, inline (bytes the message owns, that
+// nobody else writes), exactly count of them, aligned, and all finite. false when any does not
+// (the store then checks the part itself, and reports what is wrong).
+bool all_float32_finite(const InMessage& m) {
+  for (size_t i = 0; i < m.num_frames(); ++i) {
+    const wire::FrameInfo& f = m.frame_info(i);
+    if (f.dtype() != wire::DTYPE_FLOAT32 || f.in_shm()) return false;
+    const std::span<const std::byte> bytes = m.frame_bytes(i);
+    if (bytes.size() % sizeof(float) != 0 || bytes.size() / sizeof(float) != f.count() ||
+        reinterpret_cast<uintptr_t>(bytes.data()) % alignof(float) != 0) {
+      return false;
+    }
+    if (!all_finite_parallel({reinterpret_cast<const float*>(bytes.data()), f.count()})) {
+      return false;
+    }
+  }
+  return true;
+}
+
 constexpr const char* kChiefLost =
     "the chief (worker 0) was lost before it initialised the variables; restart the job";
 
@@ -908,6 +927,7 @@ void ParameterServer::on_push_part(InMessage& msg) {
                                                  std::to_string(store_.num_chunks()) + " chunks");
     return;
   }
+  partial.finite.push_back(all_float32_finite(msg));
   partial.parts.push_back(std::move(msg));
   // The last part came first (over another connection) and waited for this one.
   if (partial.last && partial.parts.size() == partial.last->header.parts_before()) {
@@ -926,7 +946,12 @@ void ParameterServer::on_push(InMessage& msg) {
     return;
   }
   // The PUSH's frames: those of its earlier parts (in the order they came), then its own.
-  std::vector<std::pair<const InMessage*, size_t>> frames;
+  struct PushFrame {
+    const InMessage* message = nullptr;
+    size_t index = 0;
+    bool known_finite = false;  // (checked when its part came)
+  };
+  std::vector<PushFrame> frames;
   if (h.parts_before() > 0) {
     std::string session = session_of(msg.routing_id);
     const bool same = partial.step == h.step() && partial.session == session;
@@ -961,13 +986,15 @@ void ParameterServer::on_push(InMessage& msg) {
       partial.last = std::move(msg);
       return;
     }
-    for (const InMessage& part : partial.parts) {
-      for (size_t i = 0; i < part.num_frames(); ++i) frames.emplace_back(&part, i);
+    for (size_t k = 0; k < partial.parts.size(); ++k) {
+      const InMessage& part = partial.parts[k];
+      const bool finite = k < partial.finite.size() && partial.finite[k];
+      for (size_t i = 0; i < part.num_frames(); ++i) frames.push_back({&part, i, finite});
     }
   } else {
     partial = {};
   }
-  for (size_t i = 0; i < msg.num_frames(); ++i) frames.emplace_back(&msg, i);
+  for (size_t i = 0; i < msg.num_frames(); ++i) frames.push_back({&msg, i, false});
   if (h.parts_before() > 0) {
     // Parts come in the order backward finished them, or over several connections: put the
     // frames in this PS's order, chunk by chunk, a chunk's ranges by offset (check_layout
@@ -979,7 +1006,7 @@ void ParameterServer::on_push(InMessage& msg) {
     std::vector<std::pair<size_t, uint64_t>> place(frames.size());
     bool known = true;
     for (size_t j = 0; j < frames.size() && known; ++j) {
-      const wire::FrameInfo& f = frames[j].first->frame_info(frames[j].second);
+      const wire::FrameInfo& f = frames[j].message->frame_info(frames[j].index);
       auto slot = chunk_slot_.find(f.key());
       known = slot != chunk_slot_.end();
       if (known) place[j] = {slot->second, f.offset()};
@@ -990,7 +1017,7 @@ void ParameterServer::on_push(InMessage& msg) {
       std::iota(order.begin(), order.end(), size_t{0});
       std::stable_sort(order.begin(), order.end(),
                        [&](size_t a, size_t b) { return place[a] < place[b]; });
-      std::vector<std::pair<const InMessage*, size_t>> ordered;
+      std::vector<PushFrame> ordered;
       ordered.reserve(frames.size());
       for (size_t j : order) ordered.push_back(frames[j]);
       frames = std::move(ordered);
@@ -1000,7 +1027,7 @@ void ParameterServer::on_push(InMessage& msg) {
   std::vector<int64_t> offsets;
   std::vector<int64_t> counts;
   std::vector<GradientView> views;
-  for (const auto& [m, i] : frames) {
+  for (const auto& [m, i, known_finite] : frames) {
     const wire::FrameInfo& f = m->frame_info(i);
     FloatFormat format = FloatFormat::kFloat32;  // float32, or 16 bits with --compress
     if (!float_format_of(f.dtype(), &format)) {
@@ -1013,8 +1040,8 @@ void ParameterServer::on_push(InMessage& msg) {
     keys.push_back(f.key());
     offsets.push_back(static_cast<int64_t>(f.offset()));
     counts.push_back(static_cast<int64_t>(f.count()));
-    views.push_back(
-        {m->frame_bytes(i).data(), static_cast<int64_t>(f.count()), format, offsets.back()});
+    views.push_back({m->frame_bytes(i).data(), static_cast<int64_t>(f.count()), format,
+                     offsets.back(), known_finite});
   }
   Status layout = store_.check_layout(keys, offsets, counts);
   if (!layout.ok()) {

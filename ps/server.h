@@ -224,10 +224,13 @@ class ParameterServer {
     // of `session` for that step; `frames` counts their frames (chunks, or ranges of one).
     // `last`: the part that completes the PUSH, held while parts it announces as sent over the
     // session's other connections (Header.parts_elsewhere) are still on their way.
+    // `finite[k]`: every value of parts[k] is float32, inline and finite, checked when it came
+    // (while the next parts were on their way), so the update does not check it again.
     struct PartialPush {
       std::string session;
       int64_t step = 0;
       std::vector<InMessage> parts;
+      std::vector<bool> finite;
       size_t frames = 0;
       std::optional<InMessage> last;
     } partial;

@@ -246,7 +246,8 @@ PushOutcome ShardStore::push(int worker, int64_t step, std::span<const GradientV
   std::atomic<bool> finite{true};
   for_each_view(grads, [&](size_t i) {
     view_floats_[i] = as_floats(grads[i], view_scratch_[i]);
-    if (finite.load(std::memory_order_relaxed) && !all_finite_parallel(view_floats_[i])) {
+    if (!grads[i].known_finite && finite.load(std::memory_order_relaxed) &&
+        !all_finite_parallel(view_floats_[i])) {
       finite.store(false, std::memory_order_relaxed);
     }
   });

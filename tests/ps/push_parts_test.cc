@@ -4,7 +4,8 @@
 // in 16 bits); a PS refuses a last part whose earlier parts it does not hold and a part with
 // more chunks than it holds; and the client sends the whole push again when a PS says it lost
 // the parts. A push striped over several connections (ClientOptions::push_stripes) is applied
-// as the whole push too, whichever of its parts comes first. A reply in parts
+// as the whole push too, whichever of its parts comes first; a NaN or an Inf in any part or
+// stripe has the whole push refused (parts are checked as they come). A reply in parts
 // (ClientOptions::reply_part_bytes) fills the parameters with the same bits as a whole one,
 // answered at once or parked; the client asks again when a part is missing and refuses parts
 // that do not tile its chunks.
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <bit>
 #include <future>
+#include <limits>
 #include <optional>
 #include <random>
 #include <string>
@@ -184,6 +186,85 @@ TEST(PushParts, StripedPushesAreAppliedExactlyAsWholeOnes) {
   parts_equal_a_whole_push(uint64_t{1} << 30, 0, FloatFormat::kFloat32, 4);
   parts_equal_a_whole_push(0, 4, FloatFormat::kFloat32, 4);
   parts_equal_a_whole_push(0, 4, FloatFormat::kBFloat16, 3);
+}
+
+// A part checked when it came is not checked again: a NaN or an Inf in any part, whether sent
+// during backward, as a stripe over another connection or in the last part, still has the whole
+// push refused with nothing of it applied.
+TEST(PushParts, ANaNOrInfInAnyPartOrStripeLeavesEveryParameterAsItWas) {
+  ServerFixture f({.num_workers = 1});
+  ASSERT_TRUE(f.ok());
+  const Placement p = place_variables(four_variables(), 1, /*max_chunk_elements=*/2048);
+  auto w = tcp_client(f.ctx, {{"127.0.0.1", f.port()}}, p, 0, /*min_part_bytes=*/0,
+                      FloatFormat::kFloat32, /*stripes=*/4);
+  ASSERT_TRUE(w);
+  ASSERT_TRUE(w->hello(p.hash).ok());
+  std::vector<float> expected(kCount);
+  for (size_t j = 0; j < kCount; ++j) expected[j] = static_cast<float>(j % 89) / 89.f;
+  ASSERT_TRUE(w->init(testing_util::sgd_config(false, 1, 1, 100, p.hash, 1.0f), expected).ok());
+  std::vector<float> params(kCount), grads(kCount);
+  for (size_t j = 0; j < kCount; ++j) grads[j] = 0.001f * static_cast<float>(j % 31);
+  struct Case {
+    bool parts;  // the layers after "a" go during backward (push_part), "a" striped
+    size_t bad;  // the element holding the bad value
+    float value;
+  };
+  constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const std::vector<Case> cases = {
+      {true, 9000, kNaN},         // in the first part sent during backward ("d")
+      {true, 5000, -kInf},        // in a later one ("b")
+      {true, 2999, kInf},         // in the stripe of "a" sent over another connection
+      {true, 0, kNaN},            // in the last part
+      {false, kCount - 1, kInf},  // a striped push alone: in its last stripe
+      {false, 0, kNaN},           // ... in its first, which goes with the last part
+  };
+  uint64_t stripes = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.parts ? "parts" : "stripes") + ", element " + std::to_string(c.bad));
+    auto served = w->pull(params, PsSteps{0});
+    ASSERT_TRUE(served.ok()) << served.status().to_string();
+    std::vector<float> bad = grads;
+    bad[c.bad] = c.value;
+    if (c.parts) {
+      for (int64_t from : kReady) w->push_part(bad, *served, from, nullptr);
+    }
+    const uint64_t parts_before = w->push_parts_sent();
+    auto pushed = w->push(bad, *served, nullptr);
+    ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
+    EXPECT_FALSE(pushed->accepted);
+    EXPECT_EQ(w->push_parts_sent(), parts_before);
+    EXPECT_GT(w->push_stripes_sent(), stripes);  // (the push was striped)
+    stripes = w->push_stripes_sent();
+    auto after = w->pull(params, PsSteps{0});
+    ASSERT_TRUE(after.ok()) << after.status().to_string();
+    EXPECT_EQ((*after)[0], 0);  // the step did not move
+    for (size_t j = 0; j < kCount; ++j) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(params[j]), std::bit_cast<uint32_t>(expected[j])) << j;
+    }
+  }
+  EXPECT_GE(w->push_parts_sent(), 4u * 3u);
+  // The same push, finite, in parts and stripes: applied, every value.
+  auto served = w->pull(params, PsSteps{0});
+  ASSERT_TRUE(served.ok()) << served.status().to_string();
+  for (int64_t from : kReady) w->push_part(grads, *served, from, nullptr);
+  auto pushed = w->push(grads, *served, nullptr);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
+  EXPECT_TRUE(pushed->accepted);
+  auto last = w->pull(params, PsSteps{1});
+  ASSERT_TRUE(last.ok()) << last.status().to_string();
+  for (size_t j = 0; j < kCount; ++j) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(params[j]),
+              std::bit_cast<uint32_t>(expected[j] - 1.0f * grads[j]))
+        << j;
+  }
+  auto stats = w->status(0);
+  ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+  EXPECT_EQ(stats->non_finite_gradients(), static_cast<int64_t>(cases.size()));
+  EXPECT_EQ(stats->gradients_applied(), 1);
+  EXPECT_EQ(stats->bad_messages(), 0);
+  ASSERT_TRUE(w->done().ok());
+  EXPECT_TRUE(f.finish().ok());
 }
 
 TEST(PushParts, ChunksReadyBelowTheMinimumWaitForTheNextPart) {
