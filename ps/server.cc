@@ -932,12 +932,13 @@ void ParameterServer::on_push_part(InMessage& msg) {
   // The last part came first (over another connection) and waited for this one.
   if (partial.last && partial.parts.size() == partial.last->header.parts_before()) {
     InMessage last = std::move(*partial.last);
+    const bool finite = partial.last_finite;
     partial.last.reset();
-    on_push(last);
+    on_push(last, finite);
   }
 }
 
-void ParameterServer::on_push(InMessage& msg) {
+void ParameterServer::on_push(InMessage& msg, bool checked_finite) {
   const wire::Header& h = msg.header;
   WorkerState::PartialPush& partial = workers_[static_cast<size_t>(h.sender())].partial;
   if (!store_.initialized()) {
@@ -983,6 +984,7 @@ void ParameterServer::on_push(InMessage& msg) {
         partial.session = std::move(session);
         partial.step = h.step();
       }
+      partial.last_finite = all_float32_finite(msg);
       partial.last = std::move(msg);
       return;
     }
@@ -994,7 +996,7 @@ void ParameterServer::on_push(InMessage& msg) {
   } else {
     partial = {};
   }
-  for (size_t i = 0; i < msg.num_frames(); ++i) frames.push_back({&msg, i, false});
+  for (size_t i = 0; i < msg.num_frames(); ++i) frames.push_back({&msg, i, checked_finite});
   if (h.parts_before() > 0) {
     // Parts come in the order backward finished them, or over several connections: put the
     // frames in this PS's order, chunk by chunk, a chunk's ranges by offset (check_layout

@@ -233,6 +233,7 @@ class ParameterServer {
       std::vector<bool> finite;
       size_t frames = 0;
       std::optional<InMessage> last;
+      bool last_finite = false;  // (as `finite`, for `last`: checked while it waited)
     } partial;
   };
   // Where a reply's frames go in a worker's shared-memory segment (segment null: inline).
@@ -270,7 +271,9 @@ class ParameterServer {
   // `shm`: the reply's region when the caller looked it up already (a PUSH's pull half).
   void on_pull(InMessage& msg, std::optional<bool> pushed = std::nullopt,
                const ShmReply* shm = nullptr);
-  void on_push(InMessage& msg);
+  // `checked_finite`: msg's values were found float32 and finite while it waited for its parts
+  // (all_float32_finite), so the store does not check them again.
+  void on_push(InMessage& msg, bool checked_finite = false);
   // A PUSH with more_parts: kept (bounded: no more chunks than this PS holds) until the last
   // part comes.
   void on_push_part(InMessage& msg);

@@ -450,9 +450,41 @@ TEST(PushParts, StripesOverTwoConnectionsAreAppliedAsOneWholePushWhicheverComesF
   auto served = chief->pull(params, 1);
   ASSERT_TRUE(served.ok()) << served.status().to_string();
   for (size_t j = 0; j < kCount; ++j) ASSERT_EQ(params[j], 1.0f - grads[j]) << j;
+
+  // The last part first again, checked while it waits: a NaN in it, or an Inf in the stripe
+  // that completes it, has the push refused and nothing of it applied.
+  for (const size_t bad : {size_t{0}, size_t{kCount} - 1}) {
+    SCOPED_TRACE("a bad value at element " + std::to_string(bad));
+    std::vector<float> poisoned = grads;
+    poisoned[bad] =
+        bad == 0 ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+    ASSERT_TRUE(send_message(lanes[0], raw_stripe(p, 0, half, false, 1, 1, poisoned)).ok());
+    OutMessage probe;
+    probe.header.set_kind(wire::HEARTBEAT);
+    probe.header.set_job_id(kJob);
+    probe.header.set_sender(1);
+    probe.header.set_request_id(45);
+    ASSERT_TRUE(send_message(lanes[0], std::move(probe)).ok());
+    auto held = recv_message(lanes[0], milliseconds(10000), false, kJob);
+    ASSERT_TRUE(held.ok()) << held.status().to_string();
+    EXPECT_EQ(held->header.request_id(), 45u);
+    ASSERT_TRUE(
+        send_message(lanes[1], raw_stripe(p, half, int64_t{kCount} - half, true, 0, 0, poisoned))
+            .ok());
+    auto refused = recv_message(lanes[0], milliseconds(10000), false, kJob);
+    ASSERT_TRUE(refused.ok()) << refused.status().to_string();
+    EXPECT_EQ(refused->header.request_id(), 43u);
+    EXPECT_EQ(refused->header.kind(), wire::REPLY_OK) << refused->header.error();
+    EXPECT_FALSE(refused->header.accepted());
+    auto unchanged = chief->pull(params, 1);
+    ASSERT_TRUE(unchanged.ok()) << unchanged.status().to_string();
+    EXPECT_EQ((*unchanged)[0], 1);
+    for (size_t j = 0; j < kCount; ++j) ASSERT_EQ(params[j], 1.0f - grads[j]) << j;
+  }
   auto stats = chief->status(0);
   ASSERT_TRUE(stats.ok()) << stats.status().to_string();
   EXPECT_EQ(stats->gradients_applied(), 1);
+  EXPECT_EQ(stats->non_finite_gradients(), 2);
   EXPECT_EQ(stats->bad_messages(), 0);
   EXPECT_TRUE(f.stop());
 }
