@@ -35,19 +35,23 @@ bool same_routing_id(const zmq::message_t& a, const zmq::message_t& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-// Whether every frame of a PUSH part holds float32 values, inline (bytes the message owns, that
-// nobody else writes), exactly count of them, aligned, and all finite. false when any does not
-// (the store then checks the part itself, and reports what is wrong).
-bool all_float32_finite(const InMessage& m) {
+// Whether every frame of a PUSH part holds float32, float16 or bfloat16 values, inline (bytes
+// the message owns, that nobody else writes), exactly count of them, and all finite. false
+// when any does not (the store then checks the part itself, and reports what is wrong).
+bool all_values_finite(const InMessage& m) {
   for (size_t i = 0; i < m.num_frames(); ++i) {
     const wire::FrameInfo& f = m.frame_info(i);
-    if (f.dtype() != wire::DTYPE_FLOAT32 || f.in_shm()) return false;
+    FloatFormat format = FloatFormat::kFloat32;
+    if (!float_format_of(f.dtype(), &format) || f.in_shm()) return false;
     const std::span<const std::byte> bytes = m.frame_bytes(i);
-    if (bytes.size() % sizeof(float) != 0 || bytes.size() / sizeof(float) != f.count() ||
-        reinterpret_cast<uintptr_t>(bytes.data()) % alignof(float) != 0) {
-      return false;
+    const size_t size = float_format_size(format);
+    if (bytes.size() % size != 0 || bytes.size() / size != f.count()) return false;
+    if (format != FloatFormat::kFloat32) {
+      if (!halves_all_finite(format, bytes.data(), f.count())) return false;
+      continue;
     }
-    if (!all_finite_parallel({reinterpret_cast<const float*>(bytes.data()), f.count()})) {
+    if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(float) != 0 ||
+        !all_finite_parallel({reinterpret_cast<const float*>(bytes.data()), f.count()})) {
       return false;
     }
   }
@@ -927,7 +931,7 @@ void ParameterServer::on_push_part(InMessage& msg) {
                                                  std::to_string(store_.num_chunks()) + " chunks");
     return;
   }
-  partial.finite.push_back(all_float32_finite(msg));
+  partial.finite.push_back(all_values_finite(msg));
   partial.parts.push_back(std::move(msg));
   // The last part came first (over another connection) and waited for this one.
   if (partial.last && partial.parts.size() == partial.last->header.parts_before()) {
@@ -984,7 +988,7 @@ void ParameterServer::on_push(InMessage& msg, bool checked_finite) {
         partial.session = std::move(session);
         partial.step = h.step();
       }
-      partial.last_finite = all_float32_finite(msg);
+      partial.last_finite = all_values_finite(msg);
       partial.last = std::move(msg);
       return;
     }

@@ -224,8 +224,9 @@ class ParameterServer {
     // of `session` for that step; `frames` counts their frames (chunks, or ranges of one).
     // `last`: the part that completes the PUSH, held while parts it announces as sent over the
     // session's other connections (Header.parts_elsewhere) are still on their way.
-    // `finite[k]`: every value of parts[k] is float32, inline and finite, checked when it came
-    // (while the next parts were on their way), so the update does not check it again.
+    // `finite[k]`: every value of parts[k] is inline and finite (16-bit ones once widened),
+    // checked when it came (while the next parts were on their way), so the update does not
+    // check it again.
     struct PartialPush {
       std::string session;
       int64_t step = 0;
@@ -271,8 +272,8 @@ class ParameterServer {
   // `shm`: the reply's region when the caller looked it up already (a PUSH's pull half).
   void on_pull(InMessage& msg, std::optional<bool> pushed = std::nullopt,
                const ShmReply* shm = nullptr);
-  // `checked_finite`: msg's values were found float32 and finite while it waited for its parts
-  // (all_float32_finite), so the store does not check them again.
+  // `checked_finite`: msg's values were found finite (inline) while it waited for its parts
+  // (all_values_finite), so the store does not check them again.
   void on_push(InMessage& msg, bool checked_finite = false);
   // A PUSH with more_parts: kept (bounded: no more chunks than this PS holds) until the last
   // part comes.

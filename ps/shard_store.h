@@ -54,9 +54,9 @@ struct GradientView {
   int64_t count = 0;
   FloatFormat format = FloatFormat::kFloat32;
   int64_t offset = 0;
-  // The caller has already found every value finite (float32 bytes it holds and nobody
-  // writes: a part of a PUSH checked while the others were on their way); push() skips its
-  // NaN/Inf check of this entry. false: push() checks it.
+  // The caller has already found every value finite (bytes it holds and nobody writes: a
+  // part of a PUSH checked while the others were on their way; 16-bit values widen to finite
+  // ones); push() skips its NaN/Inf check of this entry. false: push() checks it.
   bool known_finite = false;
 };
 

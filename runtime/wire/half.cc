@@ -1,5 +1,6 @@
 #include "runtime/wire/half.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -123,6 +124,25 @@ void widen_halves(FloatFormat format, const std::byte* src, std::span<float> dst
   } else {
     widen_loop<from_bf16>(src, dst.data(), dst.size());
   }
+}
+
+bool halves_all_finite(FloatFormat format, const std::byte* src, size_t count) {
+  PSTRAIN_CHECK(format != FloatFormat::kFloat32, "halves_all_finite: float32 is not 16 bits");
+  // NaN and Inf are the words whose exponent field is all ones: the largest exponent field of
+  // a block says whether the block holds one (a loop the compiler vectorises).
+  const uint16_t exponent = format == FloatFormat::kFloat16 ? 0x7c00 : 0x7f80;
+  constexpr size_t kBlock = 8192;  // 16 KB, as the float32 check's blocks
+  for (size_t begin = 0; begin < count; begin += kBlock) {
+    const size_t end = std::min(count, begin + kBlock);
+    uint16_t largest = 0;
+    for (size_t i = begin; i < end; ++i) {
+      uint16_t h;
+      std::memcpy(&h, src + 2 * i, sizeof h);  // unaligned, little-endian (as widen_loop)
+      largest = std::max<uint16_t>(largest, static_cast<uint16_t>(h & exponent));
+    }
+    if (largest == exponent) return false;
+  }
+  return true;
 }
 
 }  // namespace pstrain

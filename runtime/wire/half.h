@@ -48,5 +48,9 @@ void narrow_floats(FloatFormat format, std::span<const float> src, std::span<uin
 // dst[i] = widen(the i-th little-endian 16-bit word at src), for `format` kFloat16 or
 // kBFloat16; src holds 2 * dst.size() bytes, alignment not assumed.
 void widen_halves(FloatFormat format, const std::byte* src, std::span<float> dst);
+// Whether every one of the `count` little-endian 16-bit words at src (`format` kFloat16 or
+// kBFloat16, alignment not assumed) widens to a finite float: none is NaN or +-Inf (their
+// exponent bits are all ones). Reads the words without widening them.
+bool halves_all_finite(FloatFormat format, const std::byte* src, size_t count);
 
 }  // namespace pstrain

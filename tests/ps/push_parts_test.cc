@@ -191,12 +191,13 @@ TEST(PushParts, StripedPushesAreAppliedExactlyAsWholeOnes) {
 // A part checked when it came is not checked again: a NaN or an Inf in any part, whether sent
 // during backward, as a stripe over another connection or in the last part, still has the whole
 // push refused with nothing of it applied.
-TEST(PushParts, ANaNOrInfInAnyPartOrStripeLeavesEveryParameterAsItWas) {
+void a_bad_value_in_any_part_refuses_the_push(FloatFormat format) {
+  SCOPED_TRACE(compression_name(format));
   ServerFixture f({.num_workers = 1});
   ASSERT_TRUE(f.ok());
   const Placement p = place_variables(four_variables(), 1, /*max_chunk_elements=*/2048);
-  auto w = tcp_client(f.ctx, {{"127.0.0.1", f.port()}}, p, 0, /*min_part_bytes=*/0,
-                      FloatFormat::kFloat32, /*stripes=*/4);
+  auto w = tcp_client(f.ctx, {{"127.0.0.1", f.port()}}, p, 0, /*min_part_bytes=*/0, format,
+                      /*stripes=*/4);
   ASSERT_TRUE(w);
   ASSERT_TRUE(w->hello(p.hash).ok());
   std::vector<float> expected(kCount);
@@ -253,9 +254,15 @@ TEST(PushParts, ANaNOrInfInAnyPartOrStripeLeavesEveryParameterAsItWas) {
   EXPECT_TRUE(pushed->accepted);
   auto last = w->pull(params, PsSteps{1});
   ASSERT_TRUE(last.ok()) << last.status().to_string();
+  std::vector<float> applied = grads;  // (16 bits: the widened narrow values)
+  if (format != FloatFormat::kFloat32) {
+    std::vector<uint16_t> words(kCount);
+    narrow_floats(format, grads, words);
+    widen_halves(format, reinterpret_cast<const std::byte*>(words.data()), applied);
+  }
   for (size_t j = 0; j < kCount; ++j) {
     ASSERT_EQ(std::bit_cast<uint32_t>(params[j]),
-              std::bit_cast<uint32_t>(expected[j] - 1.0f * grads[j]))
+              std::bit_cast<uint32_t>(expected[j] - 1.0f * applied[j]))
         << j;
   }
   auto stats = w->status(0);
@@ -265,6 +272,15 @@ TEST(PushParts, ANaNOrInfInAnyPartOrStripeLeavesEveryParameterAsItWas) {
   EXPECT_EQ(stats->bad_messages(), 0);
   ASSERT_TRUE(w->done().ok());
   EXPECT_TRUE(f.finish().ok());
+}
+
+TEST(PushParts, ANaNOrInfInAnyPartOrStripeLeavesEveryParameterAsItWas) {
+  a_bad_value_in_any_part_refuses_the_push(FloatFormat::kFloat32);
+}
+
+TEST(PushParts, ANaNOrInfInAnySixteenBitPartLeavesEveryParameterAsItWas) {
+  a_bad_value_in_any_part_refuses_the_push(FloatFormat::kFloat16);
+  a_bad_value_in_any_part_refuses_the_push(FloatFormat::kBFloat16);
 }
 
 TEST(PushParts, ChunksReadyBelowTheMinimumWaitForTheNextPart) {

@@ -151,6 +151,39 @@ TEST(HalfTest, ErrorWithinTheBoundOverTheNormalRange) {
   EXPECT_GT(worst_bf, 0.9 * std::ldexp(1.0, -8));
 }
 
+// Every 16-bit word, alone and in a block of finite ones at any place (unaligned too): the
+// check without widening says what widening and std::isfinite say.
+TEST(HalfTest, TheFiniteCheckOfEveryWordAgreesWithItsWidenedValue) {
+  for (FloatFormat format : {FloatFormat::kFloat16, FloatFormat::kBFloat16}) {
+    SCOPED_TRACE(compression_name(format));
+    const auto widen = format == FloatFormat::kFloat16 ? fp16_to_float : bf16_to_float;
+    int non_finite = 0;
+    for (uint32_t w = 0; w <= 0xffff; ++w) {
+      const auto h = static_cast<uint16_t>(w);
+      const bool finite = std::isfinite(widen(h));
+      non_finite += finite ? 0 : 1;
+      ASSERT_EQ(halves_all_finite(format, reinterpret_cast<const std::byte*>(&h), 1), finite)
+          << std::hex << w;
+    }
+    // NaNs and the two infinities: all exponent bits set, any mantissa, either sign.
+    EXPECT_EQ(non_finite, format == FloatFormat::kFloat16 ? 2 * 1024 : 2 * 128);
+    // 20000 words over more than two blocks, one byte off alignment; one bad word at a time.
+    const uint16_t one = format == FloatFormat::kFloat16 ? 0x3c00 : 0x3f80;
+    const uint16_t bad = format == FloatFormat::kFloat16 ? 0x7e00 : 0xff80;  // NaN, -Inf
+    std::vector<std::byte> buf(1 + 2 * 20000);
+    const auto put = [&](size_t i, uint16_t h) { std::memcpy(buf.data() + 1 + 2 * i, &h, 2); };
+    for (size_t i = 0; i < 20000; ++i) put(i, one);
+    EXPECT_TRUE(halves_all_finite(format, buf.data() + 1, 20000));
+    EXPECT_TRUE(halves_all_finite(format, buf.data() + 1, 0));
+    for (size_t at : {size_t{0}, size_t{8191}, size_t{8192}, size_t{19999}}) {
+      put(at, bad);
+      EXPECT_FALSE(halves_all_finite(format, buf.data() + 1, 20000)) << at;
+      EXPECT_EQ(halves_all_finite(format, buf.data() + 1, at), true) << at;  // before it only
+      put(at, one);
+    }
+  }
+}
+
 TEST(HalfTest, BulkFunctionsMatchTheScalarOnes) {
   std::mt19937 rng(3);
   std::uniform_int_distribution<uint32_t> any_bits;
