@@ -117,6 +117,8 @@ PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placemen
       options_(options),
       incarnation_(ps_.size(), 0),
       reply_cursor_(ps_.size()),
+      reply_lanes_(ps_.size(), 0),
+      held_parts_(ps_.size()),
       send_buffers_(ps_.size()),
       answered_(ps_.size(), 1),
       push_out_(ps_.size()),
@@ -489,6 +491,7 @@ Status PsClient::exchange_impl(const std::vector<int>& targets, Make& make, OnRe
   // gets one slice, and one that cannot be queued now is asked again later.
   auto send = [&](Pending& p, bool again) -> Status {
     p.request_id = next_request_++;
+    reply_lanes_[static_cast<size_t>(p.ps)] = 0;  // (make() sets it for a striped push_pull)
     zmq::socket_t& socket = sockets_[static_cast<size_t>(p.ps)];
     HandshakeMonitor& monitor = *monitors_[static_cast<size_t>(p.ps)];
     const auto send_deadline = Clock::now() + SocketOptions{}.send_timeout;
@@ -536,14 +539,24 @@ Status PsClient::exchange_impl(const std::vector<int>& targets, Make& make, OnRe
   }
   std::vector<zmq::pollitem_t>& items = poll_items_;
   std::vector<size_t>& index = poll_index_;
+  std::vector<int>& lane_of = poll_lane_;
   while (true) {
     items.clear();
     index.clear();
+    lane_of.clear();
     for (size_t i = 0; i < pending.size(); ++i) {
       if (pending[i].finished) continue;
-      items.push_back(
-          {static_cast<void*>(sockets_[static_cast<size_t>(pending[i].ps)]), 0, ZMQ_POLLIN, 0});
+      const auto ps = static_cast<size_t>(pending[i].ps);
+      items.push_back({static_cast<void*>(sockets_[ps]), 0, ZMQ_POLLIN, 0});
       index.push_back(i);
+      lane_of.push_back(-1);
+      // (The stripes' connections too, when the PS may send parts of the reply there.)
+      const size_t lanes = std::min<size_t>(reply_lanes_[ps], lanes_[ps].size());
+      for (size_t l = 0; l < lanes; ++l) {
+        items.push_back({static_cast<void*>(lanes_[ps][l]), 0, ZMQ_POLLIN, 0});
+        index.push_back(i);
+        lane_of.push_back(static_cast<int>(l));
+      }
     }
     if (items.empty()) return {};
     if (options_.stop != nullptr && options_.stop->load() != 0) {
@@ -619,11 +632,15 @@ Status PsClient::exchange_impl(const std::vector<int>& targets, Make& make, OnRe
     for (size_t k = 0; k < items.size(); ++k) {
       if (!(items[k].revents & ZMQ_POLLIN)) continue;
       Pending& p = pending[index[k]];
-      const ShmResolver& shm = shm_resolvers_[static_cast<size_t>(p.ps)];
+      if (p.finished) continue;  // (a part on a lane after the last one came)
+      const auto ps = static_cast<size_t>(p.ps);
+      const ShmResolver& shm = shm_resolvers_[ps];
       InMessage& msg = reply_;
+      const bool on_lane = lane_of[k] >= 0;
       Status got =
-          recv_message_into(sockets_[static_cast<size_t>(p.ps)], std::chrono::milliseconds(0),
-                            false, options_.job_id, msg, &counters_, shm ? &shm : nullptr);
+          recv_message_into(on_lane ? lanes_[ps][static_cast<size_t>(lane_of[k])] : sockets_[ps],
+                            std::chrono::milliseconds(0), false, options_.job_id, msg, &counters_,
+                            shm && !on_lane ? &shm : nullptr);
       if (!got.ok()) {
         if (got.code() == StatusCode::kDeadlineExceeded) continue;
         if (got.code() == StatusCode::kCancelled) return got;
@@ -631,6 +648,17 @@ Status PsClient::exchange_impl(const std::vector<int>& targets, Make& make, OnRe
         continue;
       }
       if (msg.header.request_id() != p.request_id) continue;  // an answer to an older try
+      if (on_lane) {
+        // Only parts of the reply come there (what else a PS sends on them, an error about a
+        // stripe, is not waited for: the push's own reply says how it went).
+        if (msg.header.kind() != wire::REPLY_PARAMS || !msg.header.more_parts()) continue;
+        ++reply_parts_on_lanes_;
+      }
+      if (reply_lanes_[ps] > 0 && msg.header.kind() == wire::REPLY_PARAMS &&
+          !msg.header.parts_lost() && hold_if_early(p.ps, p.request_id, msg)) {
+        continue;
+      }
+
       // The PS read the whole request, and every one sent before it on this socket.
       answered_[static_cast<size_t>(p.ps)] = 1;
       if (msg.header.kind() == wire::REPLY_ERROR &&
@@ -656,11 +684,14 @@ Status PsClient::exchange_impl(const std::vector<int>& targets, Make& make, OnRe
                                    msg.header.error());
       }
       Result<bool> handled = on_reply(p.ps, msg);
-      if (msg.header.more_parts() && handled.ok()) {
-        // A part of a reply in parts (take_params()): the rest follows on the same socket.
+      while (msg.header.more_parts() && handled.ok()) {
+        // A part of a reply in parts (take_params()): the rest follows, or came before its turn
+        // (then it is taken now).
         msg.frames.clear();
-        continue;
+        if (!take_held(p.ps, p.request_id, msg)) break;
+        handled = on_reply(p.ps, msg);
       }
+      if (msg.header.more_parts() && handled.ok()) continue;
       // The reply's buffers go back now, not at the next receive: ZeroMQ's next large
       // receive buffer can then reuse them (runtime/base/allocator.h).
       msg.frames.clear();
@@ -743,6 +774,33 @@ Status PsClient::init(const JobTrainingConfig& config, std::span<const float> fl
   return st;
 }
 
+bool PsClient::hold_if_early(int ps, uint64_t request_id, InMessage& msg) {
+  const ReplyCursor& at = reply_cursor_[static_cast<size_t>(ps)];
+  const uint32_t turn = at.request_id == request_id ? at.parts : 0;
+  const uint32_t index = msg.header.part_index();
+  if (index <= turn || index >= kMaxReplyParts) return false;  // (take_params() judges it)
+  HeldParts& h = held_parts_[static_cast<size_t>(ps)];
+  if (h.request_id != request_id) {
+    for (InMessage& held : h.parts) held.frames.clear();
+    h = {.request_id = request_id, .held = 0, .parts = std::move(h.parts)};
+  }
+  if ((h.held & (1u << index)) != 0) return false;  // twice: take_params() refuses it
+  std::swap(h.parts[index], msg);  // (msg gets the slot's empty message, its capacity kept)
+  h.held |= 1u << index;
+  return true;
+}
+
+bool PsClient::take_held(int ps, uint64_t request_id, InMessage& msg) {
+  HeldParts& h = held_parts_[static_cast<size_t>(ps)];
+  const ReplyCursor& at = reply_cursor_[static_cast<size_t>(ps)];
+  if (h.request_id != request_id || at.request_id != request_id) return false;
+  const uint32_t turn = at.parts;
+  if (turn >= kMaxReplyParts || (h.held & (1u << turn)) == 0) return false;
+  std::swap(h.parts[turn], msg);
+  h.held &= ~(1u << turn);
+  return true;
+}
+
 Result<bool> PsClient::take_params(int ps, const InMessage& reply, std::span<float> flat,
                                    PsSteps& mins, PsSteps& steps) {
   uint64_t& known = incarnation_[static_cast<size_t>(ps)];
@@ -770,7 +828,7 @@ Result<bool> PsClient::take_params(int ps, const InMessage& reply, std::span<flo
     return data_loss(name(ps) + " sent " + std::to_string(reply.num_frames()) +
                      " chunks, expected " + std::to_string(mine.size()));
   }
-  if (!more && reply.header.parts_before() != at.parts) {
+  if (!more && (reply.header.parts_before() != at.parts || reply.header.parts_lost())) {
     // A part did not come (a PS drops a reply its full send queue cannot take): ask again.
     PSTRAIN_LOG(DEBUG) << name(ps) << " sent the last of " << reply.header.parts_before() + 1
                        << " parts of its parameters after " << at.parts << "; asking again";
@@ -910,6 +968,7 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
         h.set_more_parts(false);
         h.set_parts_before(rest ? parts_sent_[i] : 0);
         h.set_parts_elsewhere(0);
+        h.set_reply_lanes(0);
         if (!first && stripes_sent_[i] > 0) stripes_resent_ = true;
         m.shm = {};
         if (const ShmSegment* seg = shm_[static_cast<size_t>(ps)].get(); seg != nullptr) {
@@ -948,7 +1007,10 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
           const uint32_t striped = send_stripes(i, m, float_format_size(format), next_request_ - 1);
           h.set_parts_before(h.parts_before() + striped);
           h.set_parts_elsewhere(striped);
+          // The reply's parts may come back over the stripes' connections too.
+          if (along != nullptr && options_.reply_part_bytes > 0) h.set_reply_lanes(striped);
         }
+        reply_lanes_[i] = h.reply_lanes();
         return m;
       },
       [&](int ps, InMessage& reply) -> Result<bool> {

@@ -47,10 +47,15 @@
 // - Replies in parts (ClientOptions::reply_part_bytes): a PULL, and a PUSH with the pull
 //   along, ask for the parameters in parts; each part is copied into the caller's parameters
 //   as it comes, the frames checked to continue each other exactly (reply_cursor_); a last
-//   part after fewer parts than it announces is not used and the PULL asked again.
+//   part after fewer parts than it announces (or marked parts_lost) is not used and the PULL
+//   asked again. A striped PUSH with the pull along also takes the reply's parts on its
+//   stripes' connections (Header.reply_lanes): a part that comes before its turn is held
+//   (zero copy, at most kMaxReplyParts per PS) until the parts before it are in.
+// - A PS's replies carry the request's id; any other (an answer to an older try) is dropped.
 // Thread-safety: all methods from one thread; the heartbeat thread is internal.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -88,6 +93,9 @@ inline constexpr char kPushPartsMissing[] = "push parts missing";
 // push_stripes): a PS takes a PUSH in parts that carries up to this many frames more than it
 // holds chunks (each stripe's boundary cuts at most one chunk in two).
 inline constexpr uint32_t kMaxPushStripes = 16;
+// A REPLY_PARAMS goes in at most this many parts (wire::Header.reply_part_bytes), well under
+// the PS's send queue (kPsSendHwm, ps/server.h).
+inline constexpr uint64_t kMaxReplyParts = 8;
 // The prefix of a PsClient's routing ids (see PsClient::session_).
 inline constexpr char kSessionPrefix[] = "pstrain/";
 
@@ -216,6 +224,8 @@ class PsClient {
   // Parts of replies in parts taken so far (ClientOptions::reply_part_bytes), the last parts
   // not counted: 0 while every reply came whole.
   uint64_t reply_parts_received() const { return reply_parts_total_; }
+  // Of those, the parts that came over the stripes' connections (Header.reply_lanes).
+  uint64_t reply_parts_on_lanes() const { return reply_parts_on_lanes_; }
   // Tells every PS this worker has finished.
   Status done();
   // Asks every PS in `targets` to write its checkpoint shard once its step reaches
@@ -298,6 +308,13 @@ class PsClient {
   // (ask again). The parts' frames must continue each other exactly (reply_cursor_).
   Result<bool> take_params(int ps, const InMessage& reply, std::span<float> flat, PsSteps& mins,
                            PsSteps& steps);
+  // A REPLY_PARAMS part of request `request_id` from PS `ps` numbered after the one whose turn
+  // it is (Header.part_index): kept in held_parts_ (msg then holds an empty message) and true.
+  // False: its turn, or not one to hold (take_params() then takes or refuses it).
+  bool hold_if_early(int ps, uint64_t request_id, InMessage& msg);
+  // The held part whose turn it now is, swapped into msg (an emptied message): true; false
+  // when it has not come.
+  bool take_held(int ps, uint64_t request_id, InMessage& msg);
   // Closes every request socket (linger 0: messages still queued for a PS are dropped, which
   // lets ZeroMQ release the buffers they borrow) and connects a fresh one in its place.
   Status reopen_sockets();
@@ -332,6 +349,17 @@ class PsClient {
   };
   std::vector<ReplyCursor> reply_cursor_;
   uint64_t reply_parts_total_ = 0;
+  uint64_t reply_parts_on_lanes_ = 0;
+  // Per PS: how many of lanes_ the request in flight lets the PS send reply parts on
+  // (Header.reply_lanes; 0: only the request socket), and the parts of request `request_id`
+  // that came before their turn (bit i of `held`: parts[i] holds part i).
+  std::vector<uint32_t> reply_lanes_;
+  struct HeldParts {
+    uint64_t request_id = 0;
+    uint32_t held = 0;
+    std::array<InMessage, kMaxReplyParts> parts;
+  };
+  std::vector<HeldParts> held_parts_;
   ProtocolCounters counters_;
   // push()'s 16-bit gradients (compression only); reused once every PS answered.
   std::shared_ptr<std::vector<uint16_t>> half_grads_;
@@ -359,6 +387,7 @@ class PsClient {
   std::vector<Pending> pending_;
   std::vector<zmq::pollitem_t> poll_items_;
   std::vector<size_t> poll_index_;
+  std::vector<int> poll_lane_;  // per poll item: -1 the request socket, l: lanes_[ps][l]
   std::vector<SendBuffers> send_buffers_;
   std::vector<char> answered_;
   bool left_unanswered_ = false;

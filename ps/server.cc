@@ -269,10 +269,10 @@ void ParameterServer::reply(const InMessage& to, wire::Kind kind, OutMessage out
   send_to(to.routing_id, std::move(base), "reply", to.header.sender());
 }
 
-void ParameterServer::send_to(const zmq::message_t& routing_id, OutMessage out, const char* what,
+bool ParameterServer::send_to(const zmq::message_t& routing_id, OutMessage out, const char* what,
                               int worker) {
   const Status st = send_message(socket_, std::move(out), &routing_id, &counters_);
-  if (st.ok()) return;
+  if (st.ok()) return true;
   if (st.code() == StatusCode::kDeadlineExceeded) {
     // kPsSendHwm messages wait unread on this connection: its peer does not read its replies.
     ++replies_dropped_;
@@ -281,11 +281,12 @@ void ParameterServer::send_to(const zmq::message_t& routing_id, OutMessage out, 
                            << replies_dropped_ << " in all): " << kPsSendHwm
                            << " messages wait unread on its connection";
     }
-    return;
+    return false;
   }
   if (rejection_log_.allow()) {
     PSTRAIN_LOG(WARNING) << what << " to worker " << worker << ": " << st.message();
   }
+  return false;
 }
 
 void ParameterServer::tighten_frame_cap() {
@@ -761,7 +762,7 @@ void ParameterServer::answer_not_ready(const zmq::message_t& routing_id, uint64_
 
 void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker,
                                   const ShmReply& shm, std::optional<bool> pushed,
-                                  uint64_t part_bytes) {
+                                  uint64_t part_bytes, std::span<const zmq::message_t> lanes) {
   OutMessage out = make_reply(wire::REPLY_PARAMS, request_id);
   if (pushed) out.header.set_accepted(*pushed);
   if (shm.segment != nullptr) {
@@ -786,6 +787,7 @@ void ParameterServer::answer_pull(const zmq::message_t& routing_id, uint64_t req
     return;
   }
   PartsReply r = plan_parts(shm.segment != nullptr ? 0 : part_bytes);
+  r.lanes = lanes;
   send_parts(routing_id, request_id, worker, pushed, r, r.total, &out);
 }
 
@@ -815,6 +817,8 @@ void ParameterServer::send_parts(const zmq::message_t& routing_id, uint64_t requ
     if (pushed) part.header.set_accepted(*pushed);
     part.header.set_more_parts(!is_last);
     if (is_last) part.header.set_parts_before(static_cast<uint32_t>(r.parts - 1));
+    if (!r.lanes.empty()) part.header.set_part_index(static_cast<uint32_t>(k));
+    if (is_last && r.lost) part.header.set_parts_lost(true);
     uint64_t left = end - k * r.total / r.parts;
     while (r.chunk < store_.num_chunks() && (left > 0 || is_last)) {
       std::shared_ptr<const std::vector<float>> values = store_.values(r.chunk);
@@ -833,11 +837,17 @@ void ParameterServer::send_parts(const zmq::message_t& routing_id, uint64_t requ
       }
     }
     ++r.sent;
-    send_to(routing_id, std::move(part), "parameters", worker);
+    // (Over the worker's connections in turn; the last part on the request's.)
+    const uint64_t lane = is_last ? 0 : k % (r.lanes.size() + 1);
+    if (!send_to(lane == 0 ? routing_id : r.lanes[lane - 1], std::move(part), "parameters",
+                 worker)) {
+      r.lost = true;
+    }
   }
 }
 
-void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed, const ShmReply* shm) {
+void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed, const ShmReply* shm,
+                              std::span<const zmq::message_t> lanes) {
   const wire::Header& h = msg.header;
   if (chief_lost_) {
     reply_error(msg, kChiefLost);
@@ -845,7 +855,8 @@ void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed, const 
   }
   ShmReply target = shm != nullptr ? *shm : shm_reply_of(msg);
   if (pull_ready(h.sender(), h.min_step())) {
-    answer_pull(msg.routing_id, h.request_id(), h.sender(), target, pushed, h.reply_part_bytes());
+    answer_pull(msg.routing_id, h.request_id(), h.sender(), target, pushed, h.reply_part_bytes(),
+                lanes);
     return;
   }
   target.written = false;  // parked: the values may change before it is answered
@@ -944,6 +955,7 @@ void ParameterServer::on_push_part(InMessage& msg) {
 
 void ParameterServer::on_push(InMessage& msg, bool checked_finite) {
   const wire::Header& h = msg.header;
+  reply_lanes_.clear();
   WorkerState::PartialPush& partial = workers_[static_cast<size_t>(h.sender())].partial;
   if (!store_.initialized()) {
     partial = {};
@@ -996,6 +1008,19 @@ void ParameterServer::on_push(InMessage& msg, bool checked_finite) {
       const InMessage& part = partial.parts[k];
       const bool finite = k < partial.finite.size() && partial.finite[k];
       for (size_t i = 0; i < part.num_frames(); ++i) frames.push_back({&part, i, finite});
+    }
+    // Header.reply_lanes: the connections the stripes came on (of this PUSH's session), each
+    // once, may carry parts of the reply.
+    const size_t lanes = std::min<size_t>(h.reply_lanes(), kMaxPushStripes);
+    for (const InMessage& part : partial.parts) {
+      if (!h.then_pull() || reply_lanes_.size() >= lanes) break;
+      if (same_routing_id(part.routing_id, msg.routing_id)) continue;
+      if (std::any_of(reply_lanes_.begin(), reply_lanes_.end(), [&](const zmq::message_t& l) {
+            return same_routing_id(l, part.routing_id);
+          })) {
+        continue;
+      }
+      reply_lanes_.emplace_back(part.routing_id.data(), part.routing_id.size());
     }
   } else {
     partial = {};
@@ -1083,6 +1108,7 @@ void ParameterServer::on_push(InMessage& msg, bool checked_finite) {
       !config_->sync_replicas && staleness_ == 0 && h.reply_part_bytes() > 0 &&
       store_.step() + 1 >= h.min_step()) {
     early = plan_parts(h.reply_part_bytes());
+    early->lanes = reply_lanes_;
     if (early->parts > 1) {
       progress.step_values = (early->total + early->parts - 1) / early->parts;
       progress.done = [&](uint64_t final_values) {
@@ -1134,7 +1160,7 @@ void ParameterServer::on_push(InMessage& msg, bool checked_finite) {
     return;
   }
   if (h.then_pull()) {
-    on_pull(msg, accepted, &reply_shm);
+    on_pull(msg, accepted, &reply_shm, reply_lanes_);
     return;
   }
   OutMessage out;

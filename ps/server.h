@@ -64,10 +64,13 @@
 //   they are put in chunk and offset order and must tile every chunk exactly once; the PUSH is
 //   then applied as one, to the same bits as unsplit.
 // - A PULL (or the pull half of a PUSH) with Header.reply_part_bytes is answered in up to
-//   kMaxReplyParts REPLY_PARAMS messages (ranges of the chunks in order, the last one with
-//   parts_before), unless the reply goes into the worker's shared memory. An asynchronous
-//   PUSH's pull half answered at once sends each part as soon as the update has made it
-//   (ShardStore::UpdateProgress), the last one once the update and its step are done.
+//   kMaxReplyParts (ps/client.h) REPLY_PARAMS messages (ranges of the chunks in order, the
+//   last one with parts_before), unless the reply goes into the worker's shared memory. An
+//   asynchronous PUSH's pull half answered at once sends each part as soon as the update has
+//   made it (ShardStore::UpdateProgress), the last one once the update and its step are done.
+//   A striped PUSH with Header.reply_lanes has the parts of its pull half answered at once go
+//   over the request's connection and its stripes' in turn (numbered: part_index), the last on
+//   the request's; a part that could not be queued marks the last one parts_lost.
 // - INIT only from worker 0 and only once (a later one with the same layout is answered OK and
 //   changes nothing; a restored PS takes the chief's INIT once to confirm it); DONE only from
 //   the process owning the index it names.
@@ -96,6 +99,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -118,9 +122,6 @@ namespace pstrain {
 // Messages queued for sending per connection: a peer that does not read its replies has the
 // next ones dropped (counted) instead of growing the PS.
 inline constexpr int kPsSendHwm = 16;
-// A REPLY_PARAMS goes in at most this many parts (wire::Header.reply_part_bytes), well under
-// kPsSendHwm.
-inline constexpr uint64_t kMaxReplyParts = 8;
 // A frame's declared size before INIT (the variables' chunk sizes are known only then): a
 // peer that declares a larger frame is disconnected before the frame is allocated.
 inline constexpr int64_t kPsMaxFrameBytesBeforeInit = int64_t{256} << 20;
@@ -271,7 +272,7 @@ class ParameterServer {
   // accepted, which the reply carries).
   // `shm`: the reply's region when the caller looked it up already (a PUSH's pull half).
   void on_pull(InMessage& msg, std::optional<bool> pushed = std::nullopt,
-               const ShmReply* shm = nullptr);
+               const ShmReply* shm = nullptr, std::span<const zmq::message_t> lanes = {});
   // `checked_finite`: msg's values were found finite (inline) while it waited for its parts
   // (all_values_finite), so the store does not check them again.
   void on_push(InMessage& msg, bool checked_finite = false);
@@ -289,22 +290,29 @@ class ParameterServer {
   void reply(const InMessage& to, wire::Kind kind, OutMessage out = {});
   // Sends `out` to `routing_id`: a full queue drops it (counted); failures are logged
   // (rate-limited) naming `what`.
-  void send_to(const zmq::message_t& routing_id, OutMessage out, const char* what, int worker);
+  // Whether it was queued.
+  bool send_to(const zmq::message_t& routing_id, OutMessage out, const char* what, int worker);
   // After INIT: new connections may send frames of at most twice the largest chunk + 1 MiB.
   void tighten_frame_cap();
   void reply_error(const InMessage& to, const std::string& error);
   // REPLY_PARAMS, whole or (part_bytes > 0, not in shared memory) in parts of about part_bytes,
   // at most kMaxReplyParts.
+  // `lanes`: further connections of the worker's the parts may go on (Header.reply_lanes).
   void answer_pull(const zmq::message_t& routing_id, uint64_t request_id, int worker,
-                   const ShmReply& shm, std::optional<bool> pushed, uint64_t part_bytes);
+                   const ShmReply& shm, std::optional<bool> pushed, uint64_t part_bytes,
+                   std::span<const zmq::message_t> lanes = {});
   // A REPLY_PARAMS in parts: `parts` messages over `total` values, `sent` of them sent, the
-  // next one starting at element `offset` of chunk `chunk`.
+  // next one starting at element `offset` of chunk `chunk`; part k but the last goes on
+  // connection k mod (1 + lanes) (0: the request's, i: lanes[i - 1]), numbered when lanes are
+  // given; `lost`: one of them could not be queued.
   struct PartsReply {
     uint64_t total = 0;
     uint64_t parts = 1;
     uint64_t sent = 0;
     size_t chunk = 0;
     uint64_t offset = 0;
+    std::span<const zmq::message_t> lanes;
+    bool lost = false;
   };
   // The parts for reply_part_bytes `part_bytes` (0: one).
   PartsReply plan_parts(uint64_t part_bytes) const;
@@ -358,6 +366,8 @@ class ParameterServer {
   std::unordered_map<std::string, int> connection_owner_;
   // Chunk key -> index in store_, for PUSHes in parts (built at the first one).
   std::unordered_map<std::string, size_t> chunk_slot_;
+  // The stripes' connections of the PUSH being answered, when it asked for reply_lanes.
+  std::vector<zmq::message_t> reply_lanes_;
   std::deque<std::string> connection_order_;
   std::vector<ParkedPull> parked_;
   ProtocolCounters counters_;

@@ -849,16 +849,22 @@ struct Range {
   uint64_t offset;
   uint64_t count;
 };
+// `index`: Header.part_index; `lost`: Header.parts_lost; `via`: the routing id of another
+// connection of the client's to send it on (nullptr: the request's).
 void fake_params(zmq::socket_t& router, const InMessage& to, const Placement& p,
                  const std::vector<float>& from, const std::vector<Range>& ranges, bool more,
-                 uint32_t parts_before) {
+                 uint32_t parts_before, uint32_t index = 0, bool lost = false,
+                 const zmq::message_t* via = nullptr) {
   OutMessage out;
   out.header.set_kind(wire::REPLY_PARAMS);
   out.header.set_job_id(kJob);
   out.header.set_request_id(to.header.request_id());
   out.header.set_initialized(true);
+  out.header.set_accepted(true);
   out.header.set_more_parts(more);
   out.header.set_parts_before(parts_before);
+  out.header.set_part_index(index);
+  out.header.set_parts_lost(lost);
   for (const Range& r : ranges) {
     const Chunk& c = p.chunks[r.chunk];
     OutFrame f = f32_frame(c.key,
@@ -869,7 +875,7 @@ void fake_params(zmq::socket_t& router, const InMessage& to, const Placement& p,
     f.offset = r.offset;
     out.frames.push_back(std::move(f));
   }
-  EXPECT_TRUE(send_message(router, std::move(out), &to.routing_id).ok());
+  EXPECT_TRUE(send_message(router, std::move(out), via != nullptr ? via : &to.routing_id).ok());
 }
 
 // The fake PS answers the first PULL with one part and a last part that says two came before
@@ -939,6 +945,160 @@ TEST(ReplyParts, TheClientAsksAgainWhenAPartIsMissingAndRefusesPartsThatDoNotTil
       << second.status().to_string();
   ASSERT_EQ(fake.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   EXPECT_EQ(fake.get(), 3);
+}
+
+// A striped PUSH with the pull along (Header.reply_lanes) against real servers: the reply's
+// parts come over the stripes' connections too, and the parameters hold the same bits as SGD
+// on what was pushed, round after round; a worker that does not stripe gets them all on its
+// request socket.
+TEST(ReplyParts, AStripedPushTakesItsReplyOverItsStripesConnectionsToo) {
+  ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
+  ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
+  ASSERT_TRUE(ps0.ok() && ps1.ok());
+  const std::vector<HostPort> servers = {{"127.0.0.1", ps0.port()}, {"127.0.0.1", ps1.port()}};
+  const Placement p = place_variables(four_variables(), 2, /*max_chunk_elements=*/2048);
+  constexpr uint64_t kPartBytes = 4096;
+  zmq::context_t ctx(1);
+  auto striped = tcp_client(ctx, servers, p, 0, 0, FloatFormat::kFloat32, 4, kPartBytes);
+  auto plain = tcp_client(ctx, servers, p, 1, 0, FloatFormat::kFloat32, 1, kPartBytes);
+  ASSERT_TRUE(striped && plain);
+  ASSERT_TRUE(striped->hello(p.hash).ok());
+  ASSERT_TRUE(plain->hello(p.hash).ok());
+  std::vector<float> expected(kCount);
+  for (size_t j = 0; j < kCount; ++j) expected[j] = static_cast<float>(j % 83) / 83.f;
+  constexpr int kRounds = 4;
+  ASSERT_TRUE(
+      striped->init(testing_util::sgd_config(false, 1, 2, 2 * kRounds, p.hash, 1.0f), expected)
+          .ok());
+  std::mt19937 rng(9);
+  std::normal_distribution<float> dist(0.f, 0.1f);
+  std::vector<float> params(kCount), grads(kCount);
+  PsSteps steps{0, 0};
+  ASSERT_TRUE(striped->pull(params, steps).ok());
+  uint64_t parts_before = striped->reply_parts_received();
+  for (int round = 0; round < 2 * kRounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    PsClient& w = round % 2 == 0 ? *striped : *plain;
+    for (float& g : grads) g = dist(rng);
+    PsSteps pulled;
+    auto pushed = w.push_pull(grads, steps, nullptr, params, PsSteps{0, 0}, pulled);
+    ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
+    EXPECT_TRUE(pushed->accepted);
+    EXPECT_TRUE(pushed->pulled);
+    EXPECT_EQ(pulled, (PsSteps{round + 1, round + 1}));
+    steps = pulled;
+    for (size_t j = 0; j < kCount; ++j) expected[j] -= grads[j];
+    expect_same_bits(params, expected, "the pull along");
+  }
+  // Every reply of the striped worker came in parts, some of them over its other connections;
+  // none of the other worker's did.
+  EXPECT_GT(striped->reply_parts_received(), parts_before);
+  EXPECT_GE(striped->reply_parts_on_lanes(), static_cast<uint64_t>(kRounds));
+  EXPECT_LT(striped->reply_parts_on_lanes(), striped->reply_parts_received());
+  EXPECT_GE(striped->push_stripes_sent(), static_cast<uint64_t>(kRounds));
+  EXPECT_GT(plain->reply_parts_received(), 0u);
+  EXPECT_EQ(plain->reply_parts_on_lanes(), 0u);
+  for (int ps = 0; ps < 2; ++ps) {
+    auto stats = striped->status(ps);
+    ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+    EXPECT_EQ(stats->gradients_applied(), 2 * kRounds) << "ps " << ps;
+    EXPECT_EQ(stats->bad_messages(), 0) << "ps " << ps;
+  }
+  ASSERT_TRUE(striped->done().ok());
+  ASSERT_TRUE(plain->done().ok());
+  EXPECT_TRUE(ps0.finish().ok());
+  EXPECT_TRUE(ps1.finish().ok());
+}
+
+// The fake PS answers a striped push_pull with its parts out of order over the request's
+// connection and the stripe's: the last first, then 2, 1 and 0. The client holds each until
+// its turn and fills the parameters exactly. It answers the next one with part 0 and a last
+// part marked parts_lost: the client does not wait for parts 1 and 2 (push_pull says the
+// parameters did not come, and pull() gets them whole).
+TEST(ReplyParts, PartsThatComeBeforeTheirTurnAreHeldAndALostPartIsNotWaitedFor) {
+  zmq::context_t ctx(1);
+  zmq::socket_t router = fake_ps_socket(ctx);
+  const Placement p = place_variables(four_variables(), 1, /*max_chunk_elements=*/2048);
+  const size_t n = p.chunks.size();
+  ASSERT_GE(n, 5u);
+  std::vector<float> values(kCount);
+  for (size_t j = 0; j < kCount; ++j) values[j] = static_cast<float>(j) * 0.25f - 7.f;
+  const auto chunk = [&](size_t c) {
+    return std::vector<Range>{{c, 0, static_cast<uint64_t>(p.chunks[c].count)}};
+  };
+  std::vector<Range> rest;  // chunks 3 .. n - 1: the last part
+  for (size_t c = 3; c < n; ++c) rest.push_back(chunk(c)[0]);
+  std::vector<Range> whole = chunk(0);
+  for (size_t c = 1; c < n; ++c) whole.push_back(chunk(c)[0]);
+
+  auto fake = std::async(std::launch::async, [&]() -> int {
+    int pushes = 0;
+    std::optional<zmq::message_t> lane;  // the stripe's connection
+    std::optional<InMessage> push;       // the last part (it may come before the stripe)
+    for (int i = 0; i < 20; ++i) {
+      auto m = recv_message(router, milliseconds(10000), true, kJob);
+      if (!m.ok()) {
+        ADD_FAILURE() << m.status().to_string();
+        return pushes;
+      }
+      if (m->header.kind() == wire::HELLO) {
+        fake_answer(router, *m, wire::REPLY_OK, "");
+        continue;
+      }
+      if (m->header.kind() == wire::PULL) {
+        fake_params(router, *m, p, values, whole, false, 0);
+        return pushes;
+      }
+      if (m->header.kind() != wire::PUSH) continue;
+      if (m->header.more_parts()) {
+        lane.emplace(m->routing_id.data(), m->routing_id.size());
+      } else {
+        push = std::move(m).value();
+      }
+      if (!lane || !push) continue;  // (the other is on its way, over the other connection)
+      ++pushes;
+      const InMessage* last = &*push;
+      EXPECT_EQ(last->header.reply_lanes(), 1u);
+      EXPECT_EQ(last->header.parts_elsewhere(), 1u);
+      EXPECT_TRUE(last->header.then_pull());
+      m = std::move(*push);
+      push.reset();
+      if (pushes == 1) {
+        fake_params(router, *m, p, values, rest, false, 3, 3);
+        fake_params(router, *m, p, values, chunk(2), true, 0, 2, false, &*lane);
+        fake_params(router, *m, p, values, chunk(1), true, 0, 1);
+        fake_params(router, *m, p, values, chunk(0), true, 0, 0, false, &*lane);
+      } else {
+        fake_params(router, *m, p, values, chunk(0), true, 0, 0);
+        fake_params(router, *m, p, values, rest, false, 3, 3, /*lost=*/true);
+      }
+      lane.reset();
+    }
+    return pushes;
+  });
+
+  auto client =
+      tcp_client(ctx, {{"127.0.0.1", port_of(router)}}, p, 0, 0, FloatFormat::kFloat32, 2, 4096);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->hello(p.hash).ok());
+  std::vector<float> grads(kCount, 0.5f), params(kCount, -1.f);
+  PsSteps pulled;
+  auto first = client->push_pull(grads, PsSteps{0}, nullptr, params, PsSteps{0}, pulled);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  EXPECT_TRUE(first->pulled);
+  expect_same_bits(params, values, "parts out of order");
+  EXPECT_EQ(client->reply_parts_received(), 3u);
+  EXPECT_EQ(client->reply_parts_on_lanes(), 2u);
+
+  std::fill(params.begin(), params.end(), -1.f);
+  auto second = client->push_pull(grads, PsSteps{0}, nullptr, params, PsSteps{0}, pulled);
+  ASSERT_TRUE(second.ok()) << second.status().to_string();
+  EXPECT_FALSE(second->pulled);
+  auto again = client->pull(params, 0);
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  expect_same_bits(params, values, "the pull after a lost part");
+  ASSERT_EQ(fake.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  EXPECT_EQ(fake.get(), 2);
 }
 
 }  // namespace

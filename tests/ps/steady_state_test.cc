@@ -172,6 +172,9 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   // Striped: the MLP's 318 KB in 4 stripes; otherwise one connection.
   co.push_stripes = c.stripes ? 4 : 1;
   co.min_stripe_bytes = 64 * 1024;
+  // Striped: the reply in parts of 64 KiB, some over the stripes' connections (held when they
+  // come before their turn).
+  if (c.stripes) co.reply_part_bytes = 64 * 1024;
   auto client = PsClient::connect(f.ctx, {HostPort{"127.0.0.1", f.port()}}, placement, co);
   ASSERT_TRUE(client.ok()) << client.status().to_string();
   PsClient& ps = **client;
@@ -252,6 +255,11 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   }
   // Striped, every step's push went over 4 connections.
   EXPECT_EQ(ps.push_stripes_sent(), c.stripes ? uint64_t{3} * (kWarmUp + kCounted) : 0u);
+  if (c.stripes) {
+    EXPECT_GE(ps.reply_parts_on_lanes(), static_cast<uint64_t>(kWarmUp + kCounted));
+  } else {
+    EXPECT_EQ(ps.reply_parts_on_lanes(), 0u);
+  }
   // ...and the counting itself works: a step that allocates is seen.
   g_counted.store(0);
   t_counting = true;
