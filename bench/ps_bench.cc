@@ -141,7 +141,7 @@ int serve_child(const std::string& kind, const std::string& port_file, const std
     }
     keys = *k;
   }
-  zmq::context_t ctx(2);
+  zmq::context_t ctx(kIoThreads);
   if (kind == "ps") {
     auto bound = bind_ps_socket(ctx, "127.0.0.1", 0, 0, keys ? &*keys : nullptr);
     if (!bound.ok()) {
@@ -264,7 +264,7 @@ void push_pull_iterations(benchmark::State& state, bool merged, const PushPullAr
   if (!keys_or_skip(state, curve, keys)) return;
   const uint64_t job_id = keys ? keys->job_id : kPlainJob;
 
-  zmq::context_t ctx(2);
+  zmq::context_t ctx(kIoThreads);
   // The PS: another process, or a thread here.
   std::optional<Child> child;
   std::unique_ptr<ParameterServer> server;
@@ -440,7 +440,7 @@ void BM_RawZmq(benchmark::State& state) {
   }
   Child child = std::move(c).value();
   ChildStopper stopper{&child};
-  zmq::context_t ctx(2);
+  zmq::context_t ctx(kIoThreads);
   SocketOptions options;
   if (keys) options.curve = &*keys;
   options.transport = state.range(2) != 0 ? Transport::kIpc : Transport::kTcp;

@@ -781,8 +781,10 @@ bool PsClient::hold_if_early(int ps, uint64_t request_id, InMessage& msg) {
   if (index <= turn || index >= kMaxReplyParts) return false;  // (take_params() judges it)
   HeldParts& h = held_parts_[static_cast<size_t>(ps)];
   if (h.request_id != request_id) {
+    // (Parts of an older request, not taken: their buffers go now.)
     for (InMessage& held : h.parts) held.frames.clear();
-    h = {.request_id = request_id, .held = 0, .parts = std::move(h.parts)};
+    h.request_id = request_id;
+    h.held = 0;
   }
   if ((h.held & (1u << index)) != 0) return false;  // twice: take_params() refuses it
   std::swap(h.parts[index], msg);  // (msg gets the slot's empty message, its capacity kept)

@@ -123,7 +123,7 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
     so.metrics = metrics.get();
     PSTRAIN_LOG(INFO) << "ps " << o.task_index << " metrics at " << metrics_server->url();
   }
-  zmq::context_t ctx(1);
+  zmq::context_t ctx(kIoThreads);
   auto server = listener ? ParameterServer::create(std::move(listener->bound), so)
                          : ParameterServer::create(ctx, so);
   // Whatever stops the server from starting is the cluster's or the flags' doing.

@@ -33,6 +33,7 @@
 #include "ps/training_config.h"
 #include "runtime/base/status.h"
 #include "runtime/job/cluster.h"
+#include "runtime/wire/transport.h"
 
 namespace pstrain {
 
@@ -62,7 +63,7 @@ struct PsTaskSummary {
 // A PS socket bound before the cluster is known: under a rank-based scheduler the task binds
 // port 0, reports the port to the rendezvous (runtime/job/rendezvous.h) and then serves on it.
 struct PsListener {
-  zmq::context_t ctx{1};  // first: destroyed last
+  zmq::context_t ctx{kIoThreads};  // first: destroyed last
   PsSocket bound = PsSocket();
   int port = 0;
 };

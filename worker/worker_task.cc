@@ -102,7 +102,7 @@ class WorkerRun {
   ModelOptions model_options_;
   std::unique_ptr<Model> model_;
   Placement placement_;
-  zmq::context_t ctx_{1};
+  zmq::context_t ctx_{kIoThreads};
   std::unique_ptr<PsClient> client_;                 // after ctx_: closed before the context
   std::unique_ptr<ChiefCheckpointer> checkpointer_;  // chief with --checkpoint_dir
   Tensor params_;                                    // host copy of the pulled parameters

@@ -26,6 +26,12 @@
 
 namespace pstrain {
 
+// ZeroMQ I/O threads of a parameter server's and a worker's context: a connection's kernel
+// copies run on the I/O thread it was given, so the connections of a striped push and of a
+// reply in parts over them (ps/client.h) need more than one to move bytes on two cores at
+// once (bench/ps_bench.cc measures with the same number).
+inline constexpr int kIoThreads = 2;
+
 // True for "localhost", 127.0.0.0/8 and ::1 (brackets allowed).
 bool is_loopback_host(const std::string& host);
 // True for an IPv6 literal such as "fe80::1" or "[::1]".
