@@ -881,6 +881,7 @@ void ParameterServer::on_pull(InMessage& msg, std::optional<bool> pushed, const 
   p.shm = std::move(target);
   p.pushed = pushed;
   p.part_bytes = h.reply_part_bytes();
+  for (const zmq::message_t& lane : lanes) p.lanes.emplace_back(lane.data(), lane.size());
   parked_.push_back(std::move(p));
 }
 
@@ -905,7 +906,8 @@ void ParameterServer::answer_parked(bool expire_all_due) {
   for (auto it = parked_.begin(); it != parked_.end();) {
     const bool ready = pull_ready(it->worker, it->min_step);
     if (ready) {
-      answer_pull(it->routing_id, it->request_id, it->worker, it->shm, it->pushed, it->part_bytes);
+      answer_pull(it->routing_id, it->request_id, it->worker, it->shm, it->pushed, it->part_bytes,
+                  it->lanes);
     } else if (chief_lost_) {
       OutMessage out = make_reply(wire::REPLY_ERROR, it->request_id);
       out.header.set_error(kChiefLost);

@@ -68,9 +68,9 @@
 //   last one with parts_before), unless the reply goes into the worker's shared memory. An
 //   asynchronous PUSH's pull half answered at once sends each part as soon as the update has
 //   made it (ShardStore::UpdateProgress), the last one once the update and its step are done.
-//   A striped PUSH with Header.reply_lanes has the parts of its pull half answered at once go
-//   over the request's connection and its stripes' in turn (numbered: part_index), the last on
-//   the request's; a part that could not be queued marks the last one parts_lost.
+//   A striped PUSH with Header.reply_lanes has the parts of its pull half (answered at once or
+//   parked) go over the request's connection and its stripes' in turn (numbered: part_index),
+//   the last on the request's; a part that could not be queued marks the last one parts_lost.
 // - INIT only from worker 0 and only once (a later one with the same layout is answered OK and
 //   changes nothing; a restored PS takes the chief's INIT once to confirm it); DONE only from
 //   the process owning the index it names.
@@ -256,6 +256,9 @@ class ParameterServer {
     ShmReply shm;
     std::optional<bool> pushed;  // the pull half of a PUSH: whether its gradient was accepted
     uint64_t part_bytes = 0;     // the request's reply_part_bytes
+    // The pull half of a striped PUSH with reply_lanes: its stripes' connections, which the
+    // reply's parts may go on too (reply_lanes_).
+    std::vector<zmq::message_t> lanes;
   };
 
   ParameterServer(ServerOptions options, zmq::socket_t socket, int port);

@@ -1010,6 +1010,76 @@ TEST(ReplyParts, AStripedPushTakesItsReplyOverItsStripesConnectionsToo) {
   EXPECT_TRUE(ps1.finish().ok());
 }
 
+// Synchronous, two striped workers: the first one's push_pull is parked until the second's
+// completes the step; both replies come in parts over the stripes' connections too (the parked
+// one's connections kept with it), and both hold the mean of the two gradients applied.
+TEST(ReplyParts, AParkedReplyOfASyncStepComesOverTheStripesConnectionsToo) {
+  ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
+  ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
+  ASSERT_TRUE(ps0.ok() && ps1.ok());
+  const std::vector<HostPort> servers = {{"127.0.0.1", ps0.port()}, {"127.0.0.1", ps1.port()}};
+  const Placement p = place_variables(four_variables(), 2, /*max_chunk_elements=*/2048);
+  zmq::context_t ctx(1);
+  auto w0 = tcp_client(ctx, servers, p, 0, 0, FloatFormat::kFloat32, 4, 4096);
+  auto w1 = tcp_client(ctx, servers, p, 1, 0, FloatFormat::kFloat32, 4, 4096);
+  ASSERT_TRUE(w0 && w1);
+  ASSERT_TRUE(w0->hello(p.hash).ok());
+  ASSERT_TRUE(w1->hello(p.hash).ok());
+  std::vector<float> expected(kCount);
+  for (size_t j = 0; j < kCount; ++j) expected[j] = static_cast<float>(j % 79) / 79.f;
+  constexpr int kSteps = 3;
+  ASSERT_TRUE(w0->init(testing_util::sgd_config(true, 2, 2, kSteps, p.hash, 1.0f), expected).ok());
+  std::mt19937 rng(13);
+  std::normal_distribution<float> dist(0.f, 0.1f);
+  std::vector<float> params0(kCount), params1(kCount), g0(kCount), g1(kCount);
+  PsSteps steps{0, 0};
+  for (int step = 0; step < kSteps; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    for (float& g : g0) g = dist(rng);
+    for (float& g : g1) g = dist(rng);
+    const PsSteps next{step + 1, step + 1};
+    PsSteps pulled0, pulled1;
+    auto parked = std::async(std::launch::async, [&] {
+      return w0->push_pull(g0, steps, nullptr, params0, next, pulled0);
+    });
+    // Both servers hold worker 0's pull half before worker 1 pushes.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (int ps = 0; ps < 2; ++ps) {
+      while (true) {
+        auto stats = w1->status(ps);
+        ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+        if (stats->workers(0).parked_pulls() == 1) break;
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "ps " << ps << " parked nothing";
+      }
+    }
+    auto pushed1 = w1->push_pull(g1, steps, nullptr, params1, next, pulled1);
+    ASSERT_TRUE(pushed1.ok()) << pushed1.status().to_string();
+    ASSERT_EQ(parked.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    auto pushed0 = parked.get();
+    ASSERT_TRUE(pushed0.ok()) << pushed0.status().to_string();
+    EXPECT_TRUE(pushed0->pulled);
+    EXPECT_TRUE(pushed1->pulled);
+    EXPECT_EQ(pulled0, next);
+    EXPECT_EQ(pulled1, next);
+    // The mean of the two, as the store aggregates them: (g0 + g1) / 2 with learning rate 1.
+    std::vector<float> mean(kCount);
+    for (size_t j = 0; j < kCount; ++j) mean[j] = (g0[j] + g1[j]) / 2.f;
+    for (size_t j = 0; j < kCount; ++j) expected[j] -= mean[j];
+    for (size_t j = 0; j < kCount; ++j) {
+      ASSERT_NEAR(params0[j], expected[j], 1e-6f) << j;
+      ASSERT_EQ(std::bit_cast<uint32_t>(params0[j]), std::bit_cast<uint32_t>(params1[j])) << j;
+    }
+    expected = params0;  // (the servers' exact bits carry on)
+    steps = next;
+  }
+  EXPECT_GE(w0->reply_parts_on_lanes(), static_cast<uint64_t>(kSteps));
+  EXPECT_GE(w1->reply_parts_on_lanes(), static_cast<uint64_t>(kSteps));
+  ASSERT_TRUE(w0->done().ok());
+  ASSERT_TRUE(w1->done().ok());
+  EXPECT_TRUE(ps0.finish().ok());
+  EXPECT_TRUE(ps1.finish().ok());
+}
+
 // The fake PS answers a striped push_pull with its parts out of order over the request's
 // connection and the stripe's: the last first, then 2, 1 and 0. The client holds each until
 // its turn and fills the parameters exactly. It answers the next one with part 0 and a last
