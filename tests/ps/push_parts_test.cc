@@ -67,6 +67,22 @@ std::unique_ptr<PsClient> tcp_client(zmq::context_t& ctx, const std::vector<Host
   return c.ok() ? std::move(c).value() : nullptr;
 }
 
+// The end of a test with two servers and two workers: each server applied `applied`
+// gradients and saw no bad message; both workers say DONE and both servers end.
+void end_two_servers(PsClient& a, PsClient& b, ServerFixture& ps0, ServerFixture& ps1,
+                     int64_t applied) {
+  for (int ps = 0; ps < 2; ++ps) {
+    auto stats = a.status(ps);
+    ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+    EXPECT_EQ(stats->gradients_applied(), applied) << "ps " << ps;
+    EXPECT_EQ(stats->bad_messages(), 0) << "ps " << ps;
+  }
+  ASSERT_TRUE(a.done().ok());
+  ASSERT_TRUE(b.done().ok());
+  EXPECT_TRUE(ps0.finish().ok());
+  EXPECT_TRUE(ps1.finish().ok());
+}
+
 // The parts push_part() sends for kReady: per PS, one for each report that finds chunks of it
 // not sent yet holding at least min_bytes.
 uint64_t expected_parts(const Placement& p, uint64_t min_bytes) {
@@ -160,16 +176,7 @@ void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts,
   for (size_t j = 0; j < kCount; ++j) {
     ASSERT_EQ(std::bit_cast<uint32_t>(params[j]), std::bit_cast<uint32_t>(expected[j])) << j;
   }
-  for (int ps = 0; ps < 2; ++ps) {
-    auto stats = w0->status(ps);
-    ASSERT_TRUE(stats.ok()) << stats.status().to_string();
-    EXPECT_EQ(stats->gradients_applied(), kSteps) << "ps " << ps;
-    EXPECT_EQ(stats->bad_messages(), 0) << "ps " << ps;
-  }
-  ASSERT_TRUE(w0->done().ok());
-  ASSERT_TRUE(w1->done().ok());
-  EXPECT_TRUE(ps0.finish().ok());
-  EXPECT_TRUE(ps1.finish().ok());
+  end_two_servers(*w0, *w1, ps0, ps1, kSteps);
 }
 
 TEST(PushParts, PartsSentInBackwardsOrderAreAppliedExactlyAsOneWholePush) {
@@ -440,27 +447,34 @@ TEST(PushParts, StripesOverTwoConnectionsAreAppliedAsOneWholePushWhicheverComesF
   EXPECT_TRUE(missing->header.error().starts_with(kPushPartsMissing)) << missing->header.error();
 
   // The last part first; a heartbeat behind it on the same connection is answered first:
-  // the PS holds the part, waiting for the one sent elsewhere.
-  ASSERT_TRUE(send_message(lanes[0], raw_stripe(p, 0, half, false, 1, 1, grads)).ok());
-  OutMessage beat;
-  beat.header.set_kind(wire::HEARTBEAT);
-  beat.header.set_job_id(kJob);
-  beat.header.set_sender(1);
-  beat.header.set_request_id(44);
-  ASSERT_TRUE(send_message(lanes[0], std::move(beat)).ok());
-  auto first = recv_message(lanes[0], milliseconds(10000), false, kJob);
-  ASSERT_TRUE(first.ok()) << first.status().to_string();
-  EXPECT_EQ(first->header.request_id(), 44u);
-  EXPECT_EQ(first->header.kind(), wire::REPLY_OK);
-  // The other stripe, over the other connection: the push completes and is answered where its
-  // last part came.
-  ASSERT_TRUE(
-      send_message(lanes[1], raw_stripe(p, half, int64_t{kCount} - half, true, 0, 0, grads)).ok());
-  auto applied = recv_message(lanes[0], milliseconds(10000), false, kJob);
-  ASSERT_TRUE(applied.ok()) << applied.status().to_string();
-  EXPECT_EQ(applied->header.request_id(), 43u);
-  EXPECT_EQ(applied->header.kind(), wire::REPLY_OK) << applied->header.error();
-  EXPECT_TRUE(applied->header.accepted());
+  // the PS holds the part, waiting for the one sent elsewhere. Then the other stripe, over the
+  // other connection: the push completes and is answered where its last part came (true:
+  // accepted).
+  const auto push_last_part_first = [&](const std::vector<float>& pushed,
+                                        uint64_t beat_id) -> bool {
+    EXPECT_TRUE(send_message(lanes[0], raw_stripe(p, 0, half, false, 1, 1, pushed)).ok());
+    OutMessage beat;
+    beat.header.set_kind(wire::HEARTBEAT);
+    beat.header.set_job_id(kJob);
+    beat.header.set_sender(1);
+    beat.header.set_request_id(beat_id);
+    EXPECT_TRUE(send_message(lanes[0], std::move(beat)).ok());
+    auto held = recv_message(lanes[0], milliseconds(10000), false, kJob);
+    EXPECT_TRUE(held.ok()) << held.status().to_string();
+    if (!held.ok()) return false;
+    EXPECT_EQ(held->header.request_id(), beat_id);
+    EXPECT_EQ(held->header.kind(), wire::REPLY_OK);
+    EXPECT_TRUE(
+        send_message(lanes[1], raw_stripe(p, half, int64_t{kCount} - half, true, 0, 0, pushed))
+            .ok());
+    auto answer = recv_message(lanes[0], milliseconds(10000), false, kJob);
+    EXPECT_TRUE(answer.ok()) << answer.status().to_string();
+    if (!answer.ok()) return false;
+    EXPECT_EQ(answer->header.request_id(), 43u);
+    EXPECT_EQ(answer->header.kind(), wire::REPLY_OK) << answer->header.error();
+    return answer->header.accepted();
+  };
+  EXPECT_TRUE(push_last_part_first(grads, 44));
 
   std::vector<float> params(kCount);
   auto served = chief->pull(params, 1);
@@ -474,24 +488,7 @@ TEST(PushParts, StripesOverTwoConnectionsAreAppliedAsOneWholePushWhicheverComesF
     std::vector<float> poisoned = grads;
     poisoned[bad] =
         bad == 0 ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
-    ASSERT_TRUE(send_message(lanes[0], raw_stripe(p, 0, half, false, 1, 1, poisoned)).ok());
-    OutMessage probe;
-    probe.header.set_kind(wire::HEARTBEAT);
-    probe.header.set_job_id(kJob);
-    probe.header.set_sender(1);
-    probe.header.set_request_id(45);
-    ASSERT_TRUE(send_message(lanes[0], std::move(probe)).ok());
-    auto held = recv_message(lanes[0], milliseconds(10000), false, kJob);
-    ASSERT_TRUE(held.ok()) << held.status().to_string();
-    EXPECT_EQ(held->header.request_id(), 45u);
-    ASSERT_TRUE(
-        send_message(lanes[1], raw_stripe(p, half, int64_t{kCount} - half, true, 0, 0, poisoned))
-            .ok());
-    auto refused = recv_message(lanes[0], milliseconds(10000), false, kJob);
-    ASSERT_TRUE(refused.ok()) << refused.status().to_string();
-    EXPECT_EQ(refused->header.request_id(), 43u);
-    EXPECT_EQ(refused->header.kind(), wire::REPLY_OK) << refused->header.error();
-    EXPECT_FALSE(refused->header.accepted());
+    EXPECT_FALSE(push_last_part_first(poisoned, 45));
     auto unchanged = chief->pull(params, 1);
     ASSERT_TRUE(unchanged.ok()) << unchanged.status().to_string();
     EXPECT_EQ((*unchanged)[0], 1);
@@ -830,16 +827,7 @@ TEST(ReplyParts, ParametersInPartsAreTheSameBitsAsWholeOnesAnsweredAtOnceOrParke
   // 1 + 2 * kRounds replies to worker 0, each in parts; worker 1's all whole.
   EXPECT_EQ(w0->reply_parts_received(), (1 + 2 * kRounds) * parts_per_reply);
   EXPECT_EQ(w1->reply_parts_received(), 0u);
-  for (int ps = 0; ps < 2; ++ps) {
-    auto stats = w0->status(ps);
-    ASSERT_TRUE(stats.ok()) << stats.status().to_string();
-    EXPECT_EQ(stats->gradients_applied(), 2 * kRounds) << "ps " << ps;
-    EXPECT_EQ(stats->bad_messages(), 0) << "ps " << ps;
-  }
-  ASSERT_TRUE(w0->done().ok());
-  ASSERT_TRUE(w1->done().ok());
-  EXPECT_TRUE(ps0.finish().ok());
-  EXPECT_TRUE(ps1.finish().ok());
+  end_two_servers(*w0, *w1, ps0, ps1, 2 * kRounds);
 }
 
 // A REPLY_PARAMS (part) from the fake PS: the values `from` of chunk `chunk`'s elements
@@ -998,16 +986,7 @@ TEST(ReplyParts, AStripedPushTakesItsReplyOverItsStripesConnectionsToo) {
   EXPECT_GE(striped->push_stripes_sent(), static_cast<uint64_t>(kRounds));
   EXPECT_GT(plain->reply_parts_received(), 0u);
   EXPECT_EQ(plain->reply_parts_on_lanes(), 0u);
-  for (int ps = 0; ps < 2; ++ps) {
-    auto stats = striped->status(ps);
-    ASSERT_TRUE(stats.ok()) << stats.status().to_string();
-    EXPECT_EQ(stats->gradients_applied(), 2 * kRounds) << "ps " << ps;
-    EXPECT_EQ(stats->bad_messages(), 0) << "ps " << ps;
-  }
-  ASSERT_TRUE(striped->done().ok());
-  ASSERT_TRUE(plain->done().ok());
-  EXPECT_TRUE(ps0.finish().ok());
-  EXPECT_TRUE(ps1.finish().ok());
+  end_two_servers(*striped, *plain, ps0, ps1, 2 * kRounds);
 }
 
 // Synchronous, two striped workers: the first one's push_pull is parked until the second's
