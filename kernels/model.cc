@@ -101,8 +101,15 @@ Result<std::unique_ptr<Model>> Model::create(const ModelOptions& options, Ops& o
 void Model::bind_layers() {
   size_t next = 0;
   layer_offset_.clear();
+  layer_end_.clear();
   for (auto& layer : layers_) {
     layer_offset_.push_back(layer->variable_specs().empty() ? -1 : variables_[next].offset);
+    int64_t end = layer_end_.empty() ? 0 : layer_end_.back();
+    for (size_t i = 0; i < layer->variable_specs().size(); ++i) {
+      const VariableSpec& v = variables_[next + i];
+      end = std::max(end, v.offset + v.numel());
+    }
+    layer_end_.push_back(end);
     std::vector<float*> p, g;
     for (size_t i = 0; i < layer->variable_specs().size(); ++i, ++next) {
       p.push_back(params_.f32() + variables_[next].offset);
@@ -169,19 +176,31 @@ void Model::upload_batch(std::span<const float> images, std::span<const int32_t>
   Buffers& b = buffers_for(n);
   ops_->copy_to_device(b.acts[0].raw(), images.data(), images.size_bytes());
   ops_->copy_to_device(b.labels.raw(), labels.data(), labels.size_bytes());
+  ahead_ = 0;
 }
 
-void Model::forward(Buffers& b, int n) {
-  for (size_t i = 0; i < layers_.size(); ++i) {
+void Model::forward(Buffers& b, int n, size_t from, size_t to) {
+  for (size_t i = from; i < to; ++i) {
     layers_[i]->forward(*ops_, b.acts[i].f32(), b.acts[i + 1].f32(), n,
                         b.scratch[i].empty() ? nullptr : b.scratch[i].f32(),
                         b.iscratch[i].empty() ? nullptr : b.iscratch[i].i32());
   }
 }
 
+void Model::forward_ahead(int n, int64_t until) {
+  if (ahead_n_ != n) ahead_ = 0;
+  ahead_n_ = n;
+  size_t to = ahead_;
+  while (to < layers_.size() && layer_end_[to] <= until) ++to;
+  if (to == ahead_) return;
+  forward(buffers_for(n), n, ahead_, to);
+  ahead_ = to;
+}
+
 void Model::forward_backward(int n, GradientsReady* ready) {
   Buffers& b = buffers_for(n);
-  forward(b, n);
+  forward(b, n, ahead_n_ == n ? ahead_ : 0, layers_.size());
+  ahead_ = 0;
   const size_t last = layers_.size();
   ops_->softmax_xent(b.acts[last].f32(), b.labels.i32(), b.dacts[last].f32(), loss_.f32(), n,
                      options_.classes);
@@ -217,7 +236,7 @@ Model::Evaluation Model::evaluate(std::span<const float> images, std::span<const
                                 static_cast<size_t>(n * input_features_)),
                  labels.subspan(static_cast<size_t>(start), static_cast<size_t>(n)), n);
     Buffers& b = buffers_for(n);
-    forward(b, n);
+    forward(b, n, 0, layers_.size());
     // The loss into loss_ (its gradient into the logits' gradient buffer, unused here).
     ops_->softmax_xent(b.acts[last].f32(), b.labels.i32(), b.dacts[last].f32(), loss_.f32(), n,
                        options_.classes);
@@ -245,7 +264,8 @@ void Model::logits(std::span<const float> images, int n, std::span<float> logits
   PSTRAIN_CHECK(logits.size() == static_cast<size_t>(n) * static_cast<size_t>(options_.classes));
   Buffers& b = buffers_for(n);
   ops_->copy_to_device(b.acts[0].raw(), images.data(), images.size_bytes());
-  forward(b, n);
+  ahead_ = 0;
+  forward(b, n, 0, layers_.size());
   ops_->copy_to_host(logits.data(), b.acts[layers_.size()].raw(), logits.size_bytes());
   ops_->synchronize();
 }

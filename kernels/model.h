@@ -80,6 +80,19 @@ class Model {
   // nothing: the mean loss is in the device float loss_slot() (read it with read_loss(), which
   // synchronizes).
   void forward_backward(int n, GradientsReady* ready = nullptr);
+  // Overlap of the pull: runs forward on the batch upload_batch() gave for size n through the
+  // layers, in order from where the last call stopped, whose variables all lie in the flat
+  // parameters [0, until) (a layer without variables goes with the one before it), so that
+  // the step's forward can start on the first layers' parameters while the rest still arrive.
+  // The next forward_backward(n) goes on from there; the parameters of the layers run must
+  // not change before it, or discard_forward_ahead() must be called. upload_batch(),
+  // evaluate() and logits() forget what was run.
+  void forward_ahead(int n, int64_t until);
+  // Forgets the layers forward_ahead() ran (the parameters they read changed): the next
+  // forward_backward() runs forward whole.
+  void discard_forward_ahead() { ahead_ = 0; }
+  // How many layers forward_ahead() has run for the next forward_backward() (tests, logs).
+  size_t layers_ahead() const { return ahead_; }
   // Copies a host batch into the model's input buffers for batch size n (stream-ordered).
   void upload_batch(std::span<const float> images, std::span<const int32_t> labels, int n);
   float read_loss();
@@ -104,12 +117,16 @@ class Model {
   Model(ModelOptions options, Ops& ops);
   Buffers& buffers_for(int n);
   void bind_layers();  // each layer's variables to their slices of params_ and grads_
-  void forward(Buffers& b, int n);
+  // Forward through layers [from, to).
+  void forward(Buffers& b, int n, size_t from, size_t to);
 
   ModelOptions options_;
   Ops* ops_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<int64_t> layer_offset_;  // per layer: its first variable's offset, -1: none
+  std::vector<int64_t> layer_end_;     // per layer: where its variables (or the last's) end
+  size_t ahead_ = 0;                   // layers forward_ahead() ran for batch size ahead_n_
+  int ahead_n_ = 0;
   std::vector<VariableSpec> variables_;
   int64_t num_parameters_ = 0;
   Tensor params_;

@@ -238,6 +238,83 @@ TEST(Model, BackwardReportsEachLayersGradientsOnceTheyAreFinal) {
   }
 }
 
+// Model::forward_ahead(), what the pull's overlap runs while the rest of the parameters
+// arrive: forward in pieces, each as far as the parameters given reach, and then
+// forward_backward() gives the same loss and gradients to the bit as forward_backward() alone;
+// a piece run on parameters that then change is forgotten by discard_forward_ahead() (and,
+// kept, would give other gradients: the pieces are what forward_backward() goes on from).
+TEST(Model, ForwardAheadInPiecesGivesTheSameBitsAsOneForward) {
+  for (const char* name : {"mlp", "cnn"}) {
+    SCOPED_TRACE(name);
+    auto ops = make_cpu_ops(1);
+    ModelOptions o{name, 16};
+    o.image_rows = 8;
+    o.image_cols = 8;
+    auto created = Model::create(o, *ops);
+    ASSERT_TRUE(created.ok()) << created.status().to_string();
+    Model& m = **created;
+    const int n = 4;
+    const size_t count = static_cast<size_t>(m.num_parameters());
+    std::mt19937 gen(5);
+    std::uniform_real_distribution<float> u(0.f, 1.f);
+    std::vector<float> images(static_cast<size_t>(n * 64));
+    for (float& v : images) v = u(gen);
+    const std::vector<int32_t> labels = {0, 1, 2, 3};
+    const std::vector<float> p = m.initial_parameters(1);
+    const auto set_parameters = [&](const std::vector<float>& values) {
+      ops->copy_to_device(m.parameters().raw(), values.data(), values.size() * sizeof(float));
+    };
+    const auto gradients = [&] {
+      ops->synchronize();
+      return std::vector<float>(m.gradients().f32(), m.gradients().f32() + count);
+    };
+    set_parameters(p);
+    m.upload_batch(images, labels, n);
+    m.forward_backward(n);
+    const float loss = m.read_loss();
+    const std::vector<float> expected = gradients();
+
+    // Every variable's end in turn, then all: each piece runs the layers it completes.
+    std::vector<int64_t> ends;
+    for (const VariableSpec& v : m.variables()) ends.push_back(v.offset + v.numel());
+    m.upload_batch(images, labels, n);
+    m.forward_ahead(n, 0);
+    size_t ran = m.layers_ahead();
+    for (int64_t end : ends) {
+      m.forward_ahead(n, end);
+      EXPECT_GE(m.layers_ahead(), ran);
+      ran = m.layers_ahead();
+    }
+    EXPECT_GT(ran, 1u);  // more than one layer had run before forward_backward()
+    m.forward_backward(n);
+    EXPECT_EQ(m.layers_ahead(), 0u);
+    EXPECT_EQ(m.read_loss(), loss);
+    std::vector<float> got = gradients();
+    for (size_t i = 0; i < count; ++i) ASSERT_EQ(got[i], expected[i]) << "element " << i;
+
+    // Pieces run on other parameters: forgotten, the same bits again; kept, others.
+    std::vector<float> other = p;
+    for (float& v : other) v *= 1.5f;
+    for (bool discard : {true, false}) {
+      SCOPED_TRACE(discard ? "discarded" : "kept");
+      m.upload_batch(images, labels, n);
+      set_parameters(other);
+      m.forward_ahead(n, ends.back());
+      EXPECT_GT(m.layers_ahead(), 0u);
+      set_parameters(p);
+      if (discard) m.discard_forward_ahead();
+      m.forward_backward(n);
+      got = gradients();
+      if (discard) {
+        EXPECT_EQ(m.read_loss(), loss);
+        for (size_t i = 0; i < count; ++i) ASSERT_EQ(got[i], expected[i]) << "element " << i;
+      } else {
+        EXPECT_NE(got, expected);
+      }
+    }
+  }
+}
+
 TEST(Model, EvaluateGivesTheMeanCrossEntropyOverBatchesOfAnySize) {
   auto ops = make_cpu_ops(1);
   ModelOptions o{"mlp", 16};
