@@ -914,17 +914,45 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
 
 Result<PushResult> PsClient::push_pull(std::span<const float> flat_grads, const PsSteps& steps,
                                        std::shared_ptr<const void> owner, std::span<float> flat,
-                                       const PsSteps& min_steps, PsSteps& pulled) {
+                                       const PsSteps& min_steps, PsSteps& pulled,
+                                       ParametersArrived* arrived) {
   if (min_steps.size() != ps_.size()) {
     return invalid_argument("push_pull needs one minimum step per parameter server");
   }
   along_mins_.assign(min_steps.begin(), min_steps.end());  // same size each step: no allocation
   pulled.assign(ps_.size(), 0);
-  PullAlong along{.flat = flat, .mins = along_mins_, .steps = pulled};
+  along_done_.assign(ps_.size(), 0);
+  // Where earlier requests' replies stopped says nothing of this one's (tell_arrived()).
+  for (ReplyCursor& at : reply_cursor_) at = {};
+  PullAlong along{.flat = flat, .mins = along_mins_, .steps = pulled, .arrived = arrived};
   PSTRAIN_ASSIGN_OR_RETURN(PushResult result,
                            push_impl(flat_grads, steps, std::move(owner), &along));
   result.pulled = along.complete;
   return result;
+}
+
+void PsClient::tell_arrived(PullAlong& along) {
+  if (along.arrived == nullptr) return;
+  // Each PS's chunks lie in flat order and its reply fills them in order (reply_cursor_): all
+  // of flat below the first element some PS has still to send is in.
+  int64_t until = placement_->total_elements;
+  for (size_t ps = 0; ps < ps_.size(); ++ps) {
+    if (along_done_[ps] != 0) continue;
+    const ReplyCursor& at = reply_cursor_[ps];
+    const auto& mine = placement_->chunks_of_ps[ps];
+    if (at.chunk >= mine.size()) continue;
+    const Chunk& c = placement_->chunks[static_cast<size_t>(mine[at.chunk])];
+    until = std::min(until, c.flat_offset + static_cast<int64_t>(at.offset));
+  }
+  if (until < along.told) {
+    // A PS's reply started again (its cursor went back): what was told may be overwritten.
+    along.told = 0;
+    along.arrived->restarted();
+  }
+  if (until > along.told) {
+    along.told = until;
+    along.arrived->arrived(until);
+  }
 }
 
 Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const PsSteps& steps,
@@ -1019,7 +1047,9 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
         if (reply.header.more_parts()) {
           // A part of the parameters (exchange() waits on for the rest).
           if (along == nullptr || reply.header.kind() != wire::REPLY_PARAMS) return false;
-          return take_params(ps, reply, along->flat, along->mins, along->steps);
+          Result<bool> taken = take_params(ps, reply, along->flat, along->mins, along->steps);
+          if (taken.ok()) tell_arrived(*along);
+          return taken;
         }
         if (ps == 0) result.global_step = reply.header.step();
         result.accepted = result.accepted && reply.header.accepted();
@@ -1033,6 +1063,8 @@ Result<PushResult> PsClient::push_impl(std::span<const float> flat_grads, const 
           PSTRAIN_ASSIGN_OR_RETURN(bool got,
                                    take_params(ps, reply, along->flat, along->mins, along->steps));
           along->complete = along->complete && got;
+          along_done_[static_cast<size_t>(ps)] = got ? 1 : 0;
+          tell_arrived(*along);
         }
         return true;
       },

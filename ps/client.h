@@ -201,9 +201,27 @@ class PsClient {
   // `pulled_steps` holds the steps served, as pull() returns them; otherwise (a PS of an older
   // pstrain, or one not ready within its long poll) call pull() as usual. The same vectors
   // every step: nothing is allocated (tests/ps/steady_state_test.cc).
+  //
+  // Overlap of the pull: push_pull() tells `arrived` (when given) as the parameters come in,
+  // on the calling thread while it waits for the rest: arrived(until) once flat[0, until)
+  // holds this call's parameters from every PS (until grows from call to call; a reply in
+  // parts tells each part that extends it, a whole reply once), so the next step's forward can
+  // start on the first layers. restarted(): values told of may have been written again (a PS
+  // was asked again and answers afresh): what was computed from them must be discarded, and
+  // later arrived() count from 0 again. What was told is final only when push_pull() returns
+  // `pulled`; otherwise (and on an error) the caller discards it too.
+  class ParametersArrived {
+   public:
+    virtual void arrived(int64_t until) = 0;
+    virtual void restarted() = 0;
+
+   protected:
+    ~ParametersArrived() = default;
+  };
   Result<PushResult> push_pull(std::span<const float> flat_grads, const PsSteps& steps,
                                std::shared_ptr<const void> owner, std::span<float> flat,
-                               const PsSteps& min_steps, PsSteps& pulled_steps);
+                               const PsSteps& min_steps, PsSteps& pulled_steps,
+                               ParametersArrived* arrived = nullptr);
   // Overlap: a worker pushes each layer's gradients as soon as backward has produced them.
   // Sends each PS reached over TCP or its Unix socket (not shared memory, where nothing
   // travels) those of its chunks that lie wholly in flat_grads[ready_from, end) and were not
@@ -299,7 +317,12 @@ class PsClient {
     PsSteps& mins;
     PsSteps& steps;
     bool complete = true;  // every PS sent its parameters
+    ParametersArrived* arrived = nullptr;
+    int64_t told = 0;  // the last arrived(until)
   };
+  // push_pull(): tells along.arrived how far flat holds this call's parameters from every PS
+  // (along_done_: the PSs whose reply is in), if that moved.
+  void tell_arrived(PullAlong& along);
   Result<PushResult> push_impl(std::span<const float> flat_grads, const PsSteps& steps,
                                std::shared_ptr<const void> owner, PullAlong* along);
   // A REPLY_PARAMS or REPLY_NOT_READY from PS `ps` to a pull: follows a restarted PS (mins),
@@ -431,6 +454,7 @@ class PsClient {
   OutMessage cold_out_;
   InMessage reply_;
   PsSteps along_mins_;
+  std::vector<char> along_done_;
 
   std::thread heartbeat_;
   std::atomic<bool> heartbeat_stop_{false};

@@ -746,6 +746,28 @@ void expect_same_bits(const std::vector<float>& got, const std::vector<float>& w
   }
 }
 
+// What push_pull() tells of the parameters as they arrive (the pull's overlap): each
+// arrived(until) with a copy of what the parameters held below it then, and restarted() calls.
+struct ArrivedRecorder final : PsClient::ParametersArrived {
+  const std::vector<float>* params = nullptr;
+  std::vector<int64_t> told;
+  std::vector<std::vector<float>> seen;
+  int restarts = 0;
+  void arrived(int64_t until) override {
+    told.push_back(until);
+    seen.emplace_back(params->begin(), params->begin() + until);
+  }
+  void restarted() override { ++restarts; }
+  // Every value told of was final: the same bits as the parameters when push_pull() returned.
+  void expect_final(const std::vector<float>& final_params) const {
+    for (size_t k = 0; k < seen.size(); ++k) {
+      const std::vector<float> head(final_params.begin(),
+                                    final_params.begin() + static_cast<int64_t>(seen[k].size()));
+      expect_same_bits(seen[k], head, "told at arrived(" + std::to_string(told[k]) + ")");
+    }
+  }
+};
+
 // Two servers, two asynchronous workers: worker 0 takes its parameters in parts of 4 KiB,
 // worker 1 whole. Each round worker 0's PULL for the next step is parked, worker 1's push
 // (with the pull along) completes it, then worker 0 pushes with the pull along: every copy of
@@ -969,7 +991,9 @@ TEST(ReplyParts, AStripedPushTakesItsReplyOverItsStripesConnectionsToo) {
     PsClient& w = round % 2 == 0 ? *striped : *plain;
     for (float& g : grads) g = dist(rng);
     PsSteps pulled;
-    auto pushed = w.push_pull(grads, steps, nullptr, params, PsSteps{0, 0}, pulled);
+    ArrivedRecorder arrived;
+    arrived.params = &params;
+    auto pushed = w.push_pull(grads, steps, nullptr, params, PsSteps{0, 0}, pulled, &arrived);
     ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
     EXPECT_TRUE(pushed->accepted);
     EXPECT_TRUE(pushed->pulled);
@@ -977,6 +1001,14 @@ TEST(ReplyParts, AStripedPushTakesItsReplyOverItsStripesConnectionsToo) {
     steps = pulled;
     for (size_t j = 0; j < kCount; ++j) expected[j] -= grads[j];
     expect_same_bits(params, expected, "the pull along");
+    // The overlap: the parameters were told of in growing prefixes of the parts of both
+    // servers' replies, up to all of them, each final when told.
+    EXPECT_EQ(arrived.restarts, 0);
+    ASSERT_GT(arrived.told.size(), 2u);
+    EXPECT_TRUE(std::is_sorted(arrived.told.begin(), arrived.told.end()));
+    EXPECT_EQ(std::adjacent_find(arrived.told.begin(), arrived.told.end()), arrived.told.end());
+    EXPECT_EQ(arrived.told.back(), static_cast<int64_t>(kCount));
+    arrived.expect_final(params);
   }
   // Every reply of the striped worker came in parts, some of them over its other connections;
   // none of the other worker's did.
@@ -1132,17 +1164,30 @@ TEST(ReplyParts, PartsThatComeBeforeTheirTurnAreHeldAndALostPartIsNotWaitedFor) 
   ASSERT_TRUE(client->hello(p.hash).ok());
   std::vector<float> grads(kCount, 0.5f), params(kCount, -1.f);
   PsSteps pulled;
-  auto first = client->push_pull(grads, PsSteps{0}, nullptr, params, PsSteps{0}, pulled);
+  ArrivedRecorder arrived;
+  arrived.params = &params;
+  auto first = client->push_pull(grads, PsSteps{0}, nullptr, params, PsSteps{0}, pulled, &arrived);
   ASSERT_TRUE(first.ok()) << first.status().to_string();
   EXPECT_TRUE(first->pulled);
   expect_same_bits(params, values, "parts out of order");
   EXPECT_EQ(client->reply_parts_received(), 3u);
   EXPECT_EQ(client->reply_parts_on_lanes(), 2u);
+  // Told chunk by chunk in order, whatever order the parts came in, then all.
+  const auto end_of = [&](size_t c) { return p.chunks[c].flat_offset + p.chunks[c].count; };
+  EXPECT_EQ(arrived.told,
+            (std::vector<int64_t>{end_of(0), end_of(1), end_of(2), static_cast<int64_t>(kCount)}));
+  EXPECT_EQ(arrived.restarts, 0);
+  arrived.expect_final(params);
 
   std::fill(params.begin(), params.end(), -1.f);
-  auto second = client->push_pull(grads, PsSteps{0}, nullptr, params, PsSteps{0}, pulled);
+  arrived = ArrivedRecorder{};
+  arrived.params = &params;
+  auto second = client->push_pull(grads, PsSteps{0}, nullptr, params, PsSteps{0}, pulled, &arrived);
   ASSERT_TRUE(second.ok()) << second.status().to_string();
   EXPECT_FALSE(second->pulled);
+  // The first chunk was told of; the lost part took it back.
+  EXPECT_EQ(arrived.told, (std::vector<int64_t>{end_of(0)}));
+  EXPECT_EQ(arrived.restarts, 1);
   auto again = client->pull(params, 0);
   ASSERT_TRUE(again.ok()) << again.status().to_string();
   expect_same_bits(params, values, "the pull after a lost part");
