@@ -37,6 +37,8 @@ class TensorBoardSink : public TrainingSink {
   void step(const StepReport& r) override;
   void training_end(const TrainingEnd& r) override;
   void evaluation(const EvalReport& r) override;
+  // The job's histograms (the chief's, `pstrain train`'s) read the tensors.
+  bool reads_tensors() const override { return job_ != nullptr; }
 
  private:
   void write_scalars(const StepReport& r);

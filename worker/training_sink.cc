@@ -27,6 +27,11 @@ void SinkList::finish() {
   for (TrainingSink* s : sinks_) s->finish();
 }
 
+bool SinkList::reads_tensors() const {
+  return std::any_of(sinks_.begin(), sinks_.end(),
+                     [](const TrainingSink* s) { return s->reads_tensors(); });
+}
+
 // --- WorkerLinesSink -------------------------------------------------------------------------
 
 namespace {

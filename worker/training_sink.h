@@ -92,6 +92,10 @@ class TrainingSink {
   virtual void training_end(const TrainingEnd&) {}
   virtual void evaluation(const EvalReport&) {}
   virtual void finish() {}
+  // After begin(): true when step() or training_end() may call TrainingBegin::read_tensors
+  // (then a loop keeps the parameters the last step computed on until step() returns: the
+  // pull's overlap, worker/overlap_pull.h, is off).
+  virtual bool reads_tensors() const { return false; }
 };
 
 // Passes every report to each sink in order. The sinks must outlive the list.
@@ -105,6 +109,7 @@ class SinkList : public TrainingSink {
   void training_end(const TrainingEnd& r) override;
   void evaluation(const EvalReport& r) override;
   void finish() override;
+  bool reads_tensors() const override;
 
  private:
   std::vector<TrainingSink*> sinks_;

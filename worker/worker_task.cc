@@ -5,6 +5,7 @@
 #include <cmath>
 #include <memory>
 #include <thread>
+#include <utility>
 
 #include "kernels/model.h"
 #include "ps/placement.h"
@@ -15,6 +16,7 @@
 #include "worker/checkpointer.h"
 #include "worker/data.h"
 #include "worker/evaluate.h"
+#include "worker/overlap_pull.h"
 #include "worker/overlap_push.h"
 #include "worker/recent_mean.h"
 
@@ -236,6 +238,10 @@ Status WorkerRun::train() {
                       << o_.client.min_push_part_bytes / 1024
                       << " KiB or more at a time) while backward computes the layers before "
                          "(--overlap)";
+    PSTRAIN_LOG(INFO) << "worker " << o_.task_index
+                      << ": starts each step's forward on the first layers' parameters while the "
+                         "rest arrive (--overlap; not on steps after which it evaluates or writes "
+                         "TensorBoard histograms)";
   }
   const int batch = o_.train.batch_size;
   Tensor images = ops.alloc_host({batch, data_.train.pixels()});
@@ -254,11 +260,18 @@ Status WorkerRun::train() {
   PsSteps min_steps(static_cast<size_t>(num_ps_), 0);
   PsSteps steps(static_cast<size_t>(num_ps_), 0);
   PsSteps next_steps(static_cast<size_t>(num_ps_), 0);
+  // --overlap, the pull's half: the next batch is uploaded before the push, and forward runs
+  // on it layer by layer as the parameters come (worker/overlap_pull.h).
+  OverlapPull ahead;
+  bool batch_uploaded = false;
   if (overlap) {
     parts.client = client_.get();
     parts.grads = grads.host_f32();
     parts.steps = &steps;
     parts.owner = grads.memory();
+    ahead.model = model_.get();
+    ahead.pulled = &params_;
+    ahead.batch = batch;
   }
   bool prefetched = false;  // params_ holds the next step's parameters, served at next_steps
   int64_t local_steps = 0;
@@ -319,9 +332,14 @@ Status WorkerRun::train() {
     watch_chief();
     if (checkpointer_) checkpointer_->after_step(steps);
     if (global_ >= o_.train.train_steps) break;
-    ops.copy_to_device(model_->parameters().raw(), params_.raw(), params_.bytes());
-    source.next(batch, images.host_f32(), label_span);
-    model_->upload_batch(images.host_f32(), label_span, batch);
+    // What the pull's overlap copied is in the model already (0 without it).
+    const int64_t have = std::exchange(ahead.copied, 0);
+    ops.copy_to_device(model_->parameters().f32() + have, params_.f32() + have,
+                       static_cast<size_t>(count - have) * sizeof(float));
+    if (!std::exchange(batch_uploaded, false)) {
+      source.next(batch, images.host_f32(), label_span);
+      model_->upload_batch(images.host_f32(), label_span, batch);
+    }
     model_->forward_backward(batch, overlap ? &parts : nullptr);
     if (!grads_are_the_models) {
       ops.copy_to_host(grads.raw(), model_->gradients().raw(), grads.bytes());
@@ -336,15 +354,28 @@ Status WorkerRun::train() {
     if (o_.sync_replicas) {
       for (size_t i = 0; i < steps.size(); ++i) min_steps[i] = steps[i] + 1;
     }
+    // The pull's overlap, unless this step's parameters are still needed after the push (the
+    // chief's evaluation, TensorBoard's histograms): the next batch goes up now, and forward
+    // starts on it as the parameters arrive.
+    const bool pull_ahead =
+        overlap && !(acting_chief_ && (o_.train.eval_every > 0 || sink_.reads_tensors()));
+    if (pull_ahead) {
+      source.next(batch, images.host_f32(), label_span);
+      model_->upload_batch(images.host_f32(), label_span, batch);
+      batch_uploaded = true;
+    }
     // The push, and the next step's pull in the same round trip.
-    Result<PushResult> push_result = client_->push_pull(grads.host_f32(), steps, grads.memory(),
-                                                        params_.host_f32(), min_steps, next_steps);
+    Result<PushResult> push_result =
+        client_->push_pull(grads.host_f32(), steps, grads.memory(), params_.host_f32(), min_steps,
+                           next_steps, pull_ahead ? &ahead : nullptr);
     if (!push_result.ok() && stop_requested()) {
       stopped = true;
       break;
     }
     PSTRAIN_ASSIGN_OR_RETURN(PushResult pushed, std::move(push_result));
     prefetched = pushed.pulled;
+    // Not pulled whole: pull() fetches them again, and forward starts afresh.
+    if (pull_ahead && !pushed.pulled) ahead.restarted();
     ++local_steps;
     if (!pushed.accepted) ++rejected_;
     global_ = pushed.global_step;

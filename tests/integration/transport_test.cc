@@ -119,6 +119,11 @@ TEST_F(TransportTest, AWorkerOnTheUnixSocketAndOneOnTcpTrainExactlyAsTwoOnTcp) {
   EXPECT_NE(tcp.chief_log.find("while backward computes the layers before (--overlap)"),
             std::string::npos)
       << tcp.chief_log;
+  // ... and the next step's forward starts on the first layers' parameters as they come.
+  EXPECT_NE(tcp.chief_log.find("starts each step's forward on the first layers' parameters "
+                               "while the rest arrive (--overlap"),
+            std::string::npos)
+      << tcp.chief_log;
 
   // The chief without overlap: its whole gradient goes after backward, as the same bytes.
   const JobRun mixed = run_job("mixed", "ipc", "tcp", "--nooverlap");

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -31,6 +32,7 @@
 #include "tests/sgd_config.h"
 #include "tests/temp_dir.h"
 #include "tests/tiny_mnist.h"
+#include "worker/overlap_pull.h"
 #include "worker/overlap_push.h"
 #include "worker/worker_task.h"
 
@@ -204,23 +206,39 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   parts.grads = grads.host_f32();
   parts.steps = &steps;
   parts.owner = grads.memory();
+  // --overlap's pull half: the next batch goes up before the push, and forward runs on the
+  // parameters as they come.
+  OverlapPull ahead;
+  ahead.model = &m;
+  ahead.pulled = &params;
+  ahead.batch = kBatch;
   const uint64_t parts_before = ps.push_parts_sent();
 
   // One step of WorkerRun::train() (worker/worker_task.cc) without its reporting.
   float first_loss = 0, last_loss = 0;
+  bool uploaded = false;
+  int steps_ahead = 0;  // steps whose forward had started when push_pull() returned
   auto step = [&]() -> Status {
-    ops->copy_to_device(m.parameters().raw(), params.raw(), params.bytes());
-    m.upload_batch(images, labels, kBatch);
+    const int64_t have = std::exchange(ahead.copied, 0);
+    ops->copy_to_device(m.parameters().f32() + have, params.f32() + have,
+                        static_cast<size_t>(params.numel() - have) * sizeof(float));
+    if (!std::exchange(uploaded, false)) m.upload_batch(images, labels, kBatch);
     m.forward_backward(kBatch, c.overlap ? &parts : nullptr);
     if (!c.overlap) ops->copy_to_host(grads.raw(), m.gradients().raw(), grads.bytes());
     last_loss = m.read_loss();
     min_steps[0] = steps[0] + 1;
-    Result<PushResult> pushed = ps.push_pull(grads.host_f32(), steps, grads.memory(),
-                                             params.host_f32(), min_steps, next_steps);
+    if (c.overlap) {
+      m.upload_batch(images, labels, kBatch);
+      uploaded = true;
+    }
+    Result<PushResult> pushed =
+        ps.push_pull(grads.host_f32(), steps, grads.memory(), params.host_f32(), min_steps,
+                     next_steps, c.overlap ? &ahead : nullptr);
     if (!pushed.ok()) return pushed.status();
     if (!pushed->pulled || !pushed->accepted || next_steps[0] != steps[0] + 1) {
       return internal_error("the step did not advance the PS by one");
     }
+    if (m.layers_ahead() > 0) ++steps_ahead;
     std::swap(steps, next_steps);
     return {};
   };
@@ -247,10 +265,13 @@ TEST_P(SteadyState, AWorkersStepAllocatesNothing) {
   // The counted steps trained: the PS moved on by one step each, and the loss fell.
   EXPECT_EQ(steps[0], kWarmUp + kCounted);
   EXPECT_LT(last_loss, first_loss);
-  // With overlap, every step sent its last layer's gradients ahead (the MLP: one part).
+  // With overlap, every step sent its last layer's gradients ahead (the MLP: one part), and
+  // the next step's forward had started when the reply was in.
   if (c.overlap) {
     EXPECT_EQ(ps.push_parts_sent() - parts_before, static_cast<uint64_t>(kWarmUp + kCounted));
+    EXPECT_EQ(steps_ahead, kWarmUp + kCounted);
   } else {
+    EXPECT_EQ(steps_ahead, 0);
     EXPECT_EQ(ps.push_parts_sent(), 0u);
   }
   // Striped, every step's push went over 4 connections.

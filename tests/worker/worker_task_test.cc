@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <csignal>
 #include <string>
 #include <vector>
@@ -81,6 +82,69 @@ TEST(WorkerTaskStop, AStopBeforeTrainingTrainsNothing) {
   EXPECT_EQ(result.status().code(), StatusCode::kCancelled) << result.status().to_string();
   EXPECT_EQ(sink.steps, 0);
   EXPECT_FALSE(sink.finished);
+}
+
+// A sink that reads the tensors (TensorBoard's histograms) gets, at each step's report, the
+// parameters that step computed on and its gradient, over TCP with --overlap: the pull's
+// overlap, which writes the next step's parameters into the model while the reply comes, is
+// off then. With SGD and one synchronous worker, each step's parameters are the last one's
+// less the learning rate times its gradient.
+TEST(WorkerTaskTensors, ASinkThatReadsTheTensorsSeesTheParametersEachStepComputedOn) {
+  struct Reading : TrainingSink {
+    std::atomic<int>* stop = nullptr;
+    TrainingBegin begun;
+    std::vector<std::vector<float>> params, grads;
+    void begin(const TrainingBegin& b) override { begun = b; }
+    void step(const StepReport&) override {
+      begun.read_tensors(&params.emplace_back(), &grads.emplace_back());
+      if (params.size() == 6) stop->store(SIGTERM);
+    }
+    bool reads_tensors() const override { return true; }
+  };
+  testing_util::TempDir dir("pstrain_worker_tensors");
+  testing_util::ServerFixture f({.num_workers = 1,
+                                 .heartbeat_timeout = milliseconds(30000),
+                                 .startup_timeout = milliseconds(60000)});
+  ASSERT_TRUE(f.ok());
+  std::atomic<int> stop{0};
+  WorkerTaskOptions o;
+  o.train.data_dir = testing_util::tiny_mnist_dir(dir.path(), 8);
+  o.train.validation_size = 0;
+  o.train.train_steps = 1000000;
+  o.train.batch_size = 4;
+  o.train.num_gpus = 0;
+  o.train.cpu_threads = 1;
+  o.train.optimizer.kind = OptimizerKind::kSgd;
+  o.train.optimizer.learning_rate = 0.5f;
+  o.sync_replicas = true;
+  o.overlap = true;
+  o.cluster.ps = {HostPort{"127.0.0.1", f.port()}};
+  o.cluster.workers = {HostPort{"127.0.0.1", 1}};
+  o.job_id = testing_util::ServerFixture::kJob;
+  o.client.connect_timeout = milliseconds(20000);
+  o.client.reply_timeout = milliseconds(30000);
+  o.client.transport = Transport::kTcp;
+  o.stop = &stop;
+  Reading sink;
+  sink.stop = &stop;
+  auto result = run_worker_task(o, sink);
+  EXPECT_TRUE(f.stop());  // the worker never said DONE
+  ASSERT_EQ(result.status().code(), StatusCode::kCancelled) << result.status().to_string();
+  ASSERT_EQ(sink.params.size(), 6u);
+  for (size_t k = 0; k + 1 < sink.params.size(); ++k) {
+    const std::vector<float>& p = sink.params[k];
+    const std::vector<float>& g = sink.grads[k];
+    const std::vector<float>& next = sink.params[k + 1];
+    ASSERT_EQ(p.size(), next.size());
+    size_t moved = 0;
+    for (size_t j = 0; j < p.size(); ++j) {
+      const float step = 0.5f * g[j];
+      moved += step != 0.f;
+      ASSERT_NEAR(next[j], p[j] - step, 1e-6f + 1e-3f * std::fabs(step))
+          << "step " << k << ", element " << j;
+    }
+    EXPECT_GT(moved, p.size() / 100) << "step " << k;  // the check is not vacuous
+  }
 }
 
 }  // namespace
