@@ -298,8 +298,9 @@ void add_role_flags(CLI::App& app, RoleFlags& f) {
   add_bool_flag(app, "overlap", f.overlap,
                 "On by default: workers send each layer's gradients (64 KiB or more at a time) "
                 "to servers reached over TCP or a Unix socket as soon as backward has produced "
-                "them, while it computes the layers before (CPU backend); --nooverlap: all "
-                "after backward")
+                "them, while it computes the layers before, and start the next step's forward "
+                "on the first layers' parameters while the rest arrive (CPU backend); "
+                "--nooverlap: all after backward, forward once all are in")
       ->capture_default_str()
       ->group(kTrainingGroup);
   app.add_option("--push_stripes", f.push_stripes,

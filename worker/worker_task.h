@@ -39,7 +39,8 @@ struct WorkerTaskOptions {
   uint64_t job_id = 0;
   ClientOptions client;  // worker and job_id are filled in from the fields above
   // --overlap: push each layer's gradients during backward (PsClient::push_part) where they
-  // travel (TCP, the Unix socket), on the CPU backend.
+  // travel (TCP, the Unix socket), on the CPU backend, and start the next step's forward on
+  // the first layers' parameters while the rest arrive (worker/overlap_pull.h).
   bool overlap = true;
   // Turning non-zero (a signal handler stores the signal's number) stops training between two
   // steps: run_worker_task then returns kCancelled, after training_end() but without
