@@ -358,7 +358,7 @@ Status WorkerRun::train() {
     // chief's evaluation, TensorBoard's histograms): the next batch goes up now, and forward
     // starts on it as the parameters arrive.
     const bool pull_ahead =
-        overlap && !(acting_chief_ && (o_.train.eval_every > 0 || sink_.reads_tensors()));
+        overlap && !(acting_chief_ && o_.train.eval_every > 0) && !sink_.reads_tensors();
     if (pull_ahead) {
       source.next(batch, images.host_f32(), label_span);
       model_->upload_batch(images.host_f32(), label_span, batch);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/ps/server_fixture.h"
@@ -84,12 +85,44 @@ TEST(WorkerTaskStop, AStopBeforeTrainingTrainsNothing) {
   EXPECT_FALSE(sink.finished);
 }
 
+// One worker (the chief), synchronous SGD, against one PS over TCP, until `sink` stops it.
+Result<WorkerTaskSummary> run_over_tcp(bool overlap, int64_t eval_every, TrainingSink& sink,
+                                       std::atomic<int>& stop) {
+  testing_util::TempDir dir("pstrain_worker_tcp");
+  testing_util::ServerFixture f({.num_workers = 1,
+                                 .heartbeat_timeout = milliseconds(30000),
+                                 .startup_timeout = milliseconds(60000)});
+  if (!f.ok()) return internal_error("the parameter server did not start");
+  WorkerTaskOptions o;
+  o.train.data_dir = testing_util::tiny_mnist_dir(dir.path(), 8);
+  o.train.validation_size = 0;
+  o.train.train_steps = 1000000;
+  o.train.batch_size = 4;
+  o.train.num_gpus = 0;
+  o.train.cpu_threads = 1;
+  o.train.optimizer.kind = OptimizerKind::kSgd;
+  o.train.optimizer.learning_rate = 0.5f;
+  o.train.eval_every = eval_every;
+  o.sync_replicas = true;
+  o.overlap = overlap;
+  o.cluster.ps = {HostPort{"127.0.0.1", f.port()}};
+  o.cluster.workers = {HostPort{"127.0.0.1", 1}};
+  o.job_id = testing_util::ServerFixture::kJob;
+  o.client.connect_timeout = milliseconds(20000);
+  o.client.reply_timeout = milliseconds(30000);
+  o.client.transport = Transport::kTcp;
+  o.stop = &stop;
+  auto result = run_worker_task(o, sink);
+  EXPECT_TRUE(f.stop());  // the worker never said DONE
+  return result;
+}
+
 // A sink that reads the tensors (TensorBoard's histograms) gets, at each step's report, the
 // parameters that step computed on and its gradient, over TCP with --overlap: the pull's
 // overlap, which writes the next step's parameters into the model while the reply comes, is
 // off then. With SGD and one synchronous worker, each step's parameters are the last one's
 // less the learning rate times its gradient.
-TEST(WorkerTaskTensors, ASinkThatReadsTheTensorsSeesTheParametersEachStepComputedOn) {
+TEST(WorkerTaskOverlap, ASinkThatReadsTheTensorsSeesTheParametersEachStepComputedOn) {
   struct Reading : TrainingSink {
     std::atomic<int>* stop = nullptr;
     TrainingBegin begun;
@@ -101,34 +134,10 @@ TEST(WorkerTaskTensors, ASinkThatReadsTheTensorsSeesTheParametersEachStepCompute
     }
     bool reads_tensors() const override { return true; }
   };
-  testing_util::TempDir dir("pstrain_worker_tensors");
-  testing_util::ServerFixture f({.num_workers = 1,
-                                 .heartbeat_timeout = milliseconds(30000),
-                                 .startup_timeout = milliseconds(60000)});
-  ASSERT_TRUE(f.ok());
   std::atomic<int> stop{0};
-  WorkerTaskOptions o;
-  o.train.data_dir = testing_util::tiny_mnist_dir(dir.path(), 8);
-  o.train.validation_size = 0;
-  o.train.train_steps = 1000000;
-  o.train.batch_size = 4;
-  o.train.num_gpus = 0;
-  o.train.cpu_threads = 1;
-  o.train.optimizer.kind = OptimizerKind::kSgd;
-  o.train.optimizer.learning_rate = 0.5f;
-  o.sync_replicas = true;
-  o.overlap = true;
-  o.cluster.ps = {HostPort{"127.0.0.1", f.port()}};
-  o.cluster.workers = {HostPort{"127.0.0.1", 1}};
-  o.job_id = testing_util::ServerFixture::kJob;
-  o.client.connect_timeout = milliseconds(20000);
-  o.client.reply_timeout = milliseconds(30000);
-  o.client.transport = Transport::kTcp;
-  o.stop = &stop;
   Reading sink;
   sink.stop = &stop;
-  auto result = run_worker_task(o, sink);
-  EXPECT_TRUE(f.stop());  // the worker never said DONE
+  auto result = run_over_tcp(/*overlap=*/true, /*eval_every=*/0, sink, stop);
   ASSERT_EQ(result.status().code(), StatusCode::kCancelled) << result.status().to_string();
   ASSERT_EQ(sink.params.size(), 6u);
   for (size_t k = 0; k + 1 < sink.params.size(); ++k) {
@@ -145,6 +154,35 @@ TEST(WorkerTaskTensors, ASinkThatReadsTheTensorsSeesTheParametersEachStepCompute
     }
     EXPECT_GT(moved, p.size() / 100) << "step " << k;  // the check is not vacuous
   }
+}
+
+// The chief's evaluations during training (--eval_every) see the parameters each step
+// computed on with --overlap as without: the pull's overlap is off on the steps before them,
+// and the two runs report the same figures to the bit.
+TEST(WorkerTaskOverlap, TheChiefsEvaluationsAreTheSameWithTheOverlapAsWithout) {
+  struct Evaluations : TrainingSink {
+    std::atomic<int>* stop = nullptr;
+    int64_t steps = 0;
+    std::vector<std::pair<int64_t, double>> seen;  // (global step, cross-entropy)
+    void step(const StepReport&) override {
+      if (++steps == 8) stop->store(SIGTERM);
+    }
+    void evaluation(const EvalReport& r) override {
+      seen.emplace_back(r.global_step, r.cross_entropy);
+    }
+  };
+  std::vector<std::pair<int64_t, double>> runs[2];
+  for (bool overlap : {true, false}) {
+    SCOPED_TRACE(overlap ? "--overlap" : "--nooverlap");
+    std::atomic<int> stop{0};
+    Evaluations sink;
+    sink.stop = &stop;
+    auto result = run_over_tcp(overlap, /*eval_every=*/2, sink, stop);
+    ASSERT_EQ(result.status().code(), StatusCode::kCancelled) << result.status().to_string();
+    EXPECT_GE(sink.seen.size(), 3u);
+    runs[overlap ? 0 : 1] = sink.seen;
+  }
+  EXPECT_EQ(runs[0], runs[1]);
 }
 
 }  // namespace
