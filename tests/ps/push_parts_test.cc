@@ -67,6 +67,18 @@ std::unique_ptr<PsClient> tcp_client(zmq::context_t& ctx, const std::vector<Host
   return c.ok() ? std::move(c).value() : nullptr;
 }
 
+// Two real parameter servers on 127.0.0.1 for two workers, the four variables placed over
+// them in chunks of 2048 elements, and a context for the workers' sockets (destroyed before
+// the servers, after the workers a test declares later).
+struct TwoServers {
+  ServerFixture ps0{{.ps_index = 0, .num_ps = 2, .num_workers = 2}};
+  ServerFixture ps1{{.ps_index = 1, .num_ps = 2, .num_workers = 2}};
+  std::vector<HostPort> servers = {{"127.0.0.1", ps0.port()}, {"127.0.0.1", ps1.port()}};
+  Placement p = place_variables(four_variables(), 2, /*max_chunk_elements=*/2048);
+  zmq::context_t ctx{1};
+  bool ok() const { return ps0.ok() && ps1.ok(); }
+};
+
 // The end of a test with two servers and two workers: each server applied `applied`
 // gradients and saw no bad message; both workers say DONE and both servers end.
 void end_two_servers(PsClient& a, PsClient& b, ServerFixture& ps0, ServerFixture& ps1,
@@ -109,14 +121,11 @@ void parts_equal_a_whole_push(uint64_t min_part_bytes, uint64_t at_least_parts,
                               FloatFormat format = FloatFormat::kFloat32, int stripes = 1) {
   SCOPED_TRACE(std::string(compression_name(format)) + ", " + std::to_string(stripes) + " stripes");
   // Two servers, two asynchronous workers: worker 0 pushes in parts, worker 1 whole, in turn.
-  ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
-  ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
-  ASSERT_TRUE(ps0.ok() && ps1.ok());
-  const std::vector<HostPort> servers = {{"127.0.0.1", ps0.port()}, {"127.0.0.1", ps1.port()}};
-  const Placement p = place_variables(four_variables(), 2, /*max_chunk_elements=*/2048);
+  TwoServers two;
+  ASSERT_TRUE(two.ok());
+  auto& [ps0, ps1, servers, p, ctx] = two;
   ASSERT_GT(p.chunks_of_ps[0].size(), 2u);
   ASSERT_GT(p.chunks_of_ps[1].size(), 2u);
-  zmq::context_t ctx(1);
   auto w0 = tcp_client(ctx, servers, p, 0, min_part_bytes, format, stripes);
   auto w1 = tcp_client(ctx, servers, p, 1, 0, format);
   ASSERT_TRUE(w0 && w1);
@@ -773,13 +782,10 @@ struct ArrivedRecorder final : PsClient::ParametersArrived {
 // (with the pull along) completes it, then worker 0 pushes with the pull along: every copy of
 // the parameters, in parts or whole, parked or answered at once, holds the expected SGD.
 TEST(ReplyParts, ParametersInPartsAreTheSameBitsAsWholeOnesAnsweredAtOnceOrParked) {
-  ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
-  ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
-  ASSERT_TRUE(ps0.ok() && ps1.ok());
-  const std::vector<HostPort> servers = {{"127.0.0.1", ps0.port()}, {"127.0.0.1", ps1.port()}};
-  const Placement p = place_variables(four_variables(), 2, /*max_chunk_elements=*/2048);
+  TwoServers two;
+  ASSERT_TRUE(two.ok());
+  auto& [ps0, ps1, servers, p, ctx] = two;
   constexpr uint64_t kPartBytes = 4096;
-  zmq::context_t ctx(1);
   auto w0 = tcp_client(ctx, servers, p, 0, 0, FloatFormat::kFloat32, 1, kPartBytes);
   auto w1 = tcp_client(ctx, servers, p, 1);
   ASSERT_TRUE(w0 && w1);
@@ -962,13 +968,10 @@ TEST(ReplyParts, TheClientAsksAgainWhenAPartIsMissingAndRefusesPartsThatDoNotTil
 // on what was pushed, round after round; a worker that does not stripe gets them all on its
 // request socket.
 TEST(ReplyParts, AStripedPushTakesItsReplyOverItsStripesConnectionsToo) {
-  ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
-  ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
-  ASSERT_TRUE(ps0.ok() && ps1.ok());
-  const std::vector<HostPort> servers = {{"127.0.0.1", ps0.port()}, {"127.0.0.1", ps1.port()}};
-  const Placement p = place_variables(four_variables(), 2, /*max_chunk_elements=*/2048);
+  TwoServers two;
+  ASSERT_TRUE(two.ok());
+  auto& [ps0, ps1, servers, p, ctx] = two;
   constexpr uint64_t kPartBytes = 4096;
-  zmq::context_t ctx(1);
   auto striped = tcp_client(ctx, servers, p, 0, 0, FloatFormat::kFloat32, 4, kPartBytes);
   auto plain = tcp_client(ctx, servers, p, 1, 0, FloatFormat::kFloat32, 1, kPartBytes);
   ASSERT_TRUE(striped && plain);
@@ -1025,12 +1028,9 @@ TEST(ReplyParts, AStripedPushTakesItsReplyOverItsStripesConnectionsToo) {
 // completes the step; both replies come in parts over the stripes' connections too (the parked
 // one's connections kept with it), and both hold the mean of the two gradients applied.
 TEST(ReplyParts, AParkedReplyOfASyncStepComesOverTheStripesConnectionsToo) {
-  ServerFixture ps0({.ps_index = 0, .num_ps = 2, .num_workers = 2});
-  ServerFixture ps1({.ps_index = 1, .num_ps = 2, .num_workers = 2});
-  ASSERT_TRUE(ps0.ok() && ps1.ok());
-  const std::vector<HostPort> servers = {{"127.0.0.1", ps0.port()}, {"127.0.0.1", ps1.port()}};
-  const Placement p = place_variables(four_variables(), 2, /*max_chunk_elements=*/2048);
-  zmq::context_t ctx(1);
+  TwoServers two;
+  ASSERT_TRUE(two.ok());
+  auto& [ps0, ps1, servers, p, ctx] = two;
   auto w0 = tcp_client(ctx, servers, p, 0, 0, FloatFormat::kFloat32, 4, 4096);
   auto w1 = tcp_client(ctx, servers, p, 1, 0, FloatFormat::kFloat32, 4, 4096);
   ASSERT_TRUE(w0 && w1);
