@@ -50,7 +50,9 @@
 //   part after fewer parts than it announces (or marked parts_lost) is not used and the PULL
 //   asked again. A striped PUSH with the pull along also takes the reply's parts on its
 //   stripes' connections (Header.reply_lanes): a part that comes before its turn is held
-//   (zero copy, at most kMaxReplyParts per PS) until the parts before it are in.
+//   (zero copy, at most kMaxReplyParts per PS) until the parts before it are in. push_pull()
+//   tells a ParametersArrived, when given, how far the parameters are in from every PS as the
+//   parts are taken (the pull's overlap: the next forward starts on the first layers).
 // - A PS's replies carry the request's id; any other (an answer to an older try) is dropped.
 // Thread-safety: all methods from one thread; the heartbeat thread is internal.
 #pragma once
