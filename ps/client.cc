@@ -132,6 +132,20 @@ PsClient::PsClient(zmq::context_t& ctx, std::vector<HostPort> ps, const Placemen
       stripe_out_(ps_.size()),
       stripe_buffers_(ps_.size()),
       stripes_sent_(ps_.size(), 0) {
+  // The reused reply and the held parts' messages trade places (hold_if_early, take_held):
+  // each has room for a reply's frames from the start, so none grows in the steady state.
+  // (Its header too: a cleared repeated field keeps its elements for the next parse.)
+  const auto make_room = [](InMessage& m) {
+    m.frames.reserve(kInMessageReservedParts);
+    for (size_t k = 0; k < kInMessageReservedParts; ++k) {
+      m.header.add_frames()->set_key(std::string(64, 'k'));  // (chunk keys are shorter)
+    }
+    m.header.Clear();
+  };
+  make_room(reply_);
+  for (HeldParts& h : held_parts_) {
+    for (InMessage& m : h.parts) make_room(m);
+  }
   for (size_t i = 0; i < ps_.size(); ++i) {
     all_ps_.push_back(static_cast<int>(i));
     names_.push_back("parameter server ps/" + std::to_string(i) + " at " + ps_[i].to_string());

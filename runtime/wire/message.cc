@@ -551,6 +551,10 @@ Status recv_message_into(zmq::socket_t& socket, std::chrono::milliseconds timeou
       }
       if (ready > 0 && (item.revents & ZMQ_POLLIN) != 0) {
         parts.clear();  // capacity kept: the parts of like messages land in the same vector
+        // Room for a reply's parts from the first message on: a client swaps its reused
+        // messages with held ones (a reply's parts that came early), so whichever one receives
+        // a message with more parts than it held before would grow in the steady state.
+        if (parts.capacity() < kInMessageReservedParts) parts.reserve(kInMessageReservedParts);
         parts.emplace_back();
         if (socket.recv(parts.back(), zmq::recv_flags::dontwait)) {
           bool more = parts.back().more();

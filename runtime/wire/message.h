@@ -189,6 +189,10 @@ Status send_message(zmq::socket_t& socket, OutMessage& msg, SendBuffers& buffers
 // A decoded, validated message. frames[i] is described by header.frames(i) and holds exactly
 // count * dtype_size(dtype) bytes. Frame data may be unaligned: read it with memcpy (the
 // copy_frame_* helpers do).
+// recv_message_into() makes room for this many ZeroMQ parts in a message it receives into
+// (a reply's frames and more): messages reused in the steady state do not grow.
+inline constexpr size_t kInMessageReservedParts = 32;
+
 struct InMessage {
   wire::Header header;
   zmq::message_t routing_id;  // ROUTER sockets only; empty otherwise
