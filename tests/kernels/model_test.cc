@@ -178,6 +178,14 @@ TEST(Model, SgdOnOneBatchLowersTheLoss) {
   EXPECT_EQ(m.evaluate(images, labels, 3).correct, n);
 }
 
+// A model `name` (mlp, cnn) of 16 hidden units on 8x8 images: small enough for exact checks.
+ModelOptions small_options(const char* name) {
+  ModelOptions o{name, 16};
+  o.image_rows = 8;
+  o.image_cols = 8;
+  return o;
+}
+
 // Model::GradientsReady, what --overlap sends by: each report comes after the layers behind
 // it are done, from the last layer to the second, and what it calls final does not change
 // before forward_backward() returns (a second step's gradients differ, so a report made too
@@ -197,10 +205,7 @@ TEST(Model, BackwardReportsEachLayersGradientsOnceTheyAreFinal) {
   for (const char* name : {"mlp", "cnn"}) {
     SCOPED_TRACE(name);
     auto ops = make_cpu_ops(1);
-    ModelOptions o{name, 16};
-    o.image_rows = 8;
-    o.image_cols = 8;
-    auto created = Model::create(o, *ops);
+    auto created = Model::create(small_options(name), *ops);
     ASSERT_TRUE(created.ok()) << created.status().to_string();
     Model& m = **created;
     const int n = 4;
@@ -247,10 +252,7 @@ TEST(Model, ForwardAheadInPiecesGivesTheSameBitsAsOneForward) {
   for (const char* name : {"mlp", "cnn"}) {
     SCOPED_TRACE(name);
     auto ops = make_cpu_ops(1);
-    ModelOptions o{name, 16};
-    o.image_rows = 8;
-    o.image_cols = 8;
-    auto created = Model::create(o, *ops);
+    auto created = Model::create(small_options(name), *ops);
     ASSERT_TRUE(created.ok()) << created.status().to_string();
     Model& m = **created;
     const int n = 4;
