@@ -33,21 +33,22 @@ struct Recorder : TrainingSink {
   void finish() override { finished = true; }
 };
 
-// Trains against one PS until `stop` turns non-zero after `stop_after` steps (or at once if it
-// is set already); returns the worker's result and what it reported.
-Result<WorkerTaskSummary> run_until_stopped(std::atomic<int>& stop, int64_t stop_after,
-                                            Recorder& sink) {
+// One worker (the chief) against one PS on its own thread, on `examples` tiny training
+// examples in batches of `batch`, with `adjust` changing the options further, until `stop`
+// turns non-zero (the sink sets it); returns the worker's result.
+template <class Adjust>
+Result<WorkerTaskSummary> run_against_one_ps(int examples, int batch, Adjust&& adjust,
+                                             TrainingSink& sink, std::atomic<int>& stop) {
   testing_util::TempDir dir("pstrain_worker_task");
   testing_util::ServerFixture f({.num_workers = 1,
                                  .heartbeat_timeout = milliseconds(30000),
                                  .startup_timeout = milliseconds(60000)});
   if (!f.ok()) return internal_error("the parameter server did not start");
-
   WorkerTaskOptions o;
-  o.train.data_dir = testing_util::tiny_mnist_dir(dir.path(), 4);
-  o.train.validation_size = 0;  // 4 training examples: none held out
+  o.train.data_dir = testing_util::tiny_mnist_dir(dir.path(), examples);
+  o.train.validation_size = 0;  // a few training examples: none held out
   o.train.train_steps = 1000000;
-  o.train.batch_size = 2;
+  o.train.batch_size = batch;
   o.train.num_gpus = 0;
   o.train.cpu_threads = 1;
   o.cluster.ps = {HostPort{"127.0.0.1", f.port()}};
@@ -56,11 +57,20 @@ Result<WorkerTaskSummary> run_until_stopped(std::atomic<int>& stop, int64_t stop
   o.client.connect_timeout = milliseconds(20000);
   o.client.reply_timeout = milliseconds(30000);
   o.stop = &stop;
-  sink.stop = &stop;
-  sink.stop_after = stop_after;
+  adjust(o);
   auto result = run_worker_task(o, sink);
   EXPECT_TRUE(f.stop());  // the worker never said DONE
   return result;
+}
+
+// Trains until `stop` turns non-zero after `stop_after` steps (or at once if it is set
+// already); returns the worker's result, and `sink` holds what it reported.
+Result<WorkerTaskSummary> run_until_stopped(std::atomic<int>& stop, int64_t stop_after,
+                                            Recorder& sink) {
+  sink.stop = &stop;
+  sink.stop_after = stop_after;
+  return run_against_one_ps(
+      4, 2, [](WorkerTaskOptions&) {}, sink, stop);
 }
 
 TEST(WorkerTaskStop, AStopRequestEndsTrainingBetweenStepsAsCancelled) {
@@ -85,36 +95,20 @@ TEST(WorkerTaskStop, AStopBeforeTrainingTrainsNothing) {
   EXPECT_FALSE(sink.finished);
 }
 
-// One worker (the chief), synchronous SGD, against one PS over TCP, until `sink` stops it.
+// Synchronous SGD over TCP, with or without --overlap, evaluating every `eval_every` steps.
 Result<WorkerTaskSummary> run_over_tcp(bool overlap, int64_t eval_every, TrainingSink& sink,
                                        std::atomic<int>& stop) {
-  testing_util::TempDir dir("pstrain_worker_tcp");
-  testing_util::ServerFixture f({.num_workers = 1,
-                                 .heartbeat_timeout = milliseconds(30000),
-                                 .startup_timeout = milliseconds(60000)});
-  if (!f.ok()) return internal_error("the parameter server did not start");
-  WorkerTaskOptions o;
-  o.train.data_dir = testing_util::tiny_mnist_dir(dir.path(), 8);
-  o.train.validation_size = 0;
-  o.train.train_steps = 1000000;
-  o.train.batch_size = 4;
-  o.train.num_gpus = 0;
-  o.train.cpu_threads = 1;
-  o.train.optimizer.kind = OptimizerKind::kSgd;
-  o.train.optimizer.learning_rate = 0.5f;
-  o.train.eval_every = eval_every;
-  o.sync_replicas = true;
-  o.overlap = overlap;
-  o.cluster.ps = {HostPort{"127.0.0.1", f.port()}};
-  o.cluster.workers = {HostPort{"127.0.0.1", 1}};
-  o.job_id = testing_util::ServerFixture::kJob;
-  o.client.connect_timeout = milliseconds(20000);
-  o.client.reply_timeout = milliseconds(30000);
-  o.client.transport = Transport::kTcp;
-  o.stop = &stop;
-  auto result = run_worker_task(o, sink);
-  EXPECT_TRUE(f.stop());  // the worker never said DONE
-  return result;
+  return run_against_one_ps(
+      8, 4,
+      [&](WorkerTaskOptions& o) {
+        o.train.optimizer.kind = OptimizerKind::kSgd;
+        o.train.optimizer.learning_rate = 0.5f;
+        o.train.eval_every = eval_every;
+        o.sync_replicas = true;
+        o.overlap = overlap;
+        o.client.transport = Transport::kTcp;
+      },
+      sink, stop);
 }
 
 // A sink that reads the tensors (TensorBoard's histograms) gets, at each step's report, the
