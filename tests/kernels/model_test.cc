@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
+#include <utility>
 
 namespace pstrain {
 namespace {
@@ -178,13 +180,20 @@ TEST(Model, SgdOnOneBatchLowersTheLoss) {
   EXPECT_EQ(m.evaluate(images, labels, 3).correct, n);
 }
 
-// A model `name` (mlp, cnn) of 16 hidden units on 8x8 images: small enough for exact checks.
-ModelOptions small_options(const char* name) {
-  ModelOptions o{name, 16};
-  o.image_rows = 8;
-  o.image_cols = 8;
-  return o;
-}
+// A model `name` (mlp, cnn) of 16 hidden units on 8x8 images on the CPU backend: small
+// enough for exact checks. `model` is null (and the test has failed) if it cannot be made.
+struct SmallModel {
+  explicit SmallModel(const char* name) : ops(make_cpu_ops(1)) {
+    ModelOptions o{name, 16};
+    o.image_rows = 8;
+    o.image_cols = 8;
+    auto created = Model::create(o, *ops);
+    EXPECT_TRUE(created.ok()) << created.status().to_string();
+    if (created.ok()) model = std::move(created).value();
+  }
+  std::unique_ptr<Ops> ops;
+  std::unique_ptr<Model> model;
+};
 
 // Model::GradientsReady, what --overlap sends by: each report comes after the layers behind
 // it are done, from the last layer to the second, and what it calls final does not change
@@ -204,10 +213,10 @@ TEST(Model, BackwardReportsEachLayersGradientsOnceTheyAreFinal) {
   };
   for (const char* name : {"mlp", "cnn"}) {
     SCOPED_TRACE(name);
-    auto ops = make_cpu_ops(1);
-    auto created = Model::create(small_options(name), *ops);
-    ASSERT_TRUE(created.ok()) << created.status().to_string();
-    Model& m = **created;
+    SmallModel small(name);
+    ASSERT_NE(small.model, nullptr);
+    Ops* ops = small.ops.get();
+    Model& m = *small.model;
     const int n = 4;
     std::mt19937 gen(3);
     std::uniform_real_distribution<float> u(0.f, 1.f);
@@ -251,10 +260,10 @@ TEST(Model, BackwardReportsEachLayersGradientsOnceTheyAreFinal) {
 TEST(Model, ForwardAheadInPiecesGivesTheSameBitsAsOneForward) {
   for (const char* name : {"mlp", "cnn"}) {
     SCOPED_TRACE(name);
-    auto ops = make_cpu_ops(1);
-    auto created = Model::create(small_options(name), *ops);
-    ASSERT_TRUE(created.ok()) << created.status().to_string();
-    Model& m = **created;
+    SmallModel small(name);
+    ASSERT_NE(small.model, nullptr);
+    Ops* ops = small.ops.get();
+    Model& m = *small.model;
     const int n = 4;
     const size_t count = static_cast<size_t>(m.num_parameters());
     std::mt19937 gen(5);
