@@ -33,8 +33,8 @@
 // The PS applies plain SGD to every gradient (async mode), so each iteration includes the
 // optimizer pass over N KB as a real step would.
 // Run: build/bench/pstrain_bench_ps [--benchmark_filter=...] [--benchmark_format=json]
-//      Both processes keep freed large buffers as `pstrain ps` and `pstrain worker` do
-//      (runtime/base/allocator.h); PSTRAIN_BENCH_GLIBC_MALLOC=1 runs with glibc's defaults.
+//      Both processes keep freed large buffers as role processes (`pstrain --job_name=ps|worker`)
+//      do (runtime/base/allocator.h); PSTRAIN_BENCH_GLIBC_MALLOC=1 runs with glibc's defaults.
 //      (results of the 2-core build machine: bench/results/ps_pushpull_cpu.json)
 #include <benchmark/benchmark.h>
 
@@ -511,8 +511,9 @@ BENCHMARK(BM_RawZmq)
 int main(int argc, char** argv) {
   // The PS's INFO lines (a PS starts and ends per benchmark) would bury the table.
   pstrain::set_log_level(pstrain::LogLevel::WARNING);
-  // As `pstrain ps` and `pstrain worker` do (runtime/base/allocator.h), in both processes;
-  // PSTRAIN_BENCH_GLIBC_MALLOC=1 leaves glibc's defaults, to measure what the setting brings.
+  // As role processes (`pstrain --job_name=ps|worker`) do (runtime/base/allocator.h), in both
+  // processes; PSTRAIN_BENCH_GLIBC_MALLOC=1 leaves glibc's defaults, to measure what the setting
+  // brings.
   const char* defaults = std::getenv("PSTRAIN_BENCH_GLIBC_MALLOC");
   if (defaults == nullptr || std::string(defaults) != "1") pstrain::keep_large_buffers_mapped();
   if (argc == 5 && std::string(argv[1]) == "--serve") {
