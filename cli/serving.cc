@@ -22,6 +22,7 @@ void add_serving_checkpoint_flags(CLI::App& app, ServingFlags& f) {
   app.add_option("--checkpoint", f.checkpoint,
                  "One checkpoint instead of the latest: model.ckpt-STEP (in --checkpoint_dir) or "
                  "the path of its .index.json");
+  add_flagfile_option(app);
 }
 
 void add_serving_backend_flags(CLI::App& app, ServingFlags& f) {

@@ -34,6 +34,8 @@ struct ServingFlags {
   int num_gpus = 0;        // 0: the CPU (the reference); 1: GPU 0 when there is one
   int cpu_threads = 0;     // 0: all cores
 };
+// --checkpoint_dir, --checkpoint and --flagfile (listed in the help; flagfiles are read before
+// parsing, as for every command).
 void add_serving_checkpoint_flags(CLI::App& app, ServingFlags& f);
 void add_serving_backend_flags(CLI::App& app, ServingFlags& f);
 

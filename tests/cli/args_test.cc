@@ -159,6 +159,14 @@ TEST(Help, HelpAllHasEveryCommandsFlags) {
   EXPECT_EQ(cli({"launch", "--help"}).code, kExitOk);
 }
 
+TEST(Help, EveryCommandThatTakesFlagsListsFlagfile) {
+  for (const char* command : {"train", "launch", "eval", "predict", "export"}) {
+    CliRun r = cli({command, "--help"});
+    EXPECT_EQ(r.code, kExitOk) << command;
+    EXPECT_NE(r.out.find("--flagfile"), std::string::npos) << command << " --help:\n" << r.out;
+  }
+}
+
 TEST(Flagfile, ReadsOneFlagPerLineAndLaterWins) {
   const fs::path d = temp_dir("flagfile");
   write(d / "inner.flags", "--batch_size=32\n");
