@@ -292,16 +292,23 @@ BENCHMARK(BM_GemmEigenThreaded)->Arg(1024)->UseRealTime()->Unit(benchmark::kMill
 
 // --- optimizer update (kernels/optim.h apply_update, what a PS runs per gradient and a local
 // `pstrain train` per step): arg 0 = the kind (0 SGD, 1 momentum, 2 Adam, 3 Adagrad), arg 1 =
-// elements (79,510: the MLP's parameters). One thread, as on a PS. bytes_per_second counts
-// the parameters, gradient and slots read and written.
+// elements (79,510: the MLP's parameters), arg 2 = percent of the elements whose gradient is
+// 1e-20, as where a weight's input is (nearly) always zero: Adam's second moment, its square
+// times 0.001, is a subnormal float, which the updates flush to zero
+// (kernels/cpu/flush_denormals.h; Adagrad's accumulator starts at 0.1 and stays normal). One
+// thread, as on a PS. bytes_per_second counts the parameters, gradient and slots read and
+// written.
 void BM_OptimizerUpdate(benchmark::State& state) {
   const auto kind = static_cast<OptimizerKind>(state.range(0));
   const auto n = static_cast<size_t>(state.range(1));
+  const auto tiny_percent = static_cast<size_t>(state.range(2));
   OptimizerConfig config;
   config.kind = kind;
   config.learning_rate = 1e-3f;
   std::vector<float> p(n, 0.5f), g(n), s0(n, optimizer_slot_initial_value(config)), s1(n, 0.f);
-  for (size_t i = 0; i < n; ++i) g[i] = static_cast<float>(i % 97) * 1e-3f - 0.04f;
+  for (size_t i = 0; i < n; ++i) {
+    g[i] = i % 100 < tiny_percent ? 1e-20f : static_cast<float>(i % 97) * 1e-3f - 0.04f;
+  }
   int64_t t = 1;
   for (auto _ : state) {
     apply_update(config, p, g, s0, s1, t++);
@@ -313,8 +320,8 @@ void BM_OptimizerUpdate(benchmark::State& state) {
                static_cast<double>(n * sizeof(float) * (3 + 2 * static_cast<size_t>(slots))));
 }
 BENCHMARK(BM_OptimizerUpdate)
-    ->ArgNames({"kind", "n"})
-    ->ArgsProduct({{0, 1, 2, 3}, {79510}})
+    ->ArgNames({"kind", "n", "tiny_pct"})
+    ->ArgsProduct({{0, 1, 2, 3}, {79510}, {0, 25}})
     ->Unit(benchmark::kMicrosecond);
 
 // --- a PS's SGD update of one chunk with its reply written as it goes (kernels/optim.h

@@ -16,6 +16,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "kernels/cpu/flush_denormals.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/optim_math.h"
 
@@ -213,6 +214,7 @@ void sgd_update(std::span<float> param, std::span<const float> grad, float lr) {
   PSTRAIN_CHECK(param.size() == grad.size());
   float* p = param.data();
   const float* g = grad.data();
+  const cpu::FlushDenormals flush;  // as TensorFlow computes (kernels/cpu/flush_denormals.h)
   const size_t count = param.size();
   for (size_t i = 0; i < count; ++i) sgd_step(p[i], g[i], lr);
 }
@@ -223,6 +225,7 @@ void momentum_update(std::span<float> param, std::span<const float> grad, std::s
   float* p = param.data();
   const float* g = grad.data();
   float* a = accum.data();
+  const cpu::FlushDenormals flush;  // as TensorFlow computes (kernels/cpu/flush_denormals.h)
   const size_t count = param.size();
   for (size_t i = 0; i < count; ++i) momentum_step(p[i], g[i], a[i], lr, momentum);
 }
@@ -237,6 +240,7 @@ void adam_update(std::span<float> param, std::span<const float> grad, std::span<
   const float* g = grad.data();
   float* mp = m.data();
   float* vp = v.data();
+  const cpu::FlushDenormals flush;  // as TensorFlow computes (kernels/cpu/flush_denormals.h)
   const size_t count = param.size();
   for (size_t i = 0; i < count; ++i)
     adam_step(p[i], g[i], mp[i], vp[i], lr_t, beta1, beta2, epsilon);
@@ -248,6 +252,7 @@ void adagrad_update(std::span<float> param, std::span<const float> grad, std::sp
   float* p = param.data();
   const float* g = grad.data();
   float* a = accum.data();
+  const cpu::FlushDenormals flush;  // as TensorFlow computes (kernels/cpu/flush_denormals.h)
   const size_t count = param.size();
   for (size_t i = 0; i < count; ++i) adagrad_step(p[i], g[i], a[i], lr);
 }
@@ -324,7 +329,8 @@ struct PieceUpdate {
 
 // `u` over [at, at + len), block by block while the block is in cache.
 void update_piece(const PieceUpdate& u, size_t at, size_t len) {
-  constexpr size_t kBlock = 8192;  // 32 KB of parameters: with the gradient, within L1 + L2
+  const cpu::FlushDenormals flush;  // the scaling too, on whichever thread runs the piece
+  constexpr size_t kBlock = 8192;   // 32 KB of parameters: with the gradient, within L1 + L2
   const auto part = [](std::span<float> s, size_t b, size_t l) {
     return s.empty() ? s : s.subspan(b, l);
   };

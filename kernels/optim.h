@@ -13,6 +13,10 @@
 // Slots start at 0 except Adagrad's accumulator (initial_accumulator). Spans of one call have
 // equal sizes (PSTRAIN_CHECK: a programmer error). The element-wise math lives in
 // kernels/optim_math.h as PSTRAIN_HD functions that device code can share.
+// The host updates run with subnormal floats flushed to zero, as TensorFlow's CPU kernels do
+// (kernels/cpu/flush_denormals.h: a moment decaying through the subnormal range cost 7x the
+// update), whatever mode the calling thread is in; so a PS and `pstrain train` compute the
+// same bits. The CUDA updates keep subnormals (the GPU computes them at full speed).
 // Thread-safety: pure functions; callers must not update the same span concurrently.
 #pragma once
 

@@ -9,9 +9,15 @@
 #include <cstddef>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+#include "kernels/cpu/flush_denormals.h"
 #include "kernels/optim_math.h"
 
 namespace pstrain {
@@ -120,6 +126,62 @@ TEST(OptimTest, Adam) {
                 "adam step 2");
   EXPECT_NEAR(p[0], 0.8, 1e-6);
   EXPECT_NEAR(p[1], -0.9 + 0.0266337, 1e-6);
+}
+
+// A gradient of 1e-20 (its square 1e-40 is a subnormal float32) and a slot value below FLT_MIN
+// left over from decay: TensorFlow's CPU kernels flush both to zero, and so do ours, whatever
+// the caller's mode; on normal values the results are the plain arithmetic's (the tests above).
+TEST(OptimTest, SubnormalsAreFlushedToZeroAsTensorFlowDoes) {
+  using Limits = std::numeric_limits<float>;
+  const float tiny = Limits::min() / 4;  // subnormal
+  ASSERT_NE(tiny, 0.0f);
+  ASSERT_EQ(std::fpclassify(tiny), FP_SUBNORMAL);
+#if defined(__SSE__)
+  const unsigned caller_mode = _mm_getcsr();
+#endif
+  for (const bool caller_flushes : {false, true}) {
+    std::optional<cpu::FlushDenormals> caller;
+    if (caller_flushes) caller.emplace();
+    std::vector<float> p = {1.0f, 2.0f}, m = {0.0f, tiny}, v = {0.0f, 0.0f};
+    // m[0] = 0.1 * 1e-20 is normal; v[0] = 0.001 * 1e-40 would be subnormal: 0.
+    // m[1] = 0.9 * tiny + 0.1 * 0 reads tiny as 0: 0.
+    adam_update(p, std::vector<float>{1e-20f, 0.0f}, m, v, 0.1f, 0.9f, 0.999f, 1e-8f, 5);
+    EXPECT_FLOAT_EQ(m[0], 1e-21f) << "caller flushes: " << caller_flushes;
+    EXPECT_EQ(v[0], 0.0f) << "caller flushes: " << caller_flushes;
+    EXPECT_EQ(m[1], 0.0f) << "caller flushes: " << caller_flushes;
+    EXPECT_EQ(p[1], 2.0f) << "caller flushes: " << caller_flushes;
+    std::vector<float> q = {1.0f}, a = {tiny};
+    momentum_update(q, std::vector<float>{0.0f}, a, 0.1f, 0.9f);
+    EXPECT_EQ(a[0], 0.0f) << "caller flushes: " << caller_flushes;
+    EXPECT_EQ(q[0], 1.0f) << "caller flushes: " << caller_flushes;
+    // Normal inputs, results FLT_MIN (normal) and 0.5 FLT_MIN (subnormal: 0).
+    std::vector<float> r = {tiny * 8, tiny * 6};
+    sgd_update(r, std::vector<float>{tiny * 4, tiny * 4}, 1.0f);
+    EXPECT_EQ(r[0], Limits::min()) << "caller flushes: " << caller_flushes;
+    EXPECT_EQ(r[1], 0.0f) << "caller flushes: " << caller_flushes;
+  }
+#if defined(__SSE__)
+  // The caller's mode is as it was (the guard's destructor restored it each time); the low 6
+  // bits are sticky exception flags (inexact results set one), not the mode.
+  EXPECT_EQ(_mm_getcsr() & ~0x3Fu, caller_mode & ~0x3Fu);
+  // A value computed here, outside the updates, keeps its subnormal result.
+  volatile float half_min = Limits::min();
+  EXPECT_EQ(std::fpclassify(half_min / 2), FP_SUBNORMAL);
+#endif
+}
+
+// The update threads flush too: a span large enough to be split over them (each piece is
+// applied on whichever thread claims it), with a subnormal moment everywhere.
+TEST(OptimTest, ParallelUpdatesFlushSubnormalsOnEveryThread) {
+  const float tiny = std::numeric_limits<float>::min() / 4;
+  const size_t n = 3 * kParallelUpdateMinValues + 5;
+  OptimizerConfig config;
+  config.kind = OptimizerKind::kAdam;
+  config.learning_rate = 0.1f;
+  std::vector<float> p(n, 1.0f), g(n, 0.0f), m(n, tiny), v(n, 0.0f);
+  apply_update_parallel(config, p, g, m, v, 1);
+  EXPECT_EQ(std::count(m.begin(), m.end(), 0.0f), static_cast<std::ptrdiff_t>(n));
+  EXPECT_EQ(std::count(p.begin(), p.end(), 1.0f), static_cast<std::ptrdiff_t>(n));
 }
 
 TEST(OptimTest, Adagrad) {
