@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 #include <type_traits>
+#include <utility>
 
 #include "kernels/optim.h"
 #include "runtime/base/log.h"
@@ -551,6 +552,7 @@ Status PsClient::exchange_impl(const std::vector<int>& targets, Make& make, OnRe
     PSTRAIN_RETURN_IF_ERROR(send(p, /*again=*/false));
     pending.push_back(p);
   }
+  if (WhileWaiting* w = std::exchange(while_waiting_, nullptr); w != nullptr) w->run();
   std::vector<zmq::pollitem_t>& items = poll_items_;
   std::vector<size_t>& index = poll_index_;
   std::vector<int>& lane_of = poll_lane_;
@@ -929,7 +931,7 @@ Result<PushResult> PsClient::push(std::span<const float> flat_grads, const PsSte
 Result<PushResult> PsClient::push_pull(std::span<const float> flat_grads, const PsSteps& steps,
                                        std::shared_ptr<const void> owner, std::span<float> flat,
                                        const PsSteps& min_steps, PsSteps& pulled,
-                                       ParametersArrived* arrived) {
+                                       ParametersArrived* arrived, WhileWaiting* while_waiting) {
   if (min_steps.size() != ps_.size()) {
     return invalid_argument("push_pull needs one minimum step per parameter server");
   }
@@ -939,8 +941,10 @@ Result<PushResult> PsClient::push_pull(std::span<const float> flat_grads, const 
   // Where earlier requests' replies stopped says nothing of this one's (tell_arrived()).
   for (ReplyCursor& at : reply_cursor_) at = {};
   PullAlong along{.flat = flat, .mins = along_mins_, .steps = pulled, .arrived = arrived};
-  PSTRAIN_ASSIGN_OR_RETURN(PushResult result,
-                           push_impl(flat_grads, steps, std::move(owner), &along));
+  while_waiting_ = while_waiting;
+  Result<PushResult> pushed = push_impl(flat_grads, steps, std::move(owner), &along);
+  while_waiting_ = nullptr;  // (not run when a request could not be sent)
+  PSTRAIN_ASSIGN_OR_RETURN(PushResult result, std::move(pushed));
   result.pulled = along.complete;
   return result;
 }

@@ -220,10 +220,22 @@ class PsClient {
    protected:
     ~ParametersArrived() = default;
   };
+  // Work for the calling thread while the servers compute (the next batch gathered, say):
+  // push_pull() given one calls run() once, after every server's request is queued and before
+  // it first waits for a reply (so before any arrived()); not again when a request is asked
+  // anew, and not at all when a request cannot be sent (the call then fails).
+  class WhileWaiting {
+   public:
+    virtual void run() = 0;
+
+   protected:
+    ~WhileWaiting() = default;
+  };
   Result<PushResult> push_pull(std::span<const float> flat_grads, const PsSteps& steps,
                                std::shared_ptr<const void> owner, std::span<float> flat,
                                const PsSteps& min_steps, PsSteps& pulled_steps,
-                               ParametersArrived* arrived = nullptr);
+                               ParametersArrived* arrived = nullptr,
+                               WhileWaiting* while_waiting = nullptr);
   // Overlap: a worker pushes each layer's gradients as soon as backward has produced them.
   // Sends each PS reached over TCP or its Unix socket (not shared memory, where nothing
   // travels) those of its chunks that lie wholly in flat_grads[ready_from, end) and were not
@@ -456,6 +468,8 @@ class PsClient {
   OutMessage cold_out_;
   InMessage reply_;
   PsSteps along_mins_;
+  // push_pull()'s WhileWaiting, run (and cleared) by exchange_impl() once its requests are out.
+  WhileWaiting* while_waiting_ = nullptr;
   std::vector<char> along_done_;
 
   std::thread heartbeat_;

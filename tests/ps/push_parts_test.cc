@@ -777,6 +777,18 @@ struct ArrivedRecorder final : PsClient::ParametersArrived {
   }
 };
 
+// What push_pull() runs while the servers compute (the worker gathers its next batch there):
+// how often, and how many arrived() calls had come before.
+struct WaitRecorder final : PsClient::WhileWaiting {
+  const ArrivedRecorder* arrived = nullptr;
+  int runs = 0;
+  size_t told_before = 0;
+  void run() override {
+    ++runs;
+    told_before = arrived->told.size();
+  }
+};
+
 // Two servers, two asynchronous workers: worker 0 takes its parameters in parts of 4 KiB,
 // worker 1 whole. Each round worker 0's PULL for the next step is parked, worker 1's push
 // (with the pull along) completes it, then worker 0 pushes with the pull along: every copy of
@@ -996,11 +1008,17 @@ TEST(ReplyParts, AStripedPushTakesItsReplyOverItsStripesConnectionsToo) {
     PsSteps pulled;
     ArrivedRecorder arrived;
     arrived.params = &params;
-    auto pushed = w.push_pull(grads, steps, nullptr, params, PsSteps{0, 0}, pulled, &arrived);
+    WaitRecorder waited;
+    waited.arrived = &arrived;
+    auto pushed =
+        w.push_pull(grads, steps, nullptr, params, PsSteps{0, 0}, pulled, &arrived, &waited);
     ASSERT_TRUE(pushed.ok()) << pushed.status().to_string();
     EXPECT_TRUE(pushed->accepted);
     EXPECT_TRUE(pushed->pulled);
     EXPECT_EQ(pulled, (PsSteps{round + 1, round + 1}));
+    // The wait's work ran once for both servers' requests, before any part was told of.
+    EXPECT_EQ(waited.runs, 1);
+    EXPECT_EQ(waited.told_before, 0u);
     steps = pulled;
     for (size_t j = 0; j < kCount; ++j) expected[j] -= grads[j];
     expect_same_bits(params, expected, "the pull along");
