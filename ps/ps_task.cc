@@ -8,6 +8,7 @@
 #include <string>
 
 #include "runtime/base/log.h"
+#include "runtime/base/sched.h"
 #include "runtime/job/process.h"
 #include "runtime/metrics/metrics.h"
 #include "runtime/wire/transport.h"
@@ -66,6 +67,10 @@ Result<std::unique_ptr<PsListener>> bind_ps_listener(const std::string& host, in
 
 Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
                                   std::unique_ptr<PsListener> listener) {
+  // Every thread of a PS moves messages or applies them in microseconds: all of them (those
+  // started from here on inherit it) ask for short time slices, so that a step's push is taken
+  // while workers on the same cores compute (runtime/base/sched.h).
+  const Status short_slices = request_time_slice(kMessageThreadSlice);
   const int num_ps = static_cast<int>(o.cluster.ps.size());
   if (o.task_index < 0 || o.task_index >= num_ps) {
     return invalid_argument("ps task index " + std::to_string(o.task_index) +
@@ -93,6 +98,12 @@ Result<PsTaskSummary> run_ps_task(const PsTaskOptions& o, std::FILE* out,
       }
     }
   }
+  PSTRAIN_LOG(INFO) << "ps " << o.task_index << ": its threads "
+                    << (short_slices.ok()
+                            ? "ask for " + std::to_string(kMessageThreadSlice.count()) +
+                                  " us time slices (they run ahead of computing threads on "
+                                  "shared cores)"
+                            : "keep the kernel's default time slices: " + short_slices.message());
   ServerOptions so;
   so.ps_index = o.task_index;
   so.num_workers = static_cast<int>(o.cluster.workers.size());

@@ -11,6 +11,7 @@
 #include "ps/placement.h"
 #include "runtime/base/hash.h"
 #include "runtime/base/log.h"
+#include "runtime/base/sched.h"
 #include "runtime/wire/transport.h"
 #include "worker/backend.h"
 #include "worker/checkpointer.h"
@@ -160,7 +161,22 @@ Status WorkerRun::join() {
   co.worker = o_.task_index;
   co.job_id = o_.job_id;
   co.stop = o_.stop;  // a signal ends a wait for a silent PS (--ps_restart_timeout_s) at once
-  PSTRAIN_ASSIGN_OR_RETURN(client_, PsClient::connect(ctx_, o_.cluster.ps, placement_, co));
+  // The threads that connecting starts (ZeroMQ's I/O threads) move messages: they ask for short
+  // time slices so that a reply is taken while a worker on the same cores computes; this
+  // thread, which computes, goes back to the default (runtime/base/sched.h).
+  const Status short_slices = request_time_slice(kMessageThreadSlice);
+  Result<std::unique_ptr<PsClient>> connected =
+      PsClient::connect(ctx_, o_.cluster.ps, placement_, co);
+  if (short_slices.ok()) {
+    const Status back = request_time_slice(std::chrono::nanoseconds(0));
+    if (!back.ok()) PSTRAIN_LOG(WARNING) << "the worker's time slice: " << back.message();
+  }
+  PSTRAIN_ASSIGN_OR_RETURN(client_, std::move(connected));
+  PSTRAIN_LOG(INFO) << "worker " << o_.task_index << ": its message threads "
+                    << (short_slices.ok()
+                            ? "ask for " + std::to_string(kMessageThreadSlice.count()) +
+                                  " us time slices, the computing ones keep the default"
+                            : "keep the kernel's default time slices: " + short_slices.message());
   PSTRAIN_LOG(INFO) << "worker " << o_.task_index << (chief_ ? " (chief)" : "") << ": "
                     << model_options_.name << " with " << model_->num_parameters()
                     << " parameters in " << placement_.chunks.size() << " chunks over " << num_ps_

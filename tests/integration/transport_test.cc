@@ -16,6 +16,8 @@
 #include <regex>
 #include <set>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -208,6 +210,81 @@ TEST_F(TransportTest, AJobOnSharedMemoryKilledWithSigkillLeavesNothingInDevShm) 
     EXPECT_FALSE(killed.success()) << killed.to_string();
   }
   EXPECT_EQ(dev_shm_names(), before);
+}
+
+// Each thread of process `pid`: its name and the time slice the kernel gives it (se.slice in
+// /proc/PID/task/TID/sched, ns; -1 where the kernel does not show it).
+std::vector<std::tuple<long, std::string, long>> thread_slices(int pid) {
+  std::vector<std::tuple<long, std::string, long>> out;
+  const fs::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  std::error_code ec;
+  for (const auto& t : fs::directory_iterator(tasks, ec)) {
+    std::string name = read_all(t.path() / "comm");
+    if (!name.empty() && name.back() == '\n') name.pop_back();
+    long slice = -1;
+    std::smatch m;
+    const std::string sched = read_all(t.path() / "sched");
+    if (std::regex_search(sched, m, std::regex(R"(se\.slice\s*:\s*(\d+))"))) {
+      slice = std::stol(m[1]);
+    }
+    out.emplace_back(std::stol(t.path().filename().string()), name, slice);
+  }
+  return out;
+}
+
+// runtime/base/sched.h: on cores a PS shares with its workers, every thread of the PS and the
+// workers' ZeroMQ I/O threads ask for short time slices; the thread that computes keeps the
+// kernel's default (a 100 us slice for it made the main job slower).
+TEST_F(TransportTest, ThePsAndTheWorkersMessageThreadsAskForShortSlicesTheComputingOneDoesNot) {
+  auto ports = pick_free_tcp_ports(2);
+  ASSERT_TRUE(ports.ok()) << ports.status().to_string();
+  const std::string ps = "127.0.0.1:" + std::to_string((*ports)[0]);
+  const std::string wk = "127.0.0.1:" + std::to_string((*ports)[1]);
+  std::vector<Subprocess> procs;
+  const std::vector<std::string> names = {"slice-ps0", "slice-wk0"};
+  for (size_t i = 0; i < 2; ++i) {
+    std::vector<std::string> argv = testing_util::one_ps_task_argv(i == 0 ? 0 : 1);
+    argv.insert(argv.end(), {"--ps_hosts=" + ps, "--worker_hosts=" + wk, "--num_gpus=0",
+                             "--cpu_threads=1", "--train_steps=1000000", "--log_every=100000"});
+    auto p = Subprocess::spawn(testing_util::task_options(dir_, names[i], argv));
+    ASSERT_TRUE(p.ok()) << p.status().to_string();
+    procs.push_back(std::move(p).value());
+  }
+  // Until the worker says how its threads are scheduled (it connected: its I/O threads run),
+  // polling its log with a deadline.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::string wk_log;
+  while (std::chrono::steady_clock::now() < deadline) {
+    wk_log = read_all(dir_ / "slice-wk0.err");
+    if (wk_log.find("its message threads") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const std::string ps_log = read_all(dir_ / "slice-ps0.err");
+  ASSERT_NE(wk_log.find("its message threads"), std::string::npos) << wk_log;
+  if (ps_log.find("keep the kernel's default time slices") != std::string::npos) {
+    for (Subprocess& p : procs) p.kill();
+    GTEST_SKIP() << "this kernel takes no time-slice requests: " << ps_log;
+  }
+  EXPECT_NE(ps_log.find("its threads ask for 100 us time slices"), std::string::npos) << ps_log;
+  const long kShort = 100000;
+  const auto ps_threads = thread_slices(procs[0].pid());
+  ASSERT_GE(ps_threads.size(), 3u);  // main, ZeroMQ's I/O threads and reaper
+  for (const auto& [tid, name, slice] : ps_threads) {
+    EXPECT_EQ(slice, kShort) << "ps thread " << tid << " (" << name << ")";
+  }
+  int io_threads = 0;
+  for (const auto& [tid, name, slice] : thread_slices(procs[1].pid())) {
+    if (name.rfind("ZMQbg/IO/", 0) == 0) {
+      ++io_threads;
+      EXPECT_EQ(slice, kShort) << "worker I/O thread " << tid << " (" << name << ")";
+    }
+    if (tid == procs[1].pid()) {
+      EXPECT_NE(slice, kShort) << "the worker's computing thread";
+      EXPECT_GT(slice, 0);
+    }
+  }
+  EXPECT_EQ(io_threads, kIoThreads);
+  for (Subprocess& p : procs) p.kill();
 }
 
 TEST_F(TransportTest, APsKilledWithSigkillLeavesNoSocketNameAndRestartsOnTheSamePort) {
