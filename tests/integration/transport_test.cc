@@ -106,6 +106,34 @@ class TransportTest : public ::testing::Test {
     return run;
   }
 
+  // A PS and one worker on 127.0.0.1 that train until they are killed (logs `tag`-ps0 and
+  // `tag`-wk0 in dir_), `extra` flags given to both; empty (a failure recorded) when one could
+  // not start.
+  std::vector<Subprocess> start_until_killed(const std::string& tag,
+                                             const std::vector<std::string>& extra) {
+    std::vector<Subprocess> procs;
+    auto ports = pick_free_tcp_ports(2);
+    EXPECT_TRUE(ports.ok()) << ports.status().to_string();
+    if (!ports.ok()) return procs;
+    const std::string ps = "127.0.0.1:" + std::to_string((*ports)[0]);
+    const std::string wk = "127.0.0.1:" + std::to_string((*ports)[1]);
+    for (size_t i = 0; i < 2; ++i) {
+      std::vector<std::string> argv = testing_util::one_ps_task_argv(i == 0 ? 0 : 1);
+      argv.insert(argv.end(), {"--ps_hosts=" + ps, "--worker_hosts=" + wk, "--num_gpus=0",
+                               "--cpu_threads=1", "--train_steps=1000000"});
+      argv.insert(argv.end(), extra.begin(), extra.end());
+      auto p = Subprocess::spawn(
+          testing_util::task_options(dir_, tag + (i == 0 ? "-ps0" : "-wk0"), argv));
+      EXPECT_TRUE(p.ok()) << p.status().to_string();
+      if (!p.ok()) {
+        for (Subprocess& q : procs) q.kill();
+        return {};
+      }
+      procs.push_back(std::move(p).value());
+    }
+    return procs;
+  }
+
   testing_util::TempDir tmp_{"pstrain_transport", /*keep_on_failure=*/true};
   fs::path dir_ = tmp_.path();
 };
@@ -175,21 +203,9 @@ std::set<std::string> dev_shm_names() {
 }
 
 TEST_F(TransportTest, AJobOnSharedMemoryKilledWithSigkillLeavesNothingInDevShm) {
-  auto ports = pick_free_tcp_ports(2);
-  ASSERT_TRUE(ports.ok()) << ports.status().to_string();
-  const std::string ps = "127.0.0.1:" + std::to_string((*ports)[0]);
-  const std::string wk = "127.0.0.1:" + std::to_string((*ports)[1]);
   const std::set<std::string> before = dev_shm_names();
-  std::vector<Subprocess> procs;
-  const std::vector<std::string> names = {"kill-ps0", "kill-wk0"};
-  for (size_t i = 0; i < 2; ++i) {
-    std::vector<std::string> argv = testing_util::one_ps_task_argv(i == 0 ? 0 : 1);
-    argv.insert(argv.end(), {"--ps_hosts=" + ps, "--worker_hosts=" + wk, "--num_gpus=0",
-                             "--cpu_threads=1", "--train_steps=1000000", "--transport=shm"});
-    auto p = Subprocess::spawn(testing_util::task_options(dir_, names[i], argv));
-    ASSERT_TRUE(p.ok()) << p.status().to_string();
-    procs.push_back(std::move(p).value());
-  }
+  std::vector<Subprocess> procs = start_until_killed("kill", {"--transport=shm"});
+  ASSERT_EQ(procs.size(), 2u);
   // Wait (polling the PS's log, with a deadline) until the PS has mapped the worker's segment.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   bool mapped = false;
@@ -236,20 +252,8 @@ std::vector<std::tuple<long, std::string, long>> thread_slices(int pid) {
 // workers' ZeroMQ I/O threads ask for short time slices; the thread that computes keeps the
 // kernel's default (a 100 us slice for it made the main job slower).
 TEST_F(TransportTest, ThePsAndTheWorkersMessageThreadsAskForShortSlicesTheComputingOneDoesNot) {
-  auto ports = pick_free_tcp_ports(2);
-  ASSERT_TRUE(ports.ok()) << ports.status().to_string();
-  const std::string ps = "127.0.0.1:" + std::to_string((*ports)[0]);
-  const std::string wk = "127.0.0.1:" + std::to_string((*ports)[1]);
-  std::vector<Subprocess> procs;
-  const std::vector<std::string> names = {"slice-ps0", "slice-wk0"};
-  for (size_t i = 0; i < 2; ++i) {
-    std::vector<std::string> argv = testing_util::one_ps_task_argv(i == 0 ? 0 : 1);
-    argv.insert(argv.end(), {"--ps_hosts=" + ps, "--worker_hosts=" + wk, "--num_gpus=0",
-                             "--cpu_threads=1", "--train_steps=1000000", "--log_every=100000"});
-    auto p = Subprocess::spawn(testing_util::task_options(dir_, names[i], argv));
-    ASSERT_TRUE(p.ok()) << p.status().to_string();
-    procs.push_back(std::move(p).value());
-  }
+  std::vector<Subprocess> procs = start_until_killed("slice", {"--log_every=100000"});
+  ASSERT_EQ(procs.size(), 2u);
   // Until the worker says how its threads are scheduled (it connected: its I/O threads run),
   // polling its log with a deadline.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
